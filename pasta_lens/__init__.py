@@ -1,0 +1,31 @@
+"""pasta_lens: PASTA attention steering (Zhang et al., ICLR 2024) as a TransformerLens extension.
+
+Mark part of a prompt (``*like this*``) and steer chosen attention heads towards it with hook functions on
+``blocks.{L}.attn.hook_pattern``::
+
+    from pasta_lens import load_model, emphasize, pasta_hooks, steer, generate
+
+    model = load_model("smollm2-135m-instruct")
+    em = emphasize(model, "Maria is a nurse. *Answer in JSON.*", chat=True)
+    logits = model.run_with_hooks(em.tokens, fwd_hooks=pasta_hooks({20: [0, 3]}, em, alpha=0.01))
+"""
+
+from pasta_lens.generation import default_heads, generate
+from pasta_lens.models import load_model
+from pasta_lens.spans import Emphasis, emphasize, parse_markup
+from pasta_lens.steering import normalize_heads, pasta_hooks, steer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Emphasis",
+    "default_heads",
+    "emphasize",
+    "generate",
+    "load_model",
+    "normalize_heads",
+    "parse_markup",
+    "pasta_hooks",
+    "steer",
+    "__version__",
+]

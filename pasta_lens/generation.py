@@ -1,0 +1,96 @@
+"""Steered generation in one call, and the default head set.
+
+:func:`generate` is the convenience path: mark a span, get the steered continuation as text. It is built only
+from the public pieces (``emphasize`` + ``steer`` + the model's own KV-cached ``generate``), so anything it does
+can be done by hand with hooks. Greedy decoding by default, so steered and unsteered outputs are comparable.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence, Union
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
+from pasta_lens.spans import Emphasis, emphasize
+from pasta_lens.steering import AlphaSpec, Head, HeadSpec, ScalePosition, steer
+
+INTERIM_HEADS_NOTE = (
+    "interim head set: all heads of layers 20-29 (our measurement: raised CounterFact first-token efficacy of "
+    "SmolLM2-135M-Instruct from 0.57 to 0.99 on 200 train cases); replaced once a profile ships")
+
+
+def interim_heads(model: Any) -> tuple[Head, ...]:
+    """All heads of the last third of the layers (layers 20-29 on SmolLM2's 30): the interim default."""
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    first = n_layers - n_layers // 3
+    return tuple((layer, head) for layer in range(first, n_layers) for head in range(n_heads))
+
+
+def default_heads(model: Any) -> tuple[tuple[Head, ...], str]:
+    """The head set used when none is given, with a sentence saying where it comes from."""
+    return interim_heads(model), INTERIM_HEADS_NOTE
+
+
+def generate_tokens(model: Any, emphasis: Emphasis, max_new_tokens: int = 40,
+                    **generate_kwargs: Any) -> Int[Tensor, "batch new"]:
+    """Greedy-generate after ``emphasis.tokens`` (KV cache, left padding respected); return the new tokens.
+
+    Whatever hooks are active on the model (e.g. inside ``steer``) apply. Extra keyword arguments go to
+    ``model.generate``.
+    """
+    kwargs = dict(do_sample=False, use_past_kv_cache=True, verbose=False, stop_at_eos=True)
+    kwargs.update(generate_kwargs)
+    with torch.inference_mode():
+        out = model.generate(emphasis.tokens, attention_mask=emphasis.attention_mask, prepend_bos=False,
+                             max_new_tokens=max_new_tokens, return_type="tokens", **kwargs)
+    return out[:, emphasis.tokens.shape[1]:]
+
+
+def decode_new(model: Any, new_tokens: Int[Tensor, "batch new"]) -> list[str]:
+    """Decode generated tokens per row, dropping special tokens (EOS and the padding after it)."""
+    return [model.tokenizer.decode(row, skip_special_tokens=True).strip() for row in new_tokens.tolist()]
+
+
+def generate(
+    model: Any,
+    text: Union[str, Sequence[str]],
+    heads: Union[HeadSpec, None] = None,
+    *,
+    alpha: AlphaSpec = 0.01,
+    chat: bool = False,
+    markers: Union[str, tuple[str, str]] = "*",
+    scale_position: ScalePosition = "exclude",
+    max_new_tokens: int = 40,
+    steered: bool = True,
+    **generate_kwargs: Any,
+) -> Union[str, list[str]]:
+    """Generate a continuation of ``text`` with PASTA steering towards its marked span(s).
+
+    Args:
+        model: a TransformerLens model (e.g. from :func:`pasta_lens.load_model`).
+        text: prompt(s) with the emphasised span marked, e.g. ``"Maria is a nurse. *Answer in JSON.*"``.
+        heads: the heads to steer; default: the model's default head set (:func:`default_heads`).
+        alpha, scale_position: as in :func:`pasta_lens.pasta_hooks`.
+        chat: render the model's chat template around the text.
+        markers: the emphasis markers used in ``text``.
+        max_new_tokens: how many tokens to generate at most (greedy unless ``do_sample=True`` is passed).
+        steered: False gives the unsteered baseline on exactly the same tokens (markers removed).
+
+    Returns:
+        The generated text (new tokens only): a string for one prompt, a list for several.
+
+    Example:
+        >>> generate(model, "Maria is a nurse. *Answer in JSON.*", heads={20: [0, 3]}, chat=True)
+    """
+    em = emphasize(model, text, chat=chat, markers=markers)
+    if not steered:
+        new = generate_tokens(model, em, max_new_tokens, **generate_kwargs)
+    else:
+        if heads is None:
+            heads = default_heads(model)[0]
+        with steer(model, heads, em, alpha, scale_position):
+            new = generate_tokens(model, em, max_new_tokens, **generate_kwargs)
+    texts = decode_new(model, new)
+    return texts[0] if isinstance(text, str) else texts

@@ -1,0 +1,327 @@
+"""Emphasis: from marked-up text to a per-token key mask.
+
+PASTA steers attention towards a user-chosen part of the prompt. This module turns what the user marks
+(``"Maria is a nurse. *Answer in JSON.*"``) into what the steering hooks need: a token tensor and a boolean
+*key mask* ``[batch, pos]`` that is True at every token position the model should attend to more.
+
+The pipeline, per text:
+
+1. **Parse**: remove the markers (``*span*`` by default; any ``(open, close)`` pair such as ``("<em>", "</em>")``;
+   a backslash escapes a marker) and keep the character ranges they enclosed. Instead of markup, spans can be
+   given as substrings (``"JSON"`` or ``("the", 2)`` for the second occurrence) or as character ranges.
+2. **Render**: with ``chat=True`` the clean text becomes the user turn of the model's chat template; the spans
+   are shifted to where the text lands inside the rendered string (found, never hard-coded).
+3. **Tokenise** with the fast tokenizer's offset mapping. A token is emphasised when its character range
+   overlaps an emphasised character. Several spans are a union.
+4. **Batch**: several texts are left-padded (the layout ``generate`` needs) with an ``attention_mask``; padding
+   positions are never emphasised.
+
+Token positions are absolute key indices: the BOS token (prepended for plain text when the model's
+``cfg.default_prepend_bos`` says so, never for chat-templated text, whose template already starts with it) and
+the left padding are counted, so ``key_mask[b, j]`` describes key ``j`` of ``hook_pattern`` for row ``b``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence, Union
+
+import torch
+from jaxtyping import Bool, Int
+from torch import Tensor
+
+CharSpan = tuple[int, int]
+"""A half-open character range ``(start, end)`` in a string."""
+
+SubstringSpec = Union[str, tuple[str, int]]
+"""A substring to emphasise, or ``(substring, n)`` for its n-th occurrence (1-based)."""
+
+
+@dataclass(frozen=True)
+class Emphasis:
+    """Tokens of one or more prompts with the emphasised key positions marked.
+
+    Attributes:
+        tokens: token ids, left-padded, ``[batch, pos]``.
+        attention_mask: 1 for real tokens, 0 for padding, ``[batch, pos]``.
+        key_mask: True where a token overlaps an emphasised character, ``[batch, pos]``.
+        texts: per row, the string that was tokenised (markers removed, chat template rendered).
+        char_spans: per row, the emphasised character ranges in ``texts[row]`` (merged, sorted).
+        prepend_bos: whether a BOS token was put in front of each row's tokens.
+
+    ``text`` and ``spans`` give row 0's values when the batch has one row (the common case of a single
+    prompt) and the per-row tuples otherwise.
+    """
+
+    tokens: Int[Tensor, "batch pos"]
+    attention_mask: Int[Tensor, "batch pos"]
+    key_mask: Bool[Tensor, "batch pos"]
+    texts: tuple[str, ...]
+    char_spans: tuple[tuple[CharSpan, ...], ...]
+    prepend_bos: bool
+
+    def __post_init__(self) -> None:
+        shape = tuple(self.tokens.shape)
+        if self.tokens.ndim != 2:
+            raise ValueError(f"Emphasis.tokens must be [batch, pos]; got shape {shape}.")
+        for name in ("attention_mask", "key_mask"):
+            if tuple(getattr(self, name).shape) != shape:
+                raise ValueError(f"Emphasis.{name} must have the shape of tokens {shape}; "
+                                 f"got {tuple(getattr(self, name).shape)}.")
+        if self.key_mask.dtype != torch.bool:
+            raise ValueError("Emphasis.key_mask must be a bool tensor (True = emphasised).")
+        if len(self.texts) != shape[0] or len(self.char_spans) != shape[0]:
+            raise ValueError("Emphasis.texts and Emphasis.char_spans need one entry per batch row.")
+
+    @property
+    def text(self) -> Union[str, tuple[str, ...]]:
+        """The tokenised string (one prompt) or the tuple of strings (a batch)."""
+        return self.texts[0] if len(self.texts) == 1 else self.texts
+
+    @property
+    def spans(self) -> Union[tuple[CharSpan, ...], tuple[tuple[CharSpan, ...], ...]]:
+        """Emphasised character ranges of ``text`` (one prompt) or per row (a batch)."""
+        return self.char_spans[0] if len(self.char_spans) == 1 else self.char_spans
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.tokens.shape[0])
+
+    def to(self, device: Union[str, torch.device]) -> "Emphasis":
+        """A copy with the tensors on ``device``."""
+        return Emphasis(self.tokens.to(device), self.attention_mask.to(device), self.key_mask.to(device),
+                        self.texts, self.char_spans, self.prepend_bos)
+
+
+def parse_markup(text: str, markers: Union[str, tuple[str, str]] = "*",
+                 escape: str = "\\") -> tuple[str, tuple[CharSpan, ...]]:
+    """Remove emphasis markers from ``text`` and return the clean text with the marked character ranges.
+
+    Args:
+        text: text with spans marked, e.g. ``"Maria is a nurse. *Answer in JSON.*"``.
+        markers: one string used to open and close (``"*"``, ``"**"``) or an ``(open, close)`` pair
+            (``("<em>", "</em>")``).
+        escape: a character that makes the next marker (or escape character) literal: ``r"2 \\* 3"``.
+
+    Returns:
+        ``(clean_text, spans)`` with spans as half-open ranges into ``clean_text``, in order.
+
+    Raises:
+        ValueError: a marker is left open, a closing marker has no opening one, or a span is empty.
+
+    Example:
+        >>> parse_markup("Maria is a nurse. *Answer in JSON.*")
+        ('Maria is a nurse. Answer in JSON.', ((18, 33),))
+    """
+    open_m, close_m = (markers, markers) if isinstance(markers, str) else tuple(markers)
+    if not open_m or not close_m:
+        raise ValueError("Emphasis markers must be non-empty strings, e.g. '*' or ('<em>', '</em>').")
+    out: list[str] = []
+    length = 0  # len("".join(out)), kept as we go
+    spans: list[CharSpan] = []
+    start: Union[int, None] = None
+    i, n = 0, len(text)
+    while i < n:
+        if escape and text.startswith(escape, i):
+            rest = text[i + len(escape):]
+            literal = next((m for m in (escape, open_m, close_m) if rest.startswith(m)), None)
+            if literal is not None:
+                out.append(literal)
+                length += len(literal)
+                i += len(escape) + len(literal)
+                continue
+        if start is None and text.startswith(open_m, i):
+            start = length
+            i += len(open_m)
+        elif start is not None and text.startswith(close_m, i):
+            if length == start:
+                raise ValueError(f"Empty emphasis span at character {i} of {text!r}: put text between "
+                                 f"the markers {open_m!r}...{close_m!r}.")
+            spans.append((start, length))
+            start = None
+            i += len(close_m)
+        elif start is None and text.startswith(close_m, i):
+            raise ValueError(f"Closing marker {close_m!r} at character {i} has no opening {open_m!r} in "
+                             f"{text!r}; escape it as {escape + close_m!r} to keep it as text.")
+        else:
+            out.append(text[i])
+            length += 1
+            i += 1
+    if start is not None:
+        raise ValueError(f"Unbalanced emphasis markers in {text!r}: an opening {open_m!r} is never closed "
+                         f"with {close_m!r}. Close it, or escape a literal marker as {escape + open_m!r}.")
+    return "".join(out), tuple(spans)
+
+
+def find_substrings(text: str, substrings: Sequence[SubstringSpec]) -> tuple[CharSpan, ...]:
+    """Character ranges of ``substrings`` in ``text``; ``(s, n)`` picks the n-th occurrence (1-based).
+
+    Raises:
+        ValueError: a substring is empty or does not occur (n times) in ``text``.
+    """
+    spans = []
+    for spec in substrings:
+        sub, nth = (spec, 1) if isinstance(spec, str) else spec
+        if not sub:
+            raise ValueError("An emphasised substring is empty; give the text to emphasise.")
+        if nth < 1:
+            raise ValueError(f"Occurrence numbers start at 1; got ({sub!r}, {nth}).")
+        at = -1
+        for _ in range(nth):
+            at = text.find(sub, at + 1)
+            if at < 0:
+                raise ValueError(f"Substring {sub!r} (occurrence {nth}) not found in {text!r}; pass a substring "
+                                 f"that occurs in the text (markers removed), or ({sub!r}, n) with a smaller n.")
+        spans.append((at, at + len(sub)))
+    return tuple(spans)
+
+
+def merge_spans(spans: Sequence[CharSpan]) -> tuple[CharSpan, ...]:
+    """Sort and merge overlapping or touching ranges (several spans are a union)."""
+    merged: list[list[int]] = []
+    for s, e in sorted(spans):
+        if merged and s <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], e)
+        else:
+            merged.append([s, e])
+    return tuple((s, e) for s, e in merged)
+
+
+def _tokenizer_of(model_or_tokenizer: Any) -> Any:
+    tok = getattr(model_or_tokenizer, "tokenizer", None) or model_or_tokenizer
+    if not getattr(tok, "is_fast", False):
+        raise ValueError(
+            f"emphasize needs a fast (Rust) tokenizer for its character offsets; got {type(tok).__name__}. "
+            "Load the model with a fast tokenizer (AutoTokenizer.from_pretrained(name, use_fast=True)).")
+    return tok
+
+
+def _default_prepend_bos(model_or_tokenizer: Any) -> bool:
+    cfg = getattr(model_or_tokenizer, "cfg", None)
+    return bool(getattr(cfg, "default_prepend_bos", True)) if cfg is not None else True
+
+
+def _render_chat(tok: Any, text: str, system_prompt: Union[str, None]) -> tuple[str, int]:
+    """Render ``text`` as the user turn of the chat template; return the string and where ``text`` starts."""
+    if not getattr(tok, "chat_template", None):
+        raise ValueError("chat=True needs a tokenizer with a chat template; this one has none. "
+                         "Use chat=False, or render the template yourself and mark the span in it.")
+    messages = ([{"role": "system", "content": system_prompt}] if system_prompt is not None else [])
+    messages.append({"role": "user", "content": text})
+    rendered = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    at = rendered.rfind(text)
+    if at < 0:
+        raise ValueError("The chat template changed the user text (it could not be found in the rendered "
+                         "prompt); render the template yourself and pass chat=False.")
+    return rendered, at
+
+
+def _tokenise_row(tok: Any, text: str, spans: tuple[CharSpan, ...], bos_id: Union[int, None]
+                  ) -> tuple[list[int], list[bool]]:
+    enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = list(enc["input_ids"]), list(enc["offset_mapping"])
+    mask = [any(a < e and s < b for s, e in spans) for a, b in offsets]
+    for s, e in spans:
+        if not any(a < e and s < b for a, b in offsets):
+            raise ValueError(f"Emphasised span {text[s:e]!r} at characters {s}:{e} covers no token of "
+                             f"{text!r}; widen the span to include at least one visible character.")
+    if bos_id is not None:
+        ids, mask = [bos_id] + ids, [False] + mask
+    return ids, mask
+
+
+def emphasize(
+    model_or_tokenizer: Any,
+    text: Union[str, Sequence[str]],
+    *,
+    chat: bool = False,
+    markers: Union[str, tuple[str, str]] = "*",
+    substrings: Union[Sequence[SubstringSpec], Sequence[Sequence[SubstringSpec]], None] = None,
+    char_ranges: Union[Sequence[CharSpan], Sequence[Sequence[CharSpan]], None] = None,
+    system_prompt: Union[str, None] = None,
+    prepend_bos: Union[bool, None] = None,
+) -> Emphasis:
+    """Tokenise ``text`` and mark the emphasised key positions.
+
+    Args:
+        model_or_tokenizer: a TransformerLens model (its ``tokenizer`` and ``cfg.default_prepend_bos`` are used)
+            or a Hugging Face fast tokenizer.
+        text: one prompt or a list of prompts (a left-padded batch).
+        chat: render the model's chat template around each text (user turn, generation prompt appended).
+        markers: emphasis markers in ``text``; ignored when ``substrings`` or ``char_ranges`` are given.
+        substrings: emphasise these substrings of the (literal) text instead of parsing markup; for a batch,
+            one sequence per row.
+        char_ranges: emphasise these ``(start, end)`` character ranges of the (literal) text; per row for a batch.
+        system_prompt: with ``chat=True``, an optional system message.
+        prepend_bos: put the tokenizer's BOS in front; default ``model.cfg.default_prepend_bos`` for plain text
+            and False for chat text (the template already starts with its own BOS-like token).
+
+    Returns:
+        An :class:`Emphasis` whose ``tokens`` equal ``model.to_tokens(em.text, prepend_bos=...)`` for one row.
+
+    Raises:
+        ValueError: bad markup, a substring not found, a span that covers no token, no fast tokenizer.
+
+    Example:
+        >>> em = emphasize(model, "Maria is a nurse. *Answer in JSON.*", chat=True)
+        >>> em.tokens[0, em.key_mask[0]]  # the tokens of "Answer in JSON."
+    """
+    tok = _tokenizer_of(model_or_tokenizer)
+    rows = [text] if isinstance(text, str) else list(text)
+    if not rows:
+        raise ValueError("emphasize got an empty list of texts; pass at least one prompt.")
+    single = isinstance(text, str)
+    if substrings is not None and char_ranges is not None:
+        raise ValueError("Pass either substrings or char_ranges, not both.")
+    per_row_specs: list[Any] = [None] * len(rows)
+    for name, given in (("substrings", substrings), ("char_ranges", char_ranges)):
+        if given is not None:
+            per_row_specs = [given] if single else list(given)
+            if len(per_row_specs) != len(rows):
+                raise ValueError(f"{name} needs one sequence per text ({len(rows)}); got {len(per_row_specs)}.")
+    if prepend_bos is None:
+        prepend_bos = False if chat else _default_prepend_bos(model_or_tokenizer)
+    bos_id = tok.bos_token_id if prepend_bos else None
+    if prepend_bos and bos_id is None:
+        raise ValueError("prepend_bos=True but the tokenizer has no BOS token; pass prepend_bos=False.")
+
+    texts, all_spans, all_ids, all_masks = [], [], [], []
+    for row, spec in zip(rows, per_row_specs):
+        if not isinstance(row, str):
+            raise ValueError(f"emphasize takes strings; got {type(row).__name__}.")
+        if substrings is not None:
+            clean, spans = row, find_substrings(row, spec)
+        elif char_ranges is not None:
+            clean, spans = row, tuple((int(s), int(e)) for s, e in spec)
+            for s, e in spans:
+                if not 0 <= s < e <= len(row):
+                    raise ValueError(f"Character range ({s}, {e}) is empty or outside the text of length "
+                                     f"{len(row)}; use 0 <= start < end <= len(text).")
+        else:
+            clean, spans = parse_markup(row, markers)
+        if not spans:
+            raise ValueError(f"No emphasis in {row!r}: mark a span like *this*, or pass substrings= or "
+                             "char_ranges=.")
+        spans = merge_spans(spans)
+        if chat:
+            clean, shift = _render_chat(tok, clean, system_prompt)
+            spans = tuple((s + shift, e + shift) for s, e in spans)
+        ids, mask = _tokenise_row(tok, clean, spans, bos_id)
+        texts.append(clean)
+        all_spans.append(spans)
+        all_ids.append(ids)
+        all_masks.append(mask)
+
+    width = max(len(ids) for ids in all_ids)
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+    tokens = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    key_mask = torch.zeros((len(rows), width), dtype=torch.bool)
+    for b, (ids, mask) in enumerate(zip(all_ids, all_masks)):
+        pad = width - len(ids)  # left padding: real tokens end at the last position
+        tokens[b, pad:] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[b, pad:] = 1
+        key_mask[b, pad:] = torch.tensor(mask, dtype=torch.bool)
+    device = getattr(getattr(model_or_tokenizer, "cfg", None), "device", None)
+    em = Emphasis(tokens, attention_mask, key_mask, tuple(texts), tuple(all_spans), bool(prepend_bos))
+    return em.to(device) if device is not None else em

@@ -1,0 +1,87 @@
+"""Tiny random models and a tiny fast tokenizer for unit tests: built in seconds, no downloads.
+
+``tiny_model("llama")`` is a 3-layer grouped-query Llama (4 query heads, 2 KV heads); ``tiny_model("gpt2")`` a
+2-layer GPT-2. Both share a byte-level BPE tokenizer trained here on a few sentences, with BOS/EOS/PAD tokens
+and a ChatML-style chat template, saved to disk and loaded back (the bridge re-reads tokenizers by path).
+"""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+
+import torch
+
+CORPUS = [
+    "Maria is a nurse who lives in Paris. Answer in JSON format with the name and the occupation.",
+    "The capital of France is Paris. Previously, the Eiffel Tower was in Rome. Currently it is in Paris.",
+    "For the aforementioned text, substitute she and he with they and generate the occupation.",
+    "John is a software engineer. He writes code and he likes tea. She is a professor of history.",
+    "0123456789 {}[]\":,.!?*<>/\\ abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+]
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+@functools.lru_cache(maxsize=1)
+def tiny_tokenizer_dir() -> str:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(CORPUS * 5, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>",
+                                   pad_token="<pad>", unk_token="<|endoftext|>")
+    fast.chat_template = CHAT_TEMPLATE
+    path = tempfile.mkdtemp(prefix="pasta_tiny_tok_")
+    fast.save_pretrained(path)
+    return path
+
+
+def tiny_tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_tokenizer_dir())
+
+
+def tiny_hf_model(arch: str = "llama", seed: int = 0):
+    from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
+
+    tok = tiny_tokenizer()
+    vocab = len(tok)
+    if arch == "llama":
+        cfg = LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                          pad_token_id=tok.pad_token_id)
+    elif arch == "gpt2":
+        cfg = GPT2Config(vocab_size=vocab, n_embd=64, n_layer=2, n_head=4, n_positions=256,
+                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    else:
+        raise ValueError(arch)
+    cfg._attn_implementation = "eager"
+    torch.manual_seed(seed)
+    hf = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager")
+    # Random init gives near-uniform attention; larger weights give peaked, more informative patterns.
+    with torch.no_grad():
+        for name, p in hf.named_parameters():
+            if p.ndim == 2 and ("q_proj" in name or "k_proj" in name or "c_attn" in name):
+                p.mul_(8.0)
+    return hf.eval(), tok
+
+
+@functools.lru_cache(maxsize=4)
+def tiny_model(arch: str = "llama", seed: int = 0):
+    """A TransformerBridge on a tiny random model (cached: treat it as read-only, add hooks only via contexts)."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    hf, tok = tiny_hf_model(arch, seed)
+    model = TransformerBridge.boot_transformers(f"tiny-{arch}", hf_model=hf, tokenizer=tok)
+    model.eval()
+    return model
