@@ -1,0 +1,86 @@
+"""What a task hands the profiler: one example = tokens, the emphasis key mask, and a scalar objective.
+
+The profiler scores a head by how much steering it alone raises a task's *objective*, a differentiable function
+of the logits (higher = better). The usual one is the log-probability of the target answer under teacher
+forcing: the prompt is followed by the target tokens, and
+
+    objective = sum_t log p(target_t | prompt, target_<t)          (positions n_prompt-1 .. n_prompt+n_target-2)
+
+optionally minus the same for a contrast answer's first token (CounterFact: log P(new) - log P(old)).
+
+The key mask covers only the prompt: the target tokens play the part of generated tokens, whose keys PASTA
+never rescales. Objectives map logits ``[batch, pos, vocab]`` to one value per row ``[batch]`` so that the
+profiler can put several steered copies of an example in one batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+Objective = Callable[[Float[Tensor, "batch pos vocab"]], Float[Tensor, "batch"]]
+
+
+@dataclass(frozen=True)
+class ProfilingExample:
+    """One profiling example.
+
+    Attributes:
+        tokens: the prompt followed by any teacher-forced target tokens, ``[1, pos]``.
+        key_mask: emphasis over the prompt positions, ``[1, n_prompt]`` (``n_prompt <= pos``).
+        objective: logits ``[batch, pos, vocab]`` -> ``[batch]``, differentiable, higher is better.
+        attention_mask: ``[1, pos]`` or None (no padding).
+        task: name of the task the example comes from.
+    """
+
+    tokens: Int[Tensor, "1 pos"]
+    key_mask: Bool[Tensor, "1 prompt"]
+    objective: Objective
+    attention_mask: Optional[Int[Tensor, "1 pos"]] = None
+    task: str = ""
+
+    def __post_init__(self) -> None:
+        if self.tokens.ndim != 2 or self.tokens.shape[0] != 1:
+            raise ValueError(f"ProfilingExample.tokens must be [1, pos]; got {tuple(self.tokens.shape)}.")
+        if self.key_mask.ndim != 2 or self.key_mask.shape[0] != 1 or self.key_mask.dtype != torch.bool:
+            raise ValueError("ProfilingExample.key_mask must be a bool tensor [1, n_prompt].")
+        if self.key_mask.shape[1] > self.tokens.shape[1]:
+            raise ValueError("ProfilingExample.key_mask is longer than tokens; it covers the prompt only.")
+        if not bool(self.key_mask.any()):
+            raise ValueError("ProfilingExample has an empty emphasis: the key mask marks no token.")
+        if not callable(self.objective):
+            raise ValueError("ProfilingExample.objective must be callable: logits [batch, pos, vocab] -> [batch].")
+
+    @property
+    def n_prompt(self) -> int:
+        return int(self.key_mask.shape[1])
+
+
+def target_logprob(
+    n_prompt: int,
+    target_ids: Int[Tensor, "n_target"],
+    contrast_ids: Optional[Int[Tensor, "n_contrast"]] = None,
+) -> Objective:
+    """Objective: summed log-prob of ``target_ids`` placed right after the prompt (teacher forcing).
+
+    With ``contrast_ids``, subtract the log-prob of the contrast's *first* token at the answer position
+    (it is not in the sequence, so only its first token is scored): ``log P(new) - log P(old)``.
+    """
+    target_ids = target_ids.flatten()
+    n = int(target_ids.shape[0])
+    if n == 0:
+        raise ValueError("target_logprob needs at least one target token.")
+
+    def objective(logits: Float[Tensor, "batch pos vocab"]) -> Float[Tensor, "batch"]:
+        logp = torch.log_softmax(logits[:, n_prompt - 1:n_prompt - 1 + n].float(), dim=-1)
+        idx = target_ids.to(logits.device)[None, :, None].expand(logits.shape[0], n, 1)
+        score = logp.gather(-1, idx).squeeze(-1).sum(-1)
+        if contrast_ids is not None:
+            score = score - logp[:, 0, int(contrast_ids.flatten()[0])]
+        return score
+
+    return objective
