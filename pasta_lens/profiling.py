@@ -270,7 +270,7 @@ def _progress(iterable: Sequence[int], enabled: bool, desc: str) -> Any:
         return iterable
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, desc=desc, leave=False, unit="ex")
+    return tqdm(iterable, desc=desc, leave=False, unit="it")
 
 
 # ------------------------------------------------------------------------------------------- profiling
@@ -549,3 +549,31 @@ def make_profile(
         alpha=alphas.pop(), k=int(k), strategy=strategy,
         n_examples={t: s.n_examples for t, s in task_scores.items()}, seed=seed, command=command,
         scores={t: s.scores for t, s in task_scores.items()}, provenance=dict(provenance or {}))
+
+
+def profile_tasks(
+    model: Any,
+    examples_by_task: Mapping[str, Sequence[ProfilingExample]],
+    method: Method = "attribution",
+    alpha: float = 0.01,
+    top_m: int = 32,
+    heads_per_batch: int = 16,
+    checkpoint_dir: Optional[Union[str, os.PathLike]] = None,
+    progress: bool = True,
+    rescore_examples: Optional[int] = None,
+) -> dict[str, HeadScores]:
+    """:func:`profile_heads` for several tasks, one checkpoint file per task (``checkpoint_dir/{task}.ckpt``).
+
+    Example:
+        >>> scores = profile_tasks(model, {"json": json_examples, "counterfact": cf_examples}, method="hybrid")
+        >>> select_heads(scores, k=40)
+    """
+    if not examples_by_task:
+        raise ValueError("profile_tasks needs at least one task: {task: [ProfilingExample, ...]}.")
+    out = {}
+    names = list(examples_by_task)
+    for task in _progress(names, progress and len(names) > 1, "tasks"):
+        ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / f"{task}.ckpt"
+        out[task] = profile_heads(model, examples_by_task[task], method, alpha, top_m, heads_per_batch, ckpt,
+                                  progress, rescore_examples)
+    return out
