@@ -49,3 +49,38 @@ def test_plot_command_writes_a_png(llama, tmp_path):
     assert main(["profile", "plot", "gpt-j-6b-pasta-top75", "--out", str(tmp_path / "gptj.png")]) == 0
     with pytest.raises(ValueError, match="no scores for task 'json'"):
         plot_profile(path, tasks=["json"])
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    from tests.tiny import tiny_hf_model
+
+    path = tmp_path_factory.mktemp("tiny_llama_model")
+    hf, tok = tiny_hf_model("llama")
+    hf.save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+def test_profile_command_end_to_end_and_resume(tiny_dir, tmp_path, capsys):
+    from pasta_lens import HeadProfile
+    from pasta_lens.models import load_model
+
+    out = tmp_path / "tiny.json"
+    argv = ["profile", "--model", tiny_dir, "--tasks", "json,counterfact", "--n", "2", "--method", "hybrid",
+            "--top-m", "3", "--k", "auto", "--ks", "1,2,4,99", "--val-n", "1", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    assert "heads selected" in capsys.readouterr().out
+    profile = HeadProfile.load(out)
+    model = load_model(tiny_dir)
+    profile.validate_for(model)
+    assert profile.tasks == ("json", "counterfact") and profile.n_examples == {"json": 2, "counterfact": 2}
+    assert profile.method == "hybrid" and profile.strategy == "intersection" and profile.k in (1, 2, 4)
+    assert profile.command == _command(build_parser().parse_args(argv))
+    curve = profile.provenance["ablation_curve"]
+    assert [p["k"] for p in curve] == [1, 2, 4]  # k above the 12 heads of the model is dropped
+    assert sorted(p.name for p in (tmp_path / "tiny.json.ckpt").iterdir()) == ["counterfact.ckpt", "json.ckpt"]
+    # the same command again resumes from the checkpoints and selects the same heads
+    assert main(argv) == 0
+    again = HeadProfile.load(out)
+    assert again.heads == profile.heads and again.scores == profile.scores
