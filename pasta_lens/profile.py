@@ -324,6 +324,27 @@ def list_profiles() -> tuple[str, ...]:
     return tuple(sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".json")))
 
 
+def find_profile(model: Any) -> Optional[tuple[str, HeadProfile]]:
+    """The shipped profile made on exactly this model (same shape and weights hash), with its registry name.
+
+    Profiles without a weights hash (the imported paper head sets) never match: they cannot prove which
+    weights they belong to. Returns None when no shipped profile fits.
+
+    Example:
+        >>> name, profile = find_profile(load_model("smollm2-135m-instruct"))
+    """
+    shape = (int(model.cfg.n_layers), int(model.cfg.n_heads))
+    actual: Optional[str] = None
+    for name in list_profiles():
+        profile = load_profile(name)
+        if profile.weights_hash is None or (profile.n_layers, profile.n_heads) != shape:
+            continue
+        actual = actual or weights_hash(model)
+        if profile.weights_hash == actual:
+            return name, profile
+    return None
+
+
 def load_profile(name_or_path: Union[str, os.PathLike]) -> HeadProfile:
     """Load a shipped profile by name (``"smollm2-135m-instruct"``) or any profile file by path.
 

@@ -113,3 +113,12 @@ def test_shipped_registry_holds_the_paper_head_sets():
         load_profile("nope")
     with pytest.raises(FileNotFoundError):
         load_profile("missing/profile.json")
+
+
+def test_find_profile_matches_only_the_same_weights(llama):
+    from pasta_lens.generation import default_heads, interim_heads
+    from pasta_lens.profile import find_profile
+
+    assert find_profile(llama) is None  # no shipped profile for a tiny random model (imported ones have no hash)
+    heads, note = default_heads(llama)
+    assert heads == interim_heads(llama) and "interim" in note
