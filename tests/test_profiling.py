@@ -215,13 +215,15 @@ def test_resume_after_interruption_gives_identical_result(llama, cf_llama, tmp_p
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_checkpoint_of_another_run_is_refused(llama, cf_llama, tmp_path):
+def test_checkpoint_of_another_run_is_refused_and_more_examples_reuse_it(llama, cf_llama, tmp_path):
     ckpt = tmp_path / "run.ckpt"
-    profile_heads(llama, cf_llama[:1], "attribution", checkpoint=ckpt, progress=False)
+    profile_heads(llama, cf_llama[:2], "attribution", checkpoint=ckpt, progress=False)
     with pytest.raises(ValueError, match="different profiling run.*alpha"):
-        profile_heads(llama, cf_llama[:1], "attribution", alpha=0.1, checkpoint=ckpt, progress=False)
-    with pytest.raises(ValueError, match="examples"):
-        profile_heads(llama, cf_llama[1:2], "attribution", checkpoint=ckpt, progress=False)
+        profile_heads(llama, cf_llama[:2], "attribution", alpha=0.1, checkpoint=ckpt, progress=False)
+    calls = [0]
+    more = profile_heads(llama, _counting(cf_llama, calls), "attribution", checkpoint=ckpt, progress=False)
+    assert calls[0] == 1  # only the third example was new
+    assert torch.equal(more.scores, profile_heads(llama, cf_llama, "attribution", progress=False).scores)
 
 
 # ------------------------------------------------------------------------------------------------ bad input
