@@ -122,3 +122,16 @@ def test_find_profile_matches_only_the_same_weights(llama):
     assert find_profile(llama) is None  # no shipped profile for a tiny random model (imported ones have no hash)
     heads, note = default_heads(llama)
     assert heads == interim_heads(llama) and "interim" in note
+
+
+@pytest.mark.slow
+def test_shipped_smollm2_profile_is_the_default_head_set(smollm2):
+    from pasta_lens.generation import default_heads
+
+    profile = load_profile("smollm2-135m-instruct")
+    profile.validate_for(smollm2)  # same shape and weights hash as the offline model
+    heads, note = default_heads(smollm2)
+    assert heads == profile.heads and "shipped profile 'smollm2-135m-instruct'" in note
+    assert set(profile.tasks) == {"json", "pronoun", "biasbios", "counterfact"}
+    assert profile.command.startswith("pasta-lens profile --model smollm2-135m-instruct")
+    assert profile.provenance["split"] == "train" and len(profile.scores) == 4
