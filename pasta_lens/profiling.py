@@ -283,14 +283,14 @@ def _progress(iterable: Sequence[int], enabled: bool, desc: str) -> Any:
 
 
 # ------------------------------------------------------------------------------------------- profiling
-def _check_examples(examples: Sequence[ProfilingExample]) -> str:
+def _check_examples(examples: Sequence[ProfilingExample], where: str = "profile_heads") -> str:
     examples = list(examples)
     if not examples:
-        raise ValueError("profile_heads got no examples; pass at least one ProfilingExample (e.g. from "
+        raise ValueError(f"{where} got no examples; pass at least one ProfilingExample (e.g. from "
                          "get_task(name).profiling_examples(model, split='train', n=200)).")
     for ex in examples:
         if not isinstance(ex, ProfilingExample):
-            raise ValueError(f"profile_heads takes ProfilingExample objects; got {type(ex).__name__}.")
+            raise ValueError(f"{where} takes ProfilingExample objects; got {type(ex).__name__}.")
         if not bool(ex.key_mask.any()):
             raise ValueError("A profiling example has an empty emphasis (its key mask marks no token).")
     tasks = sorted({ex.task for ex in examples})
@@ -504,7 +504,7 @@ def ablation_curve(
     if missing:
         raise ValueError(f"No validation examples for tasks {sorted(missing)}; give one list per scored task.")
     for t in tables:
-        _check_examples(val_examples_by_task[t])
+        _check_examples(val_examples_by_task[t], f"ablation_curve (validation examples of {t!r})")
     with torch.inference_mode():
         baselines = {t: [float(_objective(ex, _forward(model, ex, 1, []))[0]) for ex in val_examples_by_task[t]]
                      for t in tables}
