@@ -459,13 +459,23 @@ def select_heads(
     return tuple(sorted(chosen))
 
 
-class AblationPoint(NamedTuple):
-    """One point of an ablation curve: steering the heads selected with ``k`` on validation examples."""
-
+class _Point(NamedTuple):
     k: int
     n_heads: int
     metric: float
-    per_task: dict
+
+
+class AblationPoint(_Point):
+    """One point of an ablation curve, a ``(k, n_heads, metric)`` tuple: steering the heads selected with ``k``
+    on validation examples gives ``metric``; ``per_task`` holds each task's value (not part of the tuple)."""
+
+    per_task: dict[str, float]
+
+    def __new__(cls, k: int, n_heads: int, metric: float, per_task: Optional[Mapping[str, float]] = None
+                ) -> "AblationPoint":
+        point = super().__new__(cls, k, n_heads, metric)
+        point.per_task = dict(per_task or {})
+        return point
 
 
 def _mean_change(model: Any, examples: Sequence[ProfilingExample], heads: Sequence[Head], alpha: float,
