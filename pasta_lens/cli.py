@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markers", default="*", help="emphasis marker, or OPEN,CLOSE (e.g. '<em>,</em>')")
     p.add_argument("--max-new-tokens", type=int, default=40, help="tokens to generate (default 40)")
     p.set_defaults(func=_cmd_steer)
+    from pasta_lens.evaluation import add_evaluate_parser  # pasta-lens evaluate
+    add_evaluate_parser(sub)
     return parser
 
 
