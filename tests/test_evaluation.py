@@ -141,16 +141,22 @@ def test_resume_after_interruption(llama, tmp_path):
     lines = path.read_text().splitlines()
     assert len(lines) == 2 and not (tmp_path / "summary.json").exists()
     # mark a finished row, and leave a half-written line as a kill during a write would
+    # plant an output the random tiny model never writes: if the row is reused, it is rescored as valid JSON
     first = json.loads(lines[0])
-    first["metrics"]["f_acc"] = 7.0
+    first["outputs"]["output"] = '{"name": "x", "occupation": "nurse"}'
     path.write_text(json.dumps(first) + "\n" + lines[1] + "\n" + lines[1][: len(lines[1]) // 2])
     task = JsonTask(bios=short_bios())
     res = evaluate(llama, [task], ["pasta"], **kw)
-    assert len(res.rows) == 4 and res.rows[0]["metrics"]["f_acc"] == 7.0         # reused, not recomputed
-    assert res.summary["tasks"]["json"]["pasta"]["f_acc"] >= 7.0 / 4
+    assert len(res.rows) == 4 and res.rows[0]["metrics"]["f_acc"] == 1.0         # reused (and rescored)
+    assert [r["uid"] for r in res.rows] == [e.uid for e in task.examples("test", 4)]
+    assert res.summary["tasks"]["json"]["pasta"]["f_acc"] >= 1 / 4
+    assert len(path.read_text().splitlines()) == 5  # 2 kept + the cut line + 2 new rows; nothing recomputed twice
     # a different configuration does not reuse those rows
     other = evaluate(llama, [task], ["pasta:alpha=0.5"], **kw)
-    assert other.rows[0]["metrics"]["f_acc"] in (0.0, 1.0)
+    assert other.rows[0]["outputs"]["output"] != first["outputs"]["output"]
+    # nor does a changed prompt (another variant renders another prompt -> another config and prompt)
+    short = evaluate(llama, [task], ["pasta"], **{**kw, "n": 1}, variant="short")
+    assert short.rows[0]["outputs"]["output"] != first["outputs"]["output"]
     # resume=False starts over
     fresh = evaluate(llama, [task], ["pasta"], **{**kw, "n": 1}, resume=False)
     assert fresh.rows[0]["metrics"]["f_acc"] in (0.0, 1.0)
