@@ -1,0 +1,229 @@
+# %% [markdown]
+# # Steering meets activation patching: which steered heads carry the effect?
+#
+# PASTA steers many heads at once. Does each of them matter, or do a few carry the change in the answer?
+# Because steering is just hooks, the interpretability toolbox applies directly:
+#
+# 1. **Activation patching on head outputs.** Run the prompt unsteered and steered. Take one steered head's
+#    output `blocks.L.attn.hook_z[:, :, h]` from the steered run and patch it into the unsteered run: how much of
+#    the steering effect does that head alone bring back (*sufficiency*)? And the reverse: put the head's
+#    unsteered output into the steered run: how much of the effect is lost (*necessity*)?
+# 2. **Compare** with cheaper head scores: how much steering moves the head's attention onto the span.
+# 3. **Inspect** the most important heads: what they attend to, and what they write directly into the answer
+#    logit through the unembedding (direct logit attribution).
+#
+# The task metric is CounterFact's: the prompt states an old and a new fact, the new one emphasised, and we
+# measure `log P(new answer) - log P(old answer)` for the next token. Data: `train.json` (profiling/analysis
+# split; reports use `test.json`). `PASTA_LENS_FAST=1` selects tiny settings; pictures go to `$PASTA_LENS_OUT`.
+
+# %%
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from pasta_lens import default_heads, emphasize, load_model, steer
+from pasta_lens.analysis import (
+    cumulative_patching,
+    direct_logit_effect,
+    patch_steered_heads,
+    span_attention,
+)
+from pasta_lens.objectives import target_logprob
+from pasta_lens.plot import plot_ablation, plot_attention_row, plot_head_scores
+
+FAST = os.environ.get("PASTA_LENS_FAST") == "1"
+OUT = Path(os.environ.get("PASTA_LENS_OUT", "tutorials/out"))
+OUT.mkdir(parents=True, exist_ok=True)
+DATA = Path(os.environ.get("PASTA_LENS_DATA", "../shared/data"))  # relative to the repository root
+N_SCAN = 3 if FAST else 20         # CounterFact cases to scan for a clear example
+N_CANDIDATES = 6 if FAST else None  # heads to patch one by one (None: every steered head)
+torch.manual_seed(0)
+
+# %% [markdown]
+# ## The model, the steered heads, one CounterFact case
+# Steered heads: the interim default (every head of layers 20-29, 90 heads) until a profiled head set ships.
+# The prompt follows the PASTA paper's CounterFact format: `Previously, <old fact>. Currently, <new fact>.
+# <question>` with the new fact emphasised.
+
+# %%
+model = load_model("smollm2-135m-instruct")
+heads, why = default_heads(model)
+cases = json.loads((DATA / "counterfact" / "train.json").read_text())[:N_SCAN]
+
+
+def counterfact_prompt(case):
+    return (f"Previously, {case['prompt']} {case['ground_truth']}. "
+            f"*Currently, {case['prompt']} {case['target_new']}.* {case['prompt']}")
+
+
+def first_token(word):
+    return model.tokenizer.encode(" " + word)[0]
+
+
+def metric_for(case, em):
+    """log P(new) - log P(old) for the token after the prompt: logits [batch, pos, vocab] -> [batch]."""
+    n_prompt = em.tokens.shape[1]
+    return target_logprob(n_prompt, torch.tensor([first_token(case["target_new"])]),
+                          torch.tensor([first_token(case["ground_truth"])]))
+
+
+# Pick the scanned case where steering moves the metric most: a clear effect is easiest to dissect.
+scan = []
+with torch.inference_mode():
+    for case in cases:
+        em = emphasize(model, counterfact_prompt(case))
+        metric = metric_for(case, em)
+        unsteered = float(metric(model(em.tokens)))
+        with steer(model, heads, em):
+            steered = float(metric(model(em.tokens)))
+        scan.append((steered - unsteered, case))
+        print(f"case {case['case_id']}: {case['ground_truth']!r} -> {case['target_new']!r}: "
+              f"{unsteered:+.2f} -> {steered:+.2f}")
+_, case = max(scan, key=lambda item: item[0])
+em = emphasize(model, counterfact_prompt(case))
+metric = metric_for(case, em)
+str_tokens = model.to_str_tokens(em.tokens[0])
+print("chosen:", em.text)
+
+# %% [markdown]
+# ## TransformerLens' patching utilities work on the bridge
+# `transformer_lens.patching.generic_activation_patch` takes the corrupted tokens, a "clean" cache, a metric
+# and a patch setter. With the steered run's cache as the clean one and `layer_head_vector_patch_setter` on
+# activation `"z"`, it patches one head's output at a time into the unsteered run. Checked here against a
+# hand-written hook. Two caveats: the utility runs the tokens *without an attention mask* (so one unpadded
+# prompt at a time), and it patches one index per forward (joint patches need a hook of your own, below).
+
+# %%
+import pandas as pd  # noqa: E402  (TransformerLens' patching utilities index heads with a DataFrame)
+from transformer_lens import patching  # noqa: E402
+
+LAYER, HEAD = heads[0]
+z_name = f"blocks.{LAYER}.attn.hook_z"
+with torch.inference_mode():
+    with steer(model, heads, em):
+        _, steered_cache = model.run_with_cache(em.tokens, names_filter=z_name)
+    via_tl = patching.generic_activation_patch(
+        model, em.tokens, steered_cache, lambda logits: metric(logits).mean(),
+        patching.layer_head_vector_patch_setter, "z",
+        index_df=pd.DataFrame([[LAYER, HEAD]], columns=["layer", "head_index"]))
+
+
+    def patch_one_head(z, hook):
+        z = z.clone()
+        z[:, :, HEAD] = steered_cache[z_name][:, :, HEAD]
+        return z
+
+    by_hand = metric(model.run_with_hooks(em.tokens, fwd_hooks=[(z_name, patch_one_head)]))
+print(f"L{LAYER}H{HEAD} patched in: TL utility {float(via_tl[0]):+.4f}, hand-written hook {float(by_hand):+.4f}")
+
+# %% [markdown]
+# ## Patch every steered head, both directions
+# `patch_steered_heads` runs the utility twice: steered -> unsteered (the clean cache is the steered run's) and
+# unsteered -> steered (the utility runs inside `steer(...)`; its own hooks come and go, the steering stays).
+# `recovered` = the fraction of the steering effect one head brings back on its own; `removed` = the fraction
+# lost when only that head is reset. In fast mode we patch only a few candidate heads, pre-screened by how much
+# steering changes their direct effect on the answer (a cheap proxy computed from two cached runs).
+
+# %%
+new_id, old_id = first_token(case["target_new"]), first_token(case["ground_truth"])
+
+
+def z_and_scale(name):
+    return name.endswith("attn.hook_z") or name == "ln_final.hook_scale"
+
+
+with torch.inference_mode():
+    _, cache_unsteered = model.run_with_cache(em.tokens, names_filter=z_and_scale)
+    with steer(model, heads, em):
+        _, cache_steered = model.run_with_cache(em.tokens, names_filter=z_and_scale)
+dla_unsteered = direct_logit_effect(model, cache_unsteered, new_id, old_id)  # [layer, head]
+dla_steered = direct_logit_effect(model, cache_steered, new_id, old_id)
+dla_change = dla_steered - dla_unsteered
+if N_CANDIDATES is None:
+    candidates = heads
+else:
+    candidates = sorted(heads, key=lambda lh: -abs(float(dla_change[lh])))[:N_CANDIDATES]
+
+result = patch_steered_heads(model, em, heads, metric, candidates=candidates)
+print(f"metric unsteered {result.unsteered:+.3f}, steered {result.steered:+.3f}, effect {result.effect:+.3f}")
+print("head     recovered  removed  (fraction of the effect)")
+for head in result.ranked()[:10]:
+    i = result.heads.index(head)
+    print(f"L{head[0]}H{head[1]}    {float(result.recovered[i]):+.3f}    {float(result.removed[i]):+.3f}")
+n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+plot_head_scores(result.grid(n_layers, n_heads, "recovered"), selected=heads,
+                 title="Effect recovered by patching one steered head", colorbar_label="fraction of effect",
+                 path=OUT / "03_patching_recovered.png")
+
+# %% [markdown]
+# Single heads rarely carry the effect alone: the recovered fractions of the heads do not add up to 1, because
+# steering acts through many heads at once and their effects interact (downstream layers read the upstream
+# steered heads). Patching a growing set, best heads first, shows how many it takes. Patching *all* steered
+# heads' outputs reproduces the steered run exactly: every effect of steering goes through those outputs.
+
+# %%
+ranked = list(result.ranked())
+rest = [h for h in heads if h not in ranked]
+order = ranked + rest
+generator = torch.Generator().manual_seed(0)
+shuffled = [order[i] for i in torch.randperm(len(order), generator=generator).tolist()]
+ks = list(range(len(ranked) + 1)) + [len(order)]
+curve_ranked = cumulative_patching(model, em, heads, order, metric, ks=ks)
+curve_random = cumulative_patching(model, em, heads, shuffled, metric, ks=ks)
+plot_ablation({"best patched heads first": curve_ranked, "random order": curve_random},
+              "number of steered heads patched into the unsteered run", OUT / "03_cumulative_patching.png",
+              ylabel="log P(new) - log P(old)", title=f"{result.unsteered:+.2f} unsteered, "
+                                                       f"{result.steered:+.2f} steered")
+print("best first:", [(k, round(v, 2)) for k, v in curve_ranked])
+print("random:    ", [(k, round(v, 2)) for k, v in curve_random])
+
+# %% [markdown]
+# ## Compare with a cheaper head score
+# A head score that needs no patching: how much steering raises the head's attention mass on the span.
+# (With a profile from `pasta_lens.profiling`, compare its per-head scores the same way.) Rank correlation
+# between the two over the patched heads:
+
+# %%
+span = span_attention(model, em, heads)
+span_gain = span.steered - span.unsteered  # [layer, head]
+
+
+def rank_correlation(a, b):
+    ra, rb = a.argsort().argsort().float(), b.argsort().argsort().float()
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    return float((ra * rb).sum() / (ra.norm() * rb.norm()).clamp_min(1e-12))
+
+
+patched_idx = torch.tensor(result.heads)
+gain_of_patched = span_gain[patched_idx[:, 0], patched_idx[:, 1]]
+dla_change_of_patched = dla_change[patched_idx[:, 0], patched_idx[:, 1]]
+corr_span = rank_correlation(result.recovered, gain_of_patched)
+corr_dla = rank_correlation(result.recovered, dla_change_of_patched)
+print(f"rank correlation with recovered: span-mass gain {corr_span:+.2f}, direct-effect change {corr_dla:+.2f}")
+plot_head_scores(span_gain, selected=result.ranked()[:3], title="Span attention gain (top-3 patched outlined)",
+                 colorbar_label="attention mass gain", path=OUT / "03_span_gain.png")
+
+# %% [markdown]
+# ## The most important steered head up close
+# What does it attend to from the answer position, without and with steering? And what does it write into the
+# answer logit directly? `direct_logit_effect` projects each head's output at the last position through the
+# final norm (with its cached scale) onto `W_U[:, new] - W_U[:, old]`. A head that, once steered, reads the
+# new fact and writes the new answer's direction behaves like a "mover" head (as name movers in IOI do).
+
+# %%
+TOP = result.ranked()[0]
+pattern_name = f"blocks.{TOP[0]}.attn.hook_pattern"
+with torch.inference_mode():
+    _, c0 = model.run_with_cache(em.tokens, names_filter=pattern_name)
+    with steer(model, heads, em):
+        _, c1 = model.run_with_cache(em.tokens, names_filter=pattern_name)
+row_before, row_after = c0[pattern_name][0, TOP[1], -1], c1[pattern_name][0, TOP[1], -1]
+plot_attention_row(str_tokens, row_before, row_after, em.key_mask[0], OUT / "03_top_head_row.png",
+                   title=f"L{TOP[0]}H{TOP[1]} (most important steered head), query = last token")
+top_tokens = [(str_tokens[j], round(float(row_after[j]), 2)) for j in row_after.topk(3).indices.tolist()]
+print(f"L{TOP[0]}H{TOP[1]} steered attends most to {top_tokens}")
+for head in result.ranked()[:5]:
+    print(f"L{head[0]}H{head[1]} direct effect on logit(new) - logit(old): "
+          f"{float(dla_unsteered[head]):+.3f} unsteered -> {float(dla_steered[head]):+.3f} steered")
