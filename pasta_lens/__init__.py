@@ -12,20 +12,34 @@ Mark part of a prompt (``*like this*``) and steer chosen attention heads towards
 
 from pasta_lens.generation import default_heads, generate
 from pasta_lens.models import load_model
+from pasta_lens.profile import HeadProfile, list_profiles, load_profile, weights_hash
+from pasta_lens.profiling import (AblationPoint, HeadScores, ablation_curve, choose_k, make_profile, profile_heads,
+                                  select_heads)
 from pasta_lens.spans import Emphasis, emphasize, parse_markup
 from pasta_lens.steering import normalize_heads, pasta_hooks, steer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AblationPoint",
     "Emphasis",
+    "HeadProfile",
+    "HeadScores",
+    "ablation_curve",
+    "choose_k",
     "default_heads",
     "emphasize",
     "generate",
+    "list_profiles",
     "load_model",
+    "load_profile",
+    "make_profile",
     "normalize_heads",
     "parse_markup",
     "pasta_hooks",
+    "profile_heads",
+    "select_heads",
     "steer",
+    "weights_hash",
     "__version__",
 ]

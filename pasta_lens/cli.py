@@ -11,6 +11,7 @@ import argparse
 import sys
 from typing import Sequence
 
+from pasta_lens import profiling_cli
 from pasta_lens.models import DEFAULT_MODEL
 from pasta_lens.steering import Head
 
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markers", default="*", help="emphasis marker, or OPEN,CLOSE (e.g. '<em>,</em>')")
     p.add_argument("--max-new-tokens", type=int, default=40, help="tokens to generate (default 40)")
     p.set_defaults(func=_cmd_steer)
+    profiling_cli.add_parser(sub)
     return parser
 
 

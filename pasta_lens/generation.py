@@ -29,8 +29,19 @@ def interim_heads(model: Any) -> tuple[Head, ...]:
 
 
 def default_heads(model: Any) -> tuple[tuple[Head, ...], str]:
-    """The head set used when none is given, with a sentence saying where it comes from."""
-    return interim_heads(model), INTERIM_HEADS_NOTE
+    """The head set used when none is given, with a sentence saying where it comes from.
+
+    The heads of the shipped profile made on this very model (same shape and weights hash, see
+    :func:`pasta_lens.profile.find_profile`); for a model with no shipped profile, the interim set.
+    """
+    from pasta_lens.profile import find_profile  # the registry is read only when a default is needed
+
+    found = find_profile(model)
+    if found is None:
+        return interim_heads(model), INTERIM_HEADS_NOTE
+    name, profile = found
+    return profile.heads, (f"shipped profile {name!r}: {len(profile.heads)} heads, {profile.strategy} of the "
+                           f"per-task top-{profile.k} over {', '.join(profile.tasks)} ({profile.method})")
 
 
 def generate_tokens(model: Any, emphasis: Emphasis, max_new_tokens: int = 40,

@@ -1,0 +1,363 @@
+"""``HeadProfile``: a selected head set with everything needed to trust and reproduce it, and the registry.
+
+A profile is what profiling produces and what steering consumes: the heads to steer (``profile.heads``, a tuple of
+``(layer, head)`` pairs) plus the evidence behind them (per-task per-head scores) and the provenance (model name,
+shape, a hash of the weights, tasks, method, alpha, k, strategy, examples per task, seed, library version, date and
+the command that made it). It is saved as one JSON file, written atomically (temporary file + ``os.replace``), so an
+interrupted write never leaves a half profile behind.
+
+Refusing the wrong model. ``profile.validate_for(model)`` compares the profile with ``model.cfg`` (layers, query
+heads) and with :func:`weights_hash` of the model. A head set found on one model means nothing on another, so a
+mismatch is a ``ValueError``. ``allow_transfer=True`` waives the weights check (never the shape check) for the
+paper's use case of moving a profile across fine-tunes of one base model (LLaMA -> Vicuna). Profiles imported
+from the official PASTA head configs carry no weights hash; for them only the shape is checked.
+:func:`pasta_lens.steer` calls ``validate_for`` before it adds any hook.
+
+The registry. Shipped profiles live in the repository's top-level ``profiles/`` directory, installed as the package
+``pasta_lens.profiles`` (see ``pyproject.toml``) and read with ``importlib.resources``, so
+``load_profile("smollm2-135m-instruct")`` works from an editable checkout and from a wheel alike.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from importlib import metadata, resources
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence, Union
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from pasta_lens.steering import Head, normalize_heads, validate_heads
+
+SCHEMA_VERSION = 1
+"""Version of the JSON layout written by :meth:`HeadProfile.save`; bumped on incompatible changes."""
+
+REGISTRY_PACKAGE = "pasta_lens.profiles"
+STRATEGIES = ("intersection", "union", "task_specific")
+
+
+def library_version() -> str:
+    """The installed pasta-lens version (``"unknown"`` when run from a tree that was never installed)."""
+    try:
+        return metadata.version("pasta-lens")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def weights_hash(model: Any, n_samples: int = 64) -> str:
+    """A cheap fingerprint of a model's weights: SHA-256 of every parameter's shape and a strided sample of values.
+
+    About ``n_samples`` values are read from each parameter tensor (evenly strided over its flattened values, in
+    fp32), so hashing costs milliseconds even for large models, yet any fine-tune that moves the weights changes
+    it. It is stable across loads of the same checkpoint on the same dtype; a different dtype gives another hash.
+
+    Example:
+        >>> weights_hash(model)[:12]
+        '3f9c0a1b2c4d'
+    """
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for param in model.parameters():
+            flat = param.detach().reshape(-1)
+            stride = max(1, flat.numel() // n_samples)
+            sample = flat[::stride][:n_samples].to(device="cpu", dtype=torch.float32).contiguous()
+            h.update(repr(tuple(param.shape)).encode())
+            h.update(sample.numpy().tobytes())
+    return "sha256:" + h.hexdigest()[:32]
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+
+
+@dataclass(frozen=True)
+class HeadProfile:
+    """A profiled head set for one model, with its scores and provenance.
+
+    Attributes:
+        model_name: the model the profile was made on (e.g. ``"smollm2-135m-instruct"``).
+        n_layers, n_heads: the model's shape (query heads per layer).
+        heads: the selected heads, sorted ``(layer, head)`` pairs: what ``steer(model, profile, ...)`` steers.
+        weights_hash: :func:`weights_hash` of the model, or None when unknown (imported profiles).
+        tasks: the tasks profiled.
+        method: ``"attribution"``, ``"exact"``, ``"hybrid"``, or where the heads came from (``"pasta-official"``).
+        alpha: the steering strength used while profiling.
+        k: per-task top-k used for the selection (None if unknown).
+        strategy: ``"intersection"``, ``"union"``, ``"task_specific"`` or None.
+        n_examples: examples profiled per task.
+        seed: seed used to draw the examples.
+        library_version: pasta-lens version that wrote the profile.
+        date: ISO-8601 UTC time of creation.
+        command: the command line that made it, to repeat it.
+        scores: per task, the ``[n_layers][n_heads]`` table of mean objective changes (empty if unknown).
+        provenance: free-form facts about the origin (source repository, commit, path, license, wall time...).
+        schema_version: JSON layout version.
+    """
+
+    model_name: str
+    n_layers: int
+    n_heads: int
+    heads: tuple[Head, ...]
+    weights_hash: Optional[str] = None
+    tasks: tuple[str, ...] = ()
+    method: str = "unknown"
+    alpha: float = 0.01
+    k: Optional[int] = None
+    strategy: Optional[str] = None
+    n_examples: Mapping[str, int] = field(default_factory=dict)
+    seed: Optional[int] = None
+    library_version: str = field(default_factory=library_version)
+    date: str = field(default_factory=_now)
+    command: Optional[str] = None
+    scores: Mapping[str, tuple[tuple[float, ...], ...]] = field(default_factory=dict)
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
+        if not isinstance(self.model_name, str) or not self.model_name:
+            raise ValueError("HeadProfile.model_name must be a non-empty string naming the profiled model.")
+        for name in ("n_layers", "n_heads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"HeadProfile.{name} must be a positive integer; got {value!r}.")
+        if self.schema_version != SCHEMA_VERSION:
+            raise ValueError(f"HeadProfile schema version {self.schema_version} is not supported by this "
+                             f"pasta-lens (schema {SCHEMA_VERSION}); upgrade pasta-lens or re-profile.")
+        try:
+            heads = normalize_heads(self.heads)
+        except ValueError as err:
+            raise ValueError(f"HeadProfile.heads: {err} An empty selection usually means k is too small for "
+                             "an intersection: choose a larger k.") from None
+        validate_heads(heads, self.n_layers, self.n_heads)
+        set_("heads", heads)
+        if not (0.0 < float(self.alpha) <= 1.0):
+            raise ValueError(f"HeadProfile.alpha must be in (0, 1]; got {self.alpha}.")
+        set_("alpha", float(self.alpha))
+        if self.k is not None and (isinstance(self.k, bool) or int(self.k) != self.k or self.k < 1):
+            raise ValueError(f"HeadProfile.k must be a positive integer or None; got {self.k!r}.")
+        if self.strategy is not None and self.strategy not in STRATEGIES:
+            raise ValueError(f"HeadProfile.strategy must be one of {STRATEGIES} or None; got {self.strategy!r}.")
+        set_("tasks", tuple(str(t) for t in self.tasks))
+        set_("n_examples", {str(t): int(n) for t, n in dict(self.n_examples).items()})
+        tables = {}
+        for task, table in dict(self.scores).items():
+            rows = tuple(tuple(float(x) for x in row) for row in (table.tolist() if isinstance(table, Tensor)
+                                                                  else table))
+            if len(rows) != self.n_layers or any(len(r) != self.n_heads for r in rows):
+                raise ValueError(f"HeadProfile.scores[{task!r}] must be a {self.n_layers} x {self.n_heads} "
+                                 "table (layers x heads) matching n_layers and n_heads.")
+            tables[str(task)] = rows
+        unknown = set(tables) - set(self.tasks)
+        if unknown:
+            raise ValueError(f"HeadProfile.scores has tasks {sorted(unknown)} missing from tasks={self.tasks}; "
+                             "list every scored task in tasks.")
+        set_("scores", tables)
+        set_("provenance", dict(self.provenance))
+
+    # ----------------------------------------------------------------------------------------------- use
+    def score_table(self, task: str) -> Float[Tensor, "layer head"]:
+        """The ``[n_layers, n_heads]`` score tensor of one task."""
+        if task not in self.scores:
+            raise ValueError(f"This profile has no scores for task {task!r}; it has {sorted(self.scores)}.")
+        return torch.tensor(self.scores[task], dtype=torch.float32)
+
+    def validate_for(self, model: Any, allow_transfer: bool = False) -> None:
+        """Raise ``ValueError`` unless this profile was made for ``model``.
+
+        The shape (``cfg.n_layers``, ``cfg.n_heads``) must always match. The weights hash must match too, unless
+        ``allow_transfer=True`` (e.g. a LLaMA-7B profile on Vicuna-7B) or the profile has no hash (imported).
+
+        Example:
+            >>> load_profile("smollm2-135m-instruct").validate_for(model)   # passes, or raises naming the fix
+        """
+        n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
+        if (n_layers, n_heads) != (self.n_layers, self.n_heads):
+            raise ValueError(f"Profile {self.model_name!r} is for a model with {self.n_layers} layers x "
+                             f"{self.n_heads} heads, but this model has {n_layers} x {n_heads}: load the "
+                             "profile made for this model, or profile it with `pasta-lens profile`.")
+        if self.weights_hash is None or allow_transfer:
+            return
+        actual = weights_hash(model)
+        if actual != self.weights_hash:
+            raise ValueError(f"Profile {self.model_name!r} was made on other weights (hash {self.weights_hash}, "
+                             f"this model {actual}). If this model is a fine-tune of {self.model_name!r} and you "
+                             "want to transfer the heads (as the paper does for LLaMA -> Vicuna), pass "
+                             "allow_transfer=True; otherwise profile this model.")
+
+    # ------------------------------------------------------------------------------------------- storage
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (heads as ``[layer, head]`` lists)."""
+        d = asdict(self)
+        d["heads"] = [list(h) for h in self.heads]
+        d["tasks"] = list(self.tasks)
+        d["scores"] = {t: [list(r) for r in rows] for t, rows in self.scores.items()}
+        order = ["schema_version", "model_name", "n_layers", "n_heads", "weights_hash", "tasks", "method",
+                 "alpha", "k", "strategy", "n_examples", "seed", "library_version", "date", "command",
+                 "provenance", "heads", "scores"]
+        return {key: d[key] for key in order}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "HeadProfile":
+        """Inverse of :meth:`to_dict`; unknown keys are an error (a typo must not pass silently)."""
+        d = dict(d)
+        version = d.get("schema_version", None)
+        if version != SCHEMA_VERSION:
+            raise ValueError(f"Profile schema version {version!r} is not supported (this pasta-lens reads "
+                             f"{SCHEMA_VERSION}); upgrade pasta-lens or re-profile.")
+        known = set(cls.__dataclass_fields__)
+        extra = set(d) - known
+        if extra:
+            raise ValueError(f"Unknown profile fields {sorted(extra)}; known fields: {sorted(known)}.")
+        d["heads"] = tuple(tuple(h) for h in d.get("heads", ()))
+        d["tasks"] = tuple(d.get("tasks", ()))
+        return cls(**d)
+
+    def save(self, path: Union[str, os.PathLike]) -> Path:
+        """Write the profile as JSON, atomically (temporary file in the same folder, then ``os.replace``)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = _format_json(self.to_dict())
+        _atomic_write_text(path, text)
+        return path
+
+    @classmethod
+    def load(cls, path: Union[str, os.PathLike]) -> "HeadProfile":
+        """Read a profile written by :meth:`save`."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"No profile at {path}; shipped profiles: {', '.join(list_profiles())}.")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON ({err}); was it written by HeadProfile.save?") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_pasta_json(
+        cls,
+        path: Union[str, os.PathLike],
+        *,
+        model_name: str,
+        n_layers: int,
+        n_heads: int,
+        k: Optional[int] = None,
+        tasks: Sequence[str] = (),
+        strategy: Optional[str] = None,
+        provenance: Optional[Mapping[str, Any]] = None,
+        n_examples: Optional[Mapping[str, int]] = None,
+    ) -> "HeadProfile":
+        """Import an official PASTA head config (``{"layer": [head, ...]}``, as in QingruZhang/PASTA's
+        ``config/head_config``).
+
+        The file holds only the heads, so the shape is given here and the weights hash stays None.
+
+        Example:
+            >>> HeadProfile.from_pasta_json("top300_json-bio-cf-pron_train1000.json", model_name="llama-7b",
+            ...                             n_layers=32, n_heads=32, k=300, strategy="intersection")
+        """
+        path = Path(path)
+        try:
+            data = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON ({err}).") from None
+        if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
+            raise ValueError(f"{path} is not a PASTA head config: expected {{\"layer\": [head, ...]}}, e.g. "
+                             "{\"16\": [16, 21], \"12\": [23, 26, 0]}.")
+        try:
+            heads = tuple((int(layer), int(h)) for layer, hs in data.items() for h in hs)
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}: layer keys and head ids must be integers.") from None
+        prov = {"source_file": path.name}
+        prov.update(provenance or {})
+        return cls(model_name=model_name, n_layers=n_layers, n_heads=n_heads, heads=heads, tasks=tuple(tasks),
+                   method="pasta-official", k=k, strategy=strategy, n_examples=dict(n_examples or {}),
+                   provenance=prov, command=None)
+
+
+def _format_json(d: Mapping[str, Any]) -> str:
+    """Readable JSON: one line per field, per head pair and per score-table row."""
+    lines = []
+    for key, value in d.items():
+        if key == "heads":
+            body = ",\n  ".join(json.dumps(h) for h in value)
+            text = f"[\n  {body}\n ]" if value else "[]"
+        elif key == "scores":
+            tasks = []
+            for task, rows in value.items():
+                body = ",\n   ".join(json.dumps(r) for r in rows)
+                tasks.append(f"  {json.dumps(task)}: [\n   {body}\n  ]")
+            text = "{\n" + ",\n".join(tasks) + "\n }" if tasks else "{}"
+        else:
+            text = json.dumps(value)
+        lines.append(f" {json.dumps(key)}: {text}")
+    return "{\n" + ",\n".join(lines) + "\n}\n"
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def list_profiles() -> tuple[str, ...]:
+    """Names of the profiles shipped with the package (``load_profile(name)`` loads them)."""
+    try:
+        root = resources.files(REGISTRY_PACKAGE)
+    except ModuleNotFoundError:
+        return ()
+    return tuple(sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".json")))
+
+
+def find_profile(model: Any) -> Optional[tuple[str, HeadProfile]]:
+    """The shipped profile made on exactly this model (same shape and weights hash), with its registry name.
+
+    Profiles without a weights hash (the imported paper head sets) never match: they cannot prove which
+    weights they belong to. Returns None when no shipped profile fits.
+
+    Example:
+        >>> name, profile = find_profile(load_model("smollm2-135m-instruct"))
+    """
+    shape = (int(model.cfg.n_layers), int(model.cfg.n_heads))
+    actual: Optional[str] = None
+    for name in list_profiles():
+        profile = load_profile(name)
+        if profile.weights_hash is None or (profile.n_layers, profile.n_heads) != shape:
+            continue
+        actual = actual or weights_hash(model)
+        if profile.weights_hash == actual:
+            return name, profile
+    return None
+
+
+def load_profile(name_or_path: Union[str, os.PathLike]) -> HeadProfile:
+    """Load a shipped profile by name (``"smollm2-135m-instruct"``) or any profile file by path.
+
+    Example:
+        >>> profile = load_profile("smollm2-135m-instruct")
+        >>> with steer(model, profile, em): ...
+    """
+    text = os.fspath(name_or_path)
+    if os.path.sep in text or text.endswith(".json") or os.path.exists(text):
+        return HeadProfile.load(text)
+    resource = resources.files(REGISTRY_PACKAGE) / f"{text}.json"
+    if not resource.is_file():
+        raise ValueError(f"No shipped profile named {text!r}; shipped: {', '.join(list_profiles()) or 'none'}. "
+                         "Pass a path to a profile file, or make one with `pasta-lens profile`.")
+    with resources.as_file(resource) as path:
+        return HeadProfile.load(path)

@@ -1,0 +1,210 @@
+"""``pasta-lens profile``: profile a model's heads on several tasks and save a :class:`HeadProfile`; and
+``pasta-lens profile plot``: draw a profile's layer x head score heatmap with the selected heads marked.
+
+    pasta-lens profile --model smollm2-135m-instruct --tasks json,pronoun,biasbios,counterfact --n 200 \\
+        --method hybrid --k auto --out profiles/smollm2-135m-instruct.json
+    pasta-lens profile plot smollm2-135m-instruct --out smollm2.png
+
+The profiling command mirrors the Python API: task examples from ``get_task(name).profiling_examples(model,
+split="train", n=N, seed=SEED)``, :func:`~pasta_lens.profiling.profile_tasks`, then either a fixed ``--k`` or
+``--k auto`` (:func:`~pasta_lens.profiling.ablation_curve` on ``split="validation"`` examples and
+:func:`~pasta_lens.profiling.choose_k`), then :func:`~pasta_lens.profiling.make_profile`. Per-task checkpoints go
+to ``--checkpoint-dir`` (default: ``OUT.ckpt/``): rerun the same command after an interruption to resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+from pasta_lens.models import DEFAULT_MODEL
+from pasta_lens.profile import HeadProfile, load_profile
+
+DEFAULT_TASKS = "json,pronoun,biasbios,counterfact"
+DEFAULT_KS = "3,5,10,15,20,30,40,60,80"
+
+
+def plot_profile(profile: Union[HeadProfile, str], out: Union[str, os.PathLike, None] = None,
+                 tasks: Optional[Sequence[str]] = None) -> Any:
+    """A layer x head heatmap of each task's scores (or of the selection, if the profile has no scores), with the
+    selected heads marked; saved to ``out`` (PNG) if given. Needs matplotlib (``pip install 'pasta-lens[plot]'``).
+
+    Example:
+        >>> fig = plot_profile(load_profile("smollm2-135m-instruct"), "smollm2.png")
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg") if out is not None else None
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError("Plotting needs matplotlib: pip install 'pasta-lens[plot]' (or pip install matplotlib).")
+    import torch
+
+    if not isinstance(profile, HeadProfile):
+        profile = load_profile(profile)
+    names = list(tasks) if tasks is not None else (list(profile.scores) or ["selected heads"])
+    tables = []
+    for name in names:
+        if name in profile.scores:
+            tables.append(profile.score_table(name))
+        elif profile.scores or tasks is not None:
+            raise ValueError(f"The profile has no scores for task {name!r}; it has {sorted(profile.scores)}.")
+        else:
+            table = torch.zeros(profile.n_layers, profile.n_heads)
+            for layer, head in profile.heads:
+                table[layer, head] = 1.0
+            tables.append(table)
+    width = max(3.0, 0.32 * profile.n_heads + 1.6)
+    height = max(3.0, 0.2 * profile.n_layers + 1.4)
+    fig, axes = plt.subplots(1, len(tables), figsize=(width * len(tables), height), squeeze=False)
+    for ax, name, table in zip(axes[0], names, tables):
+        bound = float(table.abs().max()) or 1.0
+        colours = dict(cmap="RdBu_r", vmin=-bound, vmax=bound) if profile.scores else dict(cmap="Greys", vmin=0,
+                                                                                            vmax=2)
+        image = ax.imshow(table.numpy(), aspect="auto", interpolation="nearest", **colours)
+        if profile.heads:
+            layers, heads = zip(*profile.heads)
+            ax.scatter(heads, layers, marker="s", s=40, facecolors="none", edgecolors="black", linewidths=1.2,
+                       label=f"selected ({len(profile.heads)})")
+            ax.legend(loc="upper right", fontsize=7, framealpha=0.8)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("head")
+        ax.set_ylabel("layer")
+        if profile.scores:
+            fig.colorbar(image, ax=ax, fraction=0.08, label="mean objective change (head steered alone)")
+    fig.suptitle(f"{profile.model_name}: {profile.method}, alpha={profile.alpha}, k={profile.k}, "
+                 f"{profile.strategy}", fontsize=9)
+    fig.tight_layout()
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=120)
+    return fig
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, e.g. {DEFAULT_KS}; got {text!r}")
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, e.g. {DEFAULT_KS}; got {text!r}")
+    return values
+
+
+def _k(text: str) -> Union[int, str]:
+    if text == "auto":
+        return text
+    value = _int_list(text)
+    if len(value) != 1:
+        raise argparse.ArgumentTypeError("--k is one integer or 'auto'")
+    return value[0]
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The canonical command line that repeats this run (recorded in the profile)."""
+    parts = ["pasta-lens", "profile", "--model", args.model, "--tasks", args.tasks, "--n", str(args.n),
+             "--method", args.method, "--alpha", str(args.alpha), "--top-m", str(args.top_m)]
+    if args.rescore_n is not None:
+        parts += ["--rescore-n", str(args.rescore_n)]
+    parts += ["--k", str(args.k)]
+    if args.k == "auto":
+        parts += ["--ks", args.ks, "--val-n", str(args.val_n)]
+    parts += ["--strategy", args.strategy, "--seed", str(args.seed), "--out", str(args.out)]
+    return shlex.join(parts)
+
+
+def _examples(model: Any, tasks: Sequence[str], split: str, n: int, seed: int) -> dict[str, list]:
+    try:
+        from pasta_lens.tasks import get_task
+    except ImportError as err:
+        raise ImportError(f"pasta-lens profile needs the task definitions (pasta_lens.tasks): {err}") from None
+    return {t: list(get_task(t).profiling_examples(model, split=split, n=n, seed=seed)) for t in tasks}
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from pasta_lens.models import load_model
+    from pasta_lens.profiling import ablation_curve, choose_k, make_profile, profile_tasks
+
+    if args.profile_command == "plot":
+        plot_profile(args.profile, args.plot_out, tasks=args.task)
+        print(f"wrote {args.plot_out}")
+        return 0
+    if args.out is None:
+        raise ValueError("pasta-lens profile needs --out PATH for the profile JSON (e.g. profiles/my-model.json).")
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if not tasks:
+        raise ValueError(f"--tasks is empty; give task names separated by commas, e.g. {DEFAULT_TASKS}.")
+    if args.strategy == "task_specific" and len(tasks) != 1:
+        raise ValueError("--strategy task_specific profiles one task: pass exactly one name in --tasks.")
+    started = time.perf_counter()
+    model = load_model(args.model)
+    examples = _examples(model, tasks, "train", args.n, args.seed)
+    checkpoint_dir = args.checkpoint_dir or f"{args.out}.ckpt"
+    scores = profile_tasks(model, examples, args.method, args.alpha, args.top_m, args.heads_per_batch,
+                           checkpoint_dir, progress=not args.quiet, rescore_examples=args.rescore_n)
+    profiled = time.perf_counter() - started
+    provenance: dict[str, Any] = {"profiling_wall_time_s": round(profiled, 1), "split": "train",
+                                  "heads_per_batch": args.heads_per_batch, "top_m": args.top_m}
+    if args.rescore_n is not None:
+        provenance["rescore_examples"] = args.rescore_n
+    k = args.k
+    if k == "auto":
+        total = model.cfg.n_layers * model.cfg.n_heads
+        ks = [x for x in _int_list(args.ks) if x <= total]
+        val = _examples(model, tasks, "validation", args.val_n, args.seed)
+        curve = ablation_curve(model, scores, val, ks, args.strategy, args.alpha, progress=not args.quiet)
+        k = choose_k(curve)
+        provenance["ablation_curve"] = [{"k": p.k, "n_heads": p.n_heads, "metric": round(p.metric, 5),
+                                         "per_task": {t: round(v, 5) for t, v in p.per_task.items()}}
+                                        for p in curve]
+        provenance["k_chosen_on"] = f"validation split, {args.val_n} examples per task (mean objective gain)"
+    provenance["total_wall_time_s"] = round(time.perf_counter() - started, 1)
+    profile = make_profile(model, args.model, scores, int(k), args.strategy,
+                           task=tasks[0] if args.strategy == "task_specific" else None, seed=args.seed,
+                           command=_command(args), provenance=provenance)
+    profile.save(args.out)
+    print(f"{args.model}: {len(profile.heads)} heads selected (k={k}, {args.strategy}) from "
+          f"{', '.join(f'{t} x {len(e)}' for t, e in examples.items())} examples, {args.method}; "
+          f"{provenance['total_wall_time_s']:.0f} s. Wrote {args.out}")
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``profile`` (and ``profile plot``) on the ``pasta-lens`` sub-command parser."""
+    p = sub.add_parser("profile", help="profile heads on tasks and save a head profile (or: profile plot)",
+                       description="Score every attention head on the tasks' train examples, select heads "
+                                   "(per-task top-k combined), and save a HeadProfile JSON. "
+                                   "`pasta-lens profile plot PROFILE --out x.png` draws one.")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default: {DEFAULT_MODEL})")
+    p.add_argument("--tasks", default=DEFAULT_TASKS, help=f"comma-separated tasks (default: {DEFAULT_TASKS})")
+    p.add_argument("--n", type=int, default=200, help="train examples per task (default 200)")
+    p.add_argument("--method", choices=("attribution", "exact", "hybrid"), default="hybrid",
+                   help="head scores: attribution (gradient), exact (steer each head), hybrid (default)")
+    p.add_argument("--alpha", type=float, default=0.01, help="PASTA strength while profiling (default 0.01)")
+    p.add_argument("--top-m", type=int, default=32, help="hybrid: heads re-scored exactly (default 32)")
+    p.add_argument("--rescore-n", type=int, default=None,
+                   help="hybrid: re-score on the first N examples per task only (default: all)")
+    p.add_argument("--heads-per-batch", type=int, default=16, help="steered copies per forward (default 16)")
+    p.add_argument("--k", type=_k, default="auto",
+                   help="per-task top-k, or 'auto' to choose it on validation examples (default auto)")
+    p.add_argument("--ks", default=DEFAULT_KS, help=f"candidate k for --k auto (default {DEFAULT_KS})")
+    p.add_argument("--val-n", type=int, default=20, help="validation examples per task for --k auto (default 20)")
+    p.add_argument("--strategy", choices=("intersection", "union", "task_specific"), default="intersection",
+                   help="combine per-task top-k sets (default: intersection, as in the paper)")
+    p.add_argument("--seed", type=int, default=0, help="seed for drawing task examples (default 0)")
+    p.add_argument("--out", default=None, help="where to write the profile JSON")
+    p.add_argument("--checkpoint-dir", default=None, help="per-task checkpoints (default: OUT.ckpt/)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_profile, profile_command=None)
+    plot_sub = p.add_subparsers(dest="profile_command")
+    plot = plot_sub.add_parser("plot", help="layer x head heatmap of a profile, selected heads marked",
+                               description="Write a PNG heatmap of a profile's per-task scores (layers x heads) "
+                                           "with the selected heads marked. Needs matplotlib.")
+    plot.add_argument("profile", help="a shipped profile name (e.g. smollm2-135m-instruct) or a JSON path")
+    plot.add_argument("--out", dest="plot_out", required=True, help="PNG file to write")
+    plot.add_argument("--task", action="append", default=None, help="plot only this task (repeatable)")

@@ -1,0 +1,164 @@
+"""The three biography tasks of the PASTA paper: JSON formatting, pronoun changing, BiasBios.
+
+Prompt templates (Zhang et al., 2024; the emphasised part in ``*...*``):
+
+* JSON formatting (chat): ``{context}. *Answer the occupation of {person} and generate the answer as json
+  format. Here is an example: {"name": , "occupation": ,}. Now generate the answer.*``
+  Gold answer: ``{"name": "<name>", "occupation": "<occupation>"}``. Variants ``short`` and ``rephrased`` for the
+  prompt-sensitivity study are our wording of the paper's shortened and rephrased instructions.
+* Pronoun changing (chat): ``{context}. *For the aforementioned text, substitute 'she' and 'he' with 'they' and
+  generate the occupation of {person} after changing pronouns.*`` Gold answer: the bio with "they"-pronouns
+  followed by ``<Person> is a <occupation>.``
+* BiasBios (plain text, continued): ``*{first sentence}* {rest of context}. {person} has the occupation of``;
+  the answer is the occupation with the highest summed log-probability among the 28.
+
+Chat or not, decided per task and used alike for profiling and evaluation: the two instruction tasks need the
+instruct model's chat template to be instructions at all; BiasBios is a continuation (the answer is the next
+words of the text), so it is scored as plain text, like the paper's base models did.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Optional, Sequence
+
+from pasta_lens.metrics import (fluency, is_fluent, json_format_ok, json_occupation_ok, no_gendered_pronouns,
+                                no_subject_pronouns)
+from pasta_lens.tasks.base import Query, Task, escape_markup
+from pasta_lens.tasks.biographies import (OCCUPATIONS, Biography, occupation_text, split_biographies,
+                                          synthetic_biographies, with_article)
+
+JSON_INSTRUCTIONS = {
+    "default": ('Answer the occupation of {person} and generate the answer as json format. Here is an example: '
+                '{{"name": , "occupation": ,}}. Now generate the answer.'),
+    "short": "Answer the occupation of {person} and generate the answer as json format.",
+    "rephrased": ('Give the occupation of {person} in json format, following this example: '
+                  '{{"name": , "occupation": ,}}. Now write the json.'),
+}
+PRONOUN_INSTRUCTIONS = {
+    "default": ("For the aforementioned text, substitute 'she' and 'he' with 'they' and generate the occupation "
+                "of {person} after changing pronouns."),
+    "short": "Substitute 'she' and 'he' with 'they' and give the occupation of {person}.",
+}
+
+
+def _context(bio: Biography) -> str:
+    """The context without its final period (the templates add ``". "``)."""
+    ctx = bio.context.rstrip()
+    return ctx[:-1] if ctx.endswith(".") else ctx
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+class BiographyTask(Task):
+    """Shared data handling: synthetic bios by default, or a loaded list of :class:`Biography`.
+
+    Args:
+        bios: None for the seeded synthetic generator, or biographies from :func:`load_bias_in_bios` /
+            :func:`load_biosbias_pkl` (split 80/10/10 into train/validation/test by a fixed seed).
+    """
+
+    def __init__(self, bios: Optional[Sequence[Biography]] = None) -> None:
+        if bios is not None and not bios:
+            raise ValueError("bios is empty; pass loaded biographies or None for the synthetic generator.")
+        self.bios = tuple(bios) if bios is not None else None
+
+    @property
+    def synthetic(self) -> bool:
+        return self.bios is None
+
+    def examples(self, split: str = "train", n: Optional[int] = None, seed: int = 0) -> list[Biography]:
+        if self.bios is None:
+            return synthetic_biographies(split, n, seed)
+        return split_biographies(list(self.bios), split, n, seed)
+
+
+class JsonTask(BiographyTask):
+    """JSON formatting: answer with ``{"name": ..., "occupation": ...}``; F.Acc and P.Acc."""
+
+    name = "json"
+    chat = True
+    metrics = ("f_acc", "p_acc")
+    average_metrics = ("f_acc", "p_acc")
+    variants = tuple(JSON_INSTRUCTIONS)
+    max_new_tokens = 40
+
+    def prompt(self, example: Biography, variant: str = "default") -> str:
+        self.check_variant(variant)
+        instruction = JSON_INSTRUCTIONS[variant].format(person=example.person)
+        return f"{escape_markup(_context(example))}. *{escape_markup(instruction)}*"
+
+    def answer(self, example: Biography) -> str:
+        return json.dumps({"name": example.name, "occupation": occupation_text(example.occupation)})
+
+    def metrics_from(self, example: Biography, results: dict[str, Any]) -> dict[str, float]:
+        out = str(results["output"])
+        return {"f_acc": float(json_format_ok(out)),
+                "p_acc": float(json_occupation_ok(out, occupation_text(example.occupation)))}
+
+
+class PronounTask(BiographyTask):
+    """Pronoun changing: rewrite the bio with "they"; Acc, A.Acc, fluency and the fluency-filtered accuracies."""
+
+    name = "pronoun"
+    chat = True
+    metrics = ("acc", "a_acc", "fluency", "fluent", "acc_fluent", "a_acc_fluent")
+    average_metrics = ("acc_fluent", "a_acc_fluent")
+    variants = tuple(PRONOUN_INSTRUCTIONS)
+    max_new_tokens = 64
+
+    def prompt(self, example: Biography, variant: str = "default") -> str:
+        self.check_variant(variant)
+        instruction = PRONOUN_INSTRUCTIONS[variant].format(person=example.person)
+        return f"{escape_markup(_context(example))}. *{escape_markup(instruction)}*"
+
+    def answer(self, example: Biography) -> str:
+        return (f"{example.neutral.rstrip()} {_capital(example.person)} is "
+                f"{with_article(occupation_text(example.occupation))}.")
+
+    def metrics_from(self, example: Biography, results: dict[str, Any]) -> dict[str, float]:
+        out = str(results["output"])
+        acc, a_acc, ok = no_subject_pronouns(out), no_gendered_pronouns(out), is_fluent(out)
+        return {"acc": float(acc), "a_acc": float(a_acc), "fluency": fluency(out), "fluent": float(ok),
+                "acc_fluent": float(acc and ok), "a_acc_fluent": float(a_acc and ok)}
+
+
+class BiasBiosTask(BiographyTask):
+    """BiasBios: the occupation with the highest log-probability after ``{person} has the occupation of``."""
+
+    name = "biasbios"
+    chat = False
+    metrics = ("acc",)
+    average_metrics = ("acc",)
+    candidates = tuple(" " + occupation_text(o) for o in OCCUPATIONS)
+
+    def prompt(self, example: Biography, variant: str = "default") -> str:
+        self.check_variant(variant)
+        ctx = _context(example)
+        end = min(example.first_sentence_end, len(ctx))
+        first, rest = ctx[:end].rstrip(), ctx[end:]
+        tail = ctx[len(first):end] + rest
+        if not first.strip():
+            raise ValueError(f"Biography {example.uid} has an empty first sentence to emphasise.")
+        return (f"*{escape_markup(first)}*{escape_markup(tail)}. "
+                f"{escape_markup(_capital(example.person))} has the occupation of")
+
+    def answer(self, example: Biography) -> str:
+        return " " + occupation_text(example.occupation)
+
+    def queries(self, example: Biography, variant: str = "default") -> list[Query]:
+        return [Query("choice", self.prompt(example, variant), "choice", self.candidates, "sum")]
+
+    def metrics_from(self, example: Biography, results: dict[str, Any]) -> dict[str, float]:
+        logprobs = list(results["choice"])
+        if len(logprobs) != len(OCCUPATIONS):
+            raise ValueError(f"BiasBios needs one log-prob per occupation ({len(OCCUPATIONS)}); got "
+                             f"{len(logprobs)}.")
+        best = max(range(len(logprobs)), key=logprobs.__getitem__)
+        return {"acc": float(OCCUPATIONS[best] == example.occupation)}
+
+    def predicted(self, results: dict[str, Any]) -> str:
+        logprobs = list(results["choice"])
+        return OCCUPATIONS[max(range(len(logprobs)), key=logprobs.__getitem__)]

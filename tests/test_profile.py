@@ -1,0 +1,124 @@
+"""HeadProfile: round trip, atomic save, wrong-model refusal, official JSON import, the shipped registry."""
+
+import json
+
+import pytest
+import torch
+
+from pasta_lens import HeadProfile, load_profile, steer
+from pasta_lens.profile import list_profiles, weights_hash
+from pasta_lens.spans import emphasize
+from tests.tiny import tiny_hf_model, tiny_model
+
+
+def _profile(model, **kw):
+    scores = {"counterfact": torch.arange(model.cfg.n_layers * model.cfg.n_heads, dtype=torch.float32)
+              .reshape(model.cfg.n_layers, model.cfg.n_heads) / 7}
+    args = dict(model_name="tiny-llama", n_layers=model.cfg.n_layers, n_heads=model.cfg.n_heads,
+                heads=[(2, 1), (0, 3), (2, 1)], weights_hash=weights_hash(model), tasks=("counterfact",),
+                method="hybrid", alpha=0.01, k=4, strategy="intersection", n_examples={"counterfact": 3}, seed=0,
+                command="pasta-lens profile ...", scores=scores, provenance={"wall_time_s": 1.5})
+    args.update(kw)
+    return HeadProfile(**args)
+
+
+def test_round_trip_is_lossless_and_atomic(llama, tmp_path):
+    profile = _profile(llama)
+    assert profile.heads == ((0, 3), (2, 1))  # normalised: sorted, unique
+    path = profile.save(tmp_path / "sub" / "p.json")
+    assert [p.name for p in path.parent.iterdir()] == ["p.json"]  # no temporary file left behind
+    loaded = HeadProfile.load(path)
+    assert loaded == profile
+    assert load_profile(str(path)) == profile
+    torch.testing.assert_close(loaded.score_table("counterfact"), torch.tensor(profile.scores["counterfact"]))
+    data = json.loads(path.read_text())
+    assert data["schema_version"] == 1 and data["heads"] == [[0, 3], [2, 1]]
+
+
+def test_weights_hash_is_stable_across_loads_and_tells_models_apart():
+    from transformer_lens.model_bridge import TransformerBridge
+
+    a = weights_hash(tiny_model("llama"))
+    hf, tok = tiny_hf_model("llama", seed=0)
+    again = TransformerBridge.boot_transformers("tiny-llama-again", hf_model=hf, tokenizer=tok)
+    assert weights_hash(again) == a
+    assert weights_hash(tiny_model("llama", seed=1)) != a
+    assert a.startswith("sha256:")
+
+
+def test_wrong_model_is_refused_and_transfer_overrides(llama, gpt2):
+    profile = _profile(llama)
+    profile.validate_for(llama)
+    with pytest.raises(ValueError, match="3 layers x 4 heads.*2 x 4"):
+        profile.validate_for(gpt2)
+    with pytest.raises(ValueError, match="3 layers x 4 heads"):
+        profile.validate_for(gpt2, allow_transfer=True)  # the shape is never waived
+    other = tiny_model("llama", seed=1)
+    with pytest.raises(ValueError, match="allow_transfer=True"):
+        profile.validate_for(other)
+    profile.validate_for(other, allow_transfer=True)
+    em = emphasize(other, "Maria is a nurse. *Answer in JSON.*")
+    with pytest.raises(ValueError, match="other weights"):
+        with steer(other, profile, em):
+            pass
+    with steer(other, profile, em, allow_transfer=True):
+        other(em.tokens)
+    for hp in other.hook_points():
+        assert not hp._forward_hooks
+
+
+def test_invalid_profiles_are_clear_errors(llama):
+    with pytest.raises(ValueError, match="out of range"):
+        _profile(llama, heads=[(3, 0)])
+    with pytest.raises(ValueError, match="empty"):
+        _profile(llama, heads=[])
+    with pytest.raises(ValueError, match="3 x 4 table"):
+        _profile(llama, scores={"counterfact": [[1.0] * 4] * 2})
+    with pytest.raises(ValueError, match="missing from tasks"):
+        _profile(llama, tasks=())
+    with pytest.raises(ValueError, match="strategy"):
+        _profile(llama, strategy="majority")
+    with pytest.raises(ValueError, match="schema"):
+        HeadProfile.from_dict(dict(_profile(llama).to_dict(), schema_version=99))
+    with pytest.raises(ValueError, match="Unknown profile fields"):
+        HeadProfile.from_dict(dict(_profile(llama).to_dict(), hedas=[]))
+
+
+def test_official_pasta_json_import(tmp_path):
+    path = tmp_path / "top3.json"
+    path.write_text(json.dumps({"16": [16, 21], "12": [23, 26, 0], "10": [23, 7, 22]}))
+    profile = HeadProfile.from_pasta_json(path, model_name="huggyllama/llama-7b", n_layers=32, n_heads=32, k=3,
+                                          provenance={"license": "MIT"})
+    assert profile.heads == ((10, 7), (10, 22), (10, 23), (12, 0), (12, 23), (12, 26), (16, 16), (16, 21))
+    assert profile.weights_hash is None and profile.method == "pasta-official"
+    assert profile.provenance == {"source_file": "top3.json", "license": "MIT"}
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"16": 3}))
+    with pytest.raises(ValueError, match="PASTA head config"):
+        HeadProfile.from_pasta_json(bad, model_name="m", n_layers=32, n_heads=32)
+    with pytest.raises(ValueError, match="out of range"):
+        HeadProfile.from_pasta_json(path, model_name="m", n_layers=12, n_heads=32)
+
+
+def test_shipped_registry_holds_the_paper_head_sets():
+    names = list_profiles()
+    assert "llama-7b-pasta-top300" in names and "gpt-j-6b-pasta-top75" in names
+    llama7b = load_profile("llama-7b-pasta-top300")
+    assert (llama7b.n_layers, llama7b.n_heads, llama7b.k, llama7b.strategy) == (32, 32, 300, "intersection")
+    assert len(llama7b.heads) == 25 and (10, 23) in llama7b.heads
+    assert llama7b.provenance["repository"].endswith("QingruZhang/PASTA") and llama7b.provenance["license"] == "MIT"
+    gptj = load_profile("gpt-j-6b-pasta-top75")
+    assert gptj.heads == ((4, 0), (12, 2), (26, 11)) and (gptj.n_layers, gptj.n_heads) == (28, 16)
+    with pytest.raises(ValueError, match="No shipped profile named 'nope'.*llama-7b"):
+        load_profile("nope")
+    with pytest.raises(FileNotFoundError):
+        load_profile("missing/profile.json")
+
+
+def test_find_profile_matches_only_the_same_weights(llama):
+    from pasta_lens.generation import default_heads, interim_heads
+    from pasta_lens.profile import find_profile
+
+    assert find_profile(llama) is None  # no shipped profile for a tiny random model (imported ones have no hash)
+    heads, note = default_heads(llama)
+    assert heads == interim_heads(llama) and "interim" in note

@@ -1,0 +1,86 @@
+"""`pasta-lens profile` pieces on tiny models: the multi-task driver, the recorded command, the plot command."""
+
+import pytest
+import torch
+
+from pasta_lens.cli import build_parser, main
+from pasta_lens.profiling import make_profile, profile_heads, profile_tasks
+from pasta_lens.profiling_cli import _command, plot_profile
+from tests.test_profiling import counterfact_examples
+
+
+def test_profile_tasks_checkpoints_each_task(llama, tmp_path):
+    examples = {"cf_a": counterfact_examples(llama, n=2), "cf_b": counterfact_examples(llama, n=2, start=5)}
+    scores = profile_tasks(llama, examples, "attribution", checkpoint_dir=tmp_path / "ck", progress=False)
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["cf_a.ckpt", "cf_b.ckpt"]
+    single = profile_heads(llama, examples["cf_b"], "attribution", progress=False)
+    assert torch.equal(scores["cf_b"].scores, single.scores)
+    with pytest.raises(ValueError, match="at least one task"):
+        profile_tasks(llama, {}, progress=False)
+
+
+def test_recorded_command_parses_back_to_the_same_arguments():
+    argv = ["profile", "--model", "smollm2-135m-instruct", "--tasks", "json,counterfact", "--n", "50",
+            "--method", "hybrid", "--rescore-n", "10", "--k", "auto", "--out", "profiles/x.json"]
+    args = build_parser().parse_args(argv)
+    command = _command(args)
+    assert command.startswith("pasta-lens profile --model smollm2-135m-instruct --tasks json,counterfact --n 50")
+    again = build_parser().parse_args(command.split()[1:])
+    for key in ("model", "tasks", "n", "method", "alpha", "top_m", "rescore_n", "k", "ks", "val_n", "strategy",
+                "seed", "out"):
+        assert getattr(again, key) == getattr(args, key), key
+    assert build_parser().parse_args(["profile", "--k", "12"]).k == 12
+
+
+def test_profile_cli_bad_arguments_are_clear(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["profile", "--k", "many"])
+    assert main(["profile", "--tasks", "counterfact"]) == 2
+    assert "--out" in capsys.readouterr().err
+
+
+def test_plot_command_writes_a_png(llama, tmp_path):
+    pytest.importorskip("matplotlib")
+    scores = {"cf": profile_heads(llama, counterfact_examples(llama, n=1), "attribution", progress=False)}
+    path = make_profile(llama, "tiny-llama", scores, k=3).save(tmp_path / "p.json")
+    out = tmp_path / "plot.png"
+    assert main(["profile", "plot", str(path), "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["profile", "plot", "gpt-j-6b-pasta-top75", "--out", str(tmp_path / "gptj.png")]) == 0
+    with pytest.raises(ValueError, match="no scores for task 'json'"):
+        plot_profile(path, tasks=["json"])
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    from tests.tiny import tiny_hf_model
+
+    path = tmp_path_factory.mktemp("tiny_llama_model")
+    hf, tok = tiny_hf_model("llama")
+    hf.save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+def test_profile_command_end_to_end_and_resume(tiny_dir, tmp_path, capsys):
+    from pasta_lens import HeadProfile
+    from pasta_lens.models import load_model
+
+    out = tmp_path / "tiny.json"
+    argv = ["profile", "--model", tiny_dir, "--tasks", "json,counterfact", "--n", "2", "--method", "hybrid",
+            "--top-m", "3", "--k", "auto", "--ks", "1,2,4,99", "--val-n", "1", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    assert "heads selected" in capsys.readouterr().out
+    profile = HeadProfile.load(out)
+    model = load_model(tiny_dir)
+    profile.validate_for(model)
+    assert profile.tasks == ("json", "counterfact") and profile.n_examples == {"json": 2, "counterfact": 2}
+    assert profile.method == "hybrid" and profile.strategy == "intersection" and profile.k in (1, 2, 4)
+    assert profile.command == _command(build_parser().parse_args(argv))
+    curve = profile.provenance["ablation_curve"]
+    assert [p["k"] for p in curve] == [1, 2, 4]  # k above the 12 heads of the model is dropped
+    assert sorted(p.name for p in (tmp_path / "tiny.json.ckpt").iterdir()) == ["counterfact.ckpt", "json.ckpt"]
+    # the same command again resumes from the checkpoints and selects the same heads
+    assert main(argv) == 0
+    again = HeadProfile.load(out)
+    assert again.heads == profile.heads and again.scores == profile.scores

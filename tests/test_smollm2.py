@@ -1,0 +1,51 @@
+"""Integration tests on the real offline model, SmolLM2-135M-Instruct (30 layers x 9 heads, 3 KV heads)."""
+
+import pytest
+import torch
+
+from pasta_lens import emphasize, generate, load_model, pasta_hooks, steer
+from pasta_lens.generation import generate_tokens
+from tests.reference import additive_reference_hooks
+
+pytestmark = pytest.mark.slow
+PROMPT = "Maria is a nurse who lives in Paris. *Answer in JSON.*"
+
+
+def test_loads_offline_once(smollm2):
+    assert (smollm2.cfg.n_layers, smollm2.cfg.n_heads, smollm2.cfg.n_key_value_heads) == (30, 9, 3)
+    assert load_model("smollm2-135m-instruct") is smollm2
+    assert not smollm2.training
+
+
+def test_chat_template_emphasis(smollm2):
+    em = emphasize(smollm2, PROMPT, chat=True)
+    assert em.text.startswith("<|im_start|>system") and em.text.endswith("<|im_start|>assistant\n")
+    ids = em.tokens[0].tolist()
+    assert ids[0] == 1 and ids[1] != 1  # <|im_start|> once: no doubled BOS
+    assert smollm2.tokenizer.decode(em.tokens[0, em.key_mask[0]]).strip() == "Answer in JSON."
+    assert torch.equal(em.tokens, smollm2.to_tokens(em.text, prepend_bos=False))
+
+
+def test_parity_with_additive_reference(smollm2):
+    em = emphasize(smollm2, [PROMPT, "The capital of *France* is"], chat=True)
+    heads = [(20, 0), (20, 3), (21, 5), (25, 8), (5, 2)]
+    with torch.inference_mode():
+        ours = smollm2.run_with_hooks(em.tokens, attention_mask=em.attention_mask,
+                                      fwd_hooks=pasta_hooks(heads, em, 0.01))
+        ref = smollm2.run_with_hooks(em.tokens, attention_mask=em.attention_mask,
+                                     fwd_hooks=additive_reference_hooks(heads, em.key_mask, 0.01))
+        plain = smollm2(em.tokens, attention_mask=em.attention_mask)
+    real = em.attention_mask.bool()
+    assert (ours - ref).abs()[real].max() <= 1e-4
+    assert (ours - plain).abs()[real].max() > 0.1
+
+
+def test_cached_equals_uncached_and_steering_changes_the_answer(smollm2):
+    em = emphasize(smollm2, PROMPT, chat=True)
+    heads = {layer: range(9) for layer in range(20, 30)}
+    with steer(smollm2, heads, em):
+        cached = generate_tokens(smollm2, em, 16, stop_at_eos=False)
+        uncached = generate_tokens(smollm2, em, 16, use_past_kv_cache=False, stop_at_eos=False)
+    assert torch.equal(cached, uncached)
+    assert generate(smollm2, PROMPT, heads, chat=True, max_new_tokens=16) != generate(
+        smollm2, PROMPT, chat=True, max_new_tokens=16, steered=False)
