@@ -44,6 +44,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from pasta_lens.generation import default_heads
+from pasta_lens.objectives import ProfilingExample
 from pasta_lens.spans import Emphasis
 from pasta_lens.steering import (
     AlphaSpec,
@@ -58,6 +59,22 @@ from pasta_lens.steering import (
 
 Metric = Callable[[Float[Tensor, "batch pos vocab"]], Tensor]
 """Logits -> a scalar or one value per batch row (higher = more of the steered behaviour)."""
+
+Prompt = Union[Emphasis, ProfilingExample]
+"""What the helpers run: an :class:`Emphasis` (prompt tokens + key mask) or a task's
+:class:`~pasta_lens.objectives.ProfilingExample` (prompt + teacher-forced answer tokens + key mask over the prompt).
+"""
+
+
+def _inputs(prompt: Prompt) -> tuple[Tensor, Tensor, Tensor]:
+    """``(tokens, key_mask, attention_mask)`` of an Emphasis or a ProfilingExample."""
+    if isinstance(prompt, Emphasis):
+        return prompt.tokens, prompt.key_mask, prompt.attention_mask
+    if isinstance(prompt, ProfilingExample):
+        mask = prompt.attention_mask
+        return prompt.tokens, prompt.key_mask, torch.ones_like(prompt.tokens) if mask is None else mask
+    raise ValueError(f"Expected an Emphasis (from emphasize(...)) or a ProfilingExample (from a task's "
+                     f"profiling_examples(...)); got {type(prompt).__name__}.")
 
 
 def _z_name(layer: int) -> str:
@@ -108,7 +125,7 @@ class SpanAttention:
 def span_mass(
     pattern: Float[Tensor, "batch head query key"],
     key_mask: Bool[Tensor, "batch prompt"],
-    attention_mask: Optional[Int[Tensor, "batch prompt"]] = None,
+    attention_mask: Optional[Int[Tensor, "batch pos"]] = None,
 ) -> Float[Tensor, "head"]:
     """Mean attention mass on the emphasised keys per head, over real query rows that can see the span.
 
@@ -123,8 +140,9 @@ def span_mass(
     keys = torch.zeros(key_mask.shape[0], n_key, dtype=torch.bool, device=pattern.device)
     keys[:, :n_prompt] = key_mask.to(pattern.device)
     real = torch.ones(batch, n_query, dtype=torch.bool, device=pattern.device)
-    if attention_mask is not None:
-        real[:, :n_prompt] = attention_mask.to(pattern.device).bool()
+    if attention_mask is not None:  # [batch, prompt] or [batch, pos]; positions beyond it count as real
+        given = attention_mask.to(pattern.device).bool()[:, :n_query]
+        real[:, :given.shape[1]] = given
     first = keys.float().argmax(-1)  # first emphasised position per row
     sees_span = torch.arange(n_query, device=pattern.device)[None, :] >= first[:, None]
     rows = (real & sees_span).float()  # [batch, query]
@@ -134,7 +152,7 @@ def span_mass(
 
 def span_attention(
     model: Any,
-    emphasis: Emphasis,
+    emphasis: Prompt,
     heads: Optional[HeadSpec] = None,
     alpha: AlphaSpec = 0.01,
     scale_position: ScalePosition = "exclude",
@@ -145,7 +163,7 @@ def span_attention(
 
     Args:
         model: a TransformerLens model.
-        emphasis: the prompt(s) with the span, from :func:`pasta_lens.emphasize`.
+        emphasis: the prompt(s) with the span, from :func:`pasta_lens.emphasize` (or a ProfilingExample).
         heads: the heads to steer (default: the model's default head set).
         alpha, scale_position: as in :func:`pasta_lens.pasta_hooks`.
 
@@ -158,23 +176,22 @@ def span_attention(
     """
     pairs = _heads_for(model, heads)
     n_layers = model.cfg.n_layers
+    tokens, key_mask, attention_mask = _inputs(emphasis)
 
     def is_pattern(name: str) -> bool:
         return name.endswith("attn.hook_pattern")
 
     def masses(cache: Any) -> Tensor:
-        return torch.stack([span_mass(cache[f"blocks.{layer}.attn.hook_pattern"], emphasis.key_mask,
-                                      emphasis.attention_mask) for layer in range(n_layers)]).cpu()
+        return torch.stack([span_mass(cache[f"blocks.{layer}.attn.hook_pattern"], key_mask, attention_mask)
+                            for layer in range(n_layers)]).cpu()
 
     with torch.inference_mode():
-        _, cache = model.run_with_cache(emphasis.tokens, attention_mask=emphasis.attention_mask,
-                                        names_filter=is_pattern)
+        _, cache = model.run_with_cache(tokens, attention_mask=attention_mask, names_filter=is_pattern)
         before = masses(cache)
         del cache
         # The steering hooks are added first, so the cache sees the pattern after the PASTA edit.
-        with steer(model, pairs, emphasis, alpha, scale_position):
-            _, cache = model.run_with_cache(emphasis.tokens, attention_mask=emphasis.attention_mask,
-                                            names_filter=is_pattern)
+        with steer(model, pairs, key_mask, alpha, scale_position):
+            _, cache = model.run_with_cache(tokens, attention_mask=attention_mask, names_filter=is_pattern)
         after = masses(cache)
     return SpanAttention(before, after, pairs)
 
@@ -277,15 +294,18 @@ def _scalar_metric(metric: Metric) -> Callable[[Tensor], Tensor]:
     return scalar
 
 
-def _check_unpadded(emphasis: Emphasis) -> None:
-    if not bool(emphasis.attention_mask.bool().all()):
+def _unpadded(prompt: Prompt) -> tuple[Tensor, Tensor]:
+    """``(tokens, key_mask)`` of a prompt that has no padding (TL's patching runs without an attention mask)."""
+    tokens, key_mask, attention_mask = _inputs(prompt)
+    if not bool(attention_mask.bool().all()):
         raise ValueError("Head patching runs the tokens without an attention mask (as TransformerLens' patching "
                          "utilities do), so the prompts must not be padded: patch one prompt at a time.")
+    return tokens, key_mask
 
 
 def patch_steered_heads(
     model: Any,
-    emphasis: Emphasis,
+    emphasis: Prompt,
     heads: HeadSpec,
     metric: Metric,
     alpha: AlphaSpec = 0.01,
@@ -302,7 +322,7 @@ def patch_steered_heads(
 
     Args:
         model: a TransformerLens model.
-        emphasis: one prompt (no padding) with its span.
+        emphasis: one prompt (no padding) with its span: an Emphasis or a task's ProfilingExample.
         heads: the steered heads.
         metric: logits ``[batch, pos, vocab]`` -> scalar or ``[batch]`` (averaged), e.g.
             ``objectives.target_logprob(n_prompt, new_ids[:1], old_ids[:1])``.
@@ -319,7 +339,7 @@ def patch_steered_heads(
     import pandas as pd
     from transformer_lens import patching
 
-    _check_unpadded(emphasis)
+    tokens, key_mask = _unpadded(emphasis)
     pairs = _heads_for(model, heads)
     patched = pairs if candidates is None else _heads_for(model, candidates)
     scalar = _scalar_metric(metric)
@@ -328,15 +348,15 @@ def patch_steered_heads(
     index_df = pd.DataFrame(list(patched), columns=["layer", "head_index"])
 
     def run_patch(clean_cache: Any) -> Tensor:
-        return patching.generic_activation_patch(model, emphasis.tokens, clean_cache, scalar,
+        return patching.generic_activation_patch(model, tokens, clean_cache, scalar,
                                                  patching.layer_head_vector_patch_setter, "z",
                                                  index_df=index_df).float().cpu()
 
     with torch.inference_mode():
-        logits, unsteered_cache = model.run_with_cache(emphasis.tokens, names_filter=lambda n: n in names)
+        logits, unsteered_cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
         base = float(scalar(logits))
-        with steer(model, pairs, emphasis, alpha, scale_position):
-            logits, steered_cache = model.run_with_cache(emphasis.tokens, names_filter=lambda n: n in names)
+        with steer(model, pairs, key_mask, alpha, scale_position):
+            logits, steered_cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
             full = float(scalar(logits))
             into_steered = run_patch(unsteered_cache)
         into_unsteered = run_patch(steered_cache)
@@ -345,7 +365,7 @@ def patch_steered_heads(
 
 def cumulative_patching(
     model: Any,
-    emphasis: Emphasis,
+    emphasis: Prompt,
     heads: HeadSpec,
     order: Sequence[Head],
     metric: Metric,
@@ -368,7 +388,7 @@ def cumulative_patching(
         >>> curve = cumulative_patching(model, em, heads, hp.ranked(), metric)
         >>> plot_ablation({"patch top-k heads": curve}, "k")
     """
-    _check_unpadded(emphasis)
+    tokens, key_mask = _unpadded(emphasis)
     pairs = _heads_for(model, heads)
     order = tuple(tuple(h) for h in order)
     ks = list(range(len(order) + 1)) if ks is None else [int(k) for k in ks]
@@ -376,11 +396,11 @@ def cumulative_patching(
         raise ValueError(f"every k must be in 0..{len(order)} (the number of heads in order); got {ks}.")
     scalar = _scalar_metric(metric)
     with torch.inference_mode():
-        with steer(model, pairs, emphasis, alpha, scale_position):
-            _, cache = model.run_with_cache(emphasis.tokens, names_filter=lambda n: n.endswith("attn.hook_z"))
+        with steer(model, pairs, key_mask, alpha, scale_position):
+            _, cache = model.run_with_cache(tokens, names_filter=lambda n: n.endswith("attn.hook_z"))
         curve = []
         for k in ks:
-            logits = model.run_with_hooks(emphasis.tokens, fwd_hooks=head_patch_hooks(cache, order[:k]))
+            logits = model.run_with_hooks(tokens, fwd_hooks=head_patch_hooks(cache, order[:k]))
             curve.append((k, float(scalar(logits))))
     return curve
 

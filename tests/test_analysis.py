@@ -240,3 +240,27 @@ def test_direct_effects_add_up_to_the_logit_difference(which, request):
                 b_part = cache.apply_ln_to_stack(b_o[None, None, :].expand(1, 1, -1), layer=None, pos_slice=-1)
                 attn = attn - (b_part @ direction)[0, 0]
             assert dla[layer].sum().item() == pytest.approx(attn.item(), abs=1e-3)
+
+
+def test_profiling_examples_work_like_emphases(llama):
+    from pasta_lens.objectives import ProfilingExample, target_logprob
+
+    em = emphasize(llama, TEXT)
+    heads = heads_for(llama)
+    n = em.tokens.shape[1]
+    metric = target_logprob(n, torch.tensor([5, 9]), torch.tensor([7]))
+    target = torch.tensor([[5, 9]])
+    ex = ProfilingExample(tokens=torch.cat([em.tokens, target], 1), key_mask=em.key_mask, objective=metric)
+    with_target = emphasize(llama, TEXT)  # the same prompt; the example adds two teacher-forced tokens
+    sa_ex = span_attention(llama, ex, heads)
+    sa_em = span_attention(llama, with_target, heads)
+    before, after = sa_ex.of_heads()
+    assert bool((after > before).all())
+    # the first layer's unsteered mass differs only by the two extra query rows: close, not equal
+    assert torch.allclose(sa_ex.unsteered[0], sa_em.unsteered[0], atol=0.2)
+    hp = patch_steered_heads(llama, ex, heads, metric)
+    curve = cumulative_patching(llama, ex, heads, hp.ranked(), metric)
+    assert curve[0][1] == pytest.approx(hp.unsteered, abs=1e-5)
+    assert curve[-1][1] == pytest.approx(hp.steered, abs=1e-4)
+    with pytest.raises(ValueError, match="ProfilingExample"):
+        span_attention(llama, em.tokens, heads)

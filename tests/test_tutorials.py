@@ -45,7 +45,8 @@ def test_01_quickstart(smollm2, tmp_path, monkeypatch):
     before, after = g["before_layer"], g["after_layer"]
     first = min(g["span"].steered_layers)
     assert torch.equal(before[:first], after[:first])
-    assert bool((after[first:] > before[first:] + 0.1).all()), (before, after)
+    steered_layers = list(g["span"].steered_layers)
+    assert bool((after[steered_layers] > before[steered_layers]).all()), (before, after)
     head_before, head_after = g["span"].of_heads()
     assert float((head_after - head_before).mean()) > 0.3
     assert float(g["row_after"][g["em"].key_mask[0]].sum()) > float(g["row_before"][g["em"].key_mask[0]].sum())
@@ -73,7 +74,11 @@ def test_03_steering_meets_patching(smollm2, tmp_path, monkeypatch):
     assert rec == sorted(rec, reverse=True) and rec[0] > rec[-1]
     # the direct effects were computed for every head
     assert g["dla_steered"].shape == (smollm2.cfg.n_layers, smollm2.cfg.n_heads)
-    assert -1.0 <= g["corr_span"] <= 1.0 and -1.0 <= g["corr_dla"] <= 1.0
-    for png in ("03_patching_recovered.png", "03_cumulative_patching.png", "03_span_gain.png",
+    for name in ("corr_profile", "corr_span", "corr_dla"):
+        assert -1.0 <= g[name] <= 1.0
+    # the most important head, steered, looks at the span from the answer position
+    key_mask = g["ex"].key_mask[0]
+    assert float(g["row_after"][key_mask].sum()) > float(g["row_before"][key_mask].sum())
+    for png in ("03_patching_recovered.png", "03_cumulative_patching.png", "03_attribution_scores.png",
                 "03_top_head_row.png"):
         assert_png(tmp_path / png)

@@ -36,10 +36,10 @@ print(model.cfg.n_layers, "layers x", model.cfg.n_heads, "heads")
 
 # %% [markdown]
 # ## 2. Mark a span
-# Asterisks mark what the model should attend to. `emphasize` removes the markers, tokenises (here with the chat
-# template) and returns the tokens plus a boolean key mask: True at every token of the marked span.
-# A counterfactual prompt makes the effect easy to read: the model knows the old fact, the prompt states a new
-# one, and we emphasise the new one.
+# Asterisks mark what the model should attend to. `emphasize` removes the markers, tokenises (plain text here;
+# `chat=True` renders the chat template around it) and returns the tokens plus a boolean key mask: True at every
+# token of the marked span. A counterfactual prompt makes the effect easy to read: the prompt states an old and
+# a new fact, and we emphasise the new one.
 
 # %%
 PROMPT = ("Previously, Toko Yasuda played the guitar. *Currently, Toko Yasuda plays the piano.* "
@@ -77,15 +77,12 @@ print("log P(piano) - log P(guitar):", log_odds)
 
 # %% [markdown]
 # ## 4. Steered generation
-# `generate` = `emphasize` + `steer` + the model's own KV-cached `generate` (greedy). The same works by hand:
-# `with steer(model, heads, em): model.generate(...)`. Here the paper's motivating example: an instruction the
-# model tends to ignore, emphasised.
+# `generate` = `emphasize` + `steer` + the model's own KV-cached `generate` (greedy, so the two runs are
+# comparable). The same works by hand: `with steer(model, heads, em): model.generate(em.tokens, ...)`.
 
 # %%
-INSTRUCTION = ("Maria is a nurse who lives in Paris and likes painting. "
-               "*Answer in JSON format with the keys name and occupation.*")
-out_unsteered = generate(model, INSTRUCTION, chat=True, steered=False, max_new_tokens=MAX_NEW_TOKENS)
-out_steered = generate(model, INSTRUCTION, heads, chat=True, alpha=0.01, max_new_tokens=MAX_NEW_TOKENS)
+out_unsteered = generate(model, PROMPT, steered=False, max_new_tokens=MAX_NEW_TOKENS)
+out_steered = generate(model, PROMPT, heads, alpha=0.01, max_new_tokens=MAX_NEW_TOKENS)
 print("=== unsteered ===\n" + out_unsteered)
 print("=== steered ===\n" + out_steered)
 

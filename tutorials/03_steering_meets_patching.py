@@ -13,79 +13,65 @@
 #    logit through the unembedding (direct logit attribution).
 #
 # The task metric is CounterFact's: the prompt states an old and a new fact, the new one emphasised, and we
-# measure `log P(new answer) - log P(old answer)` for the next token. Data: `train.json` (profiling/analysis
-# split; reports use `test.json`). `PASTA_LENS_FAST=1` selects tiny settings; pictures go to `$PASTA_LENS_OUT`.
+# measure `log P(new answer) - log P(old answer)`. Cases come from the train split (analysis, like profiling,
+# never touches the test split). `PASTA_LENS_FAST=1` selects tiny settings; pictures go to `$PASTA_LENS_OUT`.
 
 # %%
-import json
 import os
 from pathlib import Path
 
+import pandas as pd  # TransformerLens' patching utilities index the patched heads with a DataFrame
 import torch
+from transformer_lens import patching
 
-from pasta_lens import default_heads, emphasize, load_model, steer
+from pasta_lens import default_heads, load_model, profile_heads, steer
 from pasta_lens.analysis import (
     cumulative_patching,
     direct_logit_effect,
     patch_steered_heads,
     span_attention,
 )
-from pasta_lens.objectives import target_logprob
 from pasta_lens.plot import plot_ablation, plot_attention_row, plot_head_scores
+from pasta_lens.tasks import get_task
 
 FAST = os.environ.get("PASTA_LENS_FAST") == "1"
 OUT = Path(os.environ.get("PASTA_LENS_OUT", "tutorials/out"))
 OUT.mkdir(parents=True, exist_ok=True)
-DATA = Path(os.environ.get("PASTA_LENS_DATA", "../shared/data"))  # relative to the repository root
-N_SCAN = 3 if FAST else 20         # CounterFact cases to scan for a clear example
-N_CANDIDATES = 6 if FAST else None  # heads to patch one by one (None: every steered head)
-torch.manual_seed(0)
+N_SCAN = 2 if FAST else 20         # CounterFact train cases to scan for a clear example
+N_CANDIDATES = 4 if FAST else None  # heads to patch one by one (None: every steered head)
 
 # %% [markdown]
 # ## The model, the steered heads, one CounterFact case
-# Steered heads: the interim default (every head of layers 20-29, 90 heads) until a profiled head set ships.
-# The prompt follows the PASTA paper's CounterFact format: `Previously, <old fact>. Currently, <new fact>.
-# <question>` with the new fact emphasised.
+# The steered heads are the model's default set (a shipped profile when one matches these weights, else the
+# interim set: every head of the last third of the layers). The task gives the prompt in the PASTA paper's
+# format, `Previously, <old fact>. Currently, *<new fact>*. <question>`, and a `ProfilingExample`: the prompt
+# followed by the new answer's tokens (teacher forcing), the key mask, and the objective
+# `log P(new answer) - log P(first token of the old answer)`. That objective is our metric. The data folder is
+# `$PASTA_LENS_DATA` or `../shared/data` beside the repository.
 
 # %%
 model = load_model("smollm2-135m-instruct")
 heads, why = default_heads(model)
-cases = json.loads((DATA / "counterfact" / "train.json").read_text())[:N_SCAN]
-
-
-def counterfact_prompt(case):
-    return (f"Previously, {case['prompt']} {case['ground_truth']}. "
-            f"*Currently, {case['prompt']} {case['target_new']}.* {case['prompt']}")
-
-
-def first_token(word):
-    return model.tokenizer.encode(" " + word)[0]
-
-
-def metric_for(case, em):
-    """log P(new) - log P(old) for the token after the prompt: logits [batch, pos, vocab] -> [batch]."""
-    n_prompt = em.tokens.shape[1]
-    return target_logprob(n_prompt, torch.tensor([first_token(case["target_new"])]),
-                          torch.tensor([first_token(case["ground_truth"])]))
-
+print(len(heads), "steered heads:", why)
+task = get_task("counterfact")
+facts = task.examples("train", n=N_SCAN)
+examples = [task.profiling_example(model, fact) for fact in facts]
 
 # Pick the scanned case where steering moves the metric most: a clear effect is easiest to dissect.
 scan = []
 with torch.inference_mode():
-    for case in cases:
-        em = emphasize(model, counterfact_prompt(case))
-        metric = metric_for(case, em)
-        unsteered = float(metric(model(em.tokens)))
-        with steer(model, heads, em):
-            steered = float(metric(model(em.tokens)))
-        scan.append((steered - unsteered, case))
-        print(f"case {case['case_id']}: {case['ground_truth']!r} -> {case['target_new']!r}: "
-              f"{unsteered:+.2f} -> {steered:+.2f}")
-_, case = max(scan, key=lambda item: item[0])
-em = emphasize(model, counterfact_prompt(case))
-metric = metric_for(case, em)
-str_tokens = model.to_str_tokens(em.tokens[0])
-print("chosen:", em.text)
+    for fact, ex in zip(facts, examples):
+        unsteered = float(ex.objective(model(ex.tokens)))
+        with steer(model, heads, ex.key_mask):
+            steered = float(ex.objective(model(ex.tokens)))
+        scan.append((steered - unsteered, fact, ex))
+        print(f"{fact.target_true!r} -> {fact.target_new!r}: metric {unsteered:+.2f} unsteered, {steered:+.2f} steered")
+_, fact, ex = max(scan, key=lambda item: item[0])
+metric = ex.objective  # logits [batch, pos, vocab] -> [batch]
+n_prompt = ex.n_prompt
+answer_pos = n_prompt - 1  # the position that predicts the first answer token
+str_tokens = model.to_str_tokens(ex.tokens[0])
+print("chosen:", task.prompt(fact), "->", task.answer(fact))
 
 # %% [markdown]
 # ## TransformerLens' patching utilities work on the bridge
@@ -96,26 +82,25 @@ print("chosen:", em.text)
 # prompt at a time), and it patches one index per forward (joint patches need a hook of your own, below).
 
 # %%
-import pandas as pd  # noqa: E402  (TransformerLens' patching utilities index heads with a DataFrame)
-from transformer_lens import patching  # noqa: E402
-
 LAYER, HEAD = heads[0]
 z_name = f"blocks.{LAYER}.attn.hook_z"
 with torch.inference_mode():
-    with steer(model, heads, em):
-        _, steered_cache = model.run_with_cache(em.tokens, names_filter=z_name)
+    with steer(model, heads, ex.key_mask):
+        _, steered_cache = model.run_with_cache(ex.tokens, names_filter=z_name)
     via_tl = patching.generic_activation_patch(
-        model, em.tokens, steered_cache, lambda logits: metric(logits).mean(),
+        model, ex.tokens, steered_cache, lambda logits: metric(logits).mean(),
         patching.layer_head_vector_patch_setter, "z",
         index_df=pd.DataFrame([[LAYER, HEAD]], columns=["layer", "head_index"]))
 
 
-    def patch_one_head(z, hook):
-        z = z.clone()
-        z[:, :, HEAD] = steered_cache[z_name][:, :, HEAD]
-        return z
+def patch_one_head(z, hook):
+    z = z.clone()
+    z[:, :, HEAD] = steered_cache[z_name][:, :, HEAD]
+    return z
 
-    by_hand = metric(model.run_with_hooks(em.tokens, fwd_hooks=[(z_name, patch_one_head)]))
+
+with torch.inference_mode():
+    by_hand = metric(model.run_with_hooks(ex.tokens, fwd_hooks=[(z_name, patch_one_head)]))
 print(f"L{LAYER}H{HEAD} patched in: TL utility {float(via_tl[0]):+.4f}, hand-written hook {float(by_hand):+.4f}")
 
 # %% [markdown]
@@ -127,7 +112,8 @@ print(f"L{LAYER}H{HEAD} patched in: TL utility {float(via_tl[0]):+.4f}, hand-wri
 # steering changes their direct effect on the answer (a cheap proxy computed from two cached runs).
 
 # %%
-new_id, old_id = first_token(case["target_new"]), first_token(case["ground_truth"])
+new_id = model.tokenizer.encode(task.answer(fact), add_special_tokens=False)[0]
+old_id = model.tokenizer.encode(task.contrast(fact), add_special_tokens=False)[0]
 
 
 def z_and_scale(name):
@@ -135,18 +121,18 @@ def z_and_scale(name):
 
 
 with torch.inference_mode():
-    _, cache_unsteered = model.run_with_cache(em.tokens, names_filter=z_and_scale)
-    with steer(model, heads, em):
-        _, cache_steered = model.run_with_cache(em.tokens, names_filter=z_and_scale)
-dla_unsteered = direct_logit_effect(model, cache_unsteered, new_id, old_id)  # [layer, head]
-dla_steered = direct_logit_effect(model, cache_steered, new_id, old_id)
+    _, cache_unsteered = model.run_with_cache(ex.tokens, names_filter=z_and_scale)
+    with steer(model, heads, ex.key_mask):
+        _, cache_steered = model.run_with_cache(ex.tokens, names_filter=z_and_scale)
+dla_unsteered = direct_logit_effect(model, cache_unsteered, new_id, old_id, pos=answer_pos)  # [layer, head]
+dla_steered = direct_logit_effect(model, cache_steered, new_id, old_id, pos=answer_pos)
 dla_change = dla_steered - dla_unsteered
 if N_CANDIDATES is None:
     candidates = heads
 else:
     candidates = sorted(heads, key=lambda lh: -abs(float(dla_change[lh])))[:N_CANDIDATES]
 
-result = patch_steered_heads(model, em, heads, metric, candidates=candidates)
+result = patch_steered_heads(model, ex, heads, metric, candidates=candidates)
 print(f"metric unsteered {result.unsteered:+.3f}, steered {result.steered:+.3f}, effect {result.effect:+.3f}")
 print("head     recovered  removed  (fraction of the effect)")
 for head in result.ranked()[:10]:
@@ -169,9 +155,9 @@ rest = [h for h in heads if h not in ranked]
 order = ranked + rest
 generator = torch.Generator().manual_seed(0)
 shuffled = [order[i] for i in torch.randperm(len(order), generator=generator).tolist()]
-ks = list(range(len(ranked) + 1)) + [len(order)]
-curve_ranked = cumulative_patching(model, em, heads, order, metric, ks=ks)
-curve_random = cumulative_patching(model, em, heads, shuffled, metric, ks=ks)
+ks = sorted(set([0, len(ranked) // 2, len(ranked)] if FAST else range(len(ranked) + 1)) | {len(order)})
+curve_ranked = cumulative_patching(model, ex, heads, order, metric, ks=ks)
+curve_random = cumulative_patching(model, ex, heads, shuffled, metric, ks=ks)
 plot_ablation({"best patched heads first": curve_ranked, "random order": curve_random},
               "number of steered heads patched into the unsteered run", OUT / "03_cumulative_patching.png",
               ylabel="log P(new) - log P(old)", title=f"{result.unsteered:+.2f} unsteered, "
@@ -180,13 +166,15 @@ print("best first:", [(k, round(v, 2)) for k, v in curve_ranked])
 print("random:    ", [(k, round(v, 2)) for k, v in curve_random])
 
 # %% [markdown]
-# ## Compare with a cheaper head score
-# A head score that needs no patching: how much steering raises the head's attention mass on the span.
-# (With a profile from `pasta_lens.profiling`, compare its per-head scores the same way.) Rank correlation
-# between the two over the patched heads:
+# ## Compare with head scores
+# Two scores that need no patching: the profiler's score (`pasta_lens.profile_heads`, here by gradient
+# attribution on this one example: the first-order estimate of the metric change when the head *alone* is
+# steered), and how much steering raises the head's attention on the span. Rank correlation with `recovered`
+# over the patched heads:
 
 # %%
-span = span_attention(model, em, heads)
+attribution = profile_heads(model, [ex], method="attribution", progress=False)
+span = span_attention(model, ex, heads)
 span_gain = span.steered - span.unsteered  # [layer, head]
 
 
@@ -197,13 +185,20 @@ def rank_correlation(a, b):
 
 
 patched_idx = torch.tensor(result.heads)
-gain_of_patched = span_gain[patched_idx[:, 0], patched_idx[:, 1]]
-dla_change_of_patched = dla_change[patched_idx[:, 0], patched_idx[:, 1]]
-corr_span = rank_correlation(result.recovered, gain_of_patched)
-corr_dla = rank_correlation(result.recovered, dla_change_of_patched)
-print(f"rank correlation with recovered: span-mass gain {corr_span:+.2f}, direct-effect change {corr_dla:+.2f}")
-plot_head_scores(span_gain, selected=result.ranked()[:3], title="Span attention gain (top-3 patched outlined)",
-                 colorbar_label="attention mass gain", path=OUT / "03_span_gain.png")
+
+
+def at_patched(table):
+    return table[patched_idx[:, 0], patched_idx[:, 1]]
+
+
+corr_profile = rank_correlation(result.recovered, at_patched(attribution.scores))
+corr_span = rank_correlation(result.recovered, at_patched(span_gain))
+corr_dla = rank_correlation(result.recovered, at_patched(dla_change))
+print(f"rank correlation with recovered: profile score (attribution) {corr_profile:+.2f}, "
+      f"span-mass gain {corr_span:+.2f}, direct-effect change {corr_dla:+.2f}")
+plot_head_scores(attribution.scores, selected=result.ranked()[:3],
+                 title="Attribution score, top-3 patched heads outlined", colorbar_label="est. metric change",
+                 path=OUT / "03_attribution_scores.png")
 
 # %% [markdown]
 # ## The most important steered head up close
@@ -216,14 +211,18 @@ plot_head_scores(span_gain, selected=result.ranked()[:3], title="Span attention 
 TOP = result.ranked()[0]
 pattern_name = f"blocks.{TOP[0]}.attn.hook_pattern"
 with torch.inference_mode():
-    _, c0 = model.run_with_cache(em.tokens, names_filter=pattern_name)
-    with steer(model, heads, em):
-        _, c1 = model.run_with_cache(em.tokens, names_filter=pattern_name)
-row_before, row_after = c0[pattern_name][0, TOP[1], -1], c1[pattern_name][0, TOP[1], -1]
-plot_attention_row(str_tokens, row_before, row_after, em.key_mask[0], OUT / "03_top_head_row.png",
-                   title=f"L{TOP[0]}H{TOP[1]} (most important steered head), query = last token")
+    _, c0 = model.run_with_cache(ex.tokens, names_filter=pattern_name)
+    with steer(model, heads, ex.key_mask):
+        _, c1 = model.run_with_cache(ex.tokens, names_filter=pattern_name)
+# the answer position's row; keys after it (the teacher-forced answer) get no attention under causal masking
+row_before = c0[pattern_name][0, TOP[1], answer_pos, :n_prompt]
+row_after = c1[pattern_name][0, TOP[1], answer_pos, :n_prompt]
+plot_attention_row(str_tokens[:n_prompt], row_before, row_after, ex.key_mask[0], OUT / "03_top_head_row.png",
+                   title=f"L{TOP[0]}H{TOP[1]} (most important steered head), query = answer position")
 top_tokens = [(str_tokens[j], round(float(row_after[j]), 2)) for j in row_after.topk(3).indices.tolist()]
 print(f"L{TOP[0]}H{TOP[1]} steered attends most to {top_tokens}")
+print(f"of the row on the span: {float(row_before[ex.key_mask[0]].sum()):.2f} unsteered -> "
+      f"{float(row_after[ex.key_mask[0]].sum()):.2f} steered")
 for head in result.ranked()[:5]:
     print(f"L{head[0]}H{head[1]} direct effect on logit(new) - logit(old): "
           f"{float(dla_unsteered[head]):+.3f} unsteered -> {float(dla_steered[head]):+.3f} steered")
