@@ -86,6 +86,9 @@ def plot_head_scores(
 ) -> Any:
     """Heatmap of per-head scores, layers on the y-axis and heads on the x-axis, selected heads outlined.
 
+    NaN cells (heads that were not measured) are drawn grey. Scores of both signs get a diverging colour map
+    centred on 0.
+
     Args:
         scores: ``[layer, head]`` scores (tensor, array or nested lists).
         selected: heads to outline: ``{layer: [heads]}``, ``[(layer, head), ...]`` or a ``HeadProfile``.
@@ -112,8 +115,9 @@ def plot_head_scores(
     finite = arr[np.isfinite(arr)]
     bound = float(np.abs(finite).max()) if finite.size else 1.0
     diverging = finite.size > 0 and finite.min() < 0 < finite.max()
-    im = ax.imshow(arr, aspect="auto", origin="lower", interpolation="nearest",
-                   cmap="RdBu_r" if diverging else "viridis",
+    # NaN = not measured: grey, distinct from a score of 0
+    cmap = plt.get_cmap("RdBu_r" if diverging else "viridis").with_extremes(bad="0.8")
+    im = ax.imshow(np.ma.masked_invalid(arr), aspect="auto", origin="lower", interpolation="nearest", cmap=cmap,
                    vmin=-bound if diverging else None, vmax=bound if diverging else None)
     fig.colorbar(im, ax=ax, label=colorbar_label)
     for layer, head in heads:
@@ -123,7 +127,7 @@ def plot_head_scores(
     ax.set_xticks(range(n_heads))
     step = max(1, n_layers // 15)
     ax.set_yticks(range(0, n_layers, step))
-    ax.set_title(title + (f"  ({len(heads)} selected, outlined)" if heads else ""))
+    ax.set_title(title + (f"  ({len(heads)} heads outlined)" if heads else ""))
     _save(fig, path)
     return fig
 

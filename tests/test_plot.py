@@ -29,13 +29,14 @@ def test_head_scores_heatmap_marks_selected_heads(tmp_path):
     assert outlined == {(2, 1), (2, 3), (5, 0)}
     image = ax.images[0].get_array()
     np.testing.assert_allclose(np.asarray(image), scores.numpy(), rtol=1e-6)
-    assert "3 selected" in ax.get_title()
+    assert "3 heads outlined" in ax.get_title()
 
 
 def test_head_scores_accepts_nan_and_rejects_bad_heads():
     grid = np.full((3, 2), np.nan)
     grid[1, 0] = 0.5
-    plot.plot_head_scores(grid)  # NaN cells (heads not measured) are fine
+    fig = plot.plot_head_scores(grid)  # NaN cells (heads not measured) are fine: masked, drawn grey
+    assert bool(np.ma.getmaskarray(fig.axes[0].images[0].get_array())[0, 0])
     with pytest.raises(ValueError, match="out of range"):
         plot.plot_head_scores(grid, selected=[(3, 0)])
     with pytest.raises(ValueError, match="2-dimensional"):

@@ -82,3 +82,27 @@ def test_03_steering_meets_patching(smollm2, tmp_path, monkeypatch):
     for png in ("03_patching_recovered.png", "03_cumulative_patching.png", "03_attribution_scores.png",
                 "03_top_head_row.png"):
         assert_png(tmp_path / png)
+
+
+def test_02_profiling(smollm2, tmp_path, monkeypatch):
+    from pasta_lens import weights_hash
+
+    g = run_tutorial("02_profiling.py", tmp_path, monkeypatch)
+    assert_no_hooks(smollm2)
+    for name in g["TASKS"]:
+        scores = g["scores"][name]
+        assert scores.scores.shape == (smollm2.cfg.n_layers, smollm2.cfg.n_heads)
+        assert int(scores.exact.sum()) == g["TOP_M"]  # hybrid re-scored exactly the top-m heads
+        corr, _ = g["comparison"][name]
+        assert -1.0 <= corr <= 1.0
+    # k was chosen on the validation curve, and the saved profile is that selection, with its metadata
+    assert g["k"] in g["KS"] and len(g["curve"]) == len(g["KS"])
+    profile = g["reloaded"]
+    assert profile.heads == g["heads"] and profile.k == g["k"]
+    assert profile.weights_hash == weights_hash(smollm2)
+    assert set(profile.tasks) == set(g["TASKS"]) and profile.command
+    # steering with the reloaded profile reproduces the gain measured while choosing k
+    for name in g["TASKS"]:
+        assert g["gains"][name] == pytest.approx(g["chosen"].per_task[name], abs=1e-3)
+    for png in ["02_ablation.png", "02_profile_heads.png"] + [f"02_scores_{t}.png" for t in g["TASKS"]]:
+        assert_png(tmp_path / png)

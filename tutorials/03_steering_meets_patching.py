@@ -139,8 +139,9 @@ for head in result.ranked()[:10]:
     i = result.heads.index(head)
     print(f"L{head[0]}H{head[1]}    {float(result.recovered[i]):+.3f}    {float(result.removed[i]):+.3f}")
 n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
-plot_head_scores(result.grid(n_layers, n_heads, "recovered"), selected=heads,
-                 title="Effect recovered by patching one steered head", colorbar_label="fraction of effect",
+plot_head_scores(result.grid(n_layers, n_heads, "recovered"), selected=result.heads,
+                 title="Effect recovered by patching one steered head (grey: not patched)",
+                 colorbar_label="fraction of effect",
                  path=OUT / "03_patching_recovered.png")
 
 # %% [markdown]
@@ -197,7 +198,7 @@ corr_dla = rank_correlation(result.recovered, at_patched(dla_change))
 print(f"rank correlation with recovered: profile score (attribution) {corr_profile:+.2f}, "
       f"span-mass gain {corr_span:+.2f}, direct-effect change {corr_dla:+.2f}")
 plot_head_scores(attribution.scores, selected=result.ranked()[:3],
-                 title="Attribution score, top-3 patched heads outlined", colorbar_label="est. metric change",
+                 title="Attribution score; the 3 best patched heads", colorbar_label="est. metric change",
                  path=OUT / "03_attribution_scores.png")
 
 # %% [markdown]
