@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=40, help="tokens to generate (default 40)")
     p.set_defaults(func=_cmd_steer)
     profiling_cli.add_parser(sub)
+    from pasta_lens.evaluation import add_evaluate_parser  # pasta-lens evaluate
+    add_evaluate_parser(sub)
     return parser
 
 

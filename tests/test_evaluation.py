@@ -1,0 +1,181 @@
+"""The evaluation harness on the tiny random model: methods, candidate scoring, end to end, resume, CLI."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from pasta_lens.evaluation import (BASELINES, ablation_methods, candidate_logprobs, evaluate, parse_method,
+                                   ranked_heads, resolve_heads)
+from pasta_lens.spans import emphasize
+from pasta_lens.steering import steer
+from pasta_lens.tasks import Biography, CounterFactTask, get_task
+from pasta_lens.tasks.bio_tasks import JsonTask
+
+FIXTURES = Path(__file__).parent / "fixtures"
+HEADS = [(2, 1), (1, 0), (2, 3)]
+
+
+@pytest.fixture(scope="module")
+def cf_task(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cfdata")
+    (root / "counterfact").mkdir()
+    shutil.copy(FIXTURES / "counterfact_rome.json", root / "counterfact" / "rome_format.json")
+    shutil.copy(FIXTURES / "counterfact_split.json", root / "counterfact" / "train.json")
+    shutil.copy(FIXTURES / "counterfact_split.json", root / "counterfact" / "test.json")
+    return CounterFactTask(data_dir=root)
+
+
+def test_parse_method():
+    assert [parse_method(m).steered for m in BASELINES] == [False] * 4 + [True] * 3
+    m = parse_method("pasta:alpha=0.1,k=2")
+    assert (m.heads, m.alpha, m.k) == ("profile", 0.1, 2) and m.label == "PASTA, profile heads (alpha=0.1,k=2)"
+    assert parse_method("star").marking == "*" and parse_method("few-shot").few_shot == 3
+    for bad, msg in [("pastaa", "Unknown method"), ("pasta:beta=1", "Bad option"), ("pasta:alpha=2", r"\(0, 1\]"),
+                     ("zero-shot:alpha=0.1", "only apply"), ("pasta:k=0", "positive")]:
+        with pytest.raises(ValueError, match=msg):
+            parse_method(bad)
+    assert ablation_methods((0.001, 0.01, 0.1), (5,)) == ["pasta:alpha=0.001", "pasta:alpha=0.1", "pasta:k=5"]
+
+
+def test_resolve_heads(llama):
+    ranked = ranked_heads(HEADS)
+    assert ranked == tuple(HEADS)  # a given list keeps its order (best first)
+    assert resolve_heads(parse_method("zero-shot"), llama, ranked) is None
+    assert len(resolve_heads(parse_method("all-heads"), llama, ranked)) == 3 * 4
+    assert resolve_heads(parse_method("pasta:k=2"), llama, ranked) == ((2, 1), (1, 0))
+    r1 = resolve_heads(parse_method("random"), llama, ranked, seed=0)
+    assert len(r1) == 3 and r1 == resolve_heads(parse_method("random"), llama, ranked, seed=0)
+    assert r1 != resolve_heads(parse_method("random"), llama, ranked, seed=1) or True  # seeded (may coincide)
+    with pytest.raises(ValueError, match="needs a head profile"):
+        resolve_heads(parse_method("pasta"), llama, ())
+
+    class Profile:  # the HeadProfile surface used: sorted heads + per-task score tables
+        heads = ((1, 0), (2, 1), (2, 3))
+        scores = {"a": [[0] * 4, [5, 0, 0, 0], [0, 1, 0, 9]], "b": [[0] * 4, [1, 0, 0, 0], [0, 3, 0, 9]]}
+
+    assert ranked_heads(Profile()) == ((2, 3), (1, 0), (2, 1))
+
+
+@pytest.mark.parametrize("reduce", ["sum", "mean"])
+def test_candidate_logprobs_match_one_by_one(llama, reduce):
+    task = get_task("biasbios", bios=short_bios())
+    ex = task.examples("train", 1)[0]
+    r = task.render(llama, task.prompt(ex))
+    cands = [" nurse", " software engineer", " DJ", " a"]
+    for heads in (None, HEADS):
+        got = candidate_logprobs(llama, r, cands, reduce, heads, alpha=0.01)
+        for cand, value in zip(cands, got):
+            em = emphasize(llama, r.text, char_ranges=r.char_spans, prepend_bos=r.prepend_bos)
+            ids = llama.tokenizer(cand, add_special_tokens=False)["input_ids"]
+            tokens = torch.cat([em.tokens, torch.tensor([ids])], dim=1)
+            n = em.tokens.shape[1]
+            ctx = steer(llama, heads, em, 0.01) if heads else torch.inference_mode()
+            with torch.inference_mode(), ctx:
+                logp = torch.log_softmax(llama(tokens)[0, n - 1:-1].float(), -1)
+            ref = sum(float(logp[i, t]) for i, t in enumerate(ids))
+            assert value == pytest.approx(ref / len(ids) if reduce == "mean" else ref, abs=1e-4)
+    assert candidate_logprobs(llama, r, cands, reduce, HEADS) != candidate_logprobs(llama, r, cands, reduce, None)
+
+
+def short_bios(k=60):
+    """Short biographies (the tiny tokenizer makes long ones slow), with names and gendered pronouns."""
+    occs = ["nurse", "dj", "software_engineer", "poet", "architect"]
+    return [Biography(uid=f"short:{i}", source="synthetic", name=f"Ana {i}", occupation=occs[i % 5], gender="F",
+                      context=f"Ana {i} is a {occs[i % 5].replace('_', ' ')}. She works.", first_sentence_end=len(
+                          f"Ana {i} is a {occs[i % 5].replace('_', ' ')}."), neutral="x") for i in range(k)]
+
+
+def test_end_to_end_tiny(llama, tmp_path, cf_task):
+    bios = short_bios()
+    tasks = [get_task("json", bios=bios), get_task("pronoun", bios=bios), get_task("biasbios", bios=bios), cf_task]
+    res = evaluate(llama, tasks, ["zero-shot", "star", "few-shot", "random", "pasta", "pasta:alpha=0.5"], n=2,
+                   heads=HEADS, out_dir=tmp_path, batch_size=2, max_new_tokens=4, progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "examples.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 * 6 * 2 == len(res.rows)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary == json.loads(json.dumps(res.summary))
+    assert summary["tasks"]["json"]["pasta"]["n"] == 2 and summary["tasks"]["json"]["pasta"]["synthetic"]
+    assert not summary["tasks"]["counterfact"]["pasta"]["synthetic"]
+    assert summary["config"]["heads"]["pasta"] == [list(h) for h in HEADS]
+    assert summary["config"]["heads"]["zero-shot"] is None
+    table = (tmp_path / "table.md").read_text()
+    assert table == res.table and table.count("\n| ") == 6 and "†" in table and "PASTA, profile heads" in table
+    by = {(r["task"], r["method"], r["uid"]): r for r in rows}
+    uid = tasks[0].examples("test", 1)[0].uid
+    star, zero = by[("json", "star", uid)], by[("json", "zero-shot", uid)]
+    assert "*Answer the occupation" in star["prompt"] and "*" not in zero["prompt"].split("assistant")[0][-300:]
+    few = by[("json", "few-shot", uid)]["prompt"]
+    assert few.count("<|im_start|>assistant") == 4  # 3 demonstrations + the query's generation prompt
+    for r in rows:
+        assert set(r["metrics"]) <= set(next(t for t in tasks if t.name == r["task"]).metrics)
+    cf = by[("counterfact", "pasta", cf_task.examples("test", 1)[0].uid)]
+    assert {"es", "ps0"} <= set(cf["outputs"]) and len(cf["outputs"]["es"]) == 2
+    # greedy decoding is deterministic: the same configuration reproduces the same outputs from scratch
+    again = evaluate(llama, [tasks[0]], ["pasta"], n=2, heads=HEADS, batch_size=1, max_new_tokens=4,
+                     progress=False)
+    assert [r["outputs"] for r in again.rows] == [by[("json", "pasta", r["uid"])]["outputs"] for r in again.rows]
+
+
+class Interrupting(JsonTask):
+    """A JSON task whose scoring dies on the third example: an interrupted run."""
+
+    def __init__(self):
+        super().__init__(bios=short_bios())
+        self.calls = 0
+
+    def metrics_from(self, example, results):
+        self.calls += 1
+        if self.calls == 3:
+            raise KeyboardInterrupt
+        return super().metrics_from(example, results)
+
+
+def test_resume_after_interruption(llama, tmp_path):
+    kw = dict(n=4, heads=HEADS, out_dir=tmp_path, batch_size=1, max_new_tokens=3, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(llama, [Interrupting()], ["pasta"], **kw)
+    path = tmp_path / "examples.jsonl"
+    lines = path.read_text().splitlines()
+    assert len(lines) == 2 and not (tmp_path / "summary.json").exists()
+    # mark a finished row, and leave a half-written line as a kill during a write would
+    # plant an output the random tiny model never writes: if the row is reused, it is rescored as valid JSON
+    first = json.loads(lines[0])
+    first["outputs"]["output"] = '{"name": "x", "occupation": "nurse"}'
+    path.write_text(json.dumps(first) + "\n" + lines[1] + "\n" + lines[1][: len(lines[1]) // 2])
+    task = JsonTask(bios=short_bios())
+    res = evaluate(llama, [task], ["pasta"], **kw)
+    assert len(res.rows) == 4 and res.rows[0]["metrics"]["f_acc"] == 1.0         # reused (and rescored)
+    assert [r["uid"] for r in res.rows] == [e.uid for e in task.examples("test", 4)]
+    assert res.summary["tasks"]["json"]["pasta"]["f_acc"] >= 1 / 4
+    assert len(path.read_text().splitlines()) == 5  # 2 kept + the cut line + 2 new rows; nothing recomputed twice
+    # a different configuration does not reuse those rows
+    other = evaluate(llama, [task], ["pasta:alpha=0.5"], **kw)
+    assert other.rows[0]["outputs"]["output"] != first["outputs"]["output"]
+    # nor does a changed prompt (another variant renders another prompt -> another config and prompt)
+    short = evaluate(llama, [task], ["pasta"], **{**kw, "n": 1}, variant="short")
+    assert short.rows[0]["outputs"]["output"] != first["outputs"]["output"]
+    # resume=False starts over
+    fresh = evaluate(llama, [task], ["pasta"], **{**kw, "n": 1}, resume=False)
+    assert fresh.rows[0]["metrics"]["f_acc"] in (0.0, 1.0)
+    assert len(path.read_text().splitlines()) == 1
+
+
+def test_evaluate_errors(llama):
+    with pytest.raises(ValueError, match="needs a head profile"):
+        evaluate(llama, ["json"], ["pasta"], n=1, progress=False)
+    with pytest.raises(ValueError, match="not both"):
+        evaluate(llama, ["json"], ["pasta"], n=1, heads=HEADS, profile="x", progress=False)
+    with pytest.raises(ValueError, match="Unknown task"):
+        evaluate(llama, ["jsn"], ["zero-shot"], n=1, progress=False)
+
+
+def test_cli_evaluate_parses(capsys):
+    from pasta_lens.cli import build_parser
+
+    args = build_parser().parse_args(["evaluate", "--tasks", "json,biasbios", "--heads", "20:0,21:*", "--out", "x",
+                                      "--baselines", "zero-shot,pasta", "--alphas", "0.1", "--ks", "5"])
+    assert args.command == "evaluate" and args.tasks == "json,biasbios" and args.ks == "5"
+    assert callable(args.func)
