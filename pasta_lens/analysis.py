@@ -197,13 +197,13 @@ def span_attention(
 
 
 # -------------------------------------------------------------------------------------------- head-output patching
-def head_patch_hooks(source: Any, heads: Sequence[Head]) -> list[tuple[str, HookFn]]:
+def head_patch_hooks(source: Any, heads: Union[HeadSpec, Sequence[Head]]) -> list[tuple[str, HookFn]]:
     """Forward hooks that overwrite ``hook_z[:, :, h]`` of ``heads`` with the values in ``source``.
 
     Args:
         source: an ``ActivationCache`` (or a mapping) holding ``blocks.L.attn.hook_z`` for the patched layers,
             from a run on the same tokens.
-        heads: ``(layer, head)`` pairs to patch jointly; an empty list patches nothing.
+        heads: the heads to patch jointly (any head spec); an empty list patches nothing.
 
     Returns:
         ``[(hook_name, hook_fn), ...]`` for ``model.run_with_hooks`` / ``model.hooks``.
@@ -214,7 +214,8 @@ def head_patch_hooks(source: Any, heads: Sequence[Head]) -> list[tuple[str, Hook
         >>> logits = model.run_with_hooks(em.tokens, fwd_hooks=head_patch_hooks(steered_cache, heads))
     """
     by_layer: dict[int, list[int]] = {}
-    for layer, head in (normalize_heads(heads) if len(heads) else ()):
+    empty = isinstance(heads, (list, tuple)) and not heads
+    for layer, head in (() if empty else normalize_heads(heads)):
         by_layer.setdefault(layer, []).append(head)
 
     def make(layer: int, hs: list[int]) -> HookFn:
@@ -262,7 +263,10 @@ class HeadPatching:
 
     @property
     def recovered(self) -> Float[Tensor, "n"]:
-        """Fraction of the effect one head's steered output brings to the unsteered run (sufficiency)."""
+        """Fraction of the effect one head's steered output brings to the unsteered run (sufficiency).
+
+        Undefined (inf/NaN) when steering does not change the metric (``effect == 0``).
+        """
         return (self.into_unsteered - self.unsteered) / self.effect
 
     @property
