@@ -54,6 +54,8 @@ def test_01_quickstart(smollm2, tmp_path, monkeypatch):
     assert isinstance(g["out_unsteered"], str) and g["out_unsteered"]
     for png in ("01_span_attention.png", "01_attention_row.png"):
         assert_png(tmp_path / png)
+    if g["html"] is not None:  # circuitsvis installed: the interactive view too
+        assert "ColoredTokensMulti" in (tmp_path / "01_attention_row.html").read_text()
 
 
 def test_03_steering_meets_patching(smollm2, tmp_path, monkeypatch):

@@ -11,6 +11,7 @@
 # `$PASTA_LENS_OUT` (default `tutorials/out`).
 
 # %%
+import importlib.util
 import os
 from pathlib import Path
 
@@ -115,7 +116,9 @@ with torch.inference_mode():
     with steer(model, heads, em, alpha=0.01):
         _, cache_steered = model.run_with_cache(em.tokens, names_filter=name)
 row_before, row_after = cache[name][0, HEAD, -1], cache_steered[name][0, HEAD, -1]
+# With circuitsvis installed, the same row is also written as an interactive HTML token view.
+html = OUT / "01_attention_row.html" if importlib.util.find_spec("circuitsvis") else None
 plot_attention_row(str_tokens, row_before, row_after, em.key_mask[0], OUT / "01_attention_row.png",
-                   title=f"L{LAYER}H{HEAD}, query = last token")
+                   title=f"L{LAYER}H{HEAD}, query = last token", html_path=html)
 print(f"L{LAYER}H{HEAD}: {row_before[em.key_mask[0]].sum():.2f} -> {row_after[em.key_mask[0]].sum():.2f} "
       "of the last row on the span")
