@@ -113,3 +113,19 @@ def test_missing_matplotlib_names_the_extra(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(ImportError, match=r"pip install 'pasta-lens\[plot\]'"):
         plot.plot_ablation({"a": [(1, 2)]}, "x")
+
+
+def test_attention_command_on_a_tiny_model(llama, tmp_path):
+    from pasta_lens.attention_cli import attention_report
+    from pasta_lens.cli import build_parser
+
+    text = "Maria is a nurse who lives in Paris. *Answer in JSON format.* John is a software engineer."
+    report = attention_report(llama, text, [(1, 0), (2, 3)], out=tmp_path / "span.png",
+                              row_out=tmp_path / "row.png")
+    rows = [line.split() for line in report.splitlines()[2:2 + llama.cfg.n_layers]]
+    assert [int(r[0]) for r in rows] == list(range(llama.cfg.n_layers))
+    assert float(rows[0][1]) == float(rows[0][2])  # before the first steered layer: unchanged
+    assert all(float(r[2]) > float(r[1]) for r in rows[1:])  # steered layers 1 and 2 gain
+    assert is_png(tmp_path / "span.png") and is_png(tmp_path / "row.png")
+    args = build_parser().parse_args(["attention", "a *b*", "--heads", "1:0", "--out", "x.png"])
+    assert args.func.__name__ == "_cmd_attention" and args.out == "x.png"
