@@ -57,7 +57,9 @@ def main() -> None:
                         default=Path(os.environ.get("PASTA_LENS_DATA", REPO.parent / "shared" / "data")))
     parser.add_argument("--out", type=Path, default=REPO / "results" / "profiling_speed.md")
     args = parser.parse_args()
-    command = "python " + " ".join([os.path.relpath(sys.argv[0], REPO)] + sys.argv[1:])
+    threads = os.environ.get("OMP_NUM_THREADS")
+    command = (f"OMP_NUM_THREADS={threads} " if threads else "") + "python " + " ".join(
+        [os.path.relpath(sys.argv[0], REPO)] + sys.argv[1:])
 
     torch.manual_seed(0)
     model = load_model("smollm2-135m-instruct")
@@ -83,8 +85,8 @@ def main() -> None:
         "",
         f"Command: `{command}`  ",
         f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {os.cpu_count()} CPU "
-        f"cores ({platform.processor() or platform.machine()}), torch {torch.__version__}, fp32, shared with other "
-        "jobs.  ",
+        f"cores ({platform.processor() or platform.machine()}), torch {torch.__version__} with "
+        f"{torch.get_num_threads()} thread(s), fp32, shared with other jobs.  ",
         f"Examples: the first {args.n} CounterFact train cases (tokens per example {min(lengths)}-{max(lengths)}), "
         f"objective log P(new) - log P(old first token), alpha {args.alpha}; both methods score all {n_heads} "
         f"heads (exact: every head steered alone, {args.heads_per_batch} heads per batched forward; no "

@@ -308,6 +308,7 @@ def _atomic_write_text(path: Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a profile is an ordinary shareable file
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

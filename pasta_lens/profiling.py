@@ -67,8 +67,8 @@ class HeadScores:
         std: per-example standard deviation of the change, ``[n_layers, n_heads]``.
         exact: True where the score was measured exactly (all heads for ``exact``, the top-m for ``hybrid``).
         baseline: mean unsteered objective over the examples.
-        per_example: the change per example, ``[n_examples, n_layers, n_heads]`` (for hybrid: exact values at the
-            re-scored heads).
+        per_example: the change per example, ``[n_examples, n_layers, n_heads]``; for hybrid, the exact values at
+            the re-scored heads when every example was re-scored, else attribution values throughout.
     """
 
     scores: Float[Tensor, "layer head"]
@@ -221,17 +221,26 @@ def exact_scores(model: Any, ex: ProfilingExample, alpha: float, heads: Sequence
 
 
 # ------------------------------------------------------------------------------------------- checkpoints
-def _examples_digest(examples: Sequence[ProfilingExample]) -> str:
+def _example_digest(ex: ProfilingExample) -> str:
+    """Identity of an example for checkpoints: its tokens, key mask and attention mask (not the objective)."""
     h = hashlib.sha256()
-    for ex in examples:
-        for t in (ex.tokens, ex.key_mask, ex.attention_mask):
-            h.update(b"|" if t is None else t.detach().cpu().contiguous().numpy().tobytes())
-            h.update(repr(None if t is None else tuple(t.shape)).encode())
-    return h.hexdigest()
+    for t in (ex.tokens, ex.key_mask, ex.attention_mask):
+        h.update(repr(None if t is None else (str(t.dtype), tuple(t.shape))).encode())
+        if t is not None:
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:32]
+
+
+def _heads_digest(heads: Sequence[Head]) -> str:
+    return hashlib.sha256(repr(list(heads)).encode()).hexdigest()[:16]
 
 
 class _Checkpoint:
-    """Per-example results on disk, rewritten atomically after each example; refuses other run settings."""
+    """Per-example results on disk, rewritten atomically after each example; refuses other run settings.
+
+    Results are keyed by the example's own digest (and, for exact scores, by the list of heads scored), so a run
+    with more examples drawn with the same seed reuses the ones already done.
+    """
 
     def __init__(self, path: Optional[Union[str, os.PathLike]], fingerprint: dict[str, Any]) -> None:
         self.path = Path(path) if path is not None else None
@@ -246,11 +255,11 @@ class _Checkpoint:
                                  f"{diff}); delete it, or pass another checkpoint path.")
             self.state = state
 
-    def get(self, phase: str, i: int) -> Any:
-        return self.state[phase].get(i)
+    def get(self, phase: str, key: str) -> Any:
+        return self.state[phase].get(key)
 
-    def put(self, phase: str, i: int, value: Any) -> None:
-        self.state[phase][i] = value
+    def put(self, phase: str, key: str, value: Any) -> None:
+        self.state[phase][key] = value
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -274,14 +283,14 @@ def _progress(iterable: Sequence[int], enabled: bool, desc: str) -> Any:
 
 
 # ------------------------------------------------------------------------------------------- profiling
-def _check_examples(examples: Sequence[ProfilingExample]) -> str:
+def _check_examples(examples: Sequence[ProfilingExample], where: str = "profile_heads") -> str:
     examples = list(examples)
     if not examples:
-        raise ValueError("profile_heads got no examples; pass at least one ProfilingExample (e.g. from "
+        raise ValueError(f"{where} got no examples; pass at least one ProfilingExample (e.g. from "
                          "get_task(name).profiling_examples(model, split='train', n=200)).")
     for ex in examples:
         if not isinstance(ex, ProfilingExample):
-            raise ValueError(f"profile_heads takes ProfilingExample objects; got {type(ex).__name__}.")
+            raise ValueError(f"{where} takes ProfilingExample objects; got {type(ex).__name__}.")
         if not bool(ex.key_mask.any()):
             raise ValueError("A profiling example has an empty emphasis (its key mask marks no token).")
     tasks = sorted({ex.task for ex in examples})
@@ -340,9 +349,9 @@ def profile_heads(
     n_rescore = len(examples) if rescore_examples is None else min(int(rescore_examples), len(examples))
     if n_rescore < 1:
         raise ValueError("rescore_examples must be at least 1.")
-    fingerprint = dict(version=CHECKPOINT_VERSION, method=method, alpha=float(alpha), top_m=top_m,
-                       heads_per_batch=int(heads_per_batch), n_rescore=n_rescore, shape=(n_layers, n_heads),
-                       weights=weights_hash(model), examples=_examples_digest(examples), task=task)
+    fingerprint = dict(version=CHECKPOINT_VERSION, alpha=float(alpha), heads_per_batch=int(heads_per_batch),
+                       shape=(n_layers, n_heads), weights=weights_hash(model))
+    digests = [_example_digest(ex) for ex in examples]
     ckpt = _Checkpoint(checkpoint, fingerprint)
     all_heads = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
     n = len(examples)
@@ -352,10 +361,10 @@ def profile_heads(
 
     if method in ("attribution", "hybrid"):
         for i in _progress(range(n), progress, f"{task or 'task'}: attribution"):
-            done = ckpt.get("attribution", i)
+            done = ckpt.get("attribution", digests[i])
             if done is None:
                 done = attribution_scores(model, examples[i], alpha)
-                ckpt.put("attribution", i, done)
+                ckpt.put("attribution", digests[i], done)
             baselines[i], per_example[i] = done[0], done[1]
     attribution_mean = per_example.mean(0)
 
@@ -366,11 +375,12 @@ def profile_heads(
     else:
         rescored, exact_rows = [], range(0)
     exact_values = torch.zeros(len(exact_rows), len(rescored))
+    heads_key = _heads_digest(rescored)
     for j, i in enumerate(_progress(exact_rows, progress and bool(rescored), f"{task or 'task'}: exact")):
-        done = ckpt.get("exact", i)
+        done = ckpt.get("exact", f"{digests[i]}:{heads_key}")
         if done is None:
             done = exact_scores(model, examples[i], alpha, rescored, heads_per_batch)
-            ckpt.put("exact", i, done)
+            ckpt.put("exact", f"{digests[i]}:{heads_key}", done)
         exact_values[j] = done[1]
         if method == "exact":
             baselines[i] = done[0]
@@ -449,13 +459,23 @@ def select_heads(
     return tuple(sorted(chosen))
 
 
-class AblationPoint(NamedTuple):
-    """One point of an ablation curve: steering the heads selected with ``k`` on validation examples."""
-
+class _Point(NamedTuple):
     k: int
     n_heads: int
     metric: float
-    per_task: dict
+
+
+class AblationPoint(_Point):
+    """One point of an ablation curve, a ``(k, n_heads, metric)`` tuple: steering the heads selected with ``k``
+    on validation examples gives ``metric``; ``per_task`` holds each task's value (not part of the tuple)."""
+
+    per_task: dict[str, float]
+
+    def __new__(cls, k: int, n_heads: int, metric: float, per_task: Optional[Mapping[str, float]] = None
+                ) -> "AblationPoint":
+        point = super().__new__(cls, k, n_heads, metric)
+        point.per_task = dict(per_task or {})
+        return point
 
 
 def _mean_change(model: Any, examples: Sequence[ProfilingExample], heads: Sequence[Head], alpha: float,
@@ -494,7 +514,7 @@ def ablation_curve(
     if missing:
         raise ValueError(f"No validation examples for tasks {sorted(missing)}; give one list per scored task.")
     for t in tables:
-        _check_examples(val_examples_by_task[t])
+        _check_examples(val_examples_by_task[t], f"ablation_curve (validation examples of {t!r})")
     with torch.inference_mode():
         baselines = {t: [float(_objective(ex, _forward(model, ex, 1, []))[0]) for ex in val_examples_by_task[t]]
                      for t in tables}

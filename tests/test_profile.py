@@ -122,3 +122,31 @@ def test_find_profile_matches_only_the_same_weights(llama):
     assert find_profile(llama) is None  # no shipped profile for a tiny random model (imported ones have no hash)
     heads, note = default_heads(llama)
     assert heads == interim_heads(llama) and "interim" in note
+
+
+@pytest.mark.slow
+def test_shipped_smollm2_profile_is_the_default_head_set(smollm2):
+    from pasta_lens.generation import default_heads
+
+    profile = load_profile("smollm2-135m-instruct")
+    profile.validate_for(smollm2)  # same shape and weights hash as the offline model
+    heads, note = default_heads(smollm2)
+    assert heads == profile.heads and "shipped profile 'smollm2-135m-instruct'" in note
+    assert set(profile.tasks) == {"json", "pronoun", "biasbios", "counterfact"}
+    assert profile.command.startswith("pasta-lens profile --model smollm2-135m-instruct")
+    assert profile.provenance["split"] == "train" and len(profile.scores) == 4
+
+
+def test_pyproject_installs_every_subpackage_and_the_registry():
+    """The package-dir mapping of profiles/ needs an explicit package list: it must name every sub-package."""
+    import tomllib
+    from pathlib import Path
+
+    from setuptools import find_packages
+
+    root = Path(__file__).resolve().parents[1]
+    config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert config["package-dir"] == {"pasta_lens.profiles": "profiles"}
+    expected = set(find_packages(str(root), include=["pasta_lens*"])) | {"pasta_lens.profiles"}
+    assert set(config["packages"]) == expected, "add new sub-packages to [tool.setuptools] packages"
+    assert "*.json" in config["package-data"]["pasta_lens.profiles"]

@@ -134,7 +134,8 @@ def test_ablation_curve_and_choose_k(llama, cf_llama):
     scores = {"counterfact": profile_heads(llama, cf_llama, "exact", progress=False)}
     val = {"counterfact": counterfact_examples(llama, n=2, start=10)}
     curve = ablation_curve(llama, scores, val, ks=[1, 3, 12], progress=False)
-    assert [(p.k, p.n_heads) for p in curve] == [(1, 1), (3, 3), (12, 12)]
+    assert [(k, n) for k, n, _ in curve] == [(1, 1), (3, 3), (12, 12)]  # (k, n_heads, metric) tuples
+    assert set(curve[0].per_task) == {"counterfact"}
     top1 = scores["counterfact"].top(1)
     with torch.inference_mode():
         ref = []
@@ -215,13 +216,15 @@ def test_resume_after_interruption_gives_identical_result(llama, cf_llama, tmp_p
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_checkpoint_of_another_run_is_refused(llama, cf_llama, tmp_path):
+def test_checkpoint_of_another_run_is_refused_and_more_examples_reuse_it(llama, cf_llama, tmp_path):
     ckpt = tmp_path / "run.ckpt"
-    profile_heads(llama, cf_llama[:1], "attribution", checkpoint=ckpt, progress=False)
+    profile_heads(llama, cf_llama[:2], "attribution", checkpoint=ckpt, progress=False)
     with pytest.raises(ValueError, match="different profiling run.*alpha"):
-        profile_heads(llama, cf_llama[:1], "attribution", alpha=0.1, checkpoint=ckpt, progress=False)
-    with pytest.raises(ValueError, match="examples"):
-        profile_heads(llama, cf_llama[1:2], "attribution", checkpoint=ckpt, progress=False)
+        profile_heads(llama, cf_llama[:2], "attribution", alpha=0.1, checkpoint=ckpt, progress=False)
+    calls = [0]
+    more = profile_heads(llama, _counting(cf_llama, calls), "attribution", checkpoint=ckpt, progress=False)
+    assert calls[0] == 1  # only the third example was new
+    assert torch.equal(more.scores, profile_heads(llama, cf_llama, "attribution", progress=False).scores)
 
 
 # ------------------------------------------------------------------------------------------------ bad input
