@@ -51,8 +51,9 @@ print("emphasised tokens:", [t for t, m in zip(str_tokens, em.key_mask[0].tolist
 
 # %% [markdown]
 # ## 3. Steered logits with `run_with_hooks`
-# `pasta_hooks(heads, em, alpha)` returns ordinary `(hook_name, hook_fn)` pairs. Which heads? Until a profiled
-# head set ships for a model, pasta_lens uses an interim default: every head of the last third of the layers.
+# `pasta_hooks(heads, em, alpha)` returns ordinary `(hook_name, hook_fn)` pairs. Which heads? `default_heads`
+# returns the shipped profile made on these exact weights (SmolLM2 has one: tutorial 02 shows how such a profile
+# is made), and for a model without one an interim set (every head of the last third of the layers).
 
 # %%
 heads, why = default_heads(model)
@@ -102,10 +103,13 @@ for layer in range(model.cfg.n_layers):
     print(f"layer {layer:2d}: {before_layer[layer]:.3f} -> {after_layer[layer]:.3f}{mark}")
 plot_span_attention(before_layer, after_layer, OUT / "01_span_attention.png", steered_layers=span.steered_layers,
                     title="Attention on 'Currently, ... piano.' per layer")
+# A layer's mean dilutes the steered heads among the unsteered ones; the steered heads themselves:
+head_before, head_after = span.of_heads()
+print(f"steered heads: mean attention on the span {head_before.mean():.3f} -> {head_after.mean():.3f}")
 
 # %% [markdown]
 # Layers before the first steered layer are untouched (their inputs do not change); in the steered layers the
-# mass on the span jumps. One head up close: its last query row (the position that predicts the answer),
+# mass on the span rises, and later layers shift too (they read the steered heads' outputs). One head up close: its last query row (the position that predicts the answer),
 # without and with steering, from a `run_with_cache` we do by hand.
 
 # %%

@@ -145,10 +145,10 @@ plot_head_scores(result.grid(n_layers, n_heads, "recovered"), selected=result.he
                  path=OUT / "03_patching_recovered.png")
 
 # %% [markdown]
-# Single heads rarely carry the effect alone: the recovered fractions of the heads do not add up to 1, because
-# steering acts through many heads at once and their effects interact (downstream layers read the upstream
-# steered heads). Patching a growing set, best heads first, shows how many it takes. Patching *all* steered
-# heads' outputs reproduces the steered run exactly: every effect of steering goes through those outputs.
+# Each head alone brings back only part of the effect, and the parts need not add up: downstream layers read the
+# upstream steered heads, so the heads' effects interact. Patching a growing set, best heads first, shows how many
+# it takes (against a random order). Patching *all* steered heads' outputs reproduces the steered run exactly:
+# every effect of steering goes through those outputs.
 
 # %%
 ranked = list(result.ranked())
