@@ -11,8 +11,9 @@ caller can adjust or close it. Nothing here runs a model; :mod:`pasta_lens.analy
   after steering, emphasised tokens highlighted; also an interactive HTML view when ``circuitsvis`` is installed.
 * :func:`plot_ablation`: metric curves, e.g. a task metric vs the number of steered heads or vs alpha.
 
-matplotlib is an optional dependency (``pip install 'pasta-lens[plot]'``); the non-interactive Agg backend is
-used, so the functions work without a display.
+matplotlib is an optional dependency (``pip install 'pasta-lens[plot]'``). Figures are drawn on the
+non-interactive Agg canvas without pyplot: they work without a display, change no global matplotlib state and
+are not kept alive by pyplot's figure registry.
 """
 
 from __future__ import annotations
@@ -31,16 +32,20 @@ ArrayLike = Any
 """A torch tensor, a numpy array or nested lists of numbers."""
 
 
-def _pyplot() -> Any:
-    """matplotlib's pyplot on the Agg backend, or an ImportError naming the install command."""
+def _new_figure(nrows: int = 1, ncols: int = 1, **kwargs: Any) -> tuple[Any, Any]:
+    """A Figure on the Agg canvas and its axes, or an ImportError naming the install command.
+
+    Figures are made without pyplot, so nothing is registered globally (no figure piles up in a long session,
+    and the user's own backend choice is left alone).
+    """
     try:
-        import matplotlib
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
     except ImportError as err:
         raise ImportError(f"pasta_lens.plot needs matplotlib. Install it with:\n    {PLOT_INSTALL}") from err
-    matplotlib.use("Agg")  # no display needed; a no-op when Agg is already active
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=kwargs.pop("figsize", None))
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
 def _array(x: ArrayLike, name: str, ndim: int) -> np.ndarray:
@@ -110,18 +115,20 @@ def plot_head_scores(
 
         heads = normalize_heads(selected)
         validate_heads(heads, n_layers, n_heads)
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(1.6 + 0.45 * n_heads, 1.2 + 0.22 * n_layers))
+    fig, ax = _new_figure(figsize=(1.6 + 0.45 * n_heads, 1.2 + 0.22 * n_layers))
+    import matplotlib  # importable: _new_figure checked
+    from matplotlib.patches import Rectangle
+
     finite = arr[np.isfinite(arr)]
     bound = float(np.abs(finite).max()) if finite.size else 1.0
     diverging = finite.size > 0 and finite.min() < 0 < finite.max()
     # NaN = not measured: grey, distinct from a score of 0
-    cmap = plt.get_cmap("RdBu_r" if diverging else "viridis").with_extremes(bad="0.8")
+    cmap = matplotlib.colormaps["RdBu_r" if diverging else "viridis"].with_extremes(bad="0.8")
     im = ax.imshow(np.ma.masked_invalid(arr), aspect="auto", origin="lower", interpolation="nearest", cmap=cmap,
                    vmin=-bound if diverging else None, vmax=bound if diverging else None)
     fig.colorbar(im, ax=ax, label=colorbar_label)
     for layer, head in heads:
-        ax.add_patch(plt.Rectangle((head - 0.5, layer - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=2))
+        ax.add_patch(Rectangle((head - 0.5, layer - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=2))
     ax.set_xlabel("head")
     ax.set_ylabel("layer")
     ax.set_xticks(range(n_heads))
@@ -160,9 +167,8 @@ def plot_span_attention(
     if before.shape != after.shape:
         raise ValueError(f"unsteered and steered need one value per layer each; got {before.shape} and "
                          f"{after.shape}.")
-    plt = _pyplot()
     layers = np.arange(len(before))
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.25 * len(layers) + 2), 3.4))
+    fig, ax = _new_figure(figsize=(max(5.0, 0.25 * len(layers) + 2), 3.4))
     for layer in steered_layers or ():
         ax.axvspan(layer - 0.5, layer + 0.5, color="0.9", zorder=0)
     ax.plot(layers, before, "o-", label="unsteered", color="tab:blue")
@@ -217,9 +223,8 @@ def plot_attention_row(
     if not (len(tokens) == b.shape[0] == a.shape[0] == mask.shape[0]):
         raise ValueError(f"tokens_str, before, after and key_mask need one entry per key; got {len(tokens)}, "
                          f"{b.shape[0]}, {a.shape[0]}, {mask.shape[0]}.")
-    plt = _pyplot()
     n = len(tokens)
-    fig, axes = plt.subplots(2, 1, figsize=(max(6.0, 0.32 * n + 1.5), 5.2), sharex=True, sharey=True)
+    fig, axes = _new_figure(2, 1, figsize=(max(6.0, 0.32 * n + 1.5), 5.2), sharex=True, sharey=True)
     colors = np.where(mask, "tab:orange", "tab:blue")
     for ax, values, label in ((axes[0], b, "unsteered"), (axes[1], a, "steered")):
         ax.bar(np.arange(n), values, color=colors)
@@ -289,8 +294,7 @@ def plot_ablation(
     """
     if not isinstance(curves, Mapping) or not curves:
         raise ValueError("curves must be a non-empty mapping name -> [(x, metric), ...].")
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    fig, ax = _new_figure(figsize=(5.5, 3.6))
     for name, points in curves.items():
         pts = _array(list(points), f"curves[{name!r}]", 2)
         if pts.shape[1] != 2 or pts.shape[0] == 0:

@@ -102,7 +102,13 @@ def test_path_must_be_png(tmp_path):
         plot.plot_span_attention([0.1], [0.2], tmp_path / "span.jpg")
 
 
-def test_missing_matplotlib_names_the_extra(monkeypatch):
+@pytest.mark.parametrize("call", [
+    lambda: plot.plot_head_scores([[1.0]]),
+    lambda: plot.plot_span_attention([0.1], [0.2]),
+    lambda: plot.plot_attention_row(["a"], [1.0], [1.0], [True]),
+    lambda: plot.plot_ablation({"a": [(1, 2)]}, "x"),
+])
+def test_missing_matplotlib_names_the_extra(monkeypatch, call):
     real_import = builtins.__import__
 
     def fake_import(name, *args, **kwargs):
@@ -112,7 +118,15 @@ def test_missing_matplotlib_names_the_extra(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(ImportError, match=r"pip install 'pasta-lens\[plot\]'"):
-        plot.plot_ablation({"a": [(1, 2)]}, "x")
+        call()
+
+
+def test_figures_are_not_kept_by_pyplot():
+    import matplotlib.pyplot as plt
+
+    before = len(plt.get_fignums())
+    plot.plot_ablation({"a": [(1, 2)]}, "x")
+    assert len(plt.get_fignums()) == before
 
 
 def test_attention_command_on_a_tiny_model(llama, tmp_path):

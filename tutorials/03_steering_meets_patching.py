@@ -8,7 +8,8 @@
 #    output `blocks.L.attn.hook_z[:, :, h]` from the steered run and patch it into the unsteered run: how much of
 #    the steering effect does that head alone bring back (*sufficiency*)? And the reverse: put the head's
 #    unsteered output into the steered run: how much of the effect is lost (*necessity*)?
-# 2. **Compare** with cheaper head scores: how much steering moves the head's attention onto the span.
+# 2. **Compare** with cheaper head scores: the profiler's, and how much steering moves the head's attention
+#    onto the span.
 # 3. **Inspect** the most important heads: what they attend to, and what they write directly into the answer
 #    logit through the unembedding (direct logit attribution).
 #
@@ -32,6 +33,7 @@ from pasta_lens.analysis import (
     span_attention,
 )
 from pasta_lens.plot import plot_ablation, plot_attention_row, plot_head_scores
+from pasta_lens.profile import find_profile
 from pasta_lens.tasks import get_task
 
 FAST = os.environ.get("PASTA_LENS_FAST") == "1"
@@ -168,9 +170,10 @@ print("random:    ", [(k, round(v, 2)) for k, v in curve_random])
 
 # %% [markdown]
 # ## Compare with head scores
-# Two scores that need no patching: the profiler's score (`pasta_lens.profile_heads`, here by gradient
-# attribution on this one example: the first-order estimate of the metric change when the head *alone* is
-# steered), and how much steering raises the head's attention on the span. Rank correlation with `recovered`
+# Scores that need no patching: the profiler's score (`pasta_lens.profile_heads`, here by gradient attribution
+# on this one example: the first-order estimate of the metric change when the head *alone* is steered); the
+# shipped profile's CounterFact score table, when the model has a profile (averaged over its own profiling
+# examples); and how much steering raises the head's attention on the span. Rank correlation with `recovered`
 # over the patched heads:
 
 # %%
@@ -197,6 +200,11 @@ corr_span = rank_correlation(result.recovered, at_patched(span_gain))
 corr_dla = rank_correlation(result.recovered, at_patched(dla_change))
 print(f"rank correlation with recovered: profile score (attribution) {corr_profile:+.2f}, "
       f"span-mass gain {corr_span:+.2f}, direct-effect change {corr_dla:+.2f}")
+shipped = find_profile(model)
+if shipped is not None and "counterfact" in shipped[1].scores:
+    corr_shipped = rank_correlation(result.recovered, at_patched(shipped[1].score_table("counterfact")))
+    print(f"... and the shipped profile {shipped[0]!r}'s CounterFact scores "
+          f"({shipped[1].n_examples.get('counterfact')} examples): {corr_shipped:+.2f}")
 plot_head_scores(attribution.scores, selected=result.ranked()[:3],
                  title="Attribution score; the 3 best patched heads", colorbar_label="est. metric change",
                  path=OUT / "03_attribution_scores.png")
