@@ -203,7 +203,7 @@ print(f"rank correlation with recovered: profile score (attribution) {corr_profi
 shipped = find_profile(model)
 if shipped is not None and "counterfact" in shipped[1].scores:
     corr_shipped = rank_correlation(result.recovered, at_patched(shipped[1].score_table("counterfact")))
-    print(f"... and the shipped profile {shipped[0]!r}'s CounterFact scores "
+    print(f"... and with the CounterFact scores of the shipped profile {shipped[0]} "
           f"({shipped[1].n_examples.get('counterfact')} examples): {corr_shipped:+.2f}")
 plot_head_scores(attribution.scores, selected=result.ranked()[:3],
                  title="Attribution score; the 3 best patched heads", colorbar_label="est. metric change",
