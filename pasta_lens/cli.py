@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     profiling_cli.add_parser(sub)
     from pasta_lens.evaluation import add_evaluate_parser  # pasta-lens evaluate
     add_evaluate_parser(sub)
+    from pasta_lens.attention_cli import add_parser as add_attention_parser  # pasta-lens attention
+    add_attention_parser(sub)
     return parser
 
 
