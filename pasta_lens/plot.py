@@ -4,7 +4,8 @@ Every function takes plain data (tensors, arrays or lists), draws one matplotlib
 when given ``path`` (written atomically: a temporary file, then ``os.replace``) and returns the figure, so the
 caller can adjust or close it. Nothing here runs a model; :mod:`pasta_lens.analysis` computes the numbers.
 
-* :func:`plot_head_scores`: a layer x head heatmap of head scores (e.g. a profile's), chosen heads outlined.
+* :func:`plot_head_scores`: a layer x head heatmap of head scores, chosen heads outlined;
+  :func:`plot_profile` draws one per task of a ``HeadProfile``.
 * :func:`plot_span_attention`: per layer, the attention mass that queries put on the emphasised span,
   unsteered vs steered. PASTA's whole point is to raise it at the steered heads.
 * :func:`plot_attention_row`: one head's attention row (one query) over the prompt's tokens, before and
@@ -39,11 +40,12 @@ def _new_figure(nrows: int = 1, ncols: int = 1, **kwargs: Any) -> tuple[Any, Any
     and the user's own backend choice is left alone).
     """
     try:
+        import matplotlib  # noqa: F401  (the top-level import is the one that fails when it is missing)
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as err:
         raise ImportError(f"pasta_lens.plot needs matplotlib. Install it with:\n    {PLOT_INSTALL}") from err
-    fig = Figure(figsize=kwargs.pop("figsize", None))
+    fig = Figure(figsize=kwargs.pop("figsize", None), layout=kwargs.pop("layout", None))
     FigureCanvasAgg(fig)
     return fig, fig.subplots(nrows, ncols, **kwargs)
 
@@ -116,9 +118,18 @@ def plot_head_scores(
         heads = normalize_heads(selected)
         validate_heads(heads, n_layers, n_heads)
     fig, ax = _new_figure(figsize=(1.6 + 0.45 * n_heads, 1.2 + 0.22 * n_layers))
+    _draw_head_scores(fig, ax, arr, heads, title, colorbar_label)
+    _save(fig, path)
+    return fig
+
+
+def _draw_head_scores(fig: Any, ax: Any, arr: np.ndarray, heads: Sequence[tuple[int, int]], title: str,
+                      colorbar_label: str) -> None:
+    """One layer x head heatmap on ``ax``: NaN grey, diverging colours around 0, ``heads`` outlined."""
     import matplotlib  # importable: _new_figure checked
     from matplotlib.patches import Rectangle
 
+    n_layers, n_heads = arr.shape
     finite = arr[np.isfinite(arr)]
     bound = float(np.abs(finite).max()) if finite.size else 1.0
     diverging = finite.size > 0 and finite.min() < 0 < finite.max()
@@ -135,6 +146,47 @@ def plot_head_scores(
     step = max(1, n_layers // 15)
     ax.set_yticks(range(0, n_layers, step))
     ax.set_title(title + (f"  ({len(heads)} heads outlined)" if heads else ""))
+
+
+def plot_profile(
+    profile: Any,
+    path: Optional[Union[str, os.PathLike]] = None,
+    *,
+    tasks: Optional[Sequence[str]] = None,
+) -> Any:
+    """One heatmap per task of a ``HeadProfile``'s head scores, the selected heads outlined.
+
+    A profile without scores (e.g. one imported from the official PASTA JSON) is drawn as its selection alone.
+
+    Args:
+        profile: a ``HeadProfile``, or a registry name / path for :func:`pasta_lens.profile.load_profile`.
+        path: save the figure to this ``.png`` file.
+        tasks: the tasks to draw (default: every task in the profile).
+
+    Example:
+        >>> fig = plot_profile("smollm2-135m-instruct", "smollm2.png")
+    """
+    from pasta_lens.profile import HeadProfile, load_profile
+
+    if not isinstance(profile, HeadProfile):
+        profile = load_profile(profile)
+    names = list(tasks) if tasks is not None else list(profile.scores)
+    missing = [name for name in names if name not in profile.scores]
+    if missing:
+        raise ValueError(f"The profile has no scores for task {missing[0]!r}; it has {sorted(profile.scores)}.")
+    if names:
+        tables = [_array(profile.score_table(name), name, 2) for name in names]
+        label = "objective change, head steered alone"
+    else:  # selection only
+        table = np.zeros((profile.n_layers, profile.n_heads))
+        for layer, head in profile.heads:
+            table[layer, head] = 1.0
+        names, tables, label = ["selected heads"], [table], "selected"
+    fig, axes = _new_figure(1, len(tables), squeeze=False, layout="constrained",
+                            figsize=((1.6 + 0.45 * profile.n_heads) * len(tables), 1.6 + 0.22 * profile.n_layers))
+    for ax, name, table in zip(axes[0], names, tables):
+        _draw_head_scores(fig, ax, table, profile.heads, name, label)
+    fig.suptitle(f"{profile.model_name}: {profile.method}, alpha={profile.alpha}, k={profile.k}, {profile.strategy}")
     _save(fig, path)
     return fig
 

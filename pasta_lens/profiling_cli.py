@@ -30,60 +30,10 @@ DEFAULT_KS = "3,5,10,15,20,30,40,60,80"
 
 def plot_profile(profile: Union[HeadProfile, str], out: Union[str, os.PathLike, None] = None,
                  tasks: Optional[Sequence[str]] = None) -> Any:
-    """A layer x head heatmap of each task's scores (or of the selection, if the profile has no scores), with the
-    selected heads marked; saved to ``out`` (PNG) if given. Needs matplotlib (``pip install 'pasta-lens[plot]'``).
+    """The ``profile plot`` command's figure: :func:`pasta_lens.plot.plot_profile` (needs matplotlib)."""
+    from pasta_lens.plot import plot_profile as draw
 
-    Example:
-        >>> fig = plot_profile(load_profile("smollm2-135m-instruct"), "smollm2.png")
-    """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg") if out is not None else None
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ImportError("Plotting needs matplotlib: pip install 'pasta-lens[plot]' (or pip install matplotlib).")
-    import torch
-
-    if not isinstance(profile, HeadProfile):
-        profile = load_profile(profile)
-    names = list(tasks) if tasks is not None else (list(profile.scores) or ["selected heads"])
-    tables = []
-    for name in names:
-        if name in profile.scores:
-            tables.append(profile.score_table(name))
-        elif profile.scores or tasks is not None:
-            raise ValueError(f"The profile has no scores for task {name!r}; it has {sorted(profile.scores)}.")
-        else:
-            table = torch.zeros(profile.n_layers, profile.n_heads)
-            for layer, head in profile.heads:
-                table[layer, head] = 1.0
-            tables.append(table)
-    width = max(3.0, 0.32 * profile.n_heads + 1.6)
-    height = max(3.0, 0.2 * profile.n_layers + 1.4)
-    fig, axes = plt.subplots(1, len(tables), figsize=(width * len(tables), height), squeeze=False)
-    for ax, name, table in zip(axes[0], names, tables):
-        bound = float(table.abs().max()) or 1.0
-        colours = dict(cmap="RdBu_r", vmin=-bound, vmax=bound) if profile.scores else dict(cmap="Greys", vmin=0,
-                                                                                            vmax=2)
-        image = ax.imshow(table.numpy(), aspect="auto", interpolation="nearest", **colours)
-        if profile.heads:
-            layers, heads = zip(*profile.heads)
-            ax.scatter(heads, layers, marker="s", s=40, facecolors="none", edgecolors="black", linewidths=1.2,
-                       label=f"selected ({len(profile.heads)})")
-            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.07), fontsize=7, frameon=False)
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel("head")
-        ax.set_ylabel("layer")
-        if profile.scores:
-            fig.colorbar(image, ax=ax, fraction=0.08, label="mean objective change (head steered alone)")
-    fig.suptitle(f"{profile.model_name}: {profile.method}, alpha={profile.alpha}, k={profile.k}, "
-                 f"{profile.strategy}", fontsize=9)
-    fig.tight_layout()
-    if out is not None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=120)
-    return fig
+    return draw(profile, out, tasks=tasks)
 
 
 def _int_list(text: str) -> list[int]:
