@@ -283,14 +283,14 @@ def _progress(iterable: Sequence[int], enabled: bool, desc: str) -> Any:
 
 
 # ------------------------------------------------------------------------------------------- profiling
-def _check_examples(examples: Sequence[ProfilingExample]) -> str:
+def _check_examples(examples: Sequence[ProfilingExample], where: str = "profile_heads") -> str:
     examples = list(examples)
     if not examples:
-        raise ValueError("profile_heads got no examples; pass at least one ProfilingExample (e.g. from "
+        raise ValueError(f"{where} got no examples; pass at least one ProfilingExample (e.g. from "
                          "get_task(name).profiling_examples(model, split='train', n=200)).")
     for ex in examples:
         if not isinstance(ex, ProfilingExample):
-            raise ValueError(f"profile_heads takes ProfilingExample objects; got {type(ex).__name__}.")
+            raise ValueError(f"{where} takes ProfilingExample objects; got {type(ex).__name__}.")
         if not bool(ex.key_mask.any()):
             raise ValueError("A profiling example has an empty emphasis (its key mask marks no token).")
     tasks = sorted({ex.task for ex in examples})
@@ -459,13 +459,23 @@ def select_heads(
     return tuple(sorted(chosen))
 
 
-class AblationPoint(NamedTuple):
-    """One point of an ablation curve: steering the heads selected with ``k`` on validation examples."""
-
+class _Point(NamedTuple):
     k: int
     n_heads: int
     metric: float
-    per_task: dict
+
+
+class AblationPoint(_Point):
+    """One point of an ablation curve, a ``(k, n_heads, metric)`` tuple: steering the heads selected with ``k``
+    on validation examples gives ``metric``; ``per_task`` holds each task's value (not part of the tuple)."""
+
+    per_task: dict[str, float]
+
+    def __new__(cls, k: int, n_heads: int, metric: float, per_task: Optional[Mapping[str, float]] = None
+                ) -> "AblationPoint":
+        point = super().__new__(cls, k, n_heads, metric)
+        point.per_task = dict(per_task or {})
+        return point
 
 
 def _mean_change(model: Any, examples: Sequence[ProfilingExample], heads: Sequence[Head], alpha: float,
@@ -504,7 +514,7 @@ def ablation_curve(
     if missing:
         raise ValueError(f"No validation examples for tasks {sorted(missing)}; give one list per scored task.")
     for t in tables:
-        _check_examples(val_examples_by_task[t])
+        _check_examples(val_examples_by_task[t], f"ablation_curve (validation examples of {t!r})")
     with torch.inference_mode():
         baselines = {t: [float(_objective(ex, _forward(model, ex, 1, []))[0]) for ex in val_examples_by_task[t]]
                      for t in tables}

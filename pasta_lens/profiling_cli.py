@@ -71,7 +71,7 @@ def plot_profile(profile: Union[HeadProfile, str], out: Union[str, os.PathLike, 
             layers, heads = zip(*profile.heads)
             ax.scatter(heads, layers, marker="s", s=40, facecolors="none", edgecolors="black", linewidths=1.2,
                        label=f"selected ({len(profile.heads)})")
-            ax.legend(loc="upper right", fontsize=7, framealpha=0.8)
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.07), fontsize=7, frameon=False)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("head")
         ax.set_ylabel("layer")

@@ -135,3 +135,18 @@ def test_shipped_smollm2_profile_is_the_default_head_set(smollm2):
     assert set(profile.tasks) == {"json", "pronoun", "biasbios", "counterfact"}
     assert profile.command.startswith("pasta-lens profile --model smollm2-135m-instruct")
     assert profile.provenance["split"] == "train" and len(profile.scores) == 4
+
+
+def test_pyproject_installs_every_subpackage_and_the_registry():
+    """The package-dir mapping of profiles/ needs an explicit package list: it must name every sub-package."""
+    import tomllib
+    from pathlib import Path
+
+    from setuptools import find_packages
+
+    root = Path(__file__).resolve().parents[1]
+    config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert config["package-dir"] == {"pasta_lens.profiles": "profiles"}
+    expected = set(find_packages(str(root), include=["pasta_lens*"])) | {"pasta_lens.profiles"}
+    assert set(config["packages"]) == expected, "add new sub-packages to [tool.setuptools] packages"
+    assert "*.json" in config["package-data"]["pasta_lens.profiles"]

@@ -134,7 +134,8 @@ def test_ablation_curve_and_choose_k(llama, cf_llama):
     scores = {"counterfact": profile_heads(llama, cf_llama, "exact", progress=False)}
     val = {"counterfact": counterfact_examples(llama, n=2, start=10)}
     curve = ablation_curve(llama, scores, val, ks=[1, 3, 12], progress=False)
-    assert [(p.k, p.n_heads) for p in curve] == [(1, 1), (3, 3), (12, 12)]
+    assert [(k, n) for k, n, _ in curve] == [(1, 1), (3, 3), (12, 12)]  # (k, n_heads, metric) tuples
+    assert set(curve[0].per_task) == {"counterfact"}
     top1 = scores["counterfact"].top(1)
     with torch.inference_mode():
         ref = []

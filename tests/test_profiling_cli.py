@@ -84,3 +84,9 @@ def test_profile_command_end_to_end_and_resume(tiny_dir, tmp_path, capsys):
     assert main(argv) == 0
     again = HeadProfile.load(out)
     assert again.heads == profile.heads and again.scores == profile.scores
+
+
+def test_plot_without_matplotlib_names_the_install(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)  # makes `import matplotlib` fail
+    with pytest.raises(ImportError, match=r"pasta-lens\[plot\]"):
+        plot_profile("gpt-j-6b-pasta-top75")
