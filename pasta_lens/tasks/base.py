@@ -99,8 +99,7 @@ class Query:
             raise ValueError("A choice query needs at least two candidates.")
         if self.reduce not in ("sum", "mean"):
             raise ValueError(f"Query.reduce must be 'sum' or 'mean'; got {self.reduce!r}.")
-        parse_markup(self.markup)  # raises on bad markup; an emphasis is required below
-        if not parse_markup(self.markup)[1]:
+        if not parse_markup(self.markup)[1]:  # raises on bad markup; an emphasis is required
             raise ValueError(f"Query {self.key!r} has no emphasised span; mark one with *...*.")
 
 
