@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: install
-	$(VENV)/bin/pasta-lens steer "Maria is a nurse who lives in Paris. *Answer in JSON.*" --chat --max-new-tokens 40
+	$(VENV)/bin/pasta-lens steer "Previously, Toko Yasuda played the guitar. *Currently, Toko Yasuda plays the piano.* Toko Yasuda plays the" --max-new-tokens 20
 
 test: install
 	$(PY) -m pytest -q
