@@ -17,7 +17,6 @@ from typing import Any, Optional, Sequence, Union
 
 import torch
 
-from pasta_lens.models import DEFAULT_MODEL
 from pasta_lens.steering import Head, steer
 
 
@@ -69,13 +68,13 @@ def attention_report(
 
 
 def _cmd_attention(args: argparse.Namespace) -> int:
-    from pasta_lens.cli import parse_heads
+    from pasta_lens.cli import parse_heads, parse_markers
     from pasta_lens.models import load_model
 
     model = load_model(args.model)
     heads = parse_heads(args.heads, model.cfg.n_heads) if args.heads else None
     row_head = parse_heads(args.row_head)[0] if args.row_head else None
-    markers = tuple(args.markers.split(",", 1)) if "," in args.markers else args.markers
+    markers = parse_markers(args.markers)
     print(attention_report(model, args.text, heads, alpha=args.alpha, chat=args.chat, markers=markers,
                            out=args.out, row_out=args.row_out, row_head=row_head))
     return 0
@@ -83,16 +82,12 @@ def _cmd_attention(args: argparse.Namespace) -> int:
 
 def add_parser(sub: Any) -> None:
     """Register ``attention`` on the ``pasta-lens`` sub-command parser."""
+    from pasta_lens.cli import add_prompt_arguments  # cli imports this module lazily: no cycle at import time
+
     p = sub.add_parser("attention", help="attention on the emphasised span per layer, unsteered vs steered",
                        description="Print (and optionally plot) the attention mass on the marked span per layer, "
                                    "without and with PASTA steering.")
-    p.add_argument("text", help='prompt with the span marked, e.g. "Maria is a nurse. *Answer in JSON.*"')
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default: {DEFAULT_MODEL}, offline)")
-    p.add_argument("--chat", action="store_true", help="render the model's chat template around the text")
-    p.add_argument("--heads", default=None, help="heads to steer as LAYER:HEAD pairs (default: the model's "
-                                                  "default head set)")
-    p.add_argument("--alpha", type=float, default=0.01, help="steering strength in (0, 1] (default 0.01)")
-    p.add_argument("--markers", default="*", help="emphasis marker, or OPEN,CLOSE (e.g. '<em>,</em>')")
+    add_prompt_arguments(p)
     p.add_argument("--out", default=None, help="write the per-layer plot to this PNG (needs matplotlib)")
     p.add_argument("--row-out", default=None, help="write one steered head's last attention row to this PNG")
     p.add_argument("--row-head", default=None, help="LAYER:HEAD for --row-out (default: the first steered head)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from typing import Sequence, Union
 
 from pasta_lens import profiling_cli
 from pasta_lens.models import DEFAULT_MODEL
@@ -48,8 +48,7 @@ def _cmd_steer(args: argparse.Namespace) -> int:
         heads, source = parse_heads(args.heads, model.cfg.n_heads), "--heads"
     else:
         heads, source = default_heads(model)
-    markers = tuple(args.markers.split(",", 1)) if "," in args.markers else args.markers
-    common = dict(chat=args.chat, markers=markers, max_new_tokens=args.max_new_tokens)
+    common = dict(chat=args.chat, markers=parse_markers(args.markers), max_new_tokens=args.max_new_tokens)
     unsteered = generate(model, args.text, **common, steered=False)
     steered = generate(model, args.text, heads, alpha=args.alpha, scale_position=args.scale_position, **common)
     print(f"model: {args.model}   heads: {len(heads)} ({source})   alpha: {args.alpha}")
@@ -60,14 +59,8 @@ def _cmd_steer(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pasta-lens", description=(
-        "PASTA attention steering on TransformerLens models. Mark the span to attend to with *asterisks*."))
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("steer", help="generate with and without steering and print both",
-                       description="Greedy generation without and with PASTA steering, printed one above "
-                                   "the other.")
+def add_prompt_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments every prompt-steering sub-command shares: text, model, chat, heads, alpha, markers."""
     p.add_argument("text", help='prompt with the emphasised span marked, e.g. "Maria is a nurse. *Answer in JSON.*"')
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default: {DEFAULT_MODEL}, offline)")
     p.add_argument("--chat", action="store_true", help="render the model's chat template around the text")
@@ -76,9 +69,25 @@ def build_parser() -> argparse.ArgumentParser:
                         "default head set; the command prints which)")
     p.add_argument("--alpha", type=float, default=0.01,
                    help="factor on attention to non-emphasised prompt tokens, in (0, 1] (default 0.01)")
+    p.add_argument("--markers", default="*", help="emphasis marker, or OPEN,CLOSE (e.g. '<em>,</em>')")
+
+
+def parse_markers(spec: str) -> Union[str, tuple[str, str]]:
+    """``"*"`` -> ``"*"``; ``"<em>,</em>"`` -> ``("<em>", "</em>")``."""
+    return tuple(spec.split(",", 1)) if "," in spec else spec  # type: ignore[return-value]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pasta-lens", description=(
+        "PASTA attention steering on TransformerLens models. Mark the span to attend to with *asterisks*."))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("steer", help="generate with and without steering and print both",
+                       description="Greedy generation without and with PASTA steering, printed one above "
+                                   "the other.")
+    add_prompt_arguments(p)
     p.add_argument("--scale-position", choices=("exclude", "include"), default="exclude",
                    help="exclude: down-weight keys outside the span (PASTA); include: down-weight the span")
-    p.add_argument("--markers", default="*", help="emphasis marker, or OPEN,CLOSE (e.g. '<em>,</em>')")
     p.add_argument("--max-new-tokens", type=int, default=40, help="tokens to generate (default 40)")
     p.set_defaults(func=_cmd_steer)
     profiling_cli.add_parser(sub)
