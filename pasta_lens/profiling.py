@@ -267,6 +267,7 @@ class _Checkpoint:
         os.close(fd)
         try:
             torch.save(self.state, tmp)
+            os.chmod(tmp, 0o644)  # mkstemp makes owner-only files; a checkpoint is as readable as a profile
             os.replace(tmp, self.path)
         except BaseException:
             if os.path.exists(tmp):
