@@ -75,20 +75,27 @@ class BiographyTask(Task):
         return split_biographies(list(self.bios), split, n, seed)
 
 
-class JsonTask(BiographyTask):
+class _InstructionTask(BiographyTask):
+    """A biography followed by an emphasised instruction (``instructions[variant]``, formatted with the person)."""
+
+    instructions: dict[str, str] = {}
+
+    def prompt(self, example: Biography, variant: str = "default") -> str:
+        self.check_variant(variant)
+        instruction = self.instructions[variant].format(person=example.person)
+        return f"{escape_markup(_context(example))}. *{escape_markup(instruction)}*"
+
+
+class JsonTask(_InstructionTask):
     """JSON formatting: answer with ``{"name": ..., "occupation": ...}``; F.Acc and P.Acc."""
 
     name = "json"
     chat = True
     metrics = ("f_acc", "p_acc")
     average_metrics = ("f_acc", "p_acc")
+    instructions = JSON_INSTRUCTIONS
     variants = tuple(JSON_INSTRUCTIONS)
     max_new_tokens = 40
-
-    def prompt(self, example: Biography, variant: str = "default") -> str:
-        self.check_variant(variant)
-        instruction = JSON_INSTRUCTIONS[variant].format(person=example.person)
-        return f"{escape_markup(_context(example))}. *{escape_markup(instruction)}*"
 
     def answer(self, example: Biography) -> str:
         return json.dumps({"name": example.name, "occupation": occupation_text(example.occupation)})
@@ -99,20 +106,16 @@ class JsonTask(BiographyTask):
                 "p_acc": float(json_occupation_ok(out, occupation_text(example.occupation)))}
 
 
-class PronounTask(BiographyTask):
+class PronounTask(_InstructionTask):
     """Pronoun changing: rewrite the bio with "they"; Acc, A.Acc, fluency and the fluency-filtered accuracies."""
 
     name = "pronoun"
     chat = True
     metrics = ("acc", "a_acc", "fluency", "fluent", "acc_fluent", "a_acc_fluent")
     average_metrics = ("acc_fluent", "a_acc_fluent")
+    instructions = PRONOUN_INSTRUCTIONS
     variants = tuple(PRONOUN_INSTRUCTIONS)
     max_new_tokens = 64
-
-    def prompt(self, example: Biography, variant: str = "default") -> str:
-        self.check_variant(variant)
-        instruction = PRONOUN_INSTRUCTIONS[variant].format(person=example.person)
-        return f"{escape_markup(_context(example))}. *{escape_markup(instruction)}*"
 
     def answer(self, example: Biography) -> str:
         return (f"{example.neutral.rstrip()} {_capital(example.person)} is "
