@@ -237,7 +237,8 @@ def steer(
     validate_for = getattr(heads, "validate_for", None)
     if callable(validate_for):
         validate_for(model, allow_transfer=allow_transfer)
-    hooks = pasta_hooks(heads, emphasis, alpha, scale_position)
-    validate_heads(normalize_heads(heads), model.cfg.n_layers, model.cfg.n_heads)
+    pairs = normalize_heads(heads)
+    validate_heads(pairs, model.cfg.n_layers, model.cfg.n_heads)
+    hooks = pasta_hooks(pairs, emphasis, alpha, scale_position)
     with model.hooks(fwd_hooks=hooks):
         yield model
