@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence, Union
+from typing import Any, Sequence, Union
 
 from pasta_lens.models import DEFAULT_MODEL
 from pasta_lens.steering import Head
@@ -52,6 +52,13 @@ def add_prompt_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=float, default=0.01,
                    help="factor on attention to non-emphasised prompt tokens, in (0, 1] (default 0.01)")
     p.add_argument("--markers", default="*", help="emphasis marker, or OPEN,CLOSE (e.g. '<em>,</em>')")
+
+
+def add_prompt_command(sub: Any, name: str, help: str, description: str) -> argparse.ArgumentParser:
+    """Register a prompt-steering sub-command with the arguments they all share (:func:`add_prompt_arguments`)."""
+    p = sub.add_parser(name, help=help, description=description)
+    add_prompt_arguments(p)
+    return p
 
 
 def parse_markers(spec: str) -> Union[str, tuple[str, str]]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from pasta_lens.cli import add_prompt_arguments, parse_heads, parse_markers
+from pasta_lens.cli import add_prompt_command, parse_heads, parse_markers
 
 
 def _cmd_attention(args: argparse.Namespace) -> int:
@@ -32,10 +32,9 @@ def _cmd_attention(args: argparse.Namespace) -> int:
 
 def add_parser(sub: Any) -> None:
     """Register ``attention`` on the ``pasta-lens`` sub-command parser."""
-    p = sub.add_parser("attention", help="attention on the emphasised span per layer, unsteered vs steered",
-                       description="Print (and optionally plot) the attention mass on the marked span per layer, "
-                                   "without and with PASTA steering.")
-    add_prompt_arguments(p)
+    p = add_prompt_command(sub, "attention", help="attention on the emphasised span per layer, unsteered vs steered",
+                           description="Print (and optionally plot) the attention mass on the marked span per "
+                                       "layer, without and with PASTA steering.")
     p.add_argument("--out", default=None, help="write the per-layer plot to this PNG (needs matplotlib)")
     p.add_argument("--row-out", default=None, help="write one steered head's last attention row to this PNG")
     p.add_argument("--row-head", default=None, help="LAYER:HEAD for --row-out (default: the first steered head)")

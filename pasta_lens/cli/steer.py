@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from pasta_lens.cli import add_prompt_arguments, parse_heads, parse_markers
+from pasta_lens.cli import add_prompt_command, parse_heads, parse_markers
 
 
 def _cmd_steer(args: argparse.Namespace) -> int:
@@ -33,10 +33,9 @@ def _cmd_steer(args: argparse.Namespace) -> int:
 
 def add_parser(sub: Any) -> None:
     """Register ``steer`` on the ``pasta-lens`` sub-command parser."""
-    p = sub.add_parser("steer", help="generate with and without steering and print both",
-                       description="Greedy generation without and with PASTA steering, printed one above "
-                                   "the other.")
-    add_prompt_arguments(p)
+    p = add_prompt_command(sub, "steer", help="generate with and without steering and print both",
+                           description="Greedy generation without and with PASTA steering, printed one above "
+                                       "the other.")
     p.add_argument("--scale-position", choices=("exclude", "include"), default="exclude",
                    help="exclude: down-weight keys outside the span (PASTA); include: down-weight the span")
     p.add_argument("--max-new-tokens", type=int, default=40, help="tokens to generate (default 40)")
