@@ -30,11 +30,15 @@ the numbers that answer them:
    the answer position through the final norm (with the cached, frozen scale) and the unembedding onto the
    direction ``W_U[:, answer] - W_U[:, contrast]``: the head's *direct* contribution to the logit difference.
 
+4. **All of it at a glance:** :func:`attention_report` (the ``pasta-lens attention`` command) prints the
+   per-layer span attention unsteered vs steered and optionally draws it and one head's attention row.
+
 All runs use ``torch.inference_mode()``; nothing here changes the model.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional, Union
@@ -52,6 +56,7 @@ from pasta_lens.steering import (
     HeadSpec,
     HookFn,
     ScalePosition,
+    group_by_layer,
     normalize_heads,
     steer,
     validate_heads,
@@ -213,10 +218,8 @@ def head_patch_hooks(source: Any, heads: Union[HeadSpec, Sequence[Head]]) -> lis
         ...     _, steered_cache = model.run_with_cache(em.tokens, names_filter=lambda n: n.endswith("hook_z"))
         >>> logits = model.run_with_hooks(em.tokens, fwd_hooks=head_patch_hooks(steered_cache, heads))
     """
-    by_layer: dict[int, list[int]] = {}
     empty = isinstance(heads, (list, tuple)) and not heads
-    for layer, head in (() if empty else normalize_heads(heads)):
-        by_layer.setdefault(layer, []).append(head)
+    by_layer = group_by_layer(() if empty else normalize_heads(heads))
 
     def make(layer: int, hs: list[int]) -> HookFn:
         def hook(z: Float[Tensor, "batch pos head d_head"], hook: Any) -> Tensor:
@@ -230,7 +233,7 @@ def head_patch_hooks(source: Any, heads: Union[HeadSpec, Sequence[Head]]) -> lis
 
         return hook
 
-    return [(_z_name(layer), make(layer, hs)) for layer, hs in sorted(by_layer.items())]
+    return [(_z_name(layer), make(layer, hs)) for layer, hs in by_layer.items()]
 
 
 @dataclass(frozen=True)
@@ -453,3 +456,49 @@ def direct_logit_effect(
         direction = logit_direction(model, answer, contrast).to(normed.dtype)
         effect = (normed @ direction).mean(-1)
     return effect.reshape(n_layers, n_heads).float().cpu()
+
+
+def attention_report(
+    model: Any,
+    text: str,
+    heads: Optional[Sequence[Head]] = None,
+    *,
+    alpha: float = 0.01,
+    chat: bool = False,
+    markers: Union[str, tuple[str, str]] = "*",
+    out: Union[str, os.PathLike, None] = None,
+    row_out: Union[str, os.PathLike, None] = None,
+    row_head: Optional[Head] = None,
+) -> str:
+    """The per-layer span-attention table as text; writes the pictures when ``out`` / ``row_out`` are given.
+
+    Example:
+        >>> print(attention_report(model, "Maria is a nurse. *Answer in JSON.*", chat=True, out="span.png"))
+    """
+    from pasta_lens.spans import emphasize
+
+    em = emphasize(model, text, chat=chat, markers=markers)
+    sa = span_attention(model, em, heads, alpha=alpha)
+    before, after = sa.per_layer()
+    lines = [f"heads steered: {len(sa.heads)}   alpha: {alpha}",
+             "layer  unsteered  steered   (attention on the span, mean over the layer's heads)"]
+    for layer, (b, a) in enumerate(zip(before.tolist(), after.tolist())):
+        lines.append(f"{layer:5d}  {b:9.3f}  {a:7.3f}" + ("   steered" if layer in sa.steered_layers else ""))
+    if out is not None:
+        from pasta_lens.plot import plot_span_attention
+
+        plot_span_attention(before, after, out, steered_layers=sa.steered_layers)
+        lines.append(f"wrote {out}")
+    if row_out is not None:
+        from pasta_lens.plot import plot_attention_row
+
+        layer, head = row_head if row_head is not None else sa.heads[0]
+        name = f"blocks.{layer}.attn.hook_pattern"
+        with torch.inference_mode():
+            _, cache = model.run_with_cache(em.tokens, names_filter=name)
+            with steer(model, sa.heads, em, alpha):
+                _, steered = model.run_with_cache(em.tokens, names_filter=name)
+        plot_attention_row(model.to_str_tokens(em.tokens[0]), cache[name][0, head, -1], steered[name][0, head, -1],
+                           em.key_mask[0], row_out, title=f"L{layer}H{head}, query = last token")
+        lines.append(f"wrote {row_out}")
+    return "\n".join(lines)

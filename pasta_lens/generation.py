@@ -17,9 +17,9 @@ from pasta_lens.spans import Emphasis, emphasize
 from pasta_lens.steering import AlphaSpec, Head, HeadSpec, ScalePosition, steer
 
 INTERIM_HEADS_NOTE = (
-    "interim head set (no shipped profile matches this model): every head of the last third of the layers; on "
-    "SmolLM2 (layers 20-29) it raised CounterFact ES from 0.56 to 0.96 but cut generation fluency by 32% "
-    "(results/smollm2-135m-instruct.md); profile the model for a better set")
+    "interim head set (no shipped profile matches this model): every head of the last third of the layers; "
+    "steering that many heads follows the emphasis but costs fluency (results/smollm2-135m-instruct.md); "
+    "profile the model for a better set")
 
 
 def interim_heads(model: Any) -> tuple[Head, ...]:

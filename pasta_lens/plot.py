@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional, Union
 
 import numpy as np
+
+from pasta_lens.io import atomic_write, atomic_write_text
 
 PLOT_INSTALL = "pip install 'pasta-lens[plot]'"
 
@@ -59,28 +60,13 @@ def _array(x: ArrayLike, name: str, ndim: int) -> np.ndarray:
     return arr
 
 
-def _umask_mode(path: str) -> None:
-    """Make a temporary file world-readable like a plain ``open()`` would (mkstemp makes it owner-only)."""
-    os.chmod(path, 0o644)
-
-
 def _save(fig: Any, path: Optional[Union[str, os.PathLike]]) -> None:
     if path is None:
         return
     path = os.fspath(path)
     if not path.lower().endswith(".png"):
         raise ValueError(f"path must end in .png (the figure is saved as a PNG); got {path!r}.")
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=directory)
-    os.close(fd)
-    _umask_mode(tmp)
-    try:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"), suffix=".png")
 
 
 def plot_head_scores(
@@ -308,14 +294,7 @@ def _write_circuitsvis_row(tokens: list[str], before: np.ndarray, after: np.ndar
 
     values = torch.tensor(np.stack([before, after], axis=1), dtype=torch.float32)
     html = colored_tokens_multi(tokens, values, labels=["unsteered", "steered"])
-    path = os.fspath(html_path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".html", dir=directory)
-    _umask_mode(tmp)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(html.local_src)  # self-contained (the JS bundle is inlined): works offline
-    os.replace(tmp, path)
+    atomic_write_text(html_path, html.local_src)  # self-contained (the JS bundle is inlined): works offline
 
 
 def plot_ablation(

@@ -24,7 +24,6 @@ import datetime
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from importlib import metadata, resources
 from pathlib import Path
@@ -34,6 +33,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from pasta_lens.io import atomic_write_text
 from pasta_lens.steering import Head, normalize_heads, validate_heads
 
 SCHEMA_VERSION = 1
@@ -225,7 +225,7 @@ class HeadProfile:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         text = _format_json(self.to_dict())
-        _atomic_write_text(path, text)
+        atomic_write_text(path, text)
         return path
 
     @classmethod
@@ -299,21 +299,6 @@ def _format_json(d: Mapping[str, Any]) -> str:
             text = json.dumps(value)
         lines.append(f" {json.dumps(key)}: {text}")
     return "{\n" + ",\n".join(lines) + "\n}\n"
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a profile is an ordinary shareable file
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def list_profiles() -> tuple[str, ...]:

@@ -25,9 +25,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Literal, Union
+from typing import Any, Callable, Iterator, Literal, TypeVar, Union
 
 import torch
+from einops import rearrange
 from jaxtyping import Bool, Float
 from torch import Tensor
 
@@ -38,13 +39,14 @@ Head = tuple[int, int]
 
 HeadSpec = Union[Mapping[int, Iterable[int]], Iterable[Head], Any]
 """Heads to steer: ``{layer: [heads]}``, ``[(layer, head), ...]``, or an object with a ``heads`` attribute
-holding such pairs (a :class:`pasta_lens.profiling.HeadProfile`)."""
+holding such pairs (a :class:`pasta_lens.profile.HeadProfile`)."""
 
 AlphaSpec = Union[float, Mapping[Head, float]]
 """One alpha for every head, or a mapping ``(layer, head) -> alpha`` that covers every steered head."""
 
 ScalePosition = Literal["exclude", "include"]
 HookFn = Callable[[Tensor, Any], Tensor]
+T = TypeVar("T")
 
 
 def pattern_hook_name(layer: int) -> str:
@@ -81,6 +83,21 @@ def normalize_heads(heads: HeadSpec) -> tuple[Head, ...]:
         raise ValueError("The head set is empty: name at least one (layer, head) to steer, "
                          "e.g. {20: [0, 3]}, or load a profile with load_profile(...).")
     return tuple(sorted(out))
+
+
+def group_by_layer(pairs: Iterable[tuple[int, T]]) -> dict[int, list[T]]:
+    """``{layer: [values]}`` from ``(layer, value)`` pairs: layers ascending, values in the order given.
+
+    The shape every per-layer hook factory needs (one hook per layer, holding only its own heads).
+
+    Example:
+        >>> group_by_layer([(21, 5), (20, 0), (20, 3)])
+        {20: [0, 3], 21: [5]}
+    """
+    grouped: dict[int, list[T]] = {}
+    for layer, value in pairs:
+        grouped.setdefault(layer, []).append(value)
+    return dict(sorted(grouped.items()))
 
 
 def _as_index(x: Any) -> int:
@@ -141,7 +158,8 @@ def key_weights(
                          "positions: run the model on emphasis.tokens (or a continuation of them).")
     scaled = ~key_mask if scale_position == "exclude" else key_mask
     w = torch.ones(batch, alpha.shape[0], 1, n_keys, dtype=torch.float32, device=key_mask.device)
-    prompt = torch.where(scaled[:, None, None, :], alpha[None, :, None, None], 1.0)
+    prompt = torch.where(rearrange(scaled, "batch key -> batch 1 1 key"),
+                         rearrange(alpha, "head -> 1 head 1 1"), 1.0)
     w[..., :n_prompt] = prompt
     return w
 
@@ -206,12 +224,9 @@ def pasta_hooks(
     pairs = normalize_heads(heads)
     alphas = _alphas(pairs, alpha)
     key_mask = _key_mask(emphasis)
-    by_layer: dict[int, list[int]] = {}
-    for layer, head in pairs:
-        by_layer.setdefault(layer, []).append(head)
     return [(pattern_hook_name(layer),
              _layer_hook(layer, hs, [alphas[(layer, h)] for h in hs], key_mask, scale_position))
-            for layer, hs in sorted(by_layer.items())]
+            for layer, hs in group_by_layer(pairs).items()]
 
 
 @contextmanager

@@ -105,8 +105,12 @@ def saved_tiny(tmp_path_factory):
 def test_load_model_from_a_hub_style_checkpoint(saved_tiny):
     path, hf = saved_tiny
     model = load_model(path)
-    assert model is load_model(path)  # cached per process
     assert not model.training
+    other = load_model(path)  # a fresh model per call: no hidden sharing of one mutable object
+    assert other is not model
+    name = "blocks.0.attn.hook_pattern"
+    with other.hooks(fwd_hooks=[(name, lambda pattern, hook: pattern)]):
+        assert other.hook_dict[name]._forward_hooks and not model.hook_dict[name]._forward_hooks
     ids = torch.tensor([[1, 20, 30, 40]])
     with torch.inference_mode():
         assert torch.allclose(model(ids), hf(ids).logits, atol=1e-5)

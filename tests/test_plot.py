@@ -130,7 +130,7 @@ def test_figures_are_not_kept_by_pyplot():
 
 
 def test_attention_command_on_a_tiny_model(llama, tmp_path):
-    from pasta_lens.attention_cli import attention_report
+    from pasta_lens.analysis import attention_report
     from pasta_lens.cli import build_parser
 
     text = "Maria is a nurse who lives in Paris. *Answer in JSON format.* John is a software engineer."

@@ -5,7 +5,8 @@ import torch
 
 from pasta_lens.cli import build_parser, main
 from pasta_lens.profiling import make_profile, profile_heads, profile_tasks
-from pasta_lens.profiling_cli import _command, plot_profile
+from pasta_lens.cli.profile import _command
+from pasta_lens.plot import plot_profile
 from tests.test_profiling import counterfact_examples
 
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from pasta_lens import emphasize, generate, load_model, pasta_hooks, steer
+from pasta_lens import emphasize, generate, pasta_hooks, steer
 from pasta_lens.generation import generate_tokens
 from tests.reference import additive_reference_hooks
 
@@ -11,9 +11,8 @@ pytestmark = pytest.mark.slow
 PROMPT = "Maria is a nurse who lives in Paris. *Answer in JSON.*"
 
 
-def test_loads_offline_once(smollm2):
+def test_loads_offline(smollm2):
     assert (smollm2.cfg.n_layers, smollm2.cfg.n_heads, smollm2.cfg.n_key_value_heads) == (30, 9, 3)
-    assert load_model("smollm2-135m-instruct") is smollm2
     assert not smollm2.training
 
 

@@ -1,7 +1,7 @@
 """The tutorials run end to end in fast mode on the real offline model, and what they claim holds.
 
-Each tutorial is executed in-process with ``runpy.run_path`` (so the cached SmolLM2 is loaded once for all of
-them) with ``PASTA_LENS_FAST=1`` and ``PASTA_LENS_OUT`` set to a temporary folder; the test then checks the
+Each tutorial is executed in-process with ``runpy.run_path`` (its ``load_model("smollm2-135m-instruct")`` is
+handed the session's ``smollm2`` fixture, so SmolLM2 is loaded once for all of them) with ``PASTA_LENS_FAST=1`` and ``PASTA_LENS_OUT`` set to a temporary folder; the test then checks the
 numbers the tutorial computed (its module globals) and the pictures it wrote.
 """
 
@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import pasta_lens
+
 pytestmark = pytest.mark.slow
 pytest.importorskip("matplotlib")
 
@@ -18,7 +20,13 @@ TUTORIALS = Path(__file__).resolve().parents[1] / "tutorials"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def run_tutorial(name, out, monkeypatch):
+def run_tutorial(name, out, monkeypatch, model):
+    real = pasta_lens.load_model
+
+    def load_model(name="smollm2-135m-instruct", **kwargs):  # the session's model; anything else loads for real
+        return model if name == "smollm2-135m-instruct" and not kwargs else real(name, **kwargs)
+
+    monkeypatch.setattr(pasta_lens, "load_model", load_model)  # read by the tutorial's `from pasta_lens import`
     monkeypatch.setenv("PASTA_LENS_FAST", "1")
     monkeypatch.setenv("PASTA_LENS_OUT", str(out))
     return runpy.run_path(str(TUTORIALS / name), run_name="__main__")
@@ -36,7 +44,7 @@ def assert_no_hooks(model):
 
 
 def test_01_quickstart(smollm2, tmp_path, monkeypatch):
-    g = run_tutorial("01_quickstart.py", tmp_path, monkeypatch)
+    g = run_tutorial("01_quickstart.py", tmp_path, monkeypatch, smollm2)
     assert g["model"] is smollm2
     assert_no_hooks(smollm2)
     # steering moves the answer towards the emphasised fact
@@ -59,7 +67,7 @@ def test_01_quickstart(smollm2, tmp_path, monkeypatch):
 
 
 def test_03_steering_meets_patching(smollm2, tmp_path, monkeypatch):
-    g = run_tutorial("03_steering_meets_patching.py", tmp_path, monkeypatch)
+    g = run_tutorial("03_steering_meets_patching.py", tmp_path, monkeypatch, smollm2)
     assert_no_hooks(smollm2)
     result = g["result"]
     # the chosen case is one where steering raises log P(new) - log P(old)
@@ -89,7 +97,7 @@ def test_03_steering_meets_patching(smollm2, tmp_path, monkeypatch):
 def test_02_profiling(smollm2, tmp_path, monkeypatch):
     from pasta_lens import weights_hash
 
-    g = run_tutorial("02_profiling.py", tmp_path, monkeypatch)
+    g = run_tutorial("02_profiling.py", tmp_path, monkeypatch, smollm2)
     assert_no_hooks(smollm2)
     for name in g["TASKS"]:
         scores = g["scores"][name]
@@ -114,7 +122,7 @@ def test_02_profiling(smollm2, tmp_path, monkeypatch):
 
 
 def test_04_paper_table(smollm2, tmp_path, monkeypatch):
-    g = run_tutorial("04_paper_table.py", tmp_path, monkeypatch)
+    g = run_tutorial("04_paper_table.py", tmp_path, monkeypatch, smollm2)
     assert_no_hooks(smollm2)
     result = g["result"]
     for task in g["TASKS"]:

@@ -1,27 +1,7 @@
-"""The evaluation harness: every task x every method, a JSONL row per example, a summary and a paper-style table.
+"""The evaluation harness: render each task's examples per method, generate or score them, keep one row each.
 
-A *method* says how a prompt is shown and whether it is steered (:class:`Method`):
-
-=============  =================================================================================================
-zero-shot      markers removed, no steering
-star           the span left in the text as ``*span*``, no steering ("*-marked")
-quote          the span left in the text as ``"span"``, no steering ('"-marked')
-few-shot       three demonstrations from the train split before the query, markers removed, no steering
-all-heads      PASTA on every head of every layer
-random         PASTA on a seeded random head set of the same size as the profile
-pasta          PASTA on the head profile
-=============  =================================================================================================
-
-Ablations are methods with options: ``pasta:alpha=0.1`` (another steering strength), ``pasta:k=20`` (the 20
-best heads of the profile, ranked by their mean profiling score over tasks), ``random:k=20``.
-
-For each (task, method) the harness renders each example's queries (:mod:`pasta_lens.tasks`), runs greedy
-generation for ``generate`` queries in left-padded batches with the KV cache
-(:func:`pasta_lens.generation.generate_tokens`, steering hooks active), and scores ``choice`` queries by teacher
-forcing (:func:`candidate_logprobs`). Each finished example is appended to ``examples.jsonl`` at once, so an
-interrupted run resumes where it stopped (rows are matched by task, method, configuration, example id and the
-rendered prompt; reused rows are rescored from their stored outputs, so metric fixes apply to old runs).
-``summary.json`` and ``table.md`` are recomputed from the rows of the requested examples and written atomically.
+See :mod:`pasta_lens.evaluation` for the methods and the resume rule. Rows go to ``examples.jsonl`` as they are
+finished; the summary and table (:mod:`pasta_lens.evaluation.report`) are written atomically at the end.
 """
 
 from __future__ import annotations
@@ -31,8 +11,6 @@ import json
 import math
 import os
 import random
-import sys
-import tempfile
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,21 +18,16 @@ from typing import Any, Iterable, Optional, Sequence, Union
 
 import torch
 
+from pasta_lens.evaluation.report import LABELS, markdown_table, summarize
 from pasta_lens.generation import decode_new, generate_tokens
+from pasta_lens.io import atomic_write_text
+from pasta_lens.profile import load_profile
 from pasta_lens.steering import Head, normalize_heads, steer
 from pasta_lens.tasks import TASK_NAMES, Rendering, Task, get_task
 from pasta_lens.tasks.base import Rendered, answer_ids, emphasis_of
 
 BASELINES: tuple[str, ...] = ("zero-shot", "star", "quote", "few-shot", "all-heads", "random", "pasta")
 ALPHAS: tuple[float, ...] = (0.001, 0.01, 0.1, 0.5)
-LABELS = {"zero-shot": "Zero-shot", "star": "`*`-marked", "quote": '`"`-marked', "few-shot": "Few-shot (3)",
-          "all-heads": "PASTA, all heads", "random": "PASTA, random heads", "pasta": "PASTA, profile heads"}
-METRIC_LABELS = {"f_acc": "F.Acc", "p_acc": "P.Acc", "acc": "Acc", "a_acc": "A.Acc", "fluency": "Fluency",
-                 "fluent": "Fluent", "acc_fluent": "Acc (fluent)", "a_acc_fluent": "A.Acc (fluent)",
-                 "es": "ES", "ps": "PS"}
-TABLE_METRICS = {"json": ("f_acc", "p_acc"), "pronoun": ("acc", "a_acc", "a_acc_fluent", "fluency"),
-                 "biasbios": ("acc",), "counterfact": ("es", "ps", "fluency")}
-TASK_LABELS = {"json": "JSON", "pronoun": "Pronouns", "biasbios": "BiasBios", "counterfact": "CounterFact"}
 
 
 @dataclass(frozen=True)
@@ -175,15 +148,6 @@ def resolve_heads(method: Method, model: Any, profile_heads: Optional[Sequence[H
 def load_heads(profile: Any) -> tuple[tuple[Head, ...], str, Any]:
     """``(ranked heads, description, profile object)`` from a registry name, a path, a HeadProfile or a head list."""
     if isinstance(profile, (str, os.PathLike)):
-        try:
-            from pasta_lens.profile import load_profile  # the profiling helper's module
-        except ImportError:
-            try:
-                from pasta_lens.profiling import load_profile  # type: ignore[no-redef]
-            except ImportError:
-                raise ImportError("Loading a profile by name or path needs pasta_lens.profile.load_profile, "
-                                  "which this installation lacks; pass heads=[(layer, head), ...] (CLI: "
-                                  "--heads 20:0,20:3) instead.") from None
         loaded = load_profile(profile)
         return ranked_heads(loaded), f"profile {profile}", loaded
     if hasattr(profile, "heads"):
@@ -278,14 +242,6 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
             except json.JSONDecodeError:  # a line cut by an interruption: redo that example
                 continue
     return rows
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)  # mkstemp makes owner-only files; results are meant to be read
-    os.replace(tmp, path)
 
 
 def _batches(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
@@ -403,8 +359,8 @@ def evaluate(
                          "heads": {m: (list(map(list, h)) if h else None) for m, h in method_heads.items()}}
     table = markdown_table(summary, task_objs, method_objs)
     if out is not None:
-        _atomic_write(out / "summary.json", json.dumps(summary, indent=1) + "\n")
-        _atomic_write(out / "table.md", table)
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
+        atomic_write_text(out / "table.md", table)
     return EvaluationResult(summary, table, tuple(all_rows), out)
 
 
@@ -433,145 +389,3 @@ def _run_chunk(model: Any, task: Task, method: Method, chunk: Sequence[Any], ren
         rows.append({"prompt": prompts[ex.uid][main], "prompts": prompts[ex.uid], "outputs": results[ex.uid],
                      "metrics": task.metrics_from(ex, results[ex.uid])})
     return rows
-
-
-def summarize(rows: Sequence[dict[str, Any]], tasks: Sequence[Task], methods: Sequence[Method]) -> dict[str, Any]:
-    """Means of every metric per task and method (each over the examples that have it), and the average."""
-    out: dict[str, Any] = {"tasks": {}, "average": {}}
-    for task in tasks:
-        per_method = {}
-        for method in methods:
-            mine = [r for r in rows if r["task"] == task.name and r["method"] == method.name]
-            metrics: dict[str, Any] = {"n": len(mine), "synthetic": any(r.get("synthetic") for r in mine)}
-            for name in task.metrics:
-                values = [r["metrics"][name] for r in mine if name in r["metrics"]]
-                metrics[name] = sum(values) / len(values) if values else None
-                metrics[f"n_{name}"] = len(values)
-            per_method[method.name] = metrics
-        out["tasks"][task.name] = per_method
-    for method in methods:
-        values = [out["tasks"][t.name][method.name][m] for t in tasks for m in t.average_metrics
-                  if out["tasks"][t.name][method.name][m] is not None]
-        out["average"][method.name] = sum(values) / len(values) if values else None
-    return out
-
-
-def markdown_table(summary: dict[str, Any], tasks: Sequence[Task], methods: Sequence[Method]) -> str:
-    """Rows = methods; columns = each task's metrics (accuracies in %, fluency in bits) and the average."""
-    header, cols = ["Method"], []
-    for task in tasks:
-        synthetic = any(summary["tasks"][task.name][m.name]["synthetic"] for m in methods)
-        for metric in TABLE_METRICS.get(task.name, task.metrics):
-            header.append(f"{TASK_LABELS.get(task.name, task.name)}{' †' if synthetic else ''} "
-                          f"{METRIC_LABELS.get(metric, metric)}")
-            cols.append((task.name, metric))
-    header.append("Average")
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for method in methods:
-        cells = [method.label]
-        for task_name, metric in cols:
-            value = summary["tasks"][task_name][method.name][metric]
-            cells.append("–" if value is None else (f"{value:.2f}" if metric == "fluency" else f"{100 * value:.1f}"))
-        avg = summary["average"][method.name]
-        cells.append("–" if avg is None else f"{100 * avg:.1f}")
-        lines.append("| " + " | ".join(cells) + " |")
-    ns = {t.name: max(summary["tasks"][t.name][m.name]["n"] for m in methods) for t in tasks}
-    notes = ["", "Accuracies in %, fluency = ROME's weighted 2/3-gram entropy (bits) of the generations; n per task: "
-             + ", ".join(f"{TASK_LABELS.get(k, k)} {v}" for k, v in ns.items()) + ".",
-             "Average = mean of " + ", ".join(f"{TASK_LABELS.get(t.name, t.name)} "
-                                              + "/".join(METRIC_LABELS.get(m, m) for m in t.average_metrics)
-                                              for t in tasks) + "."]
-    if any("†" in h for h in header):
-        notes.append("† synthetic biographies (seeded generator over the 28 BiasBios occupations), not real "
-                     "BiasBios data.")
-    return "\n".join(lines + notes) + "\n"
-
-
-
-# ------------------------------------------------------------------------------------------------------- CLI
-def _split_list(text: str) -> list[str]:
-    return [s.strip() for s in text.split(",") if s.strip()]
-
-
-def build_tasks(names: str, bios: Optional[str] = None, data_dir: Optional[str] = None) -> list[Task]:
-    """Task objects for the CLI: ``"all"`` or ``"json,counterfact"``; real bios from a file if given."""
-    from pasta_lens.tasks import load_bias_in_bios, load_biosbias_pkl
-
-    chosen = list(TASK_NAMES) if names == "all" else _split_list(names)
-    loaded = None
-    if bios:
-        loaded = load_biosbias_pkl(bios) if bios.endswith(".pkl") else load_bias_in_bios(bios)
-    out = []
-    for name in chosen:
-        if name == "counterfact":
-            out.append(get_task(name, data_dir=data_dir) if data_dir else get_task(name))
-        elif name in TASK_NAMES:
-            out.append(get_task(name, bios=loaded))
-        else:
-            get_task(name)  # raises with the list of names
-    return out
-
-
-def _cmd_evaluate(args: Any) -> int:
-    from pasta_lens.cli import parse_heads
-    from pasta_lens.generation import default_heads
-    from pasta_lens.models import load_model
-
-    if args.profile and args.heads:
-        raise ValueError("Give --profile or --heads, not both.")
-    if args.threads:
-        # On a shared CPU, one intra-op thread per process avoids OpenMP spin-waiting (measured ~8x faster
-        # generation on this project's machine under load); torch's own default is one thread per core.
-        torch.set_num_threads(args.threads)
-    model = load_model(args.model)
-    methods = list(BASELINES) if args.baselines == "all" else _split_list(args.baselines)
-    alphas = [float(a) for a in _split_list(args.alphas)] if args.alphas else []
-    ks = [int(k) for k in _split_list(args.ks)] if args.ks else []
-    methods += [m for m in ablation_methods(alphas, ks, args.alpha) if m not in methods]
-    for m in methods:
-        parse_method(m)  # fail before loading data
-    source: Any = args.profile or (parse_heads(args.heads, model.cfg.n_heads) if args.heads else None)
-    if source is None and any(parse_method(m).heads in ("profile", "random") for m in methods):
-        source, note = default_heads(model)
-        print(f"no --profile/--heads given: using the {note}", file=sys.stderr)
-    tasks = build_tasks(args.tasks, args.bios, args.data_dir)
-    kwargs = dict(profile=source) if isinstance(source, str) else dict(heads=source)
-    res = evaluate(model, tasks, methods, args.split, args.n, out_dir=args.out, alpha=args.alpha,
-                   batch_size=args.batch_size, resume=not args.no_resume, seed=args.seed, variant=args.variant,
-                   max_new_tokens=args.max_new_tokens, **kwargs)
-    print(res.table)
-    print(f"rows: {res.out_dir / 'examples.jsonl'}\nsummary: {res.out_dir / 'summary.json'}\n"
-          f"table: {res.out_dir / 'table.md'}")
-    return 0
-
-
-def add_evaluate_parser(sub: Any) -> None:
-    """Register ``pasta-lens evaluate`` on the CLI's sub-parsers."""
-    p = sub.add_parser("evaluate", help="evaluate baselines and PASTA on the paper's tasks; write a results table",
-                       description="Batched greedy evaluation of the paper's tasks (json, pronoun, biasbios, "
-                                   "counterfact) under the baselines and PASTA; writes examples.jsonl, "
-                                   "summary.json and table.md to --out and resumes an interrupted run.")
-    p.add_argument("--model", default="smollm2-135m-instruct", help="model name (default: the offline SmolLM2)")
-    p.add_argument("--tasks", default="all", help="all, or a comma list of json,pronoun,biasbios,counterfact")
-    p.add_argument("--profile", default=None, help="head profile: a registry name or a path to a profile JSON")
-    p.add_argument("--heads", default=None, help="instead of --profile: LAYER:HEAD pairs, e.g. 20:0,20:3,21:*")
-    p.add_argument("--baselines", default="all",
-                   help=f"all, or a comma list of methods: {', '.join(BASELINES)} (options like pasta:alpha=0.1)")
-    p.add_argument("--alphas", default="", help="alpha ablation: add pasta at these alphas, e.g. 0.001,0.1,0.5")
-    p.add_argument("--ks", default="", help="head-count ablation: add pasta with the top-k profile heads, e.g. 10,20")
-    p.add_argument("--split", default="test", choices=("train", "validation", "test"))
-    p.add_argument("--n", type=int, default=50, help="examples per task (default 50)")
-    p.add_argument("--out", required=True, help="output folder (examples.jsonl, summary.json, table.md)")
-    p.add_argument("--alpha", type=float, default=0.01, help="steering strength (default 0.01)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--variant", default="default", help="prompt variant (json: default, short, rephrased)")
-    p.add_argument("--max-new-tokens", type=int, default=None, help="generation length (default: per task)")
-    p.add_argument("--bios", default=None, help="real biographies: LabHC/bias_in_bios rows (.json/.jsonl) or a "
-                                                "biosbias BIOS.pkl (default: synthetic bios)")
-    p.add_argument("--data-dir", default=None, help="folder with counterfact/{train,test,rome_format}.json "
-                                                    "(default: $PASTA_LENS_DATA or ../shared/data)")
-    p.add_argument("--no-resume", action="store_true", help="start over instead of reusing finished rows")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch intra-op threads (default: torch's; 1 is much faster on a busy shared CPU)")
-    p.set_defaults(func=_cmd_evaluate)

@@ -15,25 +15,16 @@ to ``--checkpoint-dir`` (default: ``OUT.ckpt/``): rerun the same command after a
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import time
-from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Sequence, Union
 
 from pasta_lens.models import DEFAULT_MODEL
-from pasta_lens.profile import HeadProfile, load_profile
+from pasta_lens.profile import STRATEGIES
+from pasta_lens.profiling import METHODS
 
 DEFAULT_TASKS = "json,pronoun,biasbios,counterfact"
 DEFAULT_KS = "3,5,10,15,20,30,40,60,80"
-
-
-def plot_profile(profile: Union[HeadProfile, str], out: Union[str, os.PathLike, None] = None,
-                 tasks: Optional[Sequence[str]] = None) -> Any:
-    """The ``profile plot`` command's figure: :func:`pasta_lens.plot.plot_profile` (needs matplotlib)."""
-    from pasta_lens.plot import plot_profile as draw
-
-    return draw(profile, out, tasks=tasks)
 
 
 def _int_list(text: str) -> list[int]:
@@ -81,6 +72,8 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     from pasta_lens.profiling import ablation_curve, choose_k, make_profile, profile_tasks
 
     if args.profile_command == "plot":
+        from pasta_lens.plot import plot_profile
+
         plot_profile(args.profile, args.plot_out, tasks=args.task)
         print(f"wrote {args.plot_out}")
         return 0
@@ -133,7 +126,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default: {DEFAULT_MODEL})")
     p.add_argument("--tasks", default=DEFAULT_TASKS, help=f"comma-separated tasks (default: {DEFAULT_TASKS})")
     p.add_argument("--n", type=int, default=200, help="train examples per task (default 200)")
-    p.add_argument("--method", choices=("attribution", "exact", "hybrid"), default="hybrid",
+    p.add_argument("--method", choices=METHODS, default="hybrid",
                    help="head scores: attribution (gradient), exact (steer each head), hybrid (default)")
     p.add_argument("--alpha", type=float, default=0.01, help="PASTA strength while profiling (default 0.01)")
     p.add_argument("--top-m", type=int, default=32, help="hybrid: heads re-scored exactly (default 32)")
@@ -144,7 +137,7 @@ def add_parser(sub: Any) -> None:
                    help="per-task top-k, or 'auto' to choose it on validation examples (default auto)")
     p.add_argument("--ks", default=DEFAULT_KS, help=f"candidate k for --k auto (default {DEFAULT_KS})")
     p.add_argument("--val-n", type=int, default=20, help="validation examples per task for --k auto (default 20)")
-    p.add_argument("--strategy", choices=("intersection", "union", "task_specific"), default="intersection",
+    p.add_argument("--strategy", choices=STRATEGIES, default="intersection",
                    help="combine per-task top-k sets (default: intersection, as in the paper)")
     p.add_argument("--seed", type=int, default=0, help="seed for drawing task examples (default 0)")
     p.add_argument("--out", default=None, help="where to write the profile JSON")

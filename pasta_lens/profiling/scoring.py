@@ -1,57 +1,30 @@
-"""Head profiling: which attention heads, steered alone, help a task most; and which set to keep.
-
-The score of head ``(l, h)`` on a task is the mean change of the task objective ``f`` (a scalar per example,
-higher is better, see :mod:`pasta_lens.objectives`) when that head alone is steered with PASTA:
+"""Head scores: the mean objective change when one head alone is steered, measured exactly or estimated.
 
     score[l, h] = mean_examples ( f(model with T_{l,h} applied) - f(model) )
 
-where ``T_{l,h}`` rescales head ``(l, h)``'s attention pattern ``A`` to ``A * w / sum(A * w)`` (``w = alpha`` on
-prompt keys outside the emphasised span, 1 elsewhere): exactly :func:`pasta_lens.pasta_hooks`.
-
-Three ways to compute it:
-
-- ``exact``: run the edit for every head. The batch dimension carries one steered head per copy of the example
-  (copy ``i`` steers head ``h_i`` and nothing else), so ``heads_per_batch`` heads cost one forward pass.
-  Cost per example: ``n_layers * n_heads / heads_per_batch`` batched forwards.
-- ``attribution``: a first-order Taylor estimate from one forward and one backward pass per example:
-
-      score[l, h] ~ sum_{q,k} dF/dA[l, h, q, k] * (T(A)[l, h, q, k] - A[l, h, q, k])
-
-  with the gradient taken through ``blocks.{l}.attn.hook_pattern`` and ``T`` the exact PASTA transform. It
-  equals ``exact`` to first order in ``(1 - alpha)`` and ranks heads well at ``alpha = 0.01`` in practice.
-- ``hybrid``: attribution for all heads, then ``exact`` re-scoring of the ``top_m`` heads by attribution.
-
-Profiling one task gives a :class:`HeadScores`. :func:`select_heads` combines several tasks' rankings as in the
-paper: the ``intersection`` of the per-task top-k (default), their ``union``, or one task's top-k
-(``task_specific``). :func:`ablation_curve` steers each candidate set on validation examples and reports the
-objective gain against the number of heads; :func:`choose_k` picks k from that curve.
-
-Long runs are resumable: with ``checkpoint=path`` the per-example results are written (atomically) after every
-example, and a restart with the same arguments skips the finished examples and returns an identical result.
+``exact`` steers each head in its own batch row; ``attribution`` takes one forward and one backward pass per
+example (first-order Taylor estimate through ``blocks.{l}.attn.hook_pattern``); ``hybrid`` re-scores the
+attribution's ``top_m`` heads exactly. See :mod:`pasta_lens.profiling` for the formulas.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping, NamedTuple, Optional, Sequence, Union
+from typing import Any, Callable, Literal, Mapping, Optional, Sequence, Union
 
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
 from pasta_lens.objectives import ProfilingExample
-from pasta_lens.profile import HeadProfile, weights_hash
-from pasta_lens.steering import Head, key_weights, pasta_hooks, pattern_hook_name, rescale_rows
+from pasta_lens.profile import weights_hash
+from pasta_lens.profiling.checkpoints import CHECKPOINT_VERSION, _Checkpoint, _example_digest, _heads_digest
+from pasta_lens.steering import Head, group_by_layer, key_weights, pattern_hook_name, rescale_rows
 
 Method = Literal["attribution", "exact", "hybrid"]
-Strategy = Literal["intersection", "union", "task_specific"]
 METHODS = ("attribution", "exact", "hybrid")
-STRATEGIES = ("intersection", "union", "task_specific")
-CHECKPOINT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -177,12 +150,7 @@ def _copy_hooks(heads: Sequence[Optional[Head]], key_mask: Tensor, alpha: float)
 
     Built on :func:`key_weights` and :func:`rescale_rows`, the same arithmetic as :func:`pasta_hooks`.
     """
-    by_layer: dict[int, tuple[list[int], list[int]]] = {}
-    for row, head in enumerate(heads):
-        if head is not None:
-            rows, hs = by_layer.setdefault(head[0], ([], []))
-            rows.append(row)
-            hs.append(head[1])
+    by_layer = group_by_layer((head[0], (row, head[1])) for row, head in enumerate(heads) if head is not None)
 
     def make_hook(rows: list[int], hs: list[int]) -> Callable[[Tensor, Any], Tensor]:
         def hook(pattern: Float[Tensor, "batch head query key"], hook: Any) -> Tensor:
@@ -194,7 +162,8 @@ def _copy_hooks(heads: Sequence[Optional[Head]], key_mask: Tensor, alpha: float)
             return pattern.index_put((rows_t, heads_t), steered)
         return hook
 
-    return [(pattern_hook_name(layer), make_hook(rows, hs)) for layer, (rows, hs) in sorted(by_layer.items())]
+    return [(pattern_hook_name(layer), make_hook([r for r, _ in pairs], [h for _, h in pairs]))
+            for layer, pairs in by_layer.items()]
 
 
 def exact_scores(model: Any, ex: ProfilingExample, alpha: float, heads: Sequence[Head],
@@ -220,61 +189,6 @@ def exact_scores(model: Any, ex: ProfilingExample, alpha: float, heads: Sequence
     return base, changes
 
 
-# ------------------------------------------------------------------------------------------- checkpoints
-def _example_digest(ex: ProfilingExample) -> str:
-    """Identity of an example for checkpoints: its tokens, key mask and attention mask (not the objective)."""
-    h = hashlib.sha256()
-    for t in (ex.tokens, ex.key_mask, ex.attention_mask):
-        h.update(repr(None if t is None else (str(t.dtype), tuple(t.shape))).encode())
-        if t is not None:
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:32]
-
-
-def _heads_digest(heads: Sequence[Head]) -> str:
-    return hashlib.sha256(repr(list(heads)).encode()).hexdigest()[:16]
-
-
-class _Checkpoint:
-    """Per-example results on disk, rewritten atomically after each example; refuses other run settings.
-
-    Results are keyed by the example's own digest (and, for exact scores, by the list of heads scored), so a run
-    with more examples drawn with the same seed reuses the ones already done.
-    """
-
-    def __init__(self, path: Optional[Union[str, os.PathLike]], fingerprint: dict[str, Any]) -> None:
-        self.path = Path(path) if path is not None else None
-        self.fingerprint = fingerprint
-        self.state: dict[str, Any] = {"fingerprint": fingerprint, "attribution": {}, "exact": {}}
-        if self.path is not None and self.path.exists():
-            state = torch.load(self.path, weights_only=True)
-            if state.get("fingerprint") != fingerprint:
-                diff = sorted(k for k in set(fingerprint) | set(state.get("fingerprint", {}))
-                              if state.get("fingerprint", {}).get(k) != fingerprint.get(k))
-                raise ValueError(f"Checkpoint {self.path} belongs to a different profiling run (differs in "
-                                 f"{diff}); delete it, or pass another checkpoint path.")
-            self.state = state
-
-    def get(self, phase: str, key: str) -> Any:
-        return self.state[phase].get(key)
-
-    def put(self, phase: str, key: str, value: Any) -> None:
-        self.state[phase][key] = value
-        if self.path is None:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        os.close(fd)
-        try:
-            torch.save(self.state, tmp)
-            os.chmod(tmp, 0o644)  # mkstemp makes owner-only files; a checkpoint is as readable as a profile
-            os.replace(tmp, self.path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-
-
 def _progress(iterable: Sequence[int], enabled: bool, desc: str) -> Any:
     if not enabled:
         return iterable
@@ -283,7 +197,22 @@ def _progress(iterable: Sequence[int], enabled: bool, desc: str) -> Any:
     return tqdm(iterable, desc=desc, leave=False, unit="it")
 
 
-# ------------------------------------------------------------------------------------------- profiling
+
+def _ranking(scores: Tensor) -> tuple[Head, ...]:
+    n_layers, n_heads = scores.shape
+    flat = scores.reshape(-1).tolist()
+    order = sorted(range(len(flat)), key=lambda i: (-flat[i], i))  # stable: ties -> lower (layer, head)
+    return tuple((i // n_heads, i % n_heads) for i in order)
+
+
+def _check_k(k: int, shape: tuple[int, int]) -> None:
+    total = shape[0] * shape[1]
+    if isinstance(k, bool) or int(k) != k or not 1 <= k <= total:
+        raise ValueError(f"k must be an integer between 1 and the number of heads ({shape[0]} layers x "
+                         f"{shape[1]} heads = {total}); got {k!r}.")
+
+
+
 def _check_examples(examples: Sequence[ProfilingExample], where: str = "profile_heads") -> str:
     examples = list(examples)
     if not examples:
@@ -395,181 +324,6 @@ def profile_heads(
     return HeadScores(scores=scores, method=method, alpha=float(alpha), n_examples=n, task=task, std=std,
                       exact=exact_mask, baseline=float(baselines.mean()), per_example=per_example)
 
-
-# ------------------------------------------------------------------------------------------- selection
-def _ranking(scores: Tensor) -> tuple[Head, ...]:
-    n_layers, n_heads = scores.shape
-    flat = scores.reshape(-1).tolist()
-    order = sorted(range(len(flat)), key=lambda i: (-flat[i], i))  # stable: ties -> lower (layer, head)
-    return tuple((i // n_heads, i % n_heads) for i in order)
-
-
-def _check_k(k: int, shape: tuple[int, int]) -> None:
-    total = shape[0] * shape[1]
-    if isinstance(k, bool) or int(k) != k or not 1 <= k <= total:
-        raise ValueError(f"k must be an integer between 1 and the number of heads ({shape[0]} layers x "
-                         f"{shape[1]} heads = {total}); got {k!r}.")
-
-
-def _tables(task_scores: Mapping[str, Union[HeadScores, Tensor]]) -> dict[str, Tensor]:
-    if not task_scores:
-        raise ValueError("select_heads needs scores of at least one task: {task: HeadScores}.")
-    tables = {t: (s.scores if isinstance(s, HeadScores) else torch.as_tensor(s)) for t, s in task_scores.items()}
-    shapes = {tuple(t.shape) for t in tables.values()}
-    if len(shapes) != 1 or len(next(iter(shapes))) != 2:
-        raise ValueError(f"All tasks' score tables must be [n_layers, n_heads] of one model; got shapes {shapes}.")
-    return tables
-
-
-def select_heads(
-    task_scores: Mapping[str, Union[HeadScores, Tensor]],
-    k: int,
-    strategy: Strategy = "intersection",
-    task: Optional[str] = None,
-) -> tuple[Head, ...]:
-    """Combine per-task rankings into one head set (the paper's multi-task selection).
-
-    Args:
-        task_scores: ``{task: HeadScores}`` (or ``{task: [n_layers, n_heads] tensor}``).
-        k: heads taken from the top of each task's ranking.
-        strategy: ``"intersection"`` (heads in every task's top-k; the paper's default), ``"union"`` (in any
-            task's top-k) or ``"task_specific"`` (the top-k of ``task``).
-        task: the task for ``"task_specific"``.
-
-    Returns:
-        Sorted ``(layer, head)`` pairs; possibly empty for an intersection with a small k.
-
-    Example:
-        >>> select_heads({"json": s_json, "counterfact": s_cf}, k=40)
-        ((18, 2), (21, 5), ...)
-    """
-    tables = _tables(task_scores)
-    shape = tuple(next(iter(tables.values())).shape)
-    _check_k(k, shape)  # type: ignore[arg-type]
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}; got {strategy!r}.")
-    tops = {t: set(_ranking(s)[:k]) for t, s in tables.items()}
-    if strategy == "task_specific":
-        if task not in tops:
-            raise ValueError(f"strategy='task_specific' needs task= one of {sorted(tops)}; got {task!r}.")
-        chosen = tops[task]
-    elif strategy == "intersection":
-        chosen = set.intersection(*tops.values())
-    else:
-        chosen = set.union(*tops.values())
-    return tuple(sorted(chosen))
-
-
-class _Point(NamedTuple):
-    k: int
-    n_heads: int
-    metric: float
-
-
-class AblationPoint(_Point):
-    """One point of an ablation curve, a ``(k, n_heads, metric)`` tuple: steering the heads selected with ``k``
-    on validation examples gives ``metric``; ``per_task`` holds each task's value (not part of the tuple)."""
-
-    per_task: dict[str, float]
-
-    def __new__(cls, k: int, n_heads: int, metric: float, per_task: Optional[Mapping[str, float]] = None
-                ) -> "AblationPoint":
-        point = super().__new__(cls, k, n_heads, metric)
-        point.per_task = dict(per_task or {})
-        return point
-
-
-def _mean_change(model: Any, examples: Sequence[ProfilingExample], heads: Sequence[Head], alpha: float,
-                 baselines: list[float]) -> float:
-    if not heads:
-        return 0.0
-    changes = []
-    with torch.inference_mode():
-        for ex, base in zip(examples, baselines):
-            hooks = pasta_hooks(heads, ex.key_mask, alpha)
-            changes.append(float(_objective(ex, _forward(model, ex, 1, hooks))[0]) - base)
-    return sum(changes) / len(changes)
-
-
-def ablation_curve(
-    model: Any,
-    task_scores: Mapping[str, Union[HeadScores, Tensor]],
-    val_examples_by_task: Mapping[str, Sequence[ProfilingExample]],
-    ks: Sequence[int],
-    strategy: Strategy = "intersection",
-    alpha: float = 0.01,
-    progress: bool = True,
-) -> list[AblationPoint]:
-    """Steer the head set selected with each ``k`` on validation examples; report the mean objective gain.
-
-    ``metric`` is the mean over tasks of the mean change of the objective (steered minus unsteered) on that task's
-    validation examples; for ``task_specific`` each task is steered with its own top-k. An empty intersection
-    scores 0 (no steering).
-
-    Example:
-        >>> curve = ablation_curve(model, scores, val, ks=[5, 10, 20, 40])
-        >>> [(p.k, p.n_heads, round(p.metric, 3)) for p in curve]
-    """
-    tables = _tables(task_scores)
-    missing = set(tables) - set(val_examples_by_task)
-    if missing:
-        raise ValueError(f"No validation examples for tasks {sorted(missing)}; give one list per scored task.")
-    for t in tables:
-        _check_examples(val_examples_by_task[t], f"ablation_curve (validation examples of {t!r})")
-    with torch.inference_mode():
-        baselines = {t: [float(_objective(ex, _forward(model, ex, 1, []))[0]) for ex in val_examples_by_task[t]]
-                     for t in tables}
-    curve = []
-    for k in _progress(list(ks), progress, f"ablation ({strategy})"):
-        per_task, sizes = {}, []
-        for t in tables:
-            heads = select_heads(tables, k, strategy, task=t if strategy == "task_specific" else None)
-            sizes.append(len(heads))
-            per_task[t] = _mean_change(model, val_examples_by_task[t], heads, alpha, baselines[t])
-        n_heads = sizes[0] if strategy != "task_specific" else max(sizes)
-        curve.append(AblationPoint(int(k), n_heads, sum(per_task.values()) / len(per_task), per_task))
-    return curve
-
-
-def choose_k(curve: Sequence[AblationPoint]) -> int:
-    """The k with the highest validation metric (ties: the fewer heads, then the smaller k).
-
-    Points with no heads (empty intersections) are never chosen unless nothing else exists.
-    """
-    if not curve:
-        raise ValueError("choose_k needs a non-empty ablation curve; compute one with ablation_curve(...).")
-    candidates = [p for p in curve if p.n_heads > 0] or list(curve)
-    return max(candidates, key=lambda p: (p.metric, -p.n_heads, -p.k)).k
-
-
-def make_profile(
-    model: Any,
-    model_name: str,
-    task_scores: Mapping[str, HeadScores],
-    k: int,
-    strategy: Strategy = "intersection",
-    task: Optional[str] = None,
-    seed: Optional[int] = None,
-    command: Optional[str] = None,
-    provenance: Optional[Mapping[str, Any]] = None,
-) -> HeadProfile:
-    """Select heads and wrap them with their scores and provenance in a :class:`HeadProfile`.
-
-    Example:
-        >>> profile = make_profile(model, "smollm2-135m-instruct", scores, k=40)
-        >>> profile.save("profiles/my-profile.json")
-    """
-    heads = select_heads(task_scores, k, strategy, task)
-    methods = {s.method for s in task_scores.values()}
-    alphas = {s.alpha for s in task_scores.values()}
-    if len(alphas) != 1:
-        raise ValueError(f"All tasks must be profiled with one alpha to share a profile; got {sorted(alphas)}.")
-    return HeadProfile(
-        model_name=model_name, n_layers=int(model.cfg.n_layers), n_heads=int(model.cfg.n_heads), heads=heads,
-        weights_hash=weights_hash(model), tasks=tuple(task_scores), method="+".join(sorted(methods)),
-        alpha=alphas.pop(), k=int(k), strategy=strategy,
-        n_examples={t: s.n_examples for t, s in task_scores.items()}, seed=seed, command=command,
-        scores={t: s.scores for t, s in task_scores.items()}, provenance=dict(provenance or {}))
 
 
 def profile_tasks(

@@ -2,16 +2,18 @@
 
     pasta-lens steer "Maria is a nurse. *Answer in JSON.*" --chat --heads 20:0,20:3 --alpha 0.01
 
-prints the unsteered and the steered generation one above the other.
+prints the unsteered and the steered generation one above the other. One module per command registers its
+parser and holds its handler (:mod:`~pasta_lens.cli.steer`, :mod:`~pasta_lens.cli.attention`,
+:mod:`~pasta_lens.cli.profile` with ``profile plot``, :mod:`~pasta_lens.cli.evaluate`); this module holds
+:func:`main` and the argument helpers they share. The library never imports this package.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence, Union
+from typing import Any, Sequence, Union
 
-from pasta_lens import profiling_cli
 from pasta_lens.models import DEFAULT_MODEL
 from pasta_lens.steering import Head
 
@@ -39,26 +41,6 @@ def parse_heads(spec: str, n_heads: int | None = None) -> tuple[Head, ...]:
     return tuple(pairs)
 
 
-def _cmd_steer(args: argparse.Namespace) -> int:
-    from pasta_lens.generation import default_heads, generate
-    from pasta_lens.models import load_model
-
-    model = load_model(args.model)
-    if args.heads:
-        heads, source = parse_heads(args.heads, model.cfg.n_heads), "--heads"
-    else:
-        heads, source = default_heads(model)
-    common = dict(chat=args.chat, markers=parse_markers(args.markers), max_new_tokens=args.max_new_tokens)
-    unsteered = generate(model, args.text, **common, steered=False)
-    steered = generate(model, args.text, heads, alpha=args.alpha, scale_position=args.scale_position, **common)
-    print(f"model: {args.model}   heads: {len(heads)} ({source})   alpha: {args.alpha}")
-    print("=== unsteered ===")
-    print(unsteered)
-    print("=== steered ===")
-    print(steered)
-    return 0
-
-
 def add_prompt_arguments(p: argparse.ArgumentParser) -> None:
     """The arguments every prompt-steering sub-command shares: text, model, chat, heads, alpha, markers."""
     p.add_argument("text", help='prompt with the emphasised span marked, e.g. "Maria is a nurse. *Answer in JSON.*"')
@@ -72,29 +54,31 @@ def add_prompt_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--markers", default="*", help="emphasis marker, or OPEN,CLOSE (e.g. '<em>,</em>')")
 
 
+def add_prompt_command(sub: Any, name: str, help: str, description: str) -> argparse.ArgumentParser:
+    """Register a prompt-steering sub-command with the arguments they all share (:func:`add_prompt_arguments`)."""
+    p = sub.add_parser(name, help=help, description=description)
+    add_prompt_arguments(p)
+    return p
+
+
 def parse_markers(spec: str) -> Union[str, tuple[str, str]]:
     """``"*"`` -> ``"*"``; ``"<em>,</em>"`` -> ``("<em>", "</em>")``."""
     return tuple(spec.split(",", 1)) if "," in spec else spec  # type: ignore[return-value]
 
 
+def split_list(text: str) -> list[str]:
+    """``"json, counterfact,"`` -> ``["json", "counterfact"]``: a comma list, blanks dropped."""
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from pasta_lens.cli import attention, evaluate, profile, steer  # the commands import this module's helpers
+
     parser = argparse.ArgumentParser(prog="pasta-lens", description=(
         "PASTA attention steering on TransformerLens models. Mark the span to attend to with *asterisks*."))
     sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("steer", help="generate with and without steering and print both",
-                       description="Greedy generation without and with PASTA steering, printed one above "
-                                   "the other.")
-    add_prompt_arguments(p)
-    p.add_argument("--scale-position", choices=("exclude", "include"), default="exclude",
-                   help="exclude: down-weight keys outside the span (PASTA); include: down-weight the span")
-    p.add_argument("--max-new-tokens", type=int, default=40, help="tokens to generate (default 40)")
-    p.set_defaults(func=_cmd_steer)
-    profiling_cli.add_parser(sub)
-    from pasta_lens.evaluation import add_evaluate_parser  # pasta-lens evaluate
-    add_evaluate_parser(sub)
-    from pasta_lens.attention_cli import add_parser as add_attention_parser  # pasta-lens attention
-    add_attention_parser(sub)
+    for command in (steer, profile, evaluate, attention):
+        command.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,42 @@
+"""``pasta-lens steer``: greedy generation without and with PASTA steering, printed one above the other.
+
+    pasta-lens steer "Maria is a nurse. *Answer in JSON.*" --chat --heads 20:0,20:3 --alpha 0.01
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from pasta_lens.cli import add_prompt_command, parse_heads, parse_markers
+
+
+def _cmd_steer(args: argparse.Namespace) -> int:
+    from pasta_lens.generation import default_heads, generate
+    from pasta_lens.models import load_model
+
+    model = load_model(args.model)
+    if args.heads:
+        heads, source = parse_heads(args.heads, model.cfg.n_heads), "--heads"
+    else:
+        heads, source = default_heads(model)
+    common = dict(chat=args.chat, markers=parse_markers(args.markers), max_new_tokens=args.max_new_tokens)
+    unsteered = generate(model, args.text, **common, steered=False)
+    steered = generate(model, args.text, heads, alpha=args.alpha, scale_position=args.scale_position, **common)
+    print(f"model: {args.model}   heads: {len(heads)} ({source})   alpha: {args.alpha}")
+    print("=== unsteered ===")
+    print(unsteered)
+    print("=== steered ===")
+    print(steered)
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``steer`` on the ``pasta-lens`` sub-command parser."""
+    p = add_prompt_command(sub, "steer", help="generate with and without steering and print both",
+                           description="Greedy generation without and with PASTA steering, printed one above "
+                                       "the other.")
+    p.add_argument("--scale-position", choices=("exclude", "include"), default="exclude",
+                   help="exclude: down-weight keys outside the span (PASTA); include: down-weight the span")
+    p.add_argument("--max-new-tokens", type=int, default=40, help="tokens to generate (default 40)")
+    p.set_defaults(func=_cmd_steer)

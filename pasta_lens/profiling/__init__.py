@@ -1,0 +1,63 @@
+"""Head profiling: which attention heads, steered alone, help a task most; and which set to keep.
+
+The score of head ``(l, h)`` on a task is the mean change of the task objective ``f`` (a scalar per example,
+higher is better, see :mod:`pasta_lens.objectives`) when that head alone is steered with PASTA:
+
+    score[l, h] = mean_examples ( f(model with T_{l,h} applied) - f(model) )
+
+where ``T_{l,h}`` rescales head ``(l, h)``'s attention pattern ``A`` to ``A * w / sum(A * w)`` (``w = alpha`` on
+prompt keys outside the emphasised span, 1 elsewhere): exactly :func:`pasta_lens.pasta_hooks`.
+
+Three ways to compute it:
+
+- ``exact``: run the edit for every head. The batch dimension carries one steered head per copy of the example
+  (copy ``i`` steers head ``h_i`` and nothing else), so ``heads_per_batch`` heads cost one forward pass.
+  Cost per example: ``n_layers * n_heads / heads_per_batch`` batched forwards.
+- ``attribution``: a first-order Taylor estimate from one forward and one backward pass per example:
+
+      score[l, h] ~ sum_{q,k} dF/dA[l, h, q, k] * (T(A)[l, h, q, k] - A[l, h, q, k])
+
+  with the gradient taken through ``blocks.{l}.attn.hook_pattern`` and ``T`` the exact PASTA transform. It
+  equals ``exact`` to first order in ``(1 - alpha)`` and ranks heads well at ``alpha = 0.01`` in practice.
+- ``hybrid``: attribution for all heads, then ``exact`` re-scoring of the ``top_m`` heads by attribution.
+
+Profiling one task gives a :class:`HeadScores`. :func:`select_heads` combines several tasks' rankings as in the
+paper: the ``intersection`` of the per-task top-k (default), their ``union``, or one task's top-k
+(``task_specific``). :func:`ablation_curve` steers each candidate set on validation examples and reports the
+objective gain against the number of heads; :func:`choose_k` picks k from that curve.
+
+Long runs are resumable: with ``checkpoint=path`` the per-example results are written (atomically) after every
+example, and a restart with the same arguments skips the finished examples and returns an identical result.
+
+The package follows the data flow: :mod:`~pasta_lens.profiling.scoring` (objective changes per head, for one task
+or several), :mod:`~pasta_lens.profiling.checkpoints` (the resumable per-example store it writes to) and
+:mod:`~pasta_lens.profiling.selection` (rankings -> head set -> :class:`~pasta_lens.profile.HeadProfile`).
+Everything is importable from ``pasta_lens.profiling``.
+"""
+
+from pasta_lens.profile import STRATEGIES, HeadProfile
+from pasta_lens.profiling.checkpoints import CHECKPOINT_VERSION
+from pasta_lens.profiling.scoring import (METHODS, HeadScores, Method, attribution_scores, exact_scores, pasta_delta,
+                                          profile_heads, profile_tasks)
+from pasta_lens.profiling.selection import (AblationPoint, Strategy, ablation_curve, choose_k, make_profile,
+                                            select_heads)
+
+__all__ = [
+    "CHECKPOINT_VERSION",
+    "METHODS",
+    "STRATEGIES",
+    "AblationPoint",
+    "HeadProfile",
+    "HeadScores",
+    "Method",
+    "Strategy",
+    "ablation_curve",
+    "attribution_scores",
+    "choose_k",
+    "exact_scores",
+    "make_profile",
+    "pasta_delta",
+    "profile_heads",
+    "profile_tasks",
+    "select_heads",
+]

@@ -1,0 +1,184 @@
+"""Head selection: per-task rankings -> one head set (the paper's multi-task rule) -> a saved profile.
+
+:func:`select_heads` takes the ``intersection`` of the per-task top-k (the paper's default), their ``union``, or
+one task's top-k (``task_specific``). :func:`ablation_curve` steers each candidate set on validation examples and
+reports the objective gain against the number of heads; :func:`choose_k` picks k from that curve, and
+:func:`make_profile` wraps the chosen heads with their scores and provenance in a :class:`HeadProfile`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Mapping, NamedTuple, Optional, Sequence, Union
+
+import torch
+from torch import Tensor
+
+from pasta_lens.objectives import ProfilingExample
+from pasta_lens.profile import STRATEGIES, HeadProfile, weights_hash
+from pasta_lens.profiling.scoring import (HeadScores, _check_examples, _check_k, _forward, _objective, _progress,
+                                          _ranking)
+from pasta_lens.steering import Head, pasta_hooks
+
+Strategy = Literal["intersection", "union", "task_specific"]
+
+
+def _tables(task_scores: Mapping[str, Union[HeadScores, Tensor]]) -> dict[str, Tensor]:
+    if not task_scores:
+        raise ValueError("select_heads needs scores of at least one task: {task: HeadScores}.")
+    tables = {t: (s.scores if isinstance(s, HeadScores) else torch.as_tensor(s)) for t, s in task_scores.items()}
+    shapes = {tuple(t.shape) for t in tables.values()}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+        raise ValueError(f"All tasks' score tables must be [n_layers, n_heads] of one model; got shapes {shapes}.")
+    return tables
+
+
+def select_heads(
+    task_scores: Mapping[str, Union[HeadScores, Tensor]],
+    k: int,
+    strategy: Strategy = "intersection",
+    task: Optional[str] = None,
+) -> tuple[Head, ...]:
+    """Combine per-task rankings into one head set (the paper's multi-task selection).
+
+    Args:
+        task_scores: ``{task: HeadScores}`` (or ``{task: [n_layers, n_heads] tensor}``).
+        k: heads taken from the top of each task's ranking.
+        strategy: ``"intersection"`` (heads in every task's top-k; the paper's default), ``"union"`` (in any
+            task's top-k) or ``"task_specific"`` (the top-k of ``task``).
+        task: the task for ``"task_specific"``.
+
+    Returns:
+        Sorted ``(layer, head)`` pairs; possibly empty for an intersection with a small k.
+
+    Example:
+        >>> select_heads({"json": s_json, "counterfact": s_cf}, k=40)
+        ((18, 2), (21, 5), ...)
+    """
+    tables = _tables(task_scores)
+    shape = tuple(next(iter(tables.values())).shape)
+    _check_k(k, shape)  # type: ignore[arg-type]
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}; got {strategy!r}.")
+    tops = {t: set(_ranking(s)[:k]) for t, s in tables.items()}
+    if strategy == "task_specific":
+        if task not in tops:
+            raise ValueError(f"strategy='task_specific' needs task= one of {sorted(tops)}; got {task!r}.")
+        chosen = tops[task]
+    elif strategy == "intersection":
+        chosen = set.intersection(*tops.values())
+    else:
+        chosen = set.union(*tops.values())
+    return tuple(sorted(chosen))
+
+
+class _Point(NamedTuple):
+    k: int
+    n_heads: int
+    metric: float
+
+
+class AblationPoint(_Point):
+    """One point of an ablation curve, a ``(k, n_heads, metric)`` tuple: steering the heads selected with ``k``
+    on validation examples gives ``metric``; ``per_task`` holds each task's value (not part of the tuple)."""
+
+    per_task: dict[str, float]
+
+    def __new__(cls, k: int, n_heads: int, metric: float, per_task: Optional[Mapping[str, float]] = None
+                ) -> "AblationPoint":
+        point = super().__new__(cls, k, n_heads, metric)
+        point.per_task = dict(per_task or {})
+        return point
+
+
+def _mean_change(model: Any, examples: Sequence[ProfilingExample], heads: Sequence[Head], alpha: float,
+                 baselines: list[float]) -> float:
+    if not heads:
+        return 0.0
+    changes = []
+    with torch.inference_mode():
+        for ex, base in zip(examples, baselines):
+            hooks = pasta_hooks(heads, ex.key_mask, alpha)
+            changes.append(float(_objective(ex, _forward(model, ex, 1, hooks))[0]) - base)
+    return sum(changes) / len(changes)
+
+
+def ablation_curve(
+    model: Any,
+    task_scores: Mapping[str, Union[HeadScores, Tensor]],
+    val_examples_by_task: Mapping[str, Sequence[ProfilingExample]],
+    ks: Sequence[int],
+    strategy: Strategy = "intersection",
+    alpha: float = 0.01,
+    progress: bool = True,
+) -> list[AblationPoint]:
+    """Steer the head set selected with each ``k`` on validation examples; report the mean objective gain.
+
+    ``metric`` is the mean over tasks of the mean change of the objective (steered minus unsteered) on that task's
+    validation examples; for ``task_specific`` each task is steered with its own top-k. An empty intersection
+    scores 0 (no steering).
+
+    Example:
+        >>> curve = ablation_curve(model, scores, val, ks=[5, 10, 20, 40])
+        >>> [(p.k, p.n_heads, round(p.metric, 3)) for p in curve]
+    """
+    tables = _tables(task_scores)
+    missing = set(tables) - set(val_examples_by_task)
+    if missing:
+        raise ValueError(f"No validation examples for tasks {sorted(missing)}; give one list per scored task.")
+    for t in tables:
+        _check_examples(val_examples_by_task[t], f"ablation_curve (validation examples of {t!r})")
+    with torch.inference_mode():
+        baselines = {t: [float(_objective(ex, _forward(model, ex, 1, []))[0]) for ex in val_examples_by_task[t]]
+                     for t in tables}
+    curve = []
+    for k in _progress(list(ks), progress, f"ablation ({strategy})"):
+        per_task, sizes = {}, []
+        for t in tables:
+            heads = select_heads(tables, k, strategy, task=t if strategy == "task_specific" else None)
+            sizes.append(len(heads))
+            per_task[t] = _mean_change(model, val_examples_by_task[t], heads, alpha, baselines[t])
+        n_heads = sizes[0] if strategy != "task_specific" else max(sizes)
+        curve.append(AblationPoint(int(k), n_heads, sum(per_task.values()) / len(per_task), per_task))
+    return curve
+
+
+def choose_k(curve: Sequence[AblationPoint]) -> int:
+    """The k with the highest validation metric (ties: the fewer heads, then the smaller k).
+
+    Points with no heads (empty intersections) are never chosen unless nothing else exists.
+    """
+    if not curve:
+        raise ValueError("choose_k needs a non-empty ablation curve; compute one with ablation_curve(...).")
+    candidates = [p for p in curve if p.n_heads > 0] or list(curve)
+    return max(candidates, key=lambda p: (p.metric, -p.n_heads, -p.k)).k
+
+
+def make_profile(
+    model: Any,
+    model_name: str,
+    task_scores: Mapping[str, HeadScores],
+    k: int,
+    strategy: Strategy = "intersection",
+    task: Optional[str] = None,
+    seed: Optional[int] = None,
+    command: Optional[str] = None,
+    provenance: Optional[Mapping[str, Any]] = None,
+) -> HeadProfile:
+    """Select heads and wrap them with their scores and provenance in a :class:`HeadProfile`.
+
+    Example:
+        >>> profile = make_profile(model, "smollm2-135m-instruct", scores, k=40)
+        >>> profile.save("profiles/my-profile.json")
+    """
+    heads = select_heads(task_scores, k, strategy, task)
+    methods = {s.method for s in task_scores.values()}
+    alphas = {s.alpha for s in task_scores.values()}
+    if len(alphas) != 1:
+        raise ValueError(f"All tasks must be profiled with one alpha to share a profile; got {sorted(alphas)}.")
+    return HeadProfile(
+        model_name=model_name, n_layers=int(model.cfg.n_layers), n_heads=int(model.cfg.n_heads), heads=heads,
+        weights_hash=weights_hash(model), tasks=tuple(task_scores), method="+".join(sorted(methods)),
+        alpha=alphas.pop(), k=int(k), strategy=strategy,
+        n_examples={t: s.n_examples for t, s in task_scores.items()}, seed=seed, command=command,
+        scores={t: s.scores for t, s in task_scores.items()}, provenance=dict(provenance or {}))
+
