@@ -1,9 +1,5 @@
 """Head profiling on tiny random models: scores, selection, resumable runs, bad input."""
 
-import json
-import os
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -12,25 +8,25 @@ from pasta_lens.profiling import (AblationPoint, HeadScores, ablation_curve, cho
                                   profile_heads, select_heads)
 from pasta_lens.spans import emphasize
 from pasta_lens.steering import pasta_hooks
+from pasta_lens.tasks import data_file, load_counterfact_split, shipped_data_dir
 from tests.tiny import tiny_model
 
-DATA = Path(os.environ.get("PASTA_LENS_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
-CF_TRAIN = DATA / "counterfact" / "train.json"
+# The CounterFact cases shipped inside the package, in file order (never a folder outside the repository).
+CF_TRAIN = data_file(shipped_data_dir(), "train")
 
 
 def counterfact_examples(model, n=3, start=0):
     """CounterFact cases as profiling examples: the new fact emphasised, objective log P(new) - log P(old[0])."""
-    if CF_TRAIN.exists():
-        cases = json.loads(CF_TRAIN.read_text())[start:start + n]
-    else:  # keep the unit tests runnable without the data folder
-        cases = [{"prompt": "The Eiffel Tower is in", "ground_truth": "Paris", "target_new": "Rome"}] * n
+    cases = load_counterfact_split(CF_TRAIN)[start:start + n]
+    if len({c.case_id for c in cases}) != n:  # distinct cases: example digests (and resumes) depend on it
+        raise ValueError(f"asked for {n} cases from {start}, got {len(cases)} distinct ones")
     out = []
     for case in cases:
-        p = case["prompt"]
-        text = f"Previously, {p} {case['ground_truth']}. *Currently, {p} {case['target_new']}.* {p}"
+        p = case.prompt
+        text = f"Previously, {p} {case.target_true}. *Currently, {p} {case.target_new}.* {p}"
         em = emphasize(model, text)
-        new = torch.tensor(model.tokenizer(" " + case["target_new"], add_special_tokens=False)["input_ids"])
-        old = torch.tensor(model.tokenizer(" " + case["ground_truth"], add_special_tokens=False)["input_ids"])
+        new = torch.tensor(model.tokenizer(" " + case.target_new, add_special_tokens=False)["input_ids"])
+        old = torch.tensor(model.tokenizer(" " + case.target_true, add_special_tokens=False)["input_ids"])
         n_prompt = em.tokens.shape[1]
         tokens = torch.cat([em.tokens, new[None]], dim=1)
         out.append(ProfilingExample(tokens, em.key_mask, target_logprob(n_prompt, new, old), task="counterfact"))
