@@ -48,8 +48,8 @@ N_CANDIDATES = 4 if FAST else None  # heads to patch one by one (None: every ste
 # interim set: every head of the last third of the layers). The task gives the prompt in the PASTA paper's
 # format, `Previously, <old fact>. Currently, *<new fact>*. <question>`, and a `ProfilingExample`: the prompt
 # followed by the new answer's tokens (teacher forcing), the key mask, and the objective
-# `log P(new answer) - log P(first token of the old answer)`. That objective is our metric. The data folder is
-# `$PASTA_LENS_DATA` or `../shared/data` beside the repository.
+# `log P(new answer) - log P(first token of the old answer)`. That objective is our metric. The cases are the real
+# CounterFact files shipped inside the package (`$PASTA_LENS_DATA` names another folder).
 
 # %%
 model = load_model("smollm2-135m-instruct")
