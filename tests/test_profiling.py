@@ -245,11 +245,31 @@ def test_bad_input_is_a_clear_error(llama, cf_llama):
 
 @pytest.mark.slow
 def test_attribution_ranks_like_exact_on_smollm2(smollm2):
-    examples = counterfact_examples(smollm2, n=1)
-    hyb = profile_heads(smollm2, examples, "hybrid", top_m=8, heads_per_batch=9, progress=False)
+    """Attribution against exact steering on the real model: the first 4 CounterFact train cases (fixed in
+    advance), each scored exactly on attribution's top 12 heads and on 12 seeded random other heads.
+
+    Thresholds from a run on the first 8 cases (same heads rule): per-case Pearson r over the 24 heads was
+    0.96-0.99, Spearman over the top 12 (mean over cases) 0.95; exact gain of the top 12 +0.99 vs +0.01 for the
+    random 12. The asserts (r > 0.9 on every case, Spearman > 0.8, top beats random by > 0.3) leave room for
+    numerics, not for attribution failing to rank: with scores unrelated to the exact ones, r would be ~0.
+    """
+    n, m = 4, 12
+    examples = counterfact_examples(smollm2, n=n)
     att = profile_heads(smollm2, examples, "attribution", progress=False)
-    exact_top = hyb.scores[hyb.exact]
-    assert torch.isfinite(hyb.scores).all() and int(hyb.exact.sum()) == 8
-    # the heads attribution likes most do help when steered exactly (the notes' +0.325 vs +0.336 check)
-    assert float(exact_top.mean()) > 0
-    assert _corr(att.scores[hyb.exact], exact_top) > 0.5
+    assert torch.isfinite(att.scores).all() and att.per_example.shape == (n, 30, 9)
+    top = list(att.top(m))
+    others = [(layer, head) for layer in range(30) for head in range(9) if (layer, head) not in top]
+    pick = torch.randperm(len(others), generator=torch.Generator().manual_seed(0))[:m].tolist()
+    heads = top + [others[i] for i in pick]
+    idx = tuple(torch.tensor(heads).T)
+    exact = torch.stack([exact_scores(smollm2, ex, 0.01, heads, heads_per_batch=2 * m)[1] for ex in examples])
+    for case in range(n):
+        assert _corr(att.per_example[case][idx], exact[case]) > 0.9, case
+
+    def ranks(t):
+        return t.argsort().argsort().float()
+
+    mean_att, mean_exact = att.scores[idx], exact.mean(0)
+    assert _corr(ranks(mean_att[:m]), ranks(mean_exact[:m])) > 0.8
+    # the heads attribution likes most do help when steered exactly, far more than random heads
+    assert float(mean_exact[:m].mean()) > float(mean_exact[m:].mean()) + 0.3
