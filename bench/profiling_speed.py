@@ -2,6 +2,9 @@
 
     python bench/profiling_speed.py --n 8 [--data DIR] [--out results/profiling_speed.md]
 
+The cases are the first n of the CounterFact train file shipped in the package (``--data DIR`` or
+``$PASTA_LENS_DATA``: another folder holding ``counterfact/train.json[.gz]``).
+
 Both methods score all 270 heads (30 layers x 9 heads) on the same CounterFact train examples (alpha 0.01):
 exact steers every head alone (batched over heads, no extrapolation); attribution uses one forward + backward per
 example. Prints time(exact) / time(attribution), the Spearman rank correlation of the two score tables over all
@@ -12,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import sys
@@ -24,19 +26,20 @@ import torch
 from pasta_lens import load_model, profile_heads
 from pasta_lens.objectives import ProfilingExample, target_logprob
 from pasta_lens.spans import emphasize
+from pasta_lens.tasks import data_file, default_data_dir, load_counterfact_split
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def counterfact_examples(model, path: Path, n: int, start: int = 0) -> list[ProfilingExample]:
     """CounterFact train cases, new fact emphasised; objective log P(new) - log P(old first token)."""
-    cases = json.loads(path.read_text())[start:start + n]
+    cases = load_counterfact_split(path)[start:start + n]
     out = []
     for case in cases:
-        p = case["prompt"]
-        em = emphasize(model, f"Previously, {p} {case['ground_truth']}. *Currently, {p} {case['target_new']}.* {p}")
+        p = case.prompt
+        em = emphasize(model, f"Previously, {p} {case.target_true}. *Currently, {p} {case.target_new}.* {p}")
         ids = lambda s: torch.tensor(model.tokenizer(" " + s, add_special_tokens=False)["input_ids"])  # noqa: E731
-        new, old = ids(case["target_new"]), ids(case["ground_truth"])
+        new, old = ids(case.target_new), ids(case.target_true)
         out.append(ProfilingExample(torch.cat([em.tokens, new[None]], 1), em.key_mask,
                                     target_logprob(em.tokens.shape[1], new, old), task="counterfact"))
     return out
@@ -53,8 +56,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=8, help="CounterFact train examples (default 8)")
     parser.add_argument("--alpha", type=float, default=0.01)
     parser.add_argument("--heads-per-batch", type=int, default=16)
-    parser.add_argument("--data", type=Path,
-                        default=Path(os.environ.get("PASTA_LENS_DATA", REPO.parent / "shared" / "data")))
+    parser.add_argument("--data", type=Path, default=default_data_dir(),
+                        help="folder holding counterfact/train.json[.gz] (default: $PASTA_LENS_DATA, else the "
+                             "copy shipped in the package)")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "profiling_speed.md")
     args = parser.parse_args()
     threads = os.environ.get("OMP_NUM_THREADS")
@@ -63,7 +67,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     model = load_model("smollm2-135m-instruct")
-    examples = counterfact_examples(model, args.data / "counterfact" / "train.json", args.n)
+    examples = counterfact_examples(model, data_file(args.data, "train"), args.n)
     lengths = [ex.tokens.shape[1] for ex in examples]
     with torch.inference_mode():  # warm-up
         model(examples[0].tokens)

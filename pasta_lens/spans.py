@@ -12,7 +12,8 @@ The pipeline, per text:
 2. **Render**: with ``chat=True`` the clean text becomes the user turn of the model's chat template; the spans
    are shifted to where the text lands inside the rendered string (found, never hard-coded).
 3. **Tokenise** with the fast tokenizer's offset mapping. A token is emphasised when its character range
-   overlaps an emphasised character. Several spans are a union.
+   overlaps an emphasised character (a token the tokenizer inserted, such as SentencePiece's leading ``'▁'``,
+   holds no character and is not). Several spans are a union.
 4. **Batch**: several texts are left-padded (the layout ``generate`` needs) with an ``attention_mask``; padding
    positions are never emphasised.
 
@@ -216,11 +217,22 @@ def _render_chat(tok: Any, text: str, system_prompt: Union[str, None]) -> tuple[
     return rendered, at
 
 
+def _inserted_token(tok: Any, token_id: int, chars: str) -> bool:
+    """Whether a token holds none of the characters its offsets point at: one the tokenizer inserted.
+
+    A SentencePiece-style (Metaspace) tokenizer writes a ``'▁'`` token before text that does not start with a
+    space (``"Ana"`` -> ``'▁'``, ``'Ana'``) and gives it the offsets of the first character; it decodes to
+    nothing but a space, while those characters are not spaces. Such a token is never emphasised.
+    """
+    return not tok.decode([token_id]).strip() and not chars.isspace()
+
+
 def _tokenise_row(tok: Any, text: str, spans: tuple[CharSpan, ...], bos_id: Union[int, None]
                   ) -> tuple[list[int], list[bool]]:
     enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = list(enc["input_ids"]), list(enc["offset_mapping"])
     mask = [any(a < e and s < b for s, e in spans) for a, b in offsets]
+    mask = [m and not _inserted_token(tok, i, text[a:b]) for m, i, (a, b) in zip(mask, ids, offsets)]
     for s, e in spans:
         if not any(a < e and s < b for a, b in offsets):
             raise ValueError(f"Emphasised span {text[s:e]!r} at characters {s}:{e} covers no token of "

@@ -1,14 +1,13 @@
 """Convert the PASTA paper's published multi-task head sets into pasta_lens registry profiles.
 
-    python scripts/import_pasta_head_configs.py [DATA_DIR]
+    python scripts/import_pasta_head_configs.py DATA_DIR
 
-DATA_DIR (default: $PASTA_LENS_DATA, else ../shared/data next to the repository) holds
-pasta_head_configs/{llama-7b,gptj}/top{K}_json-bio-cf-pron_train1000.json, unchanged copies of
-QingruZhang/PASTA config/head_config/{model}/multi_task/intersection/ (see its SOURCES.md). Each becomes
+DATA_DIR is a clone of QingruZhang/PASTA (@ 56a9138d2d07; the files are read from
+config/head_config/{llama-7b,gptj}/multi_task/intersection/) or a folder holding unchanged copies of them as
+pasta_head_configs/{llama-7b,gptj}/top{K}_json-bio-cf-pron_train1000.json. Each becomes
 profiles/{llama-7b,gpt-j-6b}-pasta-top{K}.json with the source repository, commit, path and license.
 """
 
-import os
 import re
 import sys
 from pathlib import Path
@@ -29,7 +28,13 @@ TASKS = ("json", "biasbios", "counterfact", "pronoun")
 def main(data_dir: Path) -> None:
     out_dir = REPO / "profiles"
     for folder, (prefix, model_name, n_layers, n_heads) in MODELS.items():
-        for path in sorted((data_dir / "pasta_head_configs" / folder).glob("top*_json-bio-cf-pron_train1000.json")):
+        clone = data_dir / "config" / "head_config" / folder / "multi_task" / "intersection"
+        source = clone if clone.is_dir() else data_dir / "pasta_head_configs" / folder
+        paths = sorted(source.glob("top*_json-bio-cf-pron_train1000.json"))
+        if not paths:
+            raise SystemExit(f"No top*_json-bio-cf-pron_train1000.json under {source}: pass a clone of "
+                             "QingruZhang/PASTA or a folder with pasta_head_configs/{llama-7b,gptj}/.")
+        for path in paths:
             k = int(re.match(r"top(\d+)_", path.name).group(1))
             provenance = dict(SOURCE, path=f"config/head_config/{folder}/multi_task/intersection/{path.name}",
                               note="intersection of the per-task top-k heads over JSON formatting, pronoun "
@@ -46,5 +51,6 @@ def main(data_dir: Path) -> None:
 
 
 if __name__ == "__main__":
-    default = Path(os.environ.get("PASTA_LENS_DATA", REPO.parent / "shared" / "data"))
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else default)
+    if len(sys.argv) != 2:
+        raise SystemExit(__doc__)
+    main(Path(sys.argv[1]))

@@ -33,6 +33,13 @@ def smollm2():
 
 
 @pytest.fixture(autouse=True)
+def _only_data_in_the_repo(monkeypatch):
+    """Tests read the CounterFact cases shipped in the package, never a folder a user's $PASTA_LENS_DATA names
+    (tests of the override set it themselves)."""
+    monkeypatch.delenv("PASTA_LENS_DATA", raising=False)
+
+
+@pytest.fixture(autouse=True)
 def _no_leaked_hooks(request):
     """Every test must leave the shared cached models without hooks."""
     yield

@@ -1,9 +1,5 @@
 """Head profiling on tiny random models: scores, selection, resumable runs, bad input."""
 
-import json
-import os
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -12,25 +8,25 @@ from pasta_lens.profiling import (AblationPoint, HeadScores, ablation_curve, cho
                                   profile_heads, select_heads)
 from pasta_lens.spans import emphasize
 from pasta_lens.steering import pasta_hooks
+from pasta_lens.tasks import data_file, load_counterfact_split, shipped_data_dir
 from tests.tiny import tiny_model
 
-DATA = Path(os.environ.get("PASTA_LENS_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
-CF_TRAIN = DATA / "counterfact" / "train.json"
+# The CounterFact cases shipped inside the package, in file order (never a folder outside the repository).
+CF_TRAIN = data_file(shipped_data_dir(), "train")
 
 
 def counterfact_examples(model, n=3, start=0):
     """CounterFact cases as profiling examples: the new fact emphasised, objective log P(new) - log P(old[0])."""
-    if CF_TRAIN.exists():
-        cases = json.loads(CF_TRAIN.read_text())[start:start + n]
-    else:  # keep the unit tests runnable without the data folder
-        cases = [{"prompt": "The Eiffel Tower is in", "ground_truth": "Paris", "target_new": "Rome"}] * n
+    cases = load_counterfact_split(CF_TRAIN)[start:start + n]
+    if len({c.case_id for c in cases}) != n:  # distinct cases: example digests (and resumes) depend on it
+        raise ValueError(f"asked for {n} cases from {start}, got {len(cases)} distinct ones")
     out = []
     for case in cases:
-        p = case["prompt"]
-        text = f"Previously, {p} {case['ground_truth']}. *Currently, {p} {case['target_new']}.* {p}"
+        p = case.prompt
+        text = f"Previously, {p} {case.target_true}. *Currently, {p} {case.target_new}.* {p}"
         em = emphasize(model, text)
-        new = torch.tensor(model.tokenizer(" " + case["target_new"], add_special_tokens=False)["input_ids"])
-        old = torch.tensor(model.tokenizer(" " + case["ground_truth"], add_special_tokens=False)["input_ids"])
+        new = torch.tensor(model.tokenizer(" " + case.target_new, add_special_tokens=False)["input_ids"])
+        old = torch.tensor(model.tokenizer(" " + case.target_true, add_special_tokens=False)["input_ids"])
         n_prompt = em.tokens.shape[1]
         tokens = torch.cat([em.tokens, new[None]], dim=1)
         out.append(ProfilingExample(tokens, em.key_mask, target_logprob(n_prompt, new, old), task="counterfact"))
@@ -249,11 +245,31 @@ def test_bad_input_is_a_clear_error(llama, cf_llama):
 
 @pytest.mark.slow
 def test_attribution_ranks_like_exact_on_smollm2(smollm2):
-    examples = counterfact_examples(smollm2, n=1)
-    hyb = profile_heads(smollm2, examples, "hybrid", top_m=8, heads_per_batch=9, progress=False)
+    """Attribution against exact steering on the real model: the first 4 CounterFact train cases (fixed in
+    advance), each scored exactly on attribution's top 12 heads and on 12 seeded random other heads.
+
+    Thresholds from a run on the first 8 cases (same heads rule): per-case Pearson r over the 24 heads was
+    0.96-0.99, Spearman over the top 12 (mean over cases) 0.95; exact gain of the top 12 +0.99 vs +0.01 for the
+    random 12. The asserts (r > 0.9 on every case, Spearman > 0.8, top beats random by > 0.3) leave room for
+    numerics, not for attribution failing to rank: with scores unrelated to the exact ones, r would be ~0.
+    """
+    n, m = 4, 12
+    examples = counterfact_examples(smollm2, n=n)
     att = profile_heads(smollm2, examples, "attribution", progress=False)
-    exact_top = hyb.scores[hyb.exact]
-    assert torch.isfinite(hyb.scores).all() and int(hyb.exact.sum()) == 8
-    # the heads attribution likes most do help when steered exactly (the notes' +0.325 vs +0.336 check)
-    assert float(exact_top.mean()) > 0
-    assert _corr(att.scores[hyb.exact], exact_top) > 0.5
+    assert torch.isfinite(att.scores).all() and att.per_example.shape == (n, 30, 9)
+    top = list(att.top(m))
+    others = [(layer, head) for layer in range(30) for head in range(9) if (layer, head) not in top]
+    pick = torch.randperm(len(others), generator=torch.Generator().manual_seed(0))[:m].tolist()
+    heads = top + [others[i] for i in pick]
+    idx = tuple(torch.tensor(heads).T)
+    exact = torch.stack([exact_scores(smollm2, ex, 0.01, heads, heads_per_batch=2 * m)[1] for ex in examples])
+    for case in range(n):
+        assert _corr(att.per_example[case][idx], exact[case]) > 0.9, case
+
+    def ranks(t):
+        return t.argsort().argsort().float()
+
+    mean_att, mean_exact = att.scores[idx], exact.mean(0)
+    assert _corr(ranks(mean_att[:m]), ranks(mean_exact[:m])) > 0.8
+    # the heads attribution likes most do help when steered exactly, far more than random heads
+    assert float(mean_exact[:m].mean()) > float(mean_exact[m:].mean()) + 0.3

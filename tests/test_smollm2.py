@@ -48,3 +48,26 @@ def test_cached_equals_uncached_and_steering_changes_the_answer(smollm2):
     assert torch.equal(cached, uncached)
     assert generate(smollm2, PROMPT, heads, chat=True, max_new_tokens=16) != generate(
         smollm2, PROMPT, chat=True, max_new_tokens=16, steered=False)
+
+
+def test_readme_demo_claim(smollm2, capsys):
+    """`make demo` as the Makefile types it: unsteered the model answers "guitar", steered (shipped profile) "piano",
+    as the README says."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    from pasta_lens.cli import main
+
+    repo = Path(__file__).resolve().parents[1]
+    (line,) = [ln for ln in (repo / "Makefile").read_text().splitlines() if "pasta-lens steer" in ln]
+    argv = shlex.split(line.split("pasta-lens", 1)[1])
+    prompt = argv[1]
+    assert f"`{prompt}`" in " ".join((repo / "README.md").read_text().split())  # the README quotes this prompt
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"heads: \d+ \(shipped profile 'smollm2-135m-instruct'", out), out
+    unsteered = out.split("=== unsteered ===\n", 1)[1].split("=== steered ===\n")[0]
+    steered = out.split("=== steered ===\n", 1)[1]
+    first_word = lambda s: re.findall(r"[A-Za-z]+", s)[0].lower()  # noqa: E731
+    assert (first_word(unsteered), first_word(steered)) == ("guitar", "piano"), out

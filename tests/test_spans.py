@@ -1,5 +1,7 @@
 """Emphasis parsing and tokenisation: markup, substrings, char ranges, chat templates, batches, errors."""
 
+import functools
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -184,33 +186,139 @@ def _escape(s):
     return s.replace("\\", "\\\\").replace("*", "\\*")
 
 
-@settings(max_examples=500, deadline=None)
-@given(st.lists(st.tuples(_segment, st.booleans()), min_size=1, max_size=6))
-def test_fuzz_key_mask_is_exactly_the_overlapping_tokens(tok, segments):
-    # Adjacent marked segments would need '**' between them; merge them in the ground truth instead.
-    merged = []
+def _gpt2_byte_decoder():
+    """GPT-2's byte-level alphabet, inverted: vocabulary character -> byte (printable bytes map to themselves)."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), 256))
+    chars, extra = {}, 0
+    for b in range(256):
+        if b in keep:
+            chars[chr(b)] = b
+        else:
+            chars[chr(256 + extra)] = b
+            extra += 1
+    return chars
+
+
+_BYTE_DECODER = _gpt2_byte_decoder()
+
+
+def _byte_level_bytes(piece):
+    return bytes(_BYTE_DECODER[c] for c in piece)
+
+
+def _mark(segments):
+    """Markup, clean text and the set of marked character positions for generated (text, marked) segments."""
+    merged = []  # adjacent marked segments would need '**' between them; merge them instead
     for text, marked in segments:
         if merged and merged[-1][1] == marked:
             merged[-1] = (merged[-1][0] + text, marked)
         else:
             merged.append((text, marked))
     if not any(m for _, m in merged):
-        merged.append(("z", True))
+        merged.append(("a", True))
     markup = "".join(f"*{_escape(t)}*" if m else _escape(t) for t, m in merged)
-    clean = "".join(t for t, _ in merged)
     marked_chars, pos = set(), 0
     for t, m in merged:
         if m:
             marked_chars.update(range(pos, pos + len(t)))
         pos += len(t)
+    return markup, "".join(t for t, _ in merged), marked_chars
 
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.tuples(_segment, st.booleans()), min_size=1, max_size=6))
+def test_fuzz_key_mask_is_exactly_the_overlapping_tokens(tok, segments):
+    markup, clean, marked_chars = _mark(segments)
     got_clean, _ = parse_markup(markup)
     assert got_clean == clean
-    # Ground truth from the generator and the tokenizer's own offsets, not from the parser.
-    enc = tok(clean, add_special_tokens=False, return_offsets_mapping=True)
-    expected = [any(c in marked_chars for c in range(a, b)) for a, b in enc["offset_mapping"]]
-    if not any(expected):
-        return  # every marked character fell in no token's offsets; covered by the error test above
+    # Ground truth from the characters themselves, not from the tokenizer's offsets (which the code uses): each
+    # token's bytes, decoded from the byte-level vocabulary, laid end to end over the text's UTF-8 bytes. A token
+    # is emphasised when one of its bytes belongs to a marked character.
+    ids = tok(clean, add_special_tokens=False)["input_ids"]
+    pieces = [_byte_level_bytes(piece) for piece in tok.convert_ids_to_tokens(ids)]
+    assert b"".join(pieces) == clean.encode("utf-8")
+    byte_marked = [i in marked_chars for i, ch in enumerate(clean) for _ in ch.encode("utf-8")]
+    expected, start = [], 0
+    for piece in pieces:
+        expected.append(any(byte_marked[start:start + len(piece)]))
+        start += len(piece)
     em = emphasize(tok, markup, prepend_bos=False)
-    assert em.tokens[0].tolist() == enc["input_ids"]
+    assert em.tokens[0].tolist() == ids
+    assert em.key_mask[0].tolist() == expected
+
+
+# --- a SentencePiece-style (Metaspace) tokenizer: '▁' stands for the space before a word ------------------------
+
+_META_CORPUS = ["Maria is a nurse who lives in Paris.", "Answer in JSON format, please.", "the cat sat on the mat",
+                "a b c ab bc abc  double  spaces"] * 20
+_META_ALPHABET = sorted(set("".join(_META_CORPUS)))  # characters the tokenizer knows (no <unk> in the fuzz)
+
+
+@functools.lru_cache(maxsize=1)
+def metaspace_tokenizer():
+    """A tiny BPE with a Metaspace pre-tokenizer (as SentencePiece models converted to fast tokenizers use),
+    built in memory, saved and loaded back from disk (the bridge re-reads tokenizers by path)."""
+    import tempfile
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    raw = Tokenizer(models.BPE(unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    raw.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    raw.train_from_iterator(_META_CORPUS, trainers.BpeTrainer(vocab_size=120, special_tokens=["<unk>", "<s>", "</s>"]))
+    fast = PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    path = tempfile.mkdtemp(prefix="pasta_metaspace_tok_")
+    fast.save_pretrained(path)
+    return AutoTokenizer.from_pretrained(path)
+
+
+def _metaspace_char_ranges(tok, ids, text):
+    """Each token's character range in ``text`` from its own characters ('▁' read as a space), not offsets.
+
+    The pre-tokenizer writes one '▁' in front of text that does not start with a space: that character is in no
+    position of ``text`` and is dropped from the first token.
+    """
+    pieces = [p.replace("▁", " ") for p in tok.convert_ids_to_tokens(ids)]
+    if "".join(pieces) != text:
+        assert "".join(pieces) == " " + text and pieces[0].startswith(" "), (pieces, text)
+        pieces[0] = pieces[0][1:]
+    ranges, start = [], 0
+    for piece in pieces:
+        ranges.append((start, start + len(piece)))
+        start += len(piece)
+    return ranges
+
+
+def test_metaspace_tokenizer_marks_the_words_of_the_span():
+    mt = metaspace_tokenizer()
+    em = emphasize(mt, "Maria is *a nurse* in Paris.", prepend_bos=False)
+    ids = em.tokens[0].tolist()
+    assert mt.convert_ids_to_tokens(ids)[0] == "▁Maria"  # the tokenizer really is Metaspace-style
+    marked = "".join(p for p, m in zip(mt.convert_ids_to_tokens(ids), em.key_mask[0].tolist()) if m)
+    assert marked.replace("▁", " ") == " a nurse"  # '▁a' and '▁nurse' (with their spaces), nothing else
+    # marking only the space before a word marks that word's token: the space is its first character
+    em = emphasize(mt, "Maria is a* *nurse.", prepend_bos=False)
+    toks = mt.convert_ids_to_tokens(em.tokens[0].tolist())
+    assert [t for t, m in zip(toks, em.key_mask[0].tolist()) if m] == ["▁nurse"]
+    # with BOS prepended, the mask shifts by one and BOS is never emphasised
+    with_bos = emphasize(mt, "Maria is *a nurse* in Paris.", prepend_bos=True)
+    assert with_bos.tokens[0, 0] == mt.bos_token_id and not with_bos.key_mask[0, 0]
+    assert with_bos.key_mask[0, 1:].tolist() == emphasize(mt, "Maria is *a nurse* in Paris.",
+                                                          prepend_bos=False).key_mask[0].tolist()
+
+
+_meta_segment = st.text(alphabet=st.sampled_from([c for c in _META_ALPHABET if c != "*"]), min_size=1, max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_meta_segment, st.booleans()), min_size=1, max_size=6))
+def test_fuzz_metaspace_key_mask_is_exactly_the_overlapping_tokens(segments):
+    mt = metaspace_tokenizer()
+    markup, clean, marked_chars = _mark(segments)
+    ids = mt(clean, add_special_tokens=False)["input_ids"]
+    assert mt.unk_token_id not in ids
+    expected = [any(c in marked_chars for c in range(a, b)) for a, b in _metaspace_char_ranges(mt, ids, clean)]
+    em = emphasize(mt, markup, prepend_bos=False)
+    assert em.tokens[0].tolist() == ids
     assert em.key_mask[0].tolist() == expected

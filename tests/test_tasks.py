@@ -10,15 +10,13 @@ import torch
 from pasta_lens.metrics import no_gendered_pronouns
 from pasta_lens.objectives import target_logprob
 from pasta_lens.spans import emphasize, parse_markup
-from pasta_lens.tasks import (OCCUPATIONS, TASK_NAMES, Biography, CounterFactTask, Rendering, default_data_dir,
+from pasta_lens.tasks import (OCCUPATIONS, TASK_NAMES, Biography, CounterFactTask, Rendering,
                               escape_markup, get_task, load_bias_in_bios, load_biosbias_pkl, load_counterfact_split,
                               load_rome_counterfact, render, synthetic_biographies)
 from pasta_lens.tasks.biographies import neutralise
 from pasta_lens.tasks.counterfact import Fact
 
 FIXTURES = Path(__file__).parent / "fixtures"
-HAVE_DATA = (default_data_dir() / "counterfact" / "train.json").exists()
-needs_data = pytest.mark.skipif(not HAVE_DATA, reason="real CounterFact files not found (set PASTA_LENS_DATA)")
 
 
 @pytest.fixture(scope="module")
@@ -148,9 +146,8 @@ def test_counterfact_splits_from_a_data_folder(cf_dir):
         CounterFactTask(data_dir=cf_dir / "missing").examples("train")
 
 
-@needs_data
 def test_counterfact_real_splits():
-    task = get_task("counterfact")
+    task = get_task("counterfact")  # the cases shipped inside the package (tests/test_data.py checks the files)
     s = task.splits()
     ids = {k: {f.case_id for f in v} for k, v in s.items()}
     assert len(ids["validation"]) == 1000 and len(ids["train"]) == 9000 and len(ids["test"]) == 10000

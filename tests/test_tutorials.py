@@ -38,6 +38,16 @@ def assert_png(path):
     assert data[:8] == PNG_MAGIC and len(data) > 5000, f"{path.name} is not a real PNG"
 
 
+def spearman(a, b):
+    """Spearman's rank correlation (no ties among float scores), written independently of the tutorials'."""
+    def ranks(t):
+        t = t.flatten().double()
+        r = torch.empty_like(t)
+        r[torch.sort(t).indices] = torch.arange(len(t), dtype=torch.float64)
+        return r
+    return float(torch.corrcoef(torch.stack([ranks(a), ranks(b)]))[0, 1])
+
+
 def assert_no_hooks(model):
     leaked = [hp.name for hp in model.hook_points() if hp._forward_hooks or hp._backward_hooks]
     assert not leaked, f"the tutorial left hooks on the model: {leaked[:5]}"
@@ -70,7 +80,12 @@ def test_03_steering_meets_patching(smollm2, tmp_path, monkeypatch):
     g = run_tutorial("03_steering_meets_patching.py", tmp_path, monkeypatch, smollm2)
     assert_no_hooks(smollm2)
     result = g["result"]
-    # the chosen case is one where steering raises log P(new) - log P(old)
+    # the case is fixed in advance (the first train case in seeded order), not the best of a scan
+    from pasta_lens.tasks import get_task
+
+    assert g["fact"] == get_task("counterfact").examples("train", 1)[0]
+    # steering raises log P(new) - log P(old) on it: measured +4.51 (the first 8 train cases: +3.6 to +8.4 with
+    # the shipped 16 heads); 0.5 is a clear effect, far above numerical noise
     assert result.effect > 0.5
     # TransformerLens' utility and the hand-written hook agree
     assert float(g["via_tl"][0]) == pytest.approx(float(g["by_hand"]), abs=1e-4)
@@ -84,8 +99,12 @@ def test_03_steering_meets_patching(smollm2, tmp_path, monkeypatch):
     assert rec == sorted(rec, reverse=True) and rec[0] > rec[-1]
     # the direct effects were computed for every head
     assert g["dla_steered"].shape == (smollm2.cfg.n_layers, smollm2.cfg.n_heads)
-    for name in ("corr_profile", "corr_span", "corr_dla"):
-        assert -1.0 <= g[name] <= 1.0
+    # the printed correlations are Spearman's rho of `recovered` with each score over the patched heads
+    # (4 heads in fast mode: too few for a claim about their size, so only the computation is checked)
+    idx = tuple(torch.tensor(result.heads).T)
+    for name, table in [("corr_profile", g["attribution"].scores), ("corr_span", g["span_gain"]),
+                        ("corr_dla", g["dla_change"])]:
+        assert g[name] == pytest.approx(spearman(result.recovered, table[idx]), abs=1e-5), name
     # the most important head, steered, looks at the span from the answer position
     key_mask = g["ex"].key_mask[0]
     assert float(g["row_after"][key_mask].sum()) > float(g["row_before"][key_mask].sum())
@@ -103,11 +122,18 @@ def test_02_profiling(smollm2, tmp_path, monkeypatch):
         scores = g["scores"][name]
         assert scores.scores.shape == (smollm2.cfg.n_layers, smollm2.cfg.n_heads)
         assert scores.method == "attribution" and scores.n_examples == g["N_PROFILE"]
-        corr, _ = g["comparison"][name]
-        assert -1.0 <= corr <= 1.0
-    # the tutorial's point: attribution ranks the best heads much as exact steering does
-    correlations = [corr for corr, _ in g["comparison"].values()]
-    assert sum(correlations) / len(correlations) > 0.3, g["comparison"]
+        corr, mean_diff = g["comparison"][name]
+        approx, exact = g["pairs"][name]  # attribution and exact scores of attribution's top heads
+        assert len(exact) == g["TOP_M"]
+        assert corr == pytest.approx(spearman(approx, exact), abs=1e-5)  # what the tutorial prints is rho
+        assert mean_diff == pytest.approx(float((approx - exact).abs().mean()), abs=1e-6)
+        # the tutorial's point, on its fast-mode 2 examples x 8 heads (measured rho +0.90 json, +0.88 counterfact;
+        # every exact gain +0.66 or more, while random heads move the objective by ~0.01, see
+        # tests/test_profiling.py): the heads attribution ranks first all help when steered exactly, and it
+        # orders them much as exact steering does. rho > 0.6 with 8 heads happens by chance with P ~ 0.06 per task
+        # (null sd 1/sqrt(7) = 0.38); the 4-case, 24-head check in test_profiling is the stronger one.
+        assert bool((exact > 0).all()), (name, exact)
+        assert corr > 0.6, (name, corr)
     # k was chosen on the validation curve, and the saved profile is that selection, with its metadata
     assert g["k"] in g["KS"] and len(g["curve"]) == len(g["KS"])
     profile = g["reloaded"]

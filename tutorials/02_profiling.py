@@ -75,12 +75,13 @@ def rank_correlation(a, b):
     return float((ra * rb).sum() / (ra.norm() * rb.norm()).clamp_min(1e-12))
 
 
-comparison = {}
+comparison, pairs = {}, {}
 for name, hs in scores.items():
     top = hs.top(TOP_M)
     exact = torch.stack([exact_scores(model, ex, hs.alpha, top, heads_per_batch=TOP_M + 1)[1]
                          for ex in train[name]]).mean(0)
     approx = torch.tensor([float(hs.scores[head]) for head in top])
+    pairs[name] = (approx, exact)
     comparison[name] = (rank_correlation(approx, exact), float((approx - exact).abs().mean()))
     print(f"{name}: top-{TOP_M} heads, attribution vs exact: rank correlation {comparison[name][0]:+.2f}, "
           f"mean |difference| {comparison[name][1]:.3f}; best head {hs.top(1)[0]} "

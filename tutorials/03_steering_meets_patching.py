@@ -39,7 +39,6 @@ from pasta_lens.tasks import get_task
 FAST = os.environ.get("PASTA_LENS_FAST") == "1"
 OUT = Path(os.environ.get("PASTA_LENS_OUT", "tutorials/out"))
 OUT.mkdir(parents=True, exist_ok=True)
-N_SCAN = 2 if FAST else 20         # CounterFact train cases to scan for a clear example
 N_CANDIDATES = 4 if FAST else None  # heads to patch one by one (None: every steered head)
 
 # %% [markdown]
@@ -48,27 +47,18 @@ N_CANDIDATES = 4 if FAST else None  # heads to patch one by one (None: every ste
 # interim set: every head of the last third of the layers). The task gives the prompt in the PASTA paper's
 # format, `Previously, <old fact>. Currently, *<new fact>*. <question>`, and a `ProfilingExample`: the prompt
 # followed by the new answer's tokens (teacher forcing), the key mask, and the objective
-# `log P(new answer) - log P(first token of the old answer)`. That objective is our metric. The data folder is
-# `$PASTA_LENS_DATA` or `../shared/data` beside the repository.
+# `log P(new answer) - log P(first token of the old answer)`. That objective is our metric. The cases are the real
+# CounterFact files shipped inside the package (`$PASTA_LENS_DATA` names another folder).
 
 # %%
 model = load_model("smollm2-135m-instruct")
 heads, why = default_heads(model)
 print(len(heads), "steered heads:", why)
 task = get_task("counterfact")
-facts = task.examples("train", n=N_SCAN)
-examples = [task.profiling_example(model, fact) for fact in facts]
-
-# Pick the scanned case where steering moves the metric most: a clear effect is easiest to dissect.
-scan = []
-with torch.inference_mode():
-    for fact, ex in zip(facts, examples):
-        unsteered = float(ex.objective(model(ex.tokens)))
-        with steer(model, heads, ex.key_mask):
-            steered = float(ex.objective(model(ex.tokens)))
-        scan.append((steered - unsteered, fact, ex))
-        print(f"{fact.target_true!r} -> {fact.target_new!r}: metric {unsteered:+.2f} unsteered, {steered:+.2f} steered")
-_, fact, ex = max(scan, key=lambda item: item[0])
+# The case is fixed before looking at any effect: the first of the train split in its seeded order. (Picking the
+# case where steering works best would show a bigger effect than steering typically has.)
+fact = task.examples("train", n=1)[0]
+ex = task.profiling_example(model, fact)
 metric = ex.objective  # logits [batch, pos, vocab] -> [batch]
 n_prompt = ex.n_prompt
 answer_pos = n_prompt - 1  # the position that predicts the first answer token

@@ -96,8 +96,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--max-new-tokens", type=int, default=None, help="generation length (default: per task)")
     p.add_argument("--bios", default=None, help="real biographies: LabHC/bias_in_bios rows (.json/.jsonl) or a "
                                                 "biosbias BIOS.pkl (default: synthetic bios)")
-    p.add_argument("--data-dir", default=None, help="folder with counterfact/{train,test,rome_format}.json "
-                                                    "(default: $PASTA_LENS_DATA or ../shared/data)")
+    p.add_argument("--data-dir", default=None, help="folder with counterfact/{train,test,rome_format}.json[.gz] "
+                                                    "(default: $PASTA_LENS_DATA, else the cases shipped with "
+                                                    "pasta_lens)")
     p.add_argument("--no-resume", action="store_true", help="start over instead of reusing finished rows")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (default: torch's; 1 is much faster on a busy shared CPU)")

@@ -20,8 +20,8 @@ from pasta_lens.tasks.base import Query, Rendered, Rendering, Task, TaskExample,
 from pasta_lens.tasks.bio_tasks import BiasBiosTask, BiographyTask, JsonTask, PronounTask
 from pasta_lens.tasks.biographies import (OCCUPATIONS, Biography, load_bias_in_bios, load_biosbias_pkl,
                                           synthetic_biographies)
-from pasta_lens.tasks.counterfact import (CounterFactTask, Fact, default_data_dir, load_counterfact_split,
-                                          load_rome_counterfact)
+from pasta_lens.tasks.counterfact import (CounterFactTask, Fact, data_file, default_data_dir, load_counterfact_split,
+                                          load_rome_counterfact, shipped_data_dir)
 
 TASKS: dict[str, type[Task]] = {"json": JsonTask, "pronoun": PronounTask, "biasbios": BiasBiosTask,
                                 "counterfact": CounterFactTask}
@@ -42,5 +42,6 @@ def get_task(name: str, **kwargs: Any) -> Task:
 
 __all__ = ["BiasBiosTask", "Biography", "BiographyTask", "CounterFactTask", "Fact", "JsonTask", "OCCUPATIONS",
            "PronounTask", "Query", "Rendered", "Rendering", "TASK_NAMES", "TASKS", "Task", "TaskExample",
-           "default_data_dir", "escape_markup", "get_task", "load_bias_in_bios", "load_biosbias_pkl",
-           "load_counterfact_split", "load_rome_counterfact", "render", "synthetic_biographies"]
+           "data_file", "default_data_dir", "escape_markup", "get_task", "load_bias_in_bios", "load_biosbias_pkl",
+           "load_counterfact_split", "load_rome_counterfact", "render", "shipped_data_dir",
+           "synthetic_biographies"]

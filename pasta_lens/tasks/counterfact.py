@@ -15,10 +15,12 @@ Metrics (as in ROME, on mean per-token log-probabilities of the two objects' tok
 The profiling objective is ``log P(new) - log P(old)`` at the answer position (summed log-prob of the new object's
 tokens minus the old object's first-token log-prob, :func:`pasta_lens.objectives.target_logprob`).
 
-Data: the project's real files (``train.json`` / ``test.json``: the KnowledgeSpread split of CounterFact, fields
-``case_id, prompt, subject, target_new, ground_truth, rephrase_prompt``; ``rome_format.json``: cases in the
-original ROME layout with paraphrase and generation prompts, matched to the split files by ``case_id``), or the
-canonical ``counterfact.json`` (ROME layout, 21,919 cases) via :func:`load_rome_counterfact`.
+Data: the real files shipped inside the package (``pasta_lens/data/counterfact/*.json.gz``, provenance and MIT
+licence beside them; ``train`` / ``test``: the KnowledgeSpread split of CounterFact, fields
+``case_id, prompt, subject, target_new, ground_truth, rephrase_prompt``; ``rome_format``: cases in the
+original ROME layout with paraphrase and generation prompts, matched to the split files by ``case_id``), another
+folder of the same files (``data_dir=`` or ``$PASTA_LENS_DATA``), or the canonical ``counterfact.json`` (ROME
+layout, 21,919 cases) via :func:`load_rome_counterfact`.
 Splits: ``train.json`` is divided into train and validation (1,000 cases; a tenth of smaller files) by a fixed
 seeded shuffle;
 ``test.json`` is the test split. Never profile or tune on test.
@@ -27,6 +29,7 @@ seeded shuffle;
 from __future__ import annotations
 
 import functools
+import gzip
 import json
 import os
 from dataclasses import dataclass
@@ -39,10 +42,39 @@ from pasta_lens.tasks.base import Query, Task, TaskExample, check_split, escape_
 VALIDATION_SIZE = 1000
 
 
+SPLIT_FILES = ("train", "test", "rome_format")
+"""The files a data folder holds under ``counterfact/``, each as ``NAME.json`` or ``NAME.json.gz``."""
+
+
+def shipped_data_dir() -> Path:
+    """The data folder installed with the package (``pasta_lens/data``; ``counterfact/*.json.gz`` inside)."""
+    return Path(__file__).resolve().parents[1] / "data"
+
+
 def default_data_dir() -> Path:
-    """``$PASTA_LENS_DATA`` if set, else ``<repo root>/../shared/data`` (the project's layout)."""
+    """``$PASTA_LENS_DATA`` if set, else the copy shipped inside the package (:func:`shipped_data_dir`).
+
+    The folder holds ``counterfact/{train,test,rome_format}.json``, each plain or gzipped (``.json.gz``).
+    """
     env = os.environ.get("PASTA_LENS_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    return Path(env) if env else shipped_data_dir()
+
+
+def data_file(data_dir: Union[str, os.PathLike], name: str) -> Path:
+    """``<data_dir>/counterfact/<name>.json``, or the ``.json.gz`` beside it when only that exists.
+
+    Raises:
+        FileNotFoundError: neither exists (the message names the folder to pass).
+    """
+    if name not in SPLIT_FILES:
+        raise ValueError(f"Unknown CounterFact file {name!r}; expected one of {SPLIT_FILES}.")
+    root = Path(data_dir) / "counterfact"
+    for path in (root / f"{name}.json", root / f"{name}.json.gz"):
+        if path.exists():
+            return path
+    raise FileNotFoundError(f"No such file: {root / name}.json (or .json.gz). Pass data_dir= (or set "
+                            "PASTA_LENS_DATA) to a folder holding counterfact/{train,test,rome_format}.json[.gz], "
+                            "or unset PASTA_LENS_DATA to use the copy shipped with pasta_lens.")
 
 
 @dataclass(frozen=True)
@@ -77,15 +109,17 @@ class Fact(TaskExample):
 
 
 def _load_json(path: Union[str, os.PathLike]) -> Any:
+    """A JSON file, gunzipped first when its name ends in ``.gz``."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"No such file: {path}. Pass data_dir= (or set PASTA_LENS_DATA) to the folder "
-                                "holding counterfact/{train,test,rome_format}.json.")
-    with open(path, encoding="utf-8") as f:
+                                "holding counterfact/{train,test,rome_format}.json[.gz].")
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as f:
         return json.load(f)
 
 
 def load_rome_counterfact(source: Union[str, os.PathLike, Sequence[dict]]) -> list[Fact]:
-    """Cases in ROME's layout (the canonical ``counterfact.json``, or ``rome_format.json``).
+    """Cases in ROME's layout (the canonical ``counterfact.json``, or ``rome_format.json``; ``.gz`` also read).
 
     Each record has ``case_id`` and ``requested_rewrite = {prompt: "{} ...", subject, target_new: {str},
     target_true: {str}}``, ``paraphrase_prompts`` and ``generation_prompts``.
@@ -114,7 +148,8 @@ def load_rome_counterfact(source: Union[str, os.PathLike, Sequence[dict]]) -> li
 
 def load_counterfact_split(source: Union[str, os.PathLike, Sequence[dict]],
                            rome: Sequence[Fact] = ()) -> list[Fact]:
-    """Cases of a flat split file (``case_id, prompt, subject, target_new, ground_truth, rephrase_prompt``).
+    """Cases of a flat split file (``case_id, prompt, subject, target_new, ground_truth, rephrase_prompt``), in
+    file order; a path ending in ``.gz`` is gunzipped.
 
     Cases also present in ``rome`` (by ``case_id``) get its paraphrase and generation prompts as well.
     """
@@ -140,11 +175,12 @@ def load_counterfact_split(source: Union[str, os.PathLike, Sequence[dict]],
 
 @functools.lru_cache(maxsize=4)
 def _load_splits(data_dir: str) -> dict[str, tuple[Fact, ...]]:
-    root = Path(data_dir) / "counterfact"
-    rome_path = root / "rome_format.json"
-    rome = load_rome_counterfact(rome_path) if rome_path.exists() else []
-    train_all = load_counterfact_split(root / "train.json", rome)
-    test = load_counterfact_split(root / "test.json", rome)
+    try:
+        rome = load_rome_counterfact(data_file(data_dir, "rome_format"))
+    except FileNotFoundError:  # optional: without it, cases have no generation prompts and one paraphrase
+        rome = []
+    train_all = load_counterfact_split(data_file(data_dir, "train"), rome)
+    test = load_counterfact_split(data_file(data_dir, "test"), rome)
     shuffled = seeded_sample(sorted(train_all, key=lambda f: f.case_id), None, 0, "counterfact-partition")
     k = min(VALIDATION_SIZE, len(shuffled) // 10)  # 1,000 of the real 10,000; a tenth of a small file
     return {"train": tuple(shuffled[k:]), "validation": tuple(shuffled[:k]),
@@ -162,8 +198,8 @@ class CounterFactTask(Task):
     """CounterFact: ES and PS by log-prob comparison, fluency of a generation.
 
     Args:
-        data_dir: folder with ``counterfact/train.json``, ``test.json`` and ``rome_format.json``
-            (default :func:`default_data_dir`).
+        data_dir: folder with ``counterfact/train.json``, ``test.json`` and ``rome_format.json``, each plain or
+            ``.json.gz`` (default :func:`default_data_dir`: ``$PASTA_LENS_DATA``, else the shipped copy).
         facts: instead, one list of cases (e.g. ``load_rome_counterfact("counterfact.json")``), partitioned
             80/10/10 by a fixed seed.
     """
