@@ -58,6 +58,7 @@ from pasta_lens.steering import (
     ScalePosition,
     group_by_layer,
     normalize_heads,
+    resolve_heads,
     steer,
     validate_heads,
 )
@@ -86,10 +87,10 @@ def _z_name(layer: int) -> str:
     return f"blocks.{layer}.attn.hook_z"
 
 
-def _heads_for(model: Any, heads: Optional[HeadSpec]) -> tuple[Head, ...]:
-    pairs = default_heads(model)[0] if heads is None else normalize_heads(heads)
-    validate_heads(pairs, model.cfg.n_layers, model.cfg.n_heads)
-    return pairs
+def _heads_for(model: Any, heads: Optional[HeadSpec], allow_transfer: bool = False) -> tuple[Head, ...]:
+    """The heads to steer on ``model``, checked by :func:`pasta_lens.steering.resolve_heads` (a profile from
+    another model is refused unless ``allow_transfer=True``, exactly as in :func:`pasta_lens.steer`)."""
+    return resolve_heads(model, default_heads(model)[0] if heads is None else heads, allow_transfer=allow_transfer)
 
 
 # ----------------------------------------------------------------------------------------------- span attention
@@ -123,6 +124,7 @@ class SpanAttention:
     def of_heads(self, heads: Optional[HeadSpec] = None) -> tuple[Float[Tensor, "n"], Float[Tensor, "n"]]:
         """``(unsteered, steered)`` mass of the given heads (default: the steered ones), in sorted order."""
         pairs = self.heads if heads is None else normalize_heads(heads)
+        validate_heads(pairs, *self.unsteered.shape)
         idx = torch.tensor(pairs)
         return self.unsteered[idx[:, 0], idx[:, 1]], self.steered[idx[:, 0], idx[:, 1]]
 
@@ -161,6 +163,8 @@ def span_attention(
     heads: Optional[HeadSpec] = None,
     alpha: AlphaSpec = 0.01,
     scale_position: ScalePosition = "exclude",
+    *,
+    allow_transfer: bool = False,
 ) -> SpanAttention:
     """Attention mass on the emphasised span per ``(layer, head)``, unsteered and with ``heads`` steered.
 
@@ -169,8 +173,10 @@ def span_attention(
     Args:
         model: a TransformerLens model.
         emphasis: the prompt(s) with the span, from :func:`pasta_lens.emphasize` (or a ProfilingExample).
-        heads: the heads to steer (default: the model's default head set).
+        heads: the heads to steer (default: the model's default head set); a ``HeadProfile`` is checked against
+            ``model`` as in :func:`pasta_lens.steer`.
         alpha, scale_position: as in :func:`pasta_lens.pasta_hooks`.
+        allow_transfer: accept a profile made on other weights of the same shape (as in ``steer``).
 
     Returns:
         A :class:`SpanAttention` with ``[layer, head]`` tensors.
@@ -179,7 +185,7 @@ def span_attention(
         >>> sa = span_attention(model, emphasize(model, "Maria is a nurse. *Answer in JSON.*"), {20: [0, 3]})
         >>> sa.of_heads()        # (mass before, mass after) at the steered heads
     """
-    pairs = _heads_for(model, heads)
+    pairs = _heads_for(model, heads, allow_transfer)
     n_layers = model.cfg.n_layers
     tokens, key_mask, attention_mask = _inputs(emphasis)
 
@@ -319,6 +325,7 @@ def patch_steered_heads(
     scale_position: ScalePosition = "exclude",
     *,
     candidates: Optional[HeadSpec] = None,
+    allow_transfer: bool = False,
 ) -> HeadPatching:
     """Patch each head's ``hook_z`` between the unsteered and the steered run; measure the metric.
 
@@ -335,6 +342,7 @@ def patch_steered_heads(
             ``objectives.target_logprob(n_prompt, new_ids[:1], old_ids[:1])``.
         alpha, scale_position: as in :func:`pasta_lens.pasta_hooks`.
         candidates: the heads to patch (default: the steered ones).
+        allow_transfer: accept a profile (``heads`` or ``candidates``) made on other weights of the same shape.
 
     Returns:
         A :class:`HeadPatching`.
@@ -347,8 +355,8 @@ def patch_steered_heads(
     from transformer_lens import patching
 
     tokens, key_mask = _unpadded(emphasis)
-    pairs = _heads_for(model, heads)
-    patched = pairs if candidates is None else _heads_for(model, candidates)
+    pairs = _heads_for(model, heads, allow_transfer)
+    patched = pairs if candidates is None else _heads_for(model, candidates, allow_transfer)
     scalar = _scalar_metric(metric)
     layers = sorted({layer for layer, _ in patched})
     names = {_z_name(layer) for layer in layers}
@@ -380,6 +388,7 @@ def cumulative_patching(
     scale_position: ScalePosition = "exclude",
     *,
     ks: Optional[Sequence[int]] = None,
+    allow_transfer: bool = False,
 ) -> list[tuple[int, float]]:
     """The metric of the unsteered run with the first k heads of ``order`` patched in jointly from the steered run.
 
@@ -387,6 +396,7 @@ def cumulative_patching(
         model, emphasis, heads, metric, alpha, scale_position: as in :func:`patch_steered_heads`.
         order: the heads to add one by one, e.g. ``patch_steered_heads(...).ranked()``.
         ks: which k to evaluate (default ``0 .. len(order)``).
+        allow_transfer: accept a profile made on other weights of the same shape.
 
     Returns:
         ``[(k, metric), ...]``: k = 0 is the unsteered run; patching every steered head gives the steered run.
@@ -396,7 +406,7 @@ def cumulative_patching(
         >>> plot_ablation({"patch top-k heads": curve}, "k")
     """
     tokens, key_mask = _unpadded(emphasis)
-    pairs = _heads_for(model, heads)
+    pairs = _heads_for(model, heads, allow_transfer)
     order = tuple(tuple(h) for h in order)
     ks = list(range(len(order) + 1)) if ks is None else [int(k) for k in ks]
     if any(not 0 <= k <= len(order) for k in ks):

@@ -11,7 +11,10 @@ heads) and with :func:`weights_hash` of the model. A head set found on one model
 mismatch is a ``ValueError``. ``allow_transfer=True`` waives the weights check (never the shape check) for the
 paper's use case of moving a profile across fine-tunes of one base model (LLaMA -> Vicuna). Profiles imported
 from the official PASTA head configs carry no weights hash; for them only the shape is checked.
-:func:`pasta_lens.steer` calls ``validate_for`` before it adds any hook.
+:func:`pasta_lens.steering.resolve_heads` calls ``validate_for``; :func:`pasta_lens.steer`,
+``pasta_hooks(profile, em, model=model)`` and :mod:`pasta_lens.analysis` go through it before adding any hook.
+Loading checks the file too: every required field present and of the right JSON type, errors naming the file and
+the field; an official PASTA head config (``{"layer": [head, ...]}``) is pointed to :meth:`HeadProfile.from_pasta_json`.
 
 The registry. Shipped profiles live in the repository's top-level ``profiles/`` directory, installed as the package
 ``pasta_lens.profiles`` (see ``pyproject.toml``) and read with ``importlib.resources``, so
@@ -34,7 +37,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from pasta_lens.io import atomic_write_text
-from pasta_lens.steering import Head, normalize_heads, validate_heads
+from pasta_lens.steering import Head, check_alpha, normalize_heads, validate_heads
 
 SCHEMA_VERSION = 1
 """Version of the JSON layout written by :meth:`HeadProfile.save`; bumped on incompatible changes."""
@@ -138,9 +141,10 @@ class HeadProfile:
                              "an intersection: choose a larger k.") from None
         validate_heads(heads, self.n_layers, self.n_heads)
         set_("heads", heads)
-        if not (0.0 < float(self.alpha) <= 1.0):
-            raise ValueError(f"HeadProfile.alpha must be in (0, 1]; got {self.alpha}.")
-        set_("alpha", float(self.alpha))
+        try:
+            set_("alpha", check_alpha(self.alpha))
+        except ValueError as err:
+            raise ValueError(f"HeadProfile.alpha: {err}") from None
         if self.k is not None and (isinstance(self.k, bool) or int(self.k) != self.k or self.k < 1):
             raise ValueError(f"HeadProfile.k must be a positive integer or None; got {self.k!r}.")
         if self.strategy is not None and self.strategy not in STRATEGIES:
@@ -205,20 +209,54 @@ class HeadProfile:
         return {key: d[key] for key in order}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "HeadProfile":
-        """Inverse of :meth:`to_dict`; unknown keys are an error (a typo must not pass silently)."""
+    def from_dict(cls, d: Any) -> "HeadProfile":
+        """Inverse of :meth:`to_dict`; unknown keys are an error (a typo must not pass silently).
+
+        Raises:
+            ValueError: not a profile object, an official PASTA head config (import it with
+                :meth:`from_pasta_json`), a missing or ill-typed field, or an unsupported schema version.
+        """
+        if not isinstance(d, Mapping):
+            raise ValueError(f"A profile is a JSON object with the fields HeadProfile.save writes; got a "
+                             f"{_json_type(d)} at the top level. Load a file written by HeadProfile.save, or "
+                             "make one with `pasta-lens profile`.")
         d = dict(d)
-        version = d.get("schema_version", None)
+        if _looks_like_pasta_config(d):
+            raise ValueError("This is an official PASTA head config ({\"layer\": [head, ...]}), not a pasta-lens "
+                             "profile: import it with HeadProfile.from_pasta_json(path, model_name=..., "
+                             "n_layers=..., n_heads=...).")
+        if "schema_version" not in d:
+            raise ValueError("The profile has no 'schema_version' field, so it was not written by "
+                             "HeadProfile.save; make profiles with `pasta-lens profile` (official PASTA head "
+                             "configs are imported with HeadProfile.from_pasta_json).")
+        version = d["schema_version"]
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise ValueError(f"The profile's 'schema_version' must be an integer; got {version!r}.")
         if version != SCHEMA_VERSION:
-            raise ValueError(f"Profile schema version {version!r} is not supported (this pasta-lens reads "
-                             f"{SCHEMA_VERSION}); upgrade pasta-lens or re-profile.")
+            fix = "upgrade pasta-lens" if version > SCHEMA_VERSION else "re-profile the model"
+            raise ValueError(f"Profile schema version {version} is not supported (this pasta-lens reads "
+                             f"{SCHEMA_VERSION}); {fix}.")
         known = set(cls.__dataclass_fields__)
         extra = set(d) - known
         if extra:
             raise ValueError(f"Unknown profile fields {sorted(extra)}; known fields: {sorted(known)}.")
-        d["heads"] = tuple(tuple(h) for h in d.get("heads", ()))
+        for name in ("model_name", "n_layers", "n_heads", "heads"):
+            if name not in d:
+                raise ValueError(f"The profile is missing the required field {name!r}.")
+        heads = d["heads"]
+        if not isinstance(heads, list) or not all(isinstance(h, list) and len(h) == 2 for h in heads):
+            raise ValueError(f"The profile's 'heads' must be a list of [layer, head] pairs; got "
+                             f"{_json_type(heads)} {heads!r:.60}.")
+        for name, kind, types in (("tasks", "a list of task names", list), ("n_examples", "an object", dict),
+                                  ("scores", "an object of tables", dict), ("provenance", "an object", dict)):
+            if name in d and not isinstance(d[name], types):
+                raise ValueError(f"The profile's {name!r} must be {kind}; got {_json_type(d[name])}.")
+        d["heads"] = tuple(tuple(h) for h in heads)
         d["tasks"] = tuple(d.get("tasks", ()))
-        return cls(**d)
+        try:
+            return cls(**d)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"Invalid profile: {err}") from None
 
     def save(self, path: Union[str, os.PathLike]) -> Path:
         """Write the profile as JSON, atomically (temporary file in the same folder, then ``os.replace``)."""
@@ -236,9 +274,12 @@ class HeadProfile:
             raise FileNotFoundError(f"No profile at {path}; shipped profiles: {', '.join(list_profiles())}.")
         try:
             data = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ValueError(f"{path} is not valid JSON ({err}); was it written by HeadProfile.save?") from None
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
 
     @classmethod
     def from_pasta_json(
@@ -280,6 +321,22 @@ class HeadProfile:
         return cls(model_name=model_name, n_layers=n_layers, n_heads=n_heads, heads=heads, tasks=tuple(tasks),
                    method="pasta-official", k=k, strategy=strategy, n_examples=dict(n_examples or {}),
                    provenance=prov, command=None)
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type, for error messages."""
+    if value is None:
+        return "null"
+    for kind, name in ((bool, "boolean"), (str, "string"), (int, "number"), (float, "number"), (list, "list"),
+                       (dict, "object")):
+        if isinstance(value, kind):
+            return name
+    return type(value).__name__
+
+
+def _looks_like_pasta_config(d: Mapping[str, Any]) -> bool:
+    """``{"16": [16, 21], "12": [23, 26, 0]}``: layer numbers as keys, lists of head ids as values."""
+    return bool(d) and all(isinstance(k, str) and k.strip().isdigit() and isinstance(v, list) for k, v in d.items())
 
 
 def _format_json(d: Mapping[str, Any]) -> str:

@@ -10,7 +10,10 @@ The pipeline, per text:
    a backslash escapes a marker) and keep the character ranges they enclosed. Instead of markup, spans can be
    given as substrings (``"JSON"`` or ``("the", 2)`` for the second occurrence) or as character ranges.
 2. **Render**: with ``chat=True`` the clean text becomes the user turn of the model's chat template; the spans
-   are shifted to where the text lands inside the rendered string (found, never hard-coded).
+   are shifted to where the text lands inside the rendered string. :func:`render_chat` finds that place without
+   searching for the text (a user text such as ``"assistant"`` also occurs in the template): it renders the
+   template once with a unique sentinel as the user content, splits there into ``prefix`` and ``suffix``, and
+   checks that rendering the real text gives exactly ``prefix + text + suffix``.
 3. **Tokenise** with the fast tokenizer's offset mapping. A token is emphasised when its character range
    overlaps an emphasised character (a token the tokenizer inserted, such as SentencePiece's leading ``'▁'``,
    holds no character and is not). Several spans are a union.
@@ -24,6 +27,8 @@ the left padding are counted, so ``key_mask[b, j]`` describes key ``j`` of ``hoo
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Sequence, Union
 
@@ -154,19 +159,61 @@ def parse_markup(text: str, markers: Union[str, tuple[str, str]] = "*",
     return "".join(out), tuple(spans)
 
 
-def find_substrings(text: str, substrings: Sequence[SubstringSpec]) -> tuple[CharSpan, ...]:
-    """Character ranges of ``substrings`` in ``text``; ``(s, n)`` picks the n-th occurrence (1-based).
+def _is_occurrence_spec(spec: Any) -> bool:
+    """``("the", 2)``-like: a substring and an occurrence number (not two substrings)."""
+    return (isinstance(spec, (tuple, list)) and len(spec) == 2 and isinstance(spec[0], str)
+            and not isinstance(spec[1], str))
+
+
+def substring_specs(spec: Any) -> tuple[tuple[str, int], ...]:
+    """Normalise the ``substrings=`` of one text to ``((substring, n), ...)``.
+
+    A bare string is *one* substring (``"nurse"``, not the letters n, u, r, s, e), and a bare
+    ``("the", 2)`` is one occurrence spec; otherwise a sequence of strings and ``(string, n)`` pairs.
 
     Raises:
-        ValueError: a substring is empty or does not occur (n times) in ``text``.
+        ValueError: an entry is neither, or an occurrence number is not a whole number >= 1.
     """
-    spans = []
-    for spec in substrings:
-        sub, nth = (spec, 1) if isinstance(spec, str) else spec
+    if isinstance(spec, str) or _is_occurrence_spec(spec):
+        spec = [spec]
+    if not isinstance(spec, (list, tuple)):
+        raise ValueError(f"substrings must be a string, a (string, n) pair or a list of them; got "
+                         f"{type(spec).__name__} {spec!r}. Example: substrings=['JSON', ('the', 2)].")
+    out = []
+    for item in spec:
+        if isinstance(item, str):
+            sub, nth = item, 1
+        elif _is_occurrence_spec(item):
+            sub, nth = item
+            if not _is_index(nth):
+                raise ValueError(f"The occurrence number in {tuple(item)!r} must be a whole number >= 1 "
+                                 f"(1 = first occurrence); got {nth!r}. Example: ({sub!r}, 2) for the second.")
+            nth = operator.index(nth)
+        else:
+            raise ValueError(f"Each emphasised substring is a string or a (string, n) pair for its n-th "
+                             f"occurrence; got {item!r}. Example: substrings=['JSON', ('the', 2)].")
         if not sub:
             raise ValueError("An emphasised substring is empty; give the text to emphasise.")
         if nth < 1:
             raise ValueError(f"Occurrence numbers start at 1; got ({sub!r}, {nth}).")
+        out.append((sub, nth))
+    return tuple(out)
+
+
+def find_substrings(text: str, substrings: Union[SubstringSpec, Sequence[SubstringSpec]]) -> tuple[CharSpan, ...]:
+    """Character ranges of ``substrings`` in ``text``; ``(s, n)`` picks the n-th occurrence (1-based).
+
+    A bare string is one substring (see :func:`substring_specs`).
+
+    Raises:
+        ValueError: a substring is empty or does not occur (n times) in ``text``, or a spec is malformed.
+
+    Example:
+        >>> find_substrings("the cat and the dog", [("the", 2)])
+        ((12, 15),)
+    """
+    spans = []
+    for sub, nth in substring_specs(substrings):
         at = -1
         for _ in range(nth):
             at = text.find(sub, at + 1)
@@ -175,6 +222,42 @@ def find_substrings(text: str, substrings: Sequence[SubstringSpec]) -> tuple[Cha
                                  f"that occurs in the text (markers removed), or ({sub!r}, n) with a smaller n.")
         spans.append((at, at + len(sub)))
     return tuple(spans)
+
+
+def _is_index(x: Any) -> bool:
+    if isinstance(x, bool):
+        return False
+    try:
+        operator.index(x)
+    except TypeError:
+        return False
+    return True
+
+
+def char_range_specs(spec: Any, length: int) -> tuple[CharSpan, ...]:
+    """Normalise the ``char_ranges=`` of one text (of ``length`` characters) to ``((start, end), ...)``.
+
+    A bare ``(start, end)`` pair of integers is one range; otherwise a sequence of such pairs.
+
+    Raises:
+        ValueError: an entry is not a pair of integers, or a range is empty or outside the text.
+    """
+    if isinstance(spec, (tuple, list)) and len(spec) == 2 and not any(isinstance(x, (tuple, list)) for x in spec):
+        spec = [spec]  # one bare pair, e.g. (0, 3); validated as a range below
+    if isinstance(spec, str) or not isinstance(spec, (list, tuple)):
+        raise ValueError(f"char_ranges must be a (start, end) pair of integers or a list of them; got "
+                         f"{type(spec).__name__} {spec!r}. Example: char_ranges=[(0, 5), (18, 33)].")
+    out = []
+    for item in spec:
+        if not (isinstance(item, (tuple, list)) and len(item) == 2 and all(_is_index(x) for x in item)):
+            raise ValueError(f"Each character range is a (start, end) pair of integers; got {item!r}. "
+                             "Example: char_ranges=[(0, 5), (18, 33)].")
+        s, e = operator.index(item[0]), operator.index(item[1])
+        if not 0 <= s < e <= length:
+            raise ValueError(f"Character range ({s}, {e}) is empty or outside the text of length "
+                             f"{length}; use 0 <= start < end <= len(text).")
+        out.append((s, e))
+    return tuple(out)
 
 
 def merge_spans(spans: Sequence[CharSpan]) -> tuple[CharSpan, ...]:
@@ -202,19 +285,91 @@ def _default_prepend_bos(model_or_tokenizer: Any) -> bool:
     return bool(getattr(cfg, "default_prepend_bos", True)) if cfg is not None else True
 
 
-def _render_chat(tok: Any, text: str, system_prompt: Union[str, None]) -> tuple[str, int]:
-    """Render ``text`` as the user turn of the chat template; return the string and where ``text`` starts."""
+@dataclass(frozen=True)
+class ChatRendering:
+    """A chat template rendered around one user turn, and where the user's text lies in it.
+
+    Attributes:
+        text: the rendered prompt (generation prompt appended).
+        start, end: ``text[start:end]`` is exactly the user text of the last user turn.
+    """
+
+    text: str
+    start: int
+    end: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.start <= self.end <= len(self.text):
+            raise ValueError(f"ChatRendering needs 0 <= start <= end <= len(text); got {self.start}, {self.end}.")
+
+    def shift(self, spans: Sequence[CharSpan]) -> tuple[CharSpan, ...]:
+        """Character ranges of the user text moved to where it lies in :attr:`text`."""
+        return tuple((s + self.start, e + self.start) for s, e in spans)
+
+
+_SENTINEL = "\x00pasta-lens-user-text-{}\x00"
+
+
+def render_chat(
+    model_or_tokenizer: Any,
+    user_text: str,
+    *,
+    system_prompt: Union[str, None] = None,
+    history: Sequence[Mapping[str, str]] = (),
+) -> ChatRendering:
+    """Render ``user_text`` as the last user turn of the chat template and say where it lies.
+
+    The position is never searched for (the user text may also occur in the template: ``"assistant"``,
+    ``"user"``, ``"<|im_start|>"``). The template is rendered once with a sentinel string as the user content;
+    the sentinel must occur exactly once, and splits the rendering into ``prefix`` and ``suffix``. Rendering
+    the real text must then give exactly ``prefix + user_text + suffix``, so ``start = len(prefix)``.
+
+    Args:
+        model_or_tokenizer: a TransformerLens model or a Hugging Face tokenizer with a chat template.
+        user_text: the content of the last user turn.
+        system_prompt: an optional system message first.
+        history: earlier turns, ``[{"role": "user", "content": ...}, {"role": "assistant", ...}, ...]``
+            (e.g. few-shot demonstrations), between the system message and the user turn.
+
+    Raises:
+        ValueError: the tokenizer has no chat template, or the template changes the user text (e.g. trims it),
+            so that its place cannot be known exactly.
+
+    Example:
+        >>> r = render_chat(tok, "assistant")
+        >>> r.text[r.start:r.end]
+        'assistant'
+    """
+    tok = getattr(model_or_tokenizer, "tokenizer", None) or model_or_tokenizer
     if not getattr(tok, "chat_template", None):
         raise ValueError("chat=True needs a tokenizer with a chat template; this one has none. "
                          "Use chat=False, or render the template yourself and mark the span in it.")
-    messages = ([{"role": "system", "content": system_prompt}] if system_prompt is not None else [])
-    messages.append({"role": "user", "content": text})
-    rendered = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    at = rendered.rfind(text)
-    if at < 0:
-        raise ValueError("The chat template changed the user text (it could not be found in the rendered "
-                         "prompt); render the template yourself and pass chat=False.")
-    return rendered, at
+    if not isinstance(user_text, str):
+        raise ValueError(f"The user text must be a string; got {type(user_text).__name__}.")
+    head = ([{"role": "system", "content": system_prompt}] if system_prompt is not None else [])
+    head += [dict(m) for m in history]
+
+    def rendered(content: str) -> str:
+        return tok.apply_chat_template(head + [{"role": "user", "content": content}], tokenize=False,
+                                       add_generation_prompt=True)
+
+    given = [user_text] + [str(m.get("content", "")) for m in head]
+    sentinel = next(c for c in (_SENTINEL.format(i) for i in range(len(given) + 1))
+                    if not any(c in g for g in given))
+    template = rendered(sentinel)
+    if template.count(sentinel) != 1:
+        raise ValueError(f"The chat template shows the user turn {template.count(sentinel)} times instead of "
+                         "once, so the emphasised text cannot be located; render the prompt yourself and pass "
+                         "chat=False with the span marked in the rendered string.")
+    prefix, suffix = template.split(sentinel)
+    full = rendered(user_text)
+    if full != prefix + user_text + suffix:
+        hint = (" (it strips leading/trailing whitespace: pass the text without it)"
+                if full == prefix + user_text.strip() + suffix else "")
+        raise ValueError(f"The chat template changes the user text{hint}, so the emphasised characters cannot "
+                         "be located exactly; render the prompt yourself and pass chat=False with the span "
+                         "marked in the rendered string.")
+    return ChatRendering(full, len(prefix), len(prefix) + len(user_text))
 
 
 def _inserted_token(tok: Any, token_id: int, chars: str) -> bool:
@@ -248,8 +403,8 @@ def emphasize(
     *,
     chat: bool = False,
     markers: Union[str, tuple[str, str]] = "*",
-    substrings: Union[Sequence[SubstringSpec], Sequence[Sequence[SubstringSpec]], None] = None,
-    char_ranges: Union[Sequence[CharSpan], Sequence[Sequence[CharSpan]], None] = None,
+    substrings: Union[SubstringSpec, Sequence[SubstringSpec], Sequence[Sequence[SubstringSpec]], None] = None,
+    char_ranges: Union[CharSpan, Sequence[CharSpan], Sequence[Sequence[CharSpan]], None] = None,
     system_prompt: Union[str, None] = None,
     prepend_bos: Union[bool, None] = None,
 ) -> Emphasis:
@@ -261,9 +416,10 @@ def emphasize(
         text: one prompt or a list of prompts (a left-padded batch).
         chat: render the model's chat template around each text (user turn, generation prompt appended).
         markers: emphasis markers in ``text``; ignored when ``substrings`` or ``char_ranges`` are given.
-        substrings: emphasise these substrings of the (literal) text instead of parsing markup; for a batch,
-            one sequence per row.
-        char_ranges: emphasise these ``(start, end)`` character ranges of the (literal) text; per row for a batch.
+        substrings: emphasise these substrings of the (literal) text instead of parsing markup: a string, a
+            ``(string, n)`` pair for the n-th occurrence, or a list of them; for a batch, one entry per row.
+        char_ranges: emphasise these ``(start, end)`` character ranges of the (literal) text: one pair or a list of
+            pairs; for a batch, one entry per row.
         system_prompt: with ``chat=True``, an optional system message.
         prepend_bos: put the tokenizer's BOS in front; default ``model.cfg.default_prepend_bos`` for plain text
             and False for chat text (the template already starts with its own BOS-like token).
@@ -271,44 +427,57 @@ def emphasize(
     Returns:
         An :class:`Emphasis` whose ``tokens`` equal ``model.to_tokens(em.text, prepend_bos=...)`` for one row.
 
+    ``substrings="nurse"`` is one substring and ``char_ranges=(0, 5)`` one range; for a batch, give one entry
+    per text (each entry such a string, pair, or list of them).
+
     Raises:
-        ValueError: bad markup, a substring not found, a span that covers no token, no fast tokenizer.
+        ValueError: bad markup, a substring not found, a span that covers no token, no fast tokenizer, a
+            prompt longer than the model's context (``model.cfg.n_ctx``), a text that is not a string.
 
     Example:
         >>> em = emphasize(model, "Maria is a nurse. *Answer in JSON.*", chat=True)
         >>> em.tokens[0, em.key_mask[0]]  # the tokens of "Answer in JSON."
     """
     tok = _tokenizer_of(model_or_tokenizer)
-    rows = [text] if isinstance(text, str) else list(text)
+    single = isinstance(text, str)
+    if not single and (isinstance(text, (bytes, Mapping)) or not isinstance(text, Iterable)):
+        raise ValueError(f"emphasize takes a prompt string or a list of prompt strings; got "
+                         f"{type(text).__name__} {text!r:.80}.")
+    rows = [text] if single else list(text)
     if not rows:
         raise ValueError("emphasize got an empty list of texts; pass at least one prompt.")
-    single = isinstance(text, str)
+    for row in rows:
+        if not isinstance(row, str):
+            raise ValueError(f"emphasize takes a prompt string or a list of prompt strings; got an entry of "
+                             f"type {type(row).__name__}: {row!r:.80}.")
     if substrings is not None and char_ranges is not None:
         raise ValueError("Pass either substrings or char_ranges, not both.")
     per_row_specs: list[Any] = [None] * len(rows)
     for name, given in (("substrings", substrings), ("char_ranges", char_ranges)):
-        if given is not None:
-            per_row_specs = [given] if single else list(given)
-            if len(per_row_specs) != len(rows):
-                raise ValueError(f"{name} needs one sequence per text ({len(rows)}); got {len(per_row_specs)}.")
+        if given is None:
+            continue
+        if single:
+            per_row_specs = [given]
+        elif isinstance(given, str) or not isinstance(given, (list, tuple)):
+            raise ValueError(f"For a batch of {len(rows)} texts, {name} needs a list with one entry per text; "
+                             f"got {given!r:.80}.")
+        else:
+            per_row_specs = list(given)
+        if len(per_row_specs) != len(rows):
+            raise ValueError(f"{name} needs one sequence per text ({len(rows)}); got {len(per_row_specs)}.")
     if prepend_bos is None:
         prepend_bos = False if chat else _default_prepend_bos(model_or_tokenizer)
     bos_id = tok.bos_token_id if prepend_bos else None
     if prepend_bos and bos_id is None:
         raise ValueError("prepend_bos=True but the tokenizer has no BOS token; pass prepend_bos=False.")
+    n_ctx = getattr(getattr(model_or_tokenizer, "cfg", None), "n_ctx", None)
 
     texts, all_spans, all_ids, all_masks = [], [], [], []
-    for row, spec in zip(rows, per_row_specs):
-        if not isinstance(row, str):
-            raise ValueError(f"emphasize takes strings; got {type(row).__name__}.")
+    for index, (row, spec) in enumerate(zip(rows, per_row_specs)):
         if substrings is not None:
             clean, spans = row, find_substrings(row, spec)
         elif char_ranges is not None:
-            clean, spans = row, tuple((int(s), int(e)) for s, e in spec)
-            for s, e in spans:
-                if not 0 <= s < e <= len(row):
-                    raise ValueError(f"Character range ({s}, {e}) is empty or outside the text of length "
-                                     f"{len(row)}; use 0 <= start < end <= len(text).")
+            clean, spans = row, char_range_specs(spec, len(row))
         else:
             clean, spans = parse_markup(row, markers)
         if not spans:
@@ -316,9 +485,13 @@ def emphasize(
                              "char_ranges=.")
         spans = merge_spans(spans)
         if chat:
-            clean, shift = _render_chat(tok, clean, system_prompt)
-            spans = tuple((s + shift, e + shift) for s, e in spans)
+            rendering = render_chat(tok, clean, system_prompt=system_prompt)
+            clean, spans = rendering.text, rendering.shift(spans)
         ids, mask = _tokenise_row(tok, clean, spans, bos_id)
+        if n_ctx is not None and len(ids) > int(n_ctx):
+            which = "The prompt" if single else f"Prompt {index}"
+            raise ValueError(f"{which} is {len(ids)} tokens long but the model's context holds {int(n_ctx)} "
+                             "(cfg.n_ctx): shorten the prompt (and leave room for the tokens to generate).")
         texts.append(clean)
         all_spans.append(spans)
         all_ids.append(ids)

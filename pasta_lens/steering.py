@@ -15,6 +15,12 @@ bit-identical to the unsteered run; padding keys (attention 0) stay 0; keys gene
 rescaled, so steering is identical with and without the KV cache; the arithmetic runs in fp32 and is cast back
 to the pattern's dtype; for grouped-query attention the head index is the *query* head.
 
+alpha must be at least ``ALPHA_MIN`` = 1e-30: below it the fp32 arithmetic underflows (see :data:`ALPHA_MIN`).
+The key mask is aligned with key positions: key ``j`` is position ``j`` of the emphasised tokens; keys beyond the
+mask are continuation tokens (generated or teacher-forced). :func:`resolve_heads` is the one check of a head set
+(or a profile) against a model; :func:`steer` runs it, and checks that each forward pass runs on the emphasis'
+tokens.
+
 Nothing here touches the model: :func:`pasta_hooks` returns ``(hook_name, hook_fn)`` pairs for
 ``model.run_with_hooks`` / ``model.hooks``, and :func:`steer` is a thin context manager over ``model.hooks``,
 which removes exactly the hooks it added (the user's own hooks stay) even when the body raises.
@@ -39,7 +45,8 @@ Head = tuple[int, int]
 
 HeadSpec = Union[Mapping[int, Iterable[int]], Iterable[Head], Any]
 """Heads to steer: ``{layer: [heads]}``, ``[(layer, head), ...]``, or an object with a ``heads`` attribute
-holding such pairs (a :class:`pasta_lens.profile.HeadProfile`)."""
+holding such pairs (a :class:`pasta_lens.profile.HeadProfile`, which is also checked against the model:
+see :func:`resolve_heads`)."""
 
 AlphaSpec = Union[float, Mapping[Head, float]]
 """One alpha for every head, or a mapping ``(layer, head) -> alpha`` that covers every steered head."""
@@ -67,7 +74,15 @@ def normalize_heads(heads: HeadSpec) -> tuple[Head, ...]:
     if hasattr(heads, "heads") and not isinstance(heads, Mapping):
         heads = heads.heads
     if isinstance(heads, Mapping):
-        pairs = [(layer, head) for layer, hs in heads.items() for head in hs]
+        pairs = []
+        for layer, hs in heads.items():
+            if isinstance(hs, (str, bytes)) or not isinstance(hs, Iterable):
+                raise ValueError(f"The heads of layer {layer!r} must be a list of head indices; got {hs!r}. "
+                                 f"Use {{{layer!r}: [{hs!r}]}} for one head.")
+            pairs += [(layer, head) for head in hs]
+    elif isinstance(heads, (str, bytes)) or not isinstance(heads, Iterable):
+        raise ValueError(f"Heads must be {{layer: [heads]}}, [(layer, head), ...] or a HeadProfile; got "
+                         f"{type(heads).__name__} {heads!r:.80}.")
     else:
         pairs = list(heads)
     out = set()
@@ -114,20 +129,69 @@ def validate_heads(heads: tuple[Head, ...], n_layers: int, n_heads: int) -> None
                              f"{n_heads} query heads: use layers 0..{n_layers - 1} and heads 0..{n_heads - 1}.")
 
 
+def resolve_heads(model: Any, heads: HeadSpec, *, allow_transfer: bool = False) -> tuple[Head, ...]:
+    """The one way a head set meets a model: normalise it and check it against ``model``.
+
+    A profile (any object with ``validate_for``, i.e. a :class:`~pasta_lens.profile.HeadProfile`) is first
+    checked with ``profile.validate_for(model, allow_transfer=allow_transfer)`` (shape always; weights unless
+    ``allow_transfer=True``); then every head must lie inside ``model.cfg.n_layers x model.cfg.n_heads``.
+    :func:`steer`, :func:`pasta_hooks` (with ``model=``) and :mod:`pasta_lens.analysis` call it before adding
+    any hook.
+
+    Returns:
+        Sorted, unique ``(layer, head)`` pairs.
+
+    Raises:
+        ValueError: a malformed head set, a head out of range, or a profile made for another model.
+
+    Example:
+        >>> resolve_heads(model, load_profile("smollm2-135m-instruct"))   # raises on any other model
+    """
+    validate_for = getattr(heads, "validate_for", None)
+    if callable(validate_for):
+        validate_for(model, allow_transfer=allow_transfer)
+    pairs = normalize_heads(heads)
+    validate_heads(pairs, int(model.cfg.n_layers), int(model.cfg.n_heads))
+    return pairs
+
+
+ALPHA_MIN = 1e-30
+"""The smallest alpha accepted.
+
+The transform runs in fp32. A query row that sees no emphasised key (a row before the span) is rescaled as a
+whole by alpha and renormalised from a sum of about alpha; below fp32's smallest normal number (1.2e-38) that sum
+loses precision, and alpha = 1e-46 rounds to 0 so such rows become all zeros (they no longer sum to 1). At
+1e-30 the normalising sum stays normal and the absolute error per entry is below 2**-149 / 1e-30 ~ 1e-15. Nothing
+is lost by the floor: 1e-30 already weights the non-emphasised keys by exp(-69) relative to the span.
+"""
+
+
+def check_alpha(alpha: float, head: Union[Head, None] = None) -> float:
+    """``alpha`` as a float, or ``ValueError`` unless ``ALPHA_MIN <= alpha <= 1``."""
+    where = f" for head {head}" if head is not None else ""
+    try:
+        a = float(alpha)
+    except (TypeError, ValueError):
+        raise ValueError(f"alpha must be a number in (0, 1]; got {alpha!r}{where}.") from None
+    if not (0.0 < a <= 1.0) or math.isnan(a):
+        raise ValueError(f"alpha must be in (0, 1] (1 = no steering, smaller = stronger); got {a}{where}.")
+    if a < ALPHA_MIN:
+        raise ValueError(f"alpha {a:g}{where} is below the floor {ALPHA_MIN:g}: in fp32 the rescaled attention "
+                         "underflows (rows that see no emphasised key would no longer sum to 1). Use alpha >= "
+                         f"{ALPHA_MIN:g}; it already removes all but exp(-69) of the attention outside the span.")
+    return a
+
+
 def _alphas(heads: tuple[Head, ...], alpha: AlphaSpec) -> dict[Head, float]:
     if isinstance(alpha, Mapping):
-        given = {(int(k[0]), int(k[1])): float(v) for k, v in alpha.items()}
+        given = {(int(k[0]), int(k[1])): v for k, v in alpha.items()}
         missing, extra = set(heads) - set(given), set(given) - set(heads)
         if missing or extra:
             raise ValueError(f"A per-head alpha mapping must cover exactly the steered heads; missing "
                              f"{sorted(missing)}, not steered {sorted(extra)}.")
     else:
-        given = {h: float(alpha) for h in heads}
-    for head, a in given.items():
-        if not (0.0 < a <= 1.0) or math.isnan(a):
-            raise ValueError(f"alpha must be in (0, 1] (1 = no steering, smaller = stronger); got {a} "
-                             f"for head {head}.")
-    return given
+        given = {h: alpha for h in heads}
+    return {head: check_alpha(a, head) for head, a in given.items()}
 
 
 def _key_mask(emphasis: Union[Emphasis, Tensor]) -> Bool[Tensor, "batch pos"]:
@@ -201,6 +265,9 @@ def pasta_hooks(
     emphasis: Union[Emphasis, Bool[Tensor, "batch pos"]],
     alpha: AlphaSpec = 0.01,
     scale_position: ScalePosition = "exclude",
+    *,
+    model: Any = None,
+    allow_transfer: bool = False,
 ) -> list[tuple[str, HookFn]]:
     """TransformerLens forward hooks that apply PASTA to ``heads``, one hook per steered layer.
 
@@ -208,25 +275,77 @@ def pasta_hooks(
         heads: ``{layer: [heads]}``, ``[(layer, head), ...]`` or a ``HeadProfile``.
         emphasis: an :class:`~pasta_lens.spans.Emphasis` or a bool key mask ``[batch, pos]`` over the prompt
             (True = emphasised). One row broadcasts over any batch.
-        alpha: the factor on non-emphasised prompt keys, in (0, 1]; or a per-head mapping.
+        alpha: the factor on non-emphasised prompt keys, in [``ALPHA_MIN``, 1]; or a per-head mapping.
         scale_position: ``"exclude"`` (default, the paper's: scale keys outside the span) or ``"include"``
             (scale the span's keys: suppress it).
+        model: the model the hooks are for. When given, the heads are checked against it with
+            :func:`resolve_heads`. A ``HeadProfile`` *requires* it: a profile made on another model must not be
+            used silently (or call ``steer(model, profile, em)``, or pass ``profile.heads`` to skip the check on
+            purpose).
+        allow_transfer: with ``model=``, accept a profile made on other weights of the same shape.
+
+    The mask is aligned with key positions: key ``j`` of the pattern is position ``j`` of ``emphasis.tokens``.
+    Run the model on exactly those tokens or a continuation of them (teacher-forced answer tokens, generated
+    tokens), whose keys keep weight 1. A pattern with fewer keys than the mask is an error; that the run's tokens
+    really start with ``emphasis.tokens`` cannot be seen from the pattern: :func:`steer` checks it.
 
     Returns:
         ``[(f"blocks.{L}.attn.hook_pattern", hook_fn), ...]``, sorted by layer.
 
+    Raises:
+        ValueError: bad heads, alpha or mask; a ``HeadProfile`` without ``model=``; a profile for another model.
+
     Example:
         >>> em = emphasize(model, "Maria is a nurse. *Answer in JSON.*", chat=True)
         >>> logits = model.run_with_hooks(em.tokens, fwd_hooks=pasta_hooks({20: [0, 3]}, em))
+        >>> hooks = pasta_hooks(load_profile("smollm2-135m-instruct"), em, model=model)  # checked first
     """
     if scale_position not in ("exclude", "include"):
         raise ValueError(f"scale_position must be 'exclude' or 'include'; got {scale_position!r}.")
-    pairs = normalize_heads(heads)
+    if model is not None:
+        pairs = resolve_heads(model, heads, allow_transfer=allow_transfer)
+    elif callable(getattr(heads, "validate_for", None)):
+        raise ValueError("pasta_hooks got a profile but no model to check it against (a profile made on another "
+                         "model would be used silently): call pasta_hooks(profile, em, model=model), or use "
+                         "steer(model, profile, em); pass profile.heads to skip the check on purpose.")
+    else:
+        pairs = normalize_heads(heads)
     alphas = _alphas(pairs, alpha)
     key_mask = _key_mask(emphasis)
     return [(pattern_hook_name(layer),
              _layer_hook(layer, hs, [alphas[(layer, h)] for h in hs], key_mask, scale_position))
             for layer, hs in group_by_layer(pairs).items()]
+
+
+TOKENS_HOOK = "embed.hook_in"
+"""The bridge's hook on the embedding's input: it sees the token ids of every forward pass."""
+
+
+def _tokens_check_hook(emphasis: Emphasis) -> HookFn:
+    """A hook on the token ids that refuses a run whose tokens do not start with ``emphasis.tokens``.
+
+    The key mask is aligned with ``emphasis.tokens``; a run on other tokens (a BOS added or dropped, another
+    prompt) would steer the wrong keys without any shape error. Decode steps with a KV cache (fewer tokens than
+    the prompt) are not checked: their prefix was checked at prefill.
+    """
+
+    def hook(tokens: Tensor, hook: Any) -> Tensor:
+        if tokens.ndim != 2 or tokens.dtype not in (torch.long, torch.int32, torch.int64):
+            return tokens  # embeddings passed in directly: nothing to compare
+        n_prompt = emphasis.tokens.shape[1]
+        if tokens.shape[1] < n_prompt:
+            return tokens
+        expected = emphasis.tokens.to(tokens.device)
+        if expected.shape[0] not in (1, tokens.shape[0]):
+            return tokens  # the per-layer hooks report the batch mismatch
+        if not torch.equal(tokens[:, :n_prompt], expected.expand(tokens.shape[0], -1)):
+            raise ValueError(f"The steered run's tokens ({tuple(tokens.shape)}) do not start with the "
+                             f"emphasis' {n_prompt} tokens, so the key mask would mark the wrong positions: run "
+                             "the model on emphasis.tokens (or a continuation of them), with the same BOS "
+                             "(emphasis.prepend_bos) and padding.")
+        return tokens
+
+    return hook
 
 
 @contextmanager
@@ -241,19 +360,19 @@ def steer(
 ) -> Iterator[Any]:
     """Steer ``model`` inside a ``with`` block; a thin wrapper over ``model.hooks(fwd_hooks=...)``.
 
-    The heads are checked against ``model.cfg`` (and a ``HeadProfile`` against the model's shape and weights,
-    unless ``allow_transfer=True``, e.g. a LLaMA profile used on Vicuna) before any hook is added. On exit,
-    normal or by exception, exactly the hooks added here are removed.
+    The heads are checked against ``model`` with :func:`resolve_heads` (a ``HeadProfile`` against the model's
+    shape and weights, unless ``allow_transfer=True``, e.g. a LLaMA profile used on Vicuna) before any hook is
+    added. With an :class:`~pasta_lens.spans.Emphasis`, every forward pass is also checked to run on its tokens
+    (or a continuation of them), on models that expose the token ids (``embed.hook_in``); a bare key mask is
+    trusted to match. On exit, normal or by exception, exactly the hooks added here are removed.
 
     Example:
         >>> with steer(model, {20: [0, 3]}, em):
         ...     out = model.generate(em.tokens, max_new_tokens=40, do_sample=False, prepend_bos=False)
     """
-    validate_for = getattr(heads, "validate_for", None)
-    if callable(validate_for):
-        validate_for(model, allow_transfer=allow_transfer)
-    pairs = normalize_heads(heads)
-    validate_heads(pairs, model.cfg.n_layers, model.cfg.n_heads)
+    pairs = resolve_heads(model, heads, allow_transfer=allow_transfer)
     hooks = pasta_hooks(pairs, emphasis, alpha, scale_position)
+    if isinstance(emphasis, Emphasis) and TOKENS_HOOK in getattr(model, "hook_dict", {}):
+        hooks = [(TOKENS_HOOK, _tokens_check_hook(emphasis))] + hooks
     with model.hooks(fwd_hooks=hooks):
         yield model

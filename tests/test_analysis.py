@@ -264,3 +264,25 @@ def test_profiling_examples_work_like_emphases(llama):
     assert curve[-1][1] == pytest.approx(hp.steered, abs=1e-4)
     with pytest.raises(ValueError, match="ProfilingExample"):
         span_attention(llama, em.tokens, heads)
+
+
+# ------------------------------------------------------------------------------------ profiles are checked here too
+def test_analysis_refuses_a_profile_from_other_weights(llama):
+    from pasta_lens import HeadProfile
+    from pasta_lens.profile import weights_hash
+    from tests.tiny import tiny_model
+
+    other = tiny_model("llama", seed=1)
+    profile = HeadProfile(model_name="tiny-llama", n_layers=3, n_heads=4, heads=((1, 0), (2, 3)),
+                          weights_hash=weights_hash(llama))
+    em = emphasize(other, TEXT)
+    metric = last_token_metric()
+    calls = [lambda **kw: span_attention(other, em, profile, **kw),
+             lambda **kw: patch_steered_heads(other, em, profile, metric, **kw),
+             lambda **kw: patch_steered_heads(other, em, profile.heads, metric, candidates=profile, **kw),
+             lambda **kw: cumulative_patching(other, em, profile, profile.heads, metric, ks=[0], **kw)]
+    for call in calls:
+        with pytest.raises(ValueError, match="other weights"):
+            call()
+    transferred = span_attention(other, em, profile, allow_transfer=True)
+    assert torch.equal(transferred.steered, span_attention(other, em, profile.heads).steered)

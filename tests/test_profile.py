@@ -150,3 +150,35 @@ def test_pyproject_installs_every_subpackage_and_the_registry():
     expected = set(find_packages(str(root), include=["pasta_lens*"])) | {"pasta_lens.profiles"}
     assert set(config["packages"]) == expected, "add new sub-packages to [tool.setuptools] packages"
     assert "*.json" in config["package-data"]["pasta_lens.profiles"]
+
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda d: dict(d, heads=None), r"'heads' must be a list of \[layer, head\] pairs; got null"),
+    (lambda d: dict(d, heads=[1, 2]), r"'heads' must be a list of \[layer, head\] pairs"),
+    (lambda d: [d], r"JSON object .* got a list at the top level"),
+    (lambda d: {k: v for k, v in d.items() if k != "model_name"}, r"missing the required field 'model_name'"),
+    (lambda d: {k: v for k, v in d.items() if k != "n_heads"}, r"missing the required field 'n_heads'"),
+    (lambda d: dict(d, tasks=None), r"'tasks' must be a list of task names; got null"),
+    (lambda d: dict(d, scores=[]), r"'scores' must be an object"),
+    (lambda d: dict(d, n_layers="3"), r"n_layers must be a positive integer"),
+    (lambda d: dict(d, alpha=1e-40), r"below the floor"),
+    (lambda d: {k: v for k, v in d.items() if k != "schema_version"}, r"no 'schema_version'"),
+    (lambda d: {"16": [16, 21], "12": [23, 26, 0]}, r"official PASTA head config.*HeadProfile\.from_pasta_json"),
+])
+def test_malformed_profile_files_name_the_file_and_the_field(llama, tmp_path, edit, match):
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps(edit(_profile(llama).to_dict())))
+    with pytest.raises(ValueError, match=match) as err:
+        HeadProfile.load(path)
+    assert str(path) in str(err.value) and "upgrade" not in str(err.value)
+    with pytest.raises(ValueError, match=match):
+        load_profile(str(path))
+
+
+def test_schema_versions_say_which_way_to_go(llama):
+    d = _profile(llama).to_dict()
+    with pytest.raises(ValueError, match="upgrade pasta-lens"):
+        HeadProfile.from_dict(dict(d, schema_version=99))
+    with pytest.raises(ValueError, match="re-profile") as err:
+        HeadProfile.from_dict(dict(d, schema_version=0))
+    assert "upgrade" not in str(err.value)  # an older file is not fixed by a newer pasta-lens

@@ -322,3 +322,145 @@ def test_fuzz_metaspace_key_mask_is_exactly_the_overlapping_tokens(segments):
     em = emphasize(mt, markup, prepend_bos=False)
     assert em.tokens[0].tolist() == ids
     assert em.key_mask[0].tolist() == expected
+
+
+# --- chat rendering: the span is the user's text, never a template word that looks the same -------------------
+
+# The tiny tokenizer's template (tests/tiny.py), written out by hand: the ground truth for where the user text goes.
+USER_OPEN = "<|im_start|>user\n"
+TURN_END = "<|im_end|>\n<|im_start|>assistant\n"
+
+
+def system_part(system):
+    return "" if system is None else f"<|im_start|>system\n{system}<|im_end|>\n"
+
+
+def test_chat_span_on_a_template_word_marks_the_users_word(tok):
+    em = emphasize(tok, "*assistant*", chat=True)
+    assert em.text == USER_OPEN + "assistant" + TURN_END
+    assert em.spans == ((17, 26),)  # the user's word; rfind over the rendering found the template's (49, 58)
+    assert marked_tokens(tok, em) == "assistant"
+
+
+def test_render_chat_gives_prefix_text_suffix(tok):
+    from pasta_lens.spans import render_chat
+
+    history = [{"role": "user", "content": "user"}, {"role": "assistant", "content": "assistant"}]
+    r = render_chat(tok, "assistant", system_prompt="assistant", history=history)
+    prefix = system_part("assistant") + USER_OPEN + "user<|im_end|>\n<|im_start|>assistant\nassistant<|im_end|>\n"
+    assert r.text == prefix + USER_OPEN + "assistant" + TURN_END
+    assert (r.start, r.end) == (len(prefix) + len(USER_OPEN), len(prefix) + len(USER_OPEN) + len("assistant"))
+
+
+def test_chat_template_that_changes_the_text_is_refused():
+    from transformers import AutoTokenizer
+    from tests.tiny import tiny_tokenizer_dir
+
+    trimming = AutoTokenizer.from_pretrained(tiny_tokenizer_dir())
+    trimming.chat_template = trimming.chat_template.replace("m['content']", "m['content'] | trim")
+    assert emphasize(trimming, "*a* b", chat=True).spans == ((17, 18),)
+    with pytest.raises(ValueError, match="strips leading/trailing whitespace"):
+        emphasize(trimming, " *a* b ", chat=True)
+    twice = AutoTokenizer.from_pretrained(tiny_tokenizer_dir())
+    twice.chat_template = twice.chat_template.replace("{{ m['content'] }}", "{{ m['content'] }}{{ m['content'] }}")
+    with pytest.raises(ValueError, match="2 times"):
+        emphasize(twice, "*a* b", chat=True)
+
+
+_template_word = st.sampled_from(["assistant", "user", "system", "<|im_start|>", "<|im_end|>", " ", "\n", "a",
+                                  "Paris", ".", "user\n", "<|im_start|>assistant\n"])
+_chat_segment = st.lists(_template_word, min_size=1, max_size=4).map("".join)
+
+
+def token_char_ranges(tok, ids):
+    """Each token's character range, found by decoding it alone and laying the pieces end to end."""
+    pieces = [tok.decode([i]) for i in ids]
+    ranges, pos = [], 0
+    for piece in pieces:
+        ranges.append((pos, pos + len(piece)))
+        pos += len(piece)
+    return "".join(pieces), ranges
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_chat_segment, st.booleans()), min_size=1, max_size=5),
+       st.one_of(st.none(), _chat_segment))
+def test_fuzz_chat_span_is_the_users_text(tok, segments, system):
+    merged = []
+    for text, marked in segments:
+        if merged and merged[-1][1] == marked:
+            merged[-1] = (merged[-1][0] + text, marked)
+        else:
+            merged.append((text, marked))
+    if not any(m for _, m in merged):
+        merged.append(("assistant", True))
+    markup = "".join(f"*{t}*" if m else t for t, m in merged)
+    user = "".join(t for t, _ in merged)
+    prefix = system_part(system) + USER_OPEN
+    marked_chars, pos = set(), len(prefix)
+    for t, m in merged:
+        if m:
+            marked_chars.update(range(pos, pos + len(t)))
+        pos += len(t)
+
+    em = emphasize(tok, markup, chat=True, system_prompt=system)
+    assert em.text == prefix + user + TURN_END
+    assert {c for s, e in em.spans for c in range(s, e)} == marked_chars
+    # Ground truth for the mask from decoded tokens: a token is marked iff one of its characters is.
+    decoded, ranges = token_char_ranges(tok, em.tokens[0].tolist())
+    assert decoded == em.text  # ASCII only: every token decodes to whole characters
+    assert em.key_mask[0].tolist() == [any(c in marked_chars for c in range(a, b)) for a, b in ranges]
+
+
+# --- bad inputs: what users mean is accepted, the rest is a clear error ----------------------------------------
+
+def test_a_bare_substring_is_one_substring(tok):
+    em = emphasize(tok, "Maria is a nurse.", substrings="nurse", prepend_bos=False)
+    assert em.spans == ((11, 16),)  # read letter by letter it marked "Maria", " is", " nurse"
+    assert marked_tokens(tok, em) == " nurse"
+    assert emphasize(tok, "the cat and the dog", substrings=("the", 2), prepend_bos=False).spans == ((12, 15),)
+    batch = emphasize(tok, ["one two", "three four"], substrings=["two", "three"], prepend_bos=False)
+    assert batch.spans == (((4, 7),), ((0, 5),))
+
+
+def test_a_bare_char_range_is_one_range(tok):
+    em = emphasize(tok, "Maria is a nurse.", char_ranges=(0, 5), prepend_bos=False)
+    assert em.spans == ((0, 5),) and marked_tokens(tok, em) == "Maria"
+    batch = emphasize(tok, ["one two", "three four"], char_ranges=[(4, 7), [(0, 5)]], prepend_bos=False)
+    assert batch.spans == (((4, 7),), ((0, 5),))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(text="the cat", substrings=("the", 1.5)), r"whole number.*\('the', 2\)"),
+    (dict(text="the cat", substrings=[("the", 1.5)]), r"whole number"),
+    (dict(text="the cat", substrings=[("the", True)]), r"whole number"),
+    (dict(text="the cat", substrings=[3]), r"string or a \(string, n\) pair"),
+    (dict(text="the cat", substrings=7), r"substrings must be"),
+    (dict(text="the cat", char_ranges=(0, 3.5)), r"\(start, end\) pair of integers"),
+    (dict(text="the cat", char_ranges=[(0, 3), 5]), r"\(start, end\) pair of integers"),
+    (dict(text="the cat", char_ranges="0:3"), r"char_ranges must be"),
+    (dict(text=["a b", "c d"], substrings="ab"), r"one entry per text"),
+    (dict(text=123), r"prompt string or a list of prompt strings; got int"),
+    (dict(text=["a *b*", 5]), r"got an entry of type int"),
+    (dict(text=b"a *b*"), r"got bytes"),
+])
+def test_malformed_emphasis_arguments_name_the_fix(tok, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        emphasize(tok, prepend_bos=False, **kwargs)
+
+
+def test_prompt_longer_than_the_context_is_refused_before_the_model_runs(gpt2):
+    n_ctx = gpt2.cfg.n_ctx
+
+    def marked(n):  # "*a* the the ...": BOS + "a" + n tokens " the"
+        return "*a*" + " the" * n
+
+    at_limit = emphasize(gpt2, marked(n_ctx - 2))
+    assert at_limit.tokens.shape[1] == n_ctx  # one " the" is one token here; the limit itself is fine
+    too_long = torch.cat([at_limit.tokens, at_limit.tokens[:, -1:]], dim=1)
+    with pytest.raises(IndexError), torch.inference_mode():  # what the model itself does with it
+        gpt2(too_long)
+    with pytest.raises(ValueError, match=rf"{n_ctx + 1} tokens long .* holds {n_ctx} \(cfg.n_ctx\)"):
+        emphasize(gpt2, marked(n_ctx - 1))
+    with pytest.raises(ValueError, match=r"Prompt 1 is"):
+        emphasize(gpt2, ["*a* b", marked(n_ctx - 1)])

@@ -253,3 +253,93 @@ def test_profile_objects_are_validated_before_hooks(llama):
     with steer(llama, Profile(), em, allow_transfer=True):
         pass
     assert Profile.seen == [False, True]
+
+
+# --- faults: tiny alphas, malformed heads, profiles without a model, runs on other tokens ----------------------
+
+def test_alpha_below_the_floor_is_refused_and_the_floor_is_exact(tiny):
+    from pasta_lens.steering import ALPHA_MIN
+
+    em = emphasize(tiny, PROMPT)
+    first = int(em.key_mask[0].nonzero()[0])
+    # Why the floor exists: in fp32, 1e-46 is 0, and rows that see no emphasised key lose all their mass.
+    raw = rescale_rows(torch.softmax(torch.randn(1, 1, 6, 6), -1).tril(),
+                       key_weights(torch.tensor([[False, False, False, True, True, True]]), 6,
+                                   torch.tensor([1e-46])))
+    assert raw[0, 0, :3].sum(-1).max() == 0  # rows 0-2 see only keys 0-2, none emphasised
+    for alpha in (1e-46, ALPHA_MIN / 10, {(0, 1): 1e-46, (1, 0): 0.1, (1, 3): 0.1}):
+        with pytest.raises(ValueError, match="below the floor"):
+            pasta_hooks(HEADS, em, alpha)
+    base = patterns(tiny, em)
+    steered = patterns(tiny, em, pasta_hooks(HEADS, em, ALPHA_MIN))
+    ref = patterns(tiny, em, additive_reference_hooks(HEADS, em.key_mask, ALPHA_MIN))
+    for layer, head in HEADS:
+        rows = steered[layer][0, head]
+        assert torch.allclose(rows.sum(-1), torch.ones(()), atol=1e-5)
+        assert torch.allclose(rows[:first], base[layer][0, head, :first], atol=1e-6)  # rows before the span
+        assert torch.allclose(rows, ref[layer][0, head], atol=1e-5)  # softmax(scores + log alpha) at the floor
+
+
+@pytest.mark.parametrize("heads,match", [({1: 0}, r"layer 1 must be a list.*\{1: \[0\]\}"),
+                                         ({1: "0"}, r"layer 1 must be a list"),
+                                         (5, r"got int 5"), ("1:0", r"got str")])
+def test_malformed_head_sets_name_the_fix(heads, match):
+    with pytest.raises(ValueError, match=match):
+        normalize_heads(heads)
+
+
+def _profile_of(model, heads=((0, 1), (1, 3))):
+    from pasta_lens import HeadProfile
+    from pasta_lens.profile import weights_hash
+
+    return HeadProfile(model_name="tiny-llama", n_layers=model.cfg.n_layers, n_heads=model.cfg.n_heads,
+                       heads=heads, weights_hash=weights_hash(model))
+
+
+def test_resolve_heads_validates_profiles_and_plain_head_sets(llama, gpt2):
+    from pasta_lens.steering import resolve_heads
+    from tests.tiny import tiny_model
+
+    profile = _profile_of(llama)
+    assert resolve_heads(llama, profile) == ((0, 1), (1, 3))
+    assert resolve_heads(llama, {1: [3, 0]}) == ((1, 0), (1, 3))
+    with pytest.raises(ValueError, match="other weights"):
+        resolve_heads(tiny_model("llama", seed=1), profile)
+    assert resolve_heads(tiny_model("llama", seed=1), profile, allow_transfer=True) == profile.heads
+    with pytest.raises(ValueError, match="3 layers x 4 heads"):
+        resolve_heads(gpt2, profile, allow_transfer=True)
+    with pytest.raises(ValueError, match="out of range"):
+        resolve_heads(gpt2, [(2, 0)])
+
+
+def test_pasta_hooks_with_a_profile_needs_the_model(llama):
+    from tests.tiny import tiny_model
+
+    em = emphasize(llama, PROMPT)
+    profile = _profile_of(llama)
+    with pytest.raises(ValueError, match=r"steer\(model, profile, em\).*profile\.heads"):
+        pasta_hooks(profile, em)
+    with pytest.raises(ValueError, match="other weights"):
+        pasta_hooks(profile, em, model=tiny_model("llama", seed=1))
+    with pytest.raises(ValueError, match="out of range"):
+        pasta_hooks([(3, 0)], em, model=llama)
+    checked = pasta_hooks(profile, em, model=llama)
+    assert torch.equal(run(llama, em, checked), run(llama, em, pasta_hooks(profile.heads, em)))
+
+
+def test_steer_refuses_a_run_on_other_tokens_than_the_emphasis(llama):
+    em = emphasize(llama, PROMPT, chat=True)  # no BOS: the template brings its own
+    with_bos = llama.to_tokens(em.text)  # one token longer: every key of the mask would be off by one
+    assert with_bos.shape[1] == em.tokens.shape[1] + 1
+    other = emphasize(llama, "The capital of *France* is Paris. " * 4)
+    assert other.tokens.shape[1] > em.tokens.shape[1]  # so that no shape check can catch it
+    with steer(llama, HEADS, em), torch.inference_mode():
+        for tokens in (with_bos, other.tokens):
+            with pytest.raises(ValueError, match="do not start with the emphasis"):
+                llama(tokens)
+        # a continuation (teacher forcing) is what the mask allows: its extra keys keep weight 1
+        answer = torch.tensor([[5, 6, 7]])
+        forced = llama(torch.cat([em.tokens, answer], 1))
+    with torch.inference_mode():
+        by_hand = llama.run_with_hooks(torch.cat([em.tokens, answer], 1), fwd_hooks=pasta_hooks(HEADS, em.key_mask))
+    assert torch.equal(forced, by_hand)

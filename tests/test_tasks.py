@@ -236,6 +236,16 @@ def test_render_markings_and_few_shot(tok, chat):
         Rendering("<")
 
 
+def test_chat_render_puts_the_span_in_the_query_turn_even_on_template_words(tok):
+    """The query text "assistant" also ends the template; the span must be the user's word (by hand below)."""
+    demos = (("*user*", "assistant"),)
+    r = render(tok, "*assistant*", chat=True, rendering=Rendering("none", demos))
+    prefix = ("<|im_start|>user\nuser<|im_end|>\n<|im_start|>assistant\nassistant<|im_end|>\n"
+              "<|im_start|>user\n")
+    assert r.text == prefix + "assistant<|im_end|>\n<|im_start|>assistant\n"
+    assert r.char_spans == ((len(prefix), len(prefix) + len("assistant")),)
+
+
 def test_profiling_examples(llama, cf_dir):
     for name in TASK_NAMES:
         task = get_task(name, data_dir=cf_dir) if name == "counterfact" else get_task(name)

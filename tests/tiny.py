@@ -56,8 +56,10 @@ def tiny_hf_model(arch: str = "llama", seed: int = 0):
     tok = tiny_tokenizer()
     vocab = len(tok)
     if arch == "llama":
+        # 1024 positions: task prompts reach ~340 tokens on this tiny tokenizer, and emphasize refuses a prompt
+        # longer than the model's context (cfg.n_ctx).
         cfg = LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
-                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
                           bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                           pad_token_id=tok.pad_token_id)
     elif arch == "gpt2":

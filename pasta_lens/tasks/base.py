@@ -30,7 +30,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from pasta_lens.objectives import ProfilingExample, target_logprob
-from pasta_lens.spans import CharSpan, Emphasis, emphasize, parse_markup
+from pasta_lens.spans import CharSpan, Emphasis, emphasize, parse_markup, render_chat
 
 SPLITS = ("train", "validation", "test")
 Marking = Literal["none", "*", '"']
@@ -169,18 +169,11 @@ def render(model_or_tokenizer: Any, markup: str, *, chat: bool, rendering: Rende
     text, spans = _apply_marking(markup, rendering.marking)
     demo_pairs = [(_apply_marking(p, rendering.marking)[0], a) for p, a in rendering.demos]
     if chat:
-        tok = _tokenizer(model_or_tokenizer)
-        if not getattr(tok, "chat_template", None):
-            raise ValueError("This task renders the chat template, but the tokenizer has none; use an instruct "
-                             "model (or a tokenizer with a chat template).")
-        messages = [{"role": "system", "content": system_prompt}] if system_prompt is not None else []
+        history = []
         for p, a in demo_pairs:
-            messages += [{"role": "user", "content": p}, {"role": "assistant", "content": a}]
-        messages.append({"role": "user", "content": text})
-        full = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        at = full.rfind(text)
-        if at < 0:
-            raise ValueError("The chat template changed the user text; it cannot be located in the rendering.")
+            history += [{"role": "user", "content": p}, {"role": "assistant", "content": a}]
+        turn = render_chat(model_or_tokenizer, text, system_prompt=system_prompt, history=history)
+        full, at = turn.text, turn.start
         prepend_bos: Optional[bool] = False
     else:
         prefix = "".join(f"{p}{a}\n\n" for p, a in demo_pairs)  # plain answers carry their leading space
