@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from pasta_lens.backends import bridge_class, check_backend, hooked_from_hf
+from pasta_lens.backends import bridge_class, check_backend, hooked_class, hooked_from_hf
 
 OFFLINE_MODELS: dict[str, dict[str, str]] = {
     "smollm2-135m-instruct": {
@@ -67,6 +67,7 @@ def load_hf(name: str, dtype: torch.dtype = torch.float32) -> tuple[Any, Any]:
 @functools.lru_cache(maxsize=4)
 def _load(name: str, device: str, dtype: torch.dtype, backend: str = "bridge", processing: bool = False) -> Any:
     if backend == "hooked":
+        hooked_class()  # fail before loading any weights if this TransformerLens has no HookedTransformer
         hf, tok = load_hf(name, dtype)
         label = OFFLINE_MODELS[name]["hub_name"] if name in OFFLINE_MODELS else name
         return hooked_from_hf(hf, tok, name=label, processing=processing, device=device, dtype=dtype)
