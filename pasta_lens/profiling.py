@@ -44,6 +44,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from pasta_lens.objectives import ProfilingExample
+from pasta_lens.fingerprint import ModelFingerprint
 from pasta_lens.profile import HeadProfile, weights_hash
 from pasta_lens.steering import Head, key_weights, pasta_hooks, pattern_hook_name, rescale_rows
 
@@ -566,7 +567,8 @@ def make_profile(
         raise ValueError(f"All tasks must be profiled with one alpha to share a profile; got {sorted(alphas)}.")
     return HeadProfile(
         model_name=model_name, n_layers=int(model.cfg.n_layers), n_heads=int(model.cfg.n_heads), heads=heads,
-        weights_hash=weights_hash(model), tasks=tuple(task_scores), method="+".join(sorted(methods)),
+        weights_hash=weights_hash(model), fingerprint=ModelFingerprint.of(model), tasks=tuple(task_scores),
+        method="+".join(sorted(methods)),
         alpha=alphas.pop(), k=int(k), strategy=strategy,
         n_examples={t: s.n_examples for t, s in task_scores.items()}, seed=seed, command=command,
         scores={t: s.scores for t, s in task_scores.items()}, provenance=dict(provenance or {}))
