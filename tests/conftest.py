@@ -82,3 +82,12 @@ def _no_leaked_hooks(request):
             model = tiny_model(name, backend=backend)
             leaked = [hp.name for hp in model.hook_points() if hp._forward_hooks or hp._backward_hooks]
             assert not leaked, f"hooks left on tiny {name} ({backend}): {leaked[:5]}"
+
+
+@pytest.fixture(scope="session")
+def smollm2_hooked():
+    """SmolLM2 as a HookedTransformer of the same weights, unprocessed (slow tests; needs TransformerLens 3.x)."""
+    require_backend("hooked")
+    from pasta_lens import load_model
+
+    return load_model("smollm2-135m-instruct", backend="hooked")
