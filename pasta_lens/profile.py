@@ -380,8 +380,9 @@ def load_profile(name_or_path: Union[str, os.PathLike]) -> HeadProfile:
 def identity_mismatch(profile: HeadProfile, model: Any, cache: Optional[dict[str, Any]] = None) -> Optional[str]:
     """None if ``model`` has the weights ``profile`` was made on, else a sentence saying what differs.
 
-    With a fingerprint (schema 2): the model's probe log-probs must lie within :data:`FINGERPRINT_ATOL` of the
-    recorded ones, whatever the model's dtype, backend or TransformerLens weight processing. Without one (schema-1
+    With a fingerprint (schema 2): the model's probe log-probs must lie within the fingerprint's tolerance
+    (:func:`pasta_lens.fingerprint.tolerance`: 0.01 between fp32 models, 0.5 when bf16/fp16 is involved) of the
+    recorded ones, whatever the model's backend or TransformerLens weight processing. Without one (schema-1
     files): the exact :func:`weights_hash`. Without either: nothing to check (None). ``cache`` (a dict kept by the
     caller) saves recomputing the model's side across several profiles.
     """
@@ -390,10 +391,12 @@ def identity_mismatch(profile: HeadProfile, model: Any, cache: Optional[dict[str
         key = "fingerprint:" + ",".join(map(str, profile.fingerprint.probe))
         if key not in cache:
             cache[key] = profile.fingerprint.distance(model)
-        if cache[key] <= FINGERPRINT_ATOL:
+        atol = profile.fingerprint.tolerance_for(model)
+        if cache[key] <= atol:
             return None
-        return (f"its probe log-probs differ by up to {cache[key]:.3g}, more than the {FINGERPRINT_ATOL} that "
-                "separates one model's dtypes and backends from other weights")
+        return (f"its probe log-probs differ by up to {cache[key]:.3g}, more than the {atol} that separates one "
+                f"model's backends and processing{'' if atol < FINGERPRINT_ATOL else ' and dtypes'} from other "
+                "weights")
     if profile.weights_hash is None:
         return None
     if "hash" not in cache:

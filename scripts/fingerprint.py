@@ -14,14 +14,13 @@ distance (max |delta log-prob| over the probe) to the bridge fp32 reference.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
 import torch
 
 from pasta_lens.backends import available_backends, bridge_class, hooked_from_hf
-from pasta_lens.fingerprint import FINGERPRINT_ATOL, ModelFingerprint
+from pasta_lens.fingerprint import ModelFingerprint, tolerance
 from pasta_lens.models import DEFAULT_MODEL, OFFLINE_MODELS, load_hf
 from pasta_lens.profile import HeadProfile
 
@@ -54,10 +53,11 @@ def measure() -> None:
         hf, tok = load_hf(DEFAULT_MODEL)
         rows.append((f"other weights: bridge fp32, noise eps={eps:g}", ref.distance(_bridge(_noisy(hf, eps), tok,
                                                                                            torch.float32))))
-    print(f"reference: bridge torch.float32; probe {len(ref.probe)} tokens; FINGERPRINT_ATOL = {FINGERPRINT_ATOL}")
-    print("| model | max abs delta log-prob | accepted |\n|---|---|---|")
+    print(f"reference: bridge torch.float32; probe {len(ref.probe)} tokens")
+    print("| model | max abs delta log-prob | tolerance | accepted |\n|---|---|---|---|")
     for name, dist in rows:
-        print(f"| {name} | {dist:.4f} | {'yes' if dist <= FINGERPRINT_ATOL else 'no'} |")
+        atol = tolerance("float32", "bfloat16" if "bfloat16" in name else "float32")
+        print(f"| {name} | {dist:.4f} | {atol} | {'yes' if dist <= atol else 'no'} |")
 
 
 def stamp(path: str) -> None:

@@ -11,7 +11,7 @@ import torch
 
 from pasta_lens import HeadProfile, emphasize, generate, load_profile, steer
 from pasta_lens.backends import bridge_class, hooked_from_hf
-from pasta_lens.fingerprint import FINGERPRINT_ATOL, ModelFingerprint, probe_tokens
+from pasta_lens.fingerprint import FULL_PRECISION_ATOL, ModelFingerprint, model_dtype, probe_tokens, tolerance
 from pasta_lens.profile import SCHEMA_VERSION, find_profile, weights_hash
 from tests.conftest import require_backend
 from tests.tiny import tiny_hf_model, tiny_model
@@ -66,10 +66,19 @@ def test_log_probs_are_the_models_own(llama):
 def test_same_weights_match_on_every_backend_dtype_and_processing(arch):
     fp = ModelFingerprint.of(tiny_model(arch))
     for name, model in _same_weights(arch).items():
-        assert fp.distance(model) < FINGERPRINT_ATOL / 10, name
+        assert fp.matches(model), name
+        if model_dtype(model) == "float32":
+            assert fp.distance(model) < FULL_PRECISION_ATOL / 100, name
         _profile(tiny_model(arch)).validate_for(model)  # accepted
     for seed in (1, 2):
-        assert fp.distance(tiny_model(arch, seed)) > FINGERPRINT_ATOL
+        other = tiny_model(arch, seed)
+        assert fp.distance(other) > 10 * FULL_PRECISION_ATOL and not fp.matches(other)
+
+
+def test_tolerance_is_tight_in_full_precision_and_loose_in_reduced():
+    assert tolerance("float32", "float32") == tolerance("float64", "float32") == FULL_PRECISION_ATOL
+    assert tolerance("float32", "bfloat16") == tolerance("float16", "float16") > 10 * FULL_PRECISION_ATOL
+    assert ModelFingerprint.of(_bf16_bridge("llama")).dtype == "bfloat16"
 
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
@@ -119,6 +128,7 @@ def test_fingerprint_round_trips_and_bad_fingerprints_are_clear(tmp_path):
         ModelFingerprint((1, 2, 3), (0.5,))
     with pytest.raises(ValueError, match="Unknown fingerprint fields"):
         ModelFingerprint.from_dict({"probe": [1, 2], "logprobs": [0.1], "atol": 1})
+    assert ModelFingerprint.from_dict({"probe": [1, 2], "logprobs": [0.1]}).dtype == "float32"
     with pytest.raises(ValueError, match="fingerprint must be"):
         HeadProfile(model_name="m", n_layers=3, n_heads=4, heads=[(1, 0)], fingerprint="abc")
 
