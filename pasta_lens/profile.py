@@ -11,9 +11,10 @@ heads) and with the model's behaviour: its :class:`~pasta_lens.fingerprint.Model
 probe sequence, compared within a measured tolerance), so the same weights are recognised in fp32 or bf16, as a
 ``TransformerBridge`` or as a (processed) ``HookedTransformer``. Profiles written before the fingerprint (schema 1)
 are still read and checked with :func:`weights_hash` (exact weights, one dtype). A head set found on one model
-means nothing on another, so a mismatch is a ``ValueError``. ``allow_transfer=True`` waives the weights check (never the shape check) for the
-paper's use case of moving a profile across fine-tunes of one base model (LLaMA -> Vicuna). Profiles imported
-from the official PASTA head configs carry no weights hash; for them only the shape is checked.
+means nothing on another, so a mismatch is a ``ValueError``. ``allow_transfer=True`` waives the weights check
+(never the shape check) for the paper's use case of moving a profile across fine-tunes of one base model
+(LLaMA -> Vicuna). Profiles imported from the official PASTA head configs carry no weights hash and no
+fingerprint; for them only the shape is checked.
 :func:`pasta_lens.steer` calls ``validate_for`` before it adds any hook.
 
 The registry. Shipped profiles live in the repository's top-level ``profiles/`` directory, installed as the package
@@ -212,8 +213,7 @@ class HeadProfile:
         d["scores"] = {t: [list(r) for r in rows] for t, rows in self.scores.items()}
         d["fingerprint"] = self.fingerprint.to_dict() if self.fingerprint is not None else None
         order = ["schema_version", "model_name", "n_layers", "n_heads", "weights_hash", "fingerprint", "tasks",
-                 "method",
-                 "alpha", "k", "strategy", "n_examples", "seed", "library_version", "date", "command",
+                 "method", "alpha", "k", "strategy", "n_examples", "seed", "library_version", "date", "command",
                  "provenance", "heads", "scores"]
         return {key: d[key] for key in order}
 

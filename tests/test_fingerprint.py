@@ -140,10 +140,13 @@ def test_a_probe_outside_the_vocabulary_never_matches(gpt2):
 
 # --- SmolLM2 (slow) ---------------------------------------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("backend,processing", [("bridge", False), ("hooked", False), ("hooked", True)])
+@pytest.mark.parametrize("backend,processing,dtype", [("bridge", False, torch.bfloat16),
+                                                      ("hooked", True, torch.float32),
+                                                      ("hooked", False, torch.bfloat16)])
 def test_shipped_smollm2_profile_is_found_on_every_loading(backend, processing, dtype):
-    """The issue's bug: on a bf16 (or hooked) SmolLM2, generate fell back to the interim head set."""
+    """The issue's bug: on a bf16 (or hooked) SmolLM2, generate fell back to the interim head set.
+
+    Each axis once (bf16 on each backend, processing); bridge fp32 is tests/test_profile.py's slow test."""
     from pasta_lens import load_model
     from pasta_lens.generation import default_heads
 
