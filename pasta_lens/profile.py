@@ -7,10 +7,14 @@ the command that made it). It is saved as one JSON file, written atomically (tem
 interrupted write never leaves a half profile behind.
 
 Refusing the wrong model. ``profile.validate_for(model)`` compares the profile with ``model.cfg`` (layers, query
-heads) and with :func:`weights_hash` of the model. A head set found on one model means nothing on another, so a
-mismatch is a ``ValueError``. ``allow_transfer=True`` waives the weights check (never the shape check) for the
-paper's use case of moving a profile across fine-tunes of one base model (LLaMA -> Vicuna). Profiles imported
-from the official PASTA head configs carry no weights hash; for them only the shape is checked.
+heads) and with the model's behaviour: its :class:`~pasta_lens.fingerprint.ModelFingerprint` (log-probs of a fixed
+probe sequence, compared within a measured tolerance), so the same weights are recognised in fp32 or bf16, as a
+``TransformerBridge`` or as a (processed) ``HookedTransformer``. Profiles written before the fingerprint (schema 1)
+are still read and checked with :func:`weights_hash` (exact weights, one dtype). A head set found on one model
+means nothing on another, so a mismatch is a ``ValueError``. ``allow_transfer=True`` waives the weights check
+(never the shape check) for the paper's use case of moving a profile across fine-tunes of one base model
+(LLaMA -> Vicuna). Profiles imported from the official PASTA head configs carry no weights hash and no
+fingerprint; for them only the shape is checked.
 :func:`pasta_lens.steering.resolve_heads` calls ``validate_for``; :func:`pasta_lens.steer`,
 ``pasta_hooks(profile, em, model=model)`` and :mod:`pasta_lens.analysis` go through it before adding any hook.
 Loading checks the file too: every required field present and of the right JSON type, errors naming the file and
@@ -36,11 +40,15 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from pasta_lens.fingerprint import FINGERPRINT_ATOL, ModelFingerprint
 from pasta_lens.io import atomic_write_text
 from pasta_lens.steering import Head, check_alpha, normalize_heads, validate_heads
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Version of the JSON layout written by :meth:`HeadProfile.save`; bumped on incompatible changes."""
+
+READABLE_SCHEMAS = (1, 2)
+"""Layouts :meth:`HeadProfile.from_dict` reads: 1 (no fingerprint; identity by weights hash only) and 2."""
 
 REGISTRY_PACKAGE = "pasta_lens.profiles"
 STRATEGIES = ("intersection", "union", "task_specific")
@@ -89,6 +97,8 @@ class HeadProfile:
         n_layers, n_heads: the model's shape (query heads per layer).
         heads: the selected heads, sorted ``(layer, head)`` pairs: what ``steer(model, profile, ...)`` steers.
         weights_hash: :func:`weights_hash` of the model, or None when unknown (imported profiles).
+        fingerprint: the model's behavioural :class:`~pasta_lens.fingerprint.ModelFingerprint` (schema 2), or
+            None (imported profiles, schema-1 files).
         tasks: the tasks profiled.
         method: ``"attribution"``, ``"exact"``, ``"hybrid"``, or where the heads came from (``"pasta-official"``).
         alpha: the steering strength used while profiling.
@@ -122,6 +132,7 @@ class HeadProfile:
     scores: Mapping[str, tuple[tuple[float, ...], ...]] = field(default_factory=dict)
     provenance: Mapping[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+    fingerprint: Optional[ModelFingerprint] = None
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
@@ -165,6 +176,7 @@ class HeadProfile:
                              "list every scored task in tasks.")
         set_("scores", tables)
         set_("provenance", dict(self.provenance))
+        set_("fingerprint", _coerce_fingerprint(self.fingerprint))
 
     # ----------------------------------------------------------------------------------------------- use
     def score_table(self, task: str) -> Float[Tensor, "layer head"]:
@@ -187,14 +199,14 @@ class HeadProfile:
             raise ValueError(f"Profile {self.model_name!r} is for a model with {self.n_layers} layers x "
                              f"{self.n_heads} heads, but this model has {n_layers} x {n_heads}: load the "
                              "profile made for this model, or profile it with `pasta-lens profile`.")
-        if self.weights_hash is None or allow_transfer:
+        if allow_transfer:
             return
-        actual = weights_hash(model)
-        if actual != self.weights_hash:
-            raise ValueError(f"Profile {self.model_name!r} was made on other weights (hash {self.weights_hash}, "
-                             f"this model {actual}). If this model is a fine-tune of {self.model_name!r} and you "
-                             "want to transfer the heads (as the paper does for LLaMA -> Vicuna), pass "
-                             "allow_transfer=True; otherwise profile this model.")
+        mismatch = identity_mismatch(self, model)
+        if mismatch is not None:
+            raise ValueError(f"Profile {self.model_name!r} was made on other weights ({mismatch}). If this model "
+                             f"is a fine-tune of {self.model_name!r} and you want to transfer the heads (as the "
+                             "paper does for LLaMA -> Vicuna), pass allow_transfer=True; otherwise profile this "
+                             "model.")
 
     # ------------------------------------------------------------------------------------------- storage
     def to_dict(self) -> dict[str, Any]:
@@ -203,8 +215,9 @@ class HeadProfile:
         d["heads"] = [list(h) for h in self.heads]
         d["tasks"] = list(self.tasks)
         d["scores"] = {t: [list(r) for r in rows] for t, rows in self.scores.items()}
-        order = ["schema_version", "model_name", "n_layers", "n_heads", "weights_hash", "tasks", "method",
-                 "alpha", "k", "strategy", "n_examples", "seed", "library_version", "date", "command",
+        d["fingerprint"] = self.fingerprint.to_dict() if self.fingerprint is not None else None
+        order = ["schema_version", "model_name", "n_layers", "n_heads", "weights_hash", "fingerprint", "tasks",
+                 "method", "alpha", "k", "strategy", "n_examples", "seed", "library_version", "date", "command",
                  "provenance", "heads", "scores"]
         return {key: d[key] for key in order}
 
@@ -232,10 +245,11 @@ class HeadProfile:
         version = d["schema_version"]
         if isinstance(version, bool) or not isinstance(version, int):
             raise ValueError(f"The profile's 'schema_version' must be an integer; got {version!r}.")
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_SCHEMAS:
             fix = "upgrade pasta-lens" if version > SCHEMA_VERSION else "re-profile the model"
             raise ValueError(f"Profile schema version {version} is not supported (this pasta-lens reads "
-                             f"{SCHEMA_VERSION}); {fix}.")
+                             f"{READABLE_SCHEMAS}); {fix}.")
+        d = _upgrade_schema(d)
         known = set(cls.__dataclass_fields__)
         extra = set(d) - known
         if extra:
@@ -368,22 +382,25 @@ def list_profiles() -> tuple[str, ...]:
 
 
 def find_profile(model: Any) -> Optional[tuple[str, HeadProfile]]:
-    """The shipped profile made on exactly this model (same shape and weights hash), with its registry name.
+    """The shipped profile made on this model (same shape, same behaviour), with its registry name.
 
-    Profiles without a weights hash (the imported paper head sets) never match: they cannot prove which
-    weights they belong to. Returns None when no shipped profile fits.
+    "This model" is decided by :func:`identity_mismatch` (the behavioural fingerprint, else the weights hash), so
+    the bf16 model or the HookedTransformer of the same weights finds the same profile. Profiles with neither
+    (the imported paper head sets) never match: they cannot prove which weights they belong to. Returns None
+    when no shipped profile fits.
 
     Example:
         >>> name, profile = find_profile(load_model("smollm2-135m-instruct"))
     """
     shape = (int(model.cfg.n_layers), int(model.cfg.n_heads))
-    actual: Optional[str] = None
+    cache: dict[str, Any] = {}  # the model's hash and probe log-probs, computed at most once
     for name in list_profiles():
         profile = load_profile(name)
-        if profile.weights_hash is None or (profile.n_layers, profile.n_heads) != shape:
+        if (profile.n_layers, profile.n_heads) != shape:
             continue
-        actual = actual or weights_hash(model)
-        if profile.weights_hash == actual:
+        if profile.fingerprint is None and profile.weights_hash is None:
+            continue
+        if identity_mismatch(profile, model, cache) is None:
             return name, profile
     return None
 
@@ -404,3 +421,56 @@ def load_profile(name_or_path: Union[str, os.PathLike]) -> HeadProfile:
                          "Pass a path to a profile file, or make one with `pasta-lens profile`.")
     with resources.as_file(resource) as path:
         return HeadProfile.load(path)
+
+
+# ------------------------------------------------------------------------------------ identity (fingerprint)
+def identity_mismatch(profile: HeadProfile, model: Any, cache: Optional[dict[str, Any]] = None) -> Optional[str]:
+    """None if ``model`` has the weights ``profile`` was made on, else a sentence saying what differs.
+
+    With a fingerprint (schema 2): the model's probe log-probs must lie within the fingerprint's tolerance
+    (:func:`pasta_lens.fingerprint.tolerance`: 0.01 between fp32 models, 0.5 when bf16/fp16 is involved) of the
+    recorded ones, whatever the model's backend or TransformerLens weight processing. Without one (schema-1
+    files): the exact :func:`weights_hash`. Without either: nothing to check (None). ``cache`` (a dict kept by the
+    caller) saves recomputing the model's side across several profiles.
+    """
+    cache = {} if cache is None else cache
+    if profile.fingerprint is not None:
+        key = "fingerprint:" + ",".join(map(str, profile.fingerprint.probe))
+        if key not in cache:
+            cache[key] = profile.fingerprint.distance(model)
+        atol = profile.fingerprint.tolerance_for(model)
+        if cache[key] <= atol:
+            return None
+        return (f"its probe log-probs differ by up to {cache[key]:.3g}, more than the {atol} that separates one "
+                f"model's backends and processing{'' if atol < FINGERPRINT_ATOL else ' and dtypes'} from other "
+                "weights")
+    if profile.weights_hash is None:
+        return None
+    if "hash" not in cache:
+        cache["hash"] = weights_hash(model)
+    if cache["hash"] == profile.weights_hash:
+        return None
+    return (f"weights hash {profile.weights_hash}, this model {cache['hash']}; this profile predates fingerprints, "
+            "so only the exact weights in the profiled dtype match: re-stamp it with scripts/fingerprint.py")
+
+
+def _coerce_fingerprint(value: Any) -> Optional[ModelFingerprint]:
+    if value is None or isinstance(value, ModelFingerprint):
+        return value
+    if isinstance(value, Mapping):
+        return ModelFingerprint.from_dict(value)
+    raise ValueError(f"HeadProfile.fingerprint must be a ModelFingerprint, its dict, or None; got {type(value)}.")
+
+
+def _upgrade_schema(d: Mapping[str, Any]) -> dict[str, Any]:
+    """A profile dict in the current layout; older readable layouts are upgraded (schema 1: no fingerprint)."""
+    d = dict(d)
+    version = d.get("schema_version", None)
+    if version not in READABLE_SCHEMAS:
+        raise ValueError(f"Profile schema version {version!r} is not supported (this pasta-lens reads "
+                         f"{READABLE_SCHEMAS}); upgrade pasta-lens or re-profile.")
+    if version == 1:
+        if "fingerprint" in d:
+            raise ValueError("A schema-1 profile has no fingerprint field; set schema_version to 2.")
+        d["schema_version"] = SCHEMA_VERSION
+    return d

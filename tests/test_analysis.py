@@ -15,6 +15,7 @@ from pasta_lens.analysis import (
     span_attention,
     span_mass,
 )
+from tests.tiny import tiny_model
 
 TEXT = "Maria is a nurse who lives in Paris. *Answer in JSON format.* John is a software engineer."
 HEADS = [(1, 0), (1, 2), (2, 3)]  # valid on both tiny models (gpt2 has layers 0-1: filtered below)
@@ -199,23 +200,22 @@ def test_cumulative_patching_goes_from_unsteered_to_steered(tiny):
 
 
 # ------------------------------------------------------------------------------------------ direct logit effect
-@pytest.fixture(scope="module")
-def llama_with_norm_weights():
+def llama_with_norm_weights(backend):
     """A tiny Llama whose final RMSNorm weight is not 1 (the shared tiny models keep the init of 1)."""
-    from transformer_lens.model_bridge import TransformerBridge
-
+    from pasta_lens.backends import bridge_class, hooked_from_hf
     from tests.tiny import tiny_hf_model
 
     hf, tok = tiny_hf_model("llama", seed=1)
     with torch.no_grad():
         hf.model.norm.weight.copy_(torch.linspace(-2.0, 3.0, hf.model.norm.weight.shape[0]))
-    model = TransformerBridge.boot_transformers("tiny-llama-normw", hf_model=hf, tokenizer=tok)
-    return model.eval()
+    if backend == "hooked":  # unprocessed: the final norm's weight stays ln_final.w, not folded into W_U
+        return hooked_from_hf(hf, tok, name="tiny-llama-normw")
+    return bridge_class().boot_transformers("tiny-llama-normw", hf_model=hf, tokenizer=tok).eval()
 
 
 @pytest.mark.parametrize("which", ["llama_with_norm_weights", "gpt2"])
-def test_direct_effects_add_up_to_the_logit_difference(which, request):
-    model = request.getfixturevalue(which)
+def test_direct_effects_add_up_to_the_logit_difference(which, backend):
+    model = llama_with_norm_weights(backend) if which != "gpt2" else tiny_model("gpt2", backend=backend)
     em = emphasize(model, TEXT)
     answer, contrast = 11, 23
     with torch.inference_mode():

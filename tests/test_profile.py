@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pasta_lens import HeadProfile, load_profile, steer
-from pasta_lens.profile import list_profiles, weights_hash
+from pasta_lens.profile import SCHEMA_VERSION, list_profiles, weights_hash
 from pasta_lens.spans import emphasize
 from tests.tiny import tiny_hf_model, tiny_model
 
@@ -32,7 +32,7 @@ def test_round_trip_is_lossless_and_atomic(llama, tmp_path):
     assert load_profile(str(path)) == profile
     torch.testing.assert_close(loaded.score_table("counterfact"), torch.tensor(profile.scores["counterfact"]))
     data = json.loads(path.read_text())
-    assert data["schema_version"] == 1 and data["heads"] == [[0, 3], [2, 1]]
+    assert data["schema_version"] == SCHEMA_VERSION and data["heads"] == [[0, 3], [2, 1]]
 
 
 def test_weights_hash_is_stable_across_loads_and_tells_models_apart():

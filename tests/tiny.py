@@ -3,6 +3,11 @@
 ``tiny_model("llama")`` is a 3-layer grouped-query Llama (4 query heads, 2 KV heads); ``tiny_model("gpt2")`` a
 2-layer GPT-2. Both share a byte-level BPE tokenizer trained here on a few sentences, with BOS/EOS/PAD tokens
 and a ChatML-style chat template, saved to disk and loaded back (the bridge re-reads tokenizers by path).
+
+Each exists on both backends: ``tiny_model(arch, backend="bridge")`` boots a ``TransformerBridge`` on the HF model,
+``tiny_model(arch, backend="hooked")`` (TransformerLens 3.x) converts the same seeded weights into a
+``HookedTransformer`` with TransformerLens' own converter (``pasta_lens.backends.hooked_from_hf``). Same seed, same
+weights: the two give the same logits, so either can serve as the other's reference.
 """
 
 from __future__ import annotations
@@ -56,10 +61,10 @@ def tiny_hf_model(arch: str = "llama", seed: int = 0):
     tok = tiny_tokenizer()
     vocab = len(tok)
     if arch == "llama":
-        # 1024 positions: task prompts reach ~340 tokens on this tiny tokenizer, and emphasize refuses a prompt
+        # 2048 positions: task prompts reach ~340 tokens on this tiny tokenizer, and emphasize refuses a prompt
         # longer than the model's context (cfg.n_ctx).
         cfg = LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
-                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
                           bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                           pad_token_id=tok.pad_token_id)
     elif arch == "gpt2":
@@ -78,12 +83,19 @@ def tiny_hf_model(arch: str = "llama", seed: int = 0):
     return hf.eval(), tok
 
 
-@functools.lru_cache(maxsize=4)
-def tiny_model(arch: str = "llama", seed: int = 0):
-    """A TransformerBridge on a tiny random model (cached: treat it as read-only, add hooks only via contexts)."""
-    from transformer_lens.model_bridge import TransformerBridge
+@functools.lru_cache(maxsize=8)
+def tiny_model(arch: str = "llama", seed: int = 0, backend: str = "bridge", processing: bool = False):
+    """A tiny random model on ``backend`` (cached: treat it as read-only, add hooks only via contexts).
+
+    ``processing=True`` (hooked only) applies TransformerLens' fold_ln / center_writing_weights / center_unembed.
+    """
+    from pasta_lens.backends import bridge_class, hooked_from_hf
 
     hf, tok = tiny_hf_model(arch, seed)
-    model = TransformerBridge.boot_transformers(f"tiny-{arch}", hf_model=hf, tokenizer=tok)
+    if backend == "hooked":
+        return hooked_from_hf(hf, tok, name=f"tiny-{arch}", processing=processing)
+    if processing:
+        raise ValueError("processing=True is for backend='hooked'.")
+    model = bridge_class().boot_transformers(f"tiny-{arch}", hf_model=hf, tokenizer=tok)
     model.eval()
     return model

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from pasta_lens.objectives import ProfilingExample
 from pasta_lens.profile import STRATEGIES, HeadProfile, weights_hash
+from pasta_lens.fingerprint import ModelFingerprint
 from pasta_lens.profiling.scoring import (HeadScores, _check_examples, _check_k, _forward, _objective, _progress,
                                           _ranking)
 from pasta_lens.steering import Head, pasta_hooks
@@ -177,7 +178,7 @@ def make_profile(
         raise ValueError(f"All tasks must be profiled with one alpha to share a profile; got {sorted(alphas)}.")
     return HeadProfile(
         model_name=model_name, n_layers=int(model.cfg.n_layers), n_heads=int(model.cfg.n_heads), heads=heads,
-        weights_hash=weights_hash(model), tasks=tuple(task_scores), method="+".join(sorted(methods)),
+        weights_hash=weights_hash(model), fingerprint=ModelFingerprint.of(model), tasks=tuple(task_scores), method="+".join(sorted(methods)),
         alpha=alphas.pop(), k=int(k), strategy=strategy,
         n_examples={t: s.n_examples for t, s in task_scores.items()}, seed=seed, command=command,
         scores={t: s.scores for t, s in task_scores.items()}, provenance=dict(provenance or {}))
