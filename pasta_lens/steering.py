@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Literal, TypeVar, Union
+from typing import Any, Callable, Iterator, Literal, Optional, TypeVar, Union
 
 import torch
 from einops import rearrange
@@ -320,32 +320,54 @@ def pasta_hooks(
 TOKENS_HOOK = "embed.hook_in"
 """The bridge's hook on the embedding's input: it sees the token ids of every forward pass."""
 
+EMBED_HOOK = "hook_embed"
+"""HookedTransformer's hook on the token embeddings ``model.embed(tokens)`` (it has no hook on the ids)."""
 
-def _tokens_check_hook(emphasis: Emphasis) -> HookFn:
-    """A hook on the token ids that refuses a run whose tokens do not start with ``emphasis.tokens``.
+
+def _tokens_check_hook(emphasis: Emphasis, embed: Optional[Callable[[Tensor], Tensor]] = None) -> HookFn:
+    """A hook that refuses a run whose tokens do not start with ``emphasis.tokens``.
 
     The key mask is aligned with ``emphasis.tokens``; a run on other tokens (a BOS added or dropped, another
-    prompt) would steer the wrong keys without any shape error. Decode steps with a KV cache (fewer tokens than
-    the prompt) are not checked: their prefix was checked at prefill.
+    prompt) would steer the wrong keys without any shape error. On the bridge the hook sees the token ids
+    (``embed.hook_in``); on a ``HookedTransformer`` it sees their embeddings (``hook_embed``) and compares them
+    with ``embed(emphasis.tokens)``, the same module on the expected ids (bit-identical when the ids agree).
+    Decode steps with a KV cache (fewer tokens than the prompt) are not checked: their prefix was checked at
+    prefill.
     """
 
-    def hook(tokens: Tensor, hook: Any) -> Tensor:
-        if tokens.ndim != 2 or tokens.dtype not in (torch.long, torch.int32, torch.int64):
-            return tokens  # embeddings passed in directly: nothing to compare
+    def hook(act: Tensor, hook: Any) -> Tensor:
         n_prompt = emphasis.tokens.shape[1]
-        if tokens.shape[1] < n_prompt:
-            return tokens
-        expected = emphasis.tokens.to(tokens.device)
-        if expected.shape[0] not in (1, tokens.shape[0]):
-            return tokens  # the per-layer hooks report the batch mismatch
-        if not torch.equal(tokens[:, :n_prompt], expected.expand(tokens.shape[0], -1)):
-            raise ValueError(f"The steered run's tokens ({tuple(tokens.shape)}) do not start with the "
+        if act.ndim < 2 or act.shape[1] < n_prompt:
+            return act
+        expected = emphasis.tokens.to(act.device)
+        if expected.shape[0] not in (1, act.shape[0]):
+            return act  # the per-layer hooks report the batch mismatch
+        if embed is None:
+            if act.ndim != 2 or act.dtype not in (torch.long, torch.int32, torch.int64):
+                return act  # embeddings passed in directly: nothing to compare
+        else:
+            with torch.no_grad():
+                expected = embed(expected)
+        if not torch.equal(act[:, :n_prompt], expected.expand(act.shape[0], *expected.shape[1:])):
+            raise ValueError(f"The steered run's tokens ({tuple(act.shape[:2])}) do not start with the "
                              f"emphasis' {n_prompt} tokens, so the key mask would mark the wrong positions: run "
                              "the model on emphasis.tokens (or a continuation of them), with the same BOS "
                              "(emphasis.prepend_bos) and padding.")
-        return tokens
+        return act
 
     return hook
+
+
+def _tokens_check(model: Any, emphasis: Any) -> list[tuple[str, HookFn]]:
+    """The token check for ``model``'s kind of hook points (none for a bare key mask or an unknown model)."""
+    if not isinstance(emphasis, Emphasis):
+        return []
+    points = getattr(model, "hook_dict", {})
+    if TOKENS_HOOK in points:
+        return [(TOKENS_HOOK, _tokens_check_hook(emphasis))]
+    if EMBED_HOOK in points and callable(getattr(model, "embed", None)):
+        return [(EMBED_HOOK, _tokens_check_hook(emphasis, model.embed))]
+    return []
 
 
 @contextmanager
@@ -363,7 +385,7 @@ def steer(
     The heads are checked against ``model`` with :func:`resolve_heads` (a ``HeadProfile`` against the model's
     shape and weights, unless ``allow_transfer=True``, e.g. a LLaMA profile used on Vicuna) before any hook is
     added. With an :class:`~pasta_lens.spans.Emphasis`, every forward pass is also checked to run on its tokens
-    (or a continuation of them), on models that expose the token ids (``embed.hook_in``); a bare key mask is
+    (or a continuation of them), through ``embed.hook_in`` (bridge) or ``hook_embed`` (HookedTransformer); a bare key mask is
     trusted to match. On exit, normal or by exception, exactly the hooks added here are removed.
 
     Example:
@@ -372,7 +394,6 @@ def steer(
     """
     pairs = resolve_heads(model, heads, allow_transfer=allow_transfer)
     hooks = pasta_hooks(pairs, emphasis, alpha, scale_position)
-    if isinstance(emphasis, Emphasis) and TOKENS_HOOK in getattr(model, "hook_dict", {}):
-        hooks = [(TOKENS_HOOK, _tokens_check_hook(emphasis))] + hooks
+    hooks = _tokens_check(model, emphasis) + hooks
     with model.hooks(fwd_hooks=hooks):
         yield model
