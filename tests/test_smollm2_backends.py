@@ -56,15 +56,15 @@ def test_hooked_cached_equals_uncached_and_batch_equals_rows(smollm2_hooked):
     assert not bool(em.attention_mask.bool().all())  # really left-padded
     heads = {layer: range(9) for layer in range(20, 30)}
     with steer(model, heads, em):
-        cached = generate_tokens(model, em, 10, stop_at_eos=False)
-        uncached = generate_tokens(model, em, 10, use_past_kv_cache=False, stop_at_eos=False)
+        cached = generate_tokens(model, em, 6, stop_at_eos=False)
+        uncached = generate_tokens(model, em, 6, use_past_kv_cache=False, stop_at_eos=False)
     assert torch.equal(cached, uncached)
     for row, prompt in enumerate(PROMPTS):
         alone = emphasize(model, prompt, chat=True)
         with steer(model, heads, alone):
-            assert torch.equal(generate_tokens(model, alone, 10, stop_at_eos=False)[0], cached[row]), row
+            assert torch.equal(generate_tokens(model, alone, 6, stop_at_eos=False)[0], cached[row]), row
     with torch.inference_mode():
-        plain = generate_tokens(model, em, 10, stop_at_eos=False)
+        plain = generate_tokens(model, em, 6, stop_at_eos=False)
     assert not torch.equal(plain, cached)
 
 
@@ -73,5 +73,5 @@ def test_steered_generation_agrees_across_backends(smollm2, smollm2_hooked):
     outs = []
     for model in (smollm2, smollm2_hooked):
         with steer(model, HEADS, em):
-            outs.append(generate_tokens(model, em, 8, stop_at_eos=False))
+            outs.append(generate_tokens(model, em, 6, stop_at_eos=False))
     assert torch.equal(outs[0], outs[1])
