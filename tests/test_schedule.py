@@ -217,3 +217,26 @@ def test_generate_passes_the_schedule(llama):
     assert text == llama.tokenizer.decode(by_hand[0], skip_special_tokens=True).strip()
     with pytest.raises(ValueError, match="Bad schedule"):
         generate(llama, PROMPT, heads=HEADS, max_new_tokens=2, schedule="sometimes")
+
+
+@pytest.mark.slow
+def test_prompt_schedule_on_smollm2_keeps_the_first_token_then_departs(smollm2):
+    """On the real model with the shipped profile, steering changes the JSON answer; 'prompt' starts like 'all'
+    (same steered prefill), then its unsteered generated rows take another path."""
+    from pasta_lens import load_profile
+    from pasta_lens.tasks import Rendering, get_task
+    from pasta_lens.tasks.base import emphasis_of
+
+    task = get_task("json")
+    ex = task.examples("validation", 1)[0]
+    em = emphasis_of(smollm2, [task.render(smollm2, task.queries(ex, "default")[0].markup, Rendering("none", ()))])
+    heads = load_profile("smollm2-135m-instruct").heads
+    with torch.inference_mode():
+        plain = generate_tokens(smollm2, em, 24, stop_at_eos=False)
+    runs = {}
+    for spec in ("all", "prompt"):
+        with steer(smollm2, heads, em, schedule=spec):
+            runs[spec] = generate_tokens(smollm2, em, 24, stop_at_eos=False)
+    assert not torch.equal(plain[:, 0], runs["all"][:, 0])  # steering changes the answer from its first token
+    assert torch.equal(runs["prompt"][:, 0], runs["all"][:, 0])
+    assert not torch.equal(runs["prompt"], runs["all"])
