@@ -15,7 +15,7 @@ from torch import Tensor
 
 from pasta_lens.backends import generate_padding_kwargs
 from pasta_lens.spans import Emphasis, emphasize
-from pasta_lens.steering import AlphaSpec, Head, HeadSpec, ScalePosition, steer
+from pasta_lens.steering import AlphaSpec, Head, HeadSpec, ScalePosition, ScheduleSpec, steer
 
 INTERIM_HEADS_NOTE = (
     "interim head set (no shipped profile matches this model): every head of the last third of the layers; "
@@ -79,6 +79,7 @@ def generate(
     scale_position: ScalePosition = "exclude",
     max_new_tokens: int = 40,
     steered: bool = True,
+    schedule: ScheduleSpec = "all",
     **generate_kwargs: Any,
 ) -> Union[str, list[str]]:
     """Generate a continuation of ``text`` with PASTA steering towards its marked span(s).
@@ -92,6 +93,8 @@ def generate(
         markers: the emphasis markers used in ``text``.
         max_new_tokens: how many tokens to generate at most (greedy unless ``do_sample=True`` is passed).
         steered: False gives the unsteered baseline on exactly the same tokens (markers removed).
+        schedule: which rows are steered: ``"all"`` (default, every prompt and generated token, as the paper),
+            ``"prompt"`` (the prefill only), ``"first:N"``, ``"decay:G"`` (see :mod:`pasta_lens.schedule`).
 
     Returns:
         The generated text (new tokens only): a string for one prompt, a list for several.
@@ -105,7 +108,7 @@ def generate(
     else:
         if heads is None:
             heads = default_heads(model)[0]
-        with steer(model, heads, em, alpha, scale_position):
+        with steer(model, heads, em, alpha, scale_position, schedule=schedule):
             new = generate_tokens(model, em, max_new_tokens, **generate_kwargs)
     texts = decode_new(model, new)
     return texts[0] if isinstance(text, str) else texts

@@ -10,6 +10,10 @@ which is exactly ``softmax(scores + log(w))``: the official implementation's add
 attention mask. With ``scale_position="include"`` the roles flip (``w = alpha`` on the emphasised keys), which
 *suppresses* the span instead.
 
+A schedule (:mod:`pasta_lens.schedule`, ``schedule="prompt"``, ``"first:4"``, ``"decay:0.5"``) decides per query
+row whether and how strongly it is steered: the paper steers every row (``"all"``, the default), including the rows
+of generated tokens.
+
 Properties the tests pin down: alpha = 1 is a no-op; rows still sum to 1; heads that are not listed are
 bit-identical to the unsteered run; padding keys (attention 0) stay 0; keys generated after the prompt are never
 rescaled, so steering is identical with and without the KV cache; the arithmetic runs in fp32 and is cast back
@@ -38,6 +42,7 @@ from einops import rearrange
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from pasta_lens.schedule import Schedule, query_positions, scheduled_weights
 from pasta_lens.spans import Emphasis
 
 Head = tuple[int, int]
@@ -238,8 +243,29 @@ def rescale_rows(
     return scaled.to(pattern.dtype)
 
 
+ScheduleSpec = Union[str, Schedule, None]
+"""When to steer: ``"all"`` (default), ``"prompt"``, ``"first:N"``, ``"decay:G"`` or a :class:`Schedule`."""
+
+
+def scheduled_rescale(pattern: Float[Tensor, "batch head query key"], weights: Float[Tensor, "batch head 1 key"],
+                      schedule: Schedule, n_prompt: int) -> Float[Tensor, "batch head query key"]:
+    """:func:`rescale_rows` under a schedule: rows with exponent 0 are returned untouched (bit-identical).
+
+    ``pattern`` holds the steered heads only; its query rows are absolute positions ``K - Q .. K - 1``.
+    """
+    if schedule.is_all:
+        return rescale_rows(pattern, weights)
+    positions = query_positions(pattern.shape[-2], pattern.shape[-1], device=pattern.device)
+    exponents = schedule.exponents(positions, n_prompt)
+    active = exponents > 0
+    if not bool(active.any()):
+        return pattern
+    steered = rescale_rows(pattern, scheduled_weights(weights, exponents))
+    return torch.where(active[None, None, :, None], steered, pattern)
+
+
 def _layer_hook(layer: int, heads: list[int], alphas: list[float], key_mask: Tensor,
-                scale_position: ScalePosition) -> HookFn:
+                scale_position: ScalePosition, schedule: Schedule = Schedule()) -> HookFn:
     def hook(pattern: Float[Tensor, "batch head query key"], hook: Any) -> Float[Tensor, "batch head query key"]:
         batch, n_heads = pattern.shape[0], pattern.shape[1]
         if max(heads) >= n_heads:
@@ -252,7 +278,7 @@ def _layer_hook(layer: int, heads: list[int], alphas: list[float], key_mask: Ten
         idx = torch.tensor(heads, device=pattern.device)
         alpha = torch.tensor(alphas, dtype=torch.float32, device=pattern.device)
         weights = key_weights(mask, pattern.shape[-1], alpha, scale_position)
-        steered = rescale_rows(pattern.index_select(1, idx), weights)
+        steered = scheduled_rescale(pattern.index_select(1, idx), weights, schedule, mask.shape[1])
         # Out of place: a cached or user-held reference to the unsteered pattern stays unsteered,
         # and autograd (gradient attribution) can differentiate through the edit.
         return pattern.index_copy(1, idx, steered)
@@ -268,6 +294,7 @@ def pasta_hooks(
     *,
     model: Any = None,
     allow_transfer: bool = False,
+    schedule: ScheduleSpec = "all",
 ) -> list[tuple[str, HookFn]]:
     """TransformerLens forward hooks that apply PASTA to ``heads``, one hook per steered layer.
 
@@ -283,6 +310,10 @@ def pasta_hooks(
             used silently (or call ``steer(model, profile, em)``, or pass ``profile.heads`` to skip the check on
             purpose).
         allow_transfer: with ``model=``, accept a profile made on other weights of the same shape.
+        schedule: which query rows are steered and how strongly (:class:`~pasta_lens.schedule.Schedule`):
+            ``"all"`` (default, the paper's), ``"prompt"`` (the prefill only), ``"first:N"`` (the prompt and the
+            first N generated tokens' rows), ``"decay:G"`` (generated token t's row uses alpha ** (G ** t)).
+            Unsteered rows are bit-identical to the unsteered run.
 
     The mask is aligned with key positions: key ``j`` of the pattern is position ``j`` of ``emphasis.tokens``.
     Run the model on exactly those tokens or a continuation of them (teacher-forced answer tokens, generated
@@ -312,8 +343,9 @@ def pasta_hooks(
         pairs = normalize_heads(heads)
     alphas = _alphas(pairs, alpha)
     key_mask = _key_mask(emphasis)
+    sched = Schedule.parse(schedule)
     return [(pattern_hook_name(layer),
-             _layer_hook(layer, hs, [alphas[(layer, h)] for h in hs], key_mask, scale_position))
+             _layer_hook(layer, hs, [alphas[(layer, h)] for h in hs], key_mask, scale_position, sched))
             for layer, hs in group_by_layer(pairs).items()]
 
 
@@ -379,6 +411,7 @@ def steer(
     scale_position: ScalePosition = "exclude",
     *,
     allow_transfer: bool = False,
+    schedule: ScheduleSpec = "all",
 ) -> Iterator[Any]:
     """Steer ``model`` inside a ``with`` block; a thin wrapper over ``model.hooks(fwd_hooks=...)``.
 
@@ -386,14 +419,16 @@ def steer(
     shape and weights, unless ``allow_transfer=True``, e.g. a LLaMA profile used on Vicuna) before any hook is
     added. With an :class:`~pasta_lens.spans.Emphasis`, every forward pass is also checked to run on its tokens
     (or a continuation of them), through ``embed.hook_in`` (bridge) or ``hook_embed`` (HookedTransformer); a bare key mask is
-    trusted to match. On exit, normal or by exception, exactly the hooks added here are removed.
+    trusted to match. ``schedule`` says which query rows are steered (see :func:`pasta_hooks`; e.g.
+    ``"prompt"`` steers the prefill and no generated token). On exit, normal or by exception, exactly the hooks
+    added here are removed.
 
     Example:
         >>> with steer(model, {20: [0, 3]}, em):
         ...     out = model.generate(em.tokens, max_new_tokens=40, do_sample=False, prepend_bos=False)
     """
     pairs = resolve_heads(model, heads, allow_transfer=allow_transfer)
-    hooks = pasta_hooks(pairs, emphasis, alpha, scale_position)
+    hooks = pasta_hooks(pairs, emphasis, alpha, scale_position, schedule=schedule)
     hooks = _tokens_check(model, emphasis) + hooks
     with model.hooks(fwd_hooks=hooks):
         yield model

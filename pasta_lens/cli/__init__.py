@@ -15,6 +15,7 @@ import sys
 from typing import Any, Sequence, Union
 
 from pasta_lens.models import DEFAULT_MODEL
+from pasta_lens.schedule import Schedule
 from pasta_lens.steering import Head
 
 
@@ -39,6 +40,15 @@ def parse_heads(spec: str, n_heads: int | None = None) -> tuple[Head, ...]:
     if not pairs:
         raise argparse.ArgumentTypeError("--heads is empty: give LAYER:HEAD pairs, e.g. 20:0,20:3")
     return tuple(pairs)
+
+
+def parse_schedule(spec: str) -> Schedule:
+    """``"prompt"`` / ``"first:4"`` / ``"decay:0.5"`` / ``"all"`` -> a :class:`~pasta_lens.schedule.Schedule`
+    (an ``argparse`` type: a bad spec is a usage error naming the accepted forms)."""
+    try:
+        return Schedule.parse(spec)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def add_prompt_arguments(p: argparse.ArgumentParser) -> None:

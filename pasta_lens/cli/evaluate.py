@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 
-from pasta_lens.cli import parse_heads, split_list
+from pasta_lens.cli import parse_heads, parse_schedule, split_list
 
 if TYPE_CHECKING:
     from pasta_lens.tasks import Task
@@ -52,7 +52,8 @@ def _cmd_evaluate(args: Any) -> int:
     methods = list(BASELINES) if args.baselines == "all" else split_list(args.baselines)
     alphas = [float(a) for a in split_list(args.alphas)] if args.alphas else []
     ks = [int(k) for k in split_list(args.ks)] if args.ks else []
-    methods += [m for m in ablation_methods(alphas, ks, args.alpha) if m not in methods]
+    schedules = [parse_schedule(s) for s in split_list(args.schedules)] if args.schedules else []
+    methods += [m for m in ablation_methods(alphas, ks, args.alpha, schedules, args.schedule) if m not in methods]
     for m in methods:
         parse_method(m)  # fail before loading data
     source: Any = args.profile or (parse_heads(args.heads, model.cfg.n_heads) if args.heads else None)
@@ -62,7 +63,7 @@ def _cmd_evaluate(args: Any) -> int:
     tasks = build_tasks(args.tasks, args.bios, args.data_dir)
     kwargs = dict(profile=source) if isinstance(source, str) else dict(heads=source)
     res = evaluate(model, tasks, methods, args.split, args.n, out_dir=args.out, alpha=args.alpha,
-                   batch_size=args.batch_size, resume=not args.no_resume, seed=args.seed, variant=args.variant,
+                   schedule=args.schedule, batch_size=args.batch_size, resume=not args.no_resume, seed=args.seed, variant=args.variant,
                    max_new_tokens=args.max_new_tokens, **kwargs)
     print(res.table)
     print(f"rows: {res.out_dir / 'examples.jsonl'}\nsummary: {res.out_dir / 'summary.json'}\n"
@@ -73,6 +74,7 @@ def _cmd_evaluate(args: Any) -> int:
 def add_parser(sub: Any) -> None:
     """Register ``pasta-lens evaluate`` on the CLI's sub-parsers."""
     from pasta_lens.evaluation import BASELINES
+    from pasta_lens.schedule import SCHEDULE_HELP
 
     p = sub.add_parser("evaluate", help="evaluate baselines and PASTA on the paper's tasks; write a results table",
                        description="Batched greedy evaluation of the paper's tasks (json, pronoun, biasbios, "
@@ -90,6 +92,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--n", type=int, default=50, help="examples per task (default 50)")
     p.add_argument("--out", required=True, help="output folder (examples.jsonl, summary.json, table.md)")
     p.add_argument("--alpha", type=float, default=0.01, help="steering strength (default 0.01)")
+    p.add_argument("--schedule", type=parse_schedule, default="all",
+                   help=f"default steering schedule of the steered methods: {SCHEDULE_HELP} (default all)")
+    p.add_argument("--schedules", default="",
+                   help="schedule ablation: add pasta under these schedules, e.g. prompt,first:4,decay:0.5 (a "
+                        "method can also carry its own: pasta:schedule=prompt)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--variant", default="default", help="prompt variant (json: default, short, rephrased)")

@@ -1,6 +1,7 @@
 """``pasta-lens steer``: greedy generation without and with PASTA steering, printed one above the other.
 
     pasta-lens steer "Maria is a nurse. *Answer in JSON.*" --chat --heads 20:0,20:3 --alpha 0.01
+    pasta-lens steer "Maria is a nurse. *Answer in JSON.*" --chat --schedule prompt   # steer the prefill only
 """
 
 from __future__ import annotations
@@ -8,7 +9,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from pasta_lens.cli import add_prompt_command, parse_heads, parse_markers
+from pasta_lens.cli import add_prompt_command, parse_heads, parse_markers, parse_schedule
+from pasta_lens.schedule import SCHEDULE_HELP, Schedule
 
 
 def _cmd_steer(args: argparse.Namespace) -> int:
@@ -22,8 +24,9 @@ def _cmd_steer(args: argparse.Namespace) -> int:
         heads, source = default_heads(model)
     common = dict(chat=args.chat, markers=parse_markers(args.markers), max_new_tokens=args.max_new_tokens)
     unsteered = generate(model, args.text, **common, steered=False)
-    steered = generate(model, args.text, heads, alpha=args.alpha, scale_position=args.scale_position, **common)
-    print(f"model: {args.model}   heads: {len(heads)} ({source})   alpha: {args.alpha}")
+    steered = generate(model, args.text, heads, alpha=args.alpha, scale_position=args.scale_position,
+                       schedule=args.schedule, **common)
+    print(f"model: {args.model}   heads: {len(heads)} ({source})   alpha: {args.alpha}   schedule: {args.schedule}")
     print("=== unsteered ===")
     print(unsteered)
     print("=== steered ===")
@@ -39,4 +42,6 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--scale-position", choices=("exclude", "include"), default="exclude",
                    help="exclude: down-weight keys outside the span (PASTA); include: down-weight the span")
     p.add_argument("--max-new-tokens", type=int, default=40, help="tokens to generate (default 40)")
+    p.add_argument("--schedule", type=parse_schedule, default=Schedule(),
+                   help=f"which query rows are steered: {SCHEDULE_HELP} (default all)")
     p.set_defaults(func=_cmd_steer)

@@ -13,7 +13,9 @@ pasta          PASTA on the head profile
 =============  =================================================================================================
 
 Ablations are methods with options: ``pasta:alpha=0.1`` (another steering strength), ``pasta:k=20`` (the 20
-best heads of the profile, ranked by their mean profiling score over tasks), ``random:k=20``.
+best heads of the profile, ranked by their mean profiling score over tasks), ``random:k=20``,
+``pasta:schedule=prompt`` (steer the prompt rows only; also ``first:N``, ``decay:G``: :mod:`pasta_lens.schedule`;
+``evaluate(..., schedule=)`` sets the default of every steered method).
 
 For each (task, method) the harness renders each example's queries (:mod:`pasta_lens.tasks`), runs greedy
 generation for ``generate`` queries in left-padded batches with the KV cache

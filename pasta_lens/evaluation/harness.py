@@ -22,6 +22,7 @@ from pasta_lens.evaluation.report import LABELS, markdown_table, summarize
 from pasta_lens.generation import decode_new, generate_tokens
 from pasta_lens.io import atomic_write_text
 from pasta_lens.profile import load_profile
+from pasta_lens.schedule import Schedule
 from pasta_lens.steering import Head, normalize_heads, steer
 from pasta_lens.tasks import TASK_NAMES, Rendering, Task, get_task
 from pasta_lens.tasks.base import Rendered, answer_ids, emphasis_of
@@ -41,6 +42,8 @@ class Method:
         heads: ``"none"``, ``"all"``, ``"random"`` or ``"profile"``.
         alpha: steering strength (None: the evaluation's default).
         k: use the first ``k`` profile heads (ranked); for ``random``, the set size.
+        schedule: which query rows are steered (:class:`~pasta_lens.schedule.Schedule`; None: the
+            evaluation's default).
     """
 
     name: str
@@ -49,6 +52,7 @@ class Method:
     heads: str = "none"
     alpha: Optional[float] = None
     k: Optional[int] = None
+    schedule: Optional[Schedule] = None
 
     def __post_init__(self) -> None:
         if self.heads not in ("none", "all", "random", "profile"):
@@ -70,37 +74,48 @@ class Method:
 
 def parse_method(spec: str) -> Method:
     """``"zero-shot"``, ``"star"``, ``"quote"``, ``"few-shot"``, ``"all-heads"``, ``"random"``, ``"pasta"``,
-    optionally with options: ``"pasta:alpha=0.1"``, ``"pasta:k=20"``, ``"random:k=20,alpha=0.1"``.
+    optionally with options: ``"pasta:alpha=0.1"``, ``"pasta:k=20"``, ``"random:k=20,alpha=0.1"``,
+    ``"pasta:schedule=prompt"``, ``"pasta:schedule=first:4,alpha=0.1"``.
 
     Example:
         >>> parse_method("pasta:alpha=0.1")
-        Method(name='pasta:alpha=0.1', marking='none', few_shot=0, heads='profile', alpha=0.1, k=None)
+        Method(name='pasta:alpha=0.1', marking='none', few_shot=0, heads='profile', alpha=0.1, k=None, schedule=None)
     """
     base, _, opts = spec.strip().partition(":")
     presets = {"zero-shot": {}, "star": {"marking": "*"}, "quote": {"marking": '"'}, "few-shot": {"few_shot": 3},
                "all-heads": {"heads": "all"}, "random": {"heads": "random"}, "pasta": {"heads": "profile"}}
     if base not in presets:
         raise ValueError(f"Unknown method {spec!r}; use one of {BASELINES}, optionally with options such as "
-                         "pasta:alpha=0.1 or pasta:k=20.")
+                         "pasta:alpha=0.1, pasta:k=20 or pasta:schedule=prompt.")
     kwargs: dict[str, Any] = dict(presets[base])
     for item in filter(None, opts.split(",")):
         key, sep, value = item.partition("=")
         try:
-            if not sep or key not in ("alpha", "k"):
+            if not sep or key not in ("alpha", "k", "schedule"):
                 raise ValueError
-            kwargs[key] = float(value) if key == "alpha" else int(value)
-        except ValueError:
-            raise ValueError(f"Bad option {item!r} in method {spec!r}: use alpha=<float> or k=<int>.") from None
-    if ("alpha" in kwargs or "k" in kwargs) and kwargs.get("heads", "none") == "none":
-        raise ValueError(f"Method {spec!r}: alpha= and k= only apply to steered methods (all-heads, random, pasta).")
+            if key == "schedule":
+                kwargs[key] = Schedule.parse(value)
+            else:
+                kwargs[key] = float(value) if key == "alpha" else int(value)
+        except ValueError as err:
+            hint = f" ({err})" if key == "schedule" and sep else ""
+            raise ValueError(f"Bad option {item!r} in method {spec!r}: use alpha=<float>, k=<int> or "
+                             f"schedule=<all|prompt|first:N|decay:G>{hint}.") from None
+    if any(o in kwargs for o in ("alpha", "k", "schedule")) and kwargs.get("heads", "none") == "none":
+        raise ValueError(f"Method {spec!r}: alpha=, k= and schedule= only apply to steered methods (all-heads, "
+                         "random, pasta).")
     return Method(name=spec.strip(), **kwargs)
 
 
-def ablation_methods(alphas: Sequence[float] = ALPHAS, ks: Sequence[int] = (), default_alpha: float = 0.01
-                     ) -> list[str]:
-    """Method specs of the ablations: PASTA at each alpha (other than the default) and with the top-k heads."""
+def ablation_methods(alphas: Sequence[float] = ALPHAS, ks: Sequence[int] = (), default_alpha: float = 0.01,
+                     schedules: Sequence[Union[str, Schedule]] = (),
+                     default_schedule: Union[str, Schedule, None] = "all") -> list[str]:
+    """Method specs of the ablations: PASTA at each alpha (other than the default), with the top-k heads, and
+    under each schedule (other than the default)."""
     out = [f"pasta:alpha={a:g}" for a in alphas if not math.isclose(a, default_alpha)]
-    return out + [f"pasta:k={k}" for k in ks]
+    default = Schedule.parse(default_schedule)
+    return out + [f"pasta:k={k}" for k in ks] + [f"pasta:schedule={Schedule.parse(s)}" for s in schedules
+                                                 if Schedule.parse(s) != default]
 
 
 # --------------------------------------------------------------------------------------------------- heads
@@ -158,13 +173,15 @@ def load_heads(profile: Any) -> tuple[tuple[Head, ...], str, Any]:
 
 # ------------------------------------------------------------------------------------------------- scoring
 def candidate_logprobs(model: Any, rendered: Rendered, candidates: Sequence[str], reduce: str = "sum",
-                       heads: Optional[Sequence[Head]] = None, alpha: float = 0.01) -> list[float]:
+                       heads: Optional[Sequence[Head]] = None, alpha: float = 0.01,
+                       schedule: Union[str, Schedule, None] = "all") -> list[float]:
     """Teacher-forced log-probability of each candidate continuation of one prompt (steered if ``heads``).
 
     One forward pass over a small batch: a row per distinct multi-token prefix ``prompt + candidate[:-1]``
     (right-padded: causal attention never sees the padding); single-token candidates are read at the prompt's
     last position of any row. ``reduce="sum"`` is the log-probability of the whole string, ``"mean"`` the
-    per-token mean (ROME's CounterFact scores). The emphasis covers the prompt only.
+    per-token mean (ROME's CounterFact scores). The emphasis covers the prompt only; ``schedule`` treats the
+    candidate's tokens as generated ones (``"prompt"`` leaves their rows unsteered, as in generation).
 
     Example:
         >>> r = get_task("biasbios").render(model, markup)
@@ -184,7 +201,7 @@ def candidate_logprobs(model: Any, rendered: Rendered, candidates: Sequence[str]
     for r, p in enumerate(prefixes):
         tokens[r, :n + len(p)] = torch.tensor(prompt + list(p), dtype=torch.long)
     tokens = tokens.to(em.tokens.device)
-    ctx = steer(model, heads, em.key_mask, alpha) if heads else nullcontext()
+    ctx = steer(model, heads, em.key_mask, alpha, schedule=schedule) if heads else nullcontext()
     with torch.inference_mode(), ctx:
         logits = model(tokens)
     logp = torch.log_softmax(logits[:, n - 1:].float(), dim=-1)
@@ -197,9 +214,9 @@ def candidate_logprobs(model: Any, rendered: Rendered, candidates: Sequence[str]
 
 
 def _generate(model: Any, rendered: Sequence[Rendered], heads: Optional[Sequence[Head]], alpha: float,
-              max_new_tokens: int) -> list[str]:
+              max_new_tokens: int, schedule: Schedule = Schedule()) -> list[str]:
     em = emphasis_of(model, rendered)
-    ctx = steer(model, heads, em, alpha) if heads else nullcontext()
+    ctx = steer(model, heads, em, alpha, schedule=schedule) if heads else nullcontext()
     with ctx:
         new = generate_tokens(model, em, max_new_tokens)
     return decode_new(model, new)
@@ -224,10 +241,13 @@ class EvaluationResult:
 
 
 def _config_key(task: Task, method: Method, heads: Optional[Sequence[Head]], alpha: float, split: str,
-                variant: str, max_new_tokens: int, model_name: str) -> str:
-    payload = json.dumps([model_name, task.name, getattr(task, "synthetic", False), method.name, split, variant,
-                          method.marking, method.few_shot, alpha if heads else None,
-                          sorted(heads) if heads else None, max_new_tokens], sort_keys=True)
+                variant: str, max_new_tokens: int, model_name: str, schedule: Schedule = Schedule()) -> str:
+    fields = [model_name, task.name, getattr(task, "synthetic", False), method.name, split, variant,
+              method.marking, method.few_shot, alpha if heads else None, sorted(heads) if heads else None,
+              max_new_tokens]
+    if heads and schedule != Schedule():  # only when it matters: rows made before schedules existed still resume
+        fields.append(str(schedule))
+    payload = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -264,6 +284,7 @@ def evaluate(
     profile: Any = None,
     out_dir: Union[str, os.PathLike, None] = None,
     alpha: float = 0.01,
+    schedule: Union[str, Schedule, None] = "all",
     batch_size: int = 8,
     resume: bool = True,
     seed: int = 0,
@@ -283,6 +304,8 @@ def evaluate(
         profile: instead of ``heads``: a registry name, a path, or a ``HeadProfile``.
         out_dir: folder for ``examples.jsonl``, ``summary.json``, ``table.md`` (None: write nothing).
         alpha: default steering strength (methods may override it).
+        schedule: default steering schedule, ``"all"`` (the paper's), ``"prompt"``, ``"first:N"`` or
+            ``"decay:G"`` (:class:`~pasta_lens.schedule.Schedule`; methods may override it with ``schedule=``).
         batch_size: prompts per generation batch (left-padded).
         resume: reuse finished rows of ``out_dir/examples.jsonl`` with the same configuration.
         seed: chooses the examples, the few-shot demonstrations and the random head set.
@@ -304,6 +327,7 @@ def evaluate(
                  for t in (TASK_NAMES if tasks == "all" else ([tasks] if isinstance(tasks, str) else tasks))]
     specs = list(BASELINES) if methods == "all" else ([methods] if isinstance(methods, str) else list(methods))
     method_objs = [parse_method(m) for m in specs]
+    default_schedule = Schedule.parse(schedule)
     source = profile if profile is not None else heads
     profile_heads, heads_note = (load_heads(source)[:2] if source is not None else ((), "none"))
     out = Path(out_dir) if out_dir is not None else None
@@ -327,8 +351,9 @@ def evaluate(
             hs = resolve_heads(method, model, profile_heads, seed)
             method_heads[method.name] = hs
             a = method.alpha if method.alpha is not None else alpha
+            sched = method.schedule if method.schedule is not None else default_schedule
             max_new = max_new_tokens or task.max_new_tokens
-            config = _config_key(task, method, hs, a, split, variant, max_new, model_name)
+            config = _config_key(task, method, hs, a, split, variant, max_new, model_name, sched)
             rendering = Rendering(method.marking, task.demos(method.few_shot, seed) if method.few_shot else ())
             for ex in examples:  # reuse a finished row only for the same prompt; rescore it with today's metrics
                 row = done.get((config, ex.uid))
@@ -342,7 +367,8 @@ def evaluate(
             bar = tqdm(total=len(examples), initial=len(examples) - len(todo), disable=not progress,
                        desc=f"{task.name} / {method.name}", unit="ex")
             for chunk in _batches(todo, batch_size):
-                new_rows = _run_chunk(model, task, method, chunk, rendering, hs, a, max_new, variant, batch_size)
+                new_rows = _run_chunk(model, task, method, chunk, rendering, hs, a, max_new, variant, batch_size,
+                                      sched)
                 for ex, row in zip(chunk, new_rows):
                     row.update(config=config, task=task.name, method=method.name, split=split, uid=ex.uid,
                                synthetic=bool(getattr(ex, "synthetic", False)))
@@ -355,6 +381,7 @@ def evaluate(
             all_rows += [done[(config, ex.uid)] for ex in examples]
     summary = summarize(all_rows, task_objs, method_objs)
     summary["config"] = {"model": model_name, "split": split, "n": n, "seed": seed, "alpha": alpha,
+                         "schedule": str(default_schedule),
                          "variant": variant, "heads_source": heads_note, "n_profile_heads": len(profile_heads),
                          "heads": {m: (list(map(list, h)) if h else None) for m, h in method_heads.items()}}
     table = markdown_table(summary, task_objs, method_objs)
@@ -366,14 +393,14 @@ def evaluate(
 
 def _run_chunk(model: Any, task: Task, method: Method, chunk: Sequence[Any], rendering: Rendering,
                heads: Optional[Sequence[Head]], alpha: float, max_new: int, variant: str,
-               batch_size: int) -> list[dict[str, Any]]:
+               batch_size: int, schedule: Schedule = Schedule()) -> list[dict[str, Any]]:
     queries = {ex.uid: task.queries(ex, variant) for ex in chunk}
     results: dict[str, dict[str, Any]] = {ex.uid: {} for ex in chunk}
     prompts: dict[str, dict[str, str]] = {ex.uid: {} for ex in chunk}
     gen = [(ex.uid, q) for ex in chunk for q in queries[ex.uid] if q.kind == "generate"]
     for sub in _batches(gen, batch_size):
         rendered = [task.render(model, q.markup, rendering) for _, q in sub]
-        for (uid, q), text in zip(sub, _generate(model, rendered, heads, alpha, max_new)):
+        for (uid, q), text in zip(sub, _generate(model, rendered, heads, alpha, max_new, schedule)):
             results[uid][q.key] = text
         for (uid, q), r in zip(sub, rendered):
             prompts[uid][q.key] = r.text
@@ -381,7 +408,8 @@ def _run_chunk(model: Any, task: Task, method: Method, chunk: Sequence[Any], ren
         for q in queries[ex.uid]:
             if q.kind == "choice":
                 r = task.render(model, q.markup, rendering)
-                results[ex.uid][q.key] = candidate_logprobs(model, r, q.candidates, q.reduce, heads, alpha)
+                results[ex.uid][q.key] = candidate_logprobs(model, r, q.candidates, q.reduce, heads, alpha,
+                                                              schedule)
                 prompts[ex.uid][q.key] = r.text
     rows = []
     for ex in chunk:
