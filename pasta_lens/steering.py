@@ -44,6 +44,9 @@ AlphaSpec = Union[float, Mapping[Head, float]]
 """One alpha for every head, or a mapping ``(layer, head) -> alpha`` that covers every steered head."""
 
 ScalePosition = Literal["exclude", "include"]
+Where = Literal["pattern", "scores"]
+"""Where the edit is made: ``"pattern"`` rescales ``hook_pattern`` (default); ``"scores"`` adds ``log(alpha)``
+on ``hook_attn_scores`` before the softmax (same result, cheaper on long prompts)."""
 HookFn = Callable[[Tensor, Any], Tensor]
 
 
@@ -183,6 +186,7 @@ def pasta_hooks(
     emphasis: Union[Emphasis, Bool[Tensor, "batch pos"]],
     alpha: AlphaSpec = 0.01,
     scale_position: ScalePosition = "exclude",
+    where: Where = "pattern",
 ) -> list[tuple[str, HookFn]]:
     """TransformerLens forward hooks that apply PASTA to ``heads``, one hook per steered layer.
 
@@ -193,9 +197,13 @@ def pasta_hooks(
         alpha: the factor on non-emphasised prompt keys, in (0, 1]; or a per-head mapping.
         scale_position: ``"exclude"`` (default, the paper's: scale keys outside the span) or ``"include"``
             (scale the span's keys: suppress it).
+        where: ``"pattern"`` (default) rescales and renormalises ``hook_pattern``; ``"scores"`` adds
+            ``log(alpha)`` to the same keys on ``hook_attn_scores``, and the model's own softmax renormalises:
+            the same steering (to float rounding) at the cost of one addition per score, which matters on long
+            prompts (see :func:`scores_hooks`).
 
     Returns:
-        ``[(f"blocks.{L}.attn.hook_pattern", hook_fn), ...]``, sorted by layer.
+        ``[(f"blocks.{L}.attn.hook_pattern", hook_fn), ...]`` (or ``hook_attn_scores``), sorted by layer.
 
     Example:
         >>> em = emphasize(model, "Maria is a nurse. *Answer in JSON.*", chat=True)
@@ -203,6 +211,11 @@ def pasta_hooks(
     """
     if scale_position not in ("exclude", "include"):
         raise ValueError(f"scale_position must be 'exclude' or 'include'; got {scale_position!r}.")
+    if where == "scores":
+        return scores_hooks(heads, emphasis, alpha, scale_position)
+    if where != "pattern":
+        raise ValueError(f"where must be 'pattern' (edit hook_pattern) or 'scores' (edit hook_attn_scores); "
+                         f"got {where!r}.")
     pairs = normalize_heads(heads)
     alphas = _alphas(pairs, alpha)
     key_mask = _key_mask(emphasis)
@@ -223,12 +236,13 @@ def steer(
     scale_position: ScalePosition = "exclude",
     *,
     allow_transfer: bool = False,
+    where: Where = "pattern",
 ) -> Iterator[Any]:
     """Steer ``model`` inside a ``with`` block; a thin wrapper over ``model.hooks(fwd_hooks=...)``.
 
     The heads are checked against ``model.cfg`` (and a ``HeadProfile`` against the model's shape and weights,
     unless ``allow_transfer=True``, e.g. a LLaMA profile used on Vicuna) before any hook is added. On exit,
-    normal or by exception, exactly the hooks added here are removed.
+    normal or by exception, exactly the hooks added here are removed. ``where`` is as in :func:`pasta_hooks`.
 
     Example:
         >>> with steer(model, {20: [0, 3]}, em):
@@ -239,6 +253,91 @@ def steer(
         validate_for(model, allow_transfer=allow_transfer)
     pairs = normalize_heads(heads)
     validate_heads(pairs, model.cfg.n_layers, model.cfg.n_heads)
-    hooks = pasta_hooks(pairs, emphasis, alpha, scale_position)
+    hooks = pasta_hooks(pairs, emphasis, alpha, scale_position, where=where)
     with model.hooks(fwd_hooks=hooks):
         yield model
+
+
+# --- the additive variant on hook_attn_scores --------------------------------------------------------------
+
+def scores_hook_name(layer: int) -> str:
+    """The pre-softmax hook point used by the additive variant (``where="scores"``)."""
+    return f"blocks.{layer}.attn.hook_attn_scores"
+
+
+def key_bias(
+    key_mask: Bool[Tensor, "batch prompt"],
+    n_keys: int,
+    n_heads: int,
+    heads: list[int],
+    log_alpha: Float[Tensor, "steered"],
+    scale_position: ScalePosition = "exclude",
+) -> Float[Tensor, "batch head 1 key"]:
+    """``log(w)`` of :func:`key_weights` for *all* ``n_heads`` heads of a layer: 0 for unsteered heads.
+
+    Adding it to the pre-softmax scores is PASTA: ``softmax(s + log w) = A * w / sum(A * w)``. Zeros leave the
+    unsteered heads bit-identical (``x + 0.0 == x``, also for masked ``-inf`` scores).
+    """
+    batch, n_prompt = key_mask.shape
+    if n_keys < n_prompt:
+        raise ValueError(f"The attention scores have {n_keys} keys but the emphasis covers {n_prompt} prompt "
+                         "positions: run the model on emphasis.tokens (or a continuation of them).")
+    scaled = ~key_mask if scale_position == "exclude" else key_mask
+    per_head = torch.zeros(n_heads, dtype=torch.float32, device=key_mask.device)
+    per_head[torch.tensor(heads, device=key_mask.device)] = log_alpha
+    bias = torch.zeros(batch, n_heads, 1, n_keys, dtype=torch.float32, device=key_mask.device)
+    bias[..., :n_prompt] = scaled[:, None, None, :] * per_head[None, :, None, None]
+    return bias
+
+
+def _scores_layer_hook(layer: int, heads: list[int], alphas: list[float], key_mask: Tensor,
+                       scale_position: ScalePosition) -> HookFn:
+    def hook(scores: Float[Tensor, "batch head query key"], hook: Any) -> Float[Tensor, "batch head query key"]:
+        batch, n_heads = scores.shape[0], scores.shape[1]
+        if max(heads) >= n_heads:
+            raise ValueError(f"Layer {layer} has {n_heads} heads; cannot steer head {max(heads)}.")
+        mask = key_mask.to(scores.device)
+        if mask.shape[0] not in (1, batch):
+            raise ValueError(f"The key mask has {mask.shape[0]} rows but the batch has {batch}: build the "
+                             "emphasis from the same prompts you run (or one row to broadcast).")
+        log_alpha = torch.tensor(alphas, dtype=torch.float32, device=scores.device).log()
+        bias = key_bias(mask, scores.shape[-1], n_heads, heads, log_alpha, scale_position)
+        # One broadcast addition, out of place (a cached reference to the unsteered scores stays unsteered;
+        # autograd works): no [steered, query, key] intermediates and no renormalisation pass.
+        return scores + bias.to(scores.dtype)
+
+    return hook
+
+
+def scores_hooks(
+    heads: HeadSpec,
+    emphasis: Union[Emphasis, Bool[Tensor, "batch pos"]],
+    alpha: AlphaSpec = 0.01,
+    scale_position: ScalePosition = "exclude",
+) -> list[tuple[str, HookFn]]:
+    """PASTA as an additive ``log(alpha)`` on ``blocks.{L}.attn.hook_attn_scores``: ``where="scores"``.
+
+    The official code's form: the steered heads' pre-softmax scores of the scaled prompt keys get ``log(alpha)``
+    and the model's softmax renormalises. Same arguments and checks as :func:`pasta_hooks`; the result equals
+    the ``hook_pattern`` variant to float rounding (tests/test_steering_scores.py). The difference is cost: the
+    pattern edit gathers the steered heads, rescales, sums and divides every row and scatters back (several
+    passes over ``[batch, steered, query, key]``), the additive edit is one broadcast addition over the layer's
+    scores, which is what counts for long prompts (prefill cost grows with T x T x heads).
+
+    What you see differs: with this variant every hook on (and cache of) ``hook_pattern`` shows the steered
+    pattern, while hooks of yours on ``hook_attn_scores`` see unsteered or steered scores depending on order.
+
+    Example:
+        >>> logits = model.run_with_hooks(em.tokens, fwd_hooks=scores_hooks({20: [0, 3]}, em))
+    """
+    if scale_position not in ("exclude", "include"):
+        raise ValueError(f"scale_position must be 'exclude' or 'include'; got {scale_position!r}.")
+    pairs = normalize_heads(heads)
+    alphas = _alphas(pairs, alpha)
+    key_mask = _key_mask(emphasis)
+    by_layer: dict[int, list[int]] = {}
+    for layer, head in pairs:
+        by_layer.setdefault(layer, []).append(head)
+    return [(scores_hook_name(layer),
+             _scores_layer_hook(layer, hs, [alphas[(layer, h)] for h in hs], key_mask, scale_position))
+            for layer, hs in sorted(by_layer.items())]
