@@ -177,6 +177,28 @@ def test_overlapping_spans_differ_already_over_the_prompt(tiny_pair):
     assert (ours - theirs).abs().max().item() > 0.1
 
 
+def test_include_agrees_over_the_prompt_but_not_on_generated_keys(tiny_pair):
+    """scale_position="include": pastalib adds log(alpha) to the span and then subtracts it from *every* prompt
+    key (span weight 1, other prompt keys 1/alpha); pasta-lens gives the span alpha and the rest 1. Same ratios
+    within the prompt, so the prompt's logits agree; generated keys (weight 1 on both sides) differ in relative
+    weight, so generation differs."""
+    model, hf, tok = tiny_pair
+    text, span = PROMPTS[0], "Answer in JSON format"
+    em = emphasize(model, text, substrings=[span], prepend_bos=False)
+    pasta = PASTA(model=hf, tokenizer=tok, head_config=TINY_HEADS, alpha=0.01, scale_position="include")
+    inputs, offsets = pasta.inputs_from_batch([text])
+    mask = _pastalib_token_mask((pasta, offsets), [text], [span], inputs)
+    tokens = torch.cat([em.tokens, torch.arange(40, 46)[None]], dim=1)
+    with torch.inference_mode():
+        with pasta.apply_steering(model=hf, strings=[text], substrings=[span], model_input=inputs,
+                                  offsets_mapping=offsets) as steered:
+            theirs = steered(tokens).logits
+        ours = model.run_with_hooks(tokens, fwd_hooks=pasta_hooks(TINY_HEADS, mask, 0.01, "include"))
+    n = em.tokens.shape[1]
+    assert (ours - theirs)[:, :n].abs().max().item() <= 1e-4
+    assert (ours - theirs)[:, n:].abs().max().item() > 0.1
+
+
 # --- the real model ---------------------------------------------------------------------------------------
 
 SMOL_HEADS = {5: [2], 20: [0, 3], 21: [5], 25: [8]}
