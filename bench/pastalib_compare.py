@@ -12,6 +12,8 @@ Three parts (``--part``):
   hooks firing) and pastalib (HF ``generate`` on the plain copy), steered and unsteered.
 * ``forward``: one forward pass at T = 1,024 and 2,048 tokens with 16 / 64 / 270 steered heads: steered /
   unsteered time for pasta-lens' ``hook_pattern`` edit (default), its ``where="scores"`` variant, and pastalib.
+* ``profile``: cProfile of one 16-token steered generation on each path: function calls, time, and the
+  functions with the most own time (where the bridge's extra time goes).
 * ``memory``: peak memory of one steered forward at T = 512 / 1,024 / 2,048, each measurement in a fresh
   subprocess; read from the kernel's resident-set high-water mark (VmHWM, reset after the model is loaded via
   /proc/self/clear_refs), reported as the increment over the loaded model.
@@ -19,6 +21,7 @@ Three parts (``--part``):
     .venv/bin/python bench/pastalib_compare.py --part generate --reps 5
     .venv/bin/python bench/pastalib_compare.py --part forward --reps 3
     .venv/bin/python bench/pastalib_compare.py --part memory
+    .venv/bin/python bench/pastalib_compare.py --part profile
 """
 
 from __future__ import annotations
@@ -202,6 +205,40 @@ def part_forward(model, hf, tok, reps: int) -> None:
             print(f"  {n:3d} heads   " + "   ".join(cells))
 
 
+def part_profile(pair: Pair, new_tokens: int = 16, top: int = 12) -> None:
+    import cProfile
+    import io
+    import pstats
+
+    heads = sample_heads(64)
+    em, model, hf = pair.em, pair.model, pair.hf
+    hf_kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                     pad_token_id=pair.tok.pad_token_id)
+    paths = {
+        "pasta-lens, TL generate": (lambda: pair.lens_ctx(heads),
+                                    lambda: generate_tokens(model, em, new_tokens, stop_at_eos=False)),
+        "pasta-lens, HF loop on bridge": (lambda: pair.lens_ctx(heads), lambda: model.original_model.generate(
+            em.tokens, attention_mask=em.attention_mask, **hf_kwargs)),
+        "pastalib, HF copy": (lambda: pair.pastalib_ctx(heads), lambda: hf.generate(**pair.inputs, **hf_kwargs)),
+    }
+    with torch.inference_mode():
+        for name, (ctx, run) in paths.items():
+            with ctx():
+                run()  # warm-up
+                prof = cProfile.Profile()
+                prof.enable()
+                run()
+                prof.disable()
+            out = io.StringIO()
+            stats = pstats.Stats(prof, stream=out)
+            print(f"== {name}: {stats.total_calls} function calls, {stats.total_tt:.2f} s "
+                  f"({new_tokens} steered tokens, profiler on)")
+            stats.sort_stats("tottime").print_stats(top)
+            body = out.getvalue().splitlines()
+            start = next(i for i, line in enumerate(body) if line.strip().startswith("ncalls"))
+            print("\n".join(body[start:start + top + 1]))
+
+
 def _status_kb(field: str) -> int:
     with open("/proc/self/status") as f:
         for line in f:
@@ -256,7 +293,7 @@ def part_memory(reps: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--part", choices=("generate", "forward", "memory"), required=False)
+    parser.add_argument("--part", choices=("generate", "forward", "memory", "profile"), required=False)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
@@ -265,7 +302,7 @@ def main() -> None:
     if args.memory_worker:
         return memory_worker(args.memory_worker[0], int(args.memory_worker[1]))
     if args.part is None:
-        parser.error("choose --part generate, forward or memory")
+        parser.error("choose --part generate, forward, memory or profile")
     torch.set_num_threads(args.threads)
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start; "
           f"torch {torch.__version__}")
@@ -275,6 +312,8 @@ def main() -> None:
     hf, tok = load_hf_copy()
     if args.part == "generate":
         part_generate(Pair(model, hf, tok, 120), args.reps, args.new_tokens)
+    elif args.part == "profile":
+        part_profile(Pair(model, hf, tok, 120))
     else:
         part_forward(model, hf, tok, args.reps)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
