@@ -174,12 +174,12 @@ def part_generate(pair: Pair, reps: int, new_tokens: int) -> None:
     print(f"  steered tokens equal pastalib's: {same}")
 
 
-def part_forward(model, hf, tok, reps: int) -> None:
-    for n_tokens in (1024, 2048):
+def part_forward(model, hf, tok, reps: int, lengths=(1024, 2048), head_counts=(16, 64, 270)) -> None:
+    for n_tokens in lengths:
         pair = Pair(model, hf, tok, n_tokens)
         configs = {"lens unsteered": (lambda: nullcontext(), "lens"),
                    "pastalib unsteered": (lambda: nullcontext(), "hf")}
-        for n in (16, 64, 270):
+        for n in head_counts:
             heads = sample_heads(n)
             configs[f"lens pattern {n}"] = (lambda h=heads: pair.lens_ctx(h), "lens")
             configs[f"lens scores {n}"] = (lambda h=heads: pair.lens_ctx(h, "scores"), "lens")
@@ -196,7 +196,7 @@ def part_forward(model, hf, tok, reps: int) -> None:
               "wall and cpu)")
         print(f"  unsteered: bridge {med['lens unsteered'][0]:.2f} s, HF copy {med['pastalib unsteered'][0]:.2f} s "
               "(wall)")
-        for n in (16, 64, 270):
+        for n in head_counts:
             cells = []
             for label, key, base in (("pattern", f"lens pattern {n}", "lens unsteered"),
                                      ("scores", f"lens scores {n}", "lens unsteered"),
@@ -297,6 +297,8 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 2048], help="forward: prompt lengths")
+    parser.add_argument("--heads", type=int, nargs="+", default=[16, 64, 270], help="forward: steered head counts")
     parser.add_argument("--memory-worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_worker:
@@ -315,7 +317,7 @@ def main() -> None:
     elif args.part == "profile":
         part_profile(Pair(model, hf, tok, 120))
     else:
-        part_forward(model, hf, tok, args.reps)
+        part_forward(model, hf, tok, args.reps, args.lengths, args.heads)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 
