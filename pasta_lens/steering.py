@@ -57,6 +57,9 @@ AlphaSpec = Union[float, Mapping[Head, float]]
 """One alpha for every head, or a mapping ``(layer, head) -> alpha`` that covers every steered head."""
 
 ScalePosition = Literal["exclude", "include"]
+Where = Literal["pattern", "scores"]
+"""Where the edit is made: ``"pattern"`` rescales ``hook_pattern`` (default); ``"scores"`` adds ``log(alpha)``
+on ``hook_attn_scores`` before the softmax (same result, cheaper on long prompts)."""
 HookFn = Callable[[Tensor, Any], Tensor]
 T = TypeVar("T")
 
@@ -295,6 +298,7 @@ def pasta_hooks(
     model: Any = None,
     allow_transfer: bool = False,
     schedule: ScheduleSpec = "all",
+    where: Where = "pattern",
 ) -> list[tuple[str, HookFn]]:
     """TransformerLens forward hooks that apply PASTA to ``heads``, one hook per steered layer.
 
@@ -314,6 +318,11 @@ def pasta_hooks(
             ``"all"`` (default, the paper's), ``"prompt"`` (the prefill only), ``"first:N"`` (the prompt and the
             first N generated tokens' rows), ``"decay:G"`` (generated token t's row uses alpha ** (G ** t)).
             Unsteered rows are bit-identical to the unsteered run.
+        where: ``"pattern"`` (default) rescales and renormalises ``hook_pattern``; ``"scores"`` adds
+            ``log(alpha)`` to the same keys on ``hook_attn_scores``, and the model's own softmax renormalises:
+            the same steering (to float rounding) at the cost of one addition per score, which matters on long
+            prompts (see :func:`scores_hooks`); schedules other than
+            ``"all"`` are for ``"pattern"`` only.
 
     The mask is aligned with key positions: key ``j`` of the pattern is position ``j`` of ``emphasis.tokens``.
     Run the model on exactly those tokens or a continuation of them (teacher-forced answer tokens, generated
@@ -321,7 +330,7 @@ def pasta_hooks(
     really start with ``emphasis.tokens`` cannot be seen from the pattern: :func:`steer` checks it.
 
     Returns:
-        ``[(f"blocks.{L}.attn.hook_pattern", hook_fn), ...]``, sorted by layer.
+        ``[(f"blocks.{L}.attn.hook_pattern", hook_fn), ...]`` (or ``hook_attn_scores``), sorted by layer.
 
     Raises:
         ValueError: bad heads, alpha or mask; a ``HeadProfile`` without ``model=``; a profile for another model.
@@ -341,6 +350,14 @@ def pasta_hooks(
                          "steer(model, profile, em); pass profile.heads to skip the check on purpose.")
     else:
         pairs = normalize_heads(heads)
+    if where == "scores":
+        if Schedule.parse(schedule) != Schedule.parse("all"):
+            raise ValueError("schedule= is applied on hook_pattern: use where='pattern' (the default) with a "
+                             f"schedule other than 'all' (got {schedule!r}).")
+        return scores_hooks(pairs, emphasis, alpha, scale_position)
+    if where != "pattern":
+        raise ValueError(f"where must be 'pattern' (edit hook_pattern) or 'scores' (edit hook_attn_scores); "
+                         f"got {where!r}.")
     alphas = _alphas(pairs, alpha)
     key_mask = _key_mask(emphasis)
     sched = Schedule.parse(schedule)
@@ -412,6 +429,7 @@ def steer(
     *,
     allow_transfer: bool = False,
     schedule: ScheduleSpec = "all",
+    where: Where = "pattern",
 ) -> Iterator[Any]:
     """Steer ``model`` inside a ``with`` block; a thin wrapper over ``model.hooks(fwd_hooks=...)``.
 
@@ -421,14 +439,99 @@ def steer(
     (or a continuation of them), through ``embed.hook_in`` (bridge) or ``hook_embed`` (HookedTransformer); a bare key mask is
     trusted to match. ``schedule`` says which query rows are steered (see :func:`pasta_hooks`; e.g.
     ``"prompt"`` steers the prefill and no generated token). On exit, normal or by exception, exactly the hooks
-    added here are removed.
+    added here are removed. ``where`` is as in :func:`pasta_hooks`.
 
     Example:
         >>> with steer(model, {20: [0, 3]}, em):
         ...     out = model.generate(em.tokens, max_new_tokens=40, do_sample=False, prepend_bos=False)
     """
     pairs = resolve_heads(model, heads, allow_transfer=allow_transfer)
-    hooks = pasta_hooks(pairs, emphasis, alpha, scale_position, schedule=schedule)
+    hooks = pasta_hooks(pairs, emphasis, alpha, scale_position, schedule=schedule, where=where)
     hooks = _tokens_check(model, emphasis) + hooks
     with model.hooks(fwd_hooks=hooks):
         yield model
+
+
+# --- the additive variant on hook_attn_scores --------------------------------------------------------------
+
+def scores_hook_name(layer: int) -> str:
+    """The pre-softmax hook point used by the additive variant (``where="scores"``)."""
+    return f"blocks.{layer}.attn.hook_attn_scores"
+
+
+def key_bias(
+    key_mask: Bool[Tensor, "batch prompt"],
+    n_keys: int,
+    n_heads: int,
+    heads: list[int],
+    log_alpha: Float[Tensor, "steered"],
+    scale_position: ScalePosition = "exclude",
+) -> Float[Tensor, "batch head 1 key"]:
+    """``log(w)`` of :func:`key_weights` for *all* ``n_heads`` heads of a layer: 0 for unsteered heads.
+
+    Adding it to the pre-softmax scores is PASTA: ``softmax(s + log w) = A * w / sum(A * w)``. Zeros leave the
+    unsteered heads bit-identical (``x + 0.0 == x``, also for masked ``-inf`` scores).
+    """
+    batch, n_prompt = key_mask.shape
+    if n_keys < n_prompt:
+        raise ValueError(f"The attention scores have {n_keys} keys but the emphasis covers {n_prompt} prompt "
+                         "positions: run the model on emphasis.tokens (or a continuation of them).")
+    scaled = ~key_mask if scale_position == "exclude" else key_mask
+    per_head = torch.zeros(n_heads, dtype=torch.float32, device=key_mask.device)
+    per_head[torch.tensor(heads, device=key_mask.device)] = log_alpha
+    bias = torch.zeros(batch, n_heads, 1, n_keys, dtype=torch.float32, device=key_mask.device)
+    bias[..., :n_prompt] = scaled[:, None, None, :] * per_head[None, :, None, None]
+    return bias
+
+
+def _scores_layer_hook(layer: int, heads: list[int], alphas: list[float], key_mask: Tensor,
+                       scale_position: ScalePosition) -> HookFn:
+    def hook(scores: Float[Tensor, "batch head query key"], hook: Any) -> Float[Tensor, "batch head query key"]:
+        batch, n_heads = scores.shape[0], scores.shape[1]
+        if max(heads) >= n_heads:
+            raise ValueError(f"Layer {layer} has {n_heads} heads; cannot steer head {max(heads)}.")
+        mask = key_mask.to(scores.device)
+        if mask.shape[0] not in (1, batch):
+            raise ValueError(f"The key mask has {mask.shape[0]} rows but the batch has {batch}: build the "
+                             "emphasis from the same prompts you run (or one row to broadcast).")
+        log_alpha = torch.tensor(alphas, dtype=torch.float32, device=scores.device).log()
+        bias = key_bias(mask, scores.shape[-1], n_heads, heads, log_alpha, scale_position)
+        # One broadcast addition, out of place (a cached reference to the unsteered scores stays unsteered;
+        # autograd works): no [steered, query, key] intermediates and no renormalisation pass.
+        return scores + bias.to(scores.dtype)
+
+    return hook
+
+
+def scores_hooks(
+    heads: HeadSpec,
+    emphasis: Union[Emphasis, Bool[Tensor, "batch pos"]],
+    alpha: AlphaSpec = 0.01,
+    scale_position: ScalePosition = "exclude",
+) -> list[tuple[str, HookFn]]:
+    """PASTA as an additive ``log(alpha)`` on ``blocks.{L}.attn.hook_attn_scores``: ``where="scores"``.
+
+    The official code's form: the steered heads' pre-softmax scores of the scaled prompt keys get ``log(alpha)``
+    and the model's softmax renormalises. Same arguments and checks as :func:`pasta_hooks`; the result equals
+    the ``hook_pattern`` variant to float rounding (tests/test_steering_scores.py). The difference is cost: the
+    pattern edit gathers the steered heads, rescales, sums and divides every row and scatters back (several
+    passes over ``[batch, steered, query, key]``), the additive edit is one broadcast addition over the layer's
+    scores, which is what counts for long prompts (prefill cost grows with T x T x heads).
+
+    What you see differs: with this variant every hook on (and cache of) ``hook_pattern`` shows the steered
+    pattern, while hooks of yours on ``hook_attn_scores`` see unsteered or steered scores depending on order.
+
+    Example:
+        >>> logits = model.run_with_hooks(em.tokens, fwd_hooks=scores_hooks({20: [0, 3]}, em))
+    """
+    if scale_position not in ("exclude", "include"):
+        raise ValueError(f"scale_position must be 'exclude' or 'include'; got {scale_position!r}.")
+    pairs = normalize_heads(heads)
+    alphas = _alphas(pairs, alpha)
+    key_mask = _key_mask(emphasis)
+    by_layer: dict[int, list[int]] = {}
+    for layer, head in pairs:
+        by_layer.setdefault(layer, []).append(head)
+    return [(scores_hook_name(layer),
+             _scores_layer_hook(layer, hs, [alphas[(layer, h)] for h in hs], key_mask, scale_position))
+            for layer, hs in sorted(by_layer.items())]
