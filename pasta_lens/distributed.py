@@ -229,7 +229,7 @@ def compute_missing(ckpt: ShardedCheckpoint, phase: str, keys: Sequence[str], co
     (``ckpt.remember``). A collective: every rank must call it with the same ``keys``. Without a process group
     it does nothing (the caller's own loop computes and checkpoints as before).
     """
-    if world.size == 1:
+    if world.size == 1 or not keys:  # every rank has the same keys: all return here, or none does
         return
     owner = _lowest_rank_holding([ckpt.get(phase, k) is not None for k in keys], world)
     missing = list(dict.fromkeys(k for k, o in zip(keys, owner) if o == world.size))  # distinct, in order

@@ -7,7 +7,6 @@ single-process runs computes (none twice, none lost).
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +25,6 @@ from tests.tiny import tiny_model
 
 KW = dict(method="hybrid", top_m=3, heads_per_batch=4, progress=False)
 EVAL = dict(heads=HEADS, batch_size=1, max_new_tokens=3, progress=False)
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _examples(model, n):
@@ -105,9 +103,11 @@ def _worker(rank, world_size, root):
         calls: list = []
         scores = profile_heads(model, _recording(_examples(model, 4), calls), checkpoint=root / "mixed" / "run.ckpt",
                                **KW)
+        others = {m: profile_heads(model, _examples(model, 3), m, heads_per_batch=4, progress=False)
+                  for m in ("attribution", "exact")}  # no checkpoint: in memory only
         res = evaluate(model, _tasks(), ["zero-shot", "pasta"], n=4, out_dir=root / "eval", **EVAL)
-        torch.save({"calls": calls, "scores": scores, "rows": list(res.rows), "summary": res.summary,
-                    "world": current_world()}, root / f"rank{rank}.pt")
+        torch.save({"calls": calls, "scores": scores, "others": others, "rows": list(res.rows),
+                    "summary": res.summary, "world": current_world()}, root / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
@@ -135,6 +135,11 @@ def test_two_processes_equal_one_and_resume_across_process_counts(llama, tmp_pat
         torch.testing.assert_close(got.per_example, ref.per_example, rtol=1e-5, atol=1e-6)
         assert torch.equal(got.exact, ref.exact) and got.ranking()[:3] == ref.ranking()[:3]
     assert torch.equal(ranks[0]["scores"].scores, ranks[1]["scores"].scores)
+    for method in ("attribution", "exact"):
+        ref = profile_heads(llama, examples[:3], method, heads_per_batch=4, progress=False)
+        for r in ranks:
+            torch.testing.assert_close(r["others"][method].per_example, ref.per_example, rtol=1e-5, atol=1e-6)
+            assert r["others"][method].baseline == pytest.approx(ref.baseline, abs=1e-6)
     assert ranks[0]["calls"] and ranks[1]["calls"]
     assert sorted(ranks[0]["calls"] + ranks[1]["calls"]) == sorted(single_calls[4])
     assert sorted(p.name for p in mixed.parent.iterdir()) == ["run.ckpt", "run.rank1.ckpt"]
@@ -172,8 +177,7 @@ def tiny_dir(tmp_path_factory):
 
 def _torchrun(args, cwd):
     """``torchrun --nproc-per-node 2 -m pasta_lens.cli ARGS``, as a user types it (the venv's bin on PATH)."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-           "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     cmd = ["torchrun", "--nproc-per-node", "2", "-m", "pasta_lens.cli", *args]
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -81,10 +81,14 @@ def add_placement_arguments(p: argparse.ArgumentParser) -> None:
                         "one process only)")
     p.add_argument("--n-devices", type=int, default=None,
                    help="split the model over this many GPUs (one process only)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+                   help="parameter dtype (default float32; steering arithmetic is fp32 either way)")
 
 
 def load_model_for(args: argparse.Namespace) -> Any:
     """:func:`pasta_lens.load_model` with the placement arguments of :func:`add_placement_arguments`."""
+    import torch
+
     from pasta_lens.distributed import current_world, local_device
     from pasta_lens.models import load_model
 
@@ -93,9 +97,10 @@ def load_model_for(args: argparse.Namespace) -> Any:
         raise ValueError("--device-map / --n-devices split one model over the GPUs one process sees; under "
                          "torchrun every process would claim the same GPUs. Run one process "
                          "(python -m pasta_lens.cli ...), or use one GPU per process (--device, the default).")
+    dtype = getattr(torch, args.dtype)
     if split:
-        return load_model(args.model, device_map=args.device_map, n_devices=args.n_devices)
-    return load_model(args.model, device=args.device or local_device())
+        return load_model(args.model, dtype=dtype, device_map=args.device_map, n_devices=args.n_devices)
+    return load_model(args.model, dtype=dtype, device=args.device or local_device())
 
 
 def build_parser() -> argparse.ArgumentParser:
