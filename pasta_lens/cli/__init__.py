@@ -81,6 +81,38 @@ def split_list(text: str) -> list[str]:
     return [s.strip() for s in text.split(",") if s.strip()]
 
 
+def add_placement_arguments(p: argparse.ArgumentParser) -> None:
+    """Where the model goes: one device per process (the torchrun default), or one model split over devices."""
+    p.add_argument("--device", default=None,
+                   help="device for the model (default: this process's GPU, cuda:LOCAL_RANK, when CUDA is "
+                        "available, else cpu)")
+    p.add_argument("--device-map", default=None,
+                   help="split a model too large for one device: auto or balanced (Hugging Face's dispatcher; "
+                        "one process only)")
+    p.add_argument("--n-devices", type=int, default=None,
+                   help="split the model over this many GPUs (one process only)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+                   help="parameter dtype (default float32; steering arithmetic is fp32 either way)")
+
+
+def load_model_for(args: argparse.Namespace) -> Any:
+    """:func:`pasta_lens.load_model` with the placement arguments of :func:`add_placement_arguments`."""
+    import torch
+
+    from pasta_lens.distributed import current_world, local_device
+    from pasta_lens.models import load_model
+
+    split = args.device_map is not None or args.n_devices is not None
+    if split and current_world().size > 1:
+        raise ValueError("--device-map / --n-devices split one model over the GPUs one process sees; under "
+                         "torchrun every process would claim the same GPUs. Run one process "
+                         "(python -m pasta_lens.cli ...), or use one GPU per process (--device, the default).")
+    dtype = getattr(torch, args.dtype)
+    if split:
+        return load_model(args.model, dtype=dtype, device_map=args.device_map, n_devices=args.n_devices)
+    return load_model(args.model, dtype=dtype, device=args.device or local_device())
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pasta_lens.cli import attention, evaluate, profile, steer  # the commands import this module's helpers
 
@@ -95,8 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from pasta_lens.distributed import process_group_from_env
+
     try:
-        return int(args.func(args) or 0)
+        with process_group_from_env():  # under torchrun: one process group for the command (gloo on CPU)
+            return int(args.func(args) or 0)
     except (ValueError, ImportError, FileNotFoundError, argparse.ArgumentTypeError) as err:
         print(f"pasta-lens {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 
-from pasta_lens.cli import parse_heads, parse_schedule, split_list
+from pasta_lens.cli import add_placement_arguments, parse_heads, parse_schedule, split_list
 
 if TYPE_CHECKING:
     from pasta_lens.tasks import Task
@@ -39,8 +39,9 @@ def build_tasks(names: str, bios: Optional[str] = None, data_dir: Optional[str] 
 
 def _cmd_evaluate(args: Any) -> int:
     from pasta_lens.evaluation import BASELINES, ablation_methods, evaluate, parse_method
+    from pasta_lens.cli import load_model_for
+    from pasta_lens.distributed import current_world
     from pasta_lens.generation import default_heads
-    from pasta_lens.models import load_model
 
     if args.profile and args.heads:
         raise ValueError("Give --profile or --heads, not both.")
@@ -48,7 +49,8 @@ def _cmd_evaluate(args: Any) -> int:
         # On a shared CPU, one intra-op thread per process avoids OpenMP spin-waiting (measured ~8x faster
         # generation on this project's machine under load); torch's own default is one thread per core.
         torch.set_num_threads(args.threads)
-    model = load_model(args.model)
+    world = current_world()  # under torchrun: batches shared by rank, rank 0 writes and prints
+    model = load_model_for(args)
     methods = list(BASELINES) if args.baselines == "all" else split_list(args.baselines)
     alphas = [float(a) for a in split_list(args.alphas)] if args.alphas else []
     ks = [int(k) for k in split_list(args.ks)] if args.ks else []
@@ -59,12 +61,15 @@ def _cmd_evaluate(args: Any) -> int:
     source: Any = args.profile or (parse_heads(args.heads, model.cfg.n_heads) if args.heads else None)
     if source is None and any(parse_method(m).heads in ("profile", "random") for m in methods):
         source, note = default_heads(model)
-        print(f"no --profile/--heads given: using the {note}", file=sys.stderr)
+        if world.is_main:
+            print(f"no --profile/--heads given: using the {note}", file=sys.stderr)
     tasks = build_tasks(args.tasks, args.bios, args.data_dir)
     kwargs = dict(profile=source) if isinstance(source, str) else dict(heads=source)
     res = evaluate(model, tasks, methods, args.split, args.n, out_dir=args.out, alpha=args.alpha,
-                   schedule=args.schedule, batch_size=args.batch_size, resume=not args.no_resume, seed=args.seed, variant=args.variant,
-                   max_new_tokens=args.max_new_tokens, **kwargs)
+                   schedule=args.schedule, batch_size=args.batch_size, resume=not args.no_resume, seed=args.seed,
+                   variant=args.variant, max_new_tokens=args.max_new_tokens, progress=world.is_main, **kwargs)
+    if not world.is_main:
+        return 0
     print(res.table)
     print(f"rows: {res.out_dir / 'examples.jsonl'}\nsummary: {res.out_dir / 'summary.json'}\n"
           f"table: {res.out_dir / 'table.md'}")
@@ -89,7 +94,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--alphas", default="", help="alpha ablation: add pasta at these alphas, e.g. 0.001,0.1,0.5")
     p.add_argument("--ks", default="", help="head-count ablation: add pasta with the top-k profile heads, e.g. 10,20")
     p.add_argument("--split", default="test", choices=("train", "validation", "test"))
-    p.add_argument("--n", type=int, default=50, help="examples per task (default 50)")
+    p.add_argument("--n", "--n-examples", dest="n", type=int, default=50,
+                   help="examples per task (default 50; spell it --n-examples under torchrun)")
     p.add_argument("--out", required=True, help="output folder (examples.jsonl, summary.json, table.md)")
     p.add_argument("--alpha", type=float, default=0.01, help="steering strength (default 0.01)")
     p.add_argument("--schedule", type=parse_schedule, default="all",
@@ -109,4 +115,5 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--no-resume", action="store_true", help="start over instead of reusing finished rows")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (default: torch's; 1 is much faster on a busy shared CPU)")
+    add_placement_arguments(p)
     p.set_defaults(func=_cmd_evaluate)

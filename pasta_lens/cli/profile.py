@@ -19,6 +19,7 @@ import shlex
 import time
 from typing import Any, Sequence, Union
 
+from pasta_lens.cli import add_placement_arguments
 from pasta_lens.models import DEFAULT_MODEL
 from pasta_lens.profile import STRATEGIES
 from pasta_lens.profiling import METHODS
@@ -68,7 +69,8 @@ def _examples(model: Any, tasks: Sequence[str], split: str, n: int, seed: int) -
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
-    from pasta_lens.models import load_model
+    from pasta_lens.cli import load_model_for
+    from pasta_lens.distributed import current_world
     from pasta_lens.profiling import ablation_curve, choose_k, make_profile, profile_tasks
 
     if args.profile_command == "plot":
@@ -85,14 +87,17 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     if args.strategy == "task_specific" and len(tasks) != 1:
         raise ValueError("--strategy task_specific profiles one task: pass exactly one name in --tasks.")
     started = time.perf_counter()
-    model = load_model(args.model)
+    world = current_world()  # under torchrun: examples shared by rank, rank 0 writes and prints
+    quiet = args.quiet or not world.is_main
+    model = load_model_for(args)
     examples = _examples(model, tasks, "train", args.n, args.seed)
     checkpoint_dir = args.checkpoint_dir or f"{args.out}.ckpt"
     scores = profile_tasks(model, examples, args.method, args.alpha, args.top_m, args.heads_per_batch,
-                           checkpoint_dir, progress=not args.quiet, rescore_examples=args.rescore_n)
+                           checkpoint_dir, progress=not quiet, rescore_examples=args.rescore_n)
     profiled = time.perf_counter() - started
     provenance: dict[str, Any] = {"profiling_wall_time_s": round(profiled, 1), "split": "train",
-                                  "heads_per_batch": args.heads_per_batch, "top_m": args.top_m}
+                                  "heads_per_batch": args.heads_per_batch, "top_m": args.top_m,
+                                  "processes": world.size}
     if args.rescore_n is not None:
         provenance["rescore_examples"] = args.rescore_n
     k = args.k
@@ -100,7 +105,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         total = model.cfg.n_layers * model.cfg.n_heads
         ks = [x for x in _int_list(args.ks) if x <= total]
         val = _examples(model, tasks, "validation", args.val_n, args.seed)
-        curve = ablation_curve(model, scores, val, ks, args.strategy, args.alpha, progress=not args.quiet)
+        curve = ablation_curve(model, scores, val, ks, args.strategy, args.alpha, progress=not quiet)
         k = choose_k(curve)
         provenance["ablation_curve"] = [{"k": p.k, "n_heads": p.n_heads, "metric": round(p.metric, 5),
                                          "per_task": {t: round(v, 5) for t, v in p.per_task.items()}}
@@ -110,6 +115,8 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     profile = make_profile(model, args.model, scores, int(k), args.strategy,
                            task=tasks[0] if args.strategy == "task_specific" else None, seed=args.seed,
                            command=_command(args), provenance=provenance)
+    if not world.is_main:
+        return 0
     profile.save(args.out)
     print(f"{args.model}: {len(profile.heads)} heads selected (k={k}, {args.strategy}) from "
           f"{', '.join(f'{t} x {len(e)}' for t, e in examples.items())} examples, {args.method}; "
@@ -125,7 +132,9 @@ def add_parser(sub: Any) -> None:
                                    "`pasta-lens profile plot PROFILE --out x.png` draws one.")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default: {DEFAULT_MODEL})")
     p.add_argument("--tasks", default=DEFAULT_TASKS, help=f"comma-separated tasks (default: {DEFAULT_TASKS})")
-    p.add_argument("--n", type=int, default=200, help="train examples per task (default 200)")
+    p.add_argument("--n", "--n-examples", dest="n", type=int, default=200,
+                   help="train examples per task (default 200; spell it --n-examples under torchrun, whose own "
+                        "parser reads --n as an abbreviation of its options)")
     p.add_argument("--method", choices=METHODS, default="hybrid",
                    help="head scores: attribution (gradient), exact (steer each head), hybrid (default)")
     p.add_argument("--alpha", type=float, default=0.01, help="PASTA strength while profiling (default 0.01)")
@@ -143,6 +152,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--out", default=None, help="where to write the profile JSON")
     p.add_argument("--checkpoint-dir", default=None, help="per-task checkpoints (default: OUT.ckpt/)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_placement_arguments(p)
     p.set_defaults(func=_cmd_profile, profile_command=None)
     plot_sub = p.add_subparsers(dest="profile_command")
     plot = plot_sub.add_parser("plot", help="layer x head heatmap of a profile, selected heads marked",

@@ -18,6 +18,7 @@ from typing import Any, Iterable, Optional, Sequence, Union
 
 import torch
 
+from pasta_lens.distributed import broadcast, current_world, map_batches
 from pasta_lens.evaluation.report import LABELS, markdown_table, summarize
 from pasta_lens.generation import decode_new, generate_tokens
 from pasta_lens.io import atomic_write_text
@@ -331,7 +332,8 @@ def evaluate(
     source = profile if profile is not None else heads
     profile_heads, heads_note = (load_heads(source)[:2] if source is not None else ((), "none"))
     out = Path(out_dir) if out_dir is not None else None
-    rows_path = out / "examples.jsonl" if out is not None else None
+    world = current_world()  # [distributed] torch.distributed's rank/size; one process: World(0, 1)
+    rows_path = out / "examples.jsonl" if out is not None and world.is_main else None  # [distributed] rank 0 writes
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     done = {}
@@ -342,6 +344,7 @@ def evaluate(
                 f.write("\n")
     elif rows_path is not None and rows_path.exists():
         rows_path.unlink()
+    done = broadcast(done, world)  # [distributed] every rank resumes from rank 0's rows
     model_name = _model_name(model)
     all_rows: list[dict[str, Any]] = []
     method_heads: dict[str, Optional[tuple[Head, ...]]] = {}
@@ -366,9 +369,9 @@ def evaluate(
             todo = [ex for ex in examples if (config, ex.uid) not in done]
             bar = tqdm(total=len(examples), initial=len(examples) - len(todo), disable=not progress,
                        desc=f"{task.name} / {method.name}", unit="ex")
-            for chunk in _batches(todo, batch_size):
-                new_rows = _run_chunk(model, task, method, chunk, rendering, hs, a, max_new, variant, batch_size,
-                                      sched)
+            run = lambda c: _run_chunk(model, task, method, c, rendering, hs, a, max_new, variant, batch_size,
+                                        sched)
+            for chunk, new_rows in map_batches(todo, batch_size, run, world):  # [distributed] batch b on rank b % N
                 for ex, row in zip(chunk, new_rows):
                     row.update(config=config, task=task.name, method=method.name, split=split, uid=ex.uid,
                                synthetic=bool(getattr(ex, "synthetic", False)))
@@ -385,7 +388,7 @@ def evaluate(
                          "variant": variant, "heads_source": heads_note, "n_profile_heads": len(profile_heads),
                          "heads": {m: (list(map(list, h)) if h else None) for m, h in method_heads.items()}}
     table = markdown_table(summary, task_objs, method_objs)
-    if out is not None:
+    if out is not None and world.is_main:  # [distributed]
         atomic_write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
         atomic_write_text(out / "table.md", table)
     return EvaluationResult(summary, table, tuple(all_rows), out)

@@ -18,6 +18,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from pasta_lens.distributed import ShardedCheckpoint, compute_missing, current_world
 from pasta_lens.objectives import ProfilingExample
 from pasta_lens.profile import weights_hash
 from pasta_lens.profiling.checkpoints import CHECKPOINT_VERSION, _Checkpoint, _example_digest, _heads_digest
@@ -252,6 +253,10 @@ def profile_heads(
         progress: show a tqdm bar per phase.
         rescore_examples: ``hybrid`` only: re-score on the first N examples (default: all).
 
+    Under ``torchrun`` (an initialised ``torch.distributed`` process group) every process calls this with the
+    same arguments: the examples are shared among them, the per-example results gathered to all of them, and
+    each returns the single-process result (:mod:`pasta_lens.distributed`; checkpoints: one file per rank).
+
     Returns:
         :class:`HeadScores` with ``scores [n_layers, n_heads]``.
 
@@ -282,7 +287,8 @@ def profile_heads(
     fingerprint = dict(version=CHECKPOINT_VERSION, alpha=float(alpha), heads_per_batch=int(heads_per_batch),
                        shape=(n_layers, n_heads), weights=weights_hash(model))
     digests = [_example_digest(ex) for ex in examples]
-    ckpt = _Checkpoint(checkpoint, fingerprint)
+    world = current_world()  # [distributed] torch.distributed's rank/size; one process: World(0, 1)
+    ckpt = ShardedCheckpoint(checkpoint, world, lambda p: _Checkpoint(p, fingerprint))  # [distributed]
     all_heads = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
     n = len(examples)
     per_example = torch.zeros(n, n_layers, n_heads)
@@ -290,6 +296,8 @@ def profile_heads(
     exact_mask = torch.zeros(n_layers, n_heads, dtype=torch.bool)
 
     if method in ("attribution", "hybrid"):
+        compute_missing(ckpt, "attribution", digests, lambda i: attribution_scores(model, examples[i], alpha),
+                        world, progress, f"{task or 'task'}: attribution")  # [distributed] this rank's share
         for i in _progress(range(n), progress, f"{task or 'task'}: attribution"):
             done = ckpt.get("attribution", digests[i])
             if done is None:
@@ -306,6 +314,9 @@ def profile_heads(
         rescored, exact_rows = [], range(0)
     exact_values = torch.zeros(len(exact_rows), len(rescored))
     heads_key = _heads_digest(rescored)
+    compute_missing(ckpt, "exact", [f"{digests[i]}:{heads_key}" for i in exact_rows],  # [distributed]
+                    lambda j: exact_scores(model, examples[exact_rows[j]], alpha, rescored, heads_per_batch),
+                    world, progress, f"{task or 'task'}: exact")
     for j, i in enumerate(_progress(exact_rows, progress and bool(rescored), f"{task or 'task'}: exact")):
         done = ckpt.get("exact", f"{digests[i]}:{heads_key}")
         if done is None:

@@ -1,0 +1,67 @@
+"""The README's torchrun commands, run as typed on SmolLM2 (2 CPU processes, gloo), equal the single-process run.
+
+The single-process reference is computed in this process on the session's SmolLM2 (the library calls the CLI
+makes, with the CLI's defaults), which saves two model loads: the test is the slowest of the suite as it is.
+"""
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_commands() -> list[list[str]]:
+    """The commands between the README's tested-commands markers, continuation lines joined."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("<!-- tested-commands:start -->")[1].split("<!-- tested-commands:end -->")[0]
+    body = block.split("```bash\n")[1].split("```")[0]
+    return [shlex.split(line) for line in body.replace("\\\n", " ").splitlines() if line.strip()]
+
+
+def _run(cmd, cwd):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"{shlex.join(cmd)}\n{done.stderr[-3000:]}"
+    return done
+
+
+def _opt(cmd, name):
+    return cmd[cmd.index(name) + 1]
+
+
+@pytest.mark.slow
+def test_readme_torchrun_commands_equal_one_process(smollm2, tmp_path):
+    from pasta_lens import HeadProfile, profile_heads
+    from pasta_lens.evaluation import evaluate
+    from pasta_lens.tasks import get_task
+
+    profile_cmd, eval_cmd = readme_commands()
+    for cmd in (profile_cmd, eval_cmd):
+        assert cmd[:5] == ["torchrun", "--nproc-per-node", "2", "-m", "pasta_lens.cli"]
+        _run(cmd, tmp_path)
+
+    n = int(_opt(profile_cmd, "--n-examples"))
+    two = HeadProfile.load(tmp_path / _opt(profile_cmd, "--out"))
+    assert two.provenance["processes"] == 2 and two.n_examples == {"json": n}
+    examples = get_task("json").profiling_examples(smollm2, split="train", n=n, seed=0)
+    one = profile_heads(smollm2, examples, "hybrid", top_m=int(_opt(profile_cmd, "--top-m")), progress=False)
+    diff = (two.score_table("json") - one.scores).abs().max()
+    print(f"2 processes vs 1: max |score difference| {float(diff):.3g}")  # reported in results/distributed.md
+    torch.testing.assert_close(two.score_table("json"), one.scores, rtol=1e-4, atol=1e-5)
+    assert set(two.heads) == set(one.top(int(_opt(profile_cmd, "--k"))))
+
+    out = tmp_path / _opt(eval_cmd, "--out")
+    rows = [json.loads(x) for x in (out / "examples.jsonl").read_text().splitlines()]
+    ref = evaluate(smollm2, ["json"], _opt(eval_cmd, "--baselines").split(","), n=int(_opt(eval_cmd, "--n-examples")),
+                   profile=_opt(eval_cmd, "--profile"), batch_size=int(_opt(eval_cmd, "--batch-size")),
+                   max_new_tokens=int(_opt(eval_cmd, "--max-new-tokens")), progress=False)
+    assert len(rows) == len(ref.rows) == 2 * 2 and len({(r["config"], r["uid"]) for r in rows}) == 4
+    assert [(r["config"], r["outputs"]) for r in rows] == [(r["config"], r["outputs"]) for r in ref.rows]
+    assert json.loads((out / "summary.json").read_text())["tasks"] == json.loads(json.dumps(ref.summary))["tasks"]
