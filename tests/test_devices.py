@@ -15,7 +15,7 @@ from pasta_lens import emphasize, load_model, pasta_hooks
 from pasta_lens.profiling.scoring import _copy_hooks, pasta_delta
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def em(llama):
     return emphasize(llama, "Maria is a nurse. *Answer in JSON.*")
 

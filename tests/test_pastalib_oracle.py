@@ -80,7 +80,7 @@ def _check_parity(pair, texts, spans, heads, alpha, tol, scale_position="exclude
     return diff
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def tiny_pair(llama):
     """(bridge, a separate plain HF copy with the same weights, its plain HF tokenizer) for pastalib.
 
