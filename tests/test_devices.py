@@ -67,9 +67,15 @@ def tiny_dir(tmp_path_factory):
 
 
 def test_a_disk_offloaded_split_steers_like_one_device(tiny_dir):
+    from importlib.metadata import version
+
     whole = load_model(tiny_dir)
     split_map = {"model.embed_tokens": "cpu", "model.rotary_emb": "cpu", "model.layers.0": "cpu",
                  "model.layers.1": "disk", "model.layers.2": "disk", "model.norm": "cpu", "lm_head": "cpu"}
+    if int(version("transformer-lens").split(".")[0]) < 4:  # measured: TL 3.9's bridge refuses disk offload
+        with pytest.raises(ValueError, match="'disk' is not supported"):
+            load_model(tiny_dir, device_map=split_map)
+        return
     split = load_model(tiny_dir, device_map=split_map)
     assert split.cfg.n_devices == 2 and any(p.device.type == "meta" for p in split.parameters())  # not resident
     em = emphasize(whole, "Maria is a nurse. *Answer in JSON.*")

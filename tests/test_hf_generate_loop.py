@@ -5,6 +5,7 @@ bench/pastalib_compare.py measures it against TransformerLens' ``generate`` (res
 tests pin that it is a correct alternative: same tokens as TL's loop, cached == uncached, batch == rows alone.
 """
 
+import pytest
 import torch
 
 from pasta_lens import emphasize, steer
@@ -22,6 +23,7 @@ def _hf_loop(model, em, n, use_cache=True):
     return out[:, em.tokens.shape[1]:]
 
 
+@pytest.mark.parametrize("backend", ["bridge"], indirect=True)  # HF's loop drives the bridge's original_model
 def test_hf_loop_fires_hooks_and_matches_tl_generate(llama):
     em = emphasize(llama, TEXTS)
     shapes = []
@@ -37,6 +39,7 @@ def test_hf_loop_fires_hooks_and_matches_tl_generate(llama):
     assert not torch.equal(cached, _hf_loop(llama, em, 6))  # unsteered differs: the hooks did steer
 
 
+@pytest.mark.parametrize("backend", ["bridge"], indirect=True)
 def test_hf_loop_batch_equals_rows_alone(llama):
     em = emphasize(llama, TEXTS)
     with steer(llama, HEADS, em):
