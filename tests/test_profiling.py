@@ -261,3 +261,171 @@ def test_attribution_ranks_like_exact_on_smollm2(smollm2):
     # the heads attribution likes most do help when steered exactly (the notes' +0.325 vs +0.336 check)
     assert float(exact_top.mean()) > 0
     assert _corr(att.scores[hyb.exact], exact_top) > 0.5
+
+
+# ------------------------------------------------------------------------------------------------ honest hybrid
+def _exact_by_hand(model, examples, head, alpha=0.01):
+    """The change of each example's objective when ``head`` alone is steered: one plain forward per head."""
+    out = []
+    with torch.inference_mode():
+        for ex in examples:
+            base = float(ex.objective(model(ex.tokens))[0])
+            with model.hooks(fwd_hooks=pasta_hooks([head], ex.key_mask, alpha)):
+                out.append(float(ex.objective(model(ex.tokens))[0]) - base)
+    return torch.tensor(out)
+
+
+def test_hybrid_records_each_heads_estimator_and_ranks_exact_only_among_exact(llama, cf_llama):
+    att = profile_heads(llama, cf_llama, "attribution", progress=False)
+    hyb = profile_heads(llama, cf_llama, "hybrid", top_m=4, rescore_examples=2, progress=False)
+    block = att.ranking()[:4]
+    n_layers, n_heads = llama.cfg.n_layers, llama.cfg.n_heads
+    exact_means = {}
+    for layer in range(n_layers):
+        for head in range(n_heads):
+            h = (layer, head)
+            if h in block:  # exact, over the same first 2 examples for every re-scored head
+                by_hand = _exact_by_hand(llama, cf_llama[:2], h)
+                exact_means[h] = float(by_hand.mean())
+                assert bool(hyb.exact[h]) and int(hyb.counts[h]) == 2
+                assert abs(float(hyb.scores[h]) - exact_means[h]) < 1e-4
+                assert abs(float(hyb.std[h]) - float(by_hand.std())) < 1e-4  # std of the exact values
+                torch.testing.assert_close(hyb.exact_per_example[:, layer, head], by_hand, atol=1e-4, rtol=0)
+            else:  # attribution over all 3 examples, std too
+                assert not bool(hyb.exact[h]) and int(hyb.counts[h]) == 3
+                assert abs(float(hyb.scores[h] - att.scores[h])) < 1e-6
+                assert abs(float(hyb.std[h] - att.std[h])) < 1e-6
+                assert torch.isnan(hyb.exact_per_example[:, layer, head]).all()
+    # the ranking: the attribution top-4 re-ordered by the exact means, then attribution order
+    assert hyb.ranking()[:4] == tuple(sorted(block, key=lambda h: (-exact_means[h], h)))
+    assert hyb.ranking()[4:] == att.ranking()[4:]
+    assert hyb.n_exact == 2 and hyb.top_m == 4 and hyb.n_examples == 3
+    torch.testing.assert_close(hyb.per_example, att.per_example)  # the attribution values, whole
+
+
+def test_make_profile_says_what_was_exact_and_refuses_an_attribution_tail(llama, cf_llama):
+    hyb = {"counterfact": profile_heads(llama, cf_llama, "hybrid", top_m=4, rescore_examples=2, progress=False)}
+    inside = make_profile(llama, "tiny", hyb, k=3)
+    assert inside.method == ("hybrid (attribution ranking of all 12 heads on 3 examples; its top 4 re-ordered by "
+                             "exact scores on the first 2 examples)")
+    meta = inside.provenance["estimators"]["counterfact"]
+    assert meta["exact_examples"] == 2 and meta["n_examples"] == 3 and meta["k_within_exact"]
+    assert [tuple(h) for h in meta["exact_head_list"]] == list(hyb["counterfact"].ranking()[:4])
+    assert inside.heads == tuple(sorted(hyb["counterfact"].ranking()[:3]))
+    with pytest.raises(ValueError, match="k=5 exceeds the exactly re-scored block"):
+        make_profile(llama, "tiny", hyb, k=5)
+    tail = make_profile(llama, "tiny", hyb, k=5, allow_attribution_tail=True)
+    assert tail.method.endswith("; top-5 beyond place 4 by attribution")
+    assert not tail.provenance["estimators"]["counterfact"]["k_within_exact"]
+
+
+# ------------------------------------------------------------------------------------------------ stale resumes
+def _with_contrast(examples, contrast_id):
+    """The same prompts and targets, with another contrast token: a fixed (changed) objective."""
+    out = []
+    for ex in examples:
+        n_prompt = ex.n_prompt
+        target = ex.tokens[0, n_prompt:]
+        out.append(ProfilingExample(ex.tokens, ex.key_mask, target_logprob(n_prompt, target,
+                                                                           torch.tensor([contrast_id])),
+                                    ex.attention_mask, ex.task))
+    return out
+
+
+def test_a_changed_objective_is_recomputed_not_reused(llama, cf_llama, tmp_path):
+    ckpt = tmp_path / "run.ckpt"
+    profile_heads(llama, cf_llama, "attribution", checkpoint=ckpt, progress=False)
+    fixed = _with_contrast(cf_llama, 7)
+    calls = [0]
+    resumed = profile_heads(llama, _counting(fixed, calls), "attribution", checkpoint=ckpt, progress=False)
+    assert calls[0] == len(fixed)  # every example recomputed under the new objective
+    fresh = profile_heads(llama, fixed, "attribution", progress=False)
+    assert torch.equal(resumed.scores, fresh.scores)
+    # an objective without a ``key`` is told apart by its values: a changed lambda is a new example
+    plain = [ProfilingExample(ex.tokens, ex.key_mask, lambda lg: lg[:, -1, 3].float(), task="x") for ex in cf_llama]
+    other = [ProfilingExample(ex.tokens, ex.key_mask, lambda lg: lg[:, -1, 4].float(), task="x") for ex in cf_llama]
+    ckpt2 = tmp_path / "plain.ckpt"
+    a = profile_heads(llama, plain, "attribution", checkpoint=ckpt2, progress=False)
+    b = profile_heads(llama, other, "attribution", checkpoint=ckpt2, progress=False)
+    assert torch.equal(b.scores, profile_heads(llama, other, "attribution", progress=False).scores)
+    assert not torch.equal(a.scores, b.scores)
+
+
+def test_heads_per_batch_does_not_block_a_resume(llama, cf_llama, tmp_path):
+    ckpt = tmp_path / "run.ckpt"
+    first = profile_heads(llama, cf_llama, "exact", heads_per_batch=4, checkpoint=ckpt, progress=False)
+    calls = [0]
+    again = profile_heads(llama, _counting(cf_llama, calls), "exact", heads_per_batch=7, checkpoint=ckpt,
+                          progress=False)
+    assert calls[0] == 0 and torch.equal(again.scores, first.scores)
+
+
+def test_wall_time_covers_every_segment(llama, cf_llama, tmp_path):
+    ckpt = tmp_path / "run.ckpt"
+    with pytest.raises(Interrupt):
+        profile_heads(llama, _interruptible(cf_llama, [2]), "attribution", checkpoint=ckpt, progress=False)
+    first = torch.load(ckpt, weights_only=True)["segments_s"]
+    assert len(first) == 1 and first[0] > 0
+    time_before = __import__("time").perf_counter()
+    resumed = profile_heads(llama, cf_llama, "attribution", checkpoint=ckpt, progress=False)
+    this_segment = __import__("time").perf_counter() - time_before
+    segments = torch.load(ckpt, weights_only=True)["segments_s"]
+    assert len(segments) == 2 and segments[0] == first[0]
+    assert first[0] + segments[1] - 1e-3 <= resumed.wall_time_s <= first[0] + this_segment + 1e-3
+
+
+# ------------------------------------------------------------------------------------------------ faults
+@pytest.mark.parametrize("content", [b"", b"\x80\x02not a checkpoint", b"PK\x03\x04cut zip"])
+def test_unreadable_checkpoint_is_a_clear_error(llama, cf_llama, tmp_path, content):
+    ckpt = tmp_path / "run.ckpt"
+    ckpt.write_bytes(content)
+    with pytest.raises(ValueError, match=r"run.ckpt is empty or corrupted.*delete .*run.ckpt to restart"):
+        profile_heads(llama, cf_llama, "attribution", checkpoint=ckpt, progress=False)
+    assert not (tmp_path / "run.ckpt.lock").exists()  # the failed run let go of its lock
+
+
+def test_a_checkpoint_in_use_by_a_live_process_is_refused(llama, cf_llama, tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from pasta_lens.io import LockedError
+
+    ckpt = tmp_path / "run.ckpt"
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / "run.ckpt.lock").write_text(json.dumps({"pid": other.pid, "host": socket.gethostname()}))
+        with pytest.raises(LockedError, match=f"in use by process {other.pid}"):
+            profile_heads(llama, cf_llama, "attribution", checkpoint=ckpt, progress=False)
+    finally:
+        other.kill()
+        other.wait()
+    # that process is gone: its lock is stale and taken over
+    profile_heads(llama, cf_llama[:1], "attribution", checkpoint=ckpt, progress=False)
+    assert ckpt.exists() and not (tmp_path / "run.ckpt.lock").exists()
+
+
+class _FusedAttention(torch.nn.Module):
+    """A stand-in for a model whose attention is fused (SDPA / flash): it never calls ``hook_pattern``."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = torch.nn.Embedding(cfg.d_vocab, cfg.d_vocab)
+
+    def hooks(self, fwd_hooks=()):
+        from contextlib import nullcontext
+        return nullcontext()  # the hook points exist by name, but nothing ever runs them
+
+    def forward(self, tokens, **kwargs):
+        return self.embed(tokens)
+
+
+def test_attribution_raises_when_the_pattern_is_off_the_compute_path(llama, cf_llama):
+    with pytest.raises(ValueError, match="never called them.*eager attention"):
+        profile_heads(_FusedAttention(llama.cfg), cf_llama[:1], "attribution", progress=False)
+    # a hook of the user's that detaches the attention output after the pattern: layer 1's pattern is cut off
+    detach = [("blocks.1.attn.hook_z", lambda z, hook: z.detach())]
+    with llama.hooks(fwd_hooks=detach):
+        with pytest.raises(ValueError, match=r"does not depend on blocks.1.attn.hook_pattern.*\[1\]"):
+            profile_heads(llama, cf_llama[:1], "attribution", progress=False)

@@ -108,7 +108,9 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     if args.profile_command == "plot":
         from pasta_lens.plot import plot_profile
 
-        plot_profile(args.profile, args.plot_out, tasks=args.task)
+        from pasta_lens.cli import read_profile
+
+        plot_profile(read_profile(args.profile), args.plot_out, tasks=args.task)
         print(f"wrote {args.plot_out}")
         return 0
     tasks = _check_arguments(args)
