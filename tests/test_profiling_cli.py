@@ -107,7 +107,7 @@ def test_profile_records_wall_time_of_every_segment_and_refuses_other_settings(t
     assert set(recorded["profiling_wall_time_s_per_task"]) == {"json", "counterfact"}
     capsys.readouterr()
     # the same --out with another alpha: the checkpoint's settings check refuses it (no silent replacement)
-    assert main(argv[:-2] + ["--alpha", "0.1", "--out", str(out), "--quiet"]) == 2
+    assert main(argv[:-3] + ["--alpha", "0.1", "--out", str(out), "--quiet"]) == 2
     assert "different profiling run" in capsys.readouterr().err
     assert HeadProfile.load(out).alpha == 0.01
 
@@ -137,6 +137,7 @@ def test_two_profile_runs_on_one_out_cannot_overlap(tiny_dir, tmp_path, capsys):
     (["profile", "--alpha", "1.5", "--out", "x.json"], "--alpha must be in (0, 1)"),
     (["profile", "--tasks", "json,jsn", "--out", "x.json"], "jsn"),
     (["profile", "--method", "hybrid", "--top-m", "12", "--ks", "40,120", "--out", "x.json"], "--top-m"),
+    (["profile", "--method", "hybrid", "--top-m", "12", "--k", "13", "--out", "x.json"], "k goes up to 13"),
     (["profile", "--n", "0", "--out", "x.json"], "--n must be a positive"),
     (["evaluate", "--heads", "20-0", "--out", "x"], "bad head '20-0'"),
     (["evaluate", "--alpha", "0", "--heads", "1:0", "--out", "x"], "--alpha must be in (0, 1]"),

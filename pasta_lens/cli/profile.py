@@ -51,7 +51,7 @@ def _command(args: argparse.Namespace) -> str:
     parts = ["pasta-lens", "profile", "--model", args.model, "--tasks", args.tasks, "--n", str(args.n),
              "--method", args.method, "--alpha", str(args.alpha)]
     if args.method == "hybrid":  # --top-m and --rescore-n change nothing for the other methods
-        parts += ["--top-m", str(args.top_m)]
+        parts += ["--top-m", str(args.top_m)] if args.top_m is not None else []
         if args.rescore_n is not None:
             parts += ["--rescore-n", str(args.rescore_n)]
     parts += ["--k", str(args.k)]
@@ -87,13 +87,15 @@ def _check_arguments(args: argparse.Namespace) -> list[str]:
         raise ValueError("--strategy task_specific profiles one task: pass exactly one name in --tasks.")
     if not 0.0 < args.alpha < 1.0:
         raise ValueError(f"--alpha must be in (0, 1) to profile (1 = no steering); got {args.alpha}.")
+    ks = [args.k] if args.k != "auto" else _int_list(args.ks)
+    if args.top_m is None:  # hybrid: by default exact scores decide every k that can be chosen
+        args.top_m = max(ks)
     for name in ("n", "top_m", "heads_per_batch", "val_n"):
         if getattr(args, name) < (2 if name == "heads_per_batch" else 1):
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer"
                              f"{' >= 2' if name == 'heads_per_batch' else ''}; got {getattr(args, name)}.")
     if args.rescore_n is not None and args.rescore_n < 1:
         raise ValueError(f"--rescore-n must be a positive integer; got {args.rescore_n}.")
-    ks = [args.k] if args.k != "auto" else _int_list(args.ks)
     if args.method == "hybrid" and max(ks) > args.top_m and not args.allow_attribution_tail:
         raise ValueError(f"--method hybrid re-scores the top {args.top_m} heads exactly (--top-m), but k goes up to "
                          f"{max(ks)}: beyond place {args.top_m} heads would be selected by attribution. Raise --top-m "
@@ -177,7 +179,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--method", choices=METHODS, default="hybrid",
                    help="head scores: attribution (gradient), exact (steer each head), hybrid (default)")
     p.add_argument("--alpha", type=float, default=0.01, help="PASTA strength while profiling (default 0.01)")
-    p.add_argument("--top-m", type=int, default=32, help="hybrid: heads re-scored exactly (default 32)")
+    p.add_argument("--top-m", type=int, default=None,
+                   help="hybrid: heads re-scored exactly, the attribution top-m (default: the largest k of --k/--ks, "
+                        "so that exact scores decide every selection)")
     p.add_argument("--rescore-n", type=int, default=None,
                    help="hybrid: re-score on the first N examples per task only (default: all)")
     p.add_argument("--heads-per-batch", type=int, default=16, help="steered copies per forward (default 16)")
