@@ -103,7 +103,8 @@ def test_profile_records_wall_time_of_every_segment_and_refuses_other_settings(t
     segments = {p.stem: torch.load(p, weights_only=True)["segments_s"] for p in (tmp_path / "tiny.json.ckpt").iterdir()
                 if p.suffix == ".ckpt"}
     recorded = HeadProfile.load(out).provenance
-    assert abs(recorded["profiling_wall_time_s"] - sum(sum(s) for s in segments.values())) < 0.2
+    stored = sum(sum(s) for s in segments.values())  # each task's time up to its last saved row
+    assert stored - 0.1 <= recorded["profiling_wall_time_s"] <= stored + 1.0  # + the little after the last row
     assert set(recorded["profiling_wall_time_s_per_task"]) == {"json", "counterfact"}
     capsys.readouterr()
     # the same --out with another alpha: the checkpoint's settings check refuses it (no silent replacement)
