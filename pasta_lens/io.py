@@ -5,14 +5,20 @@ Every file pasta_lens writes for others to read (profiles, checkpoints, results,
 system, so the final :func:`os.replace` is atomic), flushed to disk with ``fsync``, given the ordinary
 ``0644`` mode (``mkstemp`` makes owner-only files), and only then renamed over the target. On any failure,
 including ``KeyboardInterrupt``, the temporary file is removed and the old target is left as it was.
+
+:func:`file_lock` keeps two runs from writing the same output at once (an ``O_EXCL`` lock file beside it).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import tempfile
+import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Union
+from typing import Callable, Iterator, Union
 
 PathLike = Union[str, os.PathLike]
 
@@ -59,3 +65,78 @@ def atomic_write_text(path: PathLike, text: str) -> Path:
             f.write(text)
 
     return atomic_write(path, write)
+
+
+class LockedError(RuntimeError):
+    """Another live process holds the lock on a file (see :func:`file_lock`)."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+@contextmanager
+def file_lock(path: PathLike, *, what: str = "this file") -> Iterator[Path]:
+    """Hold ``PATH.lock`` (created with ``O_EXCL``, holding this process's pid and host) while the body runs.
+
+    Two runs that write the same output (a profile, a checkpoint) must not interleave: the last writer would
+    silently replace the other's work. A second process that asks for a held lock gets :class:`LockedError`
+    naming the holder. A lock left by a process that no longer exists on this host (killed with SIGKILL, a
+    crash) is stale: it is removed and taken over. A lock from another host cannot be checked and is never
+    taken over: the error says to delete it by hand if no run is active there.
+
+    Example:
+        >>> with file_lock("profiles/my.json", what="the profile"):
+        ...     profile.save("profiles/my.json")
+    """
+    path = Path(path)
+    lock = path.with_name(path.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    me = {"pid": os.getpid(), "host": socket.gethostname()}
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                holder = json.loads(lock.read_text() or "null")
+            except (OSError, ValueError):
+                holder = None
+            if not isinstance(holder, dict):  # half-written by a process that died between create and write
+                if time.time() - _mtime(lock) < 5.0:
+                    time.sleep(0.2)
+                    continue
+                holder = {"pid": None, "host": me["host"]}
+            pid, host = holder.get("pid"), holder.get("host")
+            if host == me["host"] and (not isinstance(pid, int) or not _pid_alive(pid)):
+                lock.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            where = f"process {pid} on {host}" + ("" if host == me["host"] else " (another host: cannot check)")
+            raise LockedError(f"{what.capitalize()} {path} is in use by {where} (lock file {lock}). Wait for that "
+                              "run to finish, or give this run another output path; if no such run is active, "
+                              f"delete {lock}.") from None
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
+        break
+    else:
+        raise LockedError(f"Could not take the lock {lock} for {path}; delete it if no run is active.")
+    try:
+        yield path
+    finally:
+        try:
+            if json.loads(lock.read_text()) == me:
+                lock.unlink()
+        except (OSError, ValueError):
+            pass
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0

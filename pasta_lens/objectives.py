@@ -7,6 +7,9 @@ forcing: the prompt is followed by the target tokens, and
     objective = sum_t log p(target_t | prompt, target_<t)          (positions n_prompt-1 .. n_prompt+n_target-2)
 
 optionally minus the same for a contrast answer's first token (CounterFact: log P(new) - log P(old)).
+:func:`target_logprob` tags the function it returns with a ``key`` attribute naming exactly what it computes, so a
+resumed profiling run can tell a changed objective from the same one (other objectives are fingerprinted by their
+values on fixed random logits, see :mod:`pasta_lens.profiling.checkpoints`).
 
 The key mask covers only the prompt: the target tokens play the part of generated tokens, whose keys PASTA
 never rescales. Objectives map logits ``[batch, pos, vocab]`` to one value per row ``[batch]`` so that the
@@ -83,4 +86,8 @@ def target_logprob(
             score = score - logp[:, 0, int(contrast_ids.flatten()[0])]
         return score
 
+    # What the objective computes, for checkpoints (pasta_lens.profiling.checkpoints): two objectives with the same
+    # key give the same value on the same logits, so finished rows may be reused; anything else must not be.
+    first_contrast = None if contrast_ids is None else int(contrast_ids.flatten()[0])
+    objective.key = f"target_logprob:v1:{int(n_prompt)}:{target_ids.tolist()}:{first_contrast}"  # type: ignore[attr-defined]
     return objective

@@ -147,24 +147,62 @@ def test_resume_after_interruption(llama, tmp_path):
     first["outputs"]["output"] = '{"name": "x", "occupation": "nurse"}'
     path.write_text(json.dumps(first) + "\n" + lines[1] + "\n" + lines[1][: len(lines[1]) // 2])
     task = JsonTask(bios=short_bios())
-    res = evaluate(llama, [task], ["pasta"], **kw)
+    with pytest.warns(UserWarning, match="line 3, cut by an interruption"):
+        res = evaluate(llama, [task], ["pasta"], **kw)
     assert len(res.rows) == 4 and res.rows[0]["metrics"]["f_acc"] == 1.0         # reused (and rescored)
     assert [r["uid"] for r in res.rows] == [e.uid for e in task.examples("test", 4)]
     assert res.summary["tasks"]["json"]["pasta"]["f_acc"] >= 1 / 4
-    assert len(path.read_text().splitlines()) == 5  # 2 kept + the cut line + 2 new rows; nothing recomputed twice
+    assert len(path.read_text().splitlines()) == 4  # 2 kept + 2 new rows: the cut line is gone, nothing recomputed
+    assert all(json.loads(line)["uid"] for line in path.read_text().splitlines())
     # a different configuration does not reuse those rows
     other = evaluate(llama, [task], ["pasta:alpha=0.5"], **kw)
     assert other.rows[0]["outputs"]["output"] != first["outputs"]["output"]
     # nor does a changed prompt (another variant renders another prompt -> another config and prompt)
     short = evaluate(llama, [task], ["pasta"], **{**kw, "n": 1}, variant="short")
     assert short.rows[0]["outputs"]["output"] != first["outputs"]["output"]
-    # resume=False starts over
+    # resume=False recomputes its own rows only: the planted row is replaced, every other row is kept as it was
+    before = path.read_text().splitlines()
     fresh = evaluate(llama, [task], ["pasta"], **{**kw, "n": 1}, resume=False)
-    assert fresh.rows[0]["uid"] == first["uid"]
-    # the planted valid-JSON row is not reused: recomputed, the random tiny model's 3 tokens are no JSON object
-    assert fresh.rows[0]["outputs"]["output"] != first["outputs"]["output"]
-    assert fresh.rows[0]["metrics"]["f_acc"] == 0.0
-    assert len(path.read_text().splitlines()) == 1
+    assert fresh.rows[0]["outputs"]["output"] != first["outputs"]["output"]  # recomputed, not the planted row
+    after = path.read_text().splitlines()
+    replaced = [line for line in before if json.loads(line)["uid"] == fresh.rows[0]["uid"]
+                and json.loads(line)["config"] == fresh.rows[0]["config"]]
+    assert len(replaced) == 1 and len(after) == len(before) == 9  # 4 pasta + 4 alpha=0.5 + 1 short
+    assert sorted(after) == sorted([line for line in before if line not in replaced] + [json.dumps(fresh.rows[0])])
+
+
+@pytest.mark.parametrize("bad,line", [("{}", 2), ('{"config": "c", "uid": "u"', 1), ("[1, 2]", 2)])
+def test_malformed_rows_name_the_file_and_line(llama, tmp_path, bad, line):
+    kw = dict(n=2, heads=HEADS, out_dir=tmp_path, batch_size=1, max_new_tokens=2, progress=False)
+    task = JsonTask(bios=short_bios())
+    evaluate(llama, [task], ["pasta"], **kw)
+    path = tmp_path / "examples.jsonl"
+    rows = path.read_text().splitlines()
+    rows.insert(line - 1, bad)
+    path.write_text("\n".join(rows) + "\n")  # a full (newline-ended) bad line is never silently dropped
+    with pytest.raises(ValueError, match=f"examples.jsonl, line {line}: "):
+        evaluate(llama, [task], ["pasta"], **kw)
+    assert path.read_text().splitlines() == rows  # the file is left for the user to fix
+
+
+def test_profile_from_another_model_is_refused(llama, tmp_path):
+    from pasta_lens.profile import HeadProfile, weights_hash
+
+    task = JsonTask(bios=short_bios())
+    kw = dict(n=1, batch_size=1, max_new_tokens=2, progress=False)
+    shape = dict(n_layers=llama.cfg.n_layers, n_heads=llama.cfg.n_heads, heads=HEADS)
+    other = HeadProfile(model_name="other-weights", weights_hash="sha256:" + "0" * 32, **shape)
+    path = other.save(tmp_path / "other.json")
+    for source in (other, str(path)):
+        with pytest.raises(ValueError, match="other weights.*allow_transfer"):
+            evaluate(llama, [task], ["pasta"], profile=source, **kw)
+    res = evaluate(llama, [task], ["pasta"], profile=other, allow_transfer=True, **kw)
+    assert res.summary["config"]["heads"]["pasta"] == [list(h) for h in ranked_heads(other)]
+    same = HeadProfile(model_name="tiny", weights_hash=weights_hash(llama), **shape)
+    evaluate(llama, [task], ["pasta"], profile=same, **kw)  # the right model passes
+    deeper = HeadProfile(model_name="deeper", n_layers=llama.cfg.n_layers + 1, n_heads=llama.cfg.n_heads, heads=HEADS)
+    with pytest.raises(ValueError, match="layers x"):  # the shape is checked even with allow_transfer
+        evaluate(llama, [task], ["pasta"], profile=deeper, allow_transfer=True, **kw)
 
 
 def test_evaluate_errors(llama):

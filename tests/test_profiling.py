@@ -1,5 +1,10 @@
 """Head profiling on tiny random models: scores, selection, resumable runs, bad input."""
 
+import functools
+import json
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -156,7 +161,8 @@ def test_make_profile_holds_selection_and_scores(llama, cf_llama):
     profile = make_profile(llama, "tiny-llama", scores, k=5, seed=0, command="test")
     assert profile.heads == tuple(sorted(scores["counterfact"].top(5)))
     torch.testing.assert_close(profile.score_table("counterfact"), scores["counterfact"].scores)
-    assert profile.n_examples == {"counterfact": 3} and profile.method == "attribution"
+    assert profile.n_examples == {"counterfact": 3} and profile.method == "attribution (all 12 heads, 3 examples)"
+    assert profile.provenance["estimators"]["counterfact"]["exact_examples"] == 0
     profile.validate_for(llama)
 
 
@@ -168,6 +174,7 @@ class Interrupt(RuntimeError):
 def _interruptible(examples, budget):
     """The same examples, with objectives that raise once ``budget[0]`` calls have been made."""
     def wrap(objective):
+        @functools.wraps(objective)  # keeps its ``key``: the same objective for checkpoints
         def obj(logits):
             if budget[0] <= 0:
                 raise Interrupt("simulated kill")
@@ -180,6 +187,7 @@ def _interruptible(examples, budget):
 
 def _counting(examples, calls):
     def wrap(objective):
+        @functools.wraps(objective)
         def obj(logits):
             calls[0] += 1
             return objective(logits)

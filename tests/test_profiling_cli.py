@@ -69,14 +69,14 @@ def test_profile_command_end_to_end_and_resume(tiny_dir, tmp_path, capsys):
 
     out = tmp_path / "tiny.json"
     argv = ["profile", "--model", tiny_dir, "--tasks", "json,counterfact", "--n", "2", "--method", "hybrid",
-            "--top-m", "3", "--k", "auto", "--ks", "1,2,4,99", "--val-n", "1", "--out", str(out), "--quiet"]
+            "--top-m", "99", "--k", "auto", "--ks", "1,2,4,99", "--val-n", "1", "--out", str(out), "--quiet"]
     assert main(argv) == 0
     assert "heads selected" in capsys.readouterr().out
     profile = HeadProfile.load(out)
     model = load_model(tiny_dir)
     profile.validate_for(model)
     assert profile.tasks == ("json", "counterfact") and profile.n_examples == {"json": 2, "counterfact": 2}
-    assert profile.method == "hybrid" and profile.strategy == "intersection" and profile.k in (1, 2, 4)
+    assert profile.method.startswith("hybrid") and profile.strategy == "intersection" and profile.k in (1, 2, 4)
     assert profile.command == _command(build_parser().parse_args(argv))
     curve = profile.provenance["ablation_curve"]
     assert [p["k"] for p in curve] == [1, 2, 4]  # k above the 12 heads of the model is dropped
@@ -91,3 +91,93 @@ def test_plot_without_matplotlib_names_the_install(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)  # makes `import matplotlib` fail
     with pytest.raises(ImportError, match=r"pasta-lens\[plot\]"):
         plot_profile("gpt-j-6b-pasta-top75")
+
+
+def test_profile_records_wall_time_of_every_segment_and_refuses_other_settings(tiny_dir, tmp_path, capsys):
+    from pasta_lens import HeadProfile
+
+    out = tmp_path / "tiny.json"
+    argv = ["profile", "--model", tiny_dir, "--tasks", "json,counterfact", "--n", "2", "--method", "attribution",
+            "--k", "2", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    segments = {p.stem: torch.load(p, weights_only=True)["segments_s"] for p in (tmp_path / "tiny.json.ckpt").iterdir()
+                if p.suffix == ".ckpt"}
+    recorded = HeadProfile.load(out).provenance
+    stored = sum(sum(s) for s in segments.values())  # each task's time up to its last saved row
+    assert stored - 0.1 <= recorded["profiling_wall_time_s"] <= stored + 1.0  # + the little after the last row
+    assert set(recorded["profiling_wall_time_s_per_task"]) == {"json", "counterfact"}
+    capsys.readouterr()
+    # the same --out with another alpha: the checkpoint's settings check refuses it (no silent replacement)
+    assert main(argv[:-3] + ["--alpha", "0.1", "--out", str(out), "--quiet"]) == 2
+    assert "different profiling run" in capsys.readouterr().err
+    assert HeadProfile.load(out).alpha == 0.01
+
+
+def test_two_profile_runs_on_one_out_cannot_overlap(tiny_dir, tmp_path, capsys):
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    out = tmp_path / "tiny.json"
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # a live "first run"
+    try:
+        (tmp_path / "tiny.json.lock").write_text(json.dumps({"pid": other.pid, "host": socket.gethostname()}))
+        argv = ["profile", "--model", tiny_dir, "--tasks", "counterfact", "--n", "1", "--method", "attribution",
+                "--k", "1", "--alpha", "0.1", "--out", str(out), "--quiet"]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"in use by process {other.pid}" in err and err.startswith("pasta-lens: error:")
+        assert not out.exists() and not (tmp_path / "tiny.json.ckpt").exists()
+    finally:
+        other.kill()
+        other.wait()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["profile", "--alpha", "1.5", "--out", "x.json"], "--alpha must be in (0, 1)"),
+    (["profile", "--tasks", "json,jsn", "--out", "x.json"], "jsn"),
+    (["profile", "--method", "hybrid", "--top-m", "12", "--ks", "40,120", "--out", "x.json"], "--top-m"),
+    (["profile", "--method", "hybrid", "--top-m", "12", "--k", "13", "--out", "x.json"], "k goes up to 13"),
+    (["profile", "--n", "0", "--out", "x.json"], "--n must be a positive"),
+    (["evaluate", "--heads", "20-0", "--out", "x"], "bad head '20-0'"),
+    (["evaluate", "--alpha", "0", "--heads", "1:0", "--out", "x"], "--alpha must be in (0, 1]"),
+    (["evaluate", "--alphas", "0.1,2", "--heads", "1:0", "--out", "x"], "--alphas"),
+    (["evaluate", "--ks", "0", "--heads", "1:0", "--out", "x"], "--ks"),
+    (["evaluate", "--tasks", "jsn", "--heads", "1:0", "--out", "x"], "jsn"),
+    (["evaluate", "--profile", "no-such-profile", "--out", "x"], "no-such-profile"),
+    (["steer", "Maria is a *nurse*.", "--alpha", "0"], "--alpha must be in (0, 1]"),
+    (["steer", "Maria is a *nurse*.", "--heads", "a:b"], "bad head 'a:b'"),
+    (["attention", "Maria is a *nurse*.", "--alpha", "-1"], "--alpha must be in (0, 1]"),
+])
+def test_cli_arguments_are_checked_before_the_model_loads(argv, message, capsys):
+    # the model name does not exist: had it been loaded first, the error would be about the model
+    argv = argv[:1] + ["--model", "no-such-org/no-such-model"] + argv[1:] if argv[0] != "steer" and \
+        argv[0] != "attention" else argv + ["--model", "no-such-org/no-such-model"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "no-such-model" not in err and err.count("\n") == 1
+
+
+def test_ctrl_c_says_rerunning_resumes_and_exits_130(capsys):
+    from pasta_lens.cli import run_command
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    for command, where in (("profile", "checkpoints"), ("evaluate", "examples.jsonl")):
+        args = build_parser().parse_args([command, "--out=x"])
+        args.func = interrupted
+        assert run_command(args) == 130
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and where in err and "rerun the same command to resume" in err
+
+
+@pytest.mark.parametrize("content", ['{"schema_version": 1, "model_name": "m", "n_layers": 2, "n_heads": 2, '
+                                     '"heads": null}', "[1, 2]", "{not json"])
+def test_profile_plot_on_a_bad_profile_is_one_line(tmp_path, capsys, content):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    assert main(["profile", "plot", str(path), "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pasta-lens: error:") and err.count("\n") == 1 and "bad.json" in err

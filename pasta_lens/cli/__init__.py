@@ -64,6 +64,17 @@ def add_prompt_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--markers", default="*", help="emphasis marker, or OPEN,CLOSE (e.g. '<em>,</em>')")
 
 
+def check_prompt_arguments(args: argparse.Namespace) -> None:
+    """Check the shared prompt arguments before the model loads (~20 s): alpha's range and the heads' syntax
+    (their range needs the model's shape and is checked when steering)."""
+    check_alpha(args.alpha)
+    if args.heads:
+        parse_heads(args.heads, n_heads=1)
+    if not args.text.strip():
+        raise ValueError("The prompt text is empty; give the text with the span to emphasise marked, e.g. "
+                         '"Maria is a nurse. *Answer in JSON.*"')
+
+
 def add_prompt_command(sub: Any, name: str, help: str, description: str) -> argparse.ArgumentParser:
     """Register a prompt-steering sub-command with the arguments they all share (:func:`add_prompt_arguments`)."""
     p = sub.add_parser(name, help=help, description=description)
@@ -124,17 +135,56 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What Ctrl-C says per command: where the finished work is kept, so that rerunning the same command resumes.
+RESUME_NOTES = {
+    "profile": "finished examples are kept in the per-task checkpoints (OUT.ckpt/ or --checkpoint-dir); rerun the "
+               "same command to resume",
+    "evaluate": "finished rows are kept in OUT/examples.jsonl; rerun the same command to resume",
+}
+
+
+def check_alpha(alpha: float, option: str = "--alpha") -> float:
+    """``alpha`` in (0, 1] (1 = no steering), else a ValueError naming the option."""
+    if not 0.0 < alpha <= 1.0:
+        raise ValueError(f"{option} must be in (0, 1] (the factor on attention outside the span; 1 = no "
+                         f"steering); got {alpha}.")
+    return alpha
+
+
+def read_profile(spec: str, option: str = "profile") -> Any:
+    """``load_profile(spec)``, with a file that is JSON but not a profile reported as a ValueError naming it."""
+    from pasta_lens.profile import load_profile
+
+    try:
+        return load_profile(spec)
+    except (TypeError, KeyError, AttributeError) as err:  # e.g. "heads": null, a list at top level
+        raise ValueError(f"{option} {spec}: not a readable head profile ({type(err).__name__}: {err}). Check the "
+                         "file (it must be written by HeadProfile.save), or give a shipped profile name.") from None
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run a parsed command: its errors become one line ``pasta-lens: error: ...`` and exit code 2, Ctrl-C one
+    line saying how to resume and exit code 130, never a traceback."""
+    from pasta_lens.io import LockedError
+
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        note = RESUME_NOTES.get(args.command if getattr(args, "profile_command", None) is None else "", "")
+        print(f"pasta-lens {args.command}: interrupted" + (f"; {note}." if note else "."), file=sys.stderr)
+        return 130
+    except (ValueError, ImportError, FileNotFoundError, LockedError, argparse.ArgumentTypeError) as err:
+        print(f"pasta-lens: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from pasta_lens.distributed import process_group_from_env
 
-    try:
-        with process_group_from_env():  # under torchrun: one process group for the command (gloo on CPU)
-            return int(args.func(args) or 0)
-    except (ValueError, ImportError, FileNotFoundError, argparse.ArgumentTypeError) as err:
-        print(f"pasta-lens {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    with process_group_from_env():  # under torchrun: one process group for the command (gloo on CPU)
+        return run_command(args)
 
 
 if __name__ == "__main__":

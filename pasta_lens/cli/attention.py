@@ -14,13 +14,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from pasta_lens.cli import add_prompt_command, parse_heads, parse_markers
+from pasta_lens.cli import add_prompt_command, check_prompt_arguments, parse_heads, parse_markers
 
 
 def _cmd_attention(args: argparse.Namespace) -> int:
     from pasta_lens.analysis import attention_report
     from pasta_lens.models import load_model
 
+    check_prompt_arguments(args)
+    if args.row_head:
+        parse_heads(args.row_head)
     model = load_model(args.model)
     heads = parse_heads(args.heads, model.cfg.n_heads) if args.heads else None
     row_head = parse_heads(args.row_head)[0] if args.row_head else None

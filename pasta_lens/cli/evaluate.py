@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 
-from pasta_lens.cli import add_placement_arguments, parse_heads, parse_schedule, split_list
+from pasta_lens.cli import (add_placement_arguments, check_alpha, parse_heads, parse_schedule, read_profile,
+                            split_list)
 
 if TYPE_CHECKING:
     from pasta_lens.tasks import Task
@@ -37,37 +38,58 @@ def build_tasks(names: str, bios: Optional[str] = None, data_dir: Optional[str] 
     return out
 
 
-def _cmd_evaluate(args: Any) -> int:
-    from pasta_lens.evaluation import BASELINES, ablation_methods, evaluate, parse_method
-    from pasta_lens.cli import load_model_for
-    from pasta_lens.distributed import current_world
-    from pasta_lens.generation import default_heads
+def _check_arguments(args: Any) -> tuple[list[str], Any, list[Task]]:
+    """Everything checkable without the model (~20 s to load): methods, alphas, ks, heads syntax, tasks, profile."""
+    from pasta_lens.evaluation import BASELINES, ablation_methods, parse_method
 
     if args.profile and args.heads:
         raise ValueError("Give --profile or --heads, not both.")
+    check_alpha(args.alpha)
+    if args.n is not None and args.n < 1:
+        raise ValueError(f"--n must be a positive number of examples per task; got {args.n}.")
+    methods = list(BASELINES) if args.baselines == "all" else split_list(args.baselines)
+    try:
+        alphas = [check_alpha(float(a), "--alphas") for a in split_list(args.alphas)] if args.alphas else []
+        ks = [int(k) for k in split_list(args.ks)] if args.ks else []
+    except ValueError as err:
+        raise ValueError(f"--alphas takes numbers in (0, 1] and --ks positive integers, comma-separated: {err}"
+                         ) from None
+    if any(k < 1 for k in ks):
+        raise ValueError(f"--ks takes positive integers (numbers of heads); got {args.ks!r}.")
+    schedules = [parse_schedule(x) for x in split_list(args.schedules)] if args.schedules else []
+    methods += [m for m in ablation_methods(alphas, ks, args.alpha, schedules, args.schedule) if m not in methods]
+    for m in methods:
+        parse_method(m)
+    if args.heads:
+        parse_heads(args.heads, n_heads=1)  # syntax now; ranges once the model's shape is known
+    profile = read_profile(args.profile, "--profile") if args.profile else None
+    tasks = build_tasks(args.tasks, args.bios, args.data_dir)
+    return methods, profile, tasks
+
+
+def _cmd_evaluate(args: Any) -> int:
+    from pasta_lens.cli import load_model_for
+    from pasta_lens.distributed import current_world
+    from pasta_lens.evaluation import evaluate, parse_method
+    from pasta_lens.generation import default_heads
+
+    methods, profile, tasks = _check_arguments(args)
     if args.threads:
         # On a shared CPU, one intra-op thread per process avoids OpenMP spin-waiting (measured ~8x faster
         # generation on this project's machine under load); torch's own default is one thread per core.
         torch.set_num_threads(args.threads)
     world = current_world()  # under torchrun: batches shared by rank, rank 0 writes and prints
     model = load_model_for(args)
-    methods = list(BASELINES) if args.baselines == "all" else split_list(args.baselines)
-    alphas = [float(a) for a in split_list(args.alphas)] if args.alphas else []
-    ks = [int(k) for k in split_list(args.ks)] if args.ks else []
-    schedules = [parse_schedule(s) for s in split_list(args.schedules)] if args.schedules else []
-    methods += [m for m in ablation_methods(alphas, ks, args.alpha, schedules, args.schedule) if m not in methods]
-    for m in methods:
-        parse_method(m)  # fail before loading data
-    source: Any = args.profile or (parse_heads(args.heads, model.cfg.n_heads) if args.heads else None)
+    source: Any = profile or (parse_heads(args.heads, model.cfg.n_heads) if args.heads else None)
     if source is None and any(parse_method(m).heads in ("profile", "random") for m in methods):
         source, note = default_heads(model)
         if world.is_main:
             print(f"no --profile/--heads given: using the {note}", file=sys.stderr)
-    tasks = build_tasks(args.tasks, args.bios, args.data_dir)
-    kwargs = dict(profile=source) if isinstance(source, str) else dict(heads=source)
+    kwargs = dict(profile=source) if profile is not None else dict(heads=source)
     res = evaluate(model, tasks, methods, args.split, args.n, out_dir=args.out, alpha=args.alpha,
                    schedule=args.schedule, batch_size=args.batch_size, resume=not args.no_resume, seed=args.seed,
-                   variant=args.variant, max_new_tokens=args.max_new_tokens, progress=world.is_main, **kwargs)
+                   variant=args.variant, max_new_tokens=args.max_new_tokens, allow_transfer=args.allow_transfer,
+                   progress=world.is_main, **kwargs)
     if not world.is_main:
         return 0
     print(res.table)
@@ -112,7 +134,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--data-dir", default=None, help="folder with counterfact/{train,test,rome_format}.json[.gz] "
                                                     "(default: $PASTA_LENS_DATA, else the cases shipped with "
                                                     "pasta_lens)")
-    p.add_argument("--no-resume", action="store_true", help="start over instead of reusing finished rows")
+    p.add_argument("--no-resume", action="store_true",
+                   help="recompute this command's rows instead of reusing them (rows of other tasks, methods or "
+                        "settings in examples.jsonl are kept)")
+    p.add_argument("--allow-transfer", action="store_true",
+                   help="use a --profile made on other weights of the same shape (e.g. a base model's on its "
+                        "fine-tune); without it such a profile is refused")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (default: torch's; 1 is much faster on a busy shared CPU)")
     add_placement_arguments(p)

@@ -50,13 +50,18 @@ def _k(text: str) -> Union[int, str]:
 def _command(args: argparse.Namespace) -> str:
     """The canonical command line that repeats this run (recorded in the profile)."""
     parts = ["pasta-lens", "profile", "--model", args.model, "--tasks", args.tasks, "--n", str(args.n),
-             "--method", args.method, "--alpha", str(args.alpha), "--top-m", str(args.top_m)]
-    if args.rescore_n is not None:
-        parts += ["--rescore-n", str(args.rescore_n)]
+             "--method", args.method, "--alpha", str(args.alpha)]
+    if args.method == "hybrid":  # --top-m and --rescore-n change nothing for the other methods
+        parts += ["--top-m", str(args.top_m)] if args.top_m is not None else []
+        if args.rescore_n is not None:
+            parts += ["--rescore-n", str(args.rescore_n)]
     parts += ["--k", str(args.k)]
     if args.k == "auto":
         parts += ["--ks", args.ks, "--val-n", str(args.val_n)]
-    parts += ["--strategy", args.strategy, "--seed", str(args.seed), "--out", str(args.out)]
+    parts += ["--strategy", args.strategy, "--seed", str(args.seed)]
+    if args.allow_attribution_tail:
+        parts += ["--allow-attribution-tail"]
+    parts += ["--out", str(args.out)]
     return shlex.join(parts)
 
 
@@ -68,38 +73,85 @@ def _examples(model: Any, tasks: Sequence[str], split: str, n: int, seed: int) -
     return {t: list(get_task(t).profiling_examples(model, split=split, n=n, seed=seed)) for t in tasks}
 
 
-def _cmd_profile(args: argparse.Namespace) -> int:
-    from pasta_lens.cli import load_model_for
-    from pasta_lens.distributed import current_world
-    from pasta_lens.profiling import ablation_curve, choose_k, make_profile, profile_tasks
+def _check_arguments(args: argparse.Namespace) -> list[str]:
+    """Everything that can be checked without the model (which takes ~20 s to load): fail fast, before it."""
+    from pasta_lens.tasks import get_task
 
-    if args.profile_command == "plot":
-        from pasta_lens.plot import plot_profile
-
-        plot_profile(args.profile, args.plot_out, tasks=args.task)
-        print(f"wrote {args.plot_out}")
-        return 0
     if args.out is None:
         raise ValueError("pasta-lens profile needs --out PATH for the profile JSON (e.g. profiles/my-model.json).")
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     if not tasks:
         raise ValueError(f"--tasks is empty; give task names separated by commas, e.g. {DEFAULT_TASKS}.")
+    for t in tasks:
+        get_task(t)  # an unknown name raises with the list of names
     if args.strategy == "task_specific" and len(tasks) != 1:
         raise ValueError("--strategy task_specific profiles one task: pass exactly one name in --tasks.")
+    if not 0.0 < args.alpha < 1.0:
+        raise ValueError(f"--alpha must be in (0, 1) to profile (1 = no steering); got {args.alpha}.")
+    ks = [args.k] if args.k != "auto" else _int_list(args.ks)
+    if args.top_m is None:  # hybrid: by default exact scores decide every k that can be chosen
+        args.top_m = max(ks)
+    for name in ("n", "top_m", "heads_per_batch", "val_n"):
+        if getattr(args, name) < (2 if name == "heads_per_batch" else 1):
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer"
+                             f"{' >= 2' if name == 'heads_per_batch' else ''}; got {getattr(args, name)}.")
+    if args.rescore_n is not None and args.rescore_n < 1:
+        raise ValueError(f"--rescore-n must be a positive integer; got {args.rescore_n}.")
+    if args.method == "hybrid" and max(ks) > args.top_m and not args.allow_attribution_tail:
+        raise ValueError(f"--method hybrid re-scores the top {args.top_m} heads exactly (--top-m), but k goes up to "
+                         f"{max(ks)}: beyond place {args.top_m} heads would be selected by attribution. Raise --top-m "
+                         f"to {max(ks)}, lower --k/--ks, use --method attribution, or pass --allow-attribution-tail "
+                         "(the profile's method then says so).")
+    return tasks
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from pasta_lens.io import file_lock
+
+    if args.profile_command == "plot":
+        from pasta_lens.plot import plot_profile
+
+        from pasta_lens.cli import read_profile
+
+        plot_profile(read_profile(args.profile), args.plot_out, tasks=args.task)
+        print(f"wrote {args.plot_out}")
+        return 0
+    from pasta_lens.distributed import current_world
+
+    tasks = _check_arguments(args)
+    if not current_world().is_main:  # under torchrun rank 0 holds the lock for the whole run and alone writes
+        return _profile(args, tasks)
+    with file_lock(args.out, what="the profile output"):
+        return _profile(args, tasks)
+
+
+def _profile(args: argparse.Namespace, tasks: list[str]) -> int:
+    from pasta_lens.cli import load_model_for
+    from pasta_lens.distributed import current_world
+    from pasta_lens.profiling import ablation_curve, choose_k, make_profile, profile_tasks
+
     started = time.perf_counter()
     world = current_world()  # under torchrun: examples shared by rank, rank 0 writes and prints
     quiet = args.quiet or not world.is_main
     model = load_model_for(args)
     examples = _examples(model, tasks, "train", args.n, args.seed)
     checkpoint_dir = args.checkpoint_dir or f"{args.out}.ckpt"
+    profile_start = time.perf_counter()
     scores = profile_tasks(model, examples, args.method, args.alpha, args.top_m, args.heads_per_batch,
                            checkpoint_dir, progress=not quiet, rescore_examples=args.rescore_n)
-    profiled = time.perf_counter() - started
+    # every resumed segment counts: each task's checkpoint sums its segments' compute time
+    profiled = sum(s.wall_time_s for s in scores.values())
+    this_segment = time.perf_counter() - profile_start
     provenance: dict[str, Any] = {"profiling_wall_time_s": round(profiled, 1), "split": "train",
-                                  "heads_per_batch": args.heads_per_batch, "top_m": args.top_m,
+                                  "profiling_wall_time_s_per_task": {t: round(s.wall_time_s, 1)
+                                                                     for t, s in scores.items()},
                                   "processes": world.size}
-    if args.rescore_n is not None:
-        provenance["rescore_examples"] = args.rescore_n
+    if args.method != "attribution":
+        provenance["heads_per_batch"] = args.heads_per_batch
+    if args.method == "hybrid":
+        provenance["top_m"] = args.top_m
+        if args.rescore_n is not None:
+            provenance["rescore_examples"] = args.rescore_n
     k = args.k
     if k == "auto":
         total = model.cfg.n_layers * model.cfg.n_heads
@@ -111,15 +163,17 @@ def _cmd_profile(args: argparse.Namespace) -> int:
                                          "per_task": {t: round(v, 5) for t, v in p.per_task.items()}}
                                         for p in curve]
         provenance["k_chosen_on"] = f"validation split, {args.val_n} examples per task (mean objective gain)"
-    provenance["total_wall_time_s"] = round(time.perf_counter() - started, 1)
+    # this run's wall time with its own profiling segment replaced by the profiling time of every segment
+    provenance["total_wall_time_s"] = round(time.perf_counter() - started - this_segment + profiled, 1)
     profile = make_profile(model, args.model, scores, int(k), args.strategy,
                            task=tasks[0] if args.strategy == "task_specific" else None, seed=args.seed,
-                           command=_command(args), provenance=provenance)
+                           command=_command(args), provenance=provenance,
+                           allow_attribution_tail=args.allow_attribution_tail)
     if not world.is_main:
         return 0
     profile.save(args.out)
     print(f"{args.model}: {len(profile.heads)} heads selected (k={k}, {args.strategy}) from "
-          f"{', '.join(f'{t} x {len(e)}' for t, e in examples.items())} examples, {args.method}; "
+          f"{', '.join(f'{t} x {len(e)}' for t, e in examples.items())} examples, {profile.method}; "
           f"{provenance['total_wall_time_s']:.0f} s. Wrote {args.out}")
     return 0
 
@@ -138,7 +192,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--method", choices=METHODS, default="hybrid",
                    help="head scores: attribution (gradient), exact (steer each head), hybrid (default)")
     p.add_argument("--alpha", type=float, default=0.01, help="PASTA strength while profiling (default 0.01)")
-    p.add_argument("--top-m", type=int, default=32, help="hybrid: heads re-scored exactly (default 32)")
+    p.add_argument("--top-m", type=int, default=None,
+                   help="hybrid: heads re-scored exactly, the attribution top-m (default: the largest k of --k/--ks, "
+                        "so that exact scores decide every selection)")
     p.add_argument("--rescore-n", type=int, default=None,
                    help="hybrid: re-score on the first N examples per task only (default: all)")
     p.add_argument("--heads-per-batch", type=int, default=16, help="steered copies per forward (default 16)")
@@ -151,6 +207,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for drawing task examples (default 0)")
     p.add_argument("--out", default=None, help="where to write the profile JSON")
     p.add_argument("--checkpoint-dir", default=None, help="per-task checkpoints (default: OUT.ckpt/)")
+    p.add_argument("--allow-attribution-tail", action="store_true",
+                   help="hybrid: allow k > --top-m (heads beyond the exact block then come from attribution; the "
+                        "profile's method says so)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_placement_arguments(p)
     p.set_defaults(func=_cmd_profile, profile_command=None)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from pasta_lens.cli import add_prompt_command, parse_heads, parse_markers, parse_schedule
+from pasta_lens.cli import (add_prompt_command, check_prompt_arguments, parse_heads, parse_markers,
+                            parse_schedule)
 from pasta_lens.schedule import SCHEDULE_HELP, Schedule
 
 
@@ -17,6 +18,7 @@ def _cmd_steer(args: argparse.Namespace) -> int:
     from pasta_lens.generation import default_heads, generate
     from pasta_lens.models import load_model
 
+    check_prompt_arguments(args)
     model = load_model(args.model)
     if args.heads:
         heads, source = parse_heads(args.heads, model.cfg.n_heads), "--heads"

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import random
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,12 +162,21 @@ def resolve_heads(method: Method, model: Any, profile_heads: Optional[Sequence[H
     return tuple(sorted(random.Random(f"random-heads:{seed}:{size}").sample(every, size)))
 
 
-def load_heads(profile: Any) -> tuple[tuple[Head, ...], str, Any]:
-    """``(ranked heads, description, profile object)`` from a registry name, a path, a HeadProfile or a head list."""
+def load_heads(profile: Any, model: Any = None, allow_transfer: bool = False) -> tuple[tuple[Head, ...], str, Any]:
+    """``(ranked heads, description, profile object)`` from a registry name, a path, a HeadProfile or a head list.
+
+    With ``model``, a profile (named, a path or a :class:`~pasta_lens.profile.HeadProfile`) must have been made
+    for it: :meth:`HeadProfile.validate_for` refuses another shape, and other weights unless
+    ``allow_transfer=True``. This is the one place where evaluation turns a profile into heads.
+    """
     if isinstance(profile, (str, os.PathLike)):
         loaded = load_profile(profile)
+        if model is not None:
+            loaded.validate_for(model, allow_transfer=allow_transfer)
         return ranked_heads(loaded), f"profile {profile}", loaded
     if hasattr(profile, "heads"):
+        if model is not None and hasattr(profile, "validate_for"):
+            profile.validate_for(model, allow_transfer=allow_transfer)
         return ranked_heads(profile), f"profile {getattr(profile, 'model_name', '')}".strip(), profile
     heads = ranked_heads(list(normalize_heads(profile)) if isinstance(profile, dict) else list(profile))
     return heads, f"{len(heads)} heads given", None
@@ -253,16 +263,46 @@ def _config_key(task: Task, method: Method, heads: Optional[Sequence[Head]], alp
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of ``examples.jsonl``; a last line cut by an interruption is dropped (with a warning) and the
+    file rewritten atomically without it. Any other bad line is an error naming the file and the line."""
     if not path.exists():
         return []
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    cut = lines.pop() if lines else b""  # what follows the last newline: b"" for a complete file
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut by an interruption: redo that example
-                continue
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        rows.append(_parse_row(path, number, line))
+    if cut.strip():
+        try:
+            rows.append(_parse_row(path, len(lines) + 1, cut))  # complete JSON, only the newline was lost
+        except ValueError:
+            warnings.warn(f"{path}: dropped its last line {len(lines) + 1}, cut by an interruption (no newline, "
+                          "not a whole row); that example will be recomputed.", stacklevel=3)
+        _write_rows(path, rows)
     return rows
+
+
+_ROW_KEYS = ("config", "uid", "outputs")
+
+
+def _parse_row(path: Path, number: int, line: bytes) -> dict[str, Any]:
+    try:
+        row = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}, line {number}: not a JSON row ({err}). Fix or delete that line (or the file, "
+                         "to recompute everything); evaluate writes one JSON object per line.") from None
+    if not isinstance(row, dict) or any(k not in row for k in _ROW_KEYS):
+        keys = sorted(row) if isinstance(row, dict) else type(row).__name__
+        raise ValueError(f"{path}, line {number}: not an evaluation row (needs keys {list(_ROW_KEYS)}; got "
+                         f"{keys}). Delete that line (or the file, to recompute everything).")
+    return row
+
+
+def _write_rows(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def _batches(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
@@ -292,6 +332,7 @@ def evaluate(
     variant: str = "default",
     max_new_tokens: Optional[int] = None,
     progress: bool = True,
+    allow_transfer: bool = False,
 ) -> EvaluationResult:
     """Evaluate ``methods`` on ``tasks``; write per-example JSONL, ``summary.json`` and ``table.md``.
 
@@ -308,11 +349,19 @@ def evaluate(
         schedule: default steering schedule, ``"all"`` (the paper's), ``"prompt"``, ``"first:N"`` or
             ``"decay:G"`` (:class:`~pasta_lens.schedule.Schedule`; methods may override it with ``schedule=``).
         batch_size: prompts per generation batch (left-padded).
-        resume: reuse finished rows of ``out_dir/examples.jsonl`` with the same configuration.
+        resume: reuse finished rows of ``out_dir/examples.jsonl`` with the same configuration. With False,
+            the rows of the configurations this call computes are replaced; other rows (other tasks, methods or
+            settings) are kept.
         seed: chooses the examples, the few-shot demonstrations and the random head set.
         variant: prompt variant of the tasks (e.g. ``"short"`` for JSON).
         max_new_tokens: generation length (default: each task's own).
         progress: show tqdm progress bars.
+        allow_transfer: use a profile made on other weights of the same shape (e.g. a base model's profile on
+            its fine-tune); without it such a profile is refused (see :meth:`HeadProfile.validate_for`).
+
+    Raises:
+        ValueError: bad arguments, a profile made for another model, or a malformed line in
+            ``examples.jsonl`` (named by file and line).
 
     Example:
         >>> res = evaluate(model, ["json"], ["zero-shot", "pasta"], n=20, heads=[(20, 0), (21, 3)], out_dir="runs/x")
@@ -330,58 +379,61 @@ def evaluate(
     method_objs = [parse_method(m) for m in specs]
     default_schedule = Schedule.parse(schedule)
     source = profile if profile is not None else heads
-    profile_heads, heads_note = (load_heads(source)[:2] if source is not None else ((), "none"))
+    profile_heads, heads_note = (load_heads(source, model, allow_transfer)[:2] if source is not None
+                                 else ((), "none"))
     out = Path(out_dir) if out_dir is not None else None
     world = current_world()  # [distributed] torch.distributed's rank/size; one process: World(0, 1)
     rows_path = out / "examples.jsonl" if out is not None and world.is_main else None  # [distributed] rank 0 writes
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    done = {}
-    if rows_path is not None and resume:
-        done = {(r["config"], r["uid"]): r for r in _read_rows(rows_path)}
-        if rows_path.exists() and rows_path.stat().st_size and not rows_path.read_bytes().endswith(b"\n"):
-            with open(rows_path, "a", encoding="utf-8") as f:  # end a line cut by an interruption
-                f.write("\n")
-    elif rows_path is not None and rows_path.exists():
-        rows_path.unlink()
-    done = broadcast(done, world)  # [distributed] every rank resumes from rank 0's rows
     model_name = _model_name(model)
-    all_rows: list[dict[str, Any]] = []
-    method_heads: dict[str, Optional[tuple[Head, ...]]] = {}
+    plan = []  # (task, method, heads, alpha, max_new, config, examples): every configuration this call computes
     for task in task_objs:
         examples = task.examples(split, n, seed)
         for method in method_objs:
             hs = resolve_heads(method, model, profile_heads, seed)
-            method_heads[method.name] = hs
             a = method.alpha if method.alpha is not None else alpha
             sched = method.schedule if method.schedule is not None else default_schedule
             max_new = max_new_tokens or task.max_new_tokens
-            config = _config_key(task, method, hs, a, split, variant, max_new, model_name, sched)
-            rendering = Rendering(method.marking, task.demos(method.few_shot, seed) if method.few_shot else ())
-            for ex in examples:  # reuse a finished row only for the same prompt; rescore it with today's metrics
-                row = done.get((config, ex.uid))
-                if row is not None:
-                    main = task.queries(ex, variant)[0]
-                    if row.get("prompt") != task.render(model, main.markup, rendering).text:
-                        del done[(config, ex.uid)]
-                    else:
-                        row["metrics"] = task.metrics_from(ex, row["outputs"])
-            todo = [ex for ex in examples if (config, ex.uid) not in done]
-            bar = tqdm(total=len(examples), initial=len(examples) - len(todo), disable=not progress,
-                       desc=f"{task.name} / {method.name}", unit="ex")
-            run = lambda c: _run_chunk(model, task, method, c, rendering, hs, a, max_new, variant, batch_size,
-                                        sched)
-            for chunk, new_rows in map_batches(todo, batch_size, run, world):  # [distributed] batch b on rank b % N
-                for ex, row in zip(chunk, new_rows):
-                    row.update(config=config, task=task.name, method=method.name, split=split, uid=ex.uid,
-                               synthetic=bool(getattr(ex, "synthetic", False)))
-                    done[(config, ex.uid)] = row
-                    if rows_path is not None:
-                        with open(rows_path, "a", encoding="utf-8") as f:
-                            f.write(json.dumps(row) + "\n")
-                bar.update(len(chunk))
-            bar.close()
-            all_rows += [done[(config, ex.uid)] for ex in examples]
+            plan.append((task, method, hs, a, max_new,
+                         _config_key(task, method, hs, a, split, variant, max_new, model_name, sched), examples, sched))
+    stored = _read_rows(rows_path) if rows_path is not None else []
+    if not resume and stored:  # start these configurations over; keep every other row in the file
+        redo = {(config, ex.uid) for *_, config, examples, _ in plan for ex in examples}
+        kept = [r for r in stored if (r["config"], r["uid"]) not in redo]
+        if len(kept) != len(stored):
+            _write_rows(rows_path, kept)  # type: ignore[arg-type]
+        stored = []
+    done = {(r["config"], r["uid"]): r for r in stored}
+    done = broadcast(done, world)  # [distributed] every rank resumes from rank 0's rows
+    all_rows: list[dict[str, Any]] = []
+    method_heads: dict[str, Optional[tuple[Head, ...]]] = {}
+    for task, method, hs, a, max_new, config, examples, sched in plan:
+        method_heads[method.name] = hs
+        rendering = Rendering(method.marking, task.demos(method.few_shot, seed) if method.few_shot else ())
+        for ex in examples:  # reuse a finished row only for the same prompt; rescore it with today's metrics
+            row = done.get((config, ex.uid))
+            if row is not None:
+                main = task.queries(ex, variant)[0]
+                if row.get("prompt") != task.render(model, main.markup, rendering).text:
+                    del done[(config, ex.uid)]
+                else:
+                    row["metrics"] = task.metrics_from(ex, row["outputs"])
+        todo = [ex for ex in examples if (config, ex.uid) not in done]
+        bar = tqdm(total=len(examples), initial=len(examples) - len(todo), disable=not progress,
+                   desc=f"{task.name} / {method.name}", unit="ex")
+        run = lambda c: _run_chunk(model, task, method, c, rendering, hs, a, max_new, variant, batch_size, sched)
+        for chunk, new_rows in map_batches(todo, batch_size, run, world):  # [distributed] batch b on rank b % N
+            for ex, row in zip(chunk, new_rows):
+                row.update(config=config, task=task.name, method=method.name, split=split, uid=ex.uid,
+                           synthetic=bool(getattr(ex, "synthetic", False)))
+                done[(config, ex.uid)] = row
+                if rows_path is not None:
+                    with open(rows_path, "a", encoding="utf-8") as f:
+                        f.write(json.dumps(row) + "\n")
+            bar.update(len(chunk))
+        bar.close()
+        all_rows += [done[(config, ex.uid)] for ex in examples]
     summary = summarize(all_rows, task_objs, method_objs)
     summary["config"] = {"model": model_name, "split": split, "n": n, "seed": seed, "alpha": alpha,
                          "schedule": str(default_schedule),

@@ -19,7 +19,12 @@ Three ways to compute it:
 
   with the gradient taken through ``blocks.{l}.attn.hook_pattern`` and ``T`` the exact PASTA transform. It
   equals ``exact`` to first order in ``(1 - alpha)`` and ranks heads well at ``alpha = 0.01`` in practice.
-- ``hybrid``: attribution for all heads, then ``exact`` re-scoring of the ``top_m`` heads by attribution.
+- ``hybrid``: attribution for all heads, then ``exact`` re-scoring of the ``top_m`` heads by attribution, every
+  one on the same first ``rescore_examples`` examples. The ranking is the attribution ranking with that top block
+  re-ordered by the exact scores: exact numbers are compared only with exact numbers over the same examples, so a
+  top-k with ``k <= top_m`` is decided exactly, and beyond ``top_m`` by attribution (which ``make_profile``
+  refuses unless asked, and then says in the profile's ``method``). :class:`HeadScores` records per head which
+  estimator gave its score and over how many examples (``exact``, ``counts``).
 
 Profiling one task gives a :class:`HeadScores`. :func:`select_heads` combines several tasks' rankings as in the
 paper: the ``intersection`` of the per-task top-k (default), their ``union``, or one task's top-k
@@ -27,7 +32,9 @@ paper: the ``intersection`` of the per-task top-k (default), their ``union``, or
 objective gain against the number of heads; :func:`choose_k` picks k from that curve.
 
 Long runs are resumable: with ``checkpoint=path`` the per-example results are written (atomically) after every
-example, and a restart with the same arguments skips the finished examples and returns an identical result.
+example, and a restart with the same arguments skips the finished examples and returns an identical result. A row
+is reused only for the same example and objective (a changed contrast answer is recomputed); the file is locked
+while a run writes it, and the compute time of every segment is summed into ``HeadScores.wall_time_s``.
 
 The package follows the data flow: :mod:`~pasta_lens.profiling.scoring` (objective changes per head, for one task
 or several), :mod:`~pasta_lens.profiling.checkpoints` (the resumable per-example store it writes to) and

@@ -33,6 +33,12 @@ def _tables(task_scores: Mapping[str, Union[HeadScores, Tensor]]) -> dict[str, T
     return tables
 
 
+def _rankings(task_scores: Mapping[str, Union[HeadScores, Tensor]]) -> dict[str, tuple[Head, ...]]:
+    """Each task's ranking: :meth:`HeadScores.ranking` (a hybrid's own order), or a sort of a bare table."""
+    tables = _tables(task_scores)
+    return {t: (s.ranking() if isinstance(s, HeadScores) else _ranking(tables[t])) for t, s in task_scores.items()}
+
+
 def select_heads(
     task_scores: Mapping[str, Union[HeadScores, Tensor]],
     k: int,
@@ -60,7 +66,7 @@ def select_heads(
     _check_k(k, shape)  # type: ignore[arg-type]
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}; got {strategy!r}.")
-    tops = {t: set(_ranking(s)[:k]) for t, s in tables.items()}
+    tops = {t: set(r[:k]) for t, r in _rankings(task_scores).items()}
     if strategy == "task_specific":
         if task not in tops:
             raise ValueError(f"strategy='task_specific' needs task= one of {sorted(tops)}; got {task!r}.")
@@ -135,7 +141,7 @@ def ablation_curve(
     for k in _progress(list(ks), progress, f"ablation ({strategy})"):
         per_task, sizes = {}, []
         for t in tables:
-            heads = select_heads(tables, k, strategy, task=t if strategy == "task_specific" else None)
+            heads = select_heads(task_scores, k, strategy, task=t if strategy == "task_specific" else None)
             sizes.append(len(heads))
             per_task[t] = _mean_change(model, val_examples_by_task[t], heads, alpha, baselines[t])
         n_heads = sizes[0] if strategy != "task_specific" else max(sizes)
@@ -154,6 +160,29 @@ def choose_k(curve: Sequence[AblationPoint]) -> int:
     return max(candidates, key=lambda p: (p.metric, -p.n_heads, -p.k)).k
 
 
+def estimators(task_scores: Mapping[str, HeadScores], k: int) -> tuple[str, dict[str, Any]]:
+    """``(method, metadata)``: a profile's ``method`` string and its per-task record of what was exact.
+
+    The string names the estimators and example counts exactly, e.g. ``"hybrid (attribution ranking of all 270
+    heads on 200 examples; its top 120 re-ordered by exact scores on the first 4 examples)"``; when ``k`` passes
+    the exactly ordered block it adds ``"; top-k beyond place 120 by attribution"``.
+    """
+    lines, meta = {}, {}
+    for t, s in task_scores.items():
+        line = s.describe()
+        if k > s.exact_through():
+            line += (f"; top-{k} beyond place {s.exact_through()} by attribution" if s.method == "hybrid" else "")
+        lines[t] = line
+        meta[t] = {"method": s.method, "n_examples": s.n_examples, "exact_examples": s.n_exact,
+                   "exact_places": s.exact_through(), "exact_heads": int(s.exact.sum()) if s.exact is not None else 0,
+                   "k_within_exact": k <= s.exact_through()}
+        if s.method == "hybrid" and s.exact is not None:
+            meta[t]["exact_head_list"] = [list(h) for h in s.ranking()[:s.exact_through()]]
+    distinct = sorted(set(lines.values()))
+    method = distinct[0] if len(distinct) == 1 else "; ".join(f"{t}: {line}" for t, line in lines.items())
+    return method, meta
+
+
 def make_profile(
     model: Any,
     model_name: str,
@@ -164,22 +193,38 @@ def make_profile(
     seed: Optional[int] = None,
     command: Optional[str] = None,
     provenance: Optional[Mapping[str, Any]] = None,
+    allow_attribution_tail: bool = False,
 ) -> HeadProfile:
     """Select heads and wrap them with their scores and provenance in a :class:`HeadProfile`.
+
+    The profile's ``method`` says exactly what was exact (:func:`estimators`), and ``provenance["estimators"]``
+    holds, per task, the method, the example counts of each estimator and the exactly ordered heads. For a
+    ``hybrid`` task, ``k`` larger than its ``top_m`` means heads beyond the exact block were selected by
+    attribution: refused unless ``allow_attribution_tail=True`` (the ``method`` string then says so).
 
     Example:
         >>> profile = make_profile(model, "smollm2-135m-instruct", scores, k=40)
         >>> profile.save("profiles/my-profile.json")
     """
     heads = select_heads(task_scores, k, strategy, task)
-    methods = {s.method for s in task_scores.values()}
+    tail = sorted(t for t, s in task_scores.items() if s.method == "hybrid" and k > s.exact_through())
+    if tail and not allow_attribution_tail:
+        m = min(task_scores[t].exact_through() for t in tail)
+        raise ValueError(f"k={k} exceeds the exactly re-scored block (top_m={m}) of the hybrid scores of {tail}: "
+                         "heads beyond it would be chosen by attribution, not by exact scores. Profile with "
+                         f"top_m >= {k}, choose k <= {m}, use method='attribution', or pass "
+                         "allow_attribution_tail=True to accept it (the profile's method then says so).")
+    method, meta = estimators(task_scores, int(k))
+    prov = dict(provenance or {})
+    prov["estimators"] = meta
     alphas = {s.alpha for s in task_scores.values()}
     if len(alphas) != 1:
         raise ValueError(f"All tasks must be profiled with one alpha to share a profile; got {sorted(alphas)}.")
     return HeadProfile(
         model_name=model_name, n_layers=int(model.cfg.n_layers), n_heads=int(model.cfg.n_heads), heads=heads,
-        weights_hash=weights_hash(model), fingerprint=ModelFingerprint.of(model), tasks=tuple(task_scores), method="+".join(sorted(methods)),
+        weights_hash=weights_hash(model), fingerprint=ModelFingerprint.of(model), tasks=tuple(task_scores),
+        method=method,
         alpha=alphas.pop(), k=int(k), strategy=strategy,
         n_examples={t: s.n_examples for t, s in task_scores.items()}, seed=seed, command=command,
-        scores={t: s.scores for t, s in task_scores.items()}, provenance=dict(provenance or {}))
+        scores={t: s.scores for t, s in task_scores.items()}, provenance=prov)
 
