@@ -38,6 +38,7 @@ def _recording(examples, calls):
         def obj(logits):
             calls.append((i, int(logits.shape[0])))
             return objective(logits)
+        obj.key = objective.key  # the checkpoint identifies the objective by its key (no probe call recorded)
         return obj
     return [ProfilingExample(ex.tokens, ex.key_mask, wrap(i, ex.objective), ex.attention_mask, ex.task)
             for i, ex in enumerate(examples)]
