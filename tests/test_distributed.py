@@ -94,13 +94,13 @@ def test_sharded_checkpoint_reads_every_rank_file_and_writes_its_own(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- 2 processes
-def _worker(rank, world_size, root):
+def _worker(rank, world_size, root, backend="bridge"):
     import torch.distributed as dist
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{root}/rendezvous", rank=rank, world_size=world_size)
     try:
-        model = tiny_model("llama")
+        model = tiny_model("llama", backend=backend)  # the parent's backend: same weights, same checkpoints
         calls: list = []
         scores = profile_heads(model, _recording(_examples(model, 4), calls), checkpoint=root / "mixed" / "run.ckpt",
                                **KW)
@@ -113,7 +113,7 @@ def _worker(rank, world_size, root):
         dist.destroy_process_group()
 
 
-def test_two_processes_equal_one_and_resume_across_process_counts(llama, tmp_path):
+def test_two_processes_equal_one_and_resume_across_process_counts(llama, backend, tmp_path):
     examples = _examples(llama, 5)
     reference = {n: profile_heads(llama, examples[:n], **KW) for n in (4, 5)}
     # The ground truth of "none twice, none lost": a chain of single-process runs on one checkpoint (2, 4, 5 ex.)
@@ -125,7 +125,7 @@ def test_two_processes_equal_one_and_resume_across_process_counts(llama, tmp_pat
     mixed = tmp_path / "mixed" / "run.ckpt"
     profile_heads(llama, examples[:2], checkpoint=mixed, **KW)
     evaluate(llama, _tasks(), ["zero-shot", "pasta"], n=2, out_dir=tmp_path / "eval", **EVAL)  # rows to resume
-    torch.multiprocessing.spawn(_worker, args=(2, tmp_path), nprocs=2, join=True)
+    torch.multiprocessing.spawn(_worker, args=(2, tmp_path, backend), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
     assert [r["world"] for r in ranks] == [World(0, 2), World(1, 2)]
 
