@@ -190,7 +190,7 @@ def test_torchrun_cli_profile_and_evaluate_equal_one_process(tiny_dir, tmp_path)
     from pasta_lens import HeadProfile
     from pasta_lens.cli import main
 
-    args = ["--model", tiny_dir, "--tasks", "json,biasbios", "--method", "hybrid", "--top-m", "3", "--k", "4",
+    args = ["--model", tiny_dir, "--tasks", "json,biasbios", "--method", "hybrid", "--top-m", "4", "--k", "4",
             "--quiet"]
     _torchrun(["profile", "--n-examples", "3", *args, "--out", "two.json"], tmp_path)
     assert main(["profile", "--n", "3", *args, "--out", str(tmp_path / "one.json")]) == 0
