@@ -267,16 +267,22 @@ def scheduled_rescale(pattern: Float[Tensor, "batch head query key"], weights: F
     return torch.where(active[None, None, :, None], steered, pattern)
 
 
+def _layer_mask(layer: int, heads: list[int], act: Tensor, key_mask: Tensor) -> Tensor:
+    """The key mask on ``act``'s device (at call time, never cached), after checking heads and batch against it."""
+    batch, n_heads = act.shape[0], act.shape[1]
+    if max(heads) >= n_heads:
+        raise ValueError(f"Layer {layer} has {n_heads} heads; cannot steer head {max(heads)}.")
+    mask = key_mask.to(act.device)
+    if mask.shape[0] not in (1, batch):
+        raise ValueError(f"The key mask has {mask.shape[0]} rows but the batch has {batch}: build the "
+                         "emphasis from the same prompts you run (or one row to broadcast).")
+    return mask
+
+
 def _layer_hook(layer: int, heads: list[int], alphas: list[float], key_mask: Tensor,
                 scale_position: ScalePosition, schedule: Schedule = Schedule()) -> HookFn:
     def hook(pattern: Float[Tensor, "batch head query key"], hook: Any) -> Float[Tensor, "batch head query key"]:
-        batch, n_heads = pattern.shape[0], pattern.shape[1]
-        if max(heads) >= n_heads:
-            raise ValueError(f"Layer {layer} has {n_heads} heads; cannot steer head {max(heads)}.")
-        mask = key_mask.to(pattern.device)
-        if mask.shape[0] not in (1, batch):
-            raise ValueError(f"The key mask has {mask.shape[0]} rows but the batch has {batch}: build the "
-                             "emphasis from the same prompts you run (or one row to broadcast).")
+        mask = _layer_mask(layer, heads, pattern, key_mask)
         # Built from the activation's own device at call time (never cached): safe across devices.
         idx = torch.tensor(heads, device=pattern.device)
         alpha = torch.tensor(alphas, dtype=torch.float32, device=pattern.device)
@@ -487,13 +493,8 @@ def key_bias(
 def _scores_layer_hook(layer: int, heads: list[int], alphas: list[float], key_mask: Tensor,
                        scale_position: ScalePosition) -> HookFn:
     def hook(scores: Float[Tensor, "batch head query key"], hook: Any) -> Float[Tensor, "batch head query key"]:
-        batch, n_heads = scores.shape[0], scores.shape[1]
-        if max(heads) >= n_heads:
-            raise ValueError(f"Layer {layer} has {n_heads} heads; cannot steer head {max(heads)}.")
-        mask = key_mask.to(scores.device)
-        if mask.shape[0] not in (1, batch):
-            raise ValueError(f"The key mask has {mask.shape[0]} rows but the batch has {batch}: build the "
-                             "emphasis from the same prompts you run (or one row to broadcast).")
+        mask = _layer_mask(layer, heads, scores, key_mask)
+        n_heads = scores.shape[1]
         log_alpha = torch.tensor(alphas, dtype=torch.float32, device=scores.device).log()
         bias = key_bias(mask, scores.shape[-1], n_heads, heads, log_alpha, scale_position)
         # One broadcast addition, out of place (a cached reference to the unsteered scores stays unsteered;
