@@ -530,9 +530,6 @@ def scores_hooks(
     pairs = normalize_heads(heads)
     alphas = _alphas(pairs, alpha)
     key_mask = _key_mask(emphasis)
-    by_layer: dict[int, list[int]] = {}
-    for layer, head in pairs:
-        by_layer.setdefault(layer, []).append(head)
     return [(scores_hook_name(layer),
              _scores_layer_hook(layer, hs, [alphas[(layer, h)] for h in hs], key_mask, scale_position))
-            for layer, hs in sorted(by_layer.items())]
+            for layer, hs in group_by_layer(pairs).items()]
