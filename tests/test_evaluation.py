@@ -1,6 +1,7 @@
 """The evaluation harness on the tiny random model: methods, candidate scoring, end to end, resume, CLI."""
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -103,7 +104,8 @@ def test_end_to_end_tiny(llama, tmp_path, cf_task):
     assert summary["config"]["heads"]["pasta"] == [list(h) for h in HEADS]
     assert summary["config"]["heads"]["zero-shot"] is None
     table = (tmp_path / "table.md").read_text()
-    assert table == res.table and table.count("\n| ") == 6 and "†" in table and "PASTA, profile heads" in table
+    assert table == res.table and table.count("\n| ") == 2 * 6 + 1 and "†" in table and "PASTA, profile heads" in table
+    # 6 method rows, then the interval table's header and its 6 rows
     by = {(r["task"], r["method"], r["uid"]): r for r in rows}
     uid = tasks[0].examples("test", 1)[0].uid
     star, zero = by[("json", "star", uid)], by[("json", "zero-shot", uid)]
@@ -255,3 +257,51 @@ def test_cli_evaluate_end_to_end(saved_llama, cf_task, tmp_path, capsys):
     uid = rows[0]["uid"]
     assert by[("pasta", uid)] != by[("zero-shot", uid)] != by[("pasta:alpha=0.1", uid)]
     assert by[("pasta:k=2", uid)] != by[("pasta", uid)]
+
+
+def _wilson_by_bisection(x: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """The Wilson interval from its definition, the set of p with |x/n - p| <= z sqrt(p (1 - p) / n), found by
+    bisecting each side of x/n (inside the set near x/n, outside it near 0 and 1)."""
+    inside = lambda p: abs(x / n - p) <= z * math.sqrt(p * (1 - p) / n)  # noqa: E731
+
+    def edge(inner: float, outer: float) -> float:
+        for _ in range(200):
+            mid = (inner + outer) / 2
+            inner, outer = (mid, outer) if inside(mid) else (inner, mid)
+        return inner
+
+    low = 0.0 if x == 0 else edge(x / n, 0.0)
+    high = 1.0 if x == n else edge(x / n, 1.0)
+    return low, high
+
+
+@pytest.mark.parametrize("x,n", [(0, 10), (1, 10), (49, 50), (25, 50), (50, 50), (37, 200)])
+def test_wilson_interval_matches_its_definition(x, n):
+    from pasta_lens.evaluation.report import wilson_interval
+
+    low, high = wilson_interval(x, n)
+    want_low, want_high = _wilson_by_bisection(x, n)
+    assert low == pytest.approx(want_low, abs=1e-9) and high == pytest.approx(want_high, abs=1e-9)
+    assert low <= x / n <= high
+
+
+def test_summary_intervals_wilson_for_accuracies_and_se_for_fluency():
+    from pasta_lens.evaluation.harness import parse_method
+    from pasta_lens.evaluation.report import markdown_table, summarize, wilson_interval
+    from pasta_lens.tasks import get_task
+
+    task = get_task("counterfact")
+    method = parse_method("zero-shot")
+    es = [1, 1, 0, 1, 0, 1, 1, 1]
+    flu = [3.0, 4.0, 5.0, 3.5, 4.5, 4.0, 2.0, 6.0]
+    rows = [{"task": "counterfact", "method": "zero-shot", "metrics": {"es": e, "ps": e, "fluency": f}}
+            for e, f in zip(es, flu)]
+    s = summarize(rows, [task], [method])["tasks"]["counterfact"]["zero-shot"]
+    assert s["ci95_es"] == list(wilson_interval(6, 8))
+    mean = sum(flu) / 8
+    sd = math.sqrt(sum((v - mean) ** 2 for v in flu) / 7)
+    assert s["ci95_fluency"] == pytest.approx([mean - 1.96 * sd / math.sqrt(8), mean + 1.96 * sd / math.sqrt(8)],
+                                              rel=1e-4)
+    table = markdown_table(summarize(rows, [task], [method]), [task], [method])
+    low, high = wilson_interval(6, 8)
+    assert f"[{100 * low:.1f}, {100 * high:.1f}]" in table.split("95% intervals")[1]

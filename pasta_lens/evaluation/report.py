@@ -2,12 +2,19 @@
 
 :func:`summarize` averages every metric per (task, method) over the rows that have it, plus the average over
 each task's ``average_metrics``; :func:`markdown_table` prints methods as rows and task metrics as columns
-(accuracies in %, fluency in bits), with the n per task and which data are synthetic.
+(accuracies in %, fluency in bits), with the n per task and which data are synthetic, and below it the 95%
+intervals of the same cells.
+
+Intervals (``ci95_<metric>`` in the summary): a metric whose values are all 0 or 1 (accuracies) gets the Wilson
+score interval, which stays inside [0, 1] and is right near 0 and 1 where the normal one is not; any other metric
+(fluency, CounterFact PS, a per-example fraction of paraphrases) gets mean +- 1.96 standard errors. The average's
+interval treats the per-task means as independent (each from its own examples): mean +- 1.96 sqrt(sum SE^2) / m.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+import math
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from pasta_lens.tasks import Task
 
@@ -24,9 +31,52 @@ TABLE_METRICS = {"json": ("f_acc", "p_acc"), "pronoun": ("acc", "a_acc", "a_acc_
 TASK_LABELS = {"json": "JSON", "pronoun": "Pronouns", "biasbios": "BiasBios", "counterfact": "CounterFact"}
 
 
+Z95 = 1.959963984540054
+"""The two-sided 95% normal quantile."""
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion ``successes / n``: ``(low, high)``.
+
+    Example:
+        >>> [round(x, 3) for x in wilson_interval(49, 50)]  # 98% of 50: not the normal interval's 94-102%
+        [0.895, 0.996]
+    """
+    if n < 1 or not 0 <= successes <= n:
+        raise ValueError(f"wilson_interval needs 0 <= successes <= n and n >= 1; got {successes} of {n}.")
+    p, z2 = successes / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _standard_error(values: Sequence[float]) -> Optional[float]:
+    """The standard error of the mean (Bernoulli for 0/1 values, sample standard deviation otherwise)."""
+    n = len(values)
+    mean = sum(values) / n
+    if all(v in (0, 1) for v in values):
+        return math.sqrt(mean * (1 - mean) / n)
+    if n < 2:
+        return None
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
+
+
+def interval95(values: Sequence[float]) -> Optional[tuple[float, float]]:
+    """95% interval of the mean of ``values``: Wilson for 0/1 values, else mean +- 1.96 SE (None if n < 2)."""
+    if not values:
+        return None
+    if all(v in (0, 1) for v in values):
+        return wilson_interval(int(sum(values)), len(values))
+    se = _standard_error(values)
+    mean = sum(values) / len(values)
+    return None if se is None else (mean - Z95 * se, mean + Z95 * se)
+
+
 def summarize(rows: Sequence[dict[str, Any]], tasks: Sequence[Task], methods: Sequence[Method]) -> dict[str, Any]:
-    """Means of every metric per task and method (each over the examples that have it), and the average."""
-    out: dict[str, Any] = {"tasks": {}, "average": {}}
+    """Means of every metric per task and method (each over the examples that have it), their 95% intervals
+    (``ci95_<metric>``, ``[low, high]`` or None), and the average with its interval (``average_ci95``)."""
+    out: dict[str, Any] = {"tasks": {}, "average": {}, "average_ci95": {}}
+    errors: dict[tuple[str, str, str], Optional[float]] = {}
     for task in tasks:
         per_method = {}
         for method in methods:
@@ -36,17 +86,37 @@ def summarize(rows: Sequence[dict[str, Any]], tasks: Sequence[Task], methods: Se
                 values = [r["metrics"][name] for r in mine if name in r["metrics"]]
                 metrics[name] = sum(values) / len(values) if values else None
                 metrics[f"n_{name}"] = len(values)
+                ci = interval95(values)
+                metrics[f"ci95_{name}"] = None if ci is None else [ci[0], ci[1]]
+                errors[(task.name, method.name, name)] = _standard_error(values) if values else None
             per_method[method.name] = metrics
         out["tasks"][task.name] = per_method
     for method in methods:
         values = [out["tasks"][t.name][method.name][m] for t in tasks for m in t.average_metrics
                   if out["tasks"][t.name][method.name][m] is not None]
         out["average"][method.name] = sum(values) / len(values) if values else None
+        ses = [errors[(t.name, method.name, m)] for t in tasks for m in t.average_metrics
+               if out["tasks"][t.name][method.name][m] is not None]
+        if values and all(se is not None for se in ses):
+            half = Z95 * math.sqrt(sum(se * se for se in ses)) / len(ses)  # type: ignore[operator]
+            out["average_ci95"][method.name] = [out["average"][method.name] - half,
+                                                out["average"][method.name] + half]
+        else:
+            out["average_ci95"][method.name] = None
     return out
 
 
-def markdown_table(summary: dict[str, Any], tasks: Sequence[Task], methods: Sequence[Method]) -> str:
-    """Rows = methods; columns = each task's metrics (accuracies in %, fluency in bits) and the average."""
+def _cell(value: Optional[float], metric: str) -> str:
+    return "–" if value is None else (f"{value:.2f}" if metric == "fluency" else f"{100 * value:.1f}")
+
+
+def markdown_table(summary: dict[str, Any], tasks: Sequence[Task], methods: Sequence[Method],
+                   intervals: bool = True) -> str:
+    """Rows = methods; columns = each task's metrics (accuracies in %, fluency in bits) and the average.
+
+    With ``intervals`` (default) a second table of the same layout gives each cell's 95% interval ``[low, high]``
+    (summaries written before intervals existed have none: their cells read "–").
+    """
     header, cols = ["Method"], []
     for task in tasks:
         synthetic = any(summary["tasks"][task.name][m.name]["synthetic"] for m in methods)
@@ -59,11 +129,19 @@ def markdown_table(summary: dict[str, Any], tasks: Sequence[Task], methods: Sequ
     for method in methods:
         cells = [method.label]
         for task_name, metric in cols:
-            value = summary["tasks"][task_name][method.name][metric]
-            cells.append("–" if value is None else (f"{value:.2f}" if metric == "fluency" else f"{100 * value:.1f}"))
-        avg = summary["average"][method.name]
-        cells.append("–" if avg is None else f"{100 * avg:.1f}")
+            cells.append(_cell(summary["tasks"][task_name][method.name][metric], metric))
+        cells.append(_cell(summary["average"][method.name], "average"))
         lines.append("| " + " | ".join(cells) + " |")
+    if intervals:
+        lines += ["", "95% intervals (Wilson for accuracies, mean +- 1.96 SE otherwise):", "",
+                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for method in methods:
+            cells = [method.label]
+            for task_name, metric in cols + [("", "average")]:
+                ci = (summary.get("average_ci95", {}).get(method.name) if metric == "average"
+                      else summary["tasks"][task_name][method.name].get(f"ci95_{metric}"))
+                cells.append("–" if ci is None else f"[{_cell(ci[0], metric)}, {_cell(ci[1], metric)}]")
+            lines.append("| " + " | ".join(cells) + " |")
     ns = {t.name: max(summary["tasks"][t.name][m.name]["n"] for m in methods) for t in tasks}
     notes = ["", "Accuracies in %, fluency = ROME's weighted 2/3-gram entropy (bits) of the generations; n per task: "
              + ", ".join(f"{TASK_LABELS.get(k, k)} {v}" for k, v in ns.items()) + ".",
