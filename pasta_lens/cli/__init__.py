@@ -4,7 +4,8 @@
 
 prints the unsteered and the steered generation one above the other. One module per command registers its
 parser and holds its handler (:mod:`~pasta_lens.cli.steer`, :mod:`~pasta_lens.cli.attention`,
-:mod:`~pasta_lens.cli.profile` with ``profile plot``, :mod:`~pasta_lens.cli.evaluate`); this module holds
+:mod:`~pasta_lens.cli.profile` with ``profile plot``, :mod:`~pasta_lens.cli.evaluate`,
+:mod:`~pasta_lens.cli.transfer`); this module holds
 :func:`main` and the argument helpers they share. The library never imports this package.
 """
 
@@ -125,12 +126,13 @@ def load_model_for(args: argparse.Namespace) -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pasta_lens.cli import attention, evaluate, profile, steer  # the commands import this module's helpers
+    from pasta_lens.cli import (attention, evaluate, profile, steer,  # the commands import this module's helpers
+                                transfer)
 
     parser = argparse.ArgumentParser(prog="pasta-lens", description=(
         "PASTA attention steering on TransformerLens models. Mark the span to attend to with *asterisks*."))
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in (steer, profile, evaluate, attention):
+    for command in (steer, profile, evaluate, attention, transfer):
         command.add_parser(sub)
     return parser
 
@@ -140,6 +142,7 @@ RESUME_NOTES = {
     "profile": "finished examples are kept in the per-task checkpoints (OUT.ckpt/ or --checkpoint-dir); rerun the "
                "same command to resume",
     "evaluate": "finished rows are kept in OUT/examples.jsonl; rerun the same command to resume",
+    "transfer": "finished rows are kept in OUT/full and OUT/without-<task>; rerun the same command to resume",
 }
 
 

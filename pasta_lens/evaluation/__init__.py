@@ -26,12 +26,14 @@ rendered prompt; reused rows are rescored from their stored outputs, so metric f
 ``summary.json`` and ``table.md`` are recomputed from the rows of the requested examples and written atomically.
 
 :mod:`~pasta_lens.evaluation.harness` runs the tasks and keeps the rows; :mod:`~pasta_lens.evaluation.report`
-turns rows into the summary and the table. Everything is importable from ``pasta_lens.evaluation``.
+turns rows into the summary and the table (with 95% intervals); :mod:`~pasta_lens.evaluation.transfer` runs the
+leave-one-task-out test of the paper's transfer claim. Everything is importable from ``pasta_lens.evaluation``.
 """
 
 from pasta_lens.evaluation.harness import (ALPHAS, BASELINES, EvaluationResult, Method, ablation_methods,
                                            candidate_logprobs, evaluate, load_heads, parse_method, ranked_heads,
                                            resolve_heads)
+from pasta_lens.evaluation.transfer import TransferResult, leave_one_out_profiles, transfer
 from pasta_lens.evaluation.report import (LABELS, METRIC_LABELS, TABLE_METRICS, TASK_LABELS, markdown_table,
                                           summarize)
 
@@ -43,14 +45,17 @@ __all__ = [
     "TABLE_METRICS",
     "TASK_LABELS",
     "EvaluationResult",
+    "TransferResult",
     "Method",
     "ablation_methods",
     "candidate_logprobs",
     "evaluate",
+    "leave_one_out_profiles",
     "load_heads",
     "markdown_table",
     "parse_method",
     "ranked_heads",
     "resolve_heads",
     "summarize",
+    "transfer",
 ]

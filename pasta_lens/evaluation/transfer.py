@@ -1,0 +1,190 @@
+"""Leave-one-task-out transfer: does a head set profiled on some tasks help a task it never saw?
+
+This is the paper's central claim for multi-task profiling: heads chosen on several tasks transfer to unseen ones.
+The test, for each task ``t`` of a multi-task profile:
+
+1. select heads from the *other* tasks' score tables only (the same strategy as the profile, default the
+   intersection of the per-task top-k), with ``k`` chosen on those tasks' validation examples
+   (:func:`~pasta_lens.profiling.ablation_curve` + :func:`~pasta_lens.profiling.choose_k`); ``t`` plays no part;
+2. evaluate ``t`` on its test split: zero-shot, the full profile (which did see ``t``) and the held-out profile.
+
+Per-task head scores depend on that task's examples alone, so the other tasks' tables are read from the full
+profile (``HeadProfile.scores``): nothing is re-profiled, and the held-out profiles are exactly what profiling
+on three tasks would have given with the same scores.
+
+    pasta-lens transfer --profile smollm2-135m-instruct --ks 60,90,120,150,200 --n 50 --out runs/loto
+
+Example:
+    >>> held_out = leave_one_out_profiles(model, load_profile("smollm2-135m-instruct"), ks=[60, 90, 120])
+    >>> held_out["json"].heads  # chosen from pronoun, biasbios and counterfact only
+    >>> result = transfer(model, load_profile("smollm2-135m-instruct"), held_out, n=50, out_dir="runs/loto")
+    >>> print(result.table)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence, Union
+
+from pasta_lens.evaluation.harness import evaluate
+from pasta_lens.evaluation.report import METRIC_LABELS, TASK_LABELS
+from pasta_lens.io import atomic_write_text
+from pasta_lens.profile import HeadProfile
+from pasta_lens.profiling.selection import ablation_curve, choose_k, select_heads
+from pasta_lens.tasks import Task, get_task
+
+
+def _task(name: str, tasks: Optional[Mapping[str, Task]]) -> Task:
+    return tasks[name] if tasks and name in tasks else get_task(name)
+
+
+def leave_one_out_profiles(
+    model: Any,
+    profile: HeadProfile,
+    ks: Sequence[int],
+    val_n: int = 10,
+    strategy: Optional[str] = None,
+    alpha: Optional[float] = None,
+    seed: int = 0,
+    progress: bool = True,
+    tasks: Optional[Mapping[str, Task]] = None,
+) -> dict[str, HeadProfile]:
+    """For each task of ``profile``, a profile selected from the other tasks' scores only.
+
+    Args:
+        model: the model the profile was made on (validated; the ablation curve runs on it).
+        profile: a multi-task profile with a score table per task (``profile.scores``), at least two tasks.
+        ks: candidate per-task top-k; each held-out profile's ``k`` is chosen on the other tasks' validation
+            examples by the mean teacher-forced objective gain (:func:`~pasta_lens.profiling.choose_k`).
+        val_n: validation examples per task for the curve.
+        strategy: how the per-task top-k sets combine (default: the profile's own, else ``"intersection"``).
+        alpha: steering strength of the curve (default: the profile's).
+        seed: seed for drawing validation examples.
+        tasks: task objects by name (e.g. built on real biographies); default ``get_task(name)``.
+
+    Returns:
+        ``{held_out_task: HeadProfile}``; each records in ``provenance["leave_one_out"]`` the held-out task,
+        the source profile's heads and the validation curve that chose its ``k``.
+
+    Raises:
+        ValueError: a profile with fewer than two scored tasks, or made for another model.
+    """
+    profile.validate_for(model)
+    names = [t for t in profile.tasks if t in profile.scores]
+    if len(names) < 2:
+        raise ValueError(f"Leave-one-task-out needs a profile scored on at least two tasks; "
+                         f"{profile.model_name!r} has score tables for {names or 'none'}. Profile more tasks with "
+                         "pasta-lens profile --tasks json,pronoun,biasbios,counterfact.")
+    strategy = strategy or profile.strategy or "intersection"
+    if strategy == "task_specific":
+        raise ValueError("Leave-one-task-out combines the other tasks: use strategy 'intersection' or 'union'.")
+    alpha = profile.alpha if alpha is None else alpha
+    out = {}
+    for held in names:
+        others = [t for t in names if t != held]
+        tables = {t: profile.score_table(t) for t in others}
+        val = {t: list(_task(t, tasks).profiling_examples(model, split="validation", n=val_n, seed=seed))
+               for t in others}
+        curve = ablation_curve(model, tables, val, list(ks), strategy, alpha, progress=progress)  # type: ignore
+        k = choose_k(curve)
+        heads = select_heads(tables, k, strategy)  # type: ignore[arg-type]
+        prov = {"leave_one_out": {
+            "held_out": held, "source_profile": profile.model_name, "source_heads": [list(h) for h in profile.heads],
+            "source_method": profile.method, "k_chosen_on": f"validation split of {others}, {val_n} examples per "
+                                                             "task (mean objective gain)",
+            "ablation_curve": [{"k": p.k, "n_heads": p.n_heads, "metric": round(p.metric, 5)} for p in curve]}}
+        out[held] = dataclasses.replace(
+            profile, heads=heads, tasks=tuple(others), k=int(k), strategy=strategy,
+            method=f"{profile.method}; leave-one-out: selected without {held}",
+            scores={t: profile.scores[t] for t in others},
+            n_examples={t: v for t, v in profile.n_examples.items() if t in others},
+            provenance={**dict(profile.provenance), **prov})
+    return out
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    """What :func:`transfer` measured: per held-out task the summaries of the three methods, and a table.
+
+    Attributes:
+        rows: ``{task: {"zero-shot": metrics, "full": metrics, "held-out": metrics}}`` (the harness's summary
+            entries: means, ``n_*`` counts and ``ci95_*`` intervals).
+        heads: ``{task: {"full": n_heads, "held-out": n_heads, "held-out k": k}}``.
+        table: the Markdown table.
+        out_dir: where the runs, profiles and table were written (or None).
+    """
+
+    rows: Mapping[str, Mapping[str, Mapping[str, Any]]]
+    heads: Mapping[str, Mapping[str, int]]
+    table: str
+    out_dir: Optional[Path]
+
+
+def _fmt(metrics: Mapping[str, Any], name: str) -> str:
+    value, ci = metrics.get(name), metrics.get(f"ci95_{name}")
+    if value is None:
+        return "–"
+    scale, fmt = (1, "{:.2f}") if name == "fluency" else (100, "{:.1f}")
+    text = fmt.format(scale * value)
+    return text + (f" [{fmt.format(scale * ci[0])}, {fmt.format(scale * ci[1])}]" if ci else "")
+
+
+def transfer(
+    model: Any,
+    profile: HeadProfile,
+    held_out: Mapping[str, HeadProfile],
+    split: str = "test",
+    n: Optional[int] = 50,
+    out_dir: Union[str, os.PathLike, None] = None,
+    batch_size: int = 8,
+    seed: int = 0,
+    progress: bool = True,
+    tasks: Optional[Mapping[str, Task]] = None,
+) -> TransferResult:
+    """Evaluate each held-out task under zero-shot, the full ``profile`` and its leave-one-out profile.
+
+    The runs go to ``out_dir/full`` (zero-shot and the full profile, all tasks in one resumable
+    ``examples.jsonl``) and ``out_dir/without-<task>`` (the held-out profile on that task), the held-out profiles
+    to ``out_dir/profiles/without-<task>.json``, the table to ``out_dir/table.md`` and the numbers to
+    ``out_dir/summary.json``. Interrupted runs resume (the harness's rule). ``tasks`` maps names to task objects
+    (default ``get_task(name)``), as in :func:`leave_one_out_profiles`.
+    """
+    out = Path(out_dir) if out_dir is not None else None
+    rows: dict[str, dict[str, Any]] = {}
+    heads: dict[str, dict[str, int]] = {}
+    for task, prof in held_out.items():
+        if out is not None:
+            prof.save(out / "profiles" / f"without-{task}.json")
+        t_obj = _task(task, tasks)
+        full = evaluate(model, [t_obj], ["zero-shot", "pasta"], split, n, profile=profile, batch_size=batch_size,
+                        seed=seed, progress=progress, out_dir=None if out is None else out / "full")
+        loo = evaluate(model, [t_obj], ["pasta"], split, n, profile=prof, batch_size=batch_size, seed=seed,
+                       progress=progress, out_dir=None if out is None else out / f"without-{task}")
+        mine = full.summary["tasks"][task]
+        rows[task] = {"zero-shot": mine["zero-shot"], "full": mine["pasta"],
+                      "held-out": loo.summary["tasks"][task]["pasta"]}
+        heads[task] = {"full": len(profile.heads), "held-out": len(prof.heads), "held-out k": int(prof.k or 0)}
+    lines = ["| Held-out task | Metric | Zero-shot | Full profile | Leave-one-out profile | Leave-one-out beats "
+             "zero-shot |", "|---|---|---|---|---|---|"]
+    for task, by in rows.items():
+        t = _task(task, tasks)
+        for metric in tuple(t.average_metrics) + (("fluency",) if "fluency" in t.metrics else ()):
+            better = ("–" if metric == "fluency" or by["held-out"].get(metric) is None
+                      else ("yes" if by["held-out"][metric] > by["zero-shot"][metric] else "no"))
+            h = heads[task]
+            lines.append(f"| {TASK_LABELS.get(task, task)} | {METRIC_LABELS.get(metric, metric)} | "
+                         f"{_fmt(by['zero-shot'], metric)} | {_fmt(by['full'], metric)} ({h['full']} heads) | "
+                         f"{_fmt(by['held-out'], metric)} ({h['held-out']} heads, k={h['held-out k']}) | {better} |")
+    note = (f"{split} split, n = {n} per task; accuracies in %, fluency in bits; 95% intervals in brackets (Wilson "
+            "for accuracies, mean +- 1.96 SE otherwise). The leave-one-out profile of a task was selected from the "
+            "other tasks' scores only.")
+    table = "\n".join(lines + ["", note]) + "\n"
+    if out is not None:
+        atomic_write_text(out / "table.md", table)
+        atomic_write_text(out / "summary.json", json.dumps({"split": split, "n": n, "seed": seed, "rows": rows,
+                                                            "heads": heads}, indent=1) + "\n")
+    return TransferResult(rows, heads, table, out)
