@@ -81,6 +81,10 @@ def normalise_occupation(occupation: str) -> str:
 def json_format_ok(text: str) -> bool:
     """F.Acc of one output: some ``{...}`` substring parses as a JSON object.
 
+    The paper's metric: equal to the official code's ``evaluate_json_EM`` (pastalib 0.1.3), which tries
+    ``json.loads`` on every substring from a ``{`` to a ``}`` (a test checks the two agree). See
+    :func:`json_complete_ok` for the strict variant.
+
     Example:
         >>> json_format_ok('{"name": "Ana", "occupation": "nurse"}'), json_format_ok('{"name": Ana}')
         (True, False)
@@ -88,8 +92,32 @@ def json_format_ok(text: str) -> bool:
     return next(json_objects(text), None) is not None
 
 
+def json_complete_ok(text: str) -> bool:
+    """Strict F.Acc of one output: the *first* ``{`` opens an object that parses (text around it is allowed).
+
+    The paper's F.Acc (:func:`json_format_ok`, the official ``evaluate_json_EM``) accepts any ``{...}`` that
+    parses, so an inner object closed inside a runaway, never-closed outer one counts as formatted; this one does
+    not: the answer must be one complete object.
+
+    Example:
+        >>> json_complete_ok('{"a": {"b": 1}'), json_format_ok('{"a": {"b": 1}')
+        (False, True)
+    """
+    at = text.find("{")
+    if at < 0:
+        return False
+    try:
+        value, _ = json.JSONDecoder().raw_decode(text, at)
+    except ValueError:
+        return False
+    return isinstance(value, dict)
+
+
 def json_occupation_ok(text: str, occupation: str) -> bool:
     """P.Acc of one output: a string value of a parsed JSON object contains ``occupation`` (case-insensitive).
+
+    As the official ``evaluate_json_pred``, except that strings inside lists count too (``["dj", "poet"]``) and
+    underscores and runs of spaces are normalised on both sides.
 
     Example:
         >>> json_occupation_ok('{"name": "Ana", "occupation": "Registered Nurse"}', "nurse")

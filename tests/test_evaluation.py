@@ -104,7 +104,8 @@ def test_end_to_end_tiny(llama, tmp_path, cf_task):
     assert summary["config"]["heads"]["pasta"] == [list(h) for h in HEADS]
     assert summary["config"]["heads"]["zero-shot"] is None
     table = (tmp_path / "table.md").read_text()
-    assert table == res.table and table.count("\n| ") == 2 * 6 + 1 and "†" in table and "PASTA, profile heads" in table
+    assert table == res.table and table.count("\n| ") == 2 * 6 + 1 and "†" in table
+    assert "PASTA, profile heads" in table and "JSON † F.Acc (strict)" in table
     # 6 method rows, then the interval table's header and its 6 rows
     by = {(r["task"], r["method"], r["uid"]): r for r in rows}
     uid = tasks[0].examples("test", 1)[0].uid

@@ -4,8 +4,9 @@ import math
 
 import pytest
 
-from pasta_lens.metrics import (fluency, is_fluent, json_format_ok, json_objects, json_occupation_ok, max_fluency,
-                                ngram_entropy, no_gendered_pronouns, no_subject_pronouns)
+from pasta_lens.metrics import (fluency, is_fluent, json_complete_ok, json_format_ok, json_objects, json_occupation_ok,
+                                max_fluency, ngram_entropy, no_gendered_pronouns, no_subject_pronouns)
+from tests.reference import official_json_em, official_json_pred
 
 
 @pytest.mark.parametrize("text, ok", [
@@ -37,6 +38,53 @@ def test_json_format(text, ok):
 ])
 def test_json_occupation(text, occupation, ok):
     assert json_occupation_ok(text, occupation) is ok
+
+
+@pytest.mark.parametrize("text, ok", [
+    ('{"name": "Ana", "occupation": "nurse"}', True),
+    ('Here it is:\n```json\n{"name": "Ana", "occupation": "nurse"}\n```\nDone.', True),
+    ('{"name": "Ana", "occupation": {"name": "DJ", "family": {"name": "x"}', False),  # inner closes, outer not
+    ('{"name": "Ana", "occupation": "nurse"', False),
+    ('broken { then {"a": 1}', False),                           # the first brace does not open an object
+    ("no json here", False),
+])
+def test_json_complete_is_strict(text, ok):
+    assert json_complete_ok(text) is ok
+    assert json_format_ok(text) or not ok  # strict implies the paper's F.Acc
+
+
+def _fuzz_outputs(n=400, seed=0):
+    """Generated outputs built from JSON pieces: objects, runaway nesting, cuts, braces in prose."""
+    import json
+    import random
+
+    rng = random.Random(seed)
+    words = ["nurse", "DJ", "poet", "Software Engineer", "Ana", "model"]
+    pieces = ['{', '}', '{"name": "Ana"', ', "occupation": ', '"nurse"', '"dj"', '{"a": 1}', ' text ', ',',
+              '"x": {', '```json\n', '\n```', '"occupation": "Poet"}', ':', '[1, 2]', '{}']
+    outs = []
+    for _ in range(n):
+        if rng.random() < 0.3:
+            obj = {"name": rng.choice(words), "occupation": rng.choice(words)}
+            text = rng.choice(["", "Sure: ", "x } "]) + json.dumps(obj) + rng.choice(["", " ok", "}"])
+            outs.append(text[: rng.randint(len(text) // 2, len(text))] if rng.random() < 0.3 else text)
+        else:
+            outs.append("".join(rng.choice(pieces) for _ in range(rng.randint(1, 8))))
+    return outs
+
+
+def test_f_acc_and_p_acc_equal_the_official_code_on_fuzzed_outputs():
+    outs = _fuzz_outputs()
+    assert sum(json_format_ok(t) for t in outs) > 50 and sum(not json_format_ok(t) for t in outs) > 50
+    for text in outs:
+        assert json_format_ok(text) is official_json_em(text), text
+        for target in ("nurse", "poet", "software engineer", "dj"):
+            assert json_occupation_ok(text, target) is official_json_pred(text, target), (text, target)
+
+
+def test_p_acc_differs_from_the_official_code_on_lists_by_design():
+    text = '{"name": "Ana", "occupation": ["dj", "poet"]}'
+    assert json_occupation_ok(text, "dj") and not official_json_pred(text, "dj")
 
 
 def test_json_objects_finds_every_object():

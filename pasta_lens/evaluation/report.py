@@ -25,8 +25,8 @@ LABELS = {"zero-shot": "Zero-shot", "star": "`*`-marked", "quote": '`"`-marked',
           "all-heads": "PASTA, all heads", "random": "PASTA, random heads", "pasta": "PASTA, profile heads"}
 METRIC_LABELS = {"f_acc": "F.Acc", "p_acc": "P.Acc", "acc": "Acc", "a_acc": "A.Acc", "fluency": "Fluency",
                  "fluent": "Fluent", "acc_fluent": "Acc (fluent)", "a_acc_fluent": "A.Acc (fluent)",
-                 "es": "ES", "ps": "PS"}
-TABLE_METRICS = {"json": ("f_acc", "p_acc"), "pronoun": ("acc", "a_acc", "a_acc_fluent", "fluency"),
+                 "es": "ES", "ps": "PS", "f_acc_strict": "F.Acc (strict)"}
+TABLE_METRICS = {"json": ("f_acc", "p_acc", "f_acc_strict"), "pronoun": ("acc", "a_acc", "a_acc_fluent", "fluency"),
                  "biasbios": ("acc",), "counterfact": ("es", "ps", "fluency")}
 TASK_LABELS = {"json": "JSON", "pronoun": "Pronouns", "biasbios": "BiasBios", "counterfact": "CounterFact"}
 

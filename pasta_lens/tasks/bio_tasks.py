@@ -22,8 +22,8 @@ from __future__ import annotations
 import json
 from typing import Any, Optional, Sequence
 
-from pasta_lens.metrics import (fluency, is_fluent, json_format_ok, json_occupation_ok, no_gendered_pronouns,
-                                no_subject_pronouns)
+from pasta_lens.metrics import (fluency, is_fluent, json_complete_ok, json_format_ok, json_occupation_ok,
+                                no_gendered_pronouns, no_subject_pronouns)
 from pasta_lens.tasks.base import Query, Task, escape_markup
 from pasta_lens.tasks.biographies import (OCCUPATIONS, Biography, occupation_text, split_biographies,
                                           synthetic_biographies, with_article)
@@ -87,11 +87,12 @@ class _InstructionTask(BiographyTask):
 
 
 class JsonTask(_InstructionTask):
-    """JSON formatting: answer with ``{"name": ..., "occupation": ...}``; F.Acc and P.Acc."""
+    """JSON formatting: answer with ``{"name": ..., "occupation": ...}``; F.Acc and P.Acc (the paper's), and the
+    strict F.Acc (the first ``{`` opens an object that parses; :func:`~pasta_lens.metrics.json_complete_ok`)."""
 
     name = "json"
     chat = True
-    metrics = ("f_acc", "p_acc")
+    metrics = ("f_acc", "p_acc", "f_acc_strict")
     average_metrics = ("f_acc", "p_acc")
     instructions = JSON_INSTRUCTIONS
     variants = tuple(JSON_INSTRUCTIONS)
@@ -103,7 +104,8 @@ class JsonTask(_InstructionTask):
     def metrics_from(self, example: Biography, results: dict[str, Any]) -> dict[str, float]:
         out = str(results["output"])
         return {"f_acc": float(json_format_ok(out)),
-                "p_acc": float(json_occupation_ok(out, occupation_text(example.occupation)))}
+                "p_acc": float(json_occupation_ok(out, occupation_text(example.occupation))),
+                "f_acc_strict": float(json_complete_ok(out))}
 
 
 class PronounTask(_InstructionTask):
