@@ -276,11 +276,11 @@ def memory_worker(mode: str, n_tokens: int) -> None:
     print(json.dumps({"increment_kb": _status_kb("VmHWM") - before, "n_tokens": pair.em.tokens.shape[1]}))
 
 
-def part_memory(reps: int) -> None:
+def part_memory(reps: int, lengths=(512, 1024, 2048)) -> None:
     modes = ("lens unsteered", "lens pattern", "lens scores", "pastalib unsteered", "pastalib")
     print("peak resident-memory increment of one forward over the loaded model (VmHWM - VmRSS before), "
           f"fresh subprocess per measurement, 64 steered heads, median of {reps}")
-    for n_tokens in (512, 1024, 2048):
+    for n_tokens in lengths:
         res = {mode: [] for mode in modes}
         for _ in range(reps):
             for mode in modes:
@@ -297,7 +297,8 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 2048], help="forward: prompt lengths")
+    parser.add_argument("--lengths", type=int, nargs="+", default=None,
+                        help="forward / memory: prompt lengths (default: forward 1024 2048, memory 512 1024 2048)")
     parser.add_argument("--heads", type=int, nargs="+", default=[16, 64, 270], help="forward: steered head counts")
     parser.add_argument("--memory-worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -309,7 +310,7 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start; "
           f"torch {torch.__version__}")
     if args.part == "memory":
-        return part_memory(args.reps)
+        return part_memory(args.reps, args.lengths or (512, 1024, 2048))
     model = load_model("smollm2-135m-instruct")
     hf, tok = load_hf_copy()
     if args.part == "generate":
@@ -317,7 +318,7 @@ def main() -> None:
     elif args.part == "profile":
         part_profile(Pair(model, hf, tok, 120))
     else:
-        part_forward(model, hf, tok, args.reps, args.lengths, args.heads)
+        part_forward(model, hf, tok, args.reps, args.lengths or (1024, 2048), args.heads)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 
