@@ -385,3 +385,18 @@ def test_cli_learned_end_to_end_and_resume(tiny_dir, tmp_path, capsys):
     # --alpha does not apply to the learned method: refused before the model loads
     assert main(argv + ["--alpha", "0.1"]) == 2
     assert "--alpha-min" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_shipped_learned_smollm2_profile_steers_at_its_alphas(smollm2):
+    from pasta_lens import load_profile
+
+    profile = load_profile("smollm2-135m-instruct-learned")
+    profile.validate_for(smollm2)
+    assert profile.method.startswith("learned") and set(profile.head_alphas) == set(profile.heads)
+    assert profile.provenance["split"] == "train"
+    em = emphasize(smollm2, "Previously, Toko Yasuda played the guitar. *Currently, Toko Yasuda plays the piano.* "
+                            "Toko Yasuda plays the")
+    with steer(smollm2, profile, em):
+        got = _logits(smollm2, em.tokens)
+    assert torch.equal(got, _logits(smollm2, em.tokens, pasta_hooks(profile.heads, em, alpha=profile.head_alphas)))
