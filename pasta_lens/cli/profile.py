@@ -10,6 +10,8 @@ split="train", n=N, seed=SEED)``, :func:`~pasta_lens.profiling.profile_tasks`, t
 ``--k auto`` (:func:`~pasta_lens.profiling.ablation_curve` on ``split="validation"`` examples and
 :func:`~pasta_lens.profiling.choose_k`), then :func:`~pasta_lens.profiling.make_profile`. Per-task checkpoints go
 to ``--checkpoint-dir`` (default: ``OUT.ckpt/``): rerun the same command after an interruption to resume.
+``--method learned`` (per-head alphas fitted by gradient descent) has its options and its run in
+:mod:`~pasta_lens.cli.profile_learned`.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ import time
 from typing import Any, Sequence, Union
 
 from pasta_lens.cli import add_placement_arguments
+from pasta_lens.cli.profile_learned import add_learned_arguments, check_learned_arguments, run_learned
 from pasta_lens.models import DEFAULT_MODEL
 from pasta_lens.profile import STRATEGIES
 from pasta_lens.profiling import METHODS
-from pasta_lens.cli.profile_learned import add_learned_arguments, check_learned_arguments, run_learned
 
 DEFAULT_TASKS = "json,pronoun,biasbios,counterfact"
 DEFAULT_KS = "3,5,10,15,20,30,40,60,80"

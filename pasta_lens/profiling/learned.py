@@ -265,7 +265,7 @@ def learn_alphas(
     examples_by_task: Mapping[str, Sequence[ProfilingExample]],
     init: Float[Tensor, "layer head"],
     *,
-    steps: int = 200,
+    steps: int = 100,
     lr: float = 0.1,
     kl_weight: float = 1.0,
     sparsity: float = 0.01,
