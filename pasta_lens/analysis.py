@@ -58,6 +58,7 @@ from pasta_lens.steering import (
     ScalePosition,
     group_by_layer,
     normalize_heads,
+    resolve_alpha,
     resolve_heads,
     steer,
     validate_heads,
@@ -161,7 +162,7 @@ def span_attention(
     model: Any,
     emphasis: Prompt,
     heads: Optional[HeadSpec] = None,
-    alpha: AlphaSpec = 0.01,
+    alpha: Optional[AlphaSpec] = None,
     scale_position: ScalePosition = "exclude",
     *,
     allow_transfer: bool = False,
@@ -175,7 +176,7 @@ def span_attention(
         emphasis: the prompt(s) with the span, from :func:`pasta_lens.emphasize` (or a ProfilingExample).
         heads: the heads to steer (default: the model's default head set); a ``HeadProfile`` is checked against
             ``model`` as in :func:`pasta_lens.steer`.
-        alpha, scale_position: as in :func:`pasta_lens.pasta_hooks`.
+        alpha, scale_position: as in :func:`pasta_lens.pasta_hooks` (None: a profile's per-head alphas, else 0.01).
         allow_transfer: accept a profile made on other weights of the same shape (as in ``steer``).
 
     Returns:
@@ -185,6 +186,7 @@ def span_attention(
         >>> sa = span_attention(model, emphasize(model, "Maria is a nurse. *Answer in JSON.*"), {20: [0, 3]})
         >>> sa.of_heads()        # (mass before, mass after) at the steered heads
     """
+    alpha = resolve_alpha(heads, alpha)  # None: a learned profile's per-head alphas, else 0.01
     pairs = _heads_for(model, heads, allow_transfer)
     n_layers = model.cfg.n_layers
     tokens, key_mask, attention_mask = _inputs(emphasis)
@@ -321,7 +323,7 @@ def patch_steered_heads(
     emphasis: Prompt,
     heads: HeadSpec,
     metric: Metric,
-    alpha: AlphaSpec = 0.01,
+    alpha: Optional[AlphaSpec] = None,
     scale_position: ScalePosition = "exclude",
     *,
     candidates: Optional[HeadSpec] = None,
@@ -340,7 +342,7 @@ def patch_steered_heads(
         heads: the steered heads.
         metric: logits ``[batch, pos, vocab]`` -> scalar or ``[batch]`` (averaged), e.g.
             ``objectives.target_logprob(n_prompt, new_ids[:1], old_ids[:1])``.
-        alpha, scale_position: as in :func:`pasta_lens.pasta_hooks`.
+        alpha, scale_position: as in :func:`pasta_lens.pasta_hooks` (None: a profile's per-head alphas, else 0.01).
         candidates: the heads to patch (default: the steered ones).
         allow_transfer: accept a profile (``heads`` or ``candidates``) made on other weights of the same shape.
 
@@ -355,6 +357,7 @@ def patch_steered_heads(
     from transformer_lens import patching
 
     tokens, key_mask = _unpadded(emphasis)
+    alpha = resolve_alpha(heads, alpha)  # None: a learned profile's per-head alphas, else 0.01
     pairs = _heads_for(model, heads, allow_transfer)
     patched = pairs if candidates is None else _heads_for(model, candidates, allow_transfer)
     scalar = _scalar_metric(metric)
@@ -384,7 +387,7 @@ def cumulative_patching(
     heads: HeadSpec,
     order: Sequence[Head],
     metric: Metric,
-    alpha: AlphaSpec = 0.01,
+    alpha: Optional[AlphaSpec] = None,
     scale_position: ScalePosition = "exclude",
     *,
     ks: Optional[Sequence[int]] = None,
@@ -406,6 +409,7 @@ def cumulative_patching(
         >>> plot_ablation({"patch top-k heads": curve}, "k")
     """
     tokens, key_mask = _unpadded(emphasis)
+    alpha = resolve_alpha(heads, alpha)  # None: a learned profile's per-head alphas, else 0.01
     pairs = _heads_for(model, heads, allow_transfer)
     order = tuple(tuple(h) for h in order)
     ks = list(range(len(order) + 1)) if ks is None else [int(k) for k in ks]

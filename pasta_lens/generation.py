@@ -7,7 +7,7 @@ can be done by hand with hooks. Greedy decoding by default, so steered and unste
 
 from __future__ import annotations
 
-from typing import Any, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import torch
 from jaxtyping import Int
@@ -73,7 +73,7 @@ def generate(
     text: Union[str, Sequence[str]],
     heads: Union[HeadSpec, None] = None,
     *,
-    alpha: AlphaSpec = 0.01,
+    alpha: Optional[AlphaSpec] = None,
     chat: bool = False,
     markers: Union[str, tuple[str, str]] = "*",
     scale_position: ScalePosition = "exclude",
@@ -88,7 +88,8 @@ def generate(
         model: a TransformerLens model (e.g. from :func:`pasta_lens.load_model`).
         text: prompt(s) with the emphasised span marked, e.g. ``"Maria is a nurse. *Answer in JSON.*"``.
         heads: the heads to steer; default: the model's default head set (:func:`default_heads`).
-        alpha, scale_position: as in :func:`pasta_lens.pasta_hooks`.
+        alpha, scale_position: as in :func:`pasta_lens.pasta_hooks` (``alpha=None``: a profile's per-head
+            alphas when it has them, else 0.01).
         chat: render the model's chat template around the text.
         markers: the emphasis markers used in ``text``.
         max_new_tokens: how many tokens to generate at most (greedy unless ``do_sample=True`` is passed).

@@ -112,6 +112,14 @@ class HeadProfile:
         scores: per task, the ``[n_layers][n_heads]`` table of mean objective changes (empty if unknown).
         provenance: free-form facts about the origin (source repository, commit, path, license, wall time...).
         schema_version: JSON layout version.
+        fingerprint: see above.
+        head_alphas: per-head steering strengths ``{(layer, head): alpha}`` (each in [``ALPHA_MIN``, 1]), covering
+            exactly ``heads``; empty (default) for a profile with one alpha. ``steer(model, profile, em)`` and
+            ``pasta_hooks(profile, em, model=model)`` use them when no ``alpha`` is passed (an explicit alpha
+            wins; see :func:`pasta_lens.steering.resolve_alpha`). Made by ``pasta-lens profile --method learned``
+            (:mod:`pasta_lens.profiling.learned`). Written to JSON as ``[[layer, head, alpha], ...]`` and only
+            when non-empty, so profiles without it are unchanged (and older pasta-lens versions refuse a file
+            with it by name, never steer it at the wrong strengths).
     """
 
     model_name: str
@@ -133,6 +141,7 @@ class HeadProfile:
     provenance: Mapping[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
     fingerprint: Optional[ModelFingerprint] = None
+    head_alphas: Mapping[Head, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
@@ -177,6 +186,7 @@ class HeadProfile:
         set_("scores", tables)
         set_("provenance", dict(self.provenance))
         set_("fingerprint", _coerce_fingerprint(self.fingerprint))
+        set_("head_alphas", _check_head_alphas(self.head_alphas, heads))
 
     # ----------------------------------------------------------------------------------------------- use
     def score_table(self, task: str) -> Float[Tensor, "layer head"]:
@@ -216,10 +226,12 @@ class HeadProfile:
         d["tasks"] = list(self.tasks)
         d["scores"] = {t: [list(r) for r in rows] for t, rows in self.scores.items()}
         d["fingerprint"] = self.fingerprint.to_dict() if self.fingerprint is not None else None
+        d["head_alphas"] = [[layer, head, self.head_alphas[(layer, head)]] for layer, head in self.heads
+                            if (layer, head) in self.head_alphas]
         order = ["schema_version", "model_name", "n_layers", "n_heads", "weights_hash", "fingerprint", "tasks",
                  "method", "alpha", "k", "strategy", "n_examples", "seed", "library_version", "date", "command",
-                 "provenance", "heads", "scores"]
-        return {key: d[key] for key in order}
+                 "provenance", "heads", "head_alphas", "scores"]
+        return {key: d[key] for key in order if key != "head_alphas" or self.head_alphas}
 
     @classmethod
     def from_dict(cls, d: Any) -> "HeadProfile":
@@ -267,6 +279,18 @@ class HeadProfile:
                 raise ValueError(f"The profile's {name!r} must be {kind}; got {_json_type(d[name])}.")
         d["heads"] = tuple(tuple(h) for h in heads)
         d["tasks"] = tuple(d.get("tasks", ()))
+        if "head_alphas" in d:
+            rows = d["head_alphas"]
+            if not isinstance(rows, list) or not all(isinstance(r, list) and len(r) == 3 for r in rows):
+                raise ValueError(f"The profile's 'head_alphas' must be a list of [layer, head, alpha] triples; got "
+                                 f"{_json_type(rows)} {rows!r:.60}.")
+            try:
+                d["head_alphas"] = {(int(layer), int(head)): float(a) for layer, head, a in rows}
+            except (TypeError, ValueError):
+                raise ValueError("The profile's 'head_alphas' must hold [layer, head, alpha] with integer layer "
+                                 "and head and a numeric alpha.") from None
+            if len(d["head_alphas"]) != len(rows):
+                raise ValueError("The profile's 'head_alphas' lists a head twice; give each head once.")
         try:
             return cls(**d)
         except (TypeError, ValueError) as err:
@@ -357,7 +381,7 @@ def _format_json(d: Mapping[str, Any]) -> str:
     """Readable JSON: one line per field, per head pair and per score-table row."""
     lines = []
     for key, value in d.items():
-        if key == "heads":
+        if key in ("heads", "head_alphas"):
             body = ",\n  ".join(json.dumps(h) for h in value)
             text = f"[\n  {body}\n ]" if value else "[]"
         elif key == "scores":
@@ -452,6 +476,30 @@ def identity_mismatch(profile: HeadProfile, model: Any, cache: Optional[dict[str
         return None
     return (f"weights hash {profile.weights_hash}, this model {cache['hash']}; this profile predates fingerprints, "
             "so only the exact weights in the profiled dtype match: re-stamp it with scripts/fingerprint.py")
+
+
+def _check_head_alphas(value: Any, heads: tuple[Head, ...]) -> dict[Head, float]:
+    """``head_alphas`` as ``{(layer, head): float}``: empty, or exactly the profile's heads, each alpha checked."""
+    if not isinstance(value, Mapping):
+        raise ValueError(f"HeadProfile.head_alphas must be a mapping {{(layer, head): alpha}}; got "
+                         f"{type(value).__name__}.")
+    if not value:
+        return {}
+    try:
+        given = {(int(k[0]), int(k[1])): v for k, v in value.items()}
+    except (TypeError, ValueError, IndexError):
+        raise ValueError("HeadProfile.head_alphas keys must be (layer, head) pairs of integers.") from None
+    missing, extra = sorted(set(heads) - set(given)), sorted(set(given) - set(heads))
+    if missing or extra:
+        raise ValueError(f"HeadProfile.head_alphas must give an alpha to exactly the profile's heads (or be "
+                         f"empty); missing {missing}, not in heads {extra}.")
+    out = {}
+    for head in heads:
+        try:
+            out[head] = check_alpha(given[head], head)
+        except ValueError as err:
+            raise ValueError(f"HeadProfile.head_alphas: {err}") from None
+    return out
 
 
 def _coerce_fingerprint(value: Any) -> Optional[ModelFingerprint]:

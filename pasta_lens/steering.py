@@ -56,6 +56,9 @@ see :func:`resolve_heads`)."""
 AlphaSpec = Union[float, Mapping[Head, float]]
 """One alpha for every head, or a mapping ``(layer, head) -> alpha`` that covers every steered head."""
 
+DEFAULT_ALPHA = 0.01
+"""The paper's strength, used when no alpha is given and the heads carry none of their own."""
+
 ScalePosition = Literal["exclude", "include"]
 Where = Literal["pattern", "scores"]
 """Where the edit is made: ``"pattern"`` rescales ``hook_pattern`` (default); ``"scores"`` adds ``log(alpha)``
@@ -190,6 +193,30 @@ def check_alpha(alpha: float, head: Union[Head, None] = None) -> float:
     return a
 
 
+def resolve_alpha(heads: HeadSpec, alpha: Optional[AlphaSpec] = None) -> AlphaSpec:
+    """The alpha to steer ``heads`` with: an explicit ``alpha`` wins, else the heads' own, else 0.01.
+
+    Precedence (the one rule :func:`pasta_hooks`, :func:`steer`, :func:`pasta_lens.generate` and the evaluation
+    harness follow):
+
+    1. ``alpha`` given (a float or a per-head mapping): used as given, also for a profile with learned alphas;
+    2. ``alpha=None`` and ``heads`` is a profile with per-head alphas (``head_alphas``, e.g. made by
+       ``pasta-lens profile --method learned``): that mapping;
+    3. otherwise :data:`DEFAULT_ALPHA` (0.01), so ``steer(model, heads, em)`` behaves as it always did.
+
+    Example:
+        >>> resolve_alpha({20: [0]})                     # 0.01
+        >>> resolve_alpha(learned_profile)               # {(20, 0): 0.03, ...}
+        >>> resolve_alpha(learned_profile, alpha=0.1)    # 0.1
+    """
+    if alpha is not None:
+        return alpha
+    own = getattr(heads, "head_alphas", None) if not isinstance(heads, Mapping) else None
+    if isinstance(own, Mapping) and own:
+        return dict(own)
+    return DEFAULT_ALPHA
+
+
 def _alphas(heads: tuple[Head, ...], alpha: AlphaSpec) -> dict[Head, float]:
     if isinstance(alpha, Mapping):
         given = {(int(k[0]), int(k[1])): v for k, v in alpha.items()}
@@ -298,7 +325,7 @@ def _layer_hook(layer: int, heads: list[int], alphas: list[float], key_mask: Ten
 def pasta_hooks(
     heads: HeadSpec,
     emphasis: Union[Emphasis, Bool[Tensor, "batch pos"]],
-    alpha: AlphaSpec = 0.01,
+    alpha: Optional[AlphaSpec] = None,
     scale_position: ScalePosition = "exclude",
     *,
     model: Any = None,
@@ -312,7 +339,9 @@ def pasta_hooks(
         heads: ``{layer: [heads]}``, ``[(layer, head), ...]`` or a ``HeadProfile``.
         emphasis: an :class:`~pasta_lens.spans.Emphasis` or a bool key mask ``[batch, pos]`` over the prompt
             (True = emphasised). One row broadcasts over any batch.
-        alpha: the factor on non-emphasised prompt keys, in [``ALPHA_MIN``, 1]; or a per-head mapping.
+        alpha: the factor on non-emphasised prompt keys, in [``ALPHA_MIN``, 1]; or a per-head mapping. None
+            (default): a profile's own per-head alphas (``head_alphas``) when it has them, else 0.01
+            (:func:`resolve_alpha`).
         scale_position: ``"exclude"`` (default, the paper's: scale keys outside the span) or ``"include"``
             (scale the span's keys: suppress it).
         model: the model the hooks are for. When given, the heads are checked against it with
@@ -348,6 +377,7 @@ def pasta_hooks(
     """
     if scale_position not in ("exclude", "include"):
         raise ValueError(f"scale_position must be 'exclude' or 'include'; got {scale_position!r}.")
+    alpha = resolve_alpha(heads, alpha)
     if model is not None:
         pairs = resolve_heads(model, heads, allow_transfer=allow_transfer)
     elif callable(getattr(heads, "validate_for", None)):
@@ -430,7 +460,7 @@ def steer(
     model: Any,
     heads: HeadSpec,
     emphasis: Union[Emphasis, Bool[Tensor, "batch pos"]],
-    alpha: AlphaSpec = 0.01,
+    alpha: Optional[AlphaSpec] = None,
     scale_position: ScalePosition = "exclude",
     *,
     allow_transfer: bool = False,
@@ -445,12 +475,15 @@ def steer(
     (or a continuation of them), through ``embed.hook_in`` (bridge) or ``hook_embed`` (HookedTransformer); a bare key mask is
     trusted to match. ``schedule`` says which query rows are steered (see :func:`pasta_hooks`; e.g.
     ``"prompt"`` steers the prefill and no generated token). On exit, normal or by exception, exactly the hooks
-    added here are removed. ``where`` is as in :func:`pasta_hooks`.
+    added here are removed. ``where`` is as in :func:`pasta_hooks`. ``alpha=None`` (default) steers a profile
+    with per-head alphas (``profile.head_alphas``) at those, anything else at 0.01; an explicit ``alpha`` always
+    wins (:func:`resolve_alpha`).
 
     Example:
         >>> with steer(model, {20: [0, 3]}, em):
         ...     out = model.generate(em.tokens, max_new_tokens=40, do_sample=False, prepend_bos=False)
     """
+    alpha = resolve_alpha(heads, alpha)
     pairs = resolve_heads(model, heads, allow_transfer=allow_transfer)
     hooks = pasta_hooks(pairs, emphasis, alpha, scale_position, schedule=schedule, where=where)
     hooks = _tokens_check(model, emphasis) + hooks
@@ -507,7 +540,7 @@ def _scores_layer_hook(layer: int, heads: list[int], alphas: list[float], key_ma
 def scores_hooks(
     heads: HeadSpec,
     emphasis: Union[Emphasis, Bool[Tensor, "batch pos"]],
-    alpha: AlphaSpec = 0.01,
+    alpha: Optional[AlphaSpec] = None,
     scale_position: ScalePosition = "exclude",
 ) -> list[tuple[str, HookFn]]:
     """PASTA as an additive ``log(alpha)`` on ``blocks.{L}.attn.hook_attn_scores``: ``where="scores"``.
@@ -528,7 +561,7 @@ def scores_hooks(
     if scale_position not in ("exclude", "include"):
         raise ValueError(f"scale_position must be 'exclude' or 'include'; got {scale_position!r}.")
     pairs = normalize_heads(heads)
-    alphas = _alphas(pairs, alpha)
+    alphas = _alphas(pairs, resolve_alpha(heads, alpha))
     key_mask = _key_mask(emphasis)
     return [(scores_hook_name(layer),
              _scores_layer_hook(layer, hs, [alphas[(layer, h)] for h in hs], key_mask, scale_position))

@@ -44,7 +44,8 @@ def _check_arguments(args: Any) -> tuple[list[str], Any, list[Task]]:
 
     if args.profile and args.heads:
         raise ValueError("Give --profile or --heads, not both.")
-    check_alpha(args.alpha)
+    if args.alpha is not None:
+        check_alpha(args.alpha)
     if args.n is not None and args.n < 1:
         raise ValueError(f"--n must be a positive number of examples per task; got {args.n}.")
     methods = list(BASELINES) if args.baselines == "all" else split_list(args.baselines)
@@ -57,7 +58,8 @@ def _check_arguments(args: Any) -> tuple[list[str], Any, list[Task]]:
     if any(k < 1 for k in ks):
         raise ValueError(f"--ks takes positive integers (numbers of heads); got {args.ks!r}.")
     schedules = [parse_schedule(x) for x in split_list(args.schedules)] if args.schedules else []
-    methods += [m for m in ablation_methods(alphas, ks, args.alpha, schedules, args.schedule) if m not in methods]
+    default_alpha = 0.01 if args.alpha is None else args.alpha
+    methods += [m for m in ablation_methods(alphas, ks, default_alpha, schedules, args.schedule) if m not in methods]
     for m in methods:
         parse_method(m)
     if args.heads:
@@ -119,7 +121,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--n", "--n-examples", dest="n", type=int, default=50,
                    help="examples per task (default 50; spell it --n-examples under torchrun)")
     p.add_argument("--out", required=True, help="output folder (examples.jsonl, summary.json, table.md)")
-    p.add_argument("--alpha", type=float, default=0.01, help="steering strength (default 0.01)")
+    p.add_argument("--alpha", type=float, default=None,
+                   help="steering strength (default: a learned --profile's per-head alphas for pasta, else 0.01; "
+                        "a value given here is used by every steered method)")
     p.add_argument("--schedule", type=parse_schedule, default="all",
                    help=f"default steering schedule of the steered methods: {SCHEDULE_HELP} (default all)")
     p.add_argument("--schedules", default="",

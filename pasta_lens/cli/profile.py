@@ -10,6 +10,8 @@ split="train", n=N, seed=SEED)``, :func:`~pasta_lens.profiling.profile_tasks`, t
 ``--k auto`` (:func:`~pasta_lens.profiling.ablation_curve` on ``split="validation"`` examples and
 :func:`~pasta_lens.profiling.choose_k`), then :func:`~pasta_lens.profiling.make_profile`. Per-task checkpoints go
 to ``--checkpoint-dir`` (default: ``OUT.ckpt/``): rerun the same command after an interruption to resume.
+``--method learned`` (per-head alphas fitted by gradient descent) has its options and its run in
+:mod:`~pasta_lens.cli.profile_learned`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import time
 from typing import Any, Sequence, Union
 
 from pasta_lens.cli import add_placement_arguments
+from pasta_lens.cli.profile_learned import add_learned_arguments, check_learned_arguments, run_learned
 from pasta_lens.models import DEFAULT_MODEL
 from pasta_lens.profile import STRATEGIES
 from pasta_lens.profiling import METHODS
@@ -102,6 +105,8 @@ def _check_arguments(args: argparse.Namespace) -> list[str]:
                          f"{max(ks)}: beyond place {args.top_m} heads would be selected by attribution. Raise --top-m "
                          f"to {max(ks)}, lower --k/--ks, use --method attribution, or pass --allow-attribution-tail "
                          "(the profile's method then says so).")
+    if args.method == "learned":
+        check_learned_arguments(args)
     return tasks
 
 
@@ -135,6 +140,8 @@ def _profile(args: argparse.Namespace, tasks: list[str]) -> int:
     quiet = args.quiet or not world.is_main
     model = load_model_for(args)
     examples = _examples(model, tasks, "train", args.n, args.seed)
+    if args.method == "learned":  # per-head strengths by gradient descent: pasta_lens/cli/profile_learned.py
+        return run_learned(args, model, examples, started, quiet)
     checkpoint_dir = args.checkpoint_dir or f"{args.out}.ckpt"
     profile_start = time.perf_counter()
     scores = profile_tasks(model, examples, args.method, args.alpha, args.top_m, args.heads_per_batch,
@@ -189,8 +196,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--n", "--n-examples", dest="n", type=int, default=200,
                    help="train examples per task (default 200; spell it --n-examples under torchrun, whose own "
                         "parser reads --n as an abbreviation of its options)")
-    p.add_argument("--method", choices=METHODS, default="hybrid",
-                   help="head scores: attribution (gradient), exact (steer each head), hybrid (default)")
+    p.add_argument("--method", choices=METHODS + ("learned",), default="hybrid",
+                   help="head scores: attribution (gradient), exact (steer each head), hybrid (default); or "
+                        "learned: per-head alphas fitted by gradient descent (options below)")
     p.add_argument("--alpha", type=float, default=0.01, help="PASTA strength while profiling (default 0.01)")
     p.add_argument("--top-m", type=int, default=None,
                    help="hybrid: heads re-scored exactly, the attribution top-m (default: the largest k of --k/--ks, "
@@ -211,6 +219,7 @@ def add_parser(sub: Any) -> None:
                    help="hybrid: allow k > --top-m (heads beyond the exact block then come from attribution; the "
                         "profile's method says so)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_learned_arguments(p)
     add_placement_arguments(p)
     p.set_defaults(func=_cmd_profile, profile_command=None)
     plot_sub = p.add_subparsers(dest="profile_command")

@@ -9,11 +9,13 @@ quote          the span left in the text as ``"span"``, no steering ('"-marked')
 few-shot       three demonstrations from the train split before the query, markers removed, no steering
 all-heads      PASTA on every head of every layer
 random         PASTA on a seeded random head set of the same size as the profile
-pasta          PASTA on the head profile
+pasta          PASTA on the head profile (at its per-head alphas if it is a learned profile, unless an alpha is
+               given: :func:`method_alpha`)
 =============  =================================================================================================
 
 Ablations are methods with options: ``pasta:alpha=0.1`` (another steering strength), ``pasta:k=20`` (the 20
-best heads of the profile, ranked by their mean profiling score over tasks), ``random:k=20``,
+best heads of the profile, ranked by their mean profiling score over tasks, or for a learned profile by its
+alphas, strongest first), ``random:k=20``,
 ``pasta:schedule=prompt`` (steer the prompt rows only; also ``first:N``, ``decay:G``: :mod:`pasta_lens.schedule`;
 ``evaluate(..., schedule=)`` sets the default of every steered method).
 
@@ -31,8 +33,8 @@ leave-one-task-out test of the paper's transfer claim. Everything is importable 
 """
 
 from pasta_lens.evaluation.harness import (ALPHAS, BASELINES, EvaluationResult, Method, ablation_methods,
-                                           candidate_logprobs, evaluate, load_heads, parse_method, ranked_heads,
-                                           resolve_heads)
+                                           candidate_logprobs, evaluate, load_heads, method_alpha, parse_method,
+                                           ranked_heads, resolve_heads)
 from pasta_lens.evaluation.transfer import TransferResult, leave_one_out_profiles, transfer
 from pasta_lens.evaluation.report import (LABELS, METRIC_LABELS, TABLE_METRICS, TASK_LABELS, markdown_table,
                                           summarize)
@@ -53,6 +55,7 @@ __all__ = [
     "leave_one_out_profiles",
     "load_heads",
     "markdown_table",
+    "method_alpha",
     "parse_method",
     "ranked_heads",
     "resolve_heads",

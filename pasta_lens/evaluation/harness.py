@@ -25,7 +25,7 @@ from pasta_lens.generation import decode_new, generate_tokens
 from pasta_lens.io import atomic_write_text
 from pasta_lens.profile import load_profile
 from pasta_lens.schedule import Schedule
-from pasta_lens.steering import Head, normalize_heads, steer
+from pasta_lens.steering import DEFAULT_ALPHA, AlphaSpec, Head, normalize_heads, steer
 from pasta_lens.tasks import TASK_NAMES, Rendering, Task, get_task
 from pasta_lens.tasks.base import Rendered, answer_ids, emphasis_of
 
@@ -122,11 +122,15 @@ def ablation_methods(alphas: Sequence[float] = ALPHAS, ks: Sequence[int] = (), d
 
 # --------------------------------------------------------------------------------------------------- heads
 def ranked_heads(profile: Any) -> tuple[Head, ...]:
-    """A profile's heads, best first: by mean score over its tasks when it has scores, else in its own order.
+    """A profile's heads, best first: by learned alpha (smallest first) when it has per-head alphas, else by mean
+    score over its tasks when it has scores, else in its own order.
 
     Accepts a :class:`~pasta_lens.profile.HeadProfile` (``heads`` + per-task ``scores`` tables) or any head spec.
     """
     heads = normalize_heads(profile)
+    own = getattr(profile, "head_alphas", None) or {}
+    if own:  # a learned profile: the most strongly steered heads first (smallest alpha)
+        return tuple(sorted(heads, key=lambda h: (float(own[h]), h)))
     scores = getattr(profile, "scores", None) or {}
     if not scores:
         if isinstance(profile, (list, tuple)):  # keep a user-given order
@@ -140,6 +144,37 @@ def ranked_heads(profile: Any) -> tuple[Head, ...]:
     tables = list(scores.values())
     mean = {h: sum(float(t[h[0]][h[1]]) for t in tables) / len(tables) for h in heads}
     return tuple(sorted(heads, key=lambda h: (-mean[h], h)))
+
+
+def method_alpha(method: Method, default: Optional[float], heads: Optional[Sequence[Head]],
+                 head_alphas: Optional[Any] = None) -> AlphaSpec:
+    """The alpha a method steers with; the precedence of :func:`pasta_lens.steering.resolve_alpha`, per method.
+
+    1. the method's own option (``pasta:alpha=0.1``);
+    2. the evaluation's ``alpha`` when given (``evaluate(alpha=0.01)``, ``pasta-lens evaluate --alpha 0.01``);
+    3. for ``pasta`` (the profile's heads, also with ``k=``): the profile's per-head alphas (``head_alphas``, a
+       learned profile), restricted to the heads steered;
+    4. 0.01 (:data:`~pasta_lens.steering.DEFAULT_ALPHA`). ``all-heads`` and ``random`` never take per-head
+       alphas: they are not the profile's heads.
+
+    Example:
+        >>> method_alpha(parse_method("pasta"), None, [(20, 0)], {(20, 0): 0.05, (21, 3): 0.2})
+        {(20, 0): 0.05}
+    """
+    if method.alpha is not None:
+        return method.alpha
+    if default is not None:
+        return default
+    if method.heads == "profile" and heads and head_alphas:
+        return {h: float(head_alphas[h]) for h in heads}
+    return DEFAULT_ALPHA
+
+
+def _alpha_key(alpha: AlphaSpec) -> Any:
+    """A JSON-ready, order-free form of an alpha for configuration keys (a float stays the float it was)."""
+    if isinstance(alpha, dict):
+        return sorted([int(h[0]), int(h[1]), float(a)] for h, a in alpha.items())
+    return alpha
 
 
 def resolve_heads(method: Method, model: Any, profile_heads: Optional[Sequence[Head]], seed: int = 0
@@ -184,7 +219,7 @@ def load_heads(profile: Any, model: Any = None, allow_transfer: bool = False) ->
 
 # ------------------------------------------------------------------------------------------------- scoring
 def candidate_logprobs(model: Any, rendered: Rendered, candidates: Sequence[str], reduce: str = "sum",
-                       heads: Optional[Sequence[Head]] = None, alpha: float = 0.01,
+                       heads: Optional[Sequence[Head]] = None, alpha: AlphaSpec = 0.01,
                        schedule: Union[str, Schedule, None] = "all") -> list[float]:
     """Teacher-forced log-probability of each candidate continuation of one prompt (steered if ``heads``).
 
@@ -224,7 +259,7 @@ def candidate_logprobs(model: Any, rendered: Rendered, candidates: Sequence[str]
     return out
 
 
-def _generate(model: Any, rendered: Sequence[Rendered], heads: Optional[Sequence[Head]], alpha: float,
+def _generate(model: Any, rendered: Sequence[Rendered], heads: Optional[Sequence[Head]], alpha: AlphaSpec,
               max_new_tokens: int, schedule: Schedule = Schedule()) -> list[str]:
     em = emphasis_of(model, rendered)
     ctx = steer(model, heads, em, alpha, schedule=schedule) if heads else nullcontext()
@@ -251,10 +286,10 @@ class EvaluationResult:
     out_dir: Optional[Path] = None
 
 
-def _config_key(task: Task, method: Method, heads: Optional[Sequence[Head]], alpha: float, split: str,
+def _config_key(task: Task, method: Method, heads: Optional[Sequence[Head]], alpha: AlphaSpec, split: str,
                 variant: str, max_new_tokens: int, model_name: str, schedule: Schedule = Schedule()) -> str:
     fields = [model_name, task.name, getattr(task, "synthetic", False), method.name, split, variant,
-              method.marking, method.few_shot, alpha if heads else None, sorted(heads) if heads else None,
+              method.marking, method.few_shot, _alpha_key(alpha) if heads else None, sorted(heads) if heads else None,
               max_new_tokens]
     if heads and schedule != Schedule():  # only when it matters: rows made before schedules existed still resume
         fields.append(str(schedule))
@@ -324,7 +359,7 @@ def evaluate(
     heads: Any = None,
     profile: Any = None,
     out_dir: Union[str, os.PathLike, None] = None,
-    alpha: float = 0.01,
+    alpha: Optional[float] = None,
     schedule: Union[str, Schedule, None] = "all",
     batch_size: int = 8,
     resume: bool = True,
@@ -345,7 +380,9 @@ def evaluate(
         heads: the profile's heads as ``[(layer, head), ...]`` / ``{layer: [heads]}`` (ranked in the given order).
         profile: instead of ``heads``: a registry name, a path, or a ``HeadProfile``.
         out_dir: folder for ``examples.jsonl``, ``summary.json``, ``table.md`` (None: write nothing).
-        alpha: default steering strength (methods may override it).
+        alpha: default steering strength (methods may override it with ``alpha=``). None (default): ``pasta``
+            uses the profile's per-head alphas when it has them (a learned profile), every steered method else
+            0.01; a number here wins over a profile's alphas (see :func:`method_alpha`).
         schedule: default steering schedule, ``"all"`` (the paper's), ``"prompt"``, ``"first:N"`` or
             ``"decay:G"`` (:class:`~pasta_lens.schedule.Schedule`; methods may override it with ``schedule=``).
         batch_size: prompts per generation batch (left-padded).
@@ -379,8 +416,9 @@ def evaluate(
     method_objs = [parse_method(m) for m in specs]
     default_schedule = Schedule.parse(schedule)
     source = profile if profile is not None else heads
-    profile_heads, heads_note = (load_heads(source, model, allow_transfer)[:2] if source is not None
-                                 else ((), "none"))
+    profile_heads, heads_note, profile_obj = (load_heads(source, model, allow_transfer) if source is not None
+                                              else ((), "none", None))
+    head_alphas = dict(getattr(profile_obj, "head_alphas", None) or {})
     out = Path(out_dir) if out_dir is not None else None
     world = current_world()  # [distributed] torch.distributed's rank/size; one process: World(0, 1)
     rows_path = out / "examples.jsonl" if out is not None and world.is_main else None  # [distributed] rank 0 writes
@@ -392,7 +430,7 @@ def evaluate(
         examples = task.examples(split, n, seed)
         for method in method_objs:
             hs = resolve_heads(method, model, profile_heads, seed)
-            a = method.alpha if method.alpha is not None else alpha
+            a = method_alpha(method, alpha, hs, head_alphas)
             sched = method.schedule if method.schedule is not None else default_schedule
             max_new = max_new_tokens or task.max_new_tokens
             plan.append((task, method, hs, a, max_new,
@@ -435,7 +473,10 @@ def evaluate(
         bar.close()
         all_rows += [done[(config, ex.uid)] for ex in examples]
     summary = summarize(all_rows, task_objs, method_objs)
-    summary["config"] = {"model": model_name, "split": split, "n": n, "seed": seed, "alpha": alpha,
+    summary["config"] = {"model": model_name, "split": split, "n": n, "seed": seed,
+                         "alpha": DEFAULT_ALPHA if alpha is None else alpha,
+                         "pasta_alpha": ("the profile's per-head alphas" if alpha is None and head_alphas
+                                         else DEFAULT_ALPHA if alpha is None else alpha),
                          "schedule": str(default_schedule),
                          "variant": variant, "heads_source": heads_note, "n_profile_heads": len(profile_heads),
                          "heads": {m: (list(map(list, h)) if h else None) for m, h in method_heads.items()}}
@@ -447,7 +488,7 @@ def evaluate(
 
 
 def _run_chunk(model: Any, task: Task, method: Method, chunk: Sequence[Any], rendering: Rendering,
-               heads: Optional[Sequence[Head]], alpha: float, max_new: int, variant: str,
+               heads: Optional[Sequence[Head]], alpha: AlphaSpec, max_new: int, variant: str,
                batch_size: int, schedule: Schedule = Schedule()) -> list[dict[str, Any]]:
     queries = {ex.uid: task.queries(ex, variant) for ex in chunk}
     results: dict[str, dict[str, Any]] = {ex.uid: {} for ex in chunk}

@@ -62,7 +62,8 @@ def leave_one_out_profiles(
             examples by the mean teacher-forced objective gain (:func:`~pasta_lens.profiling.choose_k`).
         val_n: validation examples per task for the curve.
         strategy: how the per-task top-k sets combine (default: the profile's own, else ``"intersection"``).
-        alpha: steering strength of the curve (default: the profile's).
+        alpha: steering strength of the curve and of the held-out profiles (default: the profile's ``alpha``;
+            per-head alphas of a learned profile are not carried over: the held-out heads are another set).
         seed: seed for drawing validation examples.
         tasks: task objects by name (e.g. built on real biographies); default ``get_task(name)``.
 
@@ -98,7 +99,7 @@ def leave_one_out_profiles(
                                                              "task (mean objective gain)",
             "ablation_curve": [{"k": p.k, "n_heads": p.n_heads, "metric": round(p.metric, 5)} for p in curve]}}
         out[held] = dataclasses.replace(
-            profile, heads=heads, tasks=tuple(others), k=int(k), strategy=strategy,
+            profile, heads=heads, head_alphas={}, tasks=tuple(others), k=int(k), strategy=strategy,
             method=f"{profile.method}; leave-one-out: selected without {held}",
             scores={t: profile.scores[t] for t in others},
             n_examples={t: v for t, v in profile.n_examples.items() if t in others},

@@ -31,6 +31,11 @@ paper: the ``intersection`` of the per-task top-k (default), their ``union``, or
 (``task_specific``). :func:`ablation_curve` steers each candidate set on validation examples and reports the
 objective gain against the number of heads; :func:`choose_k` picks k from that curve.
 
+Beyond the paper, :mod:`~pasta_lens.profiling.learned` fits one steering strength per head,
+``alpha_h = alpha_min ** sigmoid(g_h)``, by gradient descent on the tasks' objectives plus a fluency (KL) and a
+sparsity term, starting from the attribution scores (:func:`learn_alphas`, :func:`learned_profile`: a profile with
+per-head alphas).
+
 Long runs are resumable: with ``checkpoint=path`` the per-example results are written (atomically) after every
 example, and a restart with the same arguments skips the finished examples and returns an identical result. A row
 is reused only for the same example and objective (a changed contrast answer is recomputed); the file is locked
@@ -38,12 +43,14 @@ while a run writes it, and the compute time of every segment is summed into ``He
 
 The package follows the data flow: :mod:`~pasta_lens.profiling.scoring` (objective changes per head, for one task
 or several), :mod:`~pasta_lens.profiling.checkpoints` (the resumable per-example store it writes to) and
-:mod:`~pasta_lens.profiling.selection` (rankings -> head set -> :class:`~pasta_lens.profile.HeadProfile`).
+:mod:`~pasta_lens.profiling.selection` (rankings -> head set -> :class:`~pasta_lens.profile.HeadProfile`), and
+:mod:`~pasta_lens.profiling.learned` (per-head strengths fitted from the attribution start).
 Everything is importable from ``pasta_lens.profiling``.
 """
 
 from pasta_lens.profile import STRATEGIES, HeadProfile
 from pasta_lens.profiling.checkpoints import CHECKPOINT_VERSION
+from pasta_lens.profiling.learned import LearnedAlphas, init_logits, learn_alphas, learned_profile
 from pasta_lens.profiling.scoring import (METHODS, HeadScores, Method, attribution_scores, exact_scores, pasta_delta,
                                           profile_heads, profile_tasks)
 from pasta_lens.profiling.selection import (AblationPoint, Strategy, ablation_curve, choose_k, make_profile,
@@ -56,12 +63,16 @@ __all__ = [
     "AblationPoint",
     "HeadProfile",
     "HeadScores",
+    "LearnedAlphas",
     "Method",
     "Strategy",
     "ablation_curve",
     "attribution_scores",
     "choose_k",
     "exact_scores",
+    "init_logits",
+    "learn_alphas",
+    "learned_profile",
     "make_profile",
     "pasta_delta",
     "profile_heads",

@@ -1,0 +1,111 @@
+"""``pasta-lens profile --method learned``: fit one steering strength per head and save a profile with them.
+
+    pasta-lens profile --method learned --tasks json,pronoun,biasbios,counterfact --n 40 --steps 100 \\
+        --out profiles/my-learned.json
+
+The steps mirror the Python API (:mod:`pasta_lens.profiling.learned`): attribution scores of every head on the
+train examples at ``--alpha-min`` (:func:`~pasta_lens.profiling.profile_tasks`, checkpointed per task in
+``OUT.ckpt/{task}.ckpt`` like the other methods), :func:`~pasta_lens.profiling.init_logits`,
+:func:`~pasta_lens.profiling.learn_alphas` (checkpointed in ``OUT.ckpt/learned.ckpt``: rerun the same command to
+resume, or with a larger ``--steps`` to continue) and :func:`~pasta_lens.profiling.learned_profile` (the heads with
+alpha < ``--keep-below``, each at its learned alpha). ``--k``, ``--ks``, ``--val-n``, ``--strategy``,
+``--top-m`` and ``--rescore-n`` do not apply (no top-k selection is made).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import time
+from typing import Any
+
+LEARNED_DEFAULTS = dict(steps=100, lr=0.1, kl_weight=1.0, sparsity=0.01, alpha_min=0.01, per_step=1,
+                        keep_below=0.5, init_bias=-4.0, init_scale=6.0, checkpoint_every=5)
+
+
+def add_learned_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``--method learned`` (one argument group)."""
+    d = LEARNED_DEFAULTS
+    g = p.add_argument_group("--method learned", "per-head strengths alpha_h = alpha_min ** sigmoid(g_h), fitted "
+                             "by Adam on the tasks' train objectives + a fluency (KL) and a sparsity term")
+    g.add_argument("--steps", type=int, default=d["steps"], help=f"Adam steps (default {d['steps']})")
+    g.add_argument("--lr", type=float, default=d["lr"], help=f"learning rate on the logits g (default {d['lr']})")
+    g.add_argument("--kl-weight", type=float, default=d["kl_weight"],
+                   help=f"weight of KL(steered || unsteered) on the prompt positions (default {d['kl_weight']})")
+    g.add_argument("--sparsity", type=float, default=d["sparsity"],
+                   help=f"weight of sum_h sigmoid(g_h): fewer heads when larger (default {d['sparsity']})")
+    g.add_argument("--alpha-min", type=float, default=d["alpha_min"],
+                   help=f"strongest alpha a head can learn; also the attribution alpha (default {d['alpha_min']})")
+    g.add_argument("--per-step", type=int, default=d["per_step"],
+                   help=f"train examples per task in each step (default {d['per_step']})")
+    g.add_argument("--keep-below", type=float, default=d["keep_below"],
+                   help=f"keep the heads whose learned alpha is below this (default {d['keep_below']})")
+    g.add_argument("--init-bias", type=float, default=d["init_bias"],
+                   help=f"g at zero attribution (default {d['init_bias']}: alpha 0.92)")
+    g.add_argument("--init-scale", type=float, default=d["init_scale"],
+                   help=f"g added at the best normalised attribution (default {d['init_scale']})")
+    g.add_argument("--checkpoint-every", type=int, default=d["checkpoint_every"],
+                   help=f"write the training checkpoint every N steps (default {d['checkpoint_every']})")
+
+
+def learned_command(args: argparse.Namespace) -> str:
+    """The canonical command line that repeats a ``--method learned`` run (recorded in the profile)."""
+    parts = ["pasta-lens", "profile", "--model", args.model, "--tasks", args.tasks, "--n", str(args.n),
+             "--method", "learned"]
+    for name in LEARNED_DEFAULTS:
+        parts += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+    parts += ["--seed", str(args.seed), "--out", str(args.out)]
+    return shlex.join(parts)
+
+
+def check_learned_arguments(args: argparse.Namespace) -> None:
+    """What can be checked before the model loads."""
+    if args.alpha != 0.01:
+        raise ValueError("--method learned measures attribution at --alpha-min, not --alpha: pass --alpha-min.")
+    for name in ("steps", "per_step", "checkpoint_every"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer; got {getattr(args, name)}.")
+    if not 0.0 < args.alpha_min < 1.0:
+        raise ValueError(f"--alpha-min must be in (0, 1); got {args.alpha_min}.")
+    if not 0.0 < args.keep_below <= 1.0:
+        raise ValueError(f"--keep-below must be in (0, 1]; got {args.keep_below}.")
+    for name in ("lr", "kl_weight", "sparsity"):
+        if getattr(args, name) < 0 or (name == "lr" and args.lr == 0):
+            raise ValueError(f"--{name.replace('_', '-')} must be {'> 0' if name == 'lr' else '>= 0'}; got "
+                             f"{getattr(args, name)}.")
+
+
+def run_learned(args: argparse.Namespace, model: Any, examples: dict[str, list], started: float,
+                quiet: bool) -> int:
+    """Attribution -> initial logits -> training -> profile; print one line and write ``--out``."""
+    from pathlib import Path
+
+    from pasta_lens.distributed import current_world
+    from pasta_lens.profiling import init_logits, learn_alphas, learned_profile, profile_tasks
+
+    check_learned_arguments(args)
+    if current_world().size > 1:
+        raise ValueError("--method learned runs in one process (its steps are sequential); launch it without "
+                         "torchrun.")
+    checkpoint_dir = Path(args.checkpoint_dir or f"{args.out}.ckpt")
+    scores = profile_tasks(model, examples, "attribution", args.alpha_min, checkpoint_dir=checkpoint_dir,
+                           progress=not quiet)
+    init = init_logits(scores, args.init_bias, args.init_scale)
+    learned = learn_alphas(model, examples, init, steps=args.steps, lr=args.lr, kl_weight=args.kl_weight,
+                           sparsity=args.sparsity, alpha_min=args.alpha_min, per_step=args.per_step, seed=args.seed,
+                           checkpoint=checkpoint_dir / "learned.ckpt", checkpoint_every=args.checkpoint_every,
+                           progress=not quiet)
+    attribution_s = sum(s.wall_time_s for s in scores.values())  # every resumed segment of each
+    provenance = {"split": "train", "processes": 1,
+                  "attribution_wall_time_s": round(attribution_s, 1),
+                  "profiling_wall_time_s": round(attribution_s + learned.wall_time_s, 1),
+                  "this_run_wall_time_s": round(time.perf_counter() - started, 1)}  # incl. model load; one segment
+    profile = learned_profile(model, args.model, learned, keep_below=args.keep_below, task_scores=scores,
+                              seed=args.seed, command=learned_command(args), provenance=provenance)
+    profile.save(args.out)
+    losses = learned.losses()
+    print(f"{args.model}: {len(profile.heads)} heads with learned alphas (min {min(profile.head_alphas.values()):.3g})"
+          f" after {learned.steps} steps on {', '.join(f'{t} x {len(e)}' for t, e in examples.items())} examples; "
+          f"loss {losses.get('loss_start', float('nan')):.4f} -> {losses.get('loss_end', float('nan')):.4f}; "
+          f"{provenance['profiling_wall_time_s']:.0f} s of profiling. Wrote {args.out}")
+    return 0

@@ -1,0 +1,474 @@
+"""Learned per-head steering strengths: one alpha per head, fitted by gradient descent (beyond the paper).
+
+PASTA steers a fixed head set at one alpha. Steering is differentiable in alpha, so instead every head gets its own
+strength, parametrised by one logit ``g_h``:
+
+    alpha_h = alpha_min ** sigmoid(g_h)        g_h -> -inf: alpha_h -> 1 (no steering)
+                                               g_h -> +inf: alpha_h -> alpha_min (full strength, default 0.01)
+
+and the logits are fitted with Adam on the training objectives of several tasks at once (the same
+:class:`~pasta_lens.objectives.ProfilingExample` objectives :func:`~pasta_lens.profiling.profile_tasks` scores heads
+with), minimising per step
+
+    loss = - mean_{tasks t} mean_{examples e of t in the step} f_e(steered) / n_answer(e)       (task term)
+           + kl_weight * mean_e KL( p_steered || p_unsteered )  over e's prompt positions         (fluency term)
+           + sparsity * sum_h sigmoid(g_h)                                                        (sparsity term)
+
+- **Task term.** ``f_e`` is the example's objective (log-prob of the gold answer; CounterFact: log P(new) -
+  log P(old)), divided by the number of teacher-forced answer tokens ``n_answer = tokens - prompt`` so that a task
+  with long answers (JSON) does not outweigh one with one-token answers (CounterFact); every task weighs the same.
+  What is reported (``task_gain``) is the same quantity minus its unsteered value.
+- **Fluency term.** The KL divergence of the steered from the unsteered next-token distribution, averaged over the
+  prompt positions ``0 .. n_prompt - 2`` (those whose next token is still prompt text; position ``n_prompt - 1``
+  predicts the answer and is the task term's). It keeps the steered model a language model of ordinary text: a set
+  of strengths that reaches the answer by wrecking the distribution everywhere else pays for it. ``KL(steered ||
+  unsteered)`` (not the reverse) penalises the steered model for putting mass where the unsteered one puts none,
+  i.e. for inventing text. The unsteered run is recomputed each step (no gradient), never stored.
+- **Sparsity term.** ``sigmoid(g_h)`` is the head's strength on a 0..1 scale (``log alpha_h / log alpha_min``); its
+  sum is an L1 penalty: a head must raise the per-token objective by more than ``sparsity`` nats at full strength
+  to be worth steering.
+
+**Initialisation from attribution** (:func:`init_logits`): each task's first-order head scores (the
+``attribution`` scores of :func:`~pasta_lens.profiling.profile_heads` at ``alpha_min``) are divided by that task's
+largest absolute score and averaged over tasks, giving ``s_h`` in [-1, 1]; then ``g_h = init_bias + init_scale *
+s_h`` (defaults -4 and 6: a head with no attribution starts at alpha 0.92, i.e. almost off; the best head of every
+task starts at g = 2, alpha 0.017; harmful heads start further off). All heads remain trainable.
+
+**Differentiable steering.** Each layer's hook on ``blocks.{L}.attn.hook_pattern`` rescales all its heads with
+:func:`~pasta_lens.steering.key_weights` / :func:`~pasta_lens.steering.rescale_rows` (the very arithmetic of
+:func:`~pasta_lens.pasta_hooks`) at ``alpha = alpha_min ** sigmoid(g[L])``, a tensor that carries the gradient. The
+gradient is taken with ``torch.autograd.grad(loss, [g])`` only: no parameter gradient is computed or stored, no
+``requires_grad`` flag of the model is touched, nothing on the model changes (its weights stay bit-identical).
+
+**The result.** After training, the heads with ``alpha_h < keep_below`` (default 0.5: at least half of the
+attention outside the span removed before renormalising) form the profile's head set, each with its learned
+alpha (:attr:`HeadProfile.head_alphas <pasta_lens.profile.HeadProfile.head_alphas>`); the weaker heads are
+dropped (not steered at all), so the profile steers a sparse set. That cut is a difference from the trained soft
+model, which the recorded full alpha table (``provenance["alphas_all"]``) lets one inspect.
+
+**Resumable and deterministic.** The examples of step ``s`` are a function of ``(seed, s)`` alone (a seeded
+permutation per task and epoch), so with a checkpoint (``checkpoint=path``: ``g``, the Adam state, the step and the
+loss history, rewritten atomically every ``checkpoint_every`` steps, under a lock file) an interrupted run resumed
+with the same arguments ends bit-identical to an uninterrupted one. ``steps`` is not part of the run's identity: a
+finished run resumed with more steps continues where it ended.
+
+Example:
+    >>> train = {t: get_task(t).profiling_examples(model, split="train", n=40) for t in TASK_NAMES}
+    >>> scores = profile_tasks(model, train, method="attribution")
+    >>> learned = learn_alphas(model, train, init_logits(scores), steps=100, checkpoint="run/learned.ckpt")
+    >>> profile = learned_profile(model, "smollm2-135m-instruct", learned, task_scores=scores)
+    >>> with steer(model, profile, em): ...                      # each head at its own alpha
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from pasta_lens.fingerprint import ModelFingerprint
+from pasta_lens.io import atomic_write, file_lock
+from pasta_lens.objectives import ProfilingExample
+from pasta_lens.profile import HeadProfile, weights_hash
+from pasta_lens.profiling.checkpoints import _example_digest
+from pasta_lens.profiling.scoring import HeadScores, _check_examples, _objective
+from pasta_lens.steering import ALPHA_MIN, Head, key_weights, pattern_hook_name, rescale_rows
+
+LEARNED_CHECKPOINT_VERSION = 1
+KEEP_BELOW = 0.5
+"""Default cut: heads whose learned alpha is below it are kept in the profile."""
+
+
+def strengths_to_alphas(g: Float[Tensor, "layer head"], alpha_min: float) -> Float[Tensor, "layer head"]:
+    """``alpha = alpha_min ** sigmoid(g)``, differentiable in ``g``; always inside [alpha_min, 1]."""
+    return torch.exp(torch.sigmoid(g) * math.log(alpha_min))
+
+
+def init_logits(
+    task_scores: Mapping[str, Union[HeadScores, Tensor]],
+    init_bias: float = -4.0,
+    init_scale: float = 6.0,
+) -> Float[Tensor, "layer head"]:
+    """Initial logits ``g = init_bias + init_scale * s`` from per-task head scores (see the module docstring).
+
+    ``s_h`` is the mean over tasks of the head's score divided by that task's largest absolute score, so each task
+    counts equally whatever the scale of its objective.
+
+    Example:
+        >>> init_logits({"json": scores_json, "counterfact": scores_cf})   # [n_layers, n_heads]
+    """
+    if not task_scores:
+        raise ValueError("init_logits needs the scores of at least one task: {task: HeadScores or [layer, head]}.")
+    tables = []
+    for task, s in task_scores.items():
+        table = (s.scores if isinstance(s, HeadScores) else torch.as_tensor(s)).detach().float().cpu()
+        if table.ndim != 2:
+            raise ValueError(f"The scores of task {task!r} must be a [n_layers, n_heads] table; got "
+                             f"{tuple(table.shape)}.")
+        top = float(table.abs().max())
+        tables.append(table / top if top > 0 else table)
+    shapes = {tuple(t.shape) for t in tables}
+    if len(shapes) != 1:
+        raise ValueError(f"The tasks' score tables have different shapes {sorted(shapes)}: score them on one model.")
+    return init_bias + init_scale * torch.stack(tables).mean(0)
+
+
+@dataclass(frozen=True)
+class LearnedAlphas:
+    """The outcome of :func:`learn_alphas`: the fitted logits and what it took to fit them.
+
+    Attributes:
+        g: the fitted logits ``[n_layers, n_heads]`` (``alphas`` are ``alpha_min ** sigmoid(g)``).
+        init_g: the logits training started from.
+        alpha_min: the strongest alpha a head can take.
+        steps: optimiser steps taken (over every resumed segment).
+        history: one record per step: ``loss``, ``task`` (mean normalised objective of the steered run),
+            ``task_gain`` (the same minus the unsteered value), ``kl``, ``sparsity`` (the penalty term), per-task
+            gains ``gain:{task}``, and ``mean_strength`` (mean sigmoid(g) before the step).
+        n_examples: training examples per task.
+        settings: the hyper-parameters (lr, kl_weight, sparsity, per_step, seed, alpha_min).
+        wall_time_s: compute time summed over every resumed segment.
+    """
+
+    g: Float[Tensor, "layer head"]
+    init_g: Float[Tensor, "layer head"]
+    alpha_min: float
+    steps: int
+    history: tuple[Mapping[str, float], ...] = field(repr=False)
+    n_examples: Mapping[str, int] = field(default_factory=dict)
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    wall_time_s: float = float("nan")
+
+    @property
+    def alphas(self) -> Float[Tensor, "layer head"]:
+        """Every head's learned alpha, clamped to [alpha_min, 1] against float rounding."""
+        with torch.no_grad():
+            return strengths_to_alphas(self.g, self.alpha_min).clamp(self.alpha_min, 1.0)
+
+    def kept(self, keep_below: float = KEEP_BELOW) -> dict[Head, float]:
+        """``{(layer, head): alpha}`` of the heads with ``alpha < keep_below`` (possibly empty)."""
+        alphas = self.alphas
+        return {(int(layer), int(head)): float(alphas[layer, head])
+                for layer, head in torch.nonzero(alphas < keep_below).tolist()}
+
+    def losses(self, window: int = 10) -> dict[str, float]:
+        """The loss terms averaged over the first and the last ``window`` steps (the per-step values are
+        one mini-batch each, hence noisy): ``{"loss_start": ..., "loss_end": ..., "task_gain_start": ...}``."""
+        out: dict[str, float] = {}
+        if not self.history:
+            return out
+        first, last = self.history[:window], self.history[-window:]
+        for key in ("loss", "task_gain", "kl", "sparsity"):
+            out[f"{key}_start"] = round(sum(h[key] for h in first) / len(first), 5)
+            out[f"{key}_end"] = round(sum(h[key] for h in last) / len(last), 5)
+        return out
+
+
+# ----------------------------------------------------------------------------------------------- one step
+def _hooks(g: Tensor, alpha_min: float, key_mask: Tensor) -> list[tuple[str, Callable[[Tensor, Any], Tensor]]]:
+    """One hook per layer, steering all its heads at ``alpha_min ** sigmoid(g[layer])`` (gradient flows to g)."""
+    alphas = strengths_to_alphas(g, alpha_min)
+
+    def make(layer: int) -> Callable[[Tensor, Any], Tensor]:
+        def hook(pattern: Float[Tensor, "batch head query key"], hook: Any) -> Float[Tensor, "batch head query key"]:
+            # mask and alpha moved to the pattern's device at call time (never cached)
+            weights = key_weights(key_mask.to(pattern.device), pattern.shape[-1], alphas[layer].to(pattern.device))
+            return rescale_rows(pattern, weights)
+        return hook
+
+    return [(pattern_hook_name(layer), make(layer)) for layer in range(g.shape[0])]
+
+
+def _run(model: Any, ex: ProfilingExample, hooks: list) -> Tensor:
+    tokens = ex.tokens.to(model.cfg.device)
+    kwargs = {} if ex.attention_mask is None else {"attention_mask": ex.attention_mask.to(tokens.device)}
+    with model.hooks(fwd_hooks=hooks):
+        return model(tokens, **kwargs)
+
+
+def _prompt_kl(steered: Tensor, unsteered: Tensor, n_prompt: int) -> Tensor:
+    """Mean over positions ``0 .. n_prompt-2`` of KL(steered || unsteered) of the next-token distributions."""
+    if n_prompt < 2:
+        return steered.new_zeros(())
+    ls = torch.log_softmax(steered[0, :n_prompt - 1].float(), dim=-1)
+    lu = torch.log_softmax(unsteered[0, :n_prompt - 1].float(), dim=-1)
+    return (ls.exp() * (ls - lu)).sum(-1).mean()
+
+
+def example_loss(model: Any, ex: ProfilingExample, g: Tensor, alpha_min: float, kl_weight: float
+                 ) -> tuple[Tensor, dict[str, float]]:
+    """One example's ``- f(steered) / n_answer + kl_weight * KL`` (differentiable in ``g``) and its parts."""
+    n_answer = max(1, int(ex.tokens.shape[1]) - ex.n_prompt)
+    with torch.no_grad():
+        base_logits = _run(model, ex, [])
+        base = float(_objective(ex, base_logits)[0]) / n_answer
+    with torch.enable_grad():
+        logits = _run(model, ex, _hooks(g, alpha_min, ex.key_mask))
+        task = _objective(ex, logits)[0] / n_answer
+        kl = _prompt_kl(logits, base_logits, ex.n_prompt)
+        loss = -task + kl_weight * kl
+    value, divergence = float(task.detach()), float(kl.detach())
+    return loss, {"task": value, "task_gain": value - base, "kl": divergence}
+
+
+def step_indices(sizes: Mapping[str, int], step: int, per_step: int, seed: int) -> dict[str, list[int]]:
+    """The example indices of ``step`` per task: positions ``step*per_step ..`` of seeded per-epoch permutations.
+
+    A function of ``(sizes, step, per_step, seed)`` alone, so a resumed run sees the same examples at each step.
+    """
+    out = {}
+    for task, n in sizes.items():
+        idx = []
+        for pos in range(step * per_step, (step + 1) * per_step):
+            epoch, within = divmod(pos, n)
+            gen = torch.Generator().manual_seed(zlib.crc32(f"learned:{seed}:{task}:{epoch}".encode()))
+            idx.append(int(torch.randperm(n, generator=gen)[within]))
+        out[task] = idx
+    return out
+
+
+# --------------------------------------------------------------------------------------------- checkpoint
+def _digest(t: Tensor) -> str:
+    return hashlib.sha256(t.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+def _load_state(path: Path, fingerprint: dict[str, Any]) -> Optional[dict[str, Any]]:
+    if not path.exists():
+        return None
+    fix = f"delete {path} to start the learned-alphas run from scratch"
+    try:
+        state = torch.load(path, weights_only=True)
+    except Exception as err:  # cut, empty or foreign file
+        raise ValueError(f"Checkpoint {path} cannot be read ({type(err).__name__}); {fix}.") from None
+    if not isinstance(state, dict) or not {"fingerprint", "g", "optimizer", "step", "history"} <= set(state):
+        raise ValueError(f"Checkpoint {path} is not a learned-alphas checkpoint; {fix}.")
+    if state["fingerprint"] != fingerprint:
+        old = state["fingerprint"] if isinstance(state["fingerprint"], dict) else {}
+        diff = sorted(k for k in set(fingerprint) | set(old) if old.get(k) != fingerprint.get(k))
+        raise ValueError(f"Checkpoint {path} belongs to a different learned-alphas run (differs in {diff}); {fix}, "
+                         "or pass another checkpoint path.")
+    return state
+
+
+# ------------------------------------------------------------------------------------------------ training
+def learn_alphas(
+    model: Any,
+    examples_by_task: Mapping[str, Sequence[ProfilingExample]],
+    init: Float[Tensor, "layer head"],
+    *,
+    steps: int = 100,
+    lr: float = 0.1,
+    kl_weight: float = 1.0,
+    sparsity: float = 0.01,
+    alpha_min: float = 0.01,
+    per_step: int = 1,
+    seed: int = 0,
+    checkpoint: Optional[Union[str, os.PathLike]] = None,
+    checkpoint_every: int = 5,
+    progress: bool = True,
+) -> LearnedAlphas:
+    """Fit one steering strength per head on several tasks' objectives (see the module docstring for the loss).
+
+    Args:
+        model: a TransformerLens model; never modified (only ``g`` requires grad; weights stay bit-identical).
+        examples_by_task: ``{task: [ProfilingExample, ...]}``, the training examples (train split).
+        init: the initial logits ``[n_layers, n_heads]`` (e.g. :func:`init_logits` of attribution scores).
+        steps: optimiser steps in total (a resumed run continues up to this number).
+        lr: Adam's learning rate on the logits.
+        kl_weight: weight of the fluency term (KL on the prompt positions).
+        sparsity: weight of ``sum_h sigmoid(g_h)``.
+        alpha_min: the strongest alpha (``g -> +inf``), in [``ALPHA_MIN``, 1).
+        per_step: examples per task in each step (the gradient is their mean).
+        seed: decides which examples each step sees.
+        checkpoint: file holding ``g``, the Adam state, the step and the history; resumed from if it exists.
+        checkpoint_every: write the checkpoint every this many steps (and at the end).
+        progress: a tqdm bar over the steps.
+
+    Returns:
+        :class:`LearnedAlphas`.
+
+    Raises:
+        ValueError: no or bad examples, bad hyper-parameters, ``init`` of another shape, a checkpoint of another
+            run (or one further than ``steps``).
+        pasta_lens.io.LockedError: another live process is training on the same checkpoint.
+
+    Example:
+        >>> learned = learn_alphas(model, train, init_logits(scores), steps=100, checkpoint="learned.ckpt")
+        >>> learned.kept()        # {(layer, head): alpha} with alpha < 0.5
+    """
+    if not examples_by_task:
+        raise ValueError("learn_alphas needs at least one task: {task: [ProfilingExample, ...]}.")
+    examples = {str(t): list(e) for t, e in examples_by_task.items()}
+    for task, exs in examples.items():
+        _check_examples(exs, "learn_alphas")
+    n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
+    init = torch.as_tensor(init).detach().float().cpu()
+    if tuple(init.shape) != (n_layers, n_heads):
+        raise ValueError(f"init must be a [{n_layers}, {n_heads}] logit table for this model; got "
+                         f"{tuple(init.shape)}.")
+    if not torch.isfinite(init).all():
+        raise ValueError("init holds NaN or infinite logits; give finite values (e.g. init_logits(scores)).")
+    if not (ALPHA_MIN <= float(alpha_min) < 1.0):
+        raise ValueError(f"alpha_min must be in [{ALPHA_MIN:g}, 1) (the strongest alpha a head may learn); got "
+                         f"{alpha_min}.")
+    for name, value, low in (("steps", steps, 1), ("per_step", per_step, 1), ("checkpoint_every", checkpoint_every, 1)):
+        if isinstance(value, bool) or int(value) != value or value < low:
+            raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+    for name, value in (("lr", lr), ("kl_weight", kl_weight), ("sparsity", sparsity)):
+        if not math.isfinite(float(value)) or float(value) < 0 or (name == "lr" and float(value) == 0):
+            raise ValueError(f"{name} must be a finite number {'> 0' if name == 'lr' else '>= 0'}; got {value}.")
+    settings = dict(lr=float(lr), kl_weight=float(kl_weight), sparsity=float(sparsity), alpha_min=float(alpha_min),
+                    per_step=int(per_step), seed=int(seed))
+    vocab = int(getattr(model.cfg, "d_vocab", 0) or model.tokenizer.vocab_size)
+    fingerprint = dict(version=LEARNED_CHECKPOINT_VERSION, shape=(n_layers, n_heads), weights=weights_hash(model),
+                       init=_digest(init), examples={t: [_example_digest(ex, vocab) for ex in exs]
+                                                     for t, exs in examples.items()}, **settings)
+    path = Path(checkpoint) if checkpoint is not None else None
+    if path is None:
+        return _train(model, examples, init, int(steps), settings, None, fingerprint, int(checkpoint_every),
+                      progress)
+    with file_lock(path, what="the learned-alphas checkpoint"):
+        return _train(model, examples, init, int(steps), settings, path, fingerprint, int(checkpoint_every),
+                      progress)
+
+
+def _train(model: Any, examples: dict[str, list[ProfilingExample]], init: Tensor, steps: int,
+           settings: dict[str, Any], path: Optional[Path], fingerprint: dict[str, Any], every: int,
+           progress: bool) -> LearnedAlphas:
+    g = init.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([g], lr=settings["lr"])
+    step, history, previous_s = 0, [], []
+    state = _load_state(path, fingerprint) if path is not None else None
+    if state is not None:
+        if int(state["step"]) > steps:
+            raise ValueError(f"Checkpoint {path} has already taken {state['step']} steps, more than steps={steps}: "
+                             f"pass steps >= {state['step']} to continue it, or delete it to start again.")
+        with torch.no_grad():
+            g.copy_(state["g"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, history, previous_s = int(state["step"]), list(state["history"]), list(state.get("segments_s", []))
+    started = time.perf_counter()
+
+    def elapsed() -> float:
+        return float(sum(previous_s)) + time.perf_counter() - started
+
+    def save() -> None:
+        if path is None:
+            return
+        snapshot = {"fingerprint": fingerprint, "step": step, "g": g.detach().clone(),
+                    "optimizer": optimizer.state_dict(), "history": history,
+                    "segments_s": previous_s + [time.perf_counter() - started]}
+        atomic_write(path, lambda tmp: torch.save(snapshot, tmp))
+
+    sizes = {t: len(e) for t, e in examples.items()}
+    alpha_min, kl_weight, sparsity = settings["alpha_min"], settings["kl_weight"], settings["sparsity"]
+    n_terms = len(examples) * settings["per_step"]
+    bar: Any = range(step, steps)
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(bar, initial=step, total=steps, desc="learned alphas", unit="step", leave=False)
+    for s in bar:
+        grad = torch.zeros_like(g)
+        record: dict[str, float] = {"task": 0.0, "task_gain": 0.0, "kl": 0.0}
+        for task, idx in step_indices(sizes, s, settings["per_step"], settings["seed"]).items():
+            gains = []
+            for i in idx:
+                loss, parts = example_loss(model, examples[task][i], g, alpha_min, kl_weight)
+                # towards g only: no parameter gradient is computed or stored
+                (dg,) = torch.autograd.grad(loss / n_terms, [g])
+                grad += dg
+                for key in ("task", "task_gain", "kl"):
+                    record[key] += parts[key] / n_terms
+                gains.append(parts["task_gain"])
+            record[f"gain:{task}"] = sum(gains) / len(gains)
+        with torch.enable_grad():
+            strength = torch.sigmoid(g)
+            penalty = sparsity * strength.sum()
+            (dp,) = torch.autograd.grad(penalty, [g])
+        record.update(sparsity=float(penalty.detach()), mean_strength=float(strength.detach().mean()))
+        record["loss"] = -record["task"] + kl_weight * record["kl"] + record["sparsity"]
+        g.grad = grad + dp
+        optimizer.step()
+        g.grad = None
+        history.append(record)
+        step = s + 1
+        if hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{record['loss']:.3f}", kl=f"{record['kl']:.3f}",
+                            gain=f"{record['task_gain']:.3f}")
+        if step % every == 0 or step == steps:
+            save()
+    return LearnedAlphas(g=g.detach().clone(), init_g=init.clone(), alpha_min=alpha_min, steps=step,
+                         history=tuple(history), n_examples=sizes, settings=settings,
+                         wall_time_s=round(elapsed(), 3))
+
+
+# -------------------------------------------------------------------------------------------------- profile
+def learned_profile(
+    model: Any,
+    model_name: str,
+    learned: LearnedAlphas,
+    *,
+    keep_below: float = KEEP_BELOW,
+    task_scores: Optional[Mapping[str, HeadScores]] = None,
+    seed: Optional[int] = None,
+    command: Optional[str] = None,
+    provenance: Optional[Mapping[str, Any]] = None,
+) -> HeadProfile:
+    """A :class:`~pasta_lens.profile.HeadProfile` of the heads with ``alpha < keep_below``, each at its alpha.
+
+    ``scores`` hold the attribution tables the logits were initialised from (``task_scores``), ``alpha`` is
+    ``alpha_min`` (the strength those scores were measured at), ``k`` and ``strategy`` are None (no top-k
+    selection), and ``provenance`` records the settings, the loss at the start and end, every head's alpha
+    (``alphas_all``) and the wall time.
+
+    Raises:
+        ValueError: no head is below ``keep_below`` (lower ``sparsity`` or ``kl_weight``, train longer, or raise
+            ``keep_below``).
+
+    Example:
+        >>> profile = learned_profile(model, "smollm2-135m-instruct", learned, task_scores=scores)
+        >>> profile.head_alphas      # {(layer, head): alpha}
+    """
+    if not 0.0 < keep_below <= 1.0:
+        raise ValueError(f"keep_below must be in (0, 1]; got {keep_below}.")
+    kept = learned.kept(keep_below)
+    if not kept:
+        best = float(learned.alphas.min())
+        raise ValueError(f"No head learned an alpha below {keep_below} (the strongest is {best:.3g}): lower the "
+                         "sparsity or the KL weight, train for more steps, or raise keep_below.")
+    tasks = tuple(learned.n_examples)
+    sizes = sorted(set(learned.n_examples.values()))
+    per_task = str(sizes[0]) if len(sizes) == 1 else "/".join(str(learned.n_examples[t]) for t in tasks)
+    st = learned.settings
+    method = (f"learned (per-head alphas alpha_min**sigmoid(g), alpha_min {st['alpha_min']:g}; {learned.steps} Adam "
+              f"steps of {st['per_step']} example(s) per task from {per_task} train examples per task; "
+              f"lr {st['lr']:g}, kl_weight {st['kl_weight']:g}, sparsity {st['sparsity']:g}; initialised from "
+              f"attribution; {len(kept)} heads with alpha < {keep_below:g} kept)")
+    prov = dict(provenance or {})
+    prov.update({
+        "learned": {**st, "steps": learned.steps, "keep_below": keep_below,
+                    "fluency_term": "KL(steered || unsteered) of next-token distributions, mean over prompt positions "
+                                    "0..n_prompt-2",
+                    "task_term": "objective / answer tokens, mean over examples, tasks weighted equally",
+                    "init": "g = init_bias + init_scale * mean_t(attribution_t / max|attribution_t|)"},
+        "losses": learned.losses(),
+        "learning_wall_time_s": round(learned.wall_time_s, 1),
+        "alphas_all": [[round(float(a), 5) for a in row] for row in learned.alphas.tolist()],
+        "init_logits": [[round(float(x), 4) for x in row] for row in learned.init_g.tolist()],
+    })
+    scores = {t: s.scores for t, s in (task_scores or {}).items()}
+    return HeadProfile(
+        model_name=model_name, n_layers=int(model.cfg.n_layers), n_heads=int(model.cfg.n_heads),
+        heads=tuple(kept), head_alphas=kept, weights_hash=weights_hash(model), fingerprint=ModelFingerprint.of(model),
+        tasks=tasks, method=method, alpha=st["alpha_min"], k=None, strategy=None,
+        n_examples=dict(learned.n_examples), seed=seed, command=command, scores=scores, provenance=prov)

@@ -1,0 +1,402 @@
+"""Learned per-head strengths on tiny random models: gradients, training, resume, the profile, steering, harness, CLI."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from pasta_lens import HeadProfile, emphasize, pasta_hooks, steer
+from pasta_lens.evaluation import evaluate, method_alpha, parse_method, ranked_heads
+from pasta_lens.objectives import ProfilingExample
+from pasta_lens.profiling import init_logits, learn_alphas, learned_profile, profile_tasks
+from pasta_lens.profiling.learned import LearnedAlphas, _hooks, example_loss, step_indices, strengths_to_alphas
+from pasta_lens.tasks import get_task
+from tests.reference import additive_reference_hooks
+from tests.test_profiling import counterfact_examples
+from tests.tiny import tiny_model
+
+PROMPT = "Maria is a nurse who lives in Paris. *Answer in JSON.* Thanks."
+
+
+def _logits(model, tokens, hooks=()):
+    with torch.inference_mode():
+        return model.run_with_hooks(tokens, fwd_hooks=list(hooks))
+
+
+def steering_examples(model, n=2, scale=20.0):
+    """Examples whose objective rewards steering strongly: the logit change that full PASTA on every head makes at
+    the last position, as a direction (so the gradient of every relevant head is large and points to steering)."""
+    texts = [PROMPT, "The capital of France is Paris. *Previously, the Eiffel Tower was in Rome.* Currently it"][:n]
+    out = []
+    for i, text in enumerate(texts):
+        em = emphasize(model, text)
+        every = [(l, h) for l in range(model.cfg.n_layers) for h in range(model.cfg.n_heads)]
+        base = _logits(model, em.tokens)[0, -1]
+        full = _logits(model, em.tokens, pasta_hooks(every, em, 0.01))[0, -1]
+        direction = (full - base) / (full - base).norm()
+
+        def objective(logits, d=direction):
+            return scale * (logits[:, -1].float() @ d.to(logits.device))
+
+        objective.key = f"test-steering-direction:{i}:{scale}"
+        out.append(ProfilingExample(em.tokens, em.key_mask, objective, task=f"t{i % 2}"))
+    return {"a": [out[0]], "b": [out[1]]} if n == 2 else {"a": out}
+
+
+@pytest.fixture(scope="module")
+def strong():
+    model = tiny_model("llama")
+    return model, steering_examples(model)
+
+
+# ------------------------------------------------------------------------------------- the steering itself
+def test_learned_hooks_equal_the_additive_reference(llama):
+    """The differentiable hooks steer exactly as PASTA at alpha_min ** sigmoid(g): checked per head against the
+    official code's additive log(alpha) on the scores (no shared code)."""
+    em = emphasize(llama, PROMPT)
+    g = torch.linspace(-6, 6, llama.cfg.n_layers * llama.cfg.n_heads).reshape(llama.cfg.n_layers, -1)
+    alphas = strengths_to_alphas(g, 0.01)
+    ref_hooks = []
+    for layer in range(llama.cfg.n_layers):
+        for head in range(llama.cfg.n_heads):
+            ref_hooks += additive_reference_hooks([(layer, head)], em.key_mask, float(alphas[layer, head]))
+    ours = _logits(llama, em.tokens, _hooks(g, 0.01, em.key_mask))
+    ref = _logits(llama, em.tokens, ref_hooks)
+    assert (ours - ref).abs().max() <= 1e-4
+    assert (ours - _logits(llama, em.tokens)).abs().max() > 1e-2  # the steering does something
+
+
+def test_alphas_stay_within_alpha_min_and_one():
+    g = torch.tensor([[-1e4, -50.0, -3.0, 0.0], [3.0, 50.0, 1e4, float("-inf")]])
+    for alpha_min in (0.01, 1e-4, 0.5):
+        learned = LearnedAlphas(g=g, init_g=g, alpha_min=alpha_min, steps=0, history=())
+        a = learned.alphas
+        assert bool(((a >= alpha_min) & (a <= 1.0)).all())
+        assert math.isclose(float(a[0, 0]), 1.0) and math.isclose(float(a[1, 2]), alpha_min, rel_tol=1e-6)
+        assert float(a[0, 3]) == pytest.approx(alpha_min ** 0.5)  # g = 0: half strength on the log scale
+        assert bool((a[0, :3].diff() <= 0).all())  # stronger logit, smaller alpha
+
+
+# ------------------------------------------------------------------------------------------ the gradient
+def test_gradient_matches_finite_differences(llama):
+    """d loss / d g computed by autograd equals a central finite difference (ground truth without autograd)."""
+    ex = counterfact_examples(llama, n=1)[0]
+    g = torch.full((llama.cfg.n_layers, llama.cfg.n_heads), -1.0, dtype=torch.float64).float()
+    g = g + torch.linspace(-1, 1, g.numel()).reshape(g.shape)
+    g.requires_grad_(True)
+    loss, _ = example_loss(llama, ex, g, 0.01, kl_weight=1.0)
+    (grad,) = torch.autograd.grad(loss, [g])
+    eps = 1e-2
+    for layer, head in [(0, 1), (1, 3), (2, 2)]:
+        bump = torch.zeros_like(g)
+        bump[layer, head] = eps
+        with torch.no_grad():
+            up = float(example_loss(llama, ex, g.detach() + bump, 0.01, 1.0)[0])
+            down = float(example_loss(llama, ex, g.detach() - bump, 0.01, 1.0)[0])
+        numeric = (up - down) / (2 * eps)
+        assert abs(numeric - float(grad[layer, head])) <= 2e-3 + 0.05 * abs(numeric), (layer, head)
+    assert float(grad.abs().max()) > 1e-4
+
+
+def test_training_moves_g_only_and_leaves_the_model_bit_identical(llama):
+    examples = {"cf": counterfact_examples(llama, n=2)}
+    before = {name: p.detach().clone() for name, p in llama.named_parameters()}
+    flags = {name: p.requires_grad for name, p in llama.named_parameters()}
+    init = torch.zeros(llama.cfg.n_layers, llama.cfg.n_heads)
+    learned = learn_alphas(llama, examples, init, steps=3, lr=0.5, sparsity=0.0, progress=False)
+    assert not torch.equal(learned.g, init)  # the gradient reached g
+    for name, p in llama.named_parameters():
+        assert torch.equal(p.detach(), before[name]), name  # weights bit-identical
+        assert p.grad is None, name  # no parameter gradient computed or stored
+        assert p.requires_grad == flags[name], name  # nothing frozen or unfrozen on the model
+
+
+# ------------------------------------------------------------------------------------------- training
+def test_loss_decreases_with_a_strong_objective(strong):
+    model, examples = strong
+    init = torch.full((model.cfg.n_layers, model.cfg.n_heads), -3.0)
+    learned = learn_alphas(model, examples, init, steps=20, lr=0.3, kl_weight=0.0, sparsity=0.0, progress=False)
+    losses = [h["loss"] for h in learned.history]
+    assert len(losses) == 20
+    assert losses[-1] < losses[0] - 1.0
+    assert learned.losses(5)["loss_end"] < learned.losses(5)["loss_start"]
+    assert float(learned.alphas.mean()) < float(strengths_to_alphas(init, 0.01).mean())  # steering grew
+    assert all(h["task_gain"] >= -1e-6 for h in learned.history[1:])
+
+
+def test_more_sparsity_keeps_fewer_heads(strong):
+    model, examples = strong
+    init = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
+    kept = {}
+    for sparsity in (0.0, 2.0):
+        learned = learn_alphas(model, examples, init, steps=20, lr=0.3, kl_weight=0.0, sparsity=sparsity,
+                               progress=False)
+        kept[sparsity] = learned.kept(0.5)
+    assert len(kept[0.0]) > 0
+    assert len(kept[2.0]) < len(kept[0.0])
+
+
+def test_kl_term_is_zero_unsteered_and_positive_steered(llama):
+    ex = counterfact_examples(llama, n=1)[0]
+    off = torch.full((llama.cfg.n_layers, llama.cfg.n_heads), -1e4)  # alpha = 1 everywhere: no steering
+    on = torch.full((llama.cfg.n_layers, llama.cfg.n_heads), 10.0)
+    with torch.no_grad():
+        _, parts_off = example_loss(llama, ex, off, 0.01, 1.0)
+        _, parts_on = example_loss(llama, ex, on, 0.01, 1.0)
+    assert abs(parts_off["kl"]) < 1e-6 and abs(parts_off["task_gain"]) < 1e-5
+    assert parts_on["kl"] > 1e-4
+
+
+def test_step_indices_are_seeded_epoch_permutations():
+    sizes = {"a": 5, "b": 3}
+    seen = [step_indices(sizes, s, 1, seed=0) for s in range(5)]
+    assert sorted(x["a"][0] for x in seen) == [0, 1, 2, 3, 4]  # one epoch of a: each example once
+    assert sorted(x["b"][0] for x in seen[:3]) == [0, 1, 2]
+    assert seen == [step_indices(sizes, s, 1, seed=0) for s in range(5)]  # a function of (seed, step) alone
+    other = [step_indices(sizes, s, 1, seed=1)["a"][0] for s in range(5)]
+    assert other != [x["a"][0] for x in seen]
+    two = step_indices(sizes, 1, 2, seed=0)["a"]
+    assert two == [step_indices(sizes, 2, 1, seed=0)["a"][0], step_indices(sizes, 3, 1, seed=0)["a"][0]]
+
+
+class _Interrupt:
+    """An objective that raises KeyboardInterrupt on its n-th call (an interrupted run), else delegates."""
+
+    def __init__(self, objective, n):
+        self.objective, self.n, self.calls = objective, n, 0
+        self.key = objective.key  # the same example: the checkpoint must accept the resumed run
+
+    def __call__(self, logits):
+        self.calls += 1
+        if self.calls == self.n:
+            raise KeyboardInterrupt
+        return self.objective(logits)
+
+
+def test_interrupted_run_resumes_to_the_identical_result(strong, tmp_path):
+    model, examples = strong
+    init = torch.full((model.cfg.n_layers, model.cfg.n_heads), -2.0)
+    kw = dict(steps=7, lr=0.2, kl_weight=0.5, sparsity=0.01, per_step=1, seed=3, progress=False)
+    reference = learn_alphas(model, examples, init, **kw)
+    # each step calls each example's objective twice (unsteered + steered): call 11 is inside step 5
+    broken = {t: [ProfilingExample(e.tokens, e.key_mask, _Interrupt(e.objective, 11), task=e.task) for e in exs]
+              for t, exs in examples.items()}
+    path = tmp_path / "learned.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        learn_alphas(model, broken, init, checkpoint=path, checkpoint_every=2, **kw)
+    assert torch.load(path, weights_only=True)["step"] == 4  # the last checkpoint before the interruption
+    resumed = learn_alphas(model, examples, init, checkpoint=path, checkpoint_every=2, **kw)
+    assert torch.equal(resumed.g, reference.g)
+    assert resumed.history == reference.history and resumed.steps == 7
+    assert not path.with_name(path.name + ".lock").exists()
+
+
+def test_finished_run_continues_with_more_steps_and_refuses_other_settings(strong, tmp_path):
+    model, examples = strong
+    init = torch.full((model.cfg.n_layers, model.cfg.n_heads), -2.0)
+    kw = dict(lr=0.2, kl_weight=0.5, sparsity=0.01, progress=False)
+    path = tmp_path / "learned.ckpt"
+    learn_alphas(model, examples, init, steps=3, checkpoint=path, **kw)
+    continued = learn_alphas(model, examples, init, steps=6, checkpoint=path, **kw)
+    straight = learn_alphas(model, examples, init, steps=6, **kw)
+    assert torch.equal(continued.g, straight.g) and continued.history == straight.history
+    assert continued.wall_time_s >= straight.wall_time_s * 0.3  # both segments counted
+    with pytest.raises(ValueError, match=r"different learned-alphas run \(differs in \['lr'\]\)"):
+        learn_alphas(model, examples, init, steps=6, checkpoint=path, **{**kw, "lr": 0.3})
+    with pytest.raises(ValueError, match="already taken 6 steps"):
+        learn_alphas(model, examples, init, steps=4, checkpoint=path, **kw)
+
+
+def test_bad_arguments_are_clear(llama):
+    examples = {"cf": counterfact_examples(llama, n=1)}
+    init = torch.zeros(llama.cfg.n_layers, llama.cfg.n_heads)
+    with pytest.raises(ValueError, match=r"init must be a \[3, 4\]"):
+        learn_alphas(llama, examples, torch.zeros(2, 2), steps=1, progress=False)
+    with pytest.raises(ValueError, match="alpha_min must be in"):
+        learn_alphas(llama, examples, init, steps=1, alpha_min=1.0, progress=False)
+    with pytest.raises(ValueError, match="steps must be a positive integer"):
+        learn_alphas(llama, examples, init, steps=0, progress=False)
+    with pytest.raises(ValueError, match="at least one task"):
+        learn_alphas(llama, {}, init, progress=False)
+
+
+def test_init_logits_rank_heads_by_attribution(llama):
+    examples = {"cf": counterfact_examples(llama, n=2), "cf2": counterfact_examples(llama, n=2, start=5)}
+    scores = profile_tasks(llama, examples, "attribution", progress=False)
+    g = init_logits(scores, init_bias=-4.0, init_scale=6.0)
+    normalised = torch.stack([s.scores / s.scores.abs().max() for s in scores.values()]).mean(0)
+    assert torch.allclose(g, -4.0 + 6.0 * normalised)
+    best = int(normalised.flatten().argmax())
+    assert int(g.flatten().argmax()) == best and float(g.max()) <= 2.0 + 1e-6
+
+
+# --------------------------------------------------------------------------------------------- the profile
+@pytest.fixture
+def learned_tiny(llama):
+    examples = steering_examples(llama)
+    scores = profile_tasks(llama, examples, "attribution", progress=False)
+    learned = learn_alphas(llama, examples, init_logits(scores), steps=15, lr=0.3, kl_weight=0.0, sparsity=0.0,
+                           progress=False)
+    return learned_profile(llama, "tiny-llama", learned, task_scores=scores, seed=0, command="test")
+
+
+def test_learned_profile_round_trips_with_its_alphas(learned_tiny, tmp_path):
+    profile = learned_tiny
+    assert profile.head_alphas and set(profile.head_alphas) == set(profile.heads)
+    assert all(a < 0.5 for a in profile.head_alphas.values())
+    assert profile.method.startswith("learned (per-head alphas") and profile.k is None
+    path = profile.save(tmp_path / "p.json")
+    data = json.loads(path.read_text())
+    assert data["head_alphas"] == [[l, h, profile.head_alphas[(l, h)]] for l, h in profile.heads]
+    loaded = HeadProfile.load(path)
+    # (the in-memory fingerprint keeps full float precision, the file 6 decimals: compare what is saved)
+    assert loaded.to_dict() == profile.to_dict() and loaded.head_alphas == profile.head_alphas
+    assert len(loaded.provenance["alphas_all"]) == loaded.n_layers
+    assert {"loss_start", "loss_end"} <= set(loaded.provenance["losses"])
+
+
+def test_profiles_without_head_alphas_are_unchanged_and_still_load(llama, tmp_path):
+    from tests.test_profile import _profile
+
+    plain = _profile(llama)
+    assert plain.head_alphas == {} and "head_alphas" not in plain.to_dict()  # old layout, byte for byte
+    path = plain.save(tmp_path / "old.json")
+    assert HeadProfile.load(path) == plain
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda d: d.update(head_alphas=[[0, 3, 0.1]]), r"missing \[\(2, 1\)\]"),
+    (lambda d: d.update(head_alphas=[[0, 3, 0.1], [2, 1, 0.2], [1, 1, 0.3]]), r"not in heads \[\(1, 1\)\]"),
+    (lambda d: d.update(head_alphas=[[0, 3, 0.1], [2, 1, 1.5]]), r"alpha must be in \(0, 1\]"),
+    (lambda d: d.update(head_alphas=[[0, 3, 0.1], [2, 1, 1e-40]]), "below the floor"),
+    (lambda d: d.update(head_alphas={"0": 1}), "list of \\[layer, head, alpha\\] triples"),
+    (lambda d: d.update(head_alphas=[[0, 3, 0.1], [0, 3, 0.2], [2, 1, 0.1]]), "lists a head twice"),
+])
+def test_bad_head_alphas_are_refused(llama, edit, match):
+    from tests.test_profile import _profile
+
+    d = _profile(llama).to_dict()
+    edit(d)
+    with pytest.raises(ValueError, match=match):
+        HeadProfile.from_dict(d)
+
+
+# ------------------------------------------------------------------------------------------------ steering
+def test_steer_with_a_learned_profile_uses_its_alphas(llama, learned_tiny):
+    profile = learned_tiny
+    em = emphasize(llama, PROMPT)
+    mapping = dict(profile.head_alphas)
+    expected = _logits(llama, em.tokens, pasta_hooks(profile.heads, em, alpha=mapping))
+    with steer(llama, profile, em):
+        got = _logits(llama, em.tokens)
+    assert torch.equal(got, expected)
+    assert torch.equal(_logits(llama, em.tokens, pasta_hooks(profile, em, model=llama)), expected)
+    # an explicit alpha wins over the profile's own
+    with steer(llama, profile, em, alpha=0.01):
+        explicit = _logits(llama, em.tokens)
+    assert torch.equal(explicit, _logits(llama, em.tokens, pasta_hooks(profile.heads, em, alpha=0.01)))
+    assert (explicit - got).abs().max() > 1e-4  # the two strengths really differ
+    # plain heads keep today's default, 0.01
+    with steer(llama, profile.heads, em):
+        plain = _logits(llama, em.tokens)
+    assert torch.equal(plain, explicit)
+
+
+def test_harness_steers_pasta_at_the_profile_alphas(llama, learned_tiny):
+    from pasta_lens.evaluation import candidate_logprobs
+
+    profile = learned_tiny
+    task = get_task("counterfact")
+    res = evaluate(llama, [task], ["pasta", "pasta:alpha=0.01", "random"], n=1, profile=profile,
+                   max_new_tokens=2, progress=False)
+    by = {r["method"]: r for r in res.rows}
+    ex = task.examples("test", 1, 0)[0]
+    q = task.queries(ex)[0]
+    rendered = task.render(llama, q.markup)
+    truth = candidate_logprobs(llama, rendered, q.candidates, q.reduce, heads=profile.heads,
+                               alpha=profile.head_alphas)
+    at_001 = candidate_logprobs(llama, rendered, q.candidates, q.reduce, heads=profile.heads, alpha=0.01)
+    assert by["pasta"]["outputs"][q.key] == pytest.approx(truth, abs=1e-6)
+    assert by["pasta:alpha=0.01"]["outputs"][q.key] == pytest.approx(at_001, abs=1e-6)
+    assert max(abs(a - b) for a, b in zip(truth, at_001)) > 1e-5
+    assert res.summary["config"]["pasta_alpha"] == "the profile's per-head alphas"
+    # an explicit evaluation alpha wins for every method
+    forced = evaluate(llama, [task], ["pasta"], n=1, profile=profile, alpha=0.01, max_new_tokens=2, progress=False)
+    assert forced.rows[0]["outputs"][q.key] == pytest.approx(at_001, abs=1e-6)
+
+
+def test_method_alpha_precedence_and_ranking():
+    heads = ((0, 1), (2, 3))
+    own = {(0, 1): 0.2, (2, 3): 0.05, (1, 1): 0.4}
+    assert method_alpha(parse_method("pasta"), None, heads, own) == {(0, 1): 0.2, (2, 3): 0.05}
+    assert method_alpha(parse_method("pasta:alpha=0.1"), None, heads, own) == 0.1
+    assert method_alpha(parse_method("pasta"), 0.3, heads, own) == 0.3
+    assert method_alpha(parse_method("random"), None, heads, own) == 0.01
+    assert method_alpha(parse_method("pasta"), None, heads, {}) == 0.01
+
+    class P:
+        heads = ((0, 1), (1, 1), (2, 3))
+        head_alphas = own
+        scores = {"t": [[0, 9, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]}
+
+    assert ranked_heads(P()) == ((2, 3), (0, 1), (1, 1))  # strongest (smallest alpha) first, not by score
+
+
+# --------------------------------------------------------------------------------------------------- CLI
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    from tests.tiny import tiny_hf_model
+
+    path = tmp_path_factory.mktemp("tiny_llama_learned")
+    hf, tok = tiny_hf_model("llama")
+    hf.save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+def test_cli_learned_end_to_end_and_resume(tiny_dir, tmp_path, capsys):
+    from pasta_lens.cli import build_parser, main
+    from pasta_lens.cli.profile_learned import learned_command
+    from pasta_lens.models import load_model
+
+    out = tmp_path / "learned.json"
+    argv = ["profile", "--model", tiny_dir, "--tasks", "json,counterfact", "--n", "2", "--method", "learned",
+            "--steps", "4", "--sparsity", "0", "--kl-weight", "0", "--lr", "0.5", "--keep-below", "0.999",
+            "--init-bias", "0", "--checkpoint-every", "2", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    assert "heads with learned alphas" in capsys.readouterr().out
+    profile = HeadProfile.load(out)
+    profile.validate_for(load_model(tiny_dir))
+    assert profile.method.startswith("learned") and "4 Adam steps" in profile.method
+    assert profile.tasks == ("json", "counterfact") and profile.n_examples == {"json": 2, "counterfact": 2}
+    assert set(profile.head_alphas) == set(profile.heads) and all(a < 0.999 for a in profile.head_alphas.values())
+    assert profile.command == learned_command(build_parser().parse_args(argv))
+    again = build_parser().parse_args(profile.command.split()[1:] + ["--quiet"])
+    for key in ("steps", "lr", "kl_weight", "sparsity", "alpha_min", "keep_below", "init_bias", "out"):
+        assert getattr(again, key) == getattr(build_parser().parse_args(argv), key), key
+    files = sorted(p.name for p in (tmp_path / "learned.json.ckpt").iterdir())
+    assert files == ["counterfact.ckpt", "json.ckpt", "learned.ckpt"]
+    assert {"learning_wall_time_s", "attribution_wall_time_s", "losses"} <= set(profile.provenance)
+    # the same command again: every checkpoint is finished, the same profile comes out
+    assert main(argv) == 0
+    same = HeadProfile.load(out)
+    assert same.head_alphas == profile.head_alphas
+    # --alpha does not apply to the learned method: refused before the model loads
+    assert main(argv + ["--alpha", "0.1"]) == 2
+    assert "--alpha-min" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_shipped_learned_smollm2_profile_steers_at_its_alphas(smollm2):
+    from pasta_lens import load_profile
+
+    profile = load_profile("smollm2-135m-instruct-learned")
+    profile.validate_for(smollm2)
+    assert profile.method.startswith("learned") and set(profile.head_alphas) == set(profile.heads)
+    assert profile.provenance["split"] == "train"
+    em = emphasize(smollm2, "Previously, Toko Yasuda played the guitar. *Currently, Toko Yasuda plays the piano.* "
+                            "Toko Yasuda plays the")
+    with steer(smollm2, profile, em):
+        got = _logits(smollm2, em.tokens)
+    assert torch.equal(got, _logits(smollm2, em.tokens, pasta_hooks(profile.heads, em, alpha=profile.head_alphas)))
