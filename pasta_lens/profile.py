@@ -411,14 +411,16 @@ def find_profile(model: Any) -> Optional[tuple[str, HeadProfile]]:
     "This model" is decided by :func:`identity_mismatch` (the behavioural fingerprint, else the weights hash), so
     the bf16 model or the HookedTransformer of the same weights finds the same profile. Profiles with neither
     (the imported paper head sets) never match: they cannot prove which weights they belong to. Returns None
-    when no shipped profile fits.
+    when no shipped profile fits. When several fit (a model's default profile and its variants, e.g.
+    ``smollm2-135m-instruct`` and ``smollm2-135m-instruct-learned``), the shortest name wins: variants are named
+    by a suffix on the default's name.
 
     Example:
         >>> name, profile = find_profile(load_model("smollm2-135m-instruct"))
     """
     shape = (int(model.cfg.n_layers), int(model.cfg.n_heads))
     cache: dict[str, Any] = {}  # the model's hash and probe log-probs, computed at most once
-    for name in list_profiles():
+    for name in sorted(list_profiles(), key=lambda n: (len(n), n)):  # the default before its -suffixed variants
         profile = load_profile(name)
         if (profile.n_layers, profile.n_heads) != shape:
             continue
