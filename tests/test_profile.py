@@ -124,6 +124,20 @@ def test_find_profile_matches_only_the_same_weights(llama):
     assert heads == interim_heads(llama) and "interim" in note
 
 
+def test_find_profile_prefers_the_default_over_its_variants(llama, monkeypatch):
+    import pasta_lens.profile as registry
+    from pasta_lens.profile import HeadProfile, find_profile, weights_hash
+
+    shape = dict(n_layers=llama.cfg.n_layers, n_heads=llama.cfg.n_heads, weights_hash=weights_hash(llama))
+    shipped = {"tiny-a-learned": HeadProfile(model_name="tiny", heads=[(1, 0)], **shape),
+               "tiny-a": HeadProfile(model_name="tiny", heads=[(2, 1)], **shape),
+               "tiny-a-metric": HeadProfile(model_name="tiny", heads=[(0, 3)], **shape)}
+    for order in (list(shipped), sorted(shipped), sorted(shipped, reverse=True)):
+        monkeypatch.setattr(registry, "list_profiles", lambda order=order: tuple(order))
+        monkeypatch.setattr(registry, "load_profile", shipped.__getitem__)
+        assert find_profile(llama)[0] == "tiny-a"
+
+
 @pytest.mark.slow
 def test_shipped_smollm2_profile_is_the_default_head_set(smollm2):
     from pasta_lens.generation import default_heads
