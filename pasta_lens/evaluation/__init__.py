@@ -26,29 +26,39 @@ rendered prompt; reused rows are rescored from their stored outputs, so metric f
 ``summary.json`` and ``table.md`` are recomputed from the rows of the requested examples and written atomically.
 
 :mod:`~pasta_lens.evaluation.harness` runs the tasks and keeps the rows; :mod:`~pasta_lens.evaluation.report`
-turns rows into the summary and the table. Everything is importable from ``pasta_lens.evaluation``.
+turns rows into the summary and the table; :mod:`~pasta_lens.evaluation.selection` runs the harness on
+validation examples to choose the head count, selection strategy and schedule by the tasks' own metrics
+(:func:`metric_curve`, with a fluency floor). Everything is importable from ``pasta_lens.evaluation``.
 """
 
 from pasta_lens.evaluation.harness import (ALPHAS, BASELINES, EvaluationResult, Method, ablation_methods,
                                            candidate_logprobs, evaluate, load_heads, parse_method, ranked_heads,
                                            resolve_heads)
+from pasta_lens.evaluation.selection import (FLUENCY_FLOOR, MetricCurve, MetricPoint, curve_record,
+                                             headline_metrics, metric_curve)
 from pasta_lens.evaluation.report import (LABELS, METRIC_LABELS, TABLE_METRICS, TASK_LABELS, markdown_table,
                                           summarize)
 
 __all__ = [
     "ALPHAS",
     "BASELINES",
+    "FLUENCY_FLOOR",
     "LABELS",
     "METRIC_LABELS",
     "TABLE_METRICS",
     "TASK_LABELS",
     "EvaluationResult",
     "Method",
+    "MetricCurve",
+    "MetricPoint",
     "ablation_methods",
     "candidate_logprobs",
+    "curve_record",
     "evaluate",
+    "headline_metrics",
     "load_heads",
     "markdown_table",
+    "metric_curve",
     "parse_method",
     "ranked_heads",
     "resolve_heads",
