@@ -303,5 +303,7 @@ def scores_from_profile(profile: HeadProfile, tasks: Optional[Sequence[str]] = N
                 exact[layer, head] = True
             kwargs = dict(order=tuple(block + rest), top_m=len(block), exact=exact,
                           n_exact=int(info.get("exact_examples") or 0))
-        out[t] = HeadScores(scores=table, method=method, alpha=profile.alpha, n_examples=n, task=t, **kwargs)
+        seconds = dict(profile.provenance.get("profiling_wall_time_s_per_task") or {}).get(t)
+        out[t] = HeadScores(scores=table, method=method, alpha=profile.alpha, n_examples=n, task=t,
+                            wall_time_s=float(seconds) if seconds is not None else float("nan"), **kwargs)
     return out
