@@ -57,12 +57,15 @@ def _check_arguments(args: Any) -> tuple[list[str], Any, list[Task]]:
     if any(k < 1 for k in ks):
         raise ValueError(f"--ks takes positive integers (numbers of heads); got {args.ks!r}.")
     schedules = [parse_schedule(x) for x in split_list(args.schedules)] if args.schedules else []
-    methods += [m for m in ablation_methods(alphas, ks, args.alpha, schedules, args.schedule) if m not in methods]
+    profile = read_profile(args.profile, "--profile") if args.profile else None
+    # the default schedule: --schedule, else the one the profile was chosen with (as evaluate() resolves it)
+    default = args.schedule if args.schedule is not None else (profile.provenance.get("schedule")
+                                                               if profile is not None else None)
+    methods += [m for m in ablation_methods(alphas, ks, args.alpha, schedules, default) if m not in methods]
     for m in methods:
         parse_method(m)
     if args.heads:
         parse_heads(args.heads, n_heads=1)  # syntax now; ranges once the model's shape is known
-    profile = read_profile(args.profile, "--profile") if args.profile else None
     tasks = build_tasks(args.tasks, args.bios, args.data_dir)
     return methods, profile, tasks
 
@@ -120,8 +123,9 @@ def add_parser(sub: Any) -> None:
                    help="examples per task (default 50; spell it --n-examples under torchrun)")
     p.add_argument("--out", required=True, help="output folder (examples.jsonl, summary.json, table.md)")
     p.add_argument("--alpha", type=float, default=0.01, help="steering strength (default 0.01)")
-    p.add_argument("--schedule", type=parse_schedule, default="all",
-                   help=f"default steering schedule of the steered methods: {SCHEDULE_HELP} (default all)")
+    p.add_argument("--schedule", type=parse_schedule, default=None,
+                   help=f"default steering schedule of the steered methods: {SCHEDULE_HELP} (default: the "
+                        "--profile's recorded schedule, provenance['schedule'], else all)")
     p.add_argument("--schedules", default="",
                    help="schedule ablation: add pasta under these schedules, e.g. prompt,first:4,decay:0.5 (a "
                         "method can also carry its own: pasta:schedule=prompt)")
