@@ -29,12 +29,14 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
+from pasta_lens.distributed import current_world
 from pasta_lens.evaluation.harness import evaluate
 from pasta_lens.io import atomic_write_text
 from pasta_lens.profile import STRATEGIES
@@ -201,8 +203,6 @@ def metric_curve(
         ...                      schedules=["all", "prompt"], n=20)
         >>> [(p.k, p.strategy, p.schedule, round(p.metric, 3), p.passes_floor) for p in curve]
     """
-    import hashlib
-
     if split == "test":
         raise ValueError("metric_curve chooses settings: run it on split='validation' (or 'train'), never on "
                          "'test', whose numbers must stay unseen until the report.")
@@ -273,7 +273,7 @@ def metric_curve(
     curve = MetricCurve(points=tuple(points), unsteered=unsteered,
                         unsteered_score=sum(_headline(unsteered[t], names[t]) for t in names) / len(names),
                         unsteered_fluency=base_fluency, fluency_floor=fluency_floor, split=split, n=n)
-    if out is not None:
+    if out is not None and current_world().is_main:  # [distributed] rank 0 writes
         atomic_write_text(out / "curve.json", json.dumps(curve_record(curve), indent=1) + "\n")
     return curve
 
@@ -284,5 +284,7 @@ def curve_record(curve: MetricCurve, digits: int = 5) -> dict[str, Any]:
     return {"criterion": "metric", "split": curve.split, "n_per_task": curve.n, "fluency_floor": curve.fluency_floor,
             "score": "mean over tasks of the mean of each task's headline metrics (average_metrics), as fractions",
             "unsteered_score": r(curve.unsteered_score),
+            "unsteered": {t: {m: r(v) for m, v in ms.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+                              and not m.startswith("n_")} for t, ms in curve.unsteered.items()},
             "unsteered_fluency": {t: r(v) for t, v in curve.unsteered_fluency.items()},
             "points": [p.to_dict(digits) for p in curve.points]}
