@@ -59,12 +59,15 @@ def _check_arguments(args: Any) -> tuple[list[str], Any, list[Task]]:
         raise ValueError(f"--ks takes positive integers (numbers of heads); got {args.ks!r}.")
     schedules = [parse_schedule(x) for x in split_list(args.schedules)] if args.schedules else []
     default_alpha = 0.01 if args.alpha is None else args.alpha
-    methods += [m for m in ablation_methods(alphas, ks, default_alpha, schedules, args.schedule) if m not in methods]
+    profile = read_profile(args.profile, "--profile") if args.profile else None
+    # the default schedule: --schedule, else the one the profile was chosen with (as evaluate() resolves it)
+    default = args.schedule if args.schedule is not None else (profile.provenance.get("schedule")
+                                                               if profile is not None else None)
+    methods += [m for m in ablation_methods(alphas, ks, default_alpha, schedules, default) if m not in methods]
     for m in methods:
         parse_method(m)
     if args.heads:
         parse_heads(args.heads, n_heads=1)  # syntax now; ranges once the model's shape is known
-    profile = read_profile(args.profile, "--profile") if args.profile else None
     tasks = build_tasks(args.tasks, args.bios, args.data_dir)
     return methods, profile, tasks
 
@@ -124,8 +127,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--alpha", type=float, default=None,
                    help="steering strength (default: a learned --profile's per-head alphas for pasta, else 0.01; "
                         "a value given here is used by every steered method)")
-    p.add_argument("--schedule", type=parse_schedule, default="all",
-                   help=f"default steering schedule of the steered methods: {SCHEDULE_HELP} (default all)")
+    p.add_argument("--schedule", type=parse_schedule, default=None,
+                   help=f"default steering schedule of the steered methods: {SCHEDULE_HELP} (default: the "
+                        "--profile's recorded schedule, provenance['schedule'], else all)")
     p.add_argument("--schedules", default="",
                    help="schedule ablation: add pasta under these schedules, e.g. prompt,first:4,decay:0.5 (a "
                         "method can also carry its own: pasta:schedule=prompt)")

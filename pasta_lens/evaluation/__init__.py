@@ -28,13 +28,17 @@ rendered prompt; reused rows are rescored from their stored outputs, so metric f
 ``summary.json`` and ``table.md`` are recomputed from the rows of the requested examples and written atomically.
 
 :mod:`~pasta_lens.evaluation.harness` runs the tasks and keeps the rows; :mod:`~pasta_lens.evaluation.report`
-turns rows into the summary and the table (with 95% intervals); :mod:`~pasta_lens.evaluation.transfer` runs the
-leave-one-task-out test of the paper's transfer claim. Everything is importable from ``pasta_lens.evaluation``.
+turns rows into the summary and the table (with 95% intervals); :mod:`~pasta_lens.evaluation.selection` runs the
+harness on validation examples to choose the head count, selection strategy and schedule by the tasks' own metrics
+(:func:`metric_curve`, with a fluency floor); :mod:`~pasta_lens.evaluation.transfer` runs the leave-one-task-out
+test of the paper's transfer claim. Everything is importable from ``pasta_lens.evaluation``.
 """
 
 from pasta_lens.evaluation.harness import (ALPHAS, BASELINES, EvaluationResult, Method, ablation_methods,
                                            candidate_logprobs, evaluate, load_heads, method_alpha, parse_method,
                                            ranked_heads, resolve_heads)
+from pasta_lens.evaluation.selection import (FLUENCY_FLOOR, MetricCurve, MetricPoint, curve_record,
+                                             headline_metrics, metric_curve)
 from pasta_lens.evaluation.transfer import TransferResult, leave_one_out_profiles, transfer
 from pasta_lens.evaluation.report import (LABELS, METRIC_LABELS, TABLE_METRICS, TASK_LABELS, markdown_table,
                                           summarize)
@@ -42,6 +46,7 @@ from pasta_lens.evaluation.report import (LABELS, METRIC_LABELS, TABLE_METRICS, 
 __all__ = [
     "ALPHAS",
     "BASELINES",
+    "FLUENCY_FLOOR",
     "LABELS",
     "METRIC_LABELS",
     "TABLE_METRICS",
@@ -49,13 +54,18 @@ __all__ = [
     "EvaluationResult",
     "TransferResult",
     "Method",
+    "MetricCurve",
+    "MetricPoint",
     "ablation_methods",
     "candidate_logprobs",
+    "curve_record",
     "evaluate",
+    "headline_metrics",
     "leave_one_out_profiles",
     "load_heads",
     "markdown_table",
     "method_alpha",
+    "metric_curve",
     "parse_method",
     "ranked_heads",
     "resolve_heads",

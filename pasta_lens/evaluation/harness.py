@@ -360,7 +360,7 @@ def evaluate(
     profile: Any = None,
     out_dir: Union[str, os.PathLike, None] = None,
     alpha: Optional[float] = None,
-    schedule: Union[str, Schedule, None] = "all",
+    schedule: Union[str, Schedule, None] = None,
     batch_size: int = 8,
     resume: bool = True,
     seed: int = 0,
@@ -385,6 +385,8 @@ def evaluate(
             0.01; a number here wins over a profile's alphas (see :func:`method_alpha`).
         schedule: default steering schedule, ``"all"`` (the paper's), ``"prompt"``, ``"first:N"`` or
             ``"decay:G"`` (:class:`~pasta_lens.schedule.Schedule`; methods may override it with ``schedule=``).
+            None (default): the schedule the profile was chosen with, ``profile.provenance["schedule"]``
+            (written by ``pasta-lens profile --select-by metric``), else ``"all"``.
         batch_size: prompts per generation batch (left-padded).
         resume: reuse finished rows of ``out_dir/examples.jsonl`` with the same configuration. With False,
             the rows of the configurations this call computes are replaced; other rows (other tasks, methods or
@@ -414,11 +416,14 @@ def evaluate(
                  for t in (TASK_NAMES if tasks == "all" else ([tasks] if isinstance(tasks, str) else tasks))]
     specs = list(BASELINES) if methods == "all" else ([methods] if isinstance(methods, str) else list(methods))
     method_objs = [parse_method(m) for m in specs]
-    default_schedule = Schedule.parse(schedule)
     source = profile if profile is not None else heads
     profile_heads, heads_note, profile_obj = (load_heads(source, model, allow_transfer) if source is not None
                                               else ((), "none", None))
     head_alphas = dict(getattr(profile_obj, "head_alphas", None) or {})
+    recorded = (getattr(profile_obj, "provenance", None) or {}).get("schedule") if profile is not None else None
+    default_schedule = Schedule.parse(schedule if schedule is not None else recorded)
+    schedule_source = ("argument" if schedule is not None else
+                       "the profile's provenance" if recorded is not None else "default")
     out = Path(out_dir) if out_dir is not None else None
     world = current_world()  # [distributed] torch.distributed's rank/size; one process: World(0, 1)
     rows_path = out / "examples.jsonl" if out is not None and world.is_main else None  # [distributed] rank 0 writes
@@ -477,7 +482,7 @@ def evaluate(
                          "alpha": DEFAULT_ALPHA if alpha is None else alpha,
                          "pasta_alpha": ("the profile's per-head alphas" if alpha is None and head_alphas
                                          else DEFAULT_ALPHA if alpha is None else alpha),
-                         "schedule": str(default_schedule),
+                         "schedule": str(default_schedule), "schedule_source": schedule_source,
                          "variant": variant, "heads_source": heads_note, "n_profile_heads": len(profile_heads),
                          "heads": {m: (list(map(list, h)) if h else None) for m, h in method_heads.items()}}
     table = markdown_table(summary, task_objs, method_objs)

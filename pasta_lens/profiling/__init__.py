@@ -29,7 +29,9 @@ Three ways to compute it:
 Profiling one task gives a :class:`HeadScores`. :func:`select_heads` combines several tasks' rankings as in the
 paper: the ``intersection`` of the per-task top-k (default), their ``union``, or one task's top-k
 (``task_specific``). :func:`ablation_curve` steers each candidate set on validation examples and reports the
-objective gain against the number of heads; :func:`choose_k` picks k from that curve.
+objective gain against the number of heads; :func:`choose_k` picks k from that curve (:func:`choose_point` the
+whole point). Choosing by the tasks' own metrics on generations instead (k, strategy and steering schedule) is
+:func:`pasta_lens.evaluation.metric_curve`, a later stage since it runs the evaluation harness.
 
 Beyond the paper, :mod:`~pasta_lens.profiling.learned` fits one steering strength per head,
 ``alpha_h = alpha_min ** sigmoid(g_h)``, by gradient descent on the tasks' objectives plus a fluency (KL) and a
@@ -53,8 +55,8 @@ from pasta_lens.profiling.checkpoints import CHECKPOINT_VERSION
 from pasta_lens.profiling.learned import LearnedAlphas, init_logits, learn_alphas, learned_profile
 from pasta_lens.profiling.scoring import (METHODS, HeadScores, Method, attribution_scores, exact_scores, pasta_delta,
                                           profile_heads, profile_tasks)
-from pasta_lens.profiling.selection import (AblationPoint, Strategy, ablation_curve, choose_k, make_profile,
-                                            select_heads)
+from pasta_lens.profiling.selection import (AblationPoint, Strategy, ablation_curve, choose_k, choose_point,
+                                            make_profile, scores_from_profile, select_heads)
 
 __all__ = [
     "CHECKPOINT_VERSION",
@@ -69,6 +71,7 @@ __all__ = [
     "ablation_curve",
     "attribution_scores",
     "choose_k",
+    "choose_point",
     "exact_scores",
     "init_logits",
     "learn_alphas",
@@ -77,5 +80,6 @@ __all__ = [
     "pasta_delta",
     "profile_heads",
     "profile_tasks",
+    "scores_from_profile",
     "select_heads",
 ]

@@ -8,7 +8,7 @@ reports the objective gain against the number of heads; :func:`choose_k` picks k
 
 from __future__ import annotations
 
-from typing import Any, Literal, Mapping, NamedTuple, Optional, Sequence, Union
+from typing import Any, Iterable, Literal, Mapping, NamedTuple, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -86,14 +86,20 @@ class _Point(NamedTuple):
 
 class AblationPoint(_Point):
     """One point of an ablation curve, a ``(k, n_heads, metric)`` tuple: steering the heads selected with ``k``
-    on validation examples gives ``metric``; ``per_task`` holds each task's value (not part of the tuple)."""
+    on validation examples gives ``metric``; ``per_task`` holds each task's value, ``strategy`` the selection
+    rule and ``criterion`` what ``metric`` measures: ``"logprob"``, the mean teacher-forced objective gain (not
+    part of the tuple). The generation-based criterion is :class:`pasta_lens.evaluation.MetricPoint`."""
 
     per_task: dict[str, float]
+    strategy: str
+    criterion: str
 
-    def __new__(cls, k: int, n_heads: int, metric: float, per_task: Optional[Mapping[str, float]] = None
-                ) -> "AblationPoint":
+    def __new__(cls, k: int, n_heads: int, metric: float, per_task: Optional[Mapping[str, float]] = None,
+                strategy: str = "intersection", criterion: str = "logprob") -> "AblationPoint":
         point = super().__new__(cls, k, n_heads, metric)
         point.per_task = dict(per_task or {})
+        point.strategy = strategy
+        point.criterion = criterion
         return point
 
 
@@ -145,19 +151,40 @@ def ablation_curve(
             sizes.append(len(heads))
             per_task[t] = _mean_change(model, val_examples_by_task[t], heads, alpha, baselines[t])
         n_heads = sizes[0] if strategy != "task_specific" else max(sizes)
-        curve.append(AblationPoint(int(k), n_heads, sum(per_task.values()) / len(per_task), per_task))
+        curve.append(AblationPoint(int(k), n_heads, sum(per_task.values()) / len(per_task), per_task, strategy))
     return curve
 
 
-def choose_k(curve: Sequence[AblationPoint]) -> int:
-    """The k with the highest validation metric (ties: the fewer heads, then the smaller k).
+def choose_point(curve: Iterable[Any]) -> Any:
+    """The best point of a curve: :class:`AblationPoint` s (log-prob) or
+    :class:`~pasta_lens.evaluation.MetricPoint` s (task metrics on generations), the same rule for both.
 
-    Points with no heads (empty intersections) are never chosen unless nothing else exists.
+    1. Points that steer no head (empty intersections) are dropped unless nothing else exists.
+    2. Points with ``passes_floor=False`` (a metric point below its fluency floor) are dropped unless none
+       pass; then the best of the rest is returned and *its* ``passes_floor`` is False, so say so.
+    3. The highest ``metric`` wins; ties: fewer heads, then smaller k, then the earlier point.
+
+    Example:
+        >>> best = choose_point(metric_curve(model, scores, ks=[60, 90], schedules=["all", "prompt"]))
+        >>> best.k, best.strategy, best.schedule, best.passes_floor
     """
-    if not curve:
-        raise ValueError("choose_k needs a non-empty ablation curve; compute one with ablation_curve(...).")
-    candidates = [p for p in curve if p.n_heads > 0] or list(curve)
-    return max(candidates, key=lambda p: (p.metric, -p.n_heads, -p.k)).k
+    points = list(curve)
+    if not points:
+        raise ValueError("choose_k needs a non-empty curve; compute one with ablation_curve(...) or "
+                         "pasta_lens.evaluation.metric_curve(...).")
+    candidates = [p for p in points if p.n_heads > 0] or points
+    candidates = [p for p in candidates if getattr(p, "passes_floor", True)] or candidates
+    order = {id(p): i for i, p in enumerate(points)}
+    return max(candidates, key=lambda p: (p.metric, -p.n_heads, -p.k, -order[id(p)]))
+
+
+def choose_k(curve: Iterable[Any]) -> int:
+    """The k of :func:`choose_point`: the highest validation metric (ties: the fewer heads, then the smaller k).
+
+    Points with no heads (empty intersections) are never chosen unless nothing else exists, nor points below a
+    fluency floor (metric curves) unless none pass.
+    """
+    return int(choose_point(curve).k)
 
 
 def estimators(task_scores: Mapping[str, HeadScores], k: int) -> tuple[str, dict[str, Any]]:
@@ -228,3 +255,55 @@ def make_profile(
         n_examples={t: s.n_examples for t, s in task_scores.items()}, seed=seed, command=command,
         scores={t: s.scores for t, s in task_scores.items()}, provenance=prov)
 
+
+def scores_from_profile(profile: HeadProfile, tasks: Optional[Sequence[str]] = None) -> dict[str, HeadScores]:
+    """Rebuild each task's :class:`HeadScores` from a saved profile, to select again without re-profiling.
+
+    A profile stores every task's ``[n_layers, n_heads]`` score table and, in ``provenance["estimators"]``, what
+    each number is. ``attribution`` and ``exact`` tables rank by sorting; a ``hybrid`` ranking is its exactly
+    re-ordered block (``exact_head_list``) followed by the other heads in attribution order, as when it was made.
+    Per-example values are not stored, so the rebuilt scores carry means only (enough to select heads).
+
+    Args:
+        profile: a :class:`HeadProfile` with scores (``pasta-lens profile`` writes them; imported official head
+            sets have none).
+        tasks: the tasks to take (default: all the profile's).
+
+    Example:
+        >>> scores = scores_from_profile(load_profile("smollm2-135m-instruct"))
+        >>> select_heads(scores, k=120)
+    """
+    from pasta_lens.profiling.scoring import METHODS, _ranking
+
+    names = list(tasks) if tasks is not None else list(profile.tasks)
+    missing = [t for t in names if t not in profile.scores]
+    if missing:
+        raise ValueError(f"Profile {profile.model_name!r} has no scores for tasks {missing} (it has "
+                         f"{sorted(profile.scores)}); choose --tasks among those, or profile them.")
+    meta = dict(profile.provenance.get("estimators") or {})
+    out = {}
+    for t in names:
+        table = profile.score_table(t)
+        info = dict(meta.get(t) or {})
+        method = info.get("method") or next((m for m in METHODS if profile.method.startswith(m)), None)
+        if method not in METHODS:
+            raise ValueError(f"Profile {profile.model_name!r} does not say how task {t!r} was scored (method "
+                             f"{profile.method!r}); only profiles written by make_profile can be reused.")
+        n = int(info.get("n_examples") or profile.n_examples.get(t) or 1)
+        kwargs: dict[str, Any] = {}
+        if method == "hybrid":
+            block = [(int(h[0]), int(h[1])) for h in info.get("exact_head_list") or []]
+            if not block:
+                raise ValueError(f"Profile {profile.model_name!r}: the hybrid scores of {t!r} lack "
+                                 "provenance['estimators'][task]['exact_head_list'], so their ranking cannot be "
+                                 "rebuilt; re-profile.")
+            rest = [h for h in _ranking(table) if h not in set(block)]
+            exact = torch.zeros_like(table, dtype=torch.bool)
+            for layer, head in block:
+                exact[layer, head] = True
+            kwargs = dict(order=tuple(block + rest), top_m=len(block), exact=exact,
+                          n_exact=int(info.get("exact_examples") or 0))
+        seconds = dict(profile.provenance.get("profiling_wall_time_s_per_task") or {}).get(t)
+        out[t] = HeadScores(scores=table, method=method, alpha=profile.alpha, n_examples=n, task=t,
+                            wall_time_s=float(seconds) if seconds is not None else float("nan"), **kwargs)
+    return out
