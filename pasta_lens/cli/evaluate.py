@@ -41,6 +41,7 @@ def build_tasks(names: str, bios: Optional[str] = None, data_dir: Optional[str] 
 def _check_arguments(args: Any) -> tuple[list[str], Any, list[Task]]:
     """Everything checkable without the model (~20 s to load): methods, alphas, ks, heads syntax, tasks, profile."""
     from pasta_lens.evaluation import BASELINES, ablation_methods, parse_method
+    from pasta_lens.steering import DEFAULT_ALPHA
 
     if args.profile and args.heads:
         raise ValueError("Give --profile or --heads, not both.")
@@ -58,7 +59,7 @@ def _check_arguments(args: Any) -> tuple[list[str], Any, list[Task]]:
     if any(k < 1 for k in ks):
         raise ValueError(f"--ks takes positive integers (numbers of heads); got {args.ks!r}.")
     schedules = [parse_schedule(x) for x in split_list(args.schedules)] if args.schedules else []
-    default_alpha = 0.01 if args.alpha is None else args.alpha
+    default_alpha = DEFAULT_ALPHA if args.alpha is None else args.alpha
     profile = read_profile(args.profile, "--profile") if args.profile else None
     # the default schedule: --schedule, else the one the profile was chosen with (as evaluate() resolves it)
     default = args.schedule if args.schedule is not None else (profile.provenance.get("schedule")

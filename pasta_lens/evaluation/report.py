@@ -110,6 +110,10 @@ def _cell(value: Optional[float], metric: str) -> str:
     return "–" if value is None else (f"{value:.2f}" if metric == "fluency" else f"{100 * value:.1f}")
 
 
+def _interval_cell(ci: Optional[Sequence[float]], metric: str) -> str:
+    return "–" if ci is None else f"[{_cell(ci[0], metric)}, {_cell(ci[1], metric)}]"
+
+
 def markdown_table(summary: dict[str, Any], tasks: Sequence[Task], methods: Sequence[Method],
                    intervals: bool = True) -> str:
     """Rows = methods; columns = each task's metrics (accuracies in %, fluency in bits) and the average.
@@ -140,7 +144,7 @@ def markdown_table(summary: dict[str, Any], tasks: Sequence[Task], methods: Sequ
             for task_name, metric in cols + [("", "average")]:
                 ci = (summary.get("average_ci95", {}).get(method.name) if metric == "average"
                       else summary["tasks"][task_name][method.name].get(f"ci95_{metric}"))
-                cells.append("–" if ci is None else f"[{_cell(ci[0], metric)}, {_cell(ci[1], metric)}]")
+                cells.append(_interval_cell(ci, metric))
             lines.append("| " + " | ".join(cells) + " |")
     ns = {t.name: max(summary["tasks"][t.name][m.name]["n"] for m in methods) for t in tasks}
     notes = ["", "Accuracies in %, fluency = ROME's weighted 2/3-gram entropy (bits) of the generations; n per task: "

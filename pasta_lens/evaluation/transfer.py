@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
 from pasta_lens.evaluation.harness import evaluate
-from pasta_lens.evaluation.report import METRIC_LABELS, TASK_LABELS
+from pasta_lens.evaluation.report import METRIC_LABELS, TASK_LABELS, _cell, _interval_cell
 from pasta_lens.io import atomic_write_text
 from pasta_lens.profile import HeadProfile
 from pasta_lens.profiling.selection import ablation_curve, choose_k, select_heads
@@ -126,12 +126,11 @@ class TransferResult:
 
 
 def _fmt(metrics: Mapping[str, Any], name: str) -> str:
+    """A value with its interval, formatted as the evaluation tables format them: ``"56.0 [49.1, 62.7]"``."""
     value, ci = metrics.get(name), metrics.get(f"ci95_{name}")
     if value is None:
         return "–"
-    scale, fmt = (1, "{:.2f}") if name == "fluency" else (100, "{:.1f}")
-    text = fmt.format(scale * value)
-    return text + (f" [{fmt.format(scale * ci[0])}, {fmt.format(scale * ci[1])}]" if ci else "")
+    return _cell(value, name) + (f" {_interval_cell(ci, name)}" if ci else "")
 
 
 def transfer(
