@@ -204,7 +204,9 @@ def test_torchrun_cli_profile_and_evaluate_equal_one_process(tiny_dir, tmp_path)
     ev = ["evaluate", "--model", tiny_dir, "--tasks", "json", "--heads", "1:0,2:1", "--baselines", "zero-shot,pasta",
           "--max-new-tokens", "3", "--batch-size", "2"]
     done = _torchrun([*ev, "--n-examples", "5", "--out", "two"], tmp_path)
-    assert done.stdout.count("| PASTA, profile heads") == 1  # rank 0 alone prints the table
+    # rank 0 alone prints the report (a value table and a 95%-interval table, one row each per method)
+    assert done.stdout.count("rows: two/examples.jsonl") == 1
+    assert done.stdout.count("| PASTA, profile heads") == 2
     assert main([*ev, "--n", "5", "--out", str(tmp_path / "one")]) == 0
     rows = {name: [json.loads(x) for x in (tmp_path / name / "examples.jsonl").read_text().splitlines()]
             for name in ("one", "two")}
