@@ -30,11 +30,12 @@ def interim_heads(model: Any) -> tuple[Head, ...]:
     return tuple((layer, head) for layer in range(first, n_layers) for head in range(n_heads))
 
 
-def default_heads(model: Any) -> tuple[tuple[Head, ...], str]:
-    """The head set used when none is given, with a sentence saying where it comes from.
+def default_profile(model: Any) -> tuple[Any, str]:
+    """What is steered when no heads are given: the shipped profile made on this very model, or the interim set.
 
-    The heads of the shipped profile made on this very model (same shape and weights hash, see
-    :func:`pasta_lens.profile.find_profile`); for a model with no shipped profile, the interim set.
+    Returns ``(spec, note)``: the :class:`~pasta_lens.HeadProfile` found by
+    :func:`pasta_lens.profile.find_profile` (same shape and weights hash), so its own schedule and per-head alphas
+    apply, or for a model with no shipped profile the :func:`interim_heads`; ``note`` says which, in one sentence.
     """
     from pasta_lens.profile import find_profile  # the registry is read only when a default is needed
 
@@ -42,8 +43,16 @@ def default_heads(model: Any) -> tuple[tuple[Head, ...], str]:
     if found is None:
         return interim_heads(model), INTERIM_HEADS_NOTE
     name, profile = found
-    return profile.heads, (f"shipped profile {name!r}: {len(profile.heads)} heads, {profile.strategy} of the "
-                           f"per-task top-{profile.k} over {', '.join(profile.tasks)} ({profile.method})")
+    schedule = profile.provenance.get("schedule")
+    return profile, (f"shipped profile {name!r}: {len(profile.heads)} heads, {profile.strategy} of the "
+                     f"per-task top-{profile.k} over {', '.join(profile.tasks)} ({profile.method})"
+                     + (f", chosen with schedule {schedule!r}" if schedule else ""))
+
+
+def default_heads(model: Any) -> tuple[tuple[Head, ...], str]:
+    """The head set used when none is given (:func:`default_profile`'s heads), with the sentence saying whence."""
+    spec, note = default_profile(model)
+    return tuple(getattr(spec, "heads", spec)), note
 
 
 def generate_tokens(model: Any, emphasis: Emphasis, max_new_tokens: int = 40,
@@ -79,7 +88,7 @@ def generate(
     scale_position: ScalePosition = "exclude",
     max_new_tokens: int = 40,
     steered: bool = True,
-    schedule: ScheduleSpec = "all",
+    schedule: Optional[ScheduleSpec] = None,
     **generate_kwargs: Any,
 ) -> Union[str, list[str]]:
     """Generate a continuation of ``text`` with PASTA steering towards its marked span(s).
@@ -87,15 +96,18 @@ def generate(
     Args:
         model: a TransformerLens model (e.g. from :func:`pasta_lens.load_model`).
         text: prompt(s) with the emphasised span marked, e.g. ``"Maria is a nurse. *Answer in JSON.*"``.
-        heads: the heads to steer; default: the model's default head set (:func:`default_heads`).
+        heads: the heads to steer; default: the model's shipped profile, else the interim set
+            (:func:`default_profile`).
         alpha, scale_position: as in :func:`pasta_lens.pasta_hooks` (``alpha=None``: a profile's per-head
             alphas when it has them, else 0.01).
         chat: render the model's chat template around the text.
         markers: the emphasis markers used in ``text``.
         max_new_tokens: how many tokens to generate at most (greedy unless ``do_sample=True`` is passed).
         steered: False gives the unsteered baseline on exactly the same tokens (markers removed).
-        schedule: which rows are steered: ``"all"`` (default, every prompt and generated token, as the paper),
+        schedule: which rows are steered: ``"all"`` (every prompt and generated token, as the paper),
             ``"prompt"`` (the prefill only), ``"first:N"``, ``"decay:G"`` (see :mod:`pasta_lens.schedule`).
+            None (default): the profile's recorded schedule when ``heads`` is one (or is the default profile),
+            else ``"all"`` (:func:`pasta_lens.steering.resolve_schedule`).
 
     Returns:
         The generated text (new tokens only): a string for one prompt, a list for several.
@@ -108,7 +120,7 @@ def generate(
         new = generate_tokens(model, em, max_new_tokens, **generate_kwargs)
     else:
         if heads is None:
-            heads = default_heads(model)[0]
+            heads = default_profile(model)[0]
         with steer(model, heads, em, alpha, scale_position, schedule=schedule):
             new = generate_tokens(model, em, max_new_tokens, **generate_kwargs)
     texts = decode_new(model, new)

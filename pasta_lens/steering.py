@@ -217,6 +217,30 @@ def resolve_alpha(heads: HeadSpec, alpha: Optional[AlphaSpec] = None) -> AlphaSp
     return DEFAULT_ALPHA
 
 
+def resolve_schedule(heads: HeadSpec, schedule: Optional[ScheduleSpec] = None) -> Schedule:
+    """The schedule to steer ``heads`` with: an explicit ``schedule`` wins, else the profile's own, else "all".
+
+    The same precedence as :func:`resolve_alpha` (followed by :func:`pasta_hooks`, :func:`steer`,
+    :func:`pasta_lens.generate`, the ``steer`` CLI and the evaluation harness):
+
+    1. ``schedule`` given (``"all"``, ``"prompt"``, ``"first:N"``, ``"decay:G"`` or a Schedule): used as given;
+    2. ``schedule=None`` and ``heads`` is a profile that records the schedule it was chosen with
+       (``profile.provenance["schedule"]``, e.g. ``pasta-lens profile --select-by metric --schedules ...``):
+       that one, so a profile is used the way its validation numbers were measured;
+    3. otherwise ``"all"`` (every prompt and generated token, as the paper).
+
+    Example:
+        >>> resolve_schedule({20: [0]})                        # Schedule(kind='all', ...)
+        >>> resolve_schedule(load_profile("smollm2-135m-instruct"))   # its recorded 'prompt'
+        >>> resolve_schedule(profile, "all")                   # the paper's, whatever the profile says
+    """
+    if schedule is not None:
+        return Schedule.parse(schedule)
+    provenance = getattr(heads, "provenance", None) if not isinstance(heads, Mapping) else None
+    recorded = provenance.get("schedule") if isinstance(provenance, Mapping) else None
+    return Schedule.parse(recorded)
+
+
 def _alphas(heads: tuple[Head, ...], alpha: AlphaSpec) -> dict[Head, float]:
     if isinstance(alpha, Mapping):
         given = {(int(k[0]), int(k[1])): v for k, v in alpha.items()}
@@ -330,7 +354,7 @@ def pasta_hooks(
     *,
     model: Any = None,
     allow_transfer: bool = False,
-    schedule: ScheduleSpec = "all",
+    schedule: Optional[ScheduleSpec] = None,
     where: Where = "pattern",
 ) -> list[tuple[str, HookFn]]:
     """TransformerLens forward hooks that apply PASTA to ``heads``, one hook per steered layer.
@@ -350,9 +374,10 @@ def pasta_hooks(
             purpose).
         allow_transfer: with ``model=``, accept a profile made on other weights of the same shape.
         schedule: which query rows are steered and how strongly (:class:`~pasta_lens.schedule.Schedule`):
-            ``"all"`` (default, the paper's), ``"prompt"`` (the prefill only), ``"first:N"`` (the prompt and the
+            ``"all"`` (the paper's), ``"prompt"`` (the prefill only), ``"first:N"`` (the prompt and the
             first N generated tokens' rows), ``"decay:G"`` (generated token t's row uses alpha ** (G ** t)).
-            Unsteered rows are bit-identical to the unsteered run.
+            Unsteered rows are bit-identical to the unsteered run. None (default): a profile's recorded
+            schedule (``provenance["schedule"]``), anything else ``"all"`` (:func:`resolve_schedule`).
         where: ``"pattern"`` (default) rescales and renormalises ``hook_pattern``; ``"scores"`` adds
             ``log(alpha)`` to the same keys on ``hook_attn_scores``, and the model's own softmax renormalises:
             the same steering (to float rounding) at the cost of one addition per score, which matters on long
@@ -377,7 +402,7 @@ def pasta_hooks(
     """
     if scale_position not in ("exclude", "include"):
         raise ValueError(f"scale_position must be 'exclude' or 'include'; got {scale_position!r}.")
-    alpha = resolve_alpha(heads, alpha)
+    alpha, schedule = resolve_alpha(heads, alpha), resolve_schedule(heads, schedule)
     if model is not None:
         pairs = resolve_heads(model, heads, allow_transfer=allow_transfer)
     elif callable(getattr(heads, "validate_for", None)):
@@ -464,7 +489,7 @@ def steer(
     scale_position: ScalePosition = "exclude",
     *,
     allow_transfer: bool = False,
-    schedule: ScheduleSpec = "all",
+    schedule: Optional[ScheduleSpec] = None,
     where: Where = "pattern",
 ) -> Iterator[Any]:
     """Steer ``model`` inside a ``with`` block; a thin wrapper over ``model.hooks(fwd_hooks=...)``.
@@ -474,7 +499,8 @@ def steer(
     added. With an :class:`~pasta_lens.spans.Emphasis`, every forward pass is also checked to run on its tokens
     (or a continuation of them), through ``embed.hook_in`` (bridge) or ``hook_embed`` (HookedTransformer); a bare key mask is
     trusted to match. ``schedule`` says which query rows are steered (see :func:`pasta_hooks`; e.g.
-    ``"prompt"`` steers the prefill and no generated token). On exit, normal or by exception, exactly the hooks
+    ``"prompt"`` steers the prefill and no generated token; None, the default, is a profile's recorded
+    schedule, else ``"all"``: :func:`resolve_schedule`). On exit, normal or by exception, exactly the hooks
     added here are removed. ``where`` is as in :func:`pasta_hooks`. ``alpha=None`` (default) steers a profile
     with per-head alphas (``profile.head_alphas``) at those, anything else at 0.01; an explicit ``alpha`` always
     wins (:func:`resolve_alpha`).
@@ -483,7 +509,7 @@ def steer(
         >>> with steer(model, {20: [0, 3]}, em):
         ...     out = model.generate(em.tokens, max_new_tokens=40, do_sample=False, prepend_bos=False)
     """
-    alpha = resolve_alpha(heads, alpha)
+    alpha, schedule = resolve_alpha(heads, alpha), resolve_schedule(heads, schedule)
     pairs = resolve_heads(model, heads, allow_transfer=allow_transfer)
     hooks = pasta_hooks(pairs, emphasis, alpha, scale_position, schedule=schedule, where=where)
     hooks = _tokens_check(model, emphasis) + hooks

@@ -240,3 +240,35 @@ def test_prompt_schedule_on_smollm2_keeps_the_first_token_then_departs(smollm2):
     assert not torch.equal(plain[:, 0], runs["all"][:, 0])  # steering changes the answer from its first token
     assert torch.equal(runs["prompt"][:, 0], runs["all"][:, 0])
     assert not torch.equal(runs["prompt"], runs["all"])
+
+
+def test_a_profile_is_steered_with_its_recorded_schedule_unless_one_is_given(tiny):
+    """schedule=None (the default of pasta_hooks / steer / generate) means the profile's recorded schedule."""
+    from pasta_lens import HeadProfile
+    from pasta_lens.profile import weights_hash
+    from pasta_lens.steering import resolve_schedule
+
+    profile = HeadProfile(model_name="tiny", heads=HEADS, n_layers=tiny.cfg.n_layers, n_heads=tiny.cfg.n_heads,
+                          weights_hash=weights_hash(tiny), provenance={"schedule": "prompt"})
+    plain = HeadProfile(model_name="tiny", heads=HEADS, n_layers=tiny.cfg.n_layers, n_heads=tiny.cfg.n_heads,
+                        weights_hash=weights_hash(tiny))
+    assert resolve_schedule(profile) == Schedule("prompt") and resolve_schedule(profile, "all") == Schedule()
+    assert resolve_schedule(plain) == resolve_schedule(HEADS) == resolve_schedule({1: [0]}) == Schedule()
+    texts = [PROMPT, "The capital of *France* is", "*Two* spans, *both* here."]
+    em = emphasize(tiny, texts)
+
+    def run(heads, **kwargs):
+        with steer(tiny, heads, em, 1e-4, **kwargs):
+            return generate_tokens(tiny, em, 12, stop_at_eos=False)
+
+    by_hand = {spec: run(HEADS, schedule=spec) for spec in ("prompt", "all")}
+    assert not torch.equal(by_hand["prompt"], by_hand["all"])  # the two schedules are told apart here
+    assert torch.equal(run(profile), by_hand["prompt"])
+    assert torch.equal(run(profile, schedule="all"), by_hand["all"])  # an explicit schedule wins
+    assert torch.equal(run(plain), by_hand["all"])
+    with tiny.hooks(fwd_hooks=pasta_hooks(profile, em, 1e-4, model=tiny)):
+        with torch.inference_mode():
+            hooked = generate_tokens(tiny, em, 12, stop_at_eos=False)
+    assert torch.equal(hooked, by_hand["prompt"])
+    decoded = [tiny.tokenizer.decode(row, skip_special_tokens=True).strip() for row in by_hand["prompt"]]
+    assert generate(tiny, texts, profile, alpha=1e-4, max_new_tokens=12, stop_at_eos=False) == decoded

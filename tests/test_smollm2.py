@@ -67,6 +67,7 @@ def test_readme_demo_claim(smollm2, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert re.search(r"heads: \d+ \(shipped profile 'smollm2-135m-instruct'", out), out
+    assert "schedule: prompt" in out, out  # the shipped profile is steered with the schedule it was chosen with
     unsteered = out.split("=== unsteered ===\n", 1)[1].split("=== steered ===\n")[0]
     steered = out.split("=== steered ===\n", 1)[1]
     first_word = lambda s: re.findall(r"[A-Za-z]+", s)[0].lower()  # noqa: E731

@@ -77,7 +77,7 @@ def _cmd_evaluate(args: Any) -> int:
     from pasta_lens.cli import load_model_for
     from pasta_lens.distributed import current_world
     from pasta_lens.evaluation import evaluate, parse_method
-    from pasta_lens.generation import default_heads
+    from pasta_lens.generation import default_profile
 
     methods, profile, tasks = _check_arguments(args)
     if args.threads:
@@ -88,10 +88,11 @@ def _cmd_evaluate(args: Any) -> int:
     model = load_model_for(args)
     source: Any = profile or (parse_heads(args.heads, model.cfg.n_heads) if args.heads else None)
     if source is None and any(parse_method(m).heads in ("profile", "random") for m in methods):
-        source, note = default_heads(model)
+        source, note = default_profile(model)  # the shipped profile (with its schedule) or the interim heads
         if world.is_main:
             print(f"no --profile/--heads given: using the {note}", file=sys.stderr)
-    kwargs = dict(profile=source) if profile is not None else dict(heads=source)
+    as_profile = profile is not None or hasattr(source, "provenance")
+    kwargs = dict(profile=source) if as_profile else dict(heads=source)
     res = evaluate(model, tasks, methods, args.split, args.n, out_dir=args.out, alpha=args.alpha,
                    schedule=args.schedule, batch_size=args.batch_size, resume=not args.no_resume, seed=args.seed,
                    variant=args.variant, max_new_tokens=args.max_new_tokens, allow_transfer=args.allow_transfer,

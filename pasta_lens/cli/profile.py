@@ -2,7 +2,7 @@
 ``pasta-lens profile plot``: draw a profile's layer x head score heatmap with the selected heads marked.
 
     pasta-lens profile --model smollm2-135m-instruct --tasks json,pronoun,biasbios,counterfact --n 200 \\
-        --method hybrid --k auto --out profiles/smollm2-135m-instruct.json
+        --method hybrid --k auto --out profiles/my-profile.json
     pasta-lens profile plot smollm2-135m-instruct --out smollm2.png
 
 The profiling command mirrors the Python API: task examples from ``get_task(name).profiling_examples(model,

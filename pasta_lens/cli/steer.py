@@ -11,24 +11,27 @@ from typing import Any
 
 from pasta_lens.cli import (add_prompt_command, check_prompt_arguments, parse_heads, parse_markers,
                             parse_schedule)
-from pasta_lens.schedule import SCHEDULE_HELP, Schedule
+from pasta_lens.schedule import SCHEDULE_HELP
 
 
 def _cmd_steer(args: argparse.Namespace) -> int:
-    from pasta_lens.generation import default_heads, generate
+    from pasta_lens.generation import default_profile, generate
     from pasta_lens.models import load_model
+    from pasta_lens.steering import resolve_schedule
 
     check_prompt_arguments(args)
     model = load_model(args.model)
     if args.heads:
-        heads, source = parse_heads(args.heads, model.cfg.n_heads), "--heads"
+        spec, source = parse_heads(args.heads, model.cfg.n_heads), "--heads"
     else:
-        heads, source = default_heads(model)
+        spec, source = default_profile(model)  # the shipped profile, used with its recorded schedule
+    schedule = resolve_schedule(spec, args.schedule)
+    heads = getattr(spec, "heads", spec)
     common = dict(chat=args.chat, markers=parse_markers(args.markers), max_new_tokens=args.max_new_tokens)
     unsteered = generate(model, args.text, **common, steered=False)
-    steered = generate(model, args.text, heads, alpha=args.alpha, scale_position=args.scale_position,
-                       schedule=args.schedule, **common)
-    print(f"model: {args.model}   heads: {len(heads)} ({source})   alpha: {args.alpha}   schedule: {args.schedule}")
+    steered = generate(model, args.text, spec, alpha=args.alpha, scale_position=args.scale_position,
+                       schedule=schedule, **common)
+    print(f"model: {args.model}   heads: {len(heads)} ({source})   alpha: {args.alpha}   schedule: {schedule}")
     print("=== unsteered ===")
     print(unsteered)
     print("=== steered ===")
@@ -44,6 +47,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--scale-position", choices=("exclude", "include"), default="exclude",
                    help="exclude: down-weight keys outside the span (PASTA); include: down-weight the span")
     p.add_argument("--max-new-tokens", type=int, default=40, help="tokens to generate (default 40)")
-    p.add_argument("--schedule", type=parse_schedule, default=Schedule(),
-                   help=f"which query rows are steered: {SCHEDULE_HELP} (default all)")
+    p.add_argument("--schedule", type=parse_schedule, default=None,
+                   help=f"which query rows are steered: {SCHEDULE_HELP} (default: the shipped profile's "
+                        "recorded schedule, else all)")
     p.set_defaults(func=_cmd_steer)
