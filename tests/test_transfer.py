@@ -1,5 +1,6 @@
 """Leave-one-task-out transfer (pasta_lens.evaluation.transfer) on a tiny random model."""
 
+import dataclasses
 import json
 
 import pytest
@@ -45,6 +46,14 @@ def test_held_out_profile_never_sees_its_task(llama, bio_tasks):
         record = prof.provenance["leave_one_out"]
         assert record["held_out"] == task and [p["k"] for p in record["ablation_curve"]] == [4, 8]
         assert "leave-one-out: selected without " + task in prof.method
+        assert "schedule" not in prof.provenance  # the source recorded none: steered at every token, like it
+    # a metric-selected source: its schedule is kept (like-for-like with the full profile), its selection record
+    # (which describes how *its* heads were chosen) is not
+    chosen = dataclasses.replace(profile, provenance={"schedule": "prompt", "selected_by": "metric",
+                                                      "fluency_floor_met": True, "metric_curve": [], "split": "train"})
+    for prof in leave_one_out_profiles(llama, chosen, ks=[4, 8], val_n=2, progress=False, tasks=bio_tasks).values():
+        assert prof.provenance["schedule"] == "prompt" and prof.provenance["split"] == "train"
+        assert not {"selected_by", "fluency_floor_met", "metric_curve"} & set(prof.provenance)
     # scrambling the held-out task's own scores changes nothing about its held-out profile
     scrambled = _profile(llama, held_scores={"json": (-torch.tensor(profile.scores["json"])).tolist()})
     again = leave_one_out_profiles(llama, scrambled, ks=[4, 8], val_n=2, progress=False, tasks=bio_tasks)

@@ -42,6 +42,13 @@ def _task(name: str, tasks: Optional[Mapping[str, Task]]) -> Task:
     return tasks[name] if tasks and name in tasks else get_task(name)
 
 
+_SELECTION_RECORD = ("selected_by", "metric_curve", "fluency_floor_met", "k_chosen_on", "selection_wall_time_s",
+                     "history")
+"""Provenance fields that describe how the *source* profile's heads were chosen: not carried to a held-out
+profile, whose k is chosen here (its ``leave_one_out`` record says how). Everything else is kept, including
+``schedule``: a held-out profile is steered the way the full profile is, so the two are compared like for like."""
+
+
 def leave_one_out_profiles(
     model: Any,
     profile: HeadProfile,
@@ -69,7 +76,8 @@ def leave_one_out_profiles(
 
     Returns:
         ``{held_out_task: HeadProfile}``; each records in ``provenance["leave_one_out"]`` the held-out task,
-        the source profile's heads and the validation curve that chose its ``k``.
+        the source profile's heads and the validation curve that chose its ``k``. It keeps the source's recorded
+        ``schedule`` (steered like the full profile) but not its selection record (``selected_by``, ...).
 
     Raises:
         ValueError: a profile with fewer than two scored tasks, or made for another model.
@@ -103,7 +111,8 @@ def leave_one_out_profiles(
             method=f"{profile.method}; leave-one-out: selected without {held}",
             scores={t: profile.scores[t] for t in others},
             n_examples={t: v for t, v in profile.n_examples.items() if t in others},
-            provenance={**dict(profile.provenance), **prov})
+            provenance={**{key: v for key, v in profile.provenance.items() if key not in _SELECTION_RECORD},
+                        **prov})
     return out
 
 
