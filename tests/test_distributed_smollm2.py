@@ -51,7 +51,14 @@ def test_readme_torchrun_commands_equal_one_process(smollm2, tmp_path):
     two = HeadProfile.load(tmp_path / _opt(profile_cmd, "--out"))
     assert two.provenance["processes"] == 2 and two.n_examples == {"json": n}
     examples = get_task("json").profiling_examples(smollm2, split="train", n=n, seed=0)
-    one = profile_heads(smollm2, examples, "hybrid", top_m=int(_opt(profile_cmd, "--top-m")), progress=False)
+    # torchrun starts its workers with OMP_NUM_THREADS=1: score the reference with one thread too, so both sum in
+    # the same order (with torch's default 2 threads here, fp32 exact scores differed by up to 1.1e-5 in CI)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        one = profile_heads(smollm2, examples, "hybrid", top_m=int(_opt(profile_cmd, "--top-m")), progress=False)
+    finally:
+        torch.set_num_threads(threads)
     diff = (two.score_table("json") - one.scores).abs().max()
     print(f"2 processes vs 1: max |score difference| {float(diff):.3g}")  # reported in results/distributed.md
     torch.testing.assert_close(two.score_table("json"), one.scores, rtol=1e-4, atol=1e-5)
