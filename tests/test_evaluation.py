@@ -306,3 +306,16 @@ def test_summary_intervals_wilson_for_accuracies_and_se_for_fluency():
     table = markdown_table(summarize(rows, [task], [method]), [task], [method])
     low, high = wilson_interval(6, 8)
     assert f"[{100 * low:.1f}, {100 * high:.1f}]" in table.split("95% intervals")[1]
+
+
+def test_average_of_one_accuracy_has_its_wilson_interval_inside_0_1():
+    """BiasBios averages one accuracy: mean +- 1.96 SE would pass 100% at 199/200; Wilson stays inside [0, 1]."""
+    from pasta_lens.evaluation.harness import parse_method
+    from pasta_lens.evaluation.report import summarize, wilson_interval
+    from pasta_lens.tasks import get_task
+
+    task, method = get_task("biasbios"), parse_method("zero-shot")
+    rows = [{"task": "biasbios", "method": "zero-shot", "metrics": {"acc": int(i > 0)}} for i in range(200)]
+    s = summarize(rows, [task], [method])
+    assert s["average_ci95"]["zero-shot"] == list(wilson_interval(199, 200))
+    assert s["average_ci95"]["zero-shot"][1] <= 1.0

@@ -25,7 +25,7 @@ from pasta_lens.generation import decode_new, generate_tokens
 from pasta_lens.io import atomic_write_text
 from pasta_lens.profile import load_profile
 from pasta_lens.schedule import Schedule
-from pasta_lens.steering import DEFAULT_ALPHA, AlphaSpec, Head, normalize_heads, steer
+from pasta_lens.steering import DEFAULT_ALPHA, AlphaSpec, Head, normalize_heads, resolve_schedule, steer
 from pasta_lens.tasks import TASK_NAMES, Rendering, Task, get_task
 from pasta_lens.tasks.base import Rendered, answer_ids, emphasis_of
 
@@ -421,7 +421,7 @@ def evaluate(
                                               else ((), "none", None))
     head_alphas = dict(getattr(profile_obj, "head_alphas", None) or {})
     recorded = (getattr(profile_obj, "provenance", None) or {}).get("schedule") if profile is not None else None
-    default_schedule = Schedule.parse(schedule if schedule is not None else recorded)
+    default_schedule = resolve_schedule(profile_obj if profile is not None else {}, schedule)
     schedule_source = ("argument" if schedule is not None else
                        "the profile's provenance" if recorded is not None else "default")
     out = Path(out_dir) if out_dir is not None else None

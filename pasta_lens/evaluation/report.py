@@ -8,7 +8,8 @@ intervals of the same cells.
 Intervals (``ci95_<metric>`` in the summary): a metric whose values are all 0 or 1 (accuracies) gets the Wilson
 score interval, which stays inside [0, 1] and is right near 0 and 1 where the normal one is not; any other metric
 (fluency, CounterFact PS, a per-example fraction of paraphrases) gets mean +- 1.96 standard errors. The average's
-interval treats the per-task means as independent (each from its own examples): mean +- 1.96 sqrt(sum SE^2) / m.
+interval treats the per-task means as independent (each from its own examples): mean +- 1.96 sqrt(sum SE^2) / m;
+an average of one metric has that metric's own interval (Wilson for an accuracy).
 """
 
 from __future__ import annotations
@@ -97,7 +98,12 @@ def summarize(rows: Sequence[dict[str, Any]], tasks: Sequence[Task], methods: Se
         out["average"][method.name] = sum(values) / len(values) if values else None
         ses = [errors[(t.name, method.name, m)] for t in tasks for m in t.average_metrics
                if out["tasks"][t.name][method.name][m] is not None]
-        if values and all(se is not None for se in ses):
+        keys = [(t.name, m) for t in tasks for m in t.average_metrics
+                if out["tasks"][t.name][method.name][m] is not None]
+        if len(keys) == 1:  # one metric: its own interval (Wilson for an accuracy, which stays inside [0, 1])
+            (task_name, metric), = keys
+            out["average_ci95"][method.name] = out["tasks"][task_name][method.name][f"ci95_{metric}"]
+        elif values and all(se is not None for se in ses):
             half = Z95 * math.sqrt(sum(se * se for se in ses)) / len(ses)  # type: ignore[operator]
             out["average_ci95"][method.name] = [out["average"][method.name] - half,
                                                 out["average"][method.name] + half]

@@ -1,0 +1,109 @@
+"""Wall time of a full 4-task head profile of SmolLM2-135M-Instruct against the 20-minute budget (issue 11).
+
+    python bench/profile_budget.py [--threads 2] [--out results/profile_budget.md]
+
+Runs, in a fresh subprocess with a fresh (temporary) checkpoint folder, the command that made the shipped
+``profiles/smollm2-135m-instruct-attribution.json`` (its ``command``: attribution scores of all 270
+heads on 100 train examples per task for json, pronoun, biasbios and counterfact, then ``--k auto`` on 10
+validation examples per task), writing the profile to a temporary file. It prints
+
+- the wall time of the whole command (model load, scoring, validation ablation) and its ratio to 1,200 s;
+- the profiling wall time the profile records (scoring only) per task;
+- whether the rebuilt profile selects the same heads with the same k as the shipped one (the shipped profile is
+  reproducible from its own command), and the largest difference of any per-task score;
+
+and writes them, with the load average before and after (figures mean "idle" only if it is low), to --out.
+``--threads`` is the intra-op thread count of the one process (2 on an idle 2-core machine; 1 when other jobs run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "profiles" / "smollm2-135m-instruct-attribution.json"
+BUDGET_S = 1200.0
+
+
+def recorded_command(profile: dict) -> list[str]:
+    """The shipped profile's command as argv, minus its --out (replaced by the caller)."""
+    argv = shlex.split(profile["command"])
+    if argv[:1] == ["pasta-lens"]:
+        argv = argv[1:]
+    out = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == "--out":
+            skip = True
+            continue
+        if arg.startswith("--out="):
+            continue
+        out.append(arg)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default=str(REPO / "results" / "profile_budget.md"))
+    args = parser.parse_args()
+
+    shipped = json.loads(SHIPPED.read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        out_profile = Path(tmp) / "profile.json"
+        argv = [sys.executable, "-m", "pasta_lens.cli", *recorded_command(shipped), "--threads", str(args.threads),
+                "--checkpoint-dir", str(Path(tmp) / "ckpt"), "--out", str(out_profile)]
+        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+        load_before = os.getloadavg()[0]
+        print("running:", " ".join(shlex.quote(a) for a in argv[1:]), flush=True)
+        start = time.perf_counter()
+        subprocess.run(argv, env=env, check=True, cwd=REPO)
+        wall = time.perf_counter() - start
+        load_after = os.getloadavg()[0]
+        rebuilt = json.loads(out_profile.read_text())
+
+    def heads(p):
+        return sorted(tuple(h) for h in p["heads"])
+
+    same_heads = heads(rebuilt) == heads(shipped)
+    k_shipped, k_rebuilt = shipped.get("k"), rebuilt.get("k")
+    max_diff = 0.0
+    for task, table in shipped["scores"].items():
+        for a_row, b_row in zip(table, rebuilt["scores"][task]):
+            max_diff = max(max_diff, max(abs(a - b) for a, b in zip(a_row, b_row)))
+    per_task = rebuilt["provenance"].get("profiling_wall_time_s_per_task", {})
+    total = rebuilt["provenance"].get("total_wall_time_s")
+    lines = [
+        f"machine: {os.cpu_count()} cores ({platform.machine()}), 1-min load average {load_before:.2f} before, "
+        f"{load_after:.2f} after; {args.threads} thread(s)",
+        f"command: pasta-lens {' '.join(shlex.quote(a) for a in argv[3:])}",
+        f"whole command wall time: {wall:.1f} s = {wall / 60:.1f} min; / budget {BUDGET_S:.0f} s = {wall / BUDGET_S:.3f}"
+        f" ({'within' if wall <= BUDGET_S else 'OVER'} the 20-min budget)",
+        f"recorded by the profile: scoring per task (s) {json.dumps(per_task)}; total {total} s",
+        f"same heads as the shipped profile: {same_heads} ({len(heads(rebuilt))} vs {len(heads(shipped))}); "
+        f"k {k_rebuilt} vs {k_shipped}; largest per-task score difference {max_diff:.3g}",
+    ]
+    print("\n".join(lines))
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    text = (f"# Full 4-task profile against the 20-minute budget (SmolLM2-135M-Instruct, CPU)\n\n"
+            f"Command: `python bench/profile_budget.py --threads {args.threads}`  \nDate: {stamp}\n\n```\n"
+            + "\n".join(lines) + "\n```\n")
+    Path(args.out).write_text(text)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
