@@ -25,6 +25,11 @@ mask are continuation tokens (generated or teacher-forced). :func:`resolve_heads
 (or a profile) against a model; :func:`steer` runs it, and checks that each forward pass runs on the emphasis'
 tokens.
 
+Cost: a hook that is the only one on its hook point, in a forward pass that builds no autograd graph (``torch.no_grad``,
+``inference_mode``, generation) on an fp32 model, rescales the steered heads' slices in place; anywhere else (a
+cache or another hook on the same point, gradients, bf16) it returns an edited copy, so a reference held by anyone
+else never changes (:func:`may_edit_in_place`; both paths give the same numbers, bit for bit).
+
 Nothing here touches the model: :func:`pasta_hooks` returns ``(hook_name, hook_fn)`` pairs for
 ``model.run_with_hooks`` / ``model.hooks``, and :func:`steer` is a thin context manager over ``model.hooks``,
 which removes exactly the hooks it added (the user's own hooks stay) even when the body raises.
@@ -330,17 +335,64 @@ def _layer_mask(layer: int, heads: list[int], act: Tensor, key_mask: Tensor) -> 
     return mask
 
 
+def may_edit_in_place(act: Tensor, hook: Any) -> bool:
+    """Whether a hook may overwrite ``act`` in place instead of returning an edited copy.
+
+    Only when nobody else can see the difference: no autograd graph records ``act`` (a gradient through the
+    pattern, e.g. attribution profiling, needs the softmax output unchanged), ``act`` is fp32 (the edit's own
+    arithmetic dtype, so both paths compute the same numbers), and this hook is the only forward hook on its
+    hook point, so no cache or user hook holds a reference to the unedited tensor (``run_with_cache`` adds its
+    own hook, which turns this off). The in-place path saves the copy of the layer's whole pattern that
+    ``index_copy`` makes, which is what costs on long prompts.
+    """
+    hooks = getattr(hook, "fwd_hooks", None)
+    return (act.dtype == torch.float32 and not (act.requires_grad and torch.is_grad_enabled())
+            and hooks is not None and len(hooks) == 1)
+
+
+def _active_rows(schedule: Schedule, n_queries: int, n_keys: int, n_prompt: int,
+                 device: torch.device) -> Optional[tuple[int, int]]:
+    """The steered query rows ``[lo, hi)`` when the schedule steers a contiguous block of rows at full strength
+    (``all``, ``prompt``, ``first:N``), else None (``decay:G``: per-row strengths, edited out of place)."""
+    if schedule.is_all:
+        return 0, n_queries
+    exponents = schedule.exponents(query_positions(n_queries, n_keys, device=device), n_prompt)
+    if not bool(((exponents == 0) | (exponents == 1)).all()):
+        return None
+    rows = torch.nonzero(exponents).flatten().tolist()
+    if not rows:
+        return 0, 0
+    lo, hi = rows[0], rows[-1] + 1
+    return (lo, hi) if hi - lo == len(rows) else None
+
+
+def rescale_rows_(pattern: Float[Tensor, "batch head query key"], heads: list[int],
+                  weights: Float[Tensor, "batch steered 1 key"], rows: tuple[int, int]) -> None:
+    """In place: :func:`rescale_rows` on each of ``heads``' query rows ``rows`` of an fp32 pattern (same
+    arithmetic, so the same numbers); nothing else of ``pattern`` is touched."""
+    lo, hi = rows
+    for i, head in enumerate(heads):
+        block = pattern[:, head, lo:hi]
+        block.mul_(weights[:, i])
+        block.div_(block.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny))
+
+
 def _layer_hook(layer: int, heads: list[int], alphas: list[float], key_mask: Tensor,
                 scale_position: ScalePosition, schedule: Schedule = Schedule()) -> HookFn:
     def hook(pattern: Float[Tensor, "batch head query key"], hook: Any) -> Float[Tensor, "batch head query key"]:
         mask = _layer_mask(layer, heads, pattern, key_mask)
         # Built from the activation's own device at call time (never cached): safe across devices.
-        idx = torch.tensor(heads, device=pattern.device)
         alpha = torch.tensor(alphas, dtype=torch.float32, device=pattern.device)
         weights = key_weights(mask, pattern.shape[-1], alpha, scale_position)
+        if may_edit_in_place(pattern, hook):
+            rows = _active_rows(schedule, pattern.shape[-2], pattern.shape[-1], mask.shape[1], pattern.device)
+            if rows is not None:
+                rescale_rows_(pattern, heads, weights, rows)
+                return pattern
+        idx = torch.tensor(heads, device=pattern.device)
         steered = scheduled_rescale(pattern.index_select(1, idx), weights, schedule, mask.shape[1])
-        # Out of place: a cached or user-held reference to the unsteered pattern stays unsteered,
-        # and autograd (gradient attribution) can differentiate through the edit.
+        # Out of place when anyone else could see the difference: a cached or user-held reference to the
+        # unsteered pattern stays unsteered, and autograd (gradient attribution) differentiates through the edit.
         return pattern.index_copy(1, idx, steered)
 
     return hook
@@ -556,6 +608,10 @@ def _scores_layer_hook(layer: int, heads: list[int], alphas: list[float], key_ma
         n_heads = scores.shape[1]
         log_alpha = torch.tensor(alphas, dtype=torch.float32, device=scores.device).log()
         bias = key_bias(mask, scores.shape[-1], n_heads, heads, log_alpha, scale_position)
+        if may_edit_in_place(scores, hook):  # only the steered heads' slices, the same additions
+            for head in heads:
+                scores[:, head].add_(bias[:, head])
+            return scores
         # One broadcast addition, out of place (a cached reference to the unsteered scores stays unsteered;
         # autograd works): no [steered, query, key] intermediates and no renormalisation pass.
         return scores + bias.to(scores.dtype)
