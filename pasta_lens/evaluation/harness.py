@@ -421,7 +421,8 @@ def evaluate(
                                               else ((), "none", None))
     head_alphas = dict(getattr(profile_obj, "head_alphas", None) or {})
     recorded = (getattr(profile_obj, "provenance", None) or {}).get("schedule") if profile is not None else None
-    default_schedule = resolve_schedule(profile_obj if profile is not None else {}, schedule)
+    # A profile= steers with its recorded schedule unless schedule= is given; heads= never reads one.
+    default_schedule = resolve_schedule(profile_obj, schedule) if profile is not None else Schedule.parse(schedule)
     schedule_source = ("argument" if schedule is not None else
                        "the profile's provenance" if recorded is not None else "default")
     out = Path(out_dir) if out_dir is not None else None

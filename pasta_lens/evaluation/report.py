@@ -93,13 +93,11 @@ def summarize(rows: Sequence[dict[str, Any]], tasks: Sequence[Task], methods: Se
             per_method[method.name] = metrics
         out["tasks"][task.name] = per_method
     for method in methods:
-        values = [out["tasks"][t.name][method.name][m] for t in tasks for m in t.average_metrics
-                  if out["tasks"][t.name][method.name][m] is not None]
-        out["average"][method.name] = sum(values) / len(values) if values else None
-        ses = [errors[(t.name, method.name, m)] for t in tasks for m in t.average_metrics
-               if out["tasks"][t.name][method.name][m] is not None]
         keys = [(t.name, m) for t in tasks for m in t.average_metrics
-                if out["tasks"][t.name][method.name][m] is not None]
+                if out["tasks"][t.name][method.name][m] is not None]  # the metrics this method has
+        values = [out["tasks"][task_name][method.name][m] for task_name, m in keys]
+        out["average"][method.name] = sum(values) / len(values) if values else None
+        ses = [errors[(task_name, method.name, m)] for task_name, m in keys]
         if len(keys) == 1:  # one metric: its own interval (Wilson for an accuracy, which stays inside [0, 1])
             (task_name, metric), = keys
             out["average_ci95"][method.name] = out["tasks"][task_name][method.name][f"ci95_{metric}"]
