@@ -8,8 +8,10 @@ attention modules in place, so it cannot share one).
 Three parts (``--part``):
 
 * ``generate``: greedy KV-cached generation of 64 new tokens after a 120-token prompt, 64 steered heads, for
-  pasta-lens (TransformerLens' ``generate`` on the bridge, and HF's ``generate`` loop run on the bridged model,
-  hooks firing) and pastalib (HF ``generate`` on the plain copy), steered and unsteered.
+  pasta-lens (its default engine, ``pasta_lens.hf_engine``: HF's ``generate`` on a plain twin of the bridge's
+  weights, the twin built in every call; TransformerLens' ``generate`` on the bridge with the hooks; and HF's
+  ``generate`` loop run on the bridged model, hooks firing) and pastalib (HF ``generate`` on the plain copy),
+  steered and unsteered.
 * ``forward``: one forward pass at T = 1,024 and 2,048 tokens with 16 / 64 / 270 steered heads: steered /
   unsteered time for pasta-lens' ``hook_pattern`` edit (default), its ``where="scores"`` variant, and pastalib.
 * ``profile``: cProfile of one 16-token steered generation on each path: function calls, time, and the
@@ -41,6 +43,7 @@ import torch
 
 from pasta_lens import emphasize, load_model, steer
 from pasta_lens.generation import generate_tokens
+from pasta_lens.hf_engine import hf_generate_tokens
 from pasta_lens.models import offline_gguf_path
 
 SPAN = "Answer only in JSON with the keys name and date."
@@ -136,7 +139,13 @@ def part_generate(pair: Pair, reps: int, new_tokens: int) -> None:
     def pastalib_run():
         return hf.generate(**pair.inputs, **hf_kwargs)[:, em.tokens.shape[1]:]
 
+    def hf_engine(steered: bool):  # what generate(engine="auto") runs on the bridge: the twin built per call
+        return lambda: hf_generate_tokens(model, em, heads if steered else None, 0.01, max_new_tokens=new_tokens,
+                                          stop_at_eos=False)
+
     configs = {  # name -> (context factory, run)
+        "pasta-lens HF engine (default), unsteered": (lambda: nullcontext(), hf_engine(False)),
+        "pasta-lens HF engine (default), steered": (lambda: nullcontext(), hf_engine(True)),
         "pasta-lens TL generate, unsteered": (lambda: nullcontext(), tl_loop),
         "pasta-lens TL generate, steered": (lambda: pair.lens_ctx(heads), tl_loop),
         "pasta-lens HF loop on bridge, unsteered": (lambda: nullcontext(), hf_loop_on_bridge),
@@ -158,13 +167,13 @@ def part_generate(pair: Pair, reps: int, new_tokens: int) -> None:
           f"{torch.get_num_threads()} thread(s)")
     med = {name: median_pair(runs) for name, runs in times.items()}
     for name, (wall, cpu) in med.items():
-        print(f"  {name:42s} wall {wall:6.2f} s   cpu {cpu:6.2f} s")
+        print(f"  {name:44s} wall {wall:6.2f} s   cpu {cpu:6.2f} s")
 
     def ratio(a, b):
         return f"wall {med[a][0] / med[b][0]:.3f}  cpu {med[a][1] / med[b][1]:.3f}"
 
     st, un = "steered", "unsteered"
-    for loop in ("TL generate", "HF loop on bridge"):
+    for loop in ("HF engine (default)", "TL generate", "HF loop on bridge"):
         lens = f"pasta-lens {loop}"
         print(f"  {lens}: steered / unsteered {ratio(f'{lens}, {st}', f'{lens}, {un}')};  "
               f"steered / pastalib steered {ratio(f'{lens}, {st}', f'pastalib (HF copy), {st}')}")

@@ -7,13 +7,14 @@ can be done by hand with hooks. Greedy decoding by default, so steered and unste
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Literal, Optional, Sequence, Union
 
 import torch
 from jaxtyping import Int
 from torch import Tensor
 
 from pasta_lens.backends import generate_padding_kwargs
+from pasta_lens.hf_engine import hf_engine_unavailable, hf_generate_tokens, hf_twin
 from pasta_lens.spans import Emphasis, emphasize
 from pasta_lens.steering import AlphaSpec, Head, HeadSpec, ScalePosition, ScheduleSpec, steer
 
@@ -21,6 +22,11 @@ INTERIM_HEADS_NOTE = (
     "interim head set (no shipped profile matches this model): every head of the last third of the layers; "
     "steering that many heads follows the emphasis but costs fluency (results/smollm2-135m-instruct.md); "
     "profile the model for a better set")
+
+Engine = Literal["auto", "hooks", "hf"]
+"""Which loop runs :func:`generate`: ``"hooks"`` (TransformerLens' ``generate`` with the steering hooks, on either
+backend), ``"hf"`` (HF's ``generate`` on a plain twin of the bridge's weights: :mod:`pasta_lens.hf_engine`), or
+``"auto"`` (``"hf"`` where it gives the same result, else ``"hooks"``)."""
 
 
 def interim_heads(model: Any) -> tuple[Head, ...]:
@@ -77,6 +83,32 @@ def decode_new(model: Any, new_tokens: Int[Tensor, "batch new"]) -> list[str]:
     return [model.tokenizer.decode(row, skip_special_tokens=True).strip() for row in new_tokens.tolist()]
 
 
+def select_engine(model: Any, engine: Engine = "auto", generate_kwargs: Optional[dict[str, Any]] = None
+                  ) -> tuple[str, Any, str]:
+    """Which loop :func:`generate` runs: ``(name, twin, why)`` with ``name`` ``"hf"`` or ``"hooks"``.
+
+    ``twin`` is the HF twin (:func:`pasta_lens.hf_engine.hf_twin`) when ``name == "hf"``, else None; ``why`` says in
+    a phrase why the hooks path runs (empty for ``"hf"``).
+
+    Raises:
+        ValueError: an unknown ``engine``, or ``engine="hf"`` where the twin cannot give the hooked model's result.
+    """
+    if engine not in ("auto", "hooks", "hf"):
+        raise ValueError(f"engine must be 'auto', 'hooks' or 'hf'; got {engine!r}.")
+    if engine == "hooks":
+        return "hooks", None, "engine='hooks' was asked for"
+    why = hf_engine_unavailable(model, generate_kwargs)
+    if why is None:
+        try:
+            return "hf", hf_twin(model), ""
+        except ValueError as err:  # an architecture the twin does not cover: the hooks path gives the result
+            why = str(err)
+    if engine == "hf":
+        raise ValueError(f"engine='hf' cannot give the hooked model's result here: {why}. Use engine='auto' or "
+                         "engine='hooks'.")
+    return "hooks", None, why
+
+
 def generate(
     model: Any,
     text: Union[str, Sequence[str]],
@@ -89,6 +121,7 @@ def generate(
     max_new_tokens: int = 40,
     steered: bool = True,
     schedule: Optional[ScheduleSpec] = None,
+    engine: Engine = "auto",
     **generate_kwargs: Any,
 ) -> Union[str, list[str]]:
     """Generate a continuation of ``text`` with PASTA steering towards its marked span(s).
@@ -108,6 +141,13 @@ def generate(
             ``"prompt"`` (the prefill only), ``"first:N"``, ``"decay:G"`` (see :mod:`pasta_lens.schedule`).
             None (default): the profile's recorded schedule when ``heads`` is one (or is the default profile),
             else ``"all"`` (:func:`pasta_lens.steering.resolve_schedule`).
+        engine: ``"auto"`` (default) runs HF's own generation loop on a plain twin of the bridge's weights,
+            steered by an additive mask (:mod:`pasta_lens.hf_engine`; faster on SmolLM2, same tokens), whenever
+            that gives the bridge's result: a default-mode ``TransformerBridge`` that keeps HF's module names
+            (Llama-family models), greedy decoding and no hook of yours on the model; otherwise (your hooks, a
+            ``HookedTransformer``, sampling, GPT-2...) TransformerLens' ``generate`` with the steering hooks.
+            ``"hooks"`` always takes the hooks path; ``"hf"`` insists on the twin and raises where it cannot
+            (:func:`select_engine`).
 
     Returns:
         The generated text (new tokens only): a string for one prompt, a list for several.
@@ -115,8 +155,15 @@ def generate(
     Example:
         >>> generate(model, "Maria is a nurse. *Answer in JSON.*", heads={20: [0, 3]}, chat=True)
     """
+    twin = select_engine(model, engine, generate_kwargs)[1]
     em = emphasize(model, text, chat=chat, markers=markers)
-    if not steered:
+    if twin is not None:
+        if steered and heads is None:
+            heads = default_profile(model)[0]
+        new = hf_generate_tokens(model, em, heads if steered else None, alpha, scale_position, schedule=schedule,
+                                 max_new_tokens=max_new_tokens, stop_at_eos=generate_kwargs.get("stop_at_eos", True),
+                                 twin=twin)
+    elif not steered:
         new = generate_tokens(model, em, max_new_tokens, **generate_kwargs)
     else:
         if heads is None:

@@ -2,6 +2,7 @@
 
     pasta-lens steer "Maria is a nurse. *Answer in JSON.*" --chat --heads 20:0,20:3 --alpha 0.01
     pasta-lens steer "Maria is a nurse. *Answer in JSON.*" --chat --schedule prompt   # steer the prefill only
+    pasta-lens steer "Maria is a nurse. *Answer in JSON.*" --chat --engine hooks      # TransformerLens' generate
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pasta_lens.schedule import SCHEDULE_HELP
 
 
 def _cmd_steer(args: argparse.Namespace) -> int:
-    from pasta_lens.generation import default_profile, generate
+    from pasta_lens.generation import default_profile, generate, select_engine
     from pasta_lens.models import load_model
     from pasta_lens.steering import resolve_schedule
 
@@ -27,11 +28,14 @@ def _cmd_steer(args: argparse.Namespace) -> int:
         spec, source = default_profile(model)  # the shipped profile, used with its recorded schedule
     schedule = resolve_schedule(spec, args.schedule)
     heads = getattr(spec, "heads", spec)
-    common = dict(chat=args.chat, markers=parse_markers(args.markers), max_new_tokens=args.max_new_tokens)
+    engine, _, why = select_engine(model, args.engine)
+    common = dict(chat=args.chat, markers=parse_markers(args.markers), max_new_tokens=args.max_new_tokens,
+                  engine=engine)
     unsteered = generate(model, args.text, **common, steered=False)
     steered = generate(model, args.text, spec, alpha=args.alpha, scale_position=args.scale_position,
                        schedule=schedule, **common)
-    print(f"model: {args.model}   heads: {len(heads)} ({source})   alpha: {args.alpha}   schedule: {schedule}")
+    print(f"model: {args.model}   heads: {len(heads)} ({source})   alpha: {args.alpha}   schedule: {schedule}   "
+          f"engine: {engine}" + (f" ({why})" if why else ""))
     print("=== unsteered ===")
     print(unsteered)
     print("=== steered ===")
@@ -50,4 +54,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--schedule", type=parse_schedule, default=None,
                    help=f"which query rows are steered: {SCHEDULE_HELP} (default: the shipped profile's "
                         "recorded schedule, else all)")
+    p.add_argument("--engine", choices=("auto", "hooks", "hf"), default="auto",
+                   help="auto (default): HF's generation loop on a plain twin of the bridge's weights where that "
+                        "gives the hooked result (~1.3x faster), else TransformerLens' generate with the hooks; "
+                        "hooks: always the hooks; hf: insist on the twin")
     p.set_defaults(func=_cmd_steer)
