@@ -31,7 +31,7 @@ from contextlib import ExitStack
 from typing import Any, Optional
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
 from pasta_lens.backends import backend_of
@@ -124,27 +124,39 @@ def hf_twin(model: Any) -> tuple[nn.Module, dict[int, nn.Module]]:
     return twin, attention
 
 
-def mask_bias(
-    key_mask: Float[Tensor, "batch prompt"],
+def prompt_log_weights(
+    key_mask: Bool[Tensor, "batch prompt"],
     heads: list[int],
     alphas: list[float],
     n_heads: int,
-    n_queries: int,
-    n_keys: int,
-    scale_position: ScalePosition,
-    schedule: Schedule,
-) -> Float[Tensor, "batch head query key"]:
-    """PASTA as an additive attention-mask term: ``e(q) * log w[k]`` on the steered heads, exactly 0 elsewhere."""
+    scale_position: ScalePosition = "exclude",
+) -> Float[Tensor, "batch head 1 prompt"]:
+    """``log w`` over the prompt keys for every head of a layer: ``log(alpha)`` on the steered heads' scaled keys,
+    exactly 0 on the rest and on every unsteered head (keys after the prompt have ``w = 1``, so no term)."""
     alpha = torch.tensor(alphas, dtype=torch.float32, device=key_mask.device)
-    log_w = key_weights(key_mask, n_keys, alpha, scale_position).log()  # [batch, steered, 1, key]
-    exponents = schedule.exponents(query_positions(n_queries, n_keys, device=key_mask.device), key_mask.shape[1])
-    bias = torch.zeros(key_mask.shape[0], n_heads, n_queries, n_keys, dtype=torch.float32, device=key_mask.device)
-    bias[:, heads] = exponents[None, None, :, None] * log_w
-    return bias
+    out = torch.zeros(key_mask.shape[0], n_heads, 1, key_mask.shape[1], dtype=torch.float32, device=key_mask.device)
+    out[:, heads] = key_weights(key_mask, key_mask.shape[1], alpha, scale_position).log()
+    return out
 
 
-def _steering_pre_hook(layer: int, heads: list[int], alphas: list[float], key_mask: Tensor, n_heads: int,
+def mask_bias(
+    log_w: Float[Tensor, "batch head 1 prompt"],
+    exponents: Float[Tensor, "query"],
+    n_keys: int,
+) -> Float[Tensor, "batch head query key"]:
+    """PASTA as an additive attention-mask term: ``e(q) * log w[k]`` on the prompt keys, 0 on later keys.
+
+    ``exponents`` are the schedule's for the mask's query rows (:meth:`Schedule.exponents` of positions
+    ``K - Q .. K - 1``). Added to a layer's attention mask before the softmax, this is the ``hook_pattern`` edit.
+    """
+    bias = exponents.to(log_w.device)[None, None, :, None] * log_w
+    return torch.nn.functional.pad(bias, (0, n_keys - log_w.shape[-1]))
+
+
+def _steering_pre_hook(layer: int, key_mask: Tensor, heads: list[int], alphas: list[float], n_heads: int,
                        scale_position: ScalePosition, schedule: Schedule):
+    log_w: dict[torch.device, Tensor] = {}  # this call's prompt term, built once per device it meets
+
     def hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         mask = kwargs.get("attention_mask")
         if mask is None or mask.dtype == torch.bool or mask.ndim != 4:
@@ -152,8 +164,19 @@ def _steering_pre_hook(layer: int, heads: list[int], alphas: list[float], key_ma
                                f"({None if mask is None else (mask.dtype, tuple(mask.shape))}); steer this model "
                                "with engine='hooks'.")
         n_queries, n_keys = mask.shape[-2], mask.shape[-1]
-        bias = mask_bias(key_mask.to(mask.device), heads, alphas, n_heads, n_queries, n_keys, scale_position,
-                         schedule)
+        if mask.device not in log_w:
+            log_w[mask.device] = prompt_log_weights(key_mask.to(mask.device), heads, alphas, n_heads,
+                                                    scale_position)
+        if schedule.is_all:  # every row at e = 1: the prompt term as it is (the paper's, and the hot path)
+            term = log_w[mask.device]
+            edited = mask.expand(max(mask.shape[0], term.shape[0]), n_heads, -1, -1).clone()
+            edited[..., :term.shape[-1]] += term.to(mask.dtype)
+            return args, {**kwargs, "attention_mask": edited}
+        # Exponents on the CPU (a few numbers): no device sync to learn that a row is not steered.
+        exponents = schedule.exponents(query_positions(n_queries, n_keys), key_mask.shape[1])
+        if not bool(exponents.any()):
+            return args, kwargs  # no steered row in this call (e.g. a decode step after "prompt")
+        bias = mask_bias(log_w[mask.device], exponents, n_keys)
         return args, {**kwargs, "attention_mask": mask + bias.to(mask.dtype)}
 
     return hook
@@ -195,8 +218,8 @@ def hf_generate_tokens(
             key_mask = _key_mask(emphasis)
             n_heads = model.cfg.n_heads
             for layer, layer_heads in group_by_layer(steered).items():
-                hook = _steering_pre_hook(layer, layer_heads, [alphas[(layer, h)] for h in layer_heads],
-                                          key_mask, n_heads, scale_position, sched)
+                hook = _steering_pre_hook(layer, key_mask, layer_heads, [alphas[(layer, h)] for h in layer_heads],
+                                          n_heads, scale_position, sched)
                 stack.callback(attention[layer].register_forward_pre_hook(hook, with_kwargs=True).remove)
         out = twin.generate(emphasis.tokens, attention_mask=emphasis.attention_mask, generation_config=config)
     return out[:, emphasis.tokens.shape[1]:]

@@ -12,7 +12,7 @@ import torch
 
 from pasta_lens import emphasize, generate, steer
 from pasta_lens.generation import decode_new, generate_tokens
-from pasta_lens.hf_engine import hf_engine_unavailable, hf_generate_tokens, hf_twin, mask_bias
+from pasta_lens.hf_engine import hf_engine_unavailable, hf_generate_tokens, hf_twin, mask_bias, prompt_log_weights
 from pasta_lens.schedule import Schedule
 from pasta_lens.steering import scheduled_rescale, key_weights
 
@@ -36,7 +36,9 @@ def test_mask_bias_is_the_pattern_edit(schedule, scale_position, n_queries):
     heads, alphas = [1, 3], [0.01, 0.2]
     sched = Schedule.parse(schedule)
 
-    bias = mask_bias(key_mask, heads, alphas, n_heads, n_queries, n_keys, scale_position, sched)
+    log_w = prompt_log_weights(key_mask, heads, alphas, n_heads, scale_position)
+    exponents = sched.exponents(torch.arange(n_keys - n_queries, n_keys), n_prompt)
+    bias = mask_bias(log_w, exponents, n_keys)
     additive = torch.softmax(scores + causal + bias, dim=-1)
     pattern = torch.softmax(scores + causal, dim=-1)
     weights = key_weights(key_mask, n_keys, torch.tensor(alphas), scale_position)
