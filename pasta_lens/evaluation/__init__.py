@@ -21,7 +21,9 @@ alphas, strongest first), ``random:k=20``,
 
 For each (task, method) the harness renders each example's queries (:mod:`pasta_lens.tasks`), runs greedy
 generation for ``generate`` queries in left-padded batches with the KV cache
-(:func:`pasta_lens.generation.generate_tokens`, steering hooks active), and scores ``choice`` queries by teacher
+(on the engine :func:`pasta_lens.generate` picks: HF's loop on a twin of the bridge's weights where no hook must
+fire, :mod:`pasta_lens.hf_engine`, else :func:`pasta_lens.generation.generate_tokens` with the steering hooks;
+the same tokens either way), and scores ``choice`` queries by teacher
 forcing (:func:`candidate_logprobs`). Each finished example is appended to ``examples.jsonl`` at once, so an
 interrupted run resumes where it stopped (rows are matched by task, method, configuration, example id and the
 rendered prompt; reused rows are rescored from their stored outputs, so metric fixes apply to old runs).

@@ -21,7 +21,8 @@ import torch
 
 from pasta_lens.distributed import broadcast, current_world, map_batches
 from pasta_lens.evaluation.report import LABELS, markdown_table, summarize
-from pasta_lens.generation import decode_new, generate_tokens
+from pasta_lens.generation import decode_new, generate_tokens, select_engine
+from pasta_lens.hf_engine import hf_generate_tokens
 from pasta_lens.io import atomic_write_text
 from pasta_lens.profile import load_profile
 from pasta_lens.schedule import Schedule
@@ -261,7 +262,14 @@ def candidate_logprobs(model: Any, rendered: Rendered, candidates: Sequence[str]
 
 def _generate(model: Any, rendered: Sequence[Rendered], heads: Optional[Sequence[Head]], alpha: AlphaSpec,
               max_new_tokens: int, schedule: Schedule = Schedule()) -> list[str]:
+    """Greedy generation for a batch of rendered queries, on the engine :func:`pasta_lens.generate` would pick:
+    the HF twin where it gives the hooked result (:mod:`pasta_lens.hf_engine`, same tokens), else the hooks."""
     em = emphasis_of(model, rendered)
+    engine, twin, _ = select_engine(model)
+    if engine == "hf":
+        new = hf_generate_tokens(model, em, list(heads) if heads else None, alpha, schedule=schedule,
+                                 max_new_tokens=max_new_tokens, twin=twin)
+        return decode_new(model, new)
     ctx = steer(model, heads, em, alpha, schedule=schedule) if heads else nullcontext()
     with ctx:
         new = generate_tokens(model, em, max_new_tokens)
