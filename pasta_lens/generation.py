@@ -98,6 +98,11 @@ def select_engine(model: Any, engine: Engine = "auto", generate_kwargs: Optional
     if engine == "hooks":
         return "hooks", None, "engine='hooks' was asked for"
     why = hf_engine_unavailable(model, generate_kwargs)
+    dtypes = {p.dtype for p in model.parameters()}
+    if why is None and engine == "auto" and dtypes != {torch.float32}:
+        # In bf16 / fp16 the additive mask and the pattern edit round differently (near-ties can flip a token);
+        # engine="hf" still runs there when asked for.
+        why = f"auto takes the twin for fp32 models only; this one is {sorted(map(str, dtypes))}"
     if why is None:
         try:
             return "hf", hf_twin(model), ""
@@ -144,8 +149,8 @@ def generate(
         engine: ``"auto"`` (default) runs HF's own generation loop on a plain twin of the bridge's weights,
             steered by an additive mask (:mod:`pasta_lens.hf_engine`; faster on SmolLM2, same tokens), whenever
             that gives the bridge's result: a default-mode ``TransformerBridge`` that keeps HF's module names
-            (Llama-family models), greedy decoding and no hook of yours on the model; otherwise (your hooks, a
-            ``HookedTransformer``, sampling, GPT-2...) TransformerLens' ``generate`` with the steering hooks.
+            (Llama-family models), fp32, greedy decoding and no hook of yours on the model; otherwise (your hooks,
+            a ``HookedTransformer``, bf16, sampling, GPT-2...) TransformerLens' ``generate`` with the steering hooks.
             ``"hooks"`` always takes the hooks path; ``"hf"`` insists on the twin and raises where it cannot
             (:func:`select_engine`).
 

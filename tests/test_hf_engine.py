@@ -189,3 +189,17 @@ def test_cli_steer_names_the_engine(capsys, tmp_path):
                      "--max-new-tokens", "3", "--engine", engine]) == 0
         out = capsys.readouterr().out
         assert f"engine: {'hf' if engine == 'auto' else 'hooks'}" in out, out
+
+
+@bridge_only
+def test_auto_keeps_bf16_on_the_hooks_and_hf_runs_there_when_asked(llama):
+    from pasta_lens.generation import select_engine
+    from pasta_lens.backends import bridge_class
+    from tests.tiny import tiny_hf_model
+
+    hf, tok = tiny_hf_model("llama")
+    half = bridge_class().boot_transformers("tiny-llama", hf_model=hf.to(torch.bfloat16), tokenizer=tok)
+    name, _, why = select_engine(half)
+    assert name == "hooks" and "fp32" in why
+    assert select_engine(half, "hf")[0] == "hf"
+    assert len(generate(half, TEXTS, HEADS, max_new_tokens=3, engine="hf")) == 2
