@@ -21,6 +21,7 @@ Three parts (``--part``):
   /proc/self/clear_refs), reported as the increment over the loaded model.
 
     .venv/bin/python bench/pastalib_compare.py --part generate --reps 5
+    .venv/bin/python bench/pastalib_compare.py --part generate --reps 12 --paths "HF engine"   # the default only
     .venv/bin/python bench/pastalib_compare.py --part forward --reps 3
     .venv/bin/python bench/pastalib_compare.py --part memory
     .venv/bin/python bench/pastalib_compare.py --part profile
@@ -123,7 +124,8 @@ def median_pair(runs):
     return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
 
 
-def part_generate(pair: Pair, reps: int, new_tokens: int) -> None:
+def part_generate(pair: Pair, reps: int, new_tokens: int, paths: tuple[str, ...] = ()) -> None:
+    """``paths``: only the pasta-lens paths whose name contains one of these (pastalib always runs)."""
     heads = sample_heads(64)
     em, model, hf = pair.em, pair.model, pair.hf
     hf_kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
@@ -153,6 +155,9 @@ def part_generate(pair: Pair, reps: int, new_tokens: int) -> None:
         "pastalib (HF copy), unsteered": (lambda: nullcontext(), pastalib_run),
         "pastalib (HF copy), steered": (lambda: pair.pastalib_ctx(heads), pastalib_run),
     }
+    if paths:
+        configs = {name: c for name, c in configs.items()
+                   if name.startswith("pastalib") or any(p in name for p in paths)}
     outputs, times = {}, {name: [] for name in configs}
     with torch.inference_mode():
         for name, (ctx, run) in configs.items():  # warm-up, and the tokens each path generates
@@ -175,6 +180,8 @@ def part_generate(pair: Pair, reps: int, new_tokens: int) -> None:
     st, un = "steered", "unsteered"
     for loop in ("HF engine (default)", "TL generate", "HF loop on bridge"):
         lens = f"pasta-lens {loop}"
+        if f"{lens}, {st}" not in med:
+            continue
         print(f"  {lens}: steered / unsteered {ratio(f'{lens}, {st}', f'{lens}, {un}')};  "
               f"steered / pastalib steered {ratio(f'{lens}, {st}', f'pastalib (HF copy), {st}')}")
     print(f"  pastalib: steered / unsteered {ratio(f'pastalib (HF copy), {st}', f'pastalib (HF copy), {un}')}")
@@ -309,6 +316,9 @@ def main() -> None:
     parser.add_argument("--lengths", type=int, nargs="+", default=None,
                         help="forward / memory: prompt lengths (default: forward 1024 2048, memory 512 1024 2048)")
     parser.add_argument("--heads", type=int, nargs="+", default=[16, 64, 270], help="forward: steered head counts")
+    parser.add_argument("--paths", nargs="+", default=[],
+                        help="generate: only the pasta-lens paths whose name contains one of these, e.g. "
+                             "'HF engine' (pastalib always runs)")
     parser.add_argument("--memory-worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_worker:
@@ -323,7 +333,7 @@ def main() -> None:
     model = load_model("smollm2-135m-instruct")
     hf, tok = load_hf_copy()
     if args.part == "generate":
-        part_generate(Pair(model, hf, tok, 120), args.reps, args.new_tokens)
+        part_generate(Pair(model, hf, tok, 120), args.reps, args.new_tokens, tuple(args.paths))
     elif args.part == "profile":
         part_profile(Pair(model, hf, tok, 120))
     else:

@@ -49,10 +49,15 @@ def _hf_name(bridge_name: str) -> str:
     return bridge_name.replace(WRAPPER, "")
 
 
+LIBRARY_HOOKS = ("transformer_lens.", "transformers.")
+"""Modules whose PyTorch hooks are the libraries' own wiring, not a user's: the bridge's capture hooks (which feed
+its hook points, checked on their own) and Hugging Face's output-capturing hooks (installed on the first forward
+that asks for attentions or hidden states; they record, never change, an output)."""
+
+
 def _foreign(hooks: Mapping[Any, Any]) -> bool:
-    """Whether any of a module's PyTorch hooks is not TransformerLens' own wiring (the bridge adds capture hooks
-    that feed its hook points; what they feed is covered by the hook-point check)."""
-    return any(not getattr(fn, "__module__", "").startswith("transformer_lens.") for fn in hooks.values())
+    """Whether any of a module's PyTorch hooks is someone's other than the libraries' own (:data:`LIBRARY_HOOKS`)."""
+    return any(not getattr(fn, "__module__", "").startswith(LIBRARY_HOOKS) for fn in hooks.values())
 
 
 def _has_hooks(model: Any) -> Optional[str]:

@@ -203,3 +203,15 @@ def test_auto_keeps_bf16_on_the_hooks_and_hf_runs_there_when_asked(llama):
     assert name == "hooks" and "fp32" in why
     assert select_engine(half, "hf")[0] == "hf"
     assert len(generate(half, TEXTS, HEADS, max_new_tokens=3, engine="hf")) == 2
+
+
+@bridge_only
+def test_the_libraries_own_hooks_do_not_count_as_a_users(llama):
+    """The bridge wires capture hooks, and HF installs output-capturing hooks on the first forward that asks for
+    attentions; neither changes an output, so the twin stays available (a user's PyTorch hook does not: above)."""
+    tokens = emphasize(llama, TEXTS[0]).tokens
+    with torch.inference_mode():
+        llama(tokens)
+        llama.original_model(tokens, output_attentions=True, output_hidden_states=True)
+    assert any(m._forward_hooks or m._forward_pre_hooks for m in llama.original_model.modules())
+    assert hf_engine_unavailable(llama) is None
