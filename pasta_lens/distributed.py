@@ -113,6 +113,11 @@ def process_group_from_env(backend: Optional[str] = None) -> Iterator[World]:
     dist.init_process_group(backend)
     try:
         yield current_world()
+        # Every rank reaches this line before any tears the group down: a rank that finished first and destroyed
+        # its connections while a peer was still completing the last collective can make the peer's gloo thread
+        # abort (seen once in CI as "terminate called without an active exception"). Not after an exception: a
+        # rank that failed must not wait here for peers that may never arrive.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
