@@ -37,8 +37,8 @@ from torch import Tensor, nn
 from pasta_lens.backends import backend_of
 from pasta_lens.schedule import Schedule, query_positions
 from pasta_lens.spans import Emphasis
-from pasta_lens.steering import (AlphaSpec, HeadSpec, ScalePosition, ScheduleSpec, _alphas, _key_mask,
-                                 group_by_layer, key_weights, resolve_alpha, resolve_heads, resolve_schedule)
+from pasta_lens.steering import (AlphaSpec, HeadSpec, ScalePosition, ScheduleSpec, _key_mask, check_scale_position,
+                                 key_weights, layer_plan, resolve_alpha, resolve_heads, resolve_schedule)
 
 WRAPPER = "._original_component"
 """How the bridge names a wrapped HF module's parameters: ``model.layers.0._original_component.self_attn...``;
@@ -62,7 +62,7 @@ def _foreign(hooks: Mapping[Any, Any]) -> bool:
 
 def _has_hooks(model: Any) -> Optional[str]:
     """Which hook is registered on ``model``, if any: a TransformerLens hook point's, or a PyTorch module hook that
-    TransformerLens did not add itself."""
+    is not the libraries' own wiring (:data:`LIBRARY_HOOKS`)."""
     for name, point in getattr(model, "hook_dict", {}).items():
         if getattr(point, "fwd_hooks", None) or getattr(point, "bwd_hooks", None):
             return f"a TransformerLens hook on {name}"
@@ -218,14 +218,12 @@ def hf_generate_tokens(
                               pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else eos)
     with ExitStack() as stack, torch.inference_mode():
         if heads is not None:
-            steered = resolve_heads(model, heads)
-            alphas = _alphas(steered, resolve_alpha(heads, alpha))
+            check_scale_position(scale_position)
             sched = resolve_schedule(heads, schedule)
             key_mask = _key_mask(emphasis)
-            n_heads = model.cfg.n_heads
-            for layer, layer_heads in group_by_layer(steered).items():
-                hook = _steering_pre_hook(layer, key_mask, layer_heads, [alphas[(layer, h)] for h in layer_heads],
-                                          n_heads, scale_position, sched)
+            for layer, layer_heads, alphas in layer_plan(resolve_heads(model, heads), resolve_alpha(heads, alpha)):
+                hook = _steering_pre_hook(layer, key_mask, layer_heads, alphas, model.cfg.n_heads, scale_position,
+                                          sched)
                 stack.callback(attention[layer].register_forward_pre_hook(hook, with_kwargs=True).remove)
         out = hf.generate(emphasis.tokens, attention_mask=emphasis.attention_mask, generation_config=config)
     return out[:, emphasis.tokens.shape[1]:]

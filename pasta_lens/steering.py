@@ -258,6 +258,20 @@ def _alphas(heads: tuple[Head, ...], alpha: AlphaSpec) -> dict[Head, float]:
     return {head: check_alpha(a, head) for head, a in given.items()}
 
 
+def check_scale_position(scale_position: str) -> ScalePosition:
+    """``scale_position`` itself, after checking it is ``"exclude"`` or ``"include"``."""
+    if scale_position not in ("exclude", "include"):
+        raise ValueError(f"scale_position must be 'exclude' or 'include'; got {scale_position!r}.")
+    return scale_position  # type: ignore[return-value]
+
+
+def layer_plan(pairs: tuple[Head, ...], alpha: AlphaSpec) -> list[tuple[int, list[int], list[float]]]:
+    """``(layer, heads, alphas)`` per steered layer, sorted by layer: what one layer's steering needs (alphas
+    checked, a per-head mapping matched to the heads). Shared by the hooks here and :mod:`pasta_lens.hf_engine`."""
+    alphas = _alphas(pairs, alpha)
+    return [(layer, hs, [alphas[(layer, h)] for h in hs]) for layer, hs in group_by_layer(pairs).items()]
+
+
 def _key_mask(emphasis: Union[Emphasis, Tensor]) -> Bool[Tensor, "batch pos"]:
     mask = emphasis.key_mask if isinstance(emphasis, Emphasis) else emphasis
     if not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.ndim != 2:
@@ -452,8 +466,7 @@ def pasta_hooks(
         >>> logits = model.run_with_hooks(em.tokens, fwd_hooks=pasta_hooks({20: [0, 3]}, em))
         >>> hooks = pasta_hooks(load_profile("smollm2-135m-instruct"), em, model=model)  # checked first
     """
-    if scale_position not in ("exclude", "include"):
-        raise ValueError(f"scale_position must be 'exclude' or 'include'; got {scale_position!r}.")
+    check_scale_position(scale_position)
     alpha, schedule = resolve_alpha(heads, alpha), resolve_schedule(heads, schedule)
     if model is not None:
         pairs = resolve_heads(model, heads, allow_transfer=allow_transfer)
@@ -471,12 +484,10 @@ def pasta_hooks(
     if where != "pattern":
         raise ValueError(f"where must be 'pattern' (edit hook_pattern) or 'scores' (edit hook_attn_scores); "
                          f"got {where!r}.")
-    alphas = _alphas(pairs, alpha)
     key_mask = _key_mask(emphasis)
     sched = Schedule.parse(schedule)
-    return [(pattern_hook_name(layer),
-             _layer_hook(layer, hs, [alphas[(layer, h)] for h in hs], key_mask, scale_position, sched))
-            for layer, hs in group_by_layer(pairs).items()]
+    return [(pattern_hook_name(layer), _layer_hook(layer, hs, alphas, key_mask, scale_position, sched))
+            for layer, hs, alphas in layer_plan(pairs, alpha)]
 
 
 TOKENS_HOOK = "embed.hook_in"

@@ -146,6 +146,9 @@ def test_hf_engine_refuses_what_it_cannot_reproduce(llama):
         generate(processed, TEXTS[0], HEADS, max_new_tokens=2, engine="hf")
     with pytest.raises(ValueError, match="engine must be"):
         generate(llama, TEXTS[0], HEADS, engine="fast")
+    for engine in ("hf", "hooks"):  # a misspelt scale position is refused the same way on both paths
+        with pytest.raises(ValueError, match="scale_position must be"):
+            generate(llama, TEXTS[0], HEADS, scale_position="exlude", max_new_tokens=2, engine=engine)
 
 
 @pytest.mark.parametrize("backend", ["hooked"], indirect=True)
