@@ -163,8 +163,8 @@ def part_generate(pair: Pair, reps: int, new_tokens: int, paths: tuple[str, ...]
         for name, (ctx, run) in configs.items():  # warm-up, and the tokens each path generates
             with ctx():
                 outputs[name] = run()
-        for _ in range(reps):
-            for name, (ctx, run) in configs.items():
+        for rep in range(reps):  # ABBA order: a drift in machine speed over a rep hits first and last alike
+            for name, (ctx, run) in (list if rep % 2 == 0 else reversed)(list(configs.items())):
                 with ctx():
                     times[name].append(timed(run))
     print(f"prompt {em.tokens.shape[1]} tokens ({int(em.key_mask.sum())} emphasised), 64 heads in "

@@ -53,6 +53,32 @@ def test_mask_bias_is_the_pattern_edit(schedule, scale_position, n_queries):
     assert torch.equal(additive, pattern) != row_steered
 
 
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("n_queries,n_keys", [(6, 6), (1, 7), (1, 9), (1, 12)])  # prefill, decode, past n_keys_max
+def test_pre_hook_adds_mask_bias(schedule, n_queries, n_keys):
+    """The hook's prompt term, built once and sliced per call, gives ``mask + mask_bias`` at every step, also for
+    a key count beyond the one it was sized for; a row that is not steered keeps the very mask object."""
+    from pasta_lens.hf_engine import _steering_pre_hook
+
+    torch.manual_seed(0)
+    batch, n_heads, n_prompt = 2, 4, 6
+    key_mask = torch.zeros(batch, n_prompt, dtype=torch.bool)
+    key_mask[0, 2:4], key_mask[1, 1] = True, True
+    heads, alphas, sched = [1, 3], [0.01, 0.2], Schedule.parse(schedule)
+    hook = _steering_pre_hook(0, key_mask, heads, alphas, n_heads, "exclude", sched, n_keys_max=9)
+    mask = torch.randn(batch, 1, n_queries, n_keys)
+    _, kwargs = hook(None, (), {"attention_mask": mask, "other": 1})
+    exponents = sched.exponents(torch.arange(n_keys - n_queries, n_keys), n_prompt)
+    expected = mask + mask_bias(prompt_log_weights(key_mask, heads, alphas, n_heads, "exclude"), exponents, n_keys)
+    assert kwargs["other"] == 1
+    if exponents.any():
+        torch.testing.assert_close(kwargs["attention_mask"], expected, rtol=0, atol=1e-6)
+    else:
+        assert kwargs["attention_mask"] is mask
+    with pytest.raises(RuntimeError, match="engine='hooks'"):
+        hook(None, (), {"attention_mask": mask.bool()})
+
+
 @bridge_only
 def test_twin_shares_the_bridges_tensors_and_logits(llama):
     tiny = llama
