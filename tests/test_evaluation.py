@@ -321,6 +321,27 @@ def test_average_of_one_accuracy_has_its_wilson_interval_inside_0_1():
     assert s["average_ci95"]["zero-shot"][1] <= 1.0
 
 
+def test_fraction_intervals_are_clipped_to_0_1_and_others_are_not():
+    """CounterFact PS is a per-example fraction: near 100% its mean +- 1.96 SE would pass 1, which a mean of
+    fractions cannot; the interval is clipped there (and in the ES/PS average), fluency's is not."""
+    from pasta_lens.evaluation.harness import parse_method
+    from pasta_lens.evaluation.report import interval95, summarize
+    from pasta_lens.tasks import get_task
+
+    ps = [1.0] * 18 + [0.5, 0.9]
+    mean, se = sum(ps) / 20, math.sqrt(sum((v - sum(ps) / 20) ** 2 for v in ps) / 19 / 20)
+    assert mean + 1.96 * se > 1  # the unclipped interval leaves [0, 1]
+    assert interval95(ps) == pytest.approx((mean - 1.96 * se, 1.0))
+    assert interval95([v * 10 for v in ps])[1] == pytest.approx(10 * (mean + 1.96 * se))  # not a fraction
+    task, method = get_task("counterfact"), parse_method("zero-shot")
+    rows = [{"task": "counterfact", "method": "zero-shot", "metrics": {"es": 1, "ps": p, "fluency": 4.0 + p}}
+            for p in ps]
+    s = summarize(rows, [task], [method])
+    assert s["tasks"]["counterfact"]["zero-shot"]["ci95_ps"][1] == 1.0
+    assert s["average_ci95"]["zero-shot"][1] == 1.0
+    assert s["tasks"]["counterfact"]["zero-shot"]["ci95_fluency"][1] > 4.0 + mean
+
+
 @pytest.mark.parametrize("backend", ["bridge"], indirect=True)
 def test_harness_generations_equal_on_both_engines(llama):
     """The harness generates on the HF twin where generate() would; a user hook forces the hooks path (it must

@@ -7,9 +7,10 @@ intervals of the same cells.
 
 Intervals (``ci95_<metric>`` in the summary): a metric whose values are all 0 or 1 (accuracies) gets the Wilson
 score interval, which stays inside [0, 1] and is right near 0 and 1 where the normal one is not; any other metric
-(fluency, CounterFact PS, a per-example fraction of paraphrases) gets mean +- 1.96 standard errors. The average's
-interval treats the per-task means as independent (each from its own examples): mean +- 1.96 sqrt(sum SE^2) / m;
-an average of one metric has that metric's own interval (Wilson for an accuracy).
+(fluency, CounterFact PS, a per-example fraction of paraphrases) gets mean +- 1.96 standard errors, clipped to
+[0, 1] where every value lies in [0, 1] (a fraction's mean cannot leave it). The average's interval treats the
+per-task means as independent (each from its own examples): mean +- 1.96 sqrt(sum SE^2) / m, clipped to [0, 1]
+where every metric in it is a fraction; an average of one metric has that metric's own interval.
 """
 
 from __future__ import annotations
@@ -70,7 +71,17 @@ def interval95(values: Sequence[float]) -> Optional[tuple[float, float]]:
         return wilson_interval(int(sum(values)), len(values))
     se = _standard_error(values)
     mean = sum(values) / len(values)
-    return None if se is None else (mean - Z95 * se, mean + Z95 * se)
+    if se is None:
+        return None
+    return _clip((mean - Z95 * se, mean + Z95 * se), _fractions(values))
+
+
+def _fractions(values: Sequence[float]) -> bool:
+    return all(0 <= v <= 1 for v in values)
+
+
+def _clip(interval: tuple[float, float], fractions: bool) -> tuple[float, float]:
+    return (max(interval[0], 0.0), min(interval[1], 1.0)) if fractions else interval
 
 
 def summarize(rows: Sequence[dict[str, Any]], tasks: Sequence[Task], methods: Sequence[Method]) -> dict[str, Any]:
@@ -78,6 +89,7 @@ def summarize(rows: Sequence[dict[str, Any]], tasks: Sequence[Task], methods: Se
     (``ci95_<metric>``, ``[low, high]`` or None), and the average with its interval (``average_ci95``)."""
     out: dict[str, Any] = {"tasks": {}, "average": {}, "average_ci95": {}}
     errors: dict[tuple[str, str, str], Optional[float]] = {}
+    fractions: dict[tuple[str, str, str], bool] = {}
     for task in tasks:
         per_method = {}
         for method in methods:
@@ -90,6 +102,7 @@ def summarize(rows: Sequence[dict[str, Any]], tasks: Sequence[Task], methods: Se
                 ci = interval95(values)
                 metrics[f"ci95_{name}"] = None if ci is None else [ci[0], ci[1]]
                 errors[(task.name, method.name, name)] = _standard_error(values) if values else None
+                fractions[(task.name, method.name, name)] = _fractions(values)
             per_method[method.name] = metrics
         out["tasks"][task.name] = per_method
     for method in methods:
@@ -103,8 +116,10 @@ def summarize(rows: Sequence[dict[str, Any]], tasks: Sequence[Task], methods: Se
             out["average_ci95"][method.name] = out["tasks"][task_name][method.name][f"ci95_{metric}"]
         elif values and all(se is not None for se in ses):
             half = Z95 * math.sqrt(sum(se * se for se in ses)) / len(ses)  # type: ignore[operator]
-            out["average_ci95"][method.name] = [out["average"][method.name] - half,
-                                                out["average"][method.name] + half]
+            mean = out["average"][method.name]
+            low, high = _clip((mean - half, mean + half),
+                              all(fractions[(task_name, method.name, m)] for task_name, m in keys))
+            out["average_ci95"][method.name] = [low, high]
         else:
             out["average_ci95"][method.name] = None
     return out
