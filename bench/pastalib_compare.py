@@ -16,6 +16,9 @@ Three parts (``--part``):
   unsteered time for pasta-lens' ``hook_pattern`` edit (default), its ``where="scores"`` variant, and pastalib.
 * ``profile``: cProfile of one 16-token steered generation on each path: function calls, time, and the
   functions with the most own time (where the bridge's extra time goes).
+* ``hook``: the HF engine's steering pre-hook alone, microseconds per call on a KV-cached decode step's mask
+  (``[1, 1, 1, 180]``, 3 of 9 heads steered, every-step schedule) beside a hook that does nothing: the cost it
+  adds per steered layer and generated token (no model needed).
 * ``memory``: peak memory of one steered forward at T = 512 / 1,024 / 2,048, each measurement in a fresh
   subprocess; read from the kernel's resident-set high-water mark (VmHWM, reset after the model is loaded via
   /proc/self/clear_refs), reported as the increment over the loaded model.
@@ -25,6 +28,7 @@ Three parts (``--part``):
     .venv/bin/python bench/pastalib_compare.py --part forward --reps 3
     .venv/bin/python bench/pastalib_compare.py --part memory
     .venv/bin/python bench/pastalib_compare.py --part profile
+    .venv/bin/python bench/pastalib_compare.py --part hook
 """
 
 from __future__ import annotations
@@ -255,6 +259,29 @@ def part_profile(pair: Pair, new_tokens: int = 16, top: int = 12) -> None:
             print("\n".join(body[start:start + top + 1]))
 
 
+def part_hook(calls: int = 20000, n_prompt: int = 120, n_keys: int = 180) -> None:
+    from pasta_lens.hf_engine import _steering_pre_hook
+    from pasta_lens.schedule import Schedule
+
+    key_mask = torch.zeros(1, n_prompt, dtype=torch.bool)
+    key_mask[:, 50:62] = True
+    hooks = {
+        "steering pre-hook": _steering_pre_hook(0, key_mask, [1, 4, 7], [0.01] * 3, 9, "exclude",
+                                                Schedule.parse("all"), n_prompt + 64),
+        "no-op hook": lambda module, args, kwargs: (args, kwargs),
+    }
+    mask = torch.zeros(1, 1, 1, n_keys)
+    with torch.inference_mode():
+        for name, hook in hooks.items():
+            for _ in range(500):
+                hook(None, (), {"attention_mask": mask})
+            start = time.perf_counter()
+            for _ in range(calls):
+                hook(None, (), {"attention_mask": mask})
+            print(f"  {name:18s} {(time.perf_counter() - start) / calls * 1e6:6.1f} us per call "
+                  f"(mask {list(mask.shape)}, {calls} calls)")
+
+
 def _status_kb(field: str) -> int:
     with open("/proc/self/status") as f:
         for line in f:
@@ -309,7 +336,7 @@ def part_memory(reps: int, lengths=(512, 1024, 2048)) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--part", choices=("generate", "forward", "memory", "profile"), required=False)
+    parser.add_argument("--part", choices=("generate", "forward", "memory", "profile", "hook"), required=False)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
@@ -324,12 +351,14 @@ def main() -> None:
     if args.memory_worker:
         return memory_worker(args.memory_worker[0], int(args.memory_worker[1]))
     if args.part is None:
-        parser.error("choose --part generate, forward, memory or profile")
+        parser.error("choose --part generate, forward, memory, profile or hook")
     torch.set_num_threads(args.threads)
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start; "
           f"torch {torch.__version__}")
     if args.part == "memory":
         return part_memory(args.reps, args.lengths or (512, 1024, 2048))
+    if args.part == "hook":
+        return part_hook()
     model = load_model("smollm2-135m-instruct")
     hf, tok = load_hf_copy()
     if args.part == "generate":
