@@ -267,7 +267,8 @@ def check_scale_position(scale_position: str) -> ScalePosition:
 
 def layer_plan(pairs: tuple[Head, ...], alpha: AlphaSpec) -> list[tuple[int, list[int], list[float]]]:
     """``(layer, heads, alphas)`` per steered layer, sorted by layer: what one layer's steering needs (alphas
-    checked, a per-head mapping matched to the heads). Shared by the hooks here and :mod:`pasta_lens.hf_engine`."""
+    checked, a per-head mapping matched to the heads). Shared by :func:`pasta_hooks`, :func:`scores_hooks` and
+    :mod:`pasta_lens.hf_engine`."""
     alphas = _alphas(pairs, alpha)
     return [(layer, hs, [alphas[(layer, h)] for h in hs]) for layer, hs in group_by_layer(pairs).items()]
 
@@ -651,11 +652,7 @@ def scores_hooks(
     Example:
         >>> logits = model.run_with_hooks(em.tokens, fwd_hooks=scores_hooks({20: [0, 3]}, em))
     """
-    if scale_position not in ("exclude", "include"):
-        raise ValueError(f"scale_position must be 'exclude' or 'include'; got {scale_position!r}.")
-    pairs = normalize_heads(heads)
-    alphas = _alphas(pairs, resolve_alpha(heads, alpha))
+    check_scale_position(scale_position)
     key_mask = _key_mask(emphasis)
-    return [(scores_hook_name(layer),
-             _scores_layer_hook(layer, hs, [alphas[(layer, h)] for h in hs], key_mask, scale_position))
-            for layer, hs in group_by_layer(pairs).items()]
+    return [(scores_hook_name(layer), _scores_layer_hook(layer, hs, alphas, key_mask, scale_position))
+            for layer, hs, alphas in layer_plan(normalize_heads(heads), resolve_alpha(heads, alpha))]
