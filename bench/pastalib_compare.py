@@ -1,7 +1,8 @@
 """pasta-lens side by side with the official PASTA code (``pastalib==0.1.3``) on SmolLM2-135M-Instruct, CPU.
 
-Both run in one process on the same tokens, heads and alpha, alternating repetitions so that machine noise hits
-all alike (medians reported; wall time and this process's CPU time, which a loaded machine disturbs less).
+Both run in one process on the same tokens, heads and alpha, alternating repetitions (``generate``: in ABBA
+order, every other repetition reversed) so that machine noise hits all alike (medians reported; wall time and
+this process's CPU time, which a loaded machine disturbs less).
 pastalib steers its own, separately loaded plain Hugging Face copy of the weights (the bridge swaps the HF model's
 attention modules in place, so it cannot share one).
 
@@ -167,8 +168,11 @@ def part_generate(pair: Pair, reps: int, new_tokens: int, paths: tuple[str, ...]
         for name, (ctx, run) in configs.items():  # warm-up, and the tokens each path generates
             with ctx():
                 outputs[name] = run()
-        for rep in range(reps):  # ABBA order: a drift in machine speed over a rep hits first and last alike
-            for name, (ctx, run) in (list if rep % 2 == 0 else reversed)(list(configs.items())):
+        for rep in range(reps):
+            order = list(configs.items())
+            if rep % 2:  # ABBA order: a drift in machine speed within a pair of reps hits every config alike
+                order.reverse()
+            for name, (ctx, run) in order:
                 with ctx():
                     times[name].append(timed(run))
     print(f"prompt {em.tokens.shape[1]} tokens ({int(em.key_mask.sum())} emphasised), 64 heads in "
