@@ -310,6 +310,39 @@ class ChatRendering:
 _SENTINEL = "\x00pasta-lens-user-text-{}\x00"
 
 
+def assistant_turn_end(model_or_tokenizer: Any) -> str:
+    """What the chat template writes right after an assistant message: the end-of-turn marker a chat model
+    generates to stop (``"<|im_end|>"`` for ChatML templates such as SmolLM2's; trailing whitespace dropped).
+
+    Found like :func:`render_chat` finds the user turn: the template is rendered with a sentinel as the content of
+    an assistant turn, and what follows the sentinel is the marker. A template that writes nothing after the
+    message falls back to the tokenizer's ``eos_token``.
+
+    Raises:
+        ValueError: the tokenizer has no chat template, or neither the template nor ``eos_token`` ends a turn.
+
+    Example:
+        >>> assistant_turn_end(tok)
+        '<|im_end|>'
+    """
+    tok = getattr(model_or_tokenizer, "tokenizer", None) or model_or_tokenizer
+    if not getattr(tok, "chat_template", None):
+        raise ValueError("The end of an assistant turn needs a tokenizer with a chat template; this one has none "
+                         "(plain-text tasks have no turn to end).")
+    sentinel = _SENTINEL.format("assistant")
+    text = tok.apply_chat_template([{"role": "user", "content": "?"}, {"role": "assistant", "content": sentinel}],
+                                   tokenize=False)
+    if text.count(sentinel) != 1:
+        raise ValueError("The chat template does not show the assistant's message exactly once, so its end-of-turn "
+                         "marker cannot be read off it.")
+    end = text.split(sentinel)[1].rstrip()
+    end = end or (getattr(tok, "eos_token", None) or "")
+    if not end:
+        raise ValueError("The chat template writes nothing after an assistant message and the tokenizer has no "
+                         "eos_token: there is no end-of-turn marker to score.")
+    return end
+
+
 def render_chat(
     model_or_tokenizer: Any,
     user_text: str,

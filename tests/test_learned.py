@@ -387,6 +387,31 @@ def test_cli_learned_end_to_end_and_resume(tiny_dir, tmp_path, capsys):
     assert "--alpha-min" in capsys.readouterr().err
 
 
+def test_cli_learned_schedule_cap_and_end_turn(tiny_dir, tmp_path, capsys):
+    from pasta_lens.cli import build_parser, main
+    from pasta_lens.steering import resolve_schedule
+
+    out = tmp_path / "learned.json"
+    argv = ["profile", "--model", tiny_dir, "--tasks", "json,counterfact", "--n", "2", "--method", "learned",
+            "--steps", "2", "--sparsity", "0", "--kl-weight", "0", "--lr", "0.5", "--keep-below", "0.999",
+            "--init-bias", "0", "--schedule", "first:2", "--gain-cap", "0.5", "--end-turn", "--out", str(out),
+            "--quiet"]
+    assert main(argv) == 0
+    profile = HeadProfile.load(out)
+    assert profile.provenance["schedule"] == "first:2" and str(resolve_schedule(profile)) == "first:2"
+    assert profile.provenance["learned"]["gain_cap"] == 0.5 and "gain cap 0.5" in profile.method
+    assert "--schedule first:2 --gain-cap 0.5" in profile.command and "--end-turn" in profile.command
+    again = build_parser().parse_args(profile.command.split()[1:])
+    assert (again.schedule, again.gain_cap, again.end_turn) == ("first:2", 0.5, True)
+    # the end-turn targets are another objective: their attribution checkpoints are not the plain ones
+    assert main([a for a in argv if a != "--end-turn"]) == 2
+    assert "different" in capsys.readouterr().err
+    assert main(argv[:-3] + ["--schedule", "later", "--out", str(tmp_path / "x.json")]) == 2
+    assert "--schedule" in capsys.readouterr().err
+    assert main(argv[:-3] + ["--gain-cap", "-1", "--out", str(tmp_path / "x.json")]) == 2
+    assert "--gain-cap" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_shipped_learned_smollm2_profile_steers_at_its_alphas(smollm2):
     from pasta_lens import load_profile
@@ -400,3 +425,90 @@ def test_shipped_learned_smollm2_profile_steers_at_its_alphas(smollm2):
     with steer(smollm2, profile, em):
         got = _logits(smollm2, em.tokens)
     assert torch.equal(got, _logits(smollm2, em.tokens, pasta_hooks(profile.heads, em, alpha=profile.head_alphas)))
+
+
+# ------------------------------------------------------------------------- trained for a schedule; gain cap
+def _continued(model, text=PROMPT, extra=" Maria nurse JSON"):
+    """An emphasis over ``text`` and tokens that continue it (the continuation plays the answer's part)."""
+    em = emphasize(model, text)
+    more = model.tokenizer(extra, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    return em, torch.cat([em.tokens, more.to(em.tokens.device)], dim=1)
+
+
+@pytest.mark.parametrize("schedule", ["all", "prompt", "first:1", "decay:0.5"])
+def test_learned_hooks_steer_the_rows_of_their_schedule(llama, schedule):
+    """Under a schedule the differentiable hooks equal pasta_hooks with the same schedule and the same per-head
+    alphas, on a prompt followed by answer tokens (so the schedule's answer rows are exercised)."""
+    em, tokens = _continued(llama)
+    g = torch.linspace(-3, 5, llama.cfg.n_layers * llama.cfg.n_heads).reshape(llama.cfg.n_layers, -1)
+    alphas = strengths_to_alphas(g, 0.01)
+    per_head = {(l, h): float(alphas[l, h]) for l in range(llama.cfg.n_layers) for h in range(llama.cfg.n_heads)}
+    ours = _logits(llama, tokens, _hooks(g, 0.01, em.key_mask, schedule))
+    ref = _logits(llama, tokens, pasta_hooks(list(per_head), em.key_mask, alpha=per_head, schedule=schedule))
+    assert (ours - ref).abs().max() <= 1e-5
+    n_prompt = em.tokens.shape[1]
+    unsteered = _logits(llama, tokens)
+    assert (ours[:, :n_prompt] - unsteered[:, :n_prompt]).abs().max() > 1e-2  # prompt rows steered
+    answer_moved = (ours[:, n_prompt:] - _logits(llama, tokens, _hooks(g, 0.01, em.key_mask, "prompt"))[:, n_prompt:])
+    if schedule == "prompt":
+        assert float(answer_moved.abs().max()) == 0.0
+    else:  # the answer rows are steered too: different from the prompt-only model there
+        assert float(answer_moved.abs().max()) > 1e-3
+
+
+def test_training_follows_its_schedule_and_the_profile_records_it(strong):
+    model, examples = strong
+    em, tokens = _continued(model)
+    # an objective on the answer positions only: under "prompt" the steered rows reach it through the prompt keys
+    direction = torch.randn(model.cfg.d_vocab, generator=torch.Generator().manual_seed(0))
+
+    def objective(logits):
+        return logits[:, -3:].float().mean(1) @ direction.to(logits.device)
+
+    objective.key = "test-answer-direction"
+    ex = {"a": [ProfilingExample(tokens, em.key_mask, objective, task="a")]}
+    init = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
+    kw = dict(steps=3, lr=0.3, kl_weight=0.0, sparsity=0.0, progress=False)
+    runs = {s: learn_alphas(model, ex, init, schedule=s, **kw) for s in ("all", "prompt")}
+    assert not torch.equal(runs["all"].g, runs["prompt"].g)  # the schedule reaches the gradient
+    assert runs["prompt"].settings["schedule"] == "prompt"
+    profile = learned_profile(model, "tiny-llama", runs["prompt"], keep_below=0.999)
+    assert profile.provenance["schedule"] == "prompt" and "schedule prompt" in profile.method
+    from pasta_lens.steering import resolve_schedule
+
+    assert str(resolve_schedule(profile)) == "prompt"  # steered with the rows it was trained on
+    with pytest.raises(ValueError, match="Bad schedule"):
+        learn_alphas(model, ex, init, schedule="prompt-only", **kw)
+
+
+def test_a_checkpoint_of_another_schedule_or_cap_is_refused(strong, tmp_path):
+    model, examples = strong
+    init = torch.full((model.cfg.n_layers, model.cfg.n_heads), -2.0)
+    kw = dict(steps=2, lr=0.2, kl_weight=0.5, sparsity=0.01, progress=False)
+    path = tmp_path / "learned.ckpt"
+    learn_alphas(model, examples, init, checkpoint=path, schedule="prompt", **kw)
+    with pytest.raises(ValueError, match=r"differs in \['schedule'\]"):
+        learn_alphas(model, examples, init, checkpoint=path, schedule="all", **kw)
+    with pytest.raises(ValueError, match=r"differs in \['gain_cap'\]"):
+        learn_alphas(model, examples, init, checkpoint=path, schedule="prompt", gain_cap=1.0, **kw)
+
+
+def test_gain_cap_stops_an_example_pulling_once_it_gained_enough(strong):
+    """Below the cap the term and its gradient are the uncapped ones; above it the term is base + cap and the
+    task gradient is 0 (with kl_weight 0 nothing pulls at all); the reported gain stays the real one."""
+    model, examples = strong
+    ex = examples["a"][0]
+    g = torch.full((model.cfg.n_layers, model.cfg.n_heads), 2.0, requires_grad=True)
+    loss, parts = example_loss(model, ex, g, 0.01, 0.0)
+    (free,) = torch.autograd.grad(loss, [g])
+    assert parts["task_gain"] > 0.5 and float(free.abs().max()) > 1e-4
+    loss, capped_parts = example_loss(model, ex, g, 0.01, 0.0, gain_cap=0.1)
+    (capped,) = torch.autograd.grad(loss, [g], allow_unused=True)
+    assert capped is None or float(capped.abs().max()) == 0.0
+    assert capped_parts["task_gain"] == pytest.approx(parts["task_gain"])  # reported uncapped
+    assert capped_parts["term"] == pytest.approx(capped_parts["task"] - capped_parts["task_gain"] + 0.1, abs=1e-4)
+    loss, loose = example_loss(model, ex, g, 0.01, 0.0, gain_cap=1e6)
+    (same,) = torch.autograd.grad(loss, [g])
+    assert torch.allclose(same, free)
+    with pytest.raises(ValueError, match="gain_cap must be"):
+        learn_alphas(model, examples, g.detach(), steps=1, gain_cap=0.0, progress=False)

@@ -263,6 +263,44 @@ def test_profiling_examples(llama, cf_dir):
             task.profiling_examples(llama, "test", n=1)
 
 
+def test_end_turn_targets_end_with_the_templates_end_of_turn(llama, cf_dir):
+    """end_turn=True: a chat task's target is the answer then the end-of-turn marker the template writes after an
+    assistant message (what few-shot demonstrations show and what the model must generate to stop); plain tasks
+    have no turn and are unchanged; the objective's key tells the two targets apart (checkpoints)."""
+    end = llama.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    for name in TASK_NAMES:
+        task = get_task(name, data_dir=cf_dir) if name == "counterfact" else get_task(name)
+        ex = task.examples("train", 1)[0]
+        plain, ended = task.profiling_example(llama, ex), task.profiling_example(llama, ex, end_turn=True)
+        assert torch.equal(plain.key_mask, ended.key_mask)
+        if task.chat:
+            assert ended.tokens[0].tolist() == plain.tokens[0].tolist() + [end]
+            assert ended.objective.key != plain.objective.key
+            # the demonstrations of few-shot prompts end the same way
+            demo = render(llama, task.prompt(ex), chat=True, rendering=Rendering(demos=((task.prompt(ex), "A"),)))
+            assert "A<|im_end|>" in demo.text
+        else:
+            assert torch.equal(ended.tokens, plain.tokens) and ended.objective.key == plain.objective.key
+    assert len(get_task("json").profiling_examples(llama, "train", n=2, end_turn=True)) == 2
+
+
+def test_assistant_turn_end_reads_the_template():
+    from transformers import AutoTokenizer
+
+    from pasta_lens.spans import assistant_turn_end
+    from tests.tiny import tiny_tokenizer_dir
+
+    tok = AutoTokenizer.from_pretrained(tiny_tokenizer_dir())
+    assert assistant_turn_end(tok) == "<|im_end|>"
+    tok.chat_template = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}</turn>\n\n{% endfor %}"
+    assert assistant_turn_end(tok) == "</turn>"  # whatever the template writes, trailing whitespace dropped
+    tok.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    assert assistant_turn_end(tok) == tok.eos_token  # nothing after the message: the eos token
+    tok.chat_template = None
+    with pytest.raises(ValueError, match="chat template"):
+        assistant_turn_end(tok)
+
+
 def test_counterfact_objective_is_new_minus_old(llama, cf_dir):
     task = CounterFactTask(data_dir=cf_dir)
     ex = task.examples("train")[0]

@@ -73,6 +73,8 @@ def _command(args: argparse.Namespace) -> str:
         parts += ["--ks", args.ks, "--val-n", str(args.val_n)]
         parts += _selection_command(args)
     parts += ["--strategy", args.strategy, "--seed", str(args.seed)]
+    if args.end_turn:
+        parts += ["--end-turn"]
     if args.allow_attribution_tail:
         parts += ["--allow-attribution-tail"]
     if args.from_profile:
@@ -214,12 +216,14 @@ def _reused_scores(args: argparse.Namespace, model: Any, tasks: list[str], prove
     return scores_from_profile(source, tasks)
 
 
-def _examples(model: Any, tasks: Sequence[str], split: str, n: int, seed: int) -> dict[str, list]:
+def _examples(model: Any, tasks: Sequence[str], split: str, n: int, seed: int, end_turn: bool = False
+              ) -> dict[str, list]:
     try:
         from pasta_lens.tasks import get_task
     except ImportError as err:
         raise ImportError(f"pasta-lens profile needs the task definitions (pasta_lens.tasks): {err}") from None
-    return {t: list(get_task(t).profiling_examples(model, split=split, n=n, seed=seed)) for t in tasks}
+    return {t: list(get_task(t).profiling_examples(model, split=split, n=n, seed=seed, end_turn=end_turn))
+            for t in tasks}
 
 
 def _check_arguments(args: argparse.Namespace) -> list[str]:
@@ -294,7 +298,8 @@ def _profile(args: argparse.Namespace, tasks: list[str]) -> int:
         torch.set_num_threads(args.threads)
     model = load_model_for(args)
     reused: dict[str, Any] = {}
-    examples = _examples(model, tasks, "train", args.n, args.seed) if not args.source_profile else {}
+    examples = (_examples(model, tasks, "train", args.n, args.seed, args.end_turn) if not args.source_profile
+                else {})
     if args.method == "learned":  # per-head strengths by gradient descent: pasta_lens/cli/profile_learned.py
         return run_learned(args, model, examples, started, quiet)
     checkpoint_dir = args.checkpoint_dir or f"{args.out}.ckpt"
@@ -388,6 +393,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (default: torch's; 1 is much faster on a busy shared CPU)")
     p.add_argument("--seed", type=int, default=0, help="seed for drawing task examples (default 0)")
+    p.add_argument("--end-turn", action="store_true",
+                   help="chat tasks' targets end with the template's end-of-turn marker (<|im_end|> on SmolLM2), "
+                        "so the objective also rewards ending the answer (default: the answer alone)")
     p.add_argument("--out", default=None, help="where to write the profile JSON")
     p.add_argument("--checkpoint-dir", default=None, help="per-task checkpoints (default: OUT.ckpt/)")
     p.add_argument("--allow-attribution-tail", action="store_true",

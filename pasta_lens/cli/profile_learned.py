@@ -20,7 +20,8 @@ import time
 from typing import Any
 
 LEARNED_DEFAULTS = dict(steps=100, lr=0.1, kl_weight=1.0, sparsity=0.01, alpha_min=0.01, per_step=1,
-                        keep_below=0.5, init_bias=-4.0, init_scale=6.0, checkpoint_every=5)
+                        keep_below=0.5, init_bias=-4.0, init_scale=6.0, checkpoint_every=5, schedule="all",
+                        gain_cap=0.0)
 
 
 def add_learned_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,6 +47,15 @@ def add_learned_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"g added at the best normalised attribution (default {d['init_scale']})")
     g.add_argument("--checkpoint-every", type=int, default=d["checkpoint_every"],
                    help=f"write the training checkpoint every N steps (default {d['checkpoint_every']})")
+    g.add_argument("--schedule", default=d["schedule"],
+                   help="query rows steered while training, as they will be when the profile is used: all "
+                        "(prompt and answer rows, the paper's), prompt (the prompt only; the answer is written "
+                        "unsteered), first:N, decay:G; the profile records it and is steered with it "
+                        f"(default {d['schedule']})")
+    g.add_argument("--gain-cap", type=float, default=d["gain_cap"],
+                   help="an example's task term counts at most this many nats per answer token above the "
+                        "unsteered value, so tasks that steering moves by many nats do not decide alone "
+                        "(0: no cap; default 0)")
 
 
 def learned_command(args: argparse.Namespace) -> str:
@@ -54,7 +64,8 @@ def learned_command(args: argparse.Namespace) -> str:
              "--method", "learned"]
     for name in LEARNED_DEFAULTS:
         parts += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
-    parts += ["--seed", str(args.seed), "--out", str(args.out)]
+    parts += ["--seed", str(args.seed)] + (["--end-turn"] if getattr(args, "end_turn", False) else [])
+    parts += ["--out", str(args.out)]
     return shlex.join(parts)
 
 
@@ -69,6 +80,14 @@ def check_learned_arguments(args: argparse.Namespace) -> None:
         raise ValueError(f"--alpha-min must be in (0, 1); got {args.alpha_min}.")
     if not 0.0 < args.keep_below <= 1.0:
         raise ValueError(f"--keep-below must be in (0, 1]; got {args.keep_below}.")
+    if not args.gain_cap >= 0:
+        raise ValueError(f"--gain-cap must be >= 0 nats (0: no cap); got {args.gain_cap}.")
+    from pasta_lens.schedule import Schedule
+
+    try:
+        args.schedule = str(Schedule.parse(args.schedule))
+    except ValueError as err:
+        raise ValueError(f"--schedule: {err}") from None
     for name in ("lr", "kl_weight", "sparsity"):
         if getattr(args, name) < 0 or (name == "lr" and args.lr == 0):
             raise ValueError(f"--{name.replace('_', '-')} must be {'> 0' if name == 'lr' else '>= 0'}; got "
@@ -93,6 +112,7 @@ def run_learned(args: argparse.Namespace, model: Any, examples: dict[str, list],
     init = init_logits(scores, args.init_bias, args.init_scale)
     learned = learn_alphas(model, examples, init, steps=args.steps, lr=args.lr, kl_weight=args.kl_weight,
                            sparsity=args.sparsity, alpha_min=args.alpha_min, per_step=args.per_step, seed=args.seed,
+                           schedule=args.schedule, gain_cap=args.gain_cap or None,
                            checkpoint=checkpoint_dir / "learned.ckpt", checkpoint_every=args.checkpoint_every,
                            progress=not quiet)
     attribution_s = sum(s.wall_time_s for s in scores.values())  # every resumed segment of each

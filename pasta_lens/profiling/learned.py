@@ -17,7 +17,10 @@ with), minimising per step
 - **Task term.** ``f_e`` is the example's objective (log-prob of the gold answer; CounterFact: log P(new) -
   log P(old)), divided by the number of teacher-forced answer tokens ``n_answer = tokens - prompt`` so that a task
   with long answers (JSON) does not outweigh one with one-token answers (CounterFact); every task weighs the same.
-  What is reported (``task_gain``) is the same quantity minus its unsteered value.
+  What is reported (``task_gain``) is the same quantity minus its unsteered value. With ``gain_cap`` an example's
+  term is ``min(f_e(steered) / n_answer, f_e(unsteered) / n_answer + gain_cap)``: once steering has raised its
+  answer by ``gain_cap`` nats per token it stops pulling, so tasks that steering moves by many nats (CounterFact,
+  BiasBios) do not set the direction alone while a task that moves by a fraction of a nat (JSON) still gains.
 - **Fluency term.** The KL divergence of the steered from the unsteered next-token distribution, averaged over the
   prompt positions ``0 .. n_prompt - 2`` (those whose next token is still prompt text; position ``n_prompt - 1``
   predicts the answer and is the task term's). It keeps the steered model a language model of ordinary text: a set
@@ -35,8 +38,15 @@ s_h`` (defaults -4 and 6: a head with no attribution starts at alpha 0.92, i.e. 
 task starts at g = 2, alpha 0.017; harmful heads start further off). All heads remain trainable.
 
 **Differentiable steering.** Each layer's hook on ``blocks.{L}.attn.hook_pattern`` rescales all its heads with
-:func:`~pasta_lens.steering.key_weights` / :func:`~pasta_lens.steering.rescale_rows` (the very arithmetic of
-:func:`~pasta_lens.pasta_hooks`) at ``alpha = alpha_min ** sigmoid(g[L])``, a tensor that carries the gradient. The
+:func:`~pasta_lens.steering.key_weights` / :func:`~pasta_lens.steering.scheduled_rescale` (the very arithmetic of
+:func:`~pasta_lens.pasta_hooks`) at ``alpha = alpha_min ** sigmoid(g[L])``, a tensor that carries the gradient.
+
+**Trained for its schedule.** ``schedule`` picks the query rows steered while training, the same rows
+:class:`~pasta_lens.schedule.Schedule` steers at generation: the teacher-forced answer tokens stand for the
+generated ones, so ``"prompt"`` trains strengths for a model whose prompt is steered and whose answer is written
+unsteered (``"all"``, the default, steers the answer rows too, as the paper's generation does). Strengths trained
+under one schedule and used under another are fitted to a different model; the profile records its schedule
+(``provenance["schedule"]``) and is steered with it unless told otherwise. The
 gradient is taken with ``torch.autograd.grad(loss, [g])`` only: no parameter gradient is computed or stored, no
 ``requires_grad`` flag of the model is touched, nothing on the model changes (its weights stay bit-identical).
 
@@ -81,9 +91,11 @@ from pasta_lens.objectives import ProfilingExample
 from pasta_lens.profile import HeadProfile, weights_hash
 from pasta_lens.profiling.checkpoints import _example_digest
 from pasta_lens.profiling.scoring import HeadScores, _check_examples, _objective
-from pasta_lens.steering import ALPHA_MIN, Head, key_weights, pattern_hook_name, rescale_rows
+from pasta_lens.schedule import Schedule
+from pasta_lens.steering import (ALPHA_MIN, Head, ScheduleSpec, key_weights, pattern_hook_name,
+                                 scheduled_rescale)
 
-LEARNED_CHECKPOINT_VERSION = 1
+LEARNED_CHECKPOINT_VERSION = 2  # 2: the schedule and the gain cap are part of a run
 KEEP_BELOW = 0.5
 """Default cut: heads whose learned alpha is below it are kept in the profile."""
 
@@ -174,15 +186,19 @@ class LearnedAlphas:
 
 
 # ----------------------------------------------------------------------------------------------- one step
-def _hooks(g: Tensor, alpha_min: float, key_mask: Tensor) -> list[tuple[str, Callable[[Tensor, Any], Tensor]]]:
-    """One hook per layer, steering all its heads at ``alpha_min ** sigmoid(g[layer])`` (gradient flows to g)."""
+def _hooks(g: Tensor, alpha_min: float, key_mask: Tensor, schedule: ScheduleSpec = None
+           ) -> list[tuple[str, Callable[[Tensor, Any], Tensor]]]:
+    """One hook per layer, steering all its heads at ``alpha_min ** sigmoid(g[layer])`` (gradient flows to g), on
+    the query rows ``schedule`` steers (teacher-forced answer tokens play the generated tokens' part)."""
     alphas = strengths_to_alphas(g, alpha_min)
+    rows = Schedule.parse(schedule)
+    n_prompt = int(key_mask.shape[1])
 
     def make(layer: int) -> Callable[[Tensor, Any], Tensor]:
         def hook(pattern: Float[Tensor, "batch head query key"], hook: Any) -> Float[Tensor, "batch head query key"]:
             # mask and alpha moved to the pattern's device at call time (never cached)
             weights = key_weights(key_mask.to(pattern.device), pattern.shape[-1], alphas[layer].to(pattern.device))
-            return rescale_rows(pattern, weights)
+            return scheduled_rescale(pattern, weights, rows, n_prompt)
         return hook
 
     return [(pattern_hook_name(layer), make(layer)) for layer in range(g.shape[0])]
@@ -204,20 +220,25 @@ def _prompt_kl(steered: Tensor, unsteered: Tensor, n_prompt: int) -> Tensor:
     return (ls.exp() * (ls - lu)).sum(-1).mean()
 
 
-def example_loss(model: Any, ex: ProfilingExample, g: Tensor, alpha_min: float, kl_weight: float
-                 ) -> tuple[Tensor, dict[str, float]]:
-    """One example's ``- f(steered) / n_answer + kl_weight * KL`` (differentiable in ``g``) and its parts."""
+def example_loss(model: Any, ex: ProfilingExample, g: Tensor, alpha_min: float, kl_weight: float,
+                 schedule: ScheduleSpec = None, gain_cap: Optional[float] = None) -> tuple[Tensor, dict[str, float]]:
+    """One example's ``- f(steered) / n_answer + kl_weight * KL`` (differentiable in ``g``) and its parts.
+
+    ``schedule``: the rows steered (the answer tokens are the generated ones); ``gain_cap``: the task term counts
+    at most ``gain_cap`` nats per answer token above the unsteered value (None: no cap).
+    """
     n_answer = max(1, int(ex.tokens.shape[1]) - ex.n_prompt)
     with torch.no_grad():
         base_logits = _run(model, ex, [])
         base = float(_objective(ex, base_logits)[0]) / n_answer
     with torch.enable_grad():
-        logits = _run(model, ex, _hooks(g, alpha_min, ex.key_mask))
+        logits = _run(model, ex, _hooks(g, alpha_min, ex.key_mask, schedule))
         task = _objective(ex, logits)[0] / n_answer
+        term = task if gain_cap is None else torch.clamp(task, max=base + gain_cap)  # capped: no gradient beyond
         kl = _prompt_kl(logits, base_logits, ex.n_prompt)
-        loss = -task + kl_weight * kl
+        loss = -term + kl_weight * kl
     value, divergence = float(task.detach()), float(kl.detach())
-    return loss, {"task": value, "task_gain": value - base, "kl": divergence}
+    return loss, {"task": value, "task_gain": value - base, "term": float(term.detach()), "kl": divergence}
 
 
 def step_indices(sizes: Mapping[str, int], step: int, per_step: int, seed: int) -> dict[str, list[int]]:
@@ -272,6 +293,8 @@ def learn_alphas(
     alpha_min: float = 0.01,
     per_step: int = 1,
     seed: int = 0,
+    schedule: ScheduleSpec = "all",
+    gain_cap: Optional[float] = None,
     checkpoint: Optional[Union[str, os.PathLike]] = None,
     checkpoint_every: int = 5,
     progress: bool = True,
@@ -289,6 +312,14 @@ def learn_alphas(
         alpha_min: the strongest alpha (``g -> +inf``), in [``ALPHA_MIN``, 1).
         per_step: examples per task in each step (the gradient is their mean).
         seed: decides which examples each step sees.
+        schedule: the query rows steered while training, as they will be steered when the profile is used
+            (``"all"``: prompt and answer rows, the paper's; ``"prompt"``: the prompt rows only, the teacher-forced
+            answer tokens standing for generated ones unsteered; ``"first:N"``, ``"decay:G"``). The profile
+            records it as its ``provenance["schedule"]``, so it is steered the way it was trained.
+        gain_cap: at most this many nats per answer token above the unsteered value count towards an example's
+            task term (None: no cap). Tasks whose objective steering moves by several nats (CounterFact's
+            contrast, BiasBios) otherwise set the direction alone; with a cap, an example that gained enough
+            stops pulling and the other tasks decide.
         checkpoint: file holding ``g``, the Adam state, the step and the history; resumed from if it exists.
         checkpoint_every: write the checkpoint every this many steps (and at the end).
         progress: a tqdm bar over the steps.
@@ -326,8 +357,11 @@ def learn_alphas(
     for name, value in (("lr", lr), ("kl_weight", kl_weight), ("sparsity", sparsity)):
         if not math.isfinite(float(value)) or float(value) < 0 or (name == "lr" and float(value) == 0):
             raise ValueError(f"{name} must be a finite number {'> 0' if name == 'lr' else '>= 0'}; got {value}.")
+    if gain_cap is not None and not (math.isfinite(float(gain_cap)) and float(gain_cap) > 0):
+        raise ValueError(f"gain_cap must be a finite number of nats > 0 (or None for no cap); got {gain_cap}.")
     settings = dict(lr=float(lr), kl_weight=float(kl_weight), sparsity=float(sparsity), alpha_min=float(alpha_min),
-                    per_step=int(per_step), seed=int(seed))
+                    per_step=int(per_step), seed=int(seed), schedule=str(Schedule.parse(schedule)),
+                    gain_cap=None if gain_cap is None else float(gain_cap))
     vocab = int(getattr(model.cfg, "d_vocab", 0) or model.tokenizer.vocab_size)
     fingerprint = dict(version=LEARNED_CHECKPOINT_VERSION, shape=(n_layers, n_heads), weights=weights_hash(model),
                        init=_digest(init), examples={t: [_example_digest(ex, vocab) for ex in exs]
@@ -379,15 +413,16 @@ def _train(model: Any, examples: dict[str, list[ProfilingExample]], init: Tensor
         bar = tqdm(bar, initial=step, total=steps, desc="learned alphas", unit="step", leave=False)
     for s in bar:
         grad = torch.zeros_like(g)
-        record: dict[str, float] = {"task": 0.0, "task_gain": 0.0, "kl": 0.0}
+        record: dict[str, float] = {"task": 0.0, "task_gain": 0.0, "term": 0.0, "kl": 0.0}
         for task, idx in step_indices(sizes, s, settings["per_step"], settings["seed"]).items():
             gains = []
             for i in idx:
-                loss, parts = example_loss(model, examples[task][i], g, alpha_min, kl_weight)
+                loss, parts = example_loss(model, examples[task][i], g, alpha_min, kl_weight, settings["schedule"],
+                                           settings["gain_cap"])
                 # towards g only: no parameter gradient is computed or stored
                 (dg,) = torch.autograd.grad(loss / n_terms, [g])
                 grad += dg
-                for key in ("task", "task_gain", "kl"):
+                for key in ("task", "task_gain", "term", "kl"):
                     record[key] += parts[key] / n_terms
                 gains.append(parts["task_gain"])
             record[f"gain:{task}"] = sum(gains) / len(gains)
@@ -396,7 +431,7 @@ def _train(model: Any, examples: dict[str, list[ProfilingExample]], init: Tensor
             penalty = sparsity * strength.sum()
             (dp,) = torch.autograd.grad(penalty, [g])
         record.update(sparsity=float(penalty.detach()), mean_strength=float(strength.detach().mean()))
-        record["loss"] = -record["task"] + kl_weight * record["kl"] + record["sparsity"]
+        record["loss"] = -record["term"] + kl_weight * record["kl"] + record["sparsity"]
         g.grad = grad + dp
         optimizer.step()
         g.grad = None
@@ -450,16 +485,22 @@ def learned_profile(
     sizes = sorted(set(learned.n_examples.values()))
     per_task = str(sizes[0]) if len(sizes) == 1 else "/".join(str(learned.n_examples[t]) for t in tasks)
     st = learned.settings
+    schedule = str(st.get("schedule", "all"))
+    cap = "" if st.get("gain_cap") is None else f", gain cap {st['gain_cap']:g} nats per answer token"
     method = (f"learned (per-head alphas alpha_min**sigmoid(g), alpha_min {st['alpha_min']:g}; {learned.steps} Adam "
               f"steps of {st['per_step']} example(s) per task from {per_task} train examples per task; "
-              f"lr {st['lr']:g}, kl_weight {st['kl_weight']:g}, sparsity {st['sparsity']:g}; initialised from "
-              f"attribution; {len(kept)} heads with alpha < {keep_below:g} kept)")
+              f"lr {st['lr']:g}, kl_weight {st['kl_weight']:g}, sparsity {st['sparsity']:g}{cap}; trained and "
+              f"steered with schedule {schedule}; initialised from attribution; {len(kept)} heads with alpha < "
+              f"{keep_below:g} kept)")
     prov = dict(provenance or {})
     prov.update({
+        "schedule": schedule,  # steer the profile with the rows it was trained on (steering.resolve_schedule)
         "learned": {**st, "steps": learned.steps, "keep_below": keep_below,
                     "fluency_term": "KL(steered || unsteered) of next-token distributions, mean over prompt positions "
                                     "0..n_prompt-2",
-                    "task_term": "objective / answer tokens, mean over examples, tasks weighted equally",
+                    "task_term": "objective / answer tokens, mean over examples, tasks weighted equally" + (
+                        "" if st.get("gain_cap") is None else
+                        f"; at most gain_cap above the unsteered value per example"),
                     "init": "g = init_bias + init_scale * mean_t(attribution_t / max|attribution_t|)"},
         "losses": learned.losses(),
         "learning_wall_time_s": round(learned.wall_time_s, 1),

@@ -30,7 +30,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from pasta_lens.objectives import ProfilingExample, target_logprob
-from pasta_lens.spans import CharSpan, Emphasis, emphasize, parse_markup, render_chat
+from pasta_lens.spans import CharSpan, Emphasis, assistant_turn_end, emphasize, parse_markup, render_chat
 
 SPLITS = ("train", "validation", "test")
 Marking = Literal["none", "*", '"']
@@ -252,10 +252,20 @@ class Task:
     def render(self, model: Any, markup: str, rendering: Rendering = Rendering()) -> Rendered:
         return render(model, markup, chat=self.chat, rendering=rendering)
 
-    def profiling_example(self, model: Any, example: TaskExample, variant: str = "default") -> ProfilingExample:
-        """Prompt (rendered as in evaluation, markers removed) + gold answer, and its log-prob objective."""
+    def profiling_example(self, model: Any, example: TaskExample, variant: str = "default",
+                          end_turn: bool = False) -> ProfilingExample:
+        """Prompt (rendered as in evaluation, markers removed) + gold answer, and its log-prob objective.
+
+        ``end_turn``: for a chat task, the target is the gold answer *followed by the template's end-of-turn
+        marker* (:func:`~pasta_lens.spans.assistant_turn_end`, ``<|im_end|>`` on SmolLM2), so the objective also
+        rewards ending the answer there, as a chat model must to stop rather than run on. Plain-text tasks have
+        no turn to end and ignore it.
+        """
         em = emphasis_of(model, [self.render(model, self.prompt(example, variant))])
-        target = answer_ids(model, self.answer(example)).to(em.tokens.device)
+        target = answer_ids(model, self.answer(example))
+        if end_turn and self.chat:
+            target = torch.cat([target, answer_ids(model, assistant_turn_end(model))])
+        target = target.to(em.tokens.device)
         contrast = self.contrast(example)
         contrast_ids = answer_ids(model, contrast).to(em.tokens.device) if contrast is not None else None
         n_prompt = int(em.tokens.shape[1])
@@ -268,8 +278,9 @@ class Task:
         return None
 
     def profiling_examples(self, model: Any, split: str = "train", n: int = 32, seed: int = 0,
-                           variant: str = "default") -> list[ProfilingExample]:
-        """``n`` profiling examples from ``split`` (never profile on 'test').
+                           variant: str = "default", end_turn: bool = False) -> list[ProfilingExample]:
+        """``n`` profiling examples from ``split`` (never profile on 'test'); ``end_turn`` as in
+        :meth:`profiling_example`.
 
         Example:
             >>> exs = get_task("json").profiling_examples(model, n=8)
@@ -278,7 +289,7 @@ class Task:
         if split == "test":
             raise ValueError("Profiling on the test split would leak it into the reported results; use "
                              "split='train' (or 'validation').")
-        return [self.profiling_example(model, ex, variant) for ex in self.examples(split, n, seed)]
+        return [self.profiling_example(model, ex, variant, end_turn) for ex in self.examples(split, n, seed)]
 
 
 def seeded_sample(items: Sequence[Any], n: Optional[int], seed: int, salt: str) -> list[Any]:
