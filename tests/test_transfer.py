@@ -90,3 +90,34 @@ def test_cli_transfer_refuses_a_single_task_profile_before_loading(tmp_path, cap
                        scores={"json": [[0.0, 1.0], [2.0, 3.0]]}).save(tmp_path / "one.json")
     assert main(["transfer", "--profile", str(path), "--model", "no-such-model", "--out", str(tmp_path / "o")]) == 2
     assert "at least two tasks" in capsys.readouterr().err
+
+
+def test_cli_transfer_takes_held_out_profiles_made_elsewhere(tmp_path, capsys):
+    """--held-out TASK=PATH: a held-out profile made some other way (here by hand; in practice --method learned on
+    the other tasks) is evaluated as given, only for the tasks named; one made with its task is refused, before
+    the model loads."""
+    from pasta_lens.cli import main
+    from tests.tiny import tiny_hf_model
+
+    model_dir = tmp_path / "tiny"
+    hf, tok = tiny_hf_model("llama")
+    hf.save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    shape = dict(n_layers=hf.config.num_hidden_layers, n_heads=hf.config.num_attention_heads)
+    zeros = [[0.0] * shape["n_heads"]] * shape["n_layers"]
+    full = HeadProfile(model_name="tiny", **shape, heads=[(1, 0), (2, 1)], tasks=("json", "biasbios"),
+                       scores={"json": zeros, "biasbios": zeros}).save(tmp_path / "full.json")
+    without = HeadProfile(model_name="tiny", **shape, heads=[(2, 3)], head_alphas={(2, 3): 0.05}, tasks=("json",),
+                          method="learned (by hand)").save(tmp_path / "without-biasbios.json")
+    out = tmp_path / "loto"
+    argv = ["transfer", "--profile", str(full), "--model", str(model_dir), "--n", "2", "--quiet", "--out", str(out)]
+    assert main(argv + ["--held-out", f"biasbios={without}"]) == 0
+    table = (out / "table.md").read_text()
+    assert table.count("| BiasBios |") == 1 and "| JSON |" not in table
+    assert "(1 heads) |" in table and "k=" not in table  # no top-k behind a learned profile: none is printed
+    assert HeadProfile.load(out / "profiles" / "without-biasbios.json").head_alphas == {(2, 3): 0.05}
+    capsys.readouterr()
+    for spec, why in ((f"json={full}", "not held out"), (f"pronoun={without}", "not a task of --profile"),
+                      ("biasbios", "TASK=PATH")):
+        assert main(argv[:3] + ["--model", "no-such-model", "--out", str(out), "--held-out", spec]) == 2
+        assert why in capsys.readouterr().err

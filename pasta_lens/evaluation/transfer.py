@@ -123,7 +123,8 @@ class TransferResult:
     Attributes:
         rows: ``{task: {"zero-shot": metrics, "full": metrics, "held-out": metrics}}`` (the harness's summary
             entries: means, ``n_*`` counts and ``ci95_*`` intervals).
-        heads: ``{task: {"full": n_heads, "held-out": n_heads, "held-out k": k}}``.
+        heads: ``{task: {"full": n_heads, "held-out": n_heads, "held-out k": k}}`` (k None: no top-k
+            selection, e.g. a learned profile).
         table: the Markdown table.
         out_dir: where the runs, profiles and table were written (or None).
     """
@@ -140,6 +141,11 @@ def _fmt(metrics: Mapping[str, Any], name: str) -> str:
     if value is None:
         return "–"
     return _cell(value, name) + (f" {_interval_cell(ci, name)}" if ci else "")
+
+
+def _k_note(k: Optional[int]) -> str:
+    """``", k=90"`` for a top-k selection; nothing for a profile without one (learned per-head strengths)."""
+    return "" if k is None else f", k={int(k)}"
 
 
 def transfer(
@@ -176,7 +182,7 @@ def transfer(
         mine = full.summary["tasks"][task]
         rows[task] = {"zero-shot": mine["zero-shot"], "full": mine["pasta"],
                       "held-out": loo.summary["tasks"][task]["pasta"]}
-        heads[task] = {"full": len(profile.heads), "held-out": len(prof.heads), "held-out k": int(prof.k or 0)}
+        heads[task] = {"full": len(profile.heads), "held-out": len(prof.heads), "held-out k": prof.k}
     lines = ["| Held-out task | Metric | Zero-shot | Full profile | Leave-one-out profile | Leave-one-out beats "
              "zero-shot |", "|---|---|---|---|---|---|"]
     for task, by in rows.items():
@@ -187,7 +193,7 @@ def transfer(
             h = heads[task]
             lines.append(f"| {TASK_LABELS.get(task, task)} | {METRIC_LABELS.get(metric, metric)} | "
                          f"{_fmt(by['zero-shot'], metric)} | {_fmt(by['full'], metric)} ({h['full']} heads) | "
-                         f"{_fmt(by['held-out'], metric)} ({h['held-out']} heads, k={h['held-out k']}) | {better} |")
+                         f"{_fmt(by['held-out'], metric)} ({h['held-out']} heads{_k_note(h['held-out k'])}) | {better} |")
     note = (f"{split} split, n = {n} per task; accuracies in %, fluency in bits; 95% intervals in brackets (Wilson "
             "for accuracies, mean +- 1.96 SE otherwise). The leave-one-out profile of a task was selected from the "
             "other tasks' scores only.")
