@@ -512,3 +512,71 @@ def test_gain_cap_stops_an_example_pulling_once_it_gained_enough(strong):
     assert torch.allclose(same, free)
     with pytest.raises(ValueError, match="gain_cap must be"):
         learn_alphas(model, examples, g.detach(), steps=1, gain_cap=0.0, progress=False)
+
+
+# ------------------------------------------------------------------------------------ on top of a base profile
+def test_base_heads_are_steered_at_their_fixed_alphas_and_take_no_gradient(llama):
+    em, tokens = _continued(llama)
+    base = {(1, 2): 0.05, (2, 0): 0.3}
+    g = torch.linspace(-3, 3, llama.cfg.n_layers * llama.cfg.n_heads).reshape(llama.cfg.n_layers, -1)
+    alphas = strengths_to_alphas(g, 0.01)
+    per_head = {(l, h): base.get((l, h), float(alphas[l, h]))
+                for l in range(llama.cfg.n_layers) for h in range(llama.cfg.n_heads)}
+    ours = _logits(llama, tokens, _hooks(g, 0.01, em.key_mask, "prompt", base))
+    ref = _logits(llama, tokens, pasta_hooks(list(per_head), em.key_mask, alpha=per_head, schedule="prompt"))
+    assert (ours - ref).abs().max() <= 1e-5
+    ex = ProfilingExample(tokens, em.key_mask, lambda logits: logits[:, -1, :7].float().sum(-1), task="a")
+    g = g.clone().requires_grad_(True)
+    loss, _ = example_loss(llama, ex, g, 0.01, 1.0, "prompt", base=base)
+    (grad,) = torch.autograd.grad(loss, [g])
+    assert float(grad[1, 2]) == 0.0 and float(grad[2, 0]) == 0.0 and float(grad.abs().max()) > 1e-6
+
+
+def test_learning_on_top_of_a_base_keeps_it_and_adds_learned_heads(strong, tmp_path):
+    from pasta_lens.profiling import base_alphas
+
+    model, examples = strong
+    base = {(0, 1): 0.02, (2, 3): 0.2}
+    init = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
+    kw = dict(steps=4, lr=0.3, kl_weight=0.0, sparsity=0.5, progress=False)
+    learned = learn_alphas(model, examples, init, base=base, **kw)
+    assert float(learned.g[0, 1]) == 0.0 and float(learned.g[2, 3]) == 0.0  # untouched: no gradient, no penalty
+    assert learned.base == base and learned.settings["base"] == [[0, 1, 0.02], [2, 3, 0.2]]
+    assert float(learned.alphas[0, 1]) == pytest.approx(0.02) and float(learned.alphas[2, 3]) == pytest.approx(0.2)
+    assert not set(learned.kept(0.999)) & set(base)
+    profile = learned_profile(model, "tiny-llama", learned, keep_below=0.999)
+    assert {h: profile.head_alphas[h] for h in base} == base
+    assert set(profile.heads) == set(learned.kept(0.999)) | set(base) and "2 fixed base heads" in profile.method
+    # the base is part of the run: a checkpoint of another base is refused
+    path = tmp_path / "learned.ckpt"
+    learn_alphas(model, examples, init, base=base, checkpoint=path, **kw)
+    with pytest.raises(ValueError, match=r"differs in \['base'\]"):
+        learn_alphas(model, examples, init, base={(0, 1): 0.02}, checkpoint=path, **kw)
+    with pytest.raises(ValueError, match="outside this model"):
+        learn_alphas(model, examples, init, base={(9, 0): 0.1}, **kw)
+    with pytest.raises(ValueError, match="alpha lies in"):
+        learn_alphas(model, examples, init, base={(0, 0): 2.0}, **kw)
+    # a profile's steering alphas: its own per-head ones, else its alpha
+    plain = HeadProfile(model_name="t", n_layers=3, n_heads=4, heads=[(0, 1), (2, 2)], alpha=0.05)
+    assert base_alphas(plain) == {(0, 1): 0.05, (2, 2): 0.05}
+    assert base_alphas(profile) == profile.head_alphas
+
+
+def test_cli_learned_on_a_base_profile(tiny_dir, tmp_path, capsys):
+    from pasta_lens.cli import main
+
+    base = HeadProfile(model_name="tiny", n_layers=3, n_heads=4, heads=[(0, 1), (2, 3)], alpha=0.01,
+                       provenance={"schedule": "prompt"})
+    path = base.save(tmp_path / "base.json")
+    out = tmp_path / "learned.json"
+    argv = ["profile", "--model", tiny_dir, "--tasks", "json,counterfact", "--n", "2", "--method", "learned",
+            "--steps", "2", "--sparsity", "0", "--kl-weight", "0", "--lr", "0.5", "--init-bias", "0",
+            "--base-profile", str(path), "--out", str(out), "--quiet"]
+    assert main(argv) == 2  # the base is steered with prompt; training with all would fit another model
+    assert "--schedule prompt" in capsys.readouterr().err
+    assert main(argv + ["--schedule", "prompt"]) == 0
+    assert "(2 of them the base profile's)" in capsys.readouterr().out
+    profile = HeadProfile.load(out)
+    assert profile.head_alphas[(0, 1)] == profile.head_alphas[(2, 3)] == 0.01
+    assert profile.provenance["base_profile"]["heads"] == [[0, 1], [2, 3]]
+    assert f"--base-profile {path}" in profile.command and profile.provenance["schedule"] == "prompt"

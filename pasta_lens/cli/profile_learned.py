@@ -52,6 +52,10 @@ def add_learned_arguments(p: argparse.ArgumentParser) -> None:
                         "(prompt and answer rows, the paper's), prompt (the prompt only; the answer is written "
                         "unsteered), first:N, decay:G; the profile records it and is steered with it "
                         f"(default {d['schedule']})")
+    g.add_argument("--base-profile", default=None,
+                   help="learn on top of this profile (a shipped name or a JSON path): its heads are steered at "
+                        "their alphas throughout training and kept in the result beside the learned heads; its "
+                        "recorded schedule must be --schedule")
     g.add_argument("--gain-cap", type=float, default=d["gain_cap"],
                    help="an example's task term counts at most this many nats per answer token above the "
                         "unsteered value, so tasks that steering moves by many nats do not decide alone "
@@ -65,6 +69,8 @@ def learned_command(args: argparse.Namespace) -> str:
     for name in LEARNED_DEFAULTS:
         parts += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
     parts += ["--seed", str(args.seed)] + (["--end-turn"] if getattr(args, "end_turn", False) else [])
+    if getattr(args, "base_profile", None):
+        parts += ["--base-profile", str(args.base_profile)]
     parts += ["--out", str(args.out)]
     return shlex.join(parts)
 
@@ -88,6 +94,16 @@ def check_learned_arguments(args: argparse.Namespace) -> None:
         args.schedule = str(Schedule.parse(args.schedule))
     except ValueError as err:
         raise ValueError(f"--schedule: {err}") from None
+    args.base = None
+    if args.base_profile:
+        from pasta_lens.cli import read_profile
+
+        args.base = read_profile(args.base_profile, "--base-profile")
+        recorded = str(Schedule.parse((args.base.provenance or {}).get("schedule", "all")))
+        if recorded != args.schedule:
+            raise ValueError(f"--base-profile {args.base_profile} is steered with schedule {recorded}, but "
+                             f"--schedule is {args.schedule}: one profile is steered with one schedule; pass "
+                             f"--schedule {recorded}.")
     for name in ("lr", "kl_weight", "sparsity"):
         if getattr(args, name) < 0 or (name == "lr" and args.lr == 0):
             raise ValueError(f"--{name.replace('_', '-')} must be {'> 0' if name == 'lr' else '>= 0'}; got "
@@ -100,7 +116,7 @@ def run_learned(args: argparse.Namespace, model: Any, examples: dict[str, list],
     from pathlib import Path
 
     from pasta_lens.distributed import current_world
-    from pasta_lens.profiling import init_logits, learn_alphas, learned_profile, profile_tasks
+    from pasta_lens.profiling import base_alphas, init_logits, learn_alphas, learned_profile, profile_tasks
 
     check_learned_arguments(args)
     if current_world().size > 1:
@@ -110,21 +126,30 @@ def run_learned(args: argparse.Namespace, model: Any, examples: dict[str, list],
     scores = profile_tasks(model, examples, "attribution", args.alpha_min, checkpoint_dir=checkpoint_dir,
                            progress=not quiet)
     init = init_logits(scores, args.init_bias, args.init_scale)
+    base = None
+    if args.base is not None:
+        args.base.validate_for(model)
+        base = base_alphas(args.base)
     learned = learn_alphas(model, examples, init, steps=args.steps, lr=args.lr, kl_weight=args.kl_weight,
                            sparsity=args.sparsity, alpha_min=args.alpha_min, per_step=args.per_step, seed=args.seed,
-                           schedule=args.schedule, gain_cap=args.gain_cap or None,
+                           schedule=args.schedule, gain_cap=args.gain_cap or None, base=base,
                            checkpoint=checkpoint_dir / "learned.ckpt", checkpoint_every=args.checkpoint_every,
                            progress=not quiet)
     attribution_s = sum(s.wall_time_s for s in scores.values())  # every resumed segment of each
-    provenance = {"split": "train", "processes": 1,
+    provenance: dict[str, Any] = {"split": "train", "processes": 1,
                   "attribution_wall_time_s": round(attribution_s, 1),
                   "profiling_wall_time_s": round(attribution_s + learned.wall_time_s, 1),
                   "this_run_wall_time_s": round(time.perf_counter() - started, 1)}  # incl. model load; one segment
+    if args.base is not None:
+        provenance["base_profile"] = {"profile": str(args.base_profile), "method": args.base.method,
+                                      "command": args.base.command, "heads": [list(h) for h in args.base.heads]}
     profile = learned_profile(model, args.model, learned, keep_below=args.keep_below, task_scores=scores,
                               seed=args.seed, command=learned_command(args), provenance=provenance)
     profile.save(args.out)
     losses = learned.losses()
-    print(f"{args.model}: {len(profile.heads)} heads with learned alphas (min {min(profile.head_alphas.values()):.3g})"
+    on_base = f" ({len(learned.base)} of them the base profile's)" if learned.base else ""
+    print(f"{args.model}: {len(profile.heads)} heads with learned alphas{on_base} "
+          f"(min {min(profile.head_alphas.values()):.3g})"
           f" after {learned.steps} steps on {', '.join(f'{t} x {len(e)}' for t, e in examples.items())} examples; "
           f"loss {losses.get('loss_start', float('nan')):.4f} -> {losses.get('loss_end', float('nan')):.4f}; "
           f"{provenance['profiling_wall_time_s']:.0f} s of profiling. Wrote {args.out}")
