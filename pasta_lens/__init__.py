@@ -12,7 +12,7 @@ Mark part of a prompt (``*like this*``) and steer chosen attention heads towards
 
 from pasta_lens.generation import default_heads, generate
 from pasta_lens.models import load_model
-from pasta_lens.profile import HeadProfile, list_profiles, load_profile, weights_hash
+from pasta_lens.profile import HeadProfile, list_profiles, load_profile, union_profiles, weights_hash
 from pasta_lens.profiling import (AblationPoint, HeadScores, ablation_curve, choose_k, make_profile, profile_heads,
                                   select_heads)
 from pasta_lens.spans import Emphasis, emphasize, parse_markup
@@ -40,6 +40,7 @@ __all__ = [
     "profile_heads",
     "select_heads",
     "steer",
+    "union_profiles",
     "weights_hash",
     "__version__",
 ]

@@ -207,3 +207,62 @@ def test_schema_versions_say_which_way_to_go(llama):
     with pytest.raises(ValueError, match="re-profile") as err:
         HeadProfile.from_dict(dict(d, schema_version=0))
     assert "upgrade" not in str(err.value)  # an older file is not fixed by a newer pasta-lens
+
+
+def test_union_of_profiles_steers_every_head_at_its_strongest_alpha(llama, tmp_path):
+    """The union steers each head of each profile; a shared head at the smaller alpha; a profile without per-head
+    alphas at its alpha. Steering with it equals pasta_hooks with those per-head alphas; mismatched schedules,
+    shapes or weights are refused."""
+    from pasta_lens import pasta_hooks, union_profiles
+    from pasta_lens.fingerprint import ModelFingerprint
+
+    fp = ModelFingerprint.of(llama)
+    base = _profile(llama, heads=[(0, 3), (2, 1)], alpha=0.01, fingerprint=fp, provenance={"schedule": "prompt"})
+    learned = _profile(llama, heads=[(1, 0), (2, 1)], head_alphas={(1, 0): 0.2, (2, 1): 0.05}, tasks=("json",),
+                       scores={}, n_examples={"json": 2}, method="learned", fingerprint=fp,
+                       provenance={"schedule": "prompt"})
+    both = union_profiles([base, learned], names=["base", "json"], command="x")
+    assert both.head_alphas == {(0, 3): 0.01, (2, 1): 0.01, (1, 0): 0.2}
+    assert both.tasks == ("counterfact", "json") and set(both.scores) == {"counterfact"}
+    assert both.provenance["schedule"] == "prompt" and [u["profile"] for u in both.provenance["union_of"]] == \
+        ["base", "json"]
+    assert both.method.startswith("union of: base: hybrid | json: learned")
+    again = HeadProfile.load(both.save(tmp_path / "u.json"))
+    assert again.head_alphas == both.head_alphas and again.provenance == both.provenance
+    em = emphasize(llama, "Maria is a nurse. *Answer in JSON.* Thanks.")
+    with torch.inference_mode():
+        with steer(llama, again, em):
+            got = llama(em.tokens)
+        ref = llama.run_with_hooks(em.tokens, fwd_hooks=pasta_hooks(list(both.head_alphas), em,
+                                                                   alpha=both.head_alphas, schedule="prompt"))
+    assert torch.equal(got, ref)
+    # uniform alphas stay a plain profile
+    plain = union_profiles([base, _profile(llama, heads=[(1, 1)], provenance={"schedule": "prompt"})])
+    assert plain.head_alphas == {} and plain.alpha == 0.01 and set(plain.heads) == {(0, 3), (2, 1), (1, 1)}
+    with pytest.raises(ValueError, match="different schedules"):
+        union_profiles([base, _profile(llama, heads=[(1, 1)])])
+    with pytest.raises(ValueError, match="at least two"):
+        union_profiles([base])
+    other = HeadProfile(model_name="x", n_layers=llama.cfg.n_layers + 1, n_heads=llama.cfg.n_heads, heads=[(0, 0)],
+                        provenance={"schedule": "prompt"})
+    with pytest.raises(ValueError, match="one model"):
+        union_profiles([base, other])
+    moved = _profile(llama, heads=[(1, 1)], provenance={"schedule": "prompt"}, fingerprint=ModelFingerprint(
+        fp.probe, tuple(x + 1.0 for x in fp.logprobs), fp.dtype))
+    with pytest.raises(ValueError, match="different weights"):
+        union_profiles([base, moved])
+
+
+def test_cli_profile_union(llama, tmp_path, capsys):
+    from pasta_lens.cli import main
+
+    a = _profile(llama, heads=[(0, 3)], provenance={"schedule": "prompt"}).save(tmp_path / "a.json")
+    b = _profile(llama, heads=[(1, 0)], alpha=0.1, provenance={"schedule": "prompt"}).save(tmp_path / "b.json")
+    out = tmp_path / "ab.json"
+    assert main(["profile", "union", str(a), str(b), "--out", str(out)]) == 0
+    assert "2 heads (1 + 1" in capsys.readouterr().out
+    ab = HeadProfile.load(out)
+    assert ab.head_alphas == {(0, 3): 0.01, (1, 0): 0.1} and ab.command.startswith("pasta-lens profile union")
+    c = _profile(llama, heads=[(1, 1)]).save(tmp_path / "c.json")  # schedule all
+    assert main(["profile", "union", str(a), str(c), "--out", str(tmp_path / "ac.json")]) == 2
+    assert "different schedules" in capsys.readouterr().err

@@ -267,6 +267,19 @@ def _check_arguments(args: argparse.Namespace) -> list[str]:
 def _cmd_profile(args: argparse.Namespace) -> int:
     from pasta_lens.io import file_lock
 
+    if args.profile_command == "union":
+        from pasta_lens.cli import read_profile
+        from pasta_lens.profile import union_profiles
+
+        if len(args.profiles) < 2:
+            raise ValueError("pasta-lens profile union needs at least two profiles.")
+        profiles = [read_profile(name, "profile union") for name in args.profiles]
+        command = shlex.join(["pasta-lens", "profile", "union", *args.profiles, "--out", str(args.union_out)])
+        union = union_profiles(profiles, names=args.profiles, command=command)
+        union.save(args.union_out)
+        print(f"{len(union.heads)} heads ({' + '.join(str(len(p.heads)) for p in profiles)} in "
+              f"{', '.join(args.profiles)}), schedule {union.provenance['schedule']}. Wrote {args.union_out}")
+        return 0
     if args.profile_command == "plot":
         from pasta_lens.plot import plot_profile
 
@@ -351,7 +364,8 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("profile", help="profile heads on tasks and save a head profile (or: profile plot)",
                        description="Score every attention head on the tasks' train examples, select heads "
                                    "(per-task top-k combined), and save a HeadProfile JSON. "
-                                   "`pasta-lens profile plot PROFILE --out x.png` draws one.")
+                                   "`pasta-lens profile plot PROFILE --out x.png` draws one; `pasta-lens profile union A B "
+                                   "--out C` combines profiles.")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default: {DEFAULT_MODEL})")
     p.add_argument("--tasks", default=DEFAULT_TASKS, help=f"comma-separated tasks (default: {DEFAULT_TASKS})")
     p.add_argument("--n", "--n-examples", dest="n", type=int, default=200,
@@ -412,3 +426,9 @@ def add_parser(sub: Any) -> None:
     plot.add_argument("profile", help="a shipped profile name (e.g. smollm2-135m-instruct) or a JSON path")
     plot.add_argument("--out", dest="plot_out", required=True, help="PNG file to write")
     plot.add_argument("--task", action="append", default=None, help="plot only this task (repeatable)")
+    union = plot_sub.add_parser("union", help="one profile steering the heads of several (strongest alpha wins)",
+                                description="Combine profiles of one model and one schedule into one that steers "
+                                            "every head of each, a head in several at its smallest alpha "
+                                            "(e.g. the multi-task intersection plus heads learned for one task).")
+    union.add_argument("profiles", nargs="+", help="shipped profile names or JSON paths (two or more)")
+    union.add_argument("--out", dest="union_out", required=True, help="where to write the combined profile JSON")
