@@ -1,0 +1,170 @@
+"""Exploration harness behind results/learned_smollm2.md (issue 11): learned per-head strengths with objective
+variants the package does not ship, each trained and then evaluated on the validation split (n = 20 per task).
+
+    .venv/bin/python scripts/learned_variants.py --tag m1                       # 4 tasks, schedule prompt
+    .venv/bin/python scripts/learned_variants.py --tag m2 --cap 1.0 --clip 100  # gain cap 1 nat per answer token
+    .venv/bin/python scripts/learned_variants.py --tag m3 --gradnorm 1 --focus 1 --nt 1
+    .venv/bin/python scripts/learned_variants.py --tag m4 --init max --focus 1 --nt 1
+    .venv/bin/python scripts/learned_variants.py --tag r1 --tasks json --base smollm2-135m-instruct --steps 80 --nt 1
+    .venv/bin/python scripts/learned_variants.py --tag r2 --base smollm2-135m-instruct --nt 1
+
+It re-implements the training step of :func:`pasta_lens.profiling.learn_alphas` (same parametrisation, KL term,
+sparsity, Adam) so that the variants can differ from it:
+
+* chat targets end with ``<|im_end|>`` (``--eos 1``, as ``--end-turn``), rows steered per ``--sched``;
+* CounterFact's term is ``log P(new)/token + min(log P(new_1) - log P(old_1), --clip)`` (the package's objective
+  without the clip is ``log P(new) - log P(old_1)``, summed and divided by the answer length);
+* ``--cap C``: an example's term at most C above its unsteered value (the package's ``gain_cap``);
+* ``--focus 1``: the pronoun term is the mean log-prob of the gold tokens that differ from the bio restated with its
+  own pronouns (difflib on token ids), not of the whole rewrite;
+* ``--gradnorm 1``: each task's gradient scaled to unit L2 norm before they are summed;
+* ``--init max``: logits start from the max over tasks of the normalised attribution, not the mean;
+* ``--base P``: P's heads steered at their alphas during training and added to the result (``--base-profile``).
+
+Initial logits come from the attribution tables stored in ``smollm2-135m-instruct-attribution`` (100 train examples
+per task, targets without the end-of-turn marker). Each step draws one train example per task with a generator
+seeded by ``crc32(f"{step}:{task}")``. Writes ``OUT/g_TAG.pt``, ``OUT/prof_TAG.json`` and the evaluation run
+``OUT/ev_TAG``.
+"""
+import argparse
+import time
+import zlib
+from pathlib import Path
+
+import torch
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--sched", default="prompt"); ap.add_argument("--steps", type=int, default=100)
+ap.add_argument("--kl", type=float, default=1.0); ap.add_argument("--sp", type=float, default=0.01)
+ap.add_argument("--clip", type=float, default=2.0); ap.add_argument("--eos", type=int, default=1)
+ap.add_argument("--tasks", default="json,pronoun,biasbios,counterfact"); ap.add_argument("--n", type=int, default=40)
+ap.add_argument("--tag", default="m1"); ap.add_argument("--eval", type=int, default=1); ap.add_argument("--valn", type=int, default=20)
+ap.add_argument("--keep", type=float, default=0.5); ap.add_argument("--lr", type=float, default=0.1)
+ap.add_argument("--nt", type=int, default=2); ap.add_argument("--cap", type=float, default=0.0); ap.add_argument("--focus", type=int, default=0); ap.add_argument("--gradnorm", type=int, default=0); ap.add_argument("--init", default="mean"); ap.add_argument("--base", default="")
+ap.add_argument("--out-dir", default="runs/learned-variants")
+a = ap.parse_args()
+out = Path(a.out_dir)
+out.mkdir(parents=True, exist_ok=True)
+torch.set_num_threads(a.nt)
+from pasta_lens import load_model, load_profile
+from pasta_lens.tasks import get_task
+from pasta_lens.objectives import ProfilingExample, target_logprob
+from pasta_lens.steering import key_weights, pattern_hook_name, scheduled_rescale
+from pasta_lens.schedule import Schedule
+from pasta_lens.profiling.learned import strengths_to_alphas, init_logits, _prompt_kl, LearnedAlphas, learned_profile
+from pasta_lens.evaluation import evaluate
+
+model = load_model("smollm2-135m-instruct")
+tasks = a.tasks.split(",")
+end_id = model.tokenizer.convert_tokens_to_ids("<|im_end|>")
+data = {}
+for t in tasks:
+    task = get_task(t)
+    exs = task.profiling_examples(model, split="train", n=a.n)
+    rows = []
+    for ex in exs:
+        tokens, n_ans = ex.tokens, ex.tokens.shape[1] - ex.n_prompt
+        if a.eos and task.chat:
+            tokens = torch.cat([tokens, torch.tensor([[end_id]])], 1); n_ans += 1
+        contrast = task.contrast  # method
+        focus = None
+        if a.focus and t == "pronoun":
+            import difflib
+            bio = task.examples("train", a.n)[len(rows)]
+            gold = tokens[0, ex.n_prompt:].tolist()
+            orig_text = task.answer(bio).replace(bio.neutral.rstrip(), bio.context.rstrip())
+            orig = model.tokenizer(orig_text, add_special_tokens=False)["input_ids"]
+            focus = torch.zeros(len(gold), dtype=torch.bool)
+            for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=gold, b=orig, autojunk=False).get_opcodes():
+                if tag in ("replace", "delete"):
+                    focus[i1:i2] = True
+            if len(rows) == 0:
+                print("FOCUS", repr(model.tokenizer.decode([g for g, f in zip(gold, focus) if f])), int(focus.sum()), len(gold))
+        rows.append((tokens, ex.key_mask, ex.n_prompt, n_ans, focus))
+    data[t] = rows
+# CF contrast: first token of old object
+cf_old = {}
+if "counterfact" in tasks:
+    task = get_task("counterfact")
+    from pasta_lens.tasks.base import answer_ids
+    for i, ex in enumerate(task.examples("train", a.n)):
+        cf_old[i] = int(answer_ids(model, task.contrast(ex))[0])
+
+prof = load_profile("smollm2-135m-instruct-attribution")
+init = init_logits({t: prof.scores[t] for t in tasks})
+if a.init == "max":
+    tabs = torch.stack([torch.tensor(prof.scores[t]) / torch.tensor(prof.scores[t]).abs().max() for t in tasks])
+    init = -4.0 + 6.0 * tabs.max(0).values
+g = init.clone().requires_grad_(True)
+opt = torch.optim.Adam([g], lr=a.lr)
+sched = Schedule.parse(a.sched)
+
+base_mask = torch.zeros_like(init, dtype=torch.bool); base_alpha = torch.ones_like(init)
+if a.base:
+    bp = load_profile(a.base)
+    for (l, h) in bp.heads:
+        base_mask[l, h] = True; base_alpha[l, h] = (bp.head_alphas or {}).get((l, h), bp.alpha or 0.01)
+    print("base", len(bp.heads))
+def hooks(g, key_mask, n_prompt):
+    alphas = torch.where(base_mask, base_alpha, strengths_to_alphas(g, 0.01))
+    def make(L):
+        def hook(pattern, hook):
+            w = key_weights(key_mask, pattern.shape[-1], alphas[L])
+            return scheduled_rescale(pattern, w, sched, n_prompt)
+        return hook
+    return [(pattern_hook_name(L), make(L)) for L in range(g.shape[0])]
+
+def term(logits, tokens, n_prompt, n_ans, t, i):
+    logp = torch.log_softmax(logits[0, n_prompt - 1:n_prompt - 1 + n_ans].float(), -1)
+    per = logp.gather(-1, tokens[0, n_prompt:n_prompt + n_ans, None]).squeeze(-1)
+    focus = data[t][i][4]
+    lp = per[focus].mean() if focus is not None else per.sum() / n_ans
+    if t == "counterfact":
+        margin = logp[0, tokens[0, n_prompt]] - logp[0, cf_old[i]]
+        lp = lp + torch.clamp(margin, max=a.clip)
+    return lp
+
+t0 = time.time(); hist = []
+for s in range(a.steps):
+    grad = torch.zeros_like(g); rec = {}
+    for t in tasks:
+        gen = torch.Generator().manual_seed(zlib.crc32(f"{s}:{t}".encode()))
+        i = int(torch.randint(len(data[t]), (1,), generator=gen))
+        tokens, km, npr, n_ans, _f = data[t][i]
+        with torch.no_grad():
+            base = model(tokens)
+            b = float(term(base, tokens, npr, n_ans, t, i))
+        with torch.enable_grad():
+            with model.hooks(fwd_hooks=hooks(g, km, npr)):
+                logits = model(tokens)
+            v = term(logits, tokens, npr, n_ans, t, i)
+            if a.cap > 0: v = torch.clamp(v, max=b + a.cap)
+            kl = _prompt_kl(logits, base, npr)
+            loss = (-v + a.kl * kl) / len(tasks)
+            (dg,) = torch.autograd.grad(loss, [g])
+        if a.gradnorm: dg = dg / dg.norm().clamp_min(1e-12)
+        grad += dg; rec[t] = float(v) - b; rec["kl_" + t] = float(kl)
+    with torch.enable_grad():
+        pen = a.sp * torch.sigmoid(g).sum(); (dp,) = torch.autograd.grad(pen, [g])
+    g.grad = grad + dp; opt.step(); g.grad = None; hist.append(rec)
+    if s % 10 == 9 or s == a.steps - 1:
+        last = hist[-10:]
+        print(f"step {s+1} " + " ".join(f"{k}={sum(h[k] for h in last)/len(last):.3f}" for k in rec) +
+              f" nstrong={(torch.sigmoid(g)>0.5).sum().item()} t={time.time()-t0:.0f}", flush=True)
+torch.save(g.detach(), out / f"g_{a.tag}.pt")
+alphas = strengths_to_alphas(g.detach(), 0.01)
+kept = {(int(l), int(h)): float(alphas[l, h]) for l, h in torch.nonzero(alphas < a.keep).tolist() if not base_mask[l, h]}
+print("kept", len(kept), sorted(((k, round(v, 3)) for k, v in kept.items()), key=lambda kv: kv[1]))
+if a.eval:
+    la = LearnedAlphas(g=g.detach(), init_g=init, alpha_min=0.01, steps=a.steps, history=(), n_examples={t: a.n for t in tasks},
+                       settings=dict(lr=a.lr, kl_weight=a.kl, sparsity=a.sp, alpha_min=0.01, per_step=1, seed=0))
+    p = learned_profile(model, "smollm2-135m-instruct", la, keep_below=a.keep, provenance={"schedule": a.sched})
+    if a.base:
+        import dataclasses
+        al = dict(p.head_alphas)
+        for (l, h) in bp.heads: al[(l, h)] = float(base_alpha[l, h])
+        p = dataclasses.replace(p, heads=tuple(al), head_alphas=al)
+        print("union", len(al))
+    p.save(out / f"prof_{a.tag}.json")
+    res = evaluate(model, "all", ["pasta"], split="validation", n=a.valn, profile=p, out_dir=out / f"ev_{a.tag}", progress=False)
+    print(res.table)
