@@ -47,7 +47,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from pasta_lens.generation import default_heads
+from pasta_lens.generation import default_heads, default_profile
 from pasta_lens.objectives import ProfilingExample
 from pasta_lens.spans import Emphasis
 from pasta_lens.steering import (
@@ -56,6 +56,7 @@ from pasta_lens.steering import (
     HeadSpec,
     HookFn,
     ScalePosition,
+    describe_alpha,
     group_by_layer,
     normalize_heads,
     resolve_alpha,
@@ -186,6 +187,7 @@ def span_attention(
         >>> sa = span_attention(model, emphasize(model, "Maria is a nurse. *Answer in JSON.*"), {20: [0, 3]})
         >>> sa.of_heads()        # (mass before, mass after) at the steered heads
     """
+    heads = default_profile(model)[0] if heads is None else heads  # the shipped profile: its alphas too
     alpha = resolve_alpha(heads, alpha)  # None: a learned profile's per-head alphas, else 0.01
     pairs = _heads_for(model, heads, allow_transfer)
     n_layers = model.cfg.n_layers
@@ -357,6 +359,7 @@ def patch_steered_heads(
     from transformer_lens import patching
 
     tokens, key_mask = _unpadded(emphasis)
+    heads = default_profile(model)[0] if heads is None else heads  # the shipped profile: its alphas too
     alpha = resolve_alpha(heads, alpha)  # None: a learned profile's per-head alphas, else 0.01
     pairs = _heads_for(model, heads, allow_transfer)
     patched = pairs if candidates is None else _heads_for(model, candidates, allow_transfer)
@@ -409,6 +412,7 @@ def cumulative_patching(
         >>> plot_ablation({"patch top-k heads": curve}, "k")
     """
     tokens, key_mask = _unpadded(emphasis)
+    heads = default_profile(model)[0] if heads is None else heads  # the shipped profile: its alphas too
     alpha = resolve_alpha(heads, alpha)  # None: a learned profile's per-head alphas, else 0.01
     pairs = _heads_for(model, heads, allow_transfer)
     order = tuple(tuple(h) for h in order)
@@ -477,7 +481,7 @@ def attention_report(
     text: str,
     heads: Optional[Sequence[Head]] = None,
     *,
-    alpha: float = 0.01,
+    alpha: Optional[float] = None,
     chat: bool = False,
     markers: Union[str, tuple[str, str]] = "*",
     out: Union[str, os.PathLike, None] = None,
@@ -494,7 +498,9 @@ def attention_report(
     em = emphasize(model, text, chat=chat, markers=markers)
     sa = span_attention(model, em, heads, alpha=alpha)
     before, after = sa.per_layer()
-    lines = [f"heads steered: {len(sa.heads)}   alpha: {alpha}",
+    shown = alpha if alpha is not None else describe_alpha(resolve_alpha(
+        default_profile(model)[0] if heads is None else heads))
+    lines = [f"heads steered: {len(sa.heads)}   alpha: {shown}",
              "layer  unsteered  steered   (attention on the span, mean over the layer's heads)"]
     for layer, (b, a) in enumerate(zip(before.tolist(), after.tolist())):
         lines.append(f"{layer:5d}  {b:9.3f}  {a:7.3f}" + ("   steered" if layer in sa.steered_layers else ""))

@@ -50,8 +50,9 @@ def default_profile(model: Any) -> tuple[Any, str]:
         return interim_heads(model), INTERIM_HEADS_NOTE
     name, profile = found
     schedule = profile.provenance.get("schedule")
-    return profile, (f"shipped profile {name!r}: {len(profile.heads)} heads, {profile.strategy} of the "
-                     f"per-task top-{profile.k} over {', '.join(profile.tasks)} ({profile.method})"
+    how = (f"{profile.strategy} of the per-task top-{profile.k} over {', '.join(profile.tasks)}"
+           if profile.k is not None else f"over {', '.join(profile.tasks)}")
+    return profile, (f"shipped profile {name!r}: {len(profile.heads)} heads, {how} ({profile.method})"
                      + (f", chosen with schedule {schedule!r}" if schedule else ""))
 
 

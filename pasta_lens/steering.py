@@ -222,6 +222,14 @@ def resolve_alpha(heads: HeadSpec, alpha: Optional[AlphaSpec] = None) -> AlphaSp
     return DEFAULT_ALPHA
 
 
+def describe_alpha(alpha: AlphaSpec) -> str:
+    """A short human-readable form of a resolved alpha: ``"0.01"``, or ``"per head, 0.01-0.43 (46 heads)"``."""
+    if isinstance(alpha, Mapping):
+        values = [float(a) for a in alpha.values()]
+        return f"per head, {min(values):.3g}-{max(values):.3g} ({len(values)} heads)" if values else "per head"
+    return f"{float(alpha):g}"
+
+
 def resolve_schedule(heads: HeadSpec, schedule: Optional[ScheduleSpec] = None) -> Schedule:
     """The schedule to steer ``heads`` with: an explicit ``schedule`` wins, else the profile's own, else "all".
 

@@ -68,7 +68,26 @@ def test_readme_demo_claim(smollm2, capsys):
     out = capsys.readouterr().out
     assert re.search(r"heads: \d+ \(shipped profile 'smollm2-135m-instruct'", out), out
     assert "schedule: prompt" in out, out  # the shipped profile is steered with the schedule it was chosen with
+    assert "alpha: per head, 0.01-" in out, out  # ... and at its learned per-head alphas, not a blanket 0.01
     unsteered = out.split("=== unsteered ===\n", 1)[1].split("=== steered ===\n")[0]
     steered = out.split("=== steered ===\n", 1)[1]
     first_word = lambda s: re.findall(r"[A-Za-z]+", s)[0].lower()  # noqa: E731
     assert (first_word(unsteered), first_word(steered)) == ("guitar", "piano"), out
+
+
+def test_default_profile_is_used_at_its_own_alphas_everywhere(smollm2):
+    """With no heads given, generation and the attention analysis steer the shipped profile's heads at its learned
+    per-head alphas (as steer(model, profile, em) does), not its heads at a blanket 0.01."""
+    from pasta_lens import emphasize, generate, load_profile
+    from pasta_lens.analysis import span_attention
+
+    profile = load_profile("smollm2-135m-instruct")
+    assert profile.head_alphas and len(set(profile.head_alphas.values())) > 1
+    text = "Maria Lopez is a nurse. *Answer the occupation of Maria Lopez in json format.*"
+    assert generate(smollm2, text, chat=True, max_new_tokens=16) == generate(smollm2, text, profile, chat=True,
+                                                                            max_new_tokens=16)
+    em = emphasize(smollm2, text, chat=True)
+    by_default, explicit = span_attention(smollm2, em), span_attention(smollm2, em, profile)
+    assert torch.equal(by_default.steered, explicit.steered)
+    blanket = span_attention(smollm2, em, profile.heads, alpha=0.01)
+    assert not torch.equal(blanket.steered, explicit.steered)

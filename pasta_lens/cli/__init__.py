@@ -60,15 +60,17 @@ def add_prompt_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--heads", default=None,
                    help="heads to steer as LAYER:HEAD pairs, e.g. 20:0,20:3 or 21:* (default: the model's "
                         "default head set; the command prints which)")
-    p.add_argument("--alpha", type=float, default=0.01,
-                   help="factor on attention to non-emphasised prompt tokens, in (0, 1] (default 0.01)")
+    p.add_argument("--alpha", type=float, default=None,
+                   help="factor on attention to non-emphasised prompt tokens, in (0, 1] (default: the profile's "
+                        "per-head alphas when it has them, else 0.01)")
     p.add_argument("--markers", default="*", help="emphasis marker, or OPEN,CLOSE (e.g. '<em>,</em>')")
 
 
 def check_prompt_arguments(args: argparse.Namespace) -> None:
     """Check the shared prompt arguments before the model loads (~20 s): alpha's range and the heads' syntax
     (their range needs the model's shape and is checked when steering)."""
-    check_alpha(args.alpha)
+    if args.alpha is not None:
+        check_alpha(args.alpha)
     if args.heads:
         parse_heads(args.heads, n_heads=1)
     if not args.text.strip():

@@ -18,7 +18,7 @@ from pasta_lens.schedule import SCHEDULE_HELP
 def _cmd_steer(args: argparse.Namespace) -> int:
     from pasta_lens.generation import default_profile, generate, select_engine
     from pasta_lens.models import load_model
-    from pasta_lens.steering import resolve_schedule
+    from pasta_lens.steering import describe_alpha, resolve_alpha, resolve_schedule
 
     check_prompt_arguments(args)
     model = load_model(args.model)
@@ -34,7 +34,8 @@ def _cmd_steer(args: argparse.Namespace) -> int:
     unsteered = generate(model, args.text, **common, steered=False)
     steered = generate(model, args.text, spec, alpha=args.alpha, scale_position=args.scale_position,
                        schedule=schedule, **common)
-    print(f"model: {args.model}   heads: {len(heads)} ({source})   alpha: {args.alpha}   schedule: {schedule}   "
+    alpha = describe_alpha(resolve_alpha(spec, args.alpha))  # a learned profile's own alphas unless --alpha
+    print(f"model: {args.model}   heads: {len(heads)} ({source})   alpha: {alpha}   schedule: {schedule}   "
           f"engine: {engine}" + (f" ({why})" if why else ""))
     print("=== unsteered ===")
     print(unsteered)
