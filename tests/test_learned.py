@@ -566,7 +566,7 @@ def test_cli_learned_on_a_base_profile(tiny_dir, tmp_path, capsys):
     from pasta_lens.cli import main
 
     base = HeadProfile(model_name="tiny", n_layers=3, n_heads=4, heads=[(0, 1), (2, 3)], alpha=0.01,
-                       provenance={"schedule": "prompt"})
+                       tasks=("counterfact",), provenance={"schedule": "prompt"})
     path = base.save(tmp_path / "base.json")
     out = tmp_path / "learned.json"
     argv = ["profile", "--model", tiny_dir, "--tasks", "json,counterfact", "--n", "2", "--method", "learned",
@@ -580,3 +580,5 @@ def test_cli_learned_on_a_base_profile(tiny_dir, tmp_path, capsys):
     assert profile.head_alphas[(0, 1)] == profile.head_alphas[(2, 3)] == 0.01
     assert profile.provenance["base_profile"]["heads"] == [[0, 1], [2, 3]]
     assert f"--base-profile {path}" in profile.command and profile.provenance["schedule"] == "prompt"
+    assert profile.tasks == ("counterfact", "json")  # the base's tasks chose heads too
+    assert set(profile.scores) == {"json", "counterfact"}  # the learned run's attribution tables

@@ -144,7 +144,8 @@ def run_learned(args: argparse.Namespace, model: Any, examples: dict[str, list],
         provenance["base_profile"] = {"profile": str(args.base_profile), "method": args.base.method,
                                       "command": args.base.command, "heads": [list(h) for h in args.base.heads]}
     profile = learned_profile(model, args.model, learned, keep_below=args.keep_below, task_scores=scores,
-                              seed=args.seed, command=learned_command(args), provenance=provenance)
+                              seed=args.seed, command=learned_command(args), provenance=provenance,
+                              base_profile=args.base)
     profile.save(args.out)
     losses = learned.losses()
     on_base = f" ({len(learned.base)} of them the base profile's)" if learned.base else ""

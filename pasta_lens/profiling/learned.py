@@ -514,9 +514,13 @@ def learned_profile(
     seed: Optional[int] = None,
     command: Optional[str] = None,
     provenance: Optional[Mapping[str, Any]] = None,
+    base_profile: Optional[HeadProfile] = None,
 ) -> HeadProfile:
     """A :class:`~pasta_lens.profile.HeadProfile` of the heads with ``alpha < keep_below``, each at its alpha, and
     of the ``base`` heads the strengths were learned on top of (at their fixed alphas).
+
+    ``base_profile``: the profile the base came from; its tasks (whose examples chose the base heads), example
+    counts and score tables join the result's (for a task in both, the learned run's own table and count).
 
     ``scores`` hold the attribution tables the logits were initialised from (``task_scores``), ``alpha`` is
     ``alpha_min`` (the strength those scores were measured at), ``k`` and ``strategy`` are None (no top-k
@@ -566,9 +570,14 @@ def learned_profile(
         "init_logits": [[round(float(x), 4) for x in row] for row in learned.init_g.tolist()],
     })
     scores = {t: s.scores for t, s in (task_scores or {}).items()}
+    n_examples = dict(learned.n_examples)
+    if base_profile is not None:
+        tasks = tuple(dict.fromkeys(tuple(base_profile.tasks) + tasks))
+        scores = {**dict(base_profile.scores), **scores}
+        n_examples = {**dict(base_profile.n_examples), **n_examples}
     return HeadProfile(
         model_name=model_name, n_layers=int(model.cfg.n_layers), n_heads=int(model.cfg.n_heads),
         heads=tuple(steered), head_alphas=steered, weights_hash=weights_hash(model),
         fingerprint=ModelFingerprint.of(model),
         tasks=tasks, method=method, alpha=st["alpha_min"], k=None, strategy=None,
-        n_examples=dict(learned.n_examples), seed=seed, command=command, scores=scores, provenance=prov)
+        n_examples=n_examples, seed=seed, command=command, scores=scores, provenance=prov)
