@@ -150,16 +150,20 @@ def test_shipped_smollm2_profile_is_the_default_head_set(smollm2):
     assert set(profile.tasks) == {"json", "pronoun", "biasbios", "counterfact"}
     assert profile.command.startswith("pasta-lens profile --model smollm2-135m-instruct")
     assert profile.provenance["split"] == "train" and len(profile.scores) == 4
-    # chosen on validation by the tasks' metrics with a fluency floor, and used with the schedule it was chosen with
-    assert profile.provenance["selected_by"] == "metric" and profile.provenance["fluency_floor_met"] is True
+    # learned JSON strengths on top of the metric-selected intersection, trained and used with schedule prompt
+    assert profile.method.startswith("learned") and "--base-profile smollm2-135m-instruct-metric" in profile.command
+    base = load_profile(profile.provenance["base_profile"]["profile"])
+    assert base.provenance["selected_by"] == "metric" and base.provenance["fluency_floor_met"] is True
+    assert all(profile.head_alphas[h] == base.alpha for h in base.heads)  # the base kept at its strength
+    assert len(profile.heads) > len(base.heads)
     assert profile.provenance["schedule"] == "prompt" and "schedule 'prompt'" in note
     text = "Maria is a nurse who lives in Paris. *Answer in JSON.*"
     by_default = generate(smollm2, text, max_new_tokens=12)
-    assert by_default == generate(smollm2, text, profile.heads, max_new_tokens=12, schedule="prompt")
-    assert by_default != generate(smollm2, text, profile.heads, max_new_tokens=12, schedule="all")
-    # the profile its scores came from, shipped beside it under its own name
-    source = load_profile(profile.provenance["scores_from"]["profile"])
-    assert source.model_name == profile.model_name and set(profile.heads) <= set(source.heads)
+    assert by_default == generate(smollm2, text, profile, max_new_tokens=12, schedule="prompt")
+    assert by_default != generate(smollm2, text, profile, max_new_tokens=12, schedule="all")
+    # the profile its base's scores came from, shipped beside it under its own name
+    source = load_profile(base.provenance["scores_from"]["profile"])
+    assert source.model_name == profile.model_name and set(base.heads) <= set(source.heads)
 
 
 def test_pyproject_installs_every_subpackage_and_the_registry():

@@ -230,7 +230,7 @@ def test_prompt_schedule_on_smollm2_keeps_the_first_token_then_departs(smollm2):
     task = get_task("json")
     ex = task.examples("validation", 1)[0]
     em = emphasis_of(smollm2, [task.render(smollm2, task.queries(ex, "default")[0].markup, Rendering("none", ()))])
-    heads = load_profile("smollm2-135m-instruct").heads
+    heads = load_profile("smollm2-135m-instruct-metric").heads  # 12 heads at 0.01
     with torch.inference_mode():
         plain = generate_tokens(smollm2, em, 24, stop_at_eos=False)
     runs = {}
