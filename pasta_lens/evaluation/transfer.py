@@ -195,8 +195,8 @@ def transfer(
                          f"{_fmt(by['zero-shot'], metric)} | {_fmt(by['full'], metric)} ({h['full']} heads) | "
                          f"{_fmt(by['held-out'], metric)} ({h['held-out']} heads{_k_note(h['held-out k'])}) | {better} |")
     note = (f"{split} split, n = {n} per task; accuracies in %, fluency in bits; 95% intervals in brackets (Wilson "
-            "for accuracies, mean +- 1.96 SE otherwise). The leave-one-out profile of a task was selected from the "
-            "other tasks' scores only.")
+            "for accuracies, mean +- 1.96 SE otherwise). The leave-one-out profile of a task was made without it (its "
+            "examples and scores played no part).")
     table = "\n".join(lines + ["", note]) + "\n"
     if out is not None:
         atomic_write_text(out / "table.md", table)
