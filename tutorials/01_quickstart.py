@@ -108,8 +108,10 @@ head_before, head_after = span.of_heads()
 print(f"steered heads: mean attention on the span {head_before.mean():.3f} -> {head_after.mean():.3f}")
 
 # %% [markdown]
-# Layers before the first steered layer are untouched (their inputs do not change); in the steered layers the
-# mass on the span rises, and later layers shift too (they read the steered heads' outputs). One head up close: its last query row (the position that predicts the answer),
+# Layers before the first steered layer are untouched (their inputs do not change); at every steered head the mass
+# on the span rises, while a layer's mean over all its heads can fall (its unsteered heads read a residual stream
+# that earlier steering changed), and later layers shift too. One head up close: its last query row (the position
+# that predicts the answer),
 # without and with steering, from a `run_with_cache` we do by hand.
 
 # %%
