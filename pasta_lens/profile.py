@@ -42,7 +42,7 @@ from torch import Tensor
 
 from pasta_lens.fingerprint import FINGERPRINT_ATOL, ModelFingerprint, tolerance
 from pasta_lens.io import atomic_write_text
-from pasta_lens.steering import Head, check_alpha, normalize_heads, validate_heads
+from pasta_lens.steering import Head, check_alpha, normalize_heads, resolve_schedule, validate_heads
 
 SCHEMA_VERSION = 2
 """Version of the JSON layout written by :meth:`HeadProfile.save`; bumped on incompatible changes."""
@@ -424,11 +424,10 @@ def union_profiles(profiles: Sequence[HeadProfile], names: Optional[Sequence[str
         ValueError: fewer than two profiles, different shapes, weights or schedules.
 
     Example:
-        >>> both = union_profiles([load_profile("smollm2-135m-instruct"), load_profile("runs/json-learned.json")])
+        >>> both = union_profiles([load_profile("smollm2-135m-instruct-metric"),
+        ...                        load_profile("smollm2-135m-instruct-json-learned")])
         >>> both.head_alphas    # every head at its alpha
     """
-    from pasta_lens.steering import resolve_schedule
-
     profiles = list(profiles)
     names = list(names) if names is not None else [p.model_name for p in profiles]
     if len(profiles) < 2 or len(names) != len(profiles):

@@ -195,7 +195,8 @@ class LearnedAlphas:
 
 
 # ----------------------------------------------------------------------------------------------- one step
-def _with_base(alphas: Float[Tensor, "layer head"], base: Mapping[Head, float]) -> Float[Tensor, "layer head"]:
+def _with_base(alphas: Float[Tensor, "layer head"], base: Optional[Mapping[Head, float]]
+               ) -> Float[Tensor, "layer head"]:
     """``alphas`` with every base head replaced by its fixed alpha (no gradient reaches those heads' logits)."""
     if not base:
         return alphas
@@ -207,7 +208,7 @@ def _with_base(alphas: Float[Tensor, "layer head"], base: Mapping[Head, float]) 
 
 
 def _hooks(g: Tensor, alpha_min: float, key_mask: Tensor, schedule: ScheduleSpec = None,
-           base: Mapping[Head, float] = {}) -> list[tuple[str, Callable[[Tensor, Any], Tensor]]]:
+           base: Optional[Mapping[Head, float]] = None) -> list[tuple[str, Callable[[Tensor, Any], Tensor]]]:
     """One hook per layer, steering all its heads at ``alpha_min ** sigmoid(g[layer])`` (gradient flows to g; a
     ``base`` head at its fixed alpha), on the query rows ``schedule`` steers (teacher-forced answer tokens play
     the generated tokens' part)."""
@@ -243,7 +244,7 @@ def _prompt_kl(steered: Tensor, unsteered: Tensor, n_prompt: int) -> Tensor:
 
 def example_loss(model: Any, ex: ProfilingExample, g: Tensor, alpha_min: float, kl_weight: float,
                  schedule: ScheduleSpec = None, gain_cap: Optional[float] = None,
-                 base: Mapping[Head, float] = {}) -> tuple[Tensor, dict[str, float]]:
+                 base: Optional[Mapping[Head, float]] = None) -> tuple[Tensor, dict[str, float]]:
     """One example's ``- f(steered) / n_answer + kl_weight * KL`` (differentiable in ``g``) and its parts.
 
     ``schedule``: the rows steered (the answer tokens are the generated ones); ``gain_cap``: the task term counts
@@ -309,7 +310,7 @@ def base_alphas(profile: Any, alpha: Optional[float] = None) -> dict[Head, float
     ``alpha``, else 0.01): the ``base`` of :func:`learn_alphas`.
 
     Example:
-        >>> base_alphas(load_profile("smollm2-135m-instruct"))     # {(6, 8): 0.01, (7, 1): 0.01, ...}
+        >>> base_alphas(load_profile("smollm2-135m-instruct-metric"))     # {(6, 8): 0.01, (7, 1): 0.01, ...}
     """
     own = dict(getattr(profile, "head_alphas", None) or {})
     default = float(alpha if alpha is not None else (getattr(profile, "alpha", None) or 0.01))
@@ -460,7 +461,9 @@ def _train(model: Any, examples: dict[str, list[ProfilingExample]], init: Tensor
     sizes = {t: len(e) for t, e in examples.items()}
     alpha_min, kl_weight, sparsity = settings["alpha_min"], settings["kl_weight"], settings["sparsity"]
     base = {(int(layer), int(head)): float(alpha) for layer, head, alpha in settings["base"]}
-    free = ~_with_base(torch.zeros(g.shape), {h: 1.0 for h in base}).bool()  # the heads being learned
+    free = torch.ones(g.shape, dtype=torch.bool)  # the heads being learned: all but the base's
+    for layer, head in base:
+        free[layer, head] = False
     n_terms = len(examples) * settings["per_step"]
     bar: Any = range(step, steps)
     if progress:
