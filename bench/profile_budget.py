@@ -1,7 +1,7 @@
 """Wall time of a full 4-task head profile of SmolLM2-135M-Instruct against the 20-minute budget (issue 11).
 
     python bench/profile_budget.py [--threads 2] [--out results/profile_budget.md]
-    python bench/profile_budget.py --profile smollm2-135m-instruct-json-learned --out results/profile_budget_learned.md
+    python bench/profile_budget.py --profile smollm2-135m-instruct-learned --out results/profile_budget_learned.md
 
 Runs, in a fresh subprocess with a fresh (temporary) checkpoint folder, the command that made the shipped
 ``profiles/smollm2-135m-instruct-attribution.json`` (its ``command``: attribution scores of all 270

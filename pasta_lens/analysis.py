@@ -47,7 +47,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from pasta_lens.generation import default_heads, default_profile
+from pasta_lens.generation import default_profile
 from pasta_lens.objectives import ProfilingExample
 from pasta_lens.spans import Emphasis
 from pasta_lens.steering import (
@@ -89,10 +89,14 @@ def _z_name(layer: int) -> str:
     return f"blocks.{layer}.attn.hook_z"
 
 
-def _heads_for(model: Any, heads: Optional[HeadSpec], allow_transfer: bool = False) -> tuple[Head, ...]:
-    """The heads to steer on ``model``, checked by :func:`pasta_lens.steering.resolve_heads` (a profile from
-    another model is refused unless ``allow_transfer=True``, exactly as in :func:`pasta_lens.steer`)."""
-    return resolve_heads(model, default_heads(model)[0] if heads is None else heads, allow_transfer=allow_transfer)
+def _steering(model: Any, heads: Optional[HeadSpec], alpha: Optional[AlphaSpec], allow_transfer: bool = False
+              ) -> tuple[tuple[Head, ...], AlphaSpec]:
+    """The heads to steer on ``model`` and their alpha. ``heads=None``: the model's default profile itself, so a
+    learned default is steered at its own per-head alphas; ``alpha=None``: a profile's per-head alphas, else 0.01
+    (:func:`pasta_lens.steering.resolve_alpha`). The heads are checked by :func:`pasta_lens.steering.resolve_heads`
+    (a profile from another model is refused unless ``allow_transfer=True``, exactly as in :func:`pasta_lens.steer`)."""
+    heads = default_profile(model)[0] if heads is None else heads
+    return resolve_heads(model, heads, allow_transfer=allow_transfer), resolve_alpha(heads, alpha)
 
 
 # ----------------------------------------------------------------------------------------------- span attention
@@ -187,9 +191,7 @@ def span_attention(
         >>> sa = span_attention(model, emphasize(model, "Maria is a nurse. *Answer in JSON.*"), {20: [0, 3]})
         >>> sa.of_heads()        # (mass before, mass after) at the steered heads
     """
-    heads = default_profile(model)[0] if heads is None else heads  # the shipped profile: its alphas too
-    alpha = resolve_alpha(heads, alpha)  # None: a learned profile's per-head alphas, else 0.01
-    pairs = _heads_for(model, heads, allow_transfer)
+    pairs, alpha = _steering(model, heads, alpha, allow_transfer)
     n_layers = model.cfg.n_layers
     tokens, key_mask, attention_mask = _inputs(emphasis)
 
@@ -359,10 +361,8 @@ def patch_steered_heads(
     from transformer_lens import patching
 
     tokens, key_mask = _unpadded(emphasis)
-    heads = default_profile(model)[0] if heads is None else heads  # the shipped profile: its alphas too
-    alpha = resolve_alpha(heads, alpha)  # None: a learned profile's per-head alphas, else 0.01
-    pairs = _heads_for(model, heads, allow_transfer)
-    patched = pairs if candidates is None else _heads_for(model, candidates, allow_transfer)
+    pairs, alpha = _steering(model, heads, alpha, allow_transfer)
+    patched = pairs if candidates is None else resolve_heads(model, candidates, allow_transfer=allow_transfer)
     scalar = _scalar_metric(metric)
     layers = sorted({layer for layer, _ in patched})
     names = {_z_name(layer) for layer in layers}
@@ -412,9 +412,7 @@ def cumulative_patching(
         >>> plot_ablation({"patch top-k heads": curve}, "k")
     """
     tokens, key_mask = _unpadded(emphasis)
-    heads = default_profile(model)[0] if heads is None else heads  # the shipped profile: its alphas too
-    alpha = resolve_alpha(heads, alpha)  # None: a learned profile's per-head alphas, else 0.01
-    pairs = _heads_for(model, heads, allow_transfer)
+    pairs, alpha = _steering(model, heads, alpha, allow_transfer)
     order = tuple(tuple(h) for h in order)
     ks = list(range(len(order) + 1)) if ks is None else [int(k) for k in ks]
     if any(not 0 <= k <= len(order) for k in ks):
@@ -496,11 +494,10 @@ def attention_report(
     from pasta_lens.spans import emphasize
 
     em = emphasize(model, text, chat=chat, markers=markers)
-    sa = span_attention(model, em, heads, alpha=alpha)
+    spec = default_profile(model)[0] if heads is None else heads  # looked up once, shown and steered
+    sa = span_attention(model, em, spec, alpha=alpha)
     before, after = sa.per_layer()
-    shown = alpha if alpha is not None else describe_alpha(resolve_alpha(
-        default_profile(model)[0] if heads is None else heads))
-    lines = [f"heads steered: {len(sa.heads)}   alpha: {shown}",
+    lines = [f"heads steered: {len(sa.heads)}   alpha: {describe_alpha(resolve_alpha(spec, alpha))}",
              "layer  unsteered  steered   (attention on the span, mean over the layer's heads)"]
     for layer, (b, a) in enumerate(zip(before.tolist(), after.tolist())):
         lines.append(f"{layer:5d}  {b:9.3f}  {a:7.3f}" + ("   steered" if layer in sa.steered_layers else ""))

@@ -271,8 +271,6 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         from pasta_lens.cli import read_profile
         from pasta_lens.profile import union_profiles
 
-        if len(args.profiles) < 2:
-            raise ValueError("pasta-lens profile union needs at least two profiles.")
         profiles = [read_profile(name, "profile union") for name in args.profiles]
         command = shlex.join(["pasta-lens", "profile", "union", *args.profiles, "--out", str(args.union_out)])
         union = union_profiles(profiles, names=args.profiles, command=command)
