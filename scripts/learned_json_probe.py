@@ -10,14 +10,12 @@ Initial logits: the JSON attribution table of smollm2-135m-instruct-attribution;
 generator seeded 0. Saves the logits to runs/learned-json-probe/. The package's own route to the same strengths is
 `pasta-lens profile --method learned --tasks json --schedule prompt --end-turn` (profiles/*-json-learned.json).
 """
-import sys, time, json, math, torch
+import sys, time, torch
 import os; torch.set_num_threads(int(os.environ.get("NT","2")))
 from pasta_lens import load_model, generate, load_profile
 from pasta_lens.tasks import get_task
 from pasta_lens.objectives import ProfilingExample, target_logprob
-from pasta_lens.steering import key_weights, pattern_hook_name, scheduled_rescale
-from pasta_lens.schedule import Schedule
-from pasta_lens.profiling.learned import strengths_to_alphas, init_logits, _prompt_kl
+from pasta_lens.profiling.learned import _hooks, _prompt_kl, init_logits, strengths_to_alphas
 from pasta_lens.metrics import json_format_ok, json_occupation_ok
 from pasta_lens.tasks.biographies import occupation_text
 
@@ -42,16 +40,6 @@ prof = load_profile("smollm2-135m-instruct-attribution")
 init = init_logits({"json": prof.scores["json"]})
 g = init.clone().requires_grad_(True)
 opt = torch.optim.Adam([g], lr=0.1)
-sched = Schedule.parse(sched_train)
-
-def hooks(g, key_mask, n_prompt):
-    alphas = strengths_to_alphas(g, 0.01)
-    def make(L):
-        def hook(pattern, hook):
-            w = key_weights(key_mask, pattern.shape[-1], alphas[L])
-            return scheduled_rescale(pattern, w, sched, n_prompt)
-        return hook
-    return [(pattern_hook_name(L), make(L)) for L in range(g.shape[0])]
 
 t0 = time.time()
 gen = torch.Generator().manual_seed(0)
@@ -62,7 +50,7 @@ for s in range(steps):
     with torch.no_grad():
         base = model(ex.tokens)
     with torch.enable_grad():
-        with model.hooks(fwd_hooks=hooks(g, ex.key_mask, ex.n_prompt)):
+        with model.hooks(fwd_hooks=_hooks(g, 0.01, ex.key_mask, sched_train)):
             logits = model(ex.tokens)
         obj = ex.objective(logits)[0] / n_ans
         kl = _prompt_kl(logits, base, ex.n_prompt)

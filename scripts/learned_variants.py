@@ -5,8 +5,8 @@ variants the package does not ship, each trained and then evaluated on the valid
     .venv/bin/python scripts/learned_variants.py --tag m2 --cap 1.0 --clip 100  # gain cap 1 nat per answer token
     .venv/bin/python scripts/learned_variants.py --tag m3 --gradnorm 1 --focus 1 --nt 1
     .venv/bin/python scripts/learned_variants.py --tag m4 --init max --focus 1 --nt 1
-    .venv/bin/python scripts/learned_variants.py --tag r1 --tasks json --base smollm2-135m-instruct --steps 80 --nt 1
-    .venv/bin/python scripts/learned_variants.py --tag r2 --base smollm2-135m-instruct --nt 1
+    .venv/bin/python scripts/learned_variants.py --tag r1 --tasks json --base smollm2-135m-instruct-metric --steps 80 --nt 1
+    .venv/bin/python scripts/learned_variants.py --tag r2 --base smollm2-135m-instruct-metric --nt 1
 
 It re-implements the training step of :func:`pasta_lens.profiling.learn_alphas` (same parametrisation, KL term,
 sparsity, Adam) so that the variants can differ from it:
@@ -48,10 +48,9 @@ out.mkdir(parents=True, exist_ok=True)
 torch.set_num_threads(a.nt)
 from pasta_lens import load_model, load_profile
 from pasta_lens.tasks import get_task
-from pasta_lens.objectives import ProfilingExample, target_logprob
-from pasta_lens.steering import key_weights, pattern_hook_name, scheduled_rescale
 from pasta_lens.schedule import Schedule
-from pasta_lens.profiling.learned import strengths_to_alphas, init_logits, _prompt_kl, LearnedAlphas, learned_profile
+from pasta_lens.profiling.learned import (LearnedAlphas, _hooks, _prompt_kl, base_alphas, init_logits,
+                                         learned_profile)
 from pasta_lens.evaluation import evaluate
 
 model = load_model("smollm2-135m-instruct")
@@ -97,22 +96,10 @@ if a.init == "max":
     init = -4.0 + 6.0 * tabs.max(0).values
 g = init.clone().requires_grad_(True)
 opt = torch.optim.Adam([g], lr=a.lr)
-sched = Schedule.parse(a.sched)
-
-base_mask = torch.zeros_like(init, dtype=torch.bool); base_alpha = torch.ones_like(init)
-if a.base:
-    bp = load_profile(a.base)
-    for (l, h) in bp.heads:
-        base_mask[l, h] = True; base_alpha[l, h] = (bp.head_alphas or {}).get((l, h), bp.alpha or 0.01)
-    print("base", len(bp.heads))
-def hooks(g, key_mask, n_prompt):
-    alphas = torch.where(base_mask, base_alpha, strengths_to_alphas(g, 0.01))
-    def make(L):
-        def hook(pattern, hook):
-            w = key_weights(key_mask, pattern.shape[-1], alphas[L])
-            return scheduled_rescale(pattern, w, sched, n_prompt)
-        return hook
-    return [(pattern_hook_name(L), make(L)) for L in range(g.shape[0])]
+sched = str(Schedule.parse(a.sched))
+base = base_alphas(load_profile(a.base)) if a.base else {}  # steered at fixed alphas, kept in the result
+if base:
+    print("base", len(base))
 
 def term(logits, tokens, n_prompt, n_ans, t, i):
     logp = torch.log_softmax(logits[0, n_prompt - 1:n_prompt - 1 + n_ans].float(), -1)
@@ -132,14 +119,14 @@ for s in range(a.steps):
         i = int(torch.randint(len(data[t]), (1,), generator=gen))
         tokens, km, npr, n_ans, _f = data[t][i]
         with torch.no_grad():
-            base = model(tokens)
-            b = float(term(base, tokens, npr, n_ans, t, i))
+            plain = model(tokens)  # unsteered logits: reference for the cap and the KL
+            b = float(term(plain, tokens, npr, n_ans, t, i))
         with torch.enable_grad():
-            with model.hooks(fwd_hooks=hooks(g, km, npr)):
+            with model.hooks(fwd_hooks=_hooks(g, 0.01, km, sched, base)):
                 logits = model(tokens)
             v = term(logits, tokens, npr, n_ans, t, i)
             if a.cap > 0: v = torch.clamp(v, max=b + a.cap)
-            kl = _prompt_kl(logits, base, npr)
+            kl = _prompt_kl(logits, plain, npr)
             loss = (-v + a.kl * kl) / len(tasks)
             (dg,) = torch.autograd.grad(loss, [g])
         if a.gradnorm: dg = dg / dg.norm().clamp_min(1e-12)
@@ -152,19 +139,14 @@ for s in range(a.steps):
         print(f"step {s+1} " + " ".join(f"{k}={sum(h[k] for h in last)/len(last):.3f}" for k in rec) +
               f" nstrong={(torch.sigmoid(g)>0.5).sum().item()} t={time.time()-t0:.0f}", flush=True)
 torch.save(g.detach(), out / f"g_{a.tag}.pt")
-alphas = strengths_to_alphas(g.detach(), 0.01)
-kept = {(int(l), int(h)): float(alphas[l, h]) for l, h in torch.nonzero(alphas < a.keep).tolist() if not base_mask[l, h]}
+la = LearnedAlphas(g=g.detach(), init_g=init, alpha_min=0.01, steps=a.steps, history=(), n_examples={t: a.n for t in tasks},
+                   settings=dict(lr=a.lr, kl_weight=a.kl, sparsity=a.sp, alpha_min=0.01, per_step=1, seed=0,
+                                 schedule=sched), base=base)
+kept = la.kept(a.keep)
 print("kept", len(kept), sorted(((k, round(v, 3)) for k, v in kept.items()), key=lambda kv: kv[1]))
 if a.eval:
-    la = LearnedAlphas(g=g.detach(), init_g=init, alpha_min=0.01, steps=a.steps, history=(), n_examples={t: a.n for t in tasks},
-                       settings=dict(lr=a.lr, kl_weight=a.kl, sparsity=a.sp, alpha_min=0.01, per_step=1, seed=0))
-    p = learned_profile(model, "smollm2-135m-instruct", la, keep_below=a.keep, provenance={"schedule": a.sched})
-    if a.base:
-        import dataclasses
-        al = dict(p.head_alphas)
-        for (l, h) in bp.heads: al[(l, h)] = float(base_alpha[l, h])
-        p = dataclasses.replace(p, heads=tuple(al), head_alphas=al)
-        print("union", len(al))
+    # steered with the schedule it was trained with (the profile records it); base heads kept beside the learned
+    p = learned_profile(model, "smollm2-135m-instruct", la, keep_below=a.keep)
     p.save(out / f"prof_{a.tag}.json")
     res = evaluate(model, "all", ["pasta"], split="validation", n=a.valn, profile=p, out_dir=out / f"ev_{a.tag}", progress=False)
     print(res.table)
