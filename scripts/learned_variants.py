@@ -23,10 +23,12 @@ sparsity, Adam) so that the variants can differ from it:
 
 Initial logits come from the attribution tables stored in ``smollm2-135m-instruct-attribution`` (100 train examples
 per task, targets without the end-of-turn marker). Each step draws one train example per task with a generator
-seeded by ``crc32(f"{step}:{task}")``. Writes ``OUT/g_TAG.pt``, ``OUT/prof_TAG.json`` and the evaluation run
-``OUT/ev_TAG``.
+seeded by ``crc32(f"{step}:{task}")``. Writes ``OUT/g_TAG.pt``, the profile ``OUT/prof_TAG.json`` (or
+``--profile-out``; it records this command) and, unless ``--eval 0``, the validation run ``OUT/ev_TAG``.
 """
 import argparse
+import shlex
+import sys
 import time
 import zlib
 from pathlib import Path
@@ -41,7 +43,7 @@ ap.add_argument("--tasks", default="json,pronoun,biasbios,counterfact"); ap.add_
 ap.add_argument("--tag", default="m1"); ap.add_argument("--eval", type=int, default=1); ap.add_argument("--valn", type=int, default=20)
 ap.add_argument("--keep", type=float, default=0.5); ap.add_argument("--lr", type=float, default=0.1)
 ap.add_argument("--nt", type=int, default=2); ap.add_argument("--cap", type=float, default=0.0); ap.add_argument("--focus", type=int, default=0); ap.add_argument("--gradnorm", type=int, default=0); ap.add_argument("--init", default="mean"); ap.add_argument("--base", default="")
-ap.add_argument("--out-dir", default="runs/learned-variants")
+ap.add_argument("--out-dir", default="runs/learned-variants"); ap.add_argument("--profile-out", default="")
 a = ap.parse_args()
 out = Path(a.out_dir)
 out.mkdir(parents=True, exist_ok=True)
@@ -141,12 +143,14 @@ for s in range(a.steps):
 torch.save(g.detach(), out / f"g_{a.tag}.pt")
 la = LearnedAlphas(g=g.detach(), init_g=init, alpha_min=0.01, steps=a.steps, history=(), n_examples={t: a.n for t in tasks},
                    settings=dict(lr=a.lr, kl_weight=a.kl, sparsity=a.sp, alpha_min=0.01, per_step=1, seed=0,
-                                 schedule=sched), base=base)
+                                 schedule=sched), base=base, wall_time_s=time.time() - t0)
 kept = la.kept(a.keep)
 print("kept", len(kept), sorted(((k, round(v, 3)) for k, v in kept.items()), key=lambda kv: kv[1]))
+# the profile records the command that made it (this script), the schedule it was trained with, and its base
+command = shlex.join(["python", "scripts/learned_variants.py", *sys.argv[1:]])
+p = learned_profile(model, "smollm2-135m-instruct", la, keep_below=a.keep, command=command, seed=0,
+                    provenance={"split": "train"}, base_profile=load_profile(a.base) if a.base else None)
+p.save(a.profile_out or out / f"prof_{a.tag}.json")
 if a.eval:
-    # steered with the schedule it was trained with (the profile records it); base heads kept beside the learned
-    p = learned_profile(model, "smollm2-135m-instruct", la, keep_below=a.keep)
-    p.save(out / f"prof_{a.tag}.json")
     res = evaluate(model, "all", ["pasta"], split="validation", n=a.valn, profile=p, out_dir=out / f"ev_{a.tag}", progress=False)
     print(res.table)
