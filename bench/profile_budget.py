@@ -2,6 +2,7 @@
 
     python bench/profile_budget.py [--threads 2] [--out results/profile_budget.md]
     python bench/profile_budget.py --profile smollm2-135m-instruct-learned --out results/profile_budget_learned.md
+    python bench/profile_budget.py --profile smollm2-135m-instruct --out results/profile_budget_default.md
 
 Runs, in a fresh subprocess with a fresh (temporary) checkpoint folder, the command that made the shipped
 ``profiles/smollm2-135m-instruct-attribution.json`` (its ``command``: attribution scores of all 270
@@ -16,7 +17,8 @@ validation examples per task), writing the profile to a temporary file. It print
 and writes them, with the load average before and after (figures mean "idle" only if it is low), to --out.
 ``--threads`` is the intra-op thread count of the one process (2 on an idle 2-core machine; 1 when other jobs run).
 ``--profile`` rebuilds another shipped profile from its recorded command instead (e.g. a ``--method learned``
-one, whose per-head alphas are compared too).
+one, whose per-head alphas are compared too; the default, made by ``scripts/learned_variants.py``, is rebuilt by
+that script).
 """
 
 from __future__ import annotations
@@ -39,23 +41,37 @@ BUDGET_S = 1200.0
 
 
 def recorded_command(profile: dict) -> list[str]:
-    """The shipped profile's command as argv, minus its --out (replaced by the caller)."""
+    """The shipped profile's command as argv, minus the options naming where it writes (replaced by the caller):
+    ``--out`` of a ``pasta-lens`` command, ``--profile-out`` / ``--out-dir`` of a ``python scripts/...`` one."""
     argv = shlex.split(profile["command"])
     if argv[:1] == ["pasta-lens"]:
         argv = argv[1:]
+    drop = ("--out", "--profile-out", "--out-dir")
     out = []
     skip = False
     for arg in argv:
         if skip:
             skip = False
             continue
-        if arg == "--out":
+        if arg in drop:
             skip = True
             continue
-        if arg.startswith("--out="):
+        if arg.startswith(tuple(f"{d}=" for d in drop)):
             continue
         out.append(arg)
     return out
+
+
+def rebuild_argv(profile: dict, tmp: Path, threads: int, out_profile: Path) -> list[str]:
+    """The argv that rebuilds ``profile`` into ``out_profile`` with ``threads`` threads and scratch in ``tmp``: its
+    ``pasta-lens`` command through ``python -m pasta_lens.cli`` (fresh checkpoint folder), or, for a profile made
+    by a research script (``python scripts/learned_variants.py ...``), that script."""
+    argv = recorded_command(profile)
+    if argv[:1] == ["python"]:
+        return [sys.executable, *argv[1:], "--nt", str(threads), "--out-dir", str(tmp / "run"),
+                "--profile-out", str(out_profile)]
+    return [sys.executable, "-m", "pasta_lens.cli", *argv, "--threads", str(threads),
+            "--checkpoint-dir", str(tmp / "ckpt"), "--out", str(out_profile)]
 
 
 def main() -> None:
@@ -69,8 +85,7 @@ def main() -> None:
     shipped = json.loads((REPO / "profiles" / f"{args.profile}.json").read_text())
     with tempfile.TemporaryDirectory() as tmp:
         out_profile = Path(tmp) / "profile.json"
-        argv = [sys.executable, "-m", "pasta_lens.cli", *recorded_command(shipped), "--threads", str(args.threads),
-                "--checkpoint-dir", str(Path(tmp) / "ckpt"), "--out", str(out_profile)]
+        argv = rebuild_argv(shipped, Path(tmp), args.threads, out_profile)
         env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
         load_before = os.getloadavg()[0]
         print("running:", " ".join(shlex.quote(a) for a in argv[1:]), flush=True)
@@ -93,14 +108,16 @@ def main() -> None:
     alpha_diff = max((abs(alphas[tuple(h[:2])] - h[2]) for h in rebuilt.get("head_alphas", [])
                       if tuple(h[:2]) in alphas), default=None)
     per_task = rebuilt["provenance"].get("profiling_wall_time_s_per_task", {})
-    total = rebuilt["provenance"].get("total_wall_time_s", rebuilt["provenance"].get("profiling_wall_time_s"))
+    prov = rebuilt["provenance"]
+    total = next((prov[k] for k in ("total_wall_time_s", "profiling_wall_time_s", "learning_wall_time_s") if k in prov),
+                 None)
     lines = [
         f"machine: {os.cpu_count()} cores ({platform.machine()}), 1-min load average {load_before:.2f} before, "
         f"{load_after:.2f} after; {args.threads} thread(s)",
-        f"command: pasta-lens {' '.join(shlex.quote(a) for a in argv[3:])}",
+        f"command: {shlex.join(['python', *argv[1:]] if argv[1] != '-m' else ['pasta-lens', *argv[3:]])}",
         f"whole command wall time: {wall:.1f} s = {wall / 60:.1f} min; / budget {BUDGET_S:.0f} s = {wall / BUDGET_S:.3f}"
         f" ({'within' if wall <= BUDGET_S else 'OVER'} the 20-min budget)",
-        f"recorded by the profile: scoring per task (s) {json.dumps(per_task)}; total profiling {total} s",
+        f"recorded by the profile: scoring per task (s) {json.dumps(per_task)}; total profiling (or learning) {total} s",
         f"same heads as the shipped profile: {same_heads} ({len(heads(rebuilt))} vs {len(heads(shipped))}); "
         f"k {k_rebuilt} vs {k_shipped}; largest per-task score difference {max_diff:.3g}"
         + (f"; largest per-head alpha difference {alpha_diff:.3g}" if alpha_diff is not None else ""),
