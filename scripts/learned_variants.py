@@ -132,7 +132,7 @@ for s in range(a.steps):
             loss = (-v + a.kl * kl) / len(tasks)
             (dg,) = torch.autograd.grad(loss, [g])
         if a.gradnorm: dg = dg / dg.norm().clamp_min(1e-12)
-        grad += dg; rec[t] = float(v) - b; rec["kl_" + t] = float(kl)
+        grad += dg; rec[t] = float(v.detach()) - b; rec["kl_" + t] = float(kl.detach())
     with torch.enable_grad():
         pen = a.sp * torch.sigmoid(g).sum(); (dp,) = torch.autograd.grad(pen, [g])
     g.grad = grad + dp; opt.step(); g.grad = None; hist.append(rec)
@@ -148,8 +148,13 @@ kept = la.kept(a.keep)
 print("kept", len(kept), sorted(((k, round(v, 3)) for k, v in kept.items()), key=lambda kv: kv[1]))
 # the profile records the command that made it (this script), the schedule it was trained with, and its base
 command = shlex.join(["python", "scripts/learned_variants.py", *sys.argv[1:]])
+base_profile = load_profile(a.base) if a.base else None
+provenance = {"split": "train", "init_scores_from": "smollm2-135m-instruct-attribution"}
+if base_profile is not None:  # recorded as `pasta-lens profile --base-profile` records it
+    provenance["base_profile"] = {"profile": a.base, "method": base_profile.method, "command": base_profile.command,
+                                  "heads": [list(h) for h in base_profile.heads]}
 p = learned_profile(model, "smollm2-135m-instruct", la, keep_below=a.keep, command=command, seed=0,
-                    provenance={"split": "train"}, base_profile=load_profile(a.base) if a.base else None)
+                    provenance=provenance, base_profile=base_profile)
 p.save(a.profile_out or out / f"prof_{a.tag}.json")
 if a.eval:
     res = evaluate(model, "all", ["pasta"], split="validation", n=a.valn, profile=p, out_dir=out / f"ev_{a.tag}", progress=False)
