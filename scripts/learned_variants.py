@@ -99,7 +99,8 @@ if a.init == "max":
 g = init.clone().requires_grad_(True)
 opt = torch.optim.Adam([g], lr=a.lr)
 sched = str(Schedule.parse(a.sched))
-base = base_alphas(load_profile(a.base)) if a.base else {}  # steered at fixed alphas, kept in the result
+base_profile = load_profile(a.base) if a.base else None
+base = base_alphas(base_profile) if base_profile else {}  # steered at fixed alphas, kept in the result
 if base:
     print("base", len(base))
 
@@ -148,13 +149,9 @@ kept = la.kept(a.keep)
 print("kept", len(kept), sorted(((k, round(v, 3)) for k, v in kept.items()), key=lambda kv: kv[1]))
 # the profile records the command that made it (this script), the schedule it was trained with, and its base
 command = shlex.join(["python", "scripts/learned_variants.py", *sys.argv[1:]])
-base_profile = load_profile(a.base) if a.base else None
 provenance = {"split": "train", "init_scores_from": "smollm2-135m-instruct-attribution"}
-if base_profile is not None:  # recorded as `pasta-lens profile --base-profile` records it
-    provenance["base_profile"] = {"profile": a.base, "method": base_profile.method, "command": base_profile.command,
-                                  "heads": [list(h) for h in base_profile.heads]}
 p = learned_profile(model, "smollm2-135m-instruct", la, keep_below=a.keep, command=command, seed=0,
-                    provenance=provenance, base_profile=base_profile)
+                    provenance=provenance, base_profile=base_profile, base_name=a.base or None)
 p.save(a.profile_out or out / f"prof_{a.tag}.json")
 if a.eval:
     res = evaluate(model, "all", ["pasta"], split="validation", n=a.valn, profile=p, out_dir=out / f"ev_{a.tag}", progress=False)

@@ -141,12 +141,9 @@ def run_learned(args: argparse.Namespace, model: Any, examples: dict[str, list],
                   "attribution_wall_time_s": round(attribution_s, 1),
                   "profiling_wall_time_s": round(attribution_s + learned.wall_time_s, 1),
                   "this_run_wall_time_s": round(time.perf_counter() - started, 1)}  # incl. model load; one segment
-    if args.base is not None:
-        provenance["base_profile"] = {"profile": str(args.base_profile), "method": args.base.method,
-                                      "command": args.base.command, "heads": [list(h) for h in args.base.heads]}
     profile = learned_profile(model, args.model, learned, keep_below=args.keep_below, task_scores=scores,
                               seed=args.seed, command=learned_command(args), provenance=provenance,
-                              base_profile=args.base)
+                              base_profile=args.base, base_name=args.base_profile)
     profile.save(args.out)
     losses = learned.losses()
     on_base = f" ({len(learned.base)} of them the base profile's)" if learned.base else ""

@@ -518,12 +518,15 @@ def learned_profile(
     command: Optional[str] = None,
     provenance: Optional[Mapping[str, Any]] = None,
     base_profile: Optional[HeadProfile] = None,
+    base_name: Optional[str] = None,
 ) -> HeadProfile:
     """A :class:`~pasta_lens.profile.HeadProfile` of the heads with ``alpha < keep_below``, each at its alpha, and
     of the ``base`` heads the strengths were learned on top of (at their fixed alphas).
 
     ``base_profile``: the profile the base came from; its tasks (whose examples chose the base heads), example
-    counts and score tables join the result's (for a task in both, the learned run's own table and count).
+    counts and score tables join the result's (for a task in both, the learned run's own table and count), and
+    ``provenance["base_profile"]`` records it (``base_name``: the name or path it was loaded by, its method,
+    command and heads).
 
     ``scores`` hold the attribution tables the logits were initialised from (``task_scores``), ``alpha`` is
     ``alpha_min`` (the strength those scores were measured at), ``k`` and ``strategy`` are None (no top-k
@@ -558,6 +561,9 @@ def learned_profile(
               f"{keep_below:g} kept" + (f", on top of {len(learned.base)} fixed base heads)" if learned.base else ")"))
     steered = {**kept, **dict(learned.base)}
     prov = dict(provenance or {})
+    if base_profile is not None:
+        prov["base_profile"] = {"profile": base_name, "method": base_profile.method, "command": base_profile.command,
+                                "heads": [list(h) for h in base_profile.heads]}
     prov.update({
         "schedule": schedule,  # steer the profile with the rows it was trained on (steering.resolve_schedule)
         "learned": {**st, "steps": learned.steps, "keep_below": keep_below,
