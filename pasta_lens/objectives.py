@@ -38,6 +38,9 @@ class ProfilingExample:
         objective: logits ``[batch, pos, vocab]`` -> ``[batch]``, differentiable, higher is better.
         attention_mask: ``[1, pos]`` or None (no padding).
         task: name of the task the example comes from.
+        close: index in ``tokens`` of the token that closes the answer when the target goes on to end the turn
+            (a chat task's target with ``end_turn``: the answer's last token, right before the end-of-turn marker;
+            for the JSON task, ``"}``), else None. Learned strengths can weight it (``close_weight``).
     """
 
     tokens: Int[Tensor, "1 pos"]
@@ -45,6 +48,7 @@ class ProfilingExample:
     objective: Objective
     attention_mask: Optional[Int[Tensor, "1 pos"]] = None
     task: str = ""
+    close: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.tokens.ndim != 2 or self.tokens.shape[0] != 1:
@@ -57,6 +61,9 @@ class ProfilingExample:
             raise ValueError("ProfilingExample has an empty emphasis: the key mask marks no token.")
         if not callable(self.objective):
             raise ValueError("ProfilingExample.objective must be callable: logits [batch, pos, vocab] -> [batch].")
+        if self.close is not None and not (self.key_mask.shape[1] <= self.close < self.tokens.shape[1]):
+            raise ValueError(f"ProfilingExample.close = {self.close} is not a target position (the target holds "
+                             f"positions {self.key_mask.shape[1]}..{self.tokens.shape[1] - 1}).")
 
     @property
     def n_prompt(self) -> int:

@@ -7,6 +7,7 @@ variants the package does not ship, each trained and then evaluated on the valid
     .venv/bin/python scripts/learned_variants.py --tag m4 --init max --focus 1 --nt 1
     .venv/bin/python scripts/learned_variants.py --tag r1 --tasks json --base smollm2-135m-instruct-metric --steps 80 --nt 1
     .venv/bin/python scripts/learned_variants.py --tag r2 --base smollm2-135m-instruct-metric --nt 1
+    .venv/bin/python scripts/learned_variants.py --tag c0.5 --tasks json --base smollm2-135m-instruct-metric --steps 80 --nt 1 --close 0.5
 
 It re-implements the training step of :func:`pasta_lens.profiling.learn_alphas` (same parametrisation, KL term,
 sparsity, Adam) so that the variants can differ from it:
@@ -19,7 +20,9 @@ sparsity, Adam) so that the variants can differ from it:
   own pronouns (difflib on token ids), not of the whole rewrite;
 * ``--gradnorm 1``: each task's gradient scaled to unit L2 norm before they are summed;
 * ``--init max``: logits start from the max over tasks of the normalised attribution, not the mean;
-* ``--base P``: P's heads steered at their alphas during training and added to the result (``--base-profile``).
+* ``--base P``: P's heads steered at their alphas during training and added to the result (``--base-profile``);
+* ``--close W``: a chat task's term also counts W * log P(the answer's closing token, the one before
+  ``<|im_end|>``) (the package's ``close_weight`` / ``--close-weight``).
 
 Initial logits come from the attribution tables stored in ``smollm2-135m-instruct-attribution`` (100 train examples
 per task, targets without the end-of-turn marker). Each step draws one train example per task with a generator
@@ -43,6 +46,7 @@ ap.add_argument("--tasks", default="json,pronoun,biasbios,counterfact"); ap.add_
 ap.add_argument("--tag", default="m1"); ap.add_argument("--eval", type=int, default=1); ap.add_argument("--valn", type=int, default=20)
 ap.add_argument("--keep", type=float, default=0.5); ap.add_argument("--lr", type=float, default=0.1)
 ap.add_argument("--nt", type=int, default=2); ap.add_argument("--cap", type=float, default=0.0); ap.add_argument("--focus", type=int, default=0); ap.add_argument("--gradnorm", type=int, default=0); ap.add_argument("--init", default="mean"); ap.add_argument("--base", default="")
+ap.add_argument("--close", type=float, default=0.0)
 ap.add_argument("--out-dir", default="runs/learned-variants"); ap.add_argument("--profile-out", default="")
 a = ap.parse_args()
 out = Path(a.out_dir)
@@ -109,6 +113,8 @@ def term(logits, tokens, n_prompt, n_ans, t, i):
     per = logp.gather(-1, tokens[0, n_prompt:n_prompt + n_ans, None]).squeeze(-1)
     focus = data[t][i][4]
     lp = per[focus].mean() if focus is not None else per.sum() / n_ans
+    if a.close and a.eos and get_task(t).chat:
+        lp = lp + a.close * per[-2]  # the answer's closing token (the one before the end-of-turn marker)
     if t == "counterfact":
         margin = logp[0, tokens[0, n_prompt]] - logp[0, cf_old[i]]
         lp = lp + torch.clamp(margin, max=a.clip)

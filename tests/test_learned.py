@@ -410,6 +410,46 @@ def test_cli_learned_schedule_cap_and_end_turn(tiny_dir, tmp_path, capsys):
     assert "--schedule" in capsys.readouterr().err
     assert main(argv[:-3] + ["--gain-cap", "-1", "--out", str(tmp_path / "x.json")]) == 2
     assert "--gain-cap" in capsys.readouterr().err
+    # the closing weight: recorded in the method, the settings and the command; it needs --end-turn
+    closed = tmp_path / "closed.json"
+    assert main(argv[:-3] + ["--close-weight", "0.5", "--out", str(closed), "--quiet"]) == 0
+    profile = HeadProfile.load(closed)
+    assert profile.provenance["learned"]["close_weight"] == 0.5 and "closing token weight 0.5" in profile.method
+    assert build_parser().parse_args(profile.command.split()[1:]).close_weight == 0.5
+    no_end = [a for a in argv[:-3] if a != "--end-turn"]
+    assert main(no_end + ["--close-weight", "0.5", "--out", str(tmp_path / "y.json")]) == 2
+    assert "--end-turn" in capsys.readouterr().err
+
+
+def test_cli_learned_init_from_a_stored_attribution_profile(tiny_dir, tmp_path, capsys):
+    """--init-from P: the logits start from P's stored attribution tables (no attribution pass), the profile says
+    so and its command repeats it; a profile without the tasks' tables, or of another estimator, is refused."""
+    from pasta_lens.cli import build_parser, main
+
+    attribution, exact = tmp_path / "attr.json", tmp_path / "exact.json"
+    base = ["profile", "--model", tiny_dir, "--tasks", "json,counterfact", "--n", "2", "--k", "5", "--quiet"]
+    assert main(base + ["--method", "attribution", "--out", str(attribution)]) == 0
+    stored = HeadProfile.load(attribution)
+    out = tmp_path / "learned.json"
+    argv = ["profile", "--model", tiny_dir, "--tasks", "json,counterfact", "--n", "2", "--method", "learned",
+            "--steps", "1", "--keep-below", "0.999", "--init-from", str(attribution), "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    profile = HeadProfile.load(out)
+    expected = init_logits({t: torch.tensor(stored.scores[t]) for t in ("json", "counterfact")})
+    assert torch.allclose(torch.tensor(profile.provenance["init_logits"]), expected, atol=1e-4)
+    assert profile.provenance["init_scores_from"]["profile"] == str(attribution)
+    assert profile.provenance["attribution_wall_time_s"] == 0.0
+    assert not (tmp_path / "learned.json.ckpt" / "json.ckpt").exists()  # no attribution pass was made
+    assert build_parser().parse_args(profile.command.split()[1:]).init_from == str(attribution)
+    # a task without a stored table
+    assert main([a if a != "json,counterfact" else "json,pronoun" for a in argv[:-3]]
+                + ["--out", str(tmp_path / "x.json"), "--quiet"]) == 2
+    assert "no score table for ['pronoun']" in capsys.readouterr().err
+    # exact scores are not what the initialisation is defined on
+    assert main(base + ["--method", "exact", "--out", str(exact)]) == 0
+    assert main([a if a != str(attribution) else str(exact) for a in argv[:-3]]
+                + ["--out", str(tmp_path / "y.json"), "--quiet"]) == 2
+    assert "not attribution scores" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -512,6 +552,58 @@ def test_gain_cap_stops_an_example_pulling_once_it_gained_enough(strong):
     assert torch.allclose(same, free)
     with pytest.raises(ValueError, match="gain_cap must be"):
         learn_alphas(model, examples, g.detach(), steps=1, gain_cap=0.0, progress=False)
+
+
+def test_close_weight_adds_the_closing_tokens_logprob_to_the_task_term(llama):
+    """close_weight w: the task term is f / n_answer + w * log P(closing token), steered and unsteered alike (so
+    the gain is of the sum); w = 0 or an example without a closing token is the plain term; bad input is refused."""
+    ex = get_task("json").profiling_examples(llama, "train", n=1, end_turn=True)[0]
+    assert ex.close == ex.tokens.shape[1] - 2
+    g = torch.linspace(-3, 3, llama.cfg.n_layers * llama.cfg.n_heads).reshape(llama.cfg.n_layers, -1)
+    n_answer = ex.tokens.shape[1] - ex.n_prompt
+    with torch.no_grad():
+        with llama.hooks(fwd_hooks=_hooks(g, 0.01, ex.key_mask, "prompt")):
+            steered = llama(ex.tokens)
+        plain = llama(ex.tokens)
+
+    def close_lp(logits):  # written out independently of the package's helper
+        return float(torch.log_softmax(logits[0, -3].float(), -1)[ex.tokens[0, -2]])
+
+    _, off = example_loss(llama, ex, g, 0.01, 0.0, "prompt")
+    _, on = example_loss(llama, ex, g, 0.01, 0.0, "prompt", close_weight=2.0)
+    assert off["task"] == pytest.approx(float(ex.objective(steered)[0]) / n_answer, abs=1e-4)
+    assert on["task"] == pytest.approx(off["task"] + 2.0 * close_lp(steered), abs=1e-4)
+    assert on["task_gain"] == pytest.approx(off["task_gain"] + 2.0 * (close_lp(steered) - close_lp(plain)), abs=1e-4)
+    unclosed = ProfilingExample(ex.tokens, ex.key_mask, ex.objective, task="json")  # close None
+    _, same = example_loss(llama, unclosed, g, 0.01, 0.0, "prompt", close_weight=2.0)
+    assert same["task"] == pytest.approx(off["task"], abs=1e-6)
+    with pytest.raises(ValueError, match="not a target position"):
+        ProfilingExample(ex.tokens, ex.key_mask, ex.objective, close=ex.n_prompt - 1)
+    with pytest.raises(ValueError, match="end_turn=True"):
+        learn_alphas(llama, {"json": [unclosed]}, g, steps=1, close_weight=1.0, progress=False)
+    with pytest.raises(ValueError, match="close_weight must be"):
+        learn_alphas(llama, {"json": [ex]}, g, steps=1, close_weight=-1.0, progress=False)
+
+
+def test_close_weight_training_raises_the_closing_token(llama):
+    """A few steps with a large closing weight raise the closing token's steered log-prob more than the same steps
+    without it (same examples, same init): the term pulls where it should."""
+    exs = get_task("json").profiling_examples(llama, "train", n=2, end_turn=True)
+    init = torch.zeros(llama.cfg.n_layers, llama.cfg.n_heads)
+    kw = dict(steps=6, lr=0.5, kl_weight=0.0, sparsity=0.0, schedule="prompt", progress=False)
+
+    def close_lp(learned):
+        total = 0.0
+        for ex in exs:
+            with torch.no_grad(), llama.hooks(fwd_hooks=_hooks(learned.g, 0.01, ex.key_mask, "prompt")):
+                logits = llama(ex.tokens)
+            total += float(torch.log_softmax(logits[0, ex.close - 1].float(), -1)[ex.tokens[0, ex.close]])
+        return total
+
+    without, with_close = learn_alphas(llama, {"json": exs}, init, **kw), learn_alphas(
+        llama, {"json": exs}, init, close_weight=20.0, **kw)
+    assert with_close.settings["close_weight"] == 20.0 and without.settings["close_weight"] == 0.0
+    assert close_lp(with_close) > close_lp(without) + 1e-3
 
 
 # ------------------------------------------------------------------------------------ on top of a base profile

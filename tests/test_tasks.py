@@ -273,14 +273,18 @@ def test_end_turn_targets_end_with_the_templates_end_of_turn(llama, cf_dir):
         ex = task.examples("train", 1)[0]
         plain, ended = task.profiling_example(llama, ex), task.profiling_example(llama, ex, end_turn=True)
         assert torch.equal(plain.key_mask, ended.key_mask)
+        assert plain.close is None  # no turn ended: no closing token
         if task.chat:
             assert ended.tokens[0].tolist() == plain.tokens[0].tolist() + [end]
             assert ended.objective.key != plain.objective.key
+            # the closing token is the answer's last, right before the marker
+            assert ended.close == plain.tokens.shape[1] - 1 == ended.tokens.shape[1] - 2
             # the demonstrations of few-shot prompts end the same way
             demo = render(llama, task.prompt(ex), chat=True, rendering=Rendering(demos=((task.prompt(ex), "A"),)))
             assert "A<|im_end|>" in demo.text
         else:
             assert torch.equal(ended.tokens, plain.tokens) and ended.objective.key == plain.objective.key
+            assert ended.close is None
     assert len(get_task("json").profiling_examples(llama, "train", n=2, end_turn=True)) == 2
 
 

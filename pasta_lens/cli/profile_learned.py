@@ -8,7 +8,8 @@ train examples at ``--alpha-min`` (:func:`~pasta_lens.profiling.profile_tasks`, 
 ``OUT.ckpt/{task}.ckpt`` like the other methods), :func:`~pasta_lens.profiling.init_logits`,
 :func:`~pasta_lens.profiling.learn_alphas` (checkpointed in ``OUT.ckpt/learned.ckpt``: rerun the same command to
 resume, or with a larger ``--steps`` to continue) and :func:`~pasta_lens.profiling.learned_profile` (the heads with
-alpha < ``--keep-below``, each at its learned alpha). ``--k``, ``--ks``, ``--val-n``, ``--strategy``,
+alpha < ``--keep-below``, each at its learned alpha). ``--init-from P`` takes the initial logits from the attribution
+tables stored in profile ``P`` instead of computing them (no attribution pass). ``--k``, ``--ks``, ``--val-n``, ``--strategy``,
 ``--top-m`` and ``--rescore-n`` do not apply (no top-k selection is made).
 """
 
@@ -21,7 +22,7 @@ from typing import Any
 
 LEARNED_DEFAULTS = dict(steps=100, lr=0.1, kl_weight=1.0, sparsity=0.01, alpha_min=0.01, per_step=1,
                         keep_below=0.5, init_bias=-4.0, init_scale=6.0, checkpoint_every=5, schedule="all",
-                        gain_cap=0.0)
+                        gain_cap=0.0, close_weight=0.0)
 
 
 def add_learned_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,6 +46,10 @@ def add_learned_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"g at zero attribution (default {d['init_bias']}: alpha 0.92)")
     g.add_argument("--init-scale", type=float, default=d["init_scale"],
                    help=f"g added at the best normalised attribution (default {d['init_scale']})")
+    g.add_argument("--init-from", default=None,
+                   help="initialise from the attribution score tables stored in this profile (a shipped name or a "
+                        "JSON path, same model, e.g. smollm2-135m-instruct-attribution) instead of computing "
+                        "attribution on the train examples (default: compute them)")
     g.add_argument("--checkpoint-every", type=int, default=d["checkpoint_every"],
                    help=f"write the training checkpoint every N steps (default {d['checkpoint_every']})")
     g.add_argument("--schedule", default=d["schedule"],
@@ -60,6 +65,10 @@ def add_learned_arguments(p: argparse.ArgumentParser) -> None:
                    help="an example's task term counts at most this many nats per answer token above the "
                         "unsteered value, so tasks that steering moves by many nats do not decide alone "
                         "(0: no cap; default 0)")
+    g.add_argument("--close-weight", type=float, default=d["close_weight"],
+                   help="with --end-turn: the log-prob of the answer's closing token (its last, before the "
+                        "end-of-turn marker; JSON's \"}) counts this many times more in a chat task's term, so "
+                        "the strengths learn to end the answer (0: off; default 0)")
 
 
 def learned_command(args: argparse.Namespace) -> str:
@@ -71,6 +80,8 @@ def learned_command(args: argparse.Namespace) -> str:
     parts += ["--seed", str(args.seed)] + (["--end-turn"] if getattr(args, "end_turn", False) else [])
     if getattr(args, "base_profile", None):
         parts += ["--base-profile", str(args.base_profile)]
+    if getattr(args, "init_from", None):
+        parts += ["--init-from", str(args.init_from)]
     parts += ["--out", str(args.out)]
     return shlex.join(parts)
 
@@ -88,12 +99,32 @@ def check_learned_arguments(args: argparse.Namespace) -> None:
         raise ValueError(f"--keep-below must be in (0, 1]; got {args.keep_below}.")
     if not args.gain_cap >= 0:
         raise ValueError(f"--gain-cap must be >= 0 nats (0: no cap); got {args.gain_cap}.")
+    if not args.close_weight >= 0:
+        raise ValueError(f"--close-weight must be >= 0 (0: off); got {args.close_weight}.")
+    if args.close_weight and not getattr(args, "end_turn", False):
+        raise ValueError("--close-weight weights the token before the end-of-turn marker: pass --end-turn too.")
     from pasta_lens.schedule import Schedule
 
     try:
         args.schedule = str(Schedule.parse(args.schedule))
     except ValueError as err:
         raise ValueError(f"--schedule: {err}") from None
+    args.init_profile = None
+    if getattr(args, "init_from", None):
+        from pasta_lens.cli import read_profile
+
+        args.init_profile = read_profile(args.init_from, "--init-from")
+        tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+        missing = [t for t in tasks if t not in args.init_profile.scores]
+        if missing:
+            raise ValueError(f"--init-from {args.init_from} has no score table for {missing} (it has "
+                             f"{sorted(args.init_profile.scores)}): drop it to compute attribution, or pick a "
+                             "profile of these tasks.")
+        methods = {t: m.get("method") for t, m in (args.init_profile.provenance.get("estimators") or {}).items()}
+        if any(methods.get(t, args.init_profile.method.split(" ")[0]) != "attribution" for t in tasks):
+            raise ValueError(f"--init-from {args.init_from}: its tables are not attribution scores (method "
+                             f"{args.init_profile.method!r}); the initialisation is defined on attribution. Give "
+                             "an attribution profile.")
     args.base = None
     if args.base_profile:
         from pasta_lens.cli import read_profile
@@ -124,8 +155,14 @@ def run_learned(args: argparse.Namespace, model: Any, examples: dict[str, list],
         raise ValueError("--method learned runs in one process (its steps are sequential); launch it without "
                          "torchrun.")
     checkpoint_dir = Path(args.checkpoint_dir or f"{args.out}.ckpt")
-    scores = profile_tasks(model, examples, "attribution", args.alpha_min, checkpoint_dir=checkpoint_dir,
-                           progress=not quiet)
+    if args.init_profile is not None:  # stored tables: no attribution pass
+        from pasta_lens.profiling import scores_from_profile
+
+        args.init_profile.validate_for(model)
+        scores = scores_from_profile(args.init_profile, list(examples))
+    else:
+        scores = profile_tasks(model, examples, "attribution", args.alpha_min, checkpoint_dir=checkpoint_dir,
+                               progress=not quiet)
     init = init_logits(scores, args.init_bias, args.init_scale)
     base = None
     if args.base is not None:
@@ -134,13 +171,18 @@ def run_learned(args: argparse.Namespace, model: Any, examples: dict[str, list],
     learned = learn_alphas(model, examples, init, steps=args.steps, lr=args.lr, kl_weight=args.kl_weight,
                            sparsity=args.sparsity, alpha_min=args.alpha_min, per_step=args.per_step, seed=args.seed,
                            schedule=args.schedule, gain_cap=args.gain_cap or None, base=base,
+                           close_weight=args.close_weight,
                            checkpoint=checkpoint_dir / "learned.ckpt", checkpoint_every=args.checkpoint_every,
                            progress=not quiet)
-    attribution_s = sum(s.wall_time_s for s in scores.values())  # every resumed segment of each
+    # every resumed segment of each (0: the tables were read from --init-from)
+    attribution_s = 0.0 if args.init_profile is not None else sum(s.wall_time_s for s in scores.values())
     provenance: dict[str, Any] = {"split": "train", "processes": 1,
                   "attribution_wall_time_s": round(attribution_s, 1),
                   "profiling_wall_time_s": round(attribution_s + learned.wall_time_s, 1),
                   "this_run_wall_time_s": round(time.perf_counter() - started, 1)}  # incl. model load; one segment
+    if args.init_profile is not None:
+        provenance["init_scores_from"] = {"profile": args.init_from, "method": args.init_profile.method,
+                                          "n_examples": {t: args.init_profile.n_examples.get(t) for t in examples}}
     profile = learned_profile(model, args.model, learned, keep_below=args.keep_below, task_scores=scores,
                               seed=args.seed, command=learned_command(args), provenance=provenance,
                               base_profile=args.base, base_name=args.base_profile)

@@ -21,6 +21,12 @@ with), minimising per step
   term is ``min(f_e(steered) / n_answer, f_e(unsteered) / n_answer + gain_cap)``: once steering has raised its
   answer by ``gain_cap`` nats per token it stops pulling, so tasks that steering moves by many nats (CounterFact,
   BiasBios) do not set the direction alone while a task that moves by a fraction of a nat (JSON) still gains.
+- **Closing term** (``close_weight``, for chat targets that end the turn, ``ProfilingExample.close``):
+  ``close_weight * log P(the answer's last token)`` is added to the example's task term, undivided by the answer
+  length. Per-token averaging gives the one token where the answer must *stop* 1/n_answer of the weight;
+  on SmolLM2's JSON task it is the hardest token of the target (teacher-forced, steered by a profile learned
+  without this term: ``"}`` at p ~ 0.07 against ``",`` at ~ 0.8), and generation goes on inventing keys until
+  the token budget ends with the object open.
 - **Fluency term.** The KL divergence of the steered from the unsteered next-token distribution, averaged over the
   prompt positions ``0 .. n_prompt - 2`` (those whose next token is still prompt text; position ``n_prompt - 1``
   predicts the answer and is the task term's). It keeps the steered model a language model of ordinary text: a set
@@ -100,7 +106,7 @@ from pasta_lens.schedule import Schedule
 from pasta_lens.steering import (ALPHA_MIN, Head, ScheduleSpec, key_weights, pattern_hook_name,
                                  scheduled_rescale)
 
-LEARNED_CHECKPOINT_VERSION = 2  # 2: the schedule and the gain cap are part of a run
+LEARNED_CHECKPOINT_VERSION = 3  # 2: the schedule and the gain cap are part of a run; 3: the closing weight
 KEEP_BELOW = 0.5
 """Default cut: heads whose learned alpha is below it are kept in the profile."""
 
@@ -242,22 +248,39 @@ def _prompt_kl(steered: Tensor, unsteered: Tensor, n_prompt: int) -> Tensor:
     return (ls.exp() * (ls - lu)).sum(-1).mean()
 
 
+def _close_logprob(ex: ProfilingExample, logits: Float[Tensor, "1 pos vocab"]) -> Tensor:
+    """log P(the answer's closing token) at the position that predicts it (``ex.close``)."""
+    assert ex.close is not None
+    return torch.log_softmax(logits[0, ex.close - 1].float(), dim=-1)[ex.tokens[0, ex.close]]
+
+
+def _task_value(ex: ProfilingExample, logits: Tensor, n_answer: int, close_weight: float) -> Tensor:
+    value = _objective(ex, logits)[0] / n_answer
+    if close_weight and ex.close is not None:
+        value = value + close_weight * _close_logprob(ex, logits)
+    return value
+
+
 def example_loss(model: Any, ex: ProfilingExample, g: Tensor, alpha_min: float, kl_weight: float,
                  schedule: ScheduleSpec = None, gain_cap: Optional[float] = None,
-                 base: Optional[Mapping[Head, float]] = None) -> tuple[Tensor, dict[str, float]]:
-    """One example's ``- f(steered) / n_answer + kl_weight * KL`` (differentiable in ``g``) and its parts.
+                 base: Optional[Mapping[Head, float]] = None, close_weight: float = 0.0
+                 ) -> tuple[Tensor, dict[str, float]]:
+    """One example's ``- (f(steered) / n_answer + close_weight * log P(close)) + kl_weight * KL``
+    (differentiable in ``g``) and its parts.
 
     ``schedule``: the rows steered (the answer tokens are the generated ones); ``gain_cap``: the task term counts
     at most ``gain_cap`` nats per answer token above the unsteered value (None: no cap); ``base``: heads steered
-    at fixed alphas beside the learned ones. Gains and KL are measured against the unsteered model.
+    at fixed alphas beside the learned ones; ``close_weight``: extra weight of the answer's closing token
+    (``ex.close``; none when the example has no closing token). Gains and KL are measured against the unsteered
+    model.
     """
     n_answer = max(1, int(ex.tokens.shape[1]) - ex.n_prompt)
     with torch.no_grad():
         plain_logits = _run(model, ex, [])
-        plain = float(_objective(ex, plain_logits)[0]) / n_answer  # the unsteered model's value
+        plain = float(_task_value(ex, plain_logits, n_answer, close_weight))  # the unsteered model's value
     with torch.enable_grad():
         logits = _run(model, ex, _hooks(g, alpha_min, ex.key_mask, schedule, base))
-        task = _objective(ex, logits)[0] / n_answer
+        task = _task_value(ex, logits, n_answer, close_weight)
         term = task if gain_cap is None else torch.clamp(task, max=plain + gain_cap)  # capped: no gradient beyond
         kl = _prompt_kl(logits, plain_logits, ex.n_prompt)
         loss = -term + kl_weight * kl
@@ -344,6 +367,7 @@ def learn_alphas(
     schedule: ScheduleSpec = "all",
     gain_cap: Optional[float] = None,
     base: Optional[Mapping[Head, float]] = None,
+    close_weight: float = 0.0,
     checkpoint: Optional[Union[str, os.PathLike]] = None,
     checkpoint_every: int = 5,
     progress: bool = True,
@@ -373,6 +397,11 @@ def learn_alphas(
             profile's heads, :func:`base_alphas`); the strengths are learned *on top of* it, for what it does not
             already do, and :func:`learned_profile` keeps it beside the learned heads. Its heads are not trained
             and not penalised by ``sparsity``.
+        close_weight: the log-prob of each example's closing token (``ProfilingExample.close``: the answer's
+            last token before the end-of-turn marker, made by ``profiling_examples(..., end_turn=True)``) times
+            ``close_weight`` is added to its task term, undivided by the answer length, so the one token where the
+            answer must stop is not drowned by the rest (0: no closing term). Examples without a closing token
+            (plain-text tasks) are unaffected.
         checkpoint: file holding ``g``, the Adam state, the step and the history; resumed from if it exists.
         checkpoint_every: write the checkpoint every this many steps (and at the end).
         progress: a tqdm bar over the steps.
@@ -413,9 +442,14 @@ def learn_alphas(
     if gain_cap is not None and not (math.isfinite(float(gain_cap)) and float(gain_cap) > 0):
         raise ValueError(f"gain_cap must be a finite number of nats > 0 (or None for no cap); got {gain_cap}.")
     base_heads = _check_base(base or {}, n_layers, n_heads)
+    if not (math.isfinite(float(close_weight)) and float(close_weight) >= 0):
+        raise ValueError(f"close_weight must be a finite number >= 0 (0: no closing term); got {close_weight}.")
+    if close_weight and not any(ex.close is not None for exs in examples.values() for ex in exs):
+        raise ValueError("close_weight needs examples with a closing token: build a chat task's examples with "
+                         "end_turn=True (CLI: --end-turn), or set close_weight=0.")
     settings = dict(lr=float(lr), kl_weight=float(kl_weight), sparsity=float(sparsity), alpha_min=float(alpha_min),
                     per_step=int(per_step), seed=int(seed), schedule=str(Schedule.parse(schedule)),
-                    gain_cap=None if gain_cap is None else float(gain_cap),
+                    gain_cap=None if gain_cap is None else float(gain_cap), close_weight=float(close_weight),
                     base=[[layer, head, alpha] for (layer, head), alpha in sorted(base_heads.items())])
     vocab = int(getattr(model.cfg, "d_vocab", 0) or model.tokenizer.vocab_size)
     fingerprint = dict(version=LEARNED_CHECKPOINT_VERSION, shape=(n_layers, n_heads), weights=weights_hash(model),
@@ -477,7 +511,7 @@ def _train(model: Any, examples: dict[str, list[ProfilingExample]], init: Tensor
             gains = []
             for i in idx:
                 loss, parts = example_loss(model, examples[task][i], g, alpha_min, kl_weight, settings["schedule"],
-                                           settings["gain_cap"], base)
+                                           settings["gain_cap"], base, settings["close_weight"])
                 # towards g only: no parameter gradient is computed or stored
                 (dg,) = torch.autograd.grad(loss / n_terms, [g])
                 grad += dg
@@ -554,6 +588,8 @@ def learned_profile(
     st = learned.settings
     schedule = str(st.get("schedule", "all"))
     cap = "" if st.get("gain_cap") is None else f", gain cap {st['gain_cap']:g} nats per answer token"
+    if st.get("close_weight"):
+        cap += f", closing token weight {st['close_weight']:g}"
     method = (f"learned (per-head alphas alpha_min**sigmoid(g), alpha_min {st['alpha_min']:g}; {learned.steps} Adam "
               f"steps of {st['per_step']} example(s) per task from {per_task} train examples per task; "
               f"lr {st['lr']:g}, kl_weight {st['kl_weight']:g}, sparsity {st['sparsity']:g}{cap}; trained and "
@@ -571,7 +607,9 @@ def learned_profile(
                                     "0..n_prompt-2",
                     "task_term": "objective / answer tokens, mean over examples, tasks weighted equally" + (
                         "" if st.get("gain_cap") is None else
-                        f"; at most gain_cap above the unsteered value per example"),
+                        f"; at most gain_cap above the unsteered value per example") + (
+                        "" if not st.get("close_weight") else
+                        "; plus close_weight * log P(the answer's closing token) for chat targets that end the turn"),
                     "init": "g = init_bias + init_scale * mean_t(attribution_t / max|attribution_t|)"},
         "losses": learned.losses(),
         "learning_wall_time_s": round(learned.wall_time_s, 1),

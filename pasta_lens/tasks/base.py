@@ -258,20 +258,24 @@ class Task:
 
         ``end_turn``: for a chat task, the target is the gold answer *followed by the template's end-of-turn
         marker* (:func:`~pasta_lens.spans.assistant_turn_end`, ``<|im_end|>`` on SmolLM2), so the objective also
-        rewards ending the answer there, as a chat model must to stop rather than run on. Plain-text tasks have
-        no turn to end and ignore it.
+        rewards ending the answer there, as a chat model must to stop rather than run on, and the example's
+        ``close`` is the position of the answer's last token (see ``close_weight`` of
+        :func:`~pasta_lens.profiling.learn_alphas`). Plain-text tasks have no turn to end and ignore it.
         """
         em = emphasis_of(model, [self.render(model, self.prompt(example, variant))])
         target = answer_ids(model, self.answer(example))
+        n_prompt = int(em.tokens.shape[1])
+        close = None
         if end_turn and self.chat:
+            close = n_prompt + int(target.shape[0]) - 1  # the answer's last token, where it must stop
             target = torch.cat([target, answer_ids(model, assistant_turn_end(model))])
         target = target.to(em.tokens.device)
         contrast = self.contrast(example)
         contrast_ids = answer_ids(model, contrast).to(em.tokens.device) if contrast is not None else None
-        n_prompt = int(em.tokens.shape[1])
         tokens = torch.cat([em.tokens, target[None]], dim=1)
         return ProfilingExample(tokens=tokens, key_mask=em.key_mask,
-                                objective=target_logprob(n_prompt, target, contrast_ids), task=self.name)
+                                objective=target_logprob(n_prompt, target, contrast_ids), task=self.name,
+                                close=close)
 
     def contrast(self, example: TaskExample) -> Optional[str]:
         """An answer whose first-token log-prob is subtracted in the objective (CounterFact: the old object)."""
