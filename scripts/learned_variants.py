@@ -22,7 +22,9 @@ sparsity, Adam) so that the variants can differ from it:
 * ``--init max``: logits start from the max over tasks of the normalised attribution, not the mean;
 * ``--base P``: P's heads steered at their alphas during training and added to the result (``--base-profile``);
 * ``--close W``: a chat task's term also counts W * log P(the answer's closing token, the one before
-  ``<|im_end|>``) (the package's ``close_weight`` / ``--close-weight``).
+  ``<|im_end|>``) (the package's ``close_weight`` / ``--close-weight``);
+* ``--early W``: ... and W * sum of log(1 - P(that closing token)) at the earlier answer positions whose gold token is
+  another (the answer must not close before its end; exploration, not in the package).
 
 Initial logits come from the attribution tables stored in ``smollm2-135m-instruct-attribution`` (100 train examples
 per task, targets without the end-of-turn marker). Each step draws one train example per task with a generator
@@ -46,7 +48,7 @@ ap.add_argument("--tasks", default="json,pronoun,biasbios,counterfact"); ap.add_
 ap.add_argument("--tag", default="m1"); ap.add_argument("--eval", type=int, default=1); ap.add_argument("--valn", type=int, default=20)
 ap.add_argument("--keep", type=float, default=0.5); ap.add_argument("--lr", type=float, default=0.1)
 ap.add_argument("--nt", type=int, default=2); ap.add_argument("--cap", type=float, default=0.0); ap.add_argument("--focus", type=int, default=0); ap.add_argument("--gradnorm", type=int, default=0); ap.add_argument("--init", default="mean"); ap.add_argument("--base", default="")
-ap.add_argument("--close", type=float, default=0.0)
+ap.add_argument("--close", type=float, default=0.0); ap.add_argument("--early", type=float, default=0.0)
 ap.add_argument("--out-dir", default="runs/learned-variants"); ap.add_argument("--profile-out", default="")
 a = ap.parse_args()
 out = Path(a.out_dir)
@@ -115,6 +117,11 @@ def term(logits, tokens, n_prompt, n_ans, t, i):
     lp = per[focus].mean() if focus is not None else per.sum() / n_ans
     if a.close and a.eos and get_task(t).chat:
         lp = lp + a.close * per[-2]  # the answer's closing token (the one before the end-of-turn marker)
+    if a.early and a.eos and get_task(t).chat:  # ... and not before it: log(1 - P(closing token)) earlier
+        close_tok = tokens[0, n_prompt + n_ans - 2]
+        gold = tokens[0, n_prompt:n_prompt + n_ans - 2]
+        p_close = logp[:n_ans - 2, close_tok].exp()
+        lp = lp + a.early * torch.log1p(-p_close.clamp(max=1 - 1e-6))[gold != close_tok].sum()
     if t == "counterfact":
         margin = logp[0, tokens[0, n_prompt]] - logp[0, cf_old[i]]
         lp = lp + torch.clamp(margin, max=a.clip)
