@@ -109,9 +109,10 @@ def check_learned_arguments(args: argparse.Namespace) -> None:
         args.schedule = str(Schedule.parse(args.schedule))
     except ValueError as err:
         raise ValueError(f"--schedule: {err}") from None
-    args.init_profile = None
+    args.init_profile, args.init_scores = None, None
     if getattr(args, "init_from", None):
         from pasta_lens.cli import read_profile
+        from pasta_lens.profiling import scores_from_profile
 
         args.init_profile = read_profile(args.init_from, "--init-from")
         tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
@@ -120,8 +121,8 @@ def check_learned_arguments(args: argparse.Namespace) -> None:
             raise ValueError(f"--init-from {args.init_from} has no score table for {missing} (it has "
                              f"{sorted(args.init_profile.scores)}): drop it to compute attribution, or pick a "
                              "profile of these tasks.")
-        methods = {t: m.get("method") for t, m in (args.init_profile.provenance.get("estimators") or {}).items()}
-        if any(methods.get(t, args.init_profile.method.split(" ")[0]) != "attribution" for t in tasks):
+        args.init_scores = scores_from_profile(args.init_profile, tasks)  # knows each table's estimator
+        if any(s.method != "attribution" for s in args.init_scores.values()):
             raise ValueError(f"--init-from {args.init_from}: its tables are not attribution scores (method "
                              f"{args.init_profile.method!r}); the initialisation is defined on attribution. Give "
                              "an attribution profile.")
@@ -155,11 +156,9 @@ def run_learned(args: argparse.Namespace, model: Any, examples: dict[str, list],
         raise ValueError("--method learned runs in one process (its steps are sequential); launch it without "
                          "torchrun.")
     checkpoint_dir = Path(args.checkpoint_dir or f"{args.out}.ckpt")
-    if args.init_profile is not None:  # stored tables: no attribution pass
-        from pasta_lens.profiling import scores_from_profile
-
+    if args.init_profile is not None:  # stored tables (read by check_learned_arguments): no attribution pass
         args.init_profile.validate_for(model)
-        scores = scores_from_profile(args.init_profile, list(examples))
+        scores = args.init_scores
     else:
         scores = profile_tasks(model, examples, "attribution", args.alpha_min, checkpoint_dir=checkpoint_dir,
                                progress=not quiet)
