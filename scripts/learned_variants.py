@@ -23,12 +23,18 @@ sparsity, Adam) so that the variants can differ from it:
 * ``--base P``: P's heads steered at their alphas during training and added to the result (``--base-profile``);
 * ``--close W``: a chat task's term also counts W * log P(the answer's closing token, the one before
   ``<|im_end|>``) (the package's ``close_weight`` / ``--close-weight``);
+* ``--occ W``: JSON's and the pronoun task's terms also count W * the mean log-prob of the answer tokens that spell
+  the occupation (its last mention; exploration, not in the package);
+* ``--per-step K``: K train examples per task and step (their gradients averaged; default 1);
+* ``--protect T --protect-weight P``: also P * KL(steered || unsteered) over the answer rows of task T's train
+  examples (teacher-forced gold answer + end of turn): T's own writing is kept, T is not otherwise trained for;
 * ``--early W``: ... and W * sum of log(1 - P(that closing token)) at the earlier answer positions whose gold token is
   another (the answer must not close before its end; exploration, not in the package).
 
 Initial logits come from the attribution tables stored in ``smollm2-135m-instruct-attribution`` (100 train examples
-per task, targets without the end-of-turn marker). Each step draws one train example per task with a generator
-seeded by ``crc32(f"{step}:{task}")``. Writes ``OUT/g_TAG.pt``, the profile ``OUT/prof_TAG.json`` (or
+per task, targets without the end-of-turn marker). Each step draws ``--per-step`` (default one) train examples per
+task with a generator seeded by ``crc32(f"{salt}{step}:{task}")`` (``--salt``, default empty; another salt is
+another draw of the same recipe). Writes ``OUT/g_TAG.pt``, the profile ``OUT/prof_TAG.json`` (or
 ``--profile-out``; it records this command) and, unless ``--eval 0``, the validation run ``OUT/ev_TAG``.
 """
 import argparse
@@ -49,6 +55,9 @@ ap.add_argument("--tag", default="m1"); ap.add_argument("--eval", type=int, defa
 ap.add_argument("--keep", type=float, default=0.5); ap.add_argument("--lr", type=float, default=0.1)
 ap.add_argument("--nt", type=int, default=2); ap.add_argument("--cap", type=float, default=0.0); ap.add_argument("--focus", type=int, default=0); ap.add_argument("--gradnorm", type=int, default=0); ap.add_argument("--init", default="mean"); ap.add_argument("--base", default="")
 ap.add_argument("--close", type=float, default=0.0); ap.add_argument("--early", type=float, default=0.0)
+ap.add_argument("--occ", type=float, default=0.0); ap.add_argument("--salt", default="")
+ap.add_argument("--per-step", type=int, default=1)
+ap.add_argument("--protect", default=""); ap.add_argument("--protect-weight", type=float, default=1.0)
 ap.add_argument("--out-dir", default="runs/learned-variants"); ap.add_argument("--profile-out", default="")
 a = ap.parse_args()
 out = Path(a.out_dir)
@@ -87,8 +96,25 @@ for t in tasks:
                     focus[i1:i2] = True
             if len(rows) == 0:
                 print("FOCUS", repr(model.tokenizer.decode([g for g, f in zip(gold, focus) if f])), int(focus.sum()), len(gold))
-        rows.append((tokens, ex.key_mask, ex.n_prompt, n_ans, focus))
+        occ = None
+        if a.occ and t in ("json", "pronoun"):  # the answer tokens that spell the occupation (its last mention)
+            from pasta_lens.tasks.biographies import occupation_text
+            bio = task.examples("train", a.n)[len(rows)]
+            text, word = task.answer(bio), occupation_text(bio.occupation)
+            start = text.rindex(word); end = start + len(word)
+            gold = tokens[0, ex.n_prompt:].tolist()
+            ends = [len(model.tokenizer.decode(gold[:j + 1])) for j in range(len(gold))]
+            occ = torch.tensor([e > start and (j == 0 or ends[j - 1] < end) for j, e in enumerate(ends)])
+            if len(rows) == 0:
+                print("OCC", repr(model.tokenizer.decode([g for g, f in zip(gold, occ) if f])), int(occ.sum()), len(gold))
+        rows.append((tokens, ex.key_mask, ex.n_prompt, n_ans, focus, occ))
     data[t] = rows
+# --protect T: T's train examples (gold answer + end of turn), whose answer positions the KL term also covers
+protect = []
+if a.protect:
+    ptask = get_task(a.protect)
+    for ex in ptask.profiling_examples(model, split="train", n=a.n, end_turn=True):
+        protect.append((ex.tokens, ex.key_mask, ex.n_prompt))
 # CF contrast: first token of old object
 cf_old = {}
 if "counterfact" in tasks:
@@ -113,7 +139,7 @@ if base:
 def term(logits, tokens, n_prompt, n_ans, t, i):
     logp = torch.log_softmax(logits[0, n_prompt - 1:n_prompt - 1 + n_ans].float(), -1)
     per = logp.gather(-1, tokens[0, n_prompt:n_prompt + n_ans, None]).squeeze(-1)
-    focus = data[t][i][4]
+    focus, occ = data[t][i][4], data[t][i][5]
     lp = per[focus].mean() if focus is not None else per.sum() / n_ans
     if a.close and a.eos and get_task(t).chat:
         lp = lp + a.close * per[-2]  # the answer's closing token (the one before the end-of-turn marker)
@@ -122,6 +148,8 @@ def term(logits, tokens, n_prompt, n_ans, t, i):
         gold = tokens[0, n_prompt:n_prompt + n_ans - 2]
         p_close = logp[:n_ans - 2, close_tok].exp()
         lp = lp + a.early * torch.log1p(-p_close.clamp(max=1 - 1e-6))[gold != close_tok].sum()
+    if a.occ and occ is not None:  # the occupation's own tokens, on top of the whole-answer mean
+        lp = lp + a.occ * per[occ].mean()
     if t == "counterfact":
         margin = logp[0, tokens[0, n_prompt]] - logp[0, cf_old[i]]
         lp = lp + torch.clamp(margin, max=a.clip)
@@ -131,22 +159,38 @@ t0 = time.time(); hist = []
 for s in range(a.steps):
     grad = torch.zeros_like(g); rec = {}
     for t in tasks:
-        gen = torch.Generator().manual_seed(zlib.crc32(f"{s}:{t}".encode()))
-        i = int(torch.randint(len(data[t]), (1,), generator=gen))
-        tokens, km, npr, n_ans, _f = data[t][i]
-        with torch.no_grad():
-            plain = model(tokens)  # unsteered logits: reference for the cap and the KL
-            b = float(term(plain, tokens, npr, n_ans, t, i))
-        with torch.enable_grad():
-            with model.hooks(fwd_hooks=_hooks(g, 0.01, km, sched, base)):
-                logits = model(tokens)
-            v = term(logits, tokens, npr, n_ans, t, i)
-            if a.cap > 0: v = torch.clamp(v, max=b + a.cap)
-            kl = _prompt_kl(logits, plain, npr)
-            loss = (-v + a.kl * kl) / len(tasks)
-            (dg,) = torch.autograd.grad(loss, [g])
-        if a.gradnorm: dg = dg / dg.norm().clamp_min(1e-12)
-        grad += dg; rec[t] = float(v.detach()) - b; rec["kl_" + t] = float(kl.detach())
+        gen = torch.Generator().manual_seed(zlib.crc32(f"{a.salt}{s}:{t}".encode()))
+        rec[t] = rec["kl_" + t] = 0.0
+        for i in torch.randint(len(data[t]), (a.per_step,), generator=gen).tolist():
+            tokens, km, npr, n_ans, _f, _o = data[t][i]
+            with torch.no_grad():
+                plain = model(tokens)  # unsteered logits: reference for the cap and the KL
+                b = float(term(plain, tokens, npr, n_ans, t, i))
+            with torch.enable_grad():
+                with model.hooks(fwd_hooks=_hooks(g, 0.01, km, sched, base)):
+                    logits = model(tokens)
+                v = term(logits, tokens, npr, n_ans, t, i)
+                if a.cap > 0: v = torch.clamp(v, max=b + a.cap)
+                kl = _prompt_kl(logits, plain, npr)
+                loss = (-v + a.kl * kl) / len(tasks) / a.per_step
+                (dg,) = torch.autograd.grad(loss, [g])
+            if a.gradnorm: dg = dg / dg.norm().clamp_min(1e-12)
+            grad += dg; rec[t] += (float(v.detach()) - b) / a.per_step; rec["kl_" + t] += float(kl.detach()) / a.per_step
+    if protect:  # KL(steered || unsteered) over the protected task's answer rows, teacher-forced on its gold answer
+        gen = torch.Generator().manual_seed(zlib.crc32(f"{a.salt}{s}:protect:{a.protect}".encode()))
+        rec["kl_ans_" + a.protect] = 0.0
+        for i in torch.randint(len(protect), (a.per_step,), generator=gen).tolist():
+            tokens, km, npr = protect[i]
+            with torch.no_grad():
+                plain = model(tokens)
+            with torch.enable_grad():
+                with model.hooks(fwd_hooks=_hooks(g, 0.01, km, sched, base)):
+                    logits = model(tokens)
+                ls = torch.log_softmax(logits[0, npr - 1:-1].float(), -1)
+                lu = torch.log_softmax(plain[0, npr - 1:-1].float(), -1)
+                kl_ans = (ls.exp() * (ls - lu)).sum(-1).mean()
+                (dg,) = torch.autograd.grad(a.protect_weight * kl_ans / a.per_step, [g])
+            grad += dg; rec["kl_ans_" + a.protect] += float(kl_ans.detach()) / a.per_step
     with torch.enable_grad():
         pen = a.sp * torch.sigmoid(g).sum(); (dp,) = torch.autograd.grad(pen, [g])
     g.grad = grad + dp; opt.step(); g.grad = None; hist.append(rec)
@@ -156,7 +200,7 @@ for s in range(a.steps):
               f" nstrong={(torch.sigmoid(g)>0.5).sum().item()} t={time.time()-t0:.0f}", flush=True)
 torch.save(g.detach(), out / f"g_{a.tag}.pt")
 la = LearnedAlphas(g=g.detach(), init_g=init, alpha_min=0.01, steps=a.steps, history=(), n_examples={t: a.n for t in tasks},
-                   settings=dict(lr=a.lr, kl_weight=a.kl, sparsity=a.sp, alpha_min=0.01, per_step=1, seed=0,
+                   settings=dict(lr=a.lr, kl_weight=a.kl, sparsity=a.sp, alpha_min=0.01, per_step=a.per_step, seed=0,
                                  schedule=sched), base=base, wall_time_s=time.time() - t0)
 kept = la.kept(a.keep)
 print("kept", len(kept), sorted(((k, round(v, 3)) for k, v in kept.items()), key=lambda kv: kv[1]))
