@@ -1,0 +1,67 @@
+"""How many occupations the model gets right once the JSON format is given (issue 11's P.Acc goal).
+
+    .venv/bin/python scripts/json_forced_format.py --profiles smollm2-135m-instruct --split test --n 200
+
+For each bio of the JSON task, the prompt is followed by the gold answer's start ``{"name": "<name>",
+"occupation": "`` (teacher-forced) and the model greedily writes 6 more tokens; the value (up to the first ``"``)
+counts as right when it contains the gold occupation, the rule of P.Acc (:func:`pasta_lens.metrics.
+json_occupation_ok`). Run unsteered and under each profile (its recorded schedule: with ``prompt`` the forced and
+generated rows are not steered, as in generation). Separates the content from the format: free generation's
+P.Acc needs both an object that parses and the right value.
+"""
+import argparse
+import contextlib
+import json
+
+import torch
+
+from pasta_lens import load_model, load_profile, steer
+from pasta_lens.steering import resolve_alpha, resolve_heads, resolve_schedule
+from pasta_lens.metrics import normalise_occupation
+from pasta_lens.tasks import get_task
+from pasta_lens.tasks.biographies import occupation_text
+
+p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+p.add_argument("--profiles", default="smollm2-135m-instruct", help="comma-separated profile names or paths")
+p.add_argument("--split", default="validation")
+p.add_argument("--n", type=int, default=50)
+p.add_argument("--threads", type=int, default=1)
+p.add_argument("--out", default=None, help="write the per-example values here (JSON lines)")
+args = p.parse_args()
+torch.set_num_threads(args.threads)
+model = load_model("smollm2-135m-instruct")
+tok = model.tokenizer
+task = get_task("json")
+names = ["unsteered"] + args.profiles.split(",")
+# each profile is checked against the model once here, then steered as (heads, its alphas, its schedule)
+profiles = [None] + [(resolve_heads(model, prof), resolve_alpha(prof), resolve_schedule(prof))
+                     for prof in map(load_profile, names[1:])]
+right = dict.fromkeys(names, 0)
+rows = []
+bios = task.examples(args.split, args.n)
+for bio in bios:
+    ex = task.profiling_example(model, bio)
+    n_prompt = ex.key_mask.shape[1]
+    answer = task.answer(bio)
+    cut = answer.index('"occupation": "') + len('"occupation": "')
+    forced = torch.tensor([tok(answer[:cut], add_special_tokens=False)["input_ids"]])
+    start = torch.cat([ex.tokens[:, :n_prompt], forced], 1)
+    row = {"uid": bio.uid, "occupation": bio.occupation}
+    for name, prof in zip(names, profiles):
+        cur = start
+        ctx = (steer(model, list(prof[0]), ex.key_mask, alpha=prof[1], schedule=prof[2]) if prof is not None
+               else contextlib.nullcontext())
+        with ctx, torch.no_grad():
+            for _ in range(6):
+                cur = torch.cat([cur, model(cur)[0, -1].argmax().view(1, 1)], 1)
+        value = tok.decode(cur[0, start.shape[1]:]).split('"')[0]
+        ok = normalise_occupation(occupation_text(bio.occupation)) in normalise_occupation(value)
+        right[name] += ok
+        row[name] = value
+    rows.append(row)
+if args.out:
+    with open(args.out, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+print(f"right occupation with the format forced ({args.split}, n = {len(bios)}):")
+for name in names:
+    print(f"  {name}: {right[name]}/{len(bios)} = {100 * right[name] / len(bios):.1f}%")
