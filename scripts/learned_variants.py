@@ -65,6 +65,7 @@ out.mkdir(parents=True, exist_ok=True)
 torch.set_num_threads(a.nt)
 from pasta_lens import load_model, load_profile
 from pasta_lens.tasks import get_task
+from pasta_lens.tasks.biographies import occupation_text
 from pasta_lens.schedule import Schedule
 from pasta_lens.profiling.learned import (LearnedAlphas, _hooks, _prompt_kl, base_alphas, init_logits,
                                          learned_profile)
@@ -78,7 +79,7 @@ for t in tasks:
     task = get_task(t)
     exs = task.profiling_examples(model, split="train", n=a.n)
     rows = []
-    for ex in exs:
+    for bio, ex in zip(task.examples("train", a.n), exs):  # profiling_examples keeps examples()'s order
         tokens, n_ans = ex.tokens, ex.tokens.shape[1] - ex.n_prompt
         if a.eos and task.chat:
             tokens = torch.cat([tokens, torch.tensor([[end_id]])], 1); n_ans += 1
@@ -86,7 +87,6 @@ for t in tasks:
         focus = None
         if a.focus and t == "pronoun":
             import difflib
-            bio = task.examples("train", a.n)[len(rows)]
             gold = tokens[0, ex.n_prompt:].tolist()
             orig_text = task.answer(bio).replace(bio.neutral.rstrip(), bio.context.rstrip())
             orig = model.tokenizer(orig_text, add_special_tokens=False)["input_ids"]
@@ -98,8 +98,6 @@ for t in tasks:
                 print("FOCUS", repr(model.tokenizer.decode([g for g, f in zip(gold, focus) if f])), int(focus.sum()), len(gold))
         occ = None
         if a.occ and t in ("json", "pronoun"):  # the answer tokens that spell the occupation (its last mention)
-            from pasta_lens.tasks.biographies import occupation_text
-            bio = task.examples("train", a.n)[len(rows)]
             text, word = task.answer(bio), occupation_text(bio.occupation)
             start = text.rindex(word); end = start + len(word)
             gold = tokens[0, ex.n_prompt:].tolist()
@@ -155,6 +153,14 @@ def term(logits, tokens, n_prompt, n_ans, t, i):
         lp = lp + torch.clamp(margin, max=a.clip)
     return lp
 
+def plain_and_steered(tokens, km):
+    """The unsteered logits (no gradient: the reference) and the steered ones (differentiable in g)."""
+    with torch.no_grad():
+        plain = model(tokens)
+    with torch.enable_grad():
+        with model.hooks(fwd_hooks=_hooks(g, 0.01, km, sched, base)):
+            return plain, model(tokens)
+
 t0 = time.time(); hist = []
 for s in range(a.steps):
     grad = torch.zeros_like(g); rec = {}
@@ -163,12 +169,10 @@ for s in range(a.steps):
         rec[t] = rec["kl_" + t] = 0.0
         for i in torch.randint(len(data[t]), (a.per_step,), generator=gen).tolist():
             tokens, km, npr, n_ans, _f, _o = data[t][i]
+            plain, logits = plain_and_steered(tokens, km)  # plain: reference for the cap and the KL
             with torch.no_grad():
-                plain = model(tokens)  # unsteered logits: reference for the cap and the KL
                 b = float(term(plain, tokens, npr, n_ans, t, i))
             with torch.enable_grad():
-                with model.hooks(fwd_hooks=_hooks(g, 0.01, km, sched, base)):
-                    logits = model(tokens)
                 v = term(logits, tokens, npr, n_ans, t, i)
                 if a.cap > 0: v = torch.clamp(v, max=b + a.cap)
                 kl = _prompt_kl(logits, plain, npr)
@@ -181,11 +185,8 @@ for s in range(a.steps):
         rec["kl_ans_" + a.protect] = 0.0
         for i in torch.randint(len(protect), (a.per_step,), generator=gen).tolist():
             tokens, km, npr = protect[i]
-            with torch.no_grad():
-                plain = model(tokens)
+            plain, logits = plain_and_steered(tokens, km)
             with torch.enable_grad():
-                with model.hooks(fwd_hooks=_hooks(g, 0.01, km, sched, base)):
-                    logits = model(tokens)
                 ls = torch.log_softmax(logits[0, npr - 1:-1].float(), -1)
                 lu = torch.log_softmax(plain[0, npr - 1:-1].float(), -1)
                 kl_ans = (ls.exp() * (ls - lu)).sum(-1).mean()
