@@ -41,7 +41,7 @@ rows = []
 bios = task.examples(args.split, args.n)
 for bio in bios:
     ex = task.profiling_example(model, bio)
-    n_prompt = ex.key_mask.shape[1]
+    n_prompt = ex.n_prompt
     answer = task.answer(bio)
     cut = answer.index('"occupation": "') + len('"occupation": "')
     forced = torch.tensor([tok(answer[:cut], add_special_tokens=False)["input_ids"]])
