@@ -48,13 +48,14 @@ for bio in bios:
     start = torch.cat([ex.tokens[:, :n_prompt], forced], 1)
     row = {"uid": bio.uid, "occupation": bio.occupation}
     for name, prof in zip(names, profiles):
-        cur = start
         ctx = (steer(model, list(prof[0]), ex.key_mask, alpha=prof[1], schedule=prof[2]) if prof is not None
                else contextlib.nullcontext())
-        with ctx, torch.no_grad():
-            for _ in range(6):
-                cur = torch.cat([cur, model(cur)[0, -1].argmax().view(1, 1)], 1)
-        value = tok.decode(cur[0, start.shape[1]:]).split('"')[0]
+        # greedy with the KV cache, as pasta_lens.generation.generate_tokens (which takes an Emphasis: here the
+        # key mask covers the prompt only, the forced tokens play generated ones, so model.generate is called)
+        with ctx, torch.inference_mode():
+            new = model.generate(start, prepend_bos=False, max_new_tokens=6, do_sample=False, use_past_kv_cache=True,
+                                 stop_at_eos=False, verbose=False, return_type="tokens")[:, start.shape[1]:]
+        value = tok.decode(new[0]).split('"')[0]
         ok = normalise_occupation(occupation_text(bio.occupation)) in normalise_occupation(value)
         right[name] += ok
         row[name] = value

@@ -8,6 +8,8 @@ variants the package does not ship, each trained and then evaluated on the valid
     .venv/bin/python scripts/learned_variants.py --tag r1 --tasks json --base smollm2-135m-instruct-metric --steps 80 --nt 1
     .venv/bin/python scripts/learned_variants.py --tag r2 --base smollm2-135m-instruct-metric --nt 1
     .venv/bin/python scripts/learned_variants.py --tag c0.5 --tasks json --base smollm2-135m-instruct-metric --steps 80 --nt 1 --close 0.5
+    # the default since stop 22 (profiles/smollm2-135m-instruct.json records its exact command)
+    .venv/bin/python scripts/learned_variants.py --tag g1 --tasks json --base smollm2-135m-instruct-metric --steps 80 --nt 1 --close 0.5 --occ 1 --early 0.5 --per-step 2 --protect pronoun --protect-gen 16
 
 It re-implements the training step of :func:`pasta_lens.profiling.learn_alphas` (same parametrisation, KL term,
 sparsity, Adam) so that the variants can differ from it:
@@ -28,6 +30,8 @@ sparsity, Adam) so that the variants can differ from it:
 * ``--per-step K``: K train examples per task and step (their gradients averaged; default 1);
 * ``--protect T --protect-weight P``: also P * KL(steered || unsteered) over the answer rows of task T's train
   examples (teacher-forced gold answer + end of turn): T's own writing is kept, T is not otherwise trained for;
+* ``--protect-gen F``: ... over the unsteered model's own greedy first F answer tokens instead of the gold answer
+  (what free generation starts with: the first-token decision weighs 1/F of the term, not 1/len(answer));
 * ``--early W``: ... and W * sum of log(1 - P(that closing token)) at the earlier answer positions whose gold token is
   another (the answer must not close before its end; exploration, not in the package).
 
@@ -58,8 +62,11 @@ ap.add_argument("--close", type=float, default=0.0); ap.add_argument("--early", 
 ap.add_argument("--occ", type=float, default=0.0); ap.add_argument("--salt", default="")
 ap.add_argument("--per-step", type=int, default=1)
 ap.add_argument("--protect", default=""); ap.add_argument("--protect-weight", type=float, default=1.0)
+ap.add_argument("--protect-gen", type=int, default=0)
 ap.add_argument("--out-dir", default="runs/learned-variants"); ap.add_argument("--profile-out", default="")
 a = ap.parse_args()
+if a.protect_gen and not a.protect:
+    ap.error("--protect-gen F protects a task's own free generation: name the task with --protect T")
 out = Path(a.out_dir)
 out.mkdir(parents=True, exist_ok=True)
 torch.set_num_threads(a.nt)
@@ -112,7 +119,17 @@ protect = []
 if a.protect:
     ptask = get_task(a.protect)
     for ex in ptask.profiling_examples(model, split="train", n=a.n, end_turn=True):
-        protect.append((ex.tokens, ex.key_mask, ex.n_prompt))
+        tokens, km = ex.tokens, ex.key_mask
+        if a.protect_gen:  # the unsteered model's own greedy first F tokens instead of the gold answer
+            tokens = tokens[:, :ex.n_prompt]
+            with torch.no_grad():
+                for _ in range(a.protect_gen):  # up to and including the end of turn
+                    tokens = torch.cat([tokens, model(tokens)[:, -1:].argmax(-1)], 1)
+                    if int(tokens[0, -1]) == end_id:
+                        break
+            if not protect:
+                print("PROTECT-GEN", repr(model.tokenizer.decode(tokens[0, ex.n_prompt:])))
+        protect.append((tokens, km, ex.n_prompt))
 # CF contrast: first token of old object
 cf_old = {}
 if "counterfact" in tasks:
