@@ -52,7 +52,7 @@ N_CANDIDATES = 4 if FAST else None  # heads to patch one by one (None: every ste
 # %%
 model = load_model("smollm2-135m-instruct")
 # The multi-task intersection shipped for this model: 12 heads chosen on all four tasks, steered at one alpha. (The
-# default profile, `default_heads(model)`, adds 34 heads learned for the JSON instruction at their own strengths,
+# default profile, `default_heads(model)`, adds heads learned for the JSON instruction at their own strengths,
 # which a CounterFact case does not need and a single alpha would misrepresent.)
 heads = load_profile("smollm2-135m-instruct-metric").heads
 print(len(heads), "steered heads: the shipped intersection profile smollm2-135m-instruct-metric")
