@@ -41,6 +41,9 @@ class ProfilingExample:
         close: index in ``tokens`` of the token that closes the answer when the target goes on to end the turn
             (a chat task's target with ``end_turn``: the answer's last token, right before the end-of-turn marker;
             for the JSON task, ``"}``), else None. Learned strengths can weight it (``close_weight``).
+        focus: indices in ``tokens`` of the target tokens that carry the answer's content, a subset of the
+            target positions (the biography instruction tasks: the tokens spelling the occupation at its last
+            mention in the gold answer), else None. Learned strengths can weight them (``focus_weight``).
     """
 
     tokens: Int[Tensor, "1 pos"]
@@ -49,6 +52,7 @@ class ProfilingExample:
     attention_mask: Optional[Int[Tensor, "1 pos"]] = None
     task: str = ""
     close: Optional[int] = None
+    focus: Optional[tuple[int, ...]] = None
 
     def __post_init__(self) -> None:
         if self.tokens.ndim != 2 or self.tokens.shape[0] != 1:
@@ -64,6 +68,11 @@ class ProfilingExample:
         if self.close is not None and not (self.key_mask.shape[1] <= self.close < self.tokens.shape[1]):
             raise ValueError(f"ProfilingExample.close = {self.close} is not a target position (the target holds "
                              f"positions {self.key_mask.shape[1]}..{self.tokens.shape[1] - 1}).")
+        if self.focus is not None:
+            low, high = int(self.key_mask.shape[1]), int(self.tokens.shape[1])
+            if not self.focus or any(not low <= int(i) < high for i in self.focus):
+                raise ValueError(f"ProfilingExample.focus = {self.focus} must name one or more target positions "
+                                 f"(the target holds positions {low}..{high - 1}), or be None.")
 
     @property
     def n_prompt(self) -> int:

@@ -12,7 +12,8 @@ variants the package does not ship, each trained and then evaluated on the valid
     .venv/bin/python scripts/learned_variants.py --tag g1 --tasks json --base smollm2-135m-instruct-metric --steps 80 --nt 1 --close 0.5 --occ 1 --early 0.5 --per-step 2 --protect pronoun --protect-gen 16
 
 It re-implements the training step of :func:`pasta_lens.profiling.learn_alphas` (same parametrisation, KL term,
-sparsity, Adam) so that the variants can differ from it:
+sparsity, Adam) so that the variants can differ from it; its examples are drawn per step with replacement (the
+package: seeded per-epoch permutations), so the same recipe in the package is another draw:
 
 * chat targets end with ``<|im_end|>`` (``--eos 1``, as ``--end-turn``), rows steered per ``--sched``;
 * CounterFact's term is ``log P(new)/token + min(log P(new_1) - log P(old_1), --clip)`` (the package's objective
@@ -26,14 +27,17 @@ sparsity, Adam) so that the variants can differ from it:
 * ``--close W``: a chat task's term also counts W * log P(the answer's closing token, the one before
   ``<|im_end|>``) (the package's ``close_weight`` / ``--close-weight``);
 * ``--occ W``: JSON's and the pronoun task's terms also count W * the mean log-prob of the answer tokens that spell
-  the occupation (its last mention; exploration, not in the package);
+  the occupation (its last mention; the package's ``focus_weight`` / ``--focus-weight`` since stop 23);
 * ``--per-step K``: K train examples per task and step (their gradients averaged; default 1);
 * ``--protect T --protect-weight P``: also P * KL(steered || unsteered) over the answer rows of task T's train
-  examples (teacher-forced gold answer + end of turn): T's own writing is kept, T is not otherwise trained for;
+  examples (teacher-forced gold answer + end of turn): T's own writing is kept, T is not otherwise trained for
+  (the package's ``protect`` / ``--protect``, ``--protect-weight`` since stop 23);
 * ``--protect-gen F``: ... over the unsteered model's own greedy first F answer tokens instead of the gold answer
-  (what free generation starts with: the first-token decision weighs 1/F of the term, not 1/len(answer));
+  (what free generation starts with: the first-token decision weighs 1/F of the term, not 1/len(answer); the
+  package's ``own_continuations`` / ``--protect-gen``, which decodes with the KV cache: the same 40 x 16 pronoun
+  tokens as this script's uncached loop);
 * ``--early W``: ... and W * sum of log(1 - P(that closing token)) at the earlier answer positions whose gold token is
-  another (the answer must not close before its end; exploration, not in the package).
+  another (the answer must not close before its end; the package's ``early_weight`` / ``--early-weight``).
 
 Initial logits come from the attribution tables stored in ``smollm2-135m-instruct-attribution`` (100 train examples
 per task, targets without the end-of-turn marker). Each step draws ``--per-step`` (default one) train examples per

@@ -674,3 +674,183 @@ def test_cli_learned_on_a_base_profile(tiny_dir, tmp_path, capsys):
     assert f"--base-profile {path}" in profile.command and profile.provenance["schedule"] == "prompt"
     assert profile.tasks == ("counterfact", "json")  # the base's tasks chose heads too
     assert set(profile.scores) == {"json", "counterfact"}  # the learned run's attribution tables
+
+
+# ------------------------------------------------------------------- focus, early-close and protect terms
+def test_focus_marks_the_occupations_last_mention_in_the_gold_answer(llama):
+    """The json and pronoun examples' focus is the fewest answer tokens whose text holds the occupation at its
+    last mention; the plain-text tasks have none; a focus outside the target is refused."""
+    from pasta_lens.tasks.biographies import occupation_text
+
+    for name in ("json", "pronoun"):
+        task = get_task(name)
+        for bio, ex in zip(task.examples("train", 3), task.profiling_examples(llama, "train", n=3, end_turn=True)):
+            focus = list(ex.focus)
+            assert focus == list(range(focus[0], focus[-1] + 1)) and ex.n_prompt <= focus[0] and focus[-1] < ex.close
+            word = occupation_text(bio.occupation)
+            decode = llama.tokenizer.decode
+            assert word in decode(ex.tokens[0, focus[0]:focus[-1] + 1])
+            assert word not in decode(ex.tokens[0, focus[0] + 1:focus[-1] + 1])  # minimal at both ends
+            assert word not in decode(ex.tokens[0, focus[0]:focus[-1]])
+            assert word not in decode(ex.tokens[0, focus[-1] + 1:])  # the last mention
+    assert all(ex.focus is None for t in ("biasbios", "counterfact")
+               for ex in get_task(t).profiling_examples(llama, "train", n=2))
+    ex = get_task("json").profiling_examples(llama, "train", n=1)[0]
+    with pytest.raises(ValueError, match="must name one or more target positions"):
+        ProfilingExample(ex.tokens, ex.key_mask, ex.objective, focus=(ex.n_prompt - 1,))
+
+
+def test_focus_and_early_weights_add_their_terms_to_the_task_term(llama):
+    """focus_weight w: + w * mean log P(focus tokens); early_weight v: + v * sum log(1 - P(closing token)) over the
+    earlier answer positions whose gold token is another; both steered and unsteered (the gain is of the sum).
+    Written out here independently of the package's helpers."""
+    ex = get_task("json").profiling_examples(llama, "train", n=1, end_turn=True)[0]
+    g = torch.linspace(-3, 3, llama.cfg.n_layers * llama.cfg.n_heads).reshape(llama.cfg.n_layers, -1)
+    with torch.no_grad():
+        with llama.hooks(fwd_hooks=_hooks(g, 0.01, ex.key_mask, "prompt")):
+            steered = llama(ex.tokens)
+        plain = llama(ex.tokens)
+
+    def focus_lp(logits):
+        return sum(float(torch.log_softmax(logits[0, i - 1].float(), -1)[ex.tokens[0, i]]) for i in ex.focus) / len(
+            ex.focus)
+
+    def early(logits):
+        close = int(ex.tokens[0, ex.close])
+        total = 0.0
+        for i in range(ex.n_prompt, ex.close):
+            if int(ex.tokens[0, i]) != close:
+                total += math.log1p(-float(torch.softmax(logits[0, i - 1].float(), -1)[close]))
+        return total
+
+    _, off = example_loss(llama, ex, g, 0.01, 0.0, "prompt")
+    _, on = example_loss(llama, ex, g, 0.01, 0.0, "prompt", focus_weight=2.0, early_weight=3.0)
+    assert on["task"] == pytest.approx(off["task"] + 2.0 * focus_lp(steered) + 3.0 * early(steered), abs=1e-3)
+    assert on["task_gain"] == pytest.approx(
+        off["task_gain"] + 2.0 * (focus_lp(steered) - focus_lp(plain)) + 3.0 * (early(steered) - early(plain)),
+        abs=1e-3)
+    bare = ProfilingExample(ex.tokens, ex.key_mask, ex.objective, task="json")  # no close, no focus
+    _, same = example_loss(llama, bare, g, 0.01, 0.0, "prompt", focus_weight=2.0, early_weight=3.0)
+    assert same["task"] == pytest.approx(off["task"], abs=1e-6)
+    with pytest.raises(ValueError, match="focus_weight needs examples with focus tokens"):
+        learn_alphas(llama, {"json": [bare]}, g, steps=1, focus_weight=1.0, progress=False)
+    with pytest.raises(ValueError, match="early_weight needs examples with a closing token"):
+        learn_alphas(llama, {"json": [bare]}, g, steps=1, early_weight=1.0, progress=False)
+    with pytest.raises(ValueError, match="focus_weight must be"):
+        learn_alphas(llama, {"json": [ex]}, g, steps=1, focus_weight=float("nan"), progress=False)
+
+
+def test_own_continuations_are_the_unsteered_greedy_tokens_up_to_the_end_of_turn(llama):
+    """The KV-cached greedy decode equals a token-by-token argmax loop without cache, cut after the end-of-turn
+    marker (the examples' tokens after ``close``), the prompt and key mask unchanged."""
+    from pasta_lens.profiling import own_continuations
+
+    exs = get_task("pronoun").profiling_examples(llama, "train", n=3, end_turn=True)
+    own = own_continuations(llama, exs, 6)
+    for ex, mine in zip(exs, own):
+        stop = ex.tokens[0, ex.close + 1:].tolist()
+        tokens = ex.tokens[:, :ex.n_prompt]
+        with torch.inference_mode():
+            for _ in range(6):
+                tokens = torch.cat([tokens, llama(tokens)[:, -1:].argmax(-1).cpu()], 1)
+                if tokens[0, -len(stop):].tolist() == stop:
+                    break
+        assert torch.equal(mine.tokens, tokens) and torch.equal(mine.key_mask, ex.key_mask)
+        assert mine.close is None and mine.task == "pronoun"
+    # the decode stops at the marker: an example whose "marker" is the model's own first greedy token
+    ex = exs[0]
+    first = int(own_continuations(llama, [ex], 1)[0].tokens[0, -1])
+    marked = ProfilingExample(torch.cat([ex.tokens[:, :ex.n_prompt], torch.tensor([[5, first]])], 1), ex.key_mask,
+                              ex.objective, close=ex.n_prompt)
+    assert own_continuations(llama, [marked], 6)[0].tokens[0, ex.n_prompt:].tolist() == [first]
+    assert own[0].tokens.shape[1] > ex.n_prompt + 1 or own[0].tokens[0, -1] == first
+    with pytest.raises(ValueError, match="positive integer"):
+        own_continuations(llama, exs, 0)
+
+
+def test_protect_term_is_the_answer_kl_and_keeps_the_protected_answers(llama, tmp_path):
+    """protect_loss is KL(steered || unsteered) over the rows that predict the target (0 when nothing is steered);
+    training with it leaves the protected answers' KL lower than the same training without it; it is part of the
+    run (recorded, fingerprinted) and an interrupted run with it resumes to the identical result."""
+    from pasta_lens.profiling.learned import protect_loss
+
+    train = {"json": get_task("json").profiling_examples(llama, "train", n=2, end_turn=True)}
+    protect = get_task("pronoun").profiling_examples(llama, "train", n=2, end_turn=True)
+    ex = protect[0]
+    g = torch.linspace(-3, 3, llama.cfg.n_layers * llama.cfg.n_heads).reshape(llama.cfg.n_layers, -1)
+    with torch.no_grad():
+        with llama.hooks(fwd_hooks=_hooks(g, 0.01, ex.key_mask, "prompt")):
+            steered = llama(ex.tokens)
+        plain = llama(ex.tokens)
+    ls = torch.log_softmax(steered[0, ex.n_prompt - 1:-1].float(), -1)
+    lu = torch.log_softmax(plain[0, ex.n_prompt - 1:-1].float(), -1)
+    expected = float((ls.exp() * (ls - lu)).sum(-1).mean())
+    assert float(protect_loss(llama, ex, g, 0.01, "prompt").detach()) == pytest.approx(expected, abs=1e-5)
+    assert float(protect_loss(llama, ex, torch.full_like(g, -40.0), 0.01, "prompt").detach()) == pytest.approx(0, abs=1e-6)
+
+    init = torch.zeros(llama.cfg.n_layers, llama.cfg.n_heads)
+    kw = dict(steps=5, lr=0.5, kl_weight=0.0, sparsity=0.0, schedule="prompt", progress=False)
+    free = learn_alphas(llama, train, init, **kw)
+    kept = learn_alphas(llama, train, init, protect=protect, protect_weight=50.0, **kw)
+
+    def protected_kl(learned):
+        return sum(float(protect_loss(llama, e, learned.g, 0.01, "prompt").detach()) for e in protect)
+
+    assert protected_kl(kept) < protected_kl(free)
+    assert kept.settings["protect"] == {"tasks": ["pronoun"], "n": 2, "weight": 50.0} and "kl_protect" in kept.history[0]
+    assert free.settings["protect"] is None and "kl_protect" not in free.history[0]
+    profile = learned_profile(llama, "tiny", kept, keep_below=0.999)
+    assert "KL on 2 protected pronoun answers (weight 50)" in profile.method
+    path = tmp_path / "learned.ckpt"
+    learn_alphas(llama, train, init, protect=protect, protect_weight=50.0, steps=2, checkpoint=path,
+                 **{k: v for k, v in kw.items() if k != "steps"})
+    resumed = learn_alphas(llama, train, init, protect=protect, protect_weight=50.0, checkpoint=path, **kw)
+    assert torch.equal(resumed.g, kept.g) and resumed.history == kept.history
+    with pytest.raises(ValueError, match="protect"):
+        learn_alphas(llama, train, init, protect=protect[:1], protect_weight=50.0, checkpoint=path, **kw)
+
+
+def test_cli_learned_focus_early_and_protect(tiny_dir, tmp_path, capsys):
+    from pasta_lens.cli import build_parser, main
+
+    out = tmp_path / "learned.json"
+    argv = ["profile", "--model", tiny_dir, "--tasks", "json", "--n", "2", "--method", "learned",
+            "--steps", "2", "--sparsity", "0", "--kl-weight", "0", "--lr", "0.5", "--keep-below", "0.999",
+            "--init-bias", "0", "--schedule", "prompt", "--end-turn", "--out", str(out), "--quiet"]
+    extra = ["--focus-weight", "1", "--early-weight", "0.5", "--protect", "pronoun", "--protect-gen", "3"]
+    assert main(argv + extra) == 0
+    profile = HeadProfile.load(out)
+    learned = profile.provenance["learned"]
+    assert (learned["focus_weight"], learned["early_weight"]) == (1.0, 0.5)
+    assert learned["protect"] == {"tasks": ["pronoun"], "n": 2, "weight": 1.0}
+    assert profile.provenance["protect"]["task"] == "pronoun" and "first 3" in profile.provenance["protect"]["targets"]
+    assert "focus token weight 1" in profile.method and "early-close weight 0.5" in profile.method
+    again = build_parser().parse_args(profile.command.split()[1:])
+    assert (again.focus_weight, again.early_weight, again.protect, again.protect_gen) == (1.0, 0.5, "pronoun", 3)
+    for bad, match in ((["--protect-gen", "3"], "--protect TASK"),
+                       (["--protect", "json"], "also in --tasks"),
+                       (["--protect", "jsn"], "not a task"),
+                       (["--focus-weight", "-1"], "--focus-weight must be")):
+        assert main(argv[:-3] + bad + ["--out", str(tmp_path / "x.json")]) == 2
+        assert match in capsys.readouterr().err
+    no_end = [a for a in argv[:-3] if a != "--end-turn"]
+    assert main(no_end + ["--early-weight", "0.5", "--out", str(tmp_path / "y.json")]) == 2
+    assert "--end-turn" in capsys.readouterr().err
+
+
+def test_the_shipped_protect_cli_profile_records_the_cli_command_of_its_settings():
+    """profiles/smollm2-135m-instruct-protect-cli.json was made by the CLI: its command parses back to the settings
+    the profile records (so bench/profile_budget.py's rebuild runs the same recipe)."""
+    from pathlib import Path
+
+    from pasta_lens.cli import build_parser
+
+    path = Path(__file__).resolve().parents[1] / "profiles" / "smollm2-135m-instruct-protect-cli.json"
+    profile = HeadProfile.load(path)
+    args = build_parser().parse_args(profile.command.split()[1:])
+    learned = profile.provenance["learned"]
+    assert (args.method, args.tasks, args.steps, args.per_step, args.schedule) == ("learned", "json", 80, 2, "prompt")
+    assert (args.focus_weight, args.early_weight, args.close_weight) == (
+        learned["focus_weight"], learned["early_weight"], learned["close_weight"]) == (1.0, 0.5, 0.5)
+    assert (args.protect, args.protect_gen) == ("pronoun", 16) and learned["protect"]["tasks"] == ["pronoun"]
+    assert args.base_profile == "smollm2-135m-instruct-metric" and len(profile.heads) == 78

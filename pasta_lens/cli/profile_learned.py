@@ -9,7 +9,18 @@ train examples at ``--alpha-min`` (:func:`~pasta_lens.profiling.profile_tasks`, 
 :func:`~pasta_lens.profiling.learn_alphas` (checkpointed in ``OUT.ckpt/learned.ckpt``: rerun the same command to
 resume, or with a larger ``--steps`` to continue) and :func:`~pasta_lens.profiling.learned_profile` (the heads with
 alpha < ``--keep-below``, each at its learned alpha). ``--init-from P`` takes the initial logits from the attribution
-tables stored in profile ``P`` instead of computing them (no attribution pass). ``--k``, ``--ks``, ``--val-n``, ``--strategy``,
+tables stored in profile ``P`` instead of computing them (no attribution pass). ``--protect T`` (with
+``--protect-gen F``: :func:`~pasta_lens.profiling.own_continuations`) builds task ``T``'s train examples for the
+protect term of :func:`~pasta_lens.profiling.learn_alphas`. The recipe of the shipped SmolLM2 default (which
+``scripts/learned_variants.py`` made; this command is another draw of it, with examples in another order:
+``profiles/smollm2-135m-instruct-protect-cli.json``):
+
+    pasta-lens profile --model smollm2-135m-instruct --tasks json --n 40 --method learned --steps 80 --per-step 2 \\
+        --schedule prompt --end-turn --close-weight 0.5 --early-weight 0.5 --focus-weight 1 --protect pronoun \\
+        --protect-gen 16 --init-from smollm2-135m-instruct-attribution \\
+        --base-profile smollm2-135m-instruct-metric --out profiles/my-default.json
+
+``--k``, ``--ks``, ``--val-n``, ``--strategy``,
 ``--top-m`` and ``--rescore-n`` do not apply (no top-k selection is made).
 """
 
@@ -22,7 +33,8 @@ from typing import Any
 
 LEARNED_DEFAULTS = dict(steps=100, lr=0.1, kl_weight=1.0, sparsity=0.01, alpha_min=0.01, per_step=1,
                         keep_below=0.5, init_bias=-4.0, init_scale=6.0, checkpoint_every=5, schedule="all",
-                        gain_cap=0.0, close_weight=0.0)
+                        gain_cap=0.0, close_weight=0.0, early_weight=0.0, focus_weight=0.0, protect_weight=1.0,
+                        protect_gen=0)
 
 
 def add_learned_arguments(p: argparse.ArgumentParser) -> None:
@@ -69,6 +81,23 @@ def add_learned_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --end-turn: the log-prob of the answer's closing token (its last, before the "
                         "end-of-turn marker; JSON's \"}) counts this many times more in a chat task's term, so "
                         "the strengths learn to end the answer (0: off; default 0)")
+    g.add_argument("--early-weight", type=float, default=d["early_weight"],
+                   help="with --end-turn: add this times sum log(1 - P(closing token)) over the answer's earlier "
+                        "positions, so the answer does not close before its end (0: off; default 0)")
+    g.add_argument("--focus-weight", type=float, default=d["focus_weight"],
+                   help="add this times the mean log-prob of the answer's focus tokens (json, pronoun: the "
+                        "occupation) to the task term, so the content is not drowned by the format (0: off; "
+                        "default 0)")
+    g.add_argument("--protect", default=None, metavar="TASK",
+                   help="a task the strengths must not change (not in --tasks): each step also adds "
+                        "--protect-weight x KL(steered || unsteered) over the answers of --per-step of its --n train "
+                        "examples (with the end-of-turn marker)")
+    g.add_argument("--protect-weight", type=float, default=d["protect_weight"],
+                   help=f"weight of the --protect term (default {d['protect_weight']})")
+    g.add_argument("--protect-gen", type=int, default=d["protect_gen"], metavar="F",
+                   help="protect the unsteered model's own greedy first F answer tokens of --protect's prompts "
+                        "(what free generation starts with) instead of its gold answers (0: the gold answers; "
+                        "default 0)")
 
 
 def learned_command(args: argparse.Namespace) -> str:
@@ -80,6 +109,8 @@ def learned_command(args: argparse.Namespace) -> str:
     parts += ["--seed", str(args.seed)] + (["--end-turn"] if getattr(args, "end_turn", False) else [])
     if getattr(args, "base_profile", None):
         parts += ["--base-profile", str(args.base_profile)]
+    if getattr(args, "protect", None):
+        parts += ["--protect", str(args.protect)]
     if getattr(args, "init_from", None):
         parts += ["--init-from", str(args.init_from)]
     parts += ["--out", str(args.out)]
@@ -101,8 +132,26 @@ def check_learned_arguments(args: argparse.Namespace) -> None:
         raise ValueError(f"--gain-cap must be >= 0 nats (0: no cap); got {args.gain_cap}.")
     if not args.close_weight >= 0:
         raise ValueError(f"--close-weight must be >= 0 (0: off); got {args.close_weight}.")
-    if args.close_weight and not getattr(args, "end_turn", False):
-        raise ValueError("--close-weight weights the token before the end-of-turn marker: pass --end-turn too.")
+    for name in ("close_weight", "early_weight"):
+        if getattr(args, name) and not getattr(args, "end_turn", False):
+            raise ValueError(f"--{name.replace('_', '-')} weights the token before the end-of-turn marker: pass "
+                             "--end-turn too.")
+    for name in ("early_weight", "focus_weight", "protect_weight"):
+        if not getattr(args, name) >= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 0 (0: off); got {getattr(args, name)}.")
+    if args.protect_gen < 0:
+        raise ValueError(f"--protect-gen must be >= 0 tokens (0: the gold answers); got {args.protect_gen}.")
+    if args.protect_gen and not args.protect:
+        raise ValueError("--protect-gen F protects a task's own free generation: name the task with --protect TASK.")
+    if args.protect:
+        from pasta_lens.tasks import TASK_NAMES
+
+        tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+        if args.protect not in TASK_NAMES:
+            raise ValueError(f"--protect {args.protect!r} is not a task; choose one of {', '.join(TASK_NAMES)}.")
+        if args.protect in tasks:
+            raise ValueError(f"--protect {args.protect} is also in --tasks: a task is either trained for or "
+                             "protected; drop it from one of them.")
     from pasta_lens.schedule import Schedule
 
     try:
@@ -167,18 +216,36 @@ def run_learned(args: argparse.Namespace, model: Any, examples: dict[str, list],
     if args.base is not None:
         args.base.validate_for(model)
         base = base_alphas(args.base)
+    protect, protect_s = None, 0.0
+    if args.protect:  # the protected task's train examples, or the unsteered model's own start of their answers
+        from pasta_lens.profiling import own_continuations
+        from pasta_lens.tasks import get_task
+
+        tick = time.perf_counter()
+        protect = get_task(args.protect).profiling_examples(model, split="train", n=args.n, seed=args.seed,
+                                                            end_turn=True)
+        if args.protect_gen:
+            protect = own_continuations(model, protect, args.protect_gen)
+        protect_s = time.perf_counter() - tick
     learned = learn_alphas(model, examples, init, steps=args.steps, lr=args.lr, kl_weight=args.kl_weight,
                            sparsity=args.sparsity, alpha_min=args.alpha_min, per_step=args.per_step, seed=args.seed,
                            schedule=args.schedule, gain_cap=args.gain_cap or None, base=base,
-                           close_weight=args.close_weight,
+                           close_weight=args.close_weight, focus_weight=args.focus_weight,
+                           early_weight=args.early_weight, protect=protect, protect_weight=args.protect_weight,
                            checkpoint=checkpoint_dir / "learned.ckpt", checkpoint_every=args.checkpoint_every,
                            progress=not quiet)
     # every resumed segment of each (0: the tables were read from --init-from)
     attribution_s = 0.0 if args.init_profile is not None else sum(s.wall_time_s for s in scores.values())
     provenance: dict[str, Any] = {"split": "train", "processes": 1,
                   "attribution_wall_time_s": round(attribution_s, 1),
-                  "profiling_wall_time_s": round(attribution_s + learned.wall_time_s, 1),
+                  "profiling_wall_time_s": round(attribution_s + protect_s + learned.wall_time_s, 1),
                   "this_run_wall_time_s": round(time.perf_counter() - started, 1)}  # incl. model load; one segment
+    if protect is not None:
+        provenance["protect"] = {"task": args.protect, "n": len(protect), "weight": args.protect_weight,
+                                 "targets": (f"the unsteered model's own greedy first {args.protect_gen} answer tokens "
+                                             "(to the end of turn)") if args.protect_gen else
+                                            "the gold answers with the end-of-turn marker",
+                                 "wall_time_s": round(protect_s, 1)}  # this run's (recomputed when resumed)
     if args.init_profile is not None:
         provenance["init_scores_from"] = {"profile": args.init_from, "method": args.init_profile.method,
                                           "n_examples": {t: args.init_profile.n_examples.get(t) for t in examples}}

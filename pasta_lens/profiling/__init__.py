@@ -52,7 +52,8 @@ Everything is importable from ``pasta_lens.profiling``.
 
 from pasta_lens.profile import STRATEGIES, HeadProfile
 from pasta_lens.profiling.checkpoints import CHECKPOINT_VERSION
-from pasta_lens.profiling.learned import LearnedAlphas, base_alphas, init_logits, learn_alphas, learned_profile
+from pasta_lens.profiling.learned import (LearnedAlphas, base_alphas, init_logits, learn_alphas, learned_profile,
+                                         own_continuations)
 from pasta_lens.profiling.scoring import (METHODS, HeadScores, Method, attribution_scores, exact_scores, pasta_delta,
                                           profile_heads, profile_tasks)
 from pasta_lens.profiling.selection import (AblationPoint, Strategy, ablation_curve, choose_k, choose_point,
@@ -78,6 +79,7 @@ __all__ = [
     "learn_alphas",
     "learned_profile",
     "make_profile",
+    "own_continuations",
     "pasta_delta",
     "profile_heads",
     "profile_tasks",

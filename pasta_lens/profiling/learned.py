@@ -27,6 +27,16 @@ with), minimising per step
   on SmolLM2's JSON task it is the hardest token of the target (teacher-forced, steered by a profile learned
   without this term: ``"}`` at p ~ 0.07 against ``",`` at ~ 0.8), and generation goes on inventing keys until
   the token budget ends with the object open.
+- **Early-close and focus terms** (``early_weight``, ``focus_weight``). ``early_weight * sum log(1 - P(closing
+  token))`` over the earlier answer positions whose gold token is another (the answer must not close before its
+  end: the closing term alone may teach ``"}`` after the name), and ``focus_weight * mean log P(focus tokens)``
+  (``ProfilingExample.focus``; the biography instruction tasks mark the occupation): the few tokens that carry the
+  answer's content count beside the many that carry its format. Both are added to the task term.
+- **Protect term** (``protect``, ``protect_weight``). ``protect_weight * KL(steered || unsteered)`` over the
+  positions that predict the targets of examples of a task that is *not* trained for, ``per_step`` of them per
+  step. With :func:`own_continuations` the targets are the unsteered model's own greedy start of its answer, so
+  what that task's free generation does is kept (on SmolLM2: strengths learned for JSON otherwise change how the
+  pronoun rewrite starts).
 - **Fluency term.** The KL divergence of the steered from the unsteered next-token distribution, averaged over the
   prompt positions ``0 .. n_prompt - 2`` (those whose next token is still prompt text; position ``n_prompt - 1``
   predicts the answer and is the task term's). It keeps the steered model a language model of ordinary text: a set
@@ -98,7 +108,7 @@ from torch import Tensor
 
 from pasta_lens.fingerprint import ModelFingerprint
 from pasta_lens.io import atomic_write, file_lock
-from pasta_lens.objectives import ProfilingExample
+from pasta_lens.objectives import ProfilingExample, target_logprob
 from pasta_lens.profile import HeadProfile, weights_hash
 from pasta_lens.profiling.checkpoints import _example_digest
 from pasta_lens.profiling.scoring import HeadScores, _check_examples, _objective
@@ -106,7 +116,7 @@ from pasta_lens.schedule import Schedule
 from pasta_lens.steering import (ALPHA_MIN, Head, ScheduleSpec, key_weights, pattern_hook_name,
                                  scheduled_rescale)
 
-LEARNED_CHECKPOINT_VERSION = 3  # 2: the schedule and the gain cap are part of a run; 3: the closing weight
+LEARNED_CHECKPOINT_VERSION = 4  # 2: schedule and gain cap; 3: closing weight; 4: focus, early-close, protect
 KEEP_BELOW = 0.5
 """Default cut: heads whose learned alpha is below it are kept in the profile."""
 
@@ -239,13 +249,25 @@ def _run(model: Any, ex: ProfilingExample, hooks: list) -> Tensor:
         return model(tokens, **kwargs)
 
 
+def _kl(steered: Tensor, unsteered: Tensor, start: int, stop: int) -> Tensor:
+    """Mean over positions ``start .. stop-1`` of KL(steered || unsteered) of the next-token distributions (0 when
+    the range is empty)."""
+    if stop <= start:
+        return steered.new_zeros(())
+    ls = torch.log_softmax(steered[0, start:stop].float(), dim=-1)
+    lu = torch.log_softmax(unsteered[0, start:stop].float(), dim=-1)
+    return (ls.exp() * (ls - lu)).sum(-1).mean()
+
+
 def _prompt_kl(steered: Tensor, unsteered: Tensor, n_prompt: int) -> Tensor:
     """Mean over positions ``0 .. n_prompt-2`` of KL(steered || unsteered) of the next-token distributions."""
-    if n_prompt < 2:
-        return steered.new_zeros(())
-    ls = torch.log_softmax(steered[0, :n_prompt - 1].float(), dim=-1)
-    lu = torch.log_softmax(unsteered[0, :n_prompt - 1].float(), dim=-1)
-    return (ls.exp() * (ls - lu)).sum(-1).mean()
+    return _kl(steered, unsteered, 0, n_prompt - 1)
+
+
+def _answer_kl(steered: Tensor, unsteered: Tensor, n_prompt: int) -> Tensor:
+    """Mean over the positions that predict the target tokens (``n_prompt-1 .. pos-2``) of KL(steered ||
+    unsteered): the protect term."""
+    return _kl(steered, unsteered, n_prompt - 1, int(steered.shape[1]) - 1)
 
 
 def _close_logprob(ex: ProfilingExample, logits: Float[Tensor, "1 pos vocab"]) -> Tensor:
@@ -254,38 +276,112 @@ def _close_logprob(ex: ProfilingExample, logits: Float[Tensor, "1 pos vocab"]) -
     return torch.log_softmax(logits[0, ex.close - 1].float(), dim=-1)[ex.tokens[0, ex.close]]
 
 
-def _task_value(ex: ProfilingExample, logits: Tensor, n_answer: int, close_weight: float) -> Tensor:
+def _early_close(ex: ProfilingExample, logits: Float[Tensor, "1 pos vocab"]) -> Tensor:
+    """Sum of ``log(1 - P(closing token))`` at the answer positions before ``ex.close`` whose gold token is another:
+    high when the answer does not close early."""
+    assert ex.close is not None
+    logp = torch.log_softmax(logits[0, ex.n_prompt - 1:ex.close - 1].float(), dim=-1)
+    close_token = ex.tokens[0, ex.close]
+    gold = ex.tokens[0, ex.n_prompt:ex.close].to(logp.device)
+    p_close = logp[:, close_token].exp()
+    return torch.log1p(-p_close.clamp(max=1 - 1e-6))[gold != close_token].sum()
+
+
+def _focus_logprob(ex: ProfilingExample, logits: Float[Tensor, "1 pos vocab"]) -> Tensor:
+    """Mean log-prob of the focus tokens (``ex.focus``), each at the position that predicts it."""
+    assert ex.focus is not None
+    at = torch.tensor(ex.focus, device=logits.device)
+    logp = torch.log_softmax(logits[0, at - 1].float(), dim=-1)
+    return logp.gather(-1, ex.tokens[0].to(logits.device)[at][:, None]).mean()
+
+
+def _task_value(ex: ProfilingExample, logits: Tensor, n_answer: int, close_weight: float,
+                focus_weight: float = 0.0, early_weight: float = 0.0) -> Tensor:
     value = _objective(ex, logits)[0] / n_answer
     if close_weight and ex.close is not None:
         value = value + close_weight * _close_logprob(ex, logits)
+    if early_weight and ex.close is not None:
+        value = value + early_weight * _early_close(ex, logits)
+    if focus_weight and ex.focus is not None:
+        value = value + focus_weight * _focus_logprob(ex, logits)
     return value
 
 
 def example_loss(model: Any, ex: ProfilingExample, g: Tensor, alpha_min: float, kl_weight: float,
                  schedule: ScheduleSpec = None, gain_cap: Optional[float] = None,
-                 base: Optional[Mapping[Head, float]] = None, close_weight: float = 0.0
-                 ) -> tuple[Tensor, dict[str, float]]:
-    """One example's ``- (f(steered) / n_answer + close_weight * log P(close)) + kl_weight * KL``
-    (differentiable in ``g``) and its parts.
+                 base: Optional[Mapping[Head, float]] = None, close_weight: float = 0.0,
+                 focus_weight: float = 0.0, early_weight: float = 0.0) -> tuple[Tensor, dict[str, float]]:
+    """One example's ``- (f(steered) / n_answer + close_weight * log P(close) + early_weight * early + focus_weight
+    * focus) + kl_weight * KL`` (differentiable in ``g``) and its parts.
 
     ``schedule``: the rows steered (the answer tokens are the generated ones); ``gain_cap``: the task term counts
     at most ``gain_cap`` nats per answer token above the unsteered value (None: no cap); ``base``: heads steered
     at fixed alphas beside the learned ones; ``close_weight``: extra weight of the answer's closing token
-    (``ex.close``; none when the example has no closing token). Gains and KL are measured against the unsteered
-    model.
+    (``ex.close``; none when the example has no closing token); ``early_weight``: weight of ``sum log(1 -
+    P(closing token))`` at the answer's earlier positions; ``focus_weight``: weight of the mean log-prob of the
+    focus tokens (``ex.focus``). Gains and KL are measured against the unsteered model.
     """
     n_answer = max(1, int(ex.tokens.shape[1]) - ex.n_prompt)
     with torch.no_grad():
         plain_logits = _run(model, ex, [])
-        plain = float(_task_value(ex, plain_logits, n_answer, close_weight))  # the unsteered model's value
+        plain = float(_task_value(ex, plain_logits, n_answer, close_weight, focus_weight, early_weight))
     with torch.enable_grad():
         logits = _run(model, ex, _hooks(g, alpha_min, ex.key_mask, schedule, base))
-        task = _task_value(ex, logits, n_answer, close_weight)
+        task = _task_value(ex, logits, n_answer, close_weight, focus_weight, early_weight)
         term = task if gain_cap is None else torch.clamp(task, max=plain + gain_cap)  # capped: no gradient beyond
         kl = _prompt_kl(logits, plain_logits, ex.n_prompt)
         loss = -term + kl_weight * kl
     value, divergence = float(task.detach()), float(kl.detach())
     return loss, {"task": value, "task_gain": value - plain, "term": float(term.detach()), "kl": divergence}
+
+
+def protect_loss(model: Any, ex: ProfilingExample, g: Tensor, alpha_min: float, schedule: ScheduleSpec = None,
+                 base: Optional[Mapping[Head, float]] = None) -> Tensor:
+    """KL(steered || unsteered) averaged over the positions that predict ``ex``'s target tokens (differentiable in
+    ``g``): the protect term, which keeps a task's own answer (e.g. the unsteered model's greedy start, see
+    :func:`own_continuations`) unchanged by the steering."""
+    with torch.no_grad():
+        plain = _run(model, ex, [])
+    with torch.enable_grad():
+        steered = _run(model, ex, _hooks(g, alpha_min, ex.key_mask, schedule, base))
+        return _answer_kl(steered, plain, ex.n_prompt)
+
+
+def own_continuations(model: Any, examples: Sequence[ProfilingExample], max_new_tokens: int
+                      ) -> list[ProfilingExample]:
+    """The examples with their target replaced by the *unsteered* model's own greedy continuation of the prompt:
+    at most ``max_new_tokens`` tokens, cut after the end-of-turn marker when the example ends the turn (``close``
+    set: the marker is the tokens after it).
+
+    The protect term on these targets keeps what free generation does: the first-token decision weighs
+    1/``max_new_tokens`` of the KL, where on a long teacher-forced gold answer it would weigh 1/len(answer).
+    Greedy, with the KV cache (``model.generate``), no hooks; the objective of a result is the log-prob of its own
+    continuation.
+
+    Example:
+        >>> protect = own_continuations(model, get_task("pronoun").profiling_examples(model, n=40, end_turn=True), 16)
+    """
+    if isinstance(max_new_tokens, bool) or int(max_new_tokens) != max_new_tokens or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be a positive integer; got {max_new_tokens!r}.")
+    out = []
+    for ex in examples:
+        if ex.attention_mask is not None and not bool(ex.attention_mask.all()):
+            raise ValueError("own_continuations takes unpadded examples (one prompt each, no attention mask).")
+        prompt = ex.tokens[:, :ex.n_prompt].to(model.cfg.device)
+        stop = [] if ex.close is None else ex.tokens[0, ex.close + 1:].tolist()
+        with torch.inference_mode():
+            new = model.generate(prompt, prepend_bos=False, max_new_tokens=int(max_new_tokens), do_sample=False,
+                                 use_past_kv_cache=True, stop_at_eos=False, verbose=False,
+                                 return_type="tokens")[0, ex.n_prompt:].tolist()
+        for end in range(len(stop), len(new) + 1):  # cut after the first end-of-turn marker
+            if stop and new[end - len(stop):end] == stop:
+                new = new[:end]
+                break
+        target = torch.tensor(new, dtype=ex.tokens.dtype)
+        tokens = torch.cat([ex.tokens[:, :ex.n_prompt].cpu(), target[None]], dim=1)
+        out.append(ProfilingExample(tokens=tokens, key_mask=ex.key_mask, task=ex.task,
+                                    objective=target_logprob(ex.n_prompt, target)))
+    return out
 
 
 def step_indices(sizes: Mapping[str, int], step: int, per_step: int, seed: int) -> dict[str, list[int]]:
@@ -368,6 +464,10 @@ def learn_alphas(
     gain_cap: Optional[float] = None,
     base: Optional[Mapping[Head, float]] = None,
     close_weight: float = 0.0,
+    focus_weight: float = 0.0,
+    early_weight: float = 0.0,
+    protect: Optional[Sequence[ProfilingExample]] = None,
+    protect_weight: float = 1.0,
     checkpoint: Optional[Union[str, os.PathLike]] = None,
     checkpoint_every: int = 5,
     progress: bool = True,
@@ -402,6 +502,18 @@ def learn_alphas(
             ``close_weight`` is added to its task term, undivided by the answer length, so the one token where the
             answer must stop is not drowned by the rest (0: no closing term). Examples without a closing token
             (plain-text tasks) are unaffected.
+        focus_weight: the mean log-prob of each example's focus tokens (``ProfilingExample.focus``; the bio
+            instruction tasks: the occupation in the gold answer) times ``focus_weight`` is added to its task term:
+            the answer's content, a few of its tokens, is not drowned by its format (0: off).
+        early_weight: ``early_weight * sum log(1 - P(closing token))`` over the answer positions before the
+            closing token whose gold token is another is added to the task term of an example with a closing
+            token: the answer must not close before its end (0: off). With ``close_weight`` the pair asks for
+            the close at the right place.
+        protect: examples of a task the strengths must *not* change (e.g. :func:`own_continuations` of another
+            task's prompts): each step adds ``protect_weight * KL(steered || unsteered)`` over the positions
+            that predict their target tokens, for ``per_step`` of them (their own seeded permutation). Not
+            trained for: they carry no task term.
+        protect_weight: the weight of that term.
         checkpoint: file holding ``g``, the Adam state, the step and the history; resumed from if it exists.
         checkpoint_every: write the checkpoint every this many steps (and at the end).
         progress: a tqdm bar over the steps.
@@ -442,31 +554,44 @@ def learn_alphas(
     if gain_cap is not None and not (math.isfinite(float(gain_cap)) and float(gain_cap) > 0):
         raise ValueError(f"gain_cap must be a finite number of nats > 0 (or None for no cap); got {gain_cap}.")
     base_heads = _check_base(base or {}, n_layers, n_heads)
-    if not (math.isfinite(float(close_weight)) and float(close_weight) >= 0):
-        raise ValueError(f"close_weight must be a finite number >= 0 (0: no closing term); got {close_weight}.")
-    if close_weight and not any(ex.close is not None for exs in examples.values() for ex in exs):
-        raise ValueError("close_weight needs examples with a closing token: build a chat task's examples with "
-                         "end_turn=True (CLI: --end-turn), or set close_weight=0.")
+    for name, value in (("close_weight", close_weight), ("focus_weight", focus_weight),
+                        ("early_weight", early_weight), ("protect_weight", protect_weight)):
+        if not (math.isfinite(float(value)) and float(value) >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0 (0: off); got {value}.")
+    for name, value in (("close_weight", close_weight), ("early_weight", early_weight)):
+        if value and not any(ex.close is not None for exs in examples.values() for ex in exs):
+            raise ValueError(f"{name} needs examples with a closing token: build a chat task's examples with "
+                             f"end_turn=True (CLI: --end-turn), or set {name}=0.")
+    if focus_weight and not any(ex.focus is not None for exs in examples.values() for ex in exs):
+        raise ValueError("focus_weight needs examples with focus tokens (the json and pronoun tasks mark the "
+                         "occupation); train on such a task, or set focus_weight=0.")
+    protected = list(protect or [])
+    if protect is not None:
+        _check_examples(protected, "learn_alphas(protect=...)")
     settings = dict(lr=float(lr), kl_weight=float(kl_weight), sparsity=float(sparsity), alpha_min=float(alpha_min),
                     per_step=int(per_step), seed=int(seed), schedule=str(Schedule.parse(schedule)),
                     gain_cap=None if gain_cap is None else float(gain_cap), close_weight=float(close_weight),
+                    focus_weight=float(focus_weight), early_weight=float(early_weight),
+                    protect={"tasks": sorted({ex.task for ex in protected}), "n": len(protected),
+                             "weight": float(protect_weight)} if protected else None,
                     base=[[layer, head, alpha] for (layer, head), alpha in sorted(base_heads.items())])
     vocab = int(getattr(model.cfg, "d_vocab", 0) or model.tokenizer.vocab_size)
     fingerprint = dict(version=LEARNED_CHECKPOINT_VERSION, shape=(n_layers, n_heads), weights=weights_hash(model),
                        init=_digest(init), examples={t: [_example_digest(ex, vocab) for ex in exs]
-                                                     for t, exs in examples.items()}, **settings)
+                                                     for t, exs in examples.items()},
+                       protect_examples=[_example_digest(ex, vocab) for ex in protected], **settings)
     path = Path(checkpoint) if checkpoint is not None else None
     if path is None:
         return _train(model, examples, init, int(steps), settings, None, fingerprint, int(checkpoint_every),
-                      progress)
+                      progress, protected)
     with file_lock(path, what="the learned-alphas checkpoint"):
         return _train(model, examples, init, int(steps), settings, path, fingerprint, int(checkpoint_every),
-                      progress)
+                      progress, protected)
 
 
 def _train(model: Any, examples: dict[str, list[ProfilingExample]], init: Tensor, steps: int,
            settings: dict[str, Any], path: Optional[Path], fingerprint: dict[str, Any], every: int,
-           progress: bool) -> LearnedAlphas:
+           progress: bool, protect: Sequence[ProfilingExample] = ()) -> LearnedAlphas:
     g = init.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([g], lr=settings["lr"])
     step, history, previous_s = 0, [], []
@@ -511,7 +636,8 @@ def _train(model: Any, examples: dict[str, list[ProfilingExample]], init: Tensor
             gains = []
             for i in idx:
                 loss, parts = example_loss(model, examples[task][i], g, alpha_min, kl_weight, settings["schedule"],
-                                           settings["gain_cap"], base, settings["close_weight"])
+                                           settings["gain_cap"], base, settings["close_weight"],
+                                           settings["focus_weight"], settings["early_weight"])
                 # towards g only: no parameter gradient is computed or stored
                 (dg,) = torch.autograd.grad(loss / n_terms, [g])
                 grad += dg
@@ -519,12 +645,22 @@ def _train(model: Any, examples: dict[str, list[ProfilingExample]], init: Tensor
                     record[key] += parts[key] / n_terms
                 gains.append(parts["task_gain"])
             record[f"gain:{task}"] = sum(gains) / len(gains)
+        if protect:  # KL on the protected examples' targets: kept as the unsteered model has them
+            record["kl_protect"] = 0.0
+            weight = settings["protect"]["weight"]
+            for i in step_indices({"protect": len(protect)}, s, settings["per_step"], settings["seed"])["protect"]:
+                kl_protect = protect_loss(model, protect[i], g, alpha_min, settings["schedule"], base)
+                (dg,) = torch.autograd.grad(weight * kl_protect / settings["per_step"], [g])
+                grad += dg
+                record["kl_protect"] += float(kl_protect.detach()) / settings["per_step"]
         with torch.enable_grad():
             strength = torch.sigmoid(g)
             penalty = sparsity * strength[free].sum()  # base heads are not the learner's to pay for
             (dp,) = torch.autograd.grad(penalty, [g])
         record.update(sparsity=float(penalty.detach()), mean_strength=float(strength.detach().mean()))
         record["loss"] = -record["term"] + kl_weight * record["kl"] + record["sparsity"]
+        if protect:
+            record["loss"] += settings["protect"]["weight"] * record["kl_protect"]
         g.grad = grad + dp
         optimizer.step()
         g.grad = None
@@ -590,6 +726,13 @@ def learned_profile(
     cap = "" if st.get("gain_cap") is None else f", gain cap {st['gain_cap']:g} nats per answer token"
     if st.get("close_weight"):
         cap += f", closing token weight {st['close_weight']:g}"
+    if st.get("early_weight"):
+        cap += f", early-close weight {st['early_weight']:g}"
+    if st.get("focus_weight"):
+        cap += f", focus token weight {st['focus_weight']:g}"
+    if st.get("protect"):
+        cap += (f", KL on {st['protect']['n']} protected {'/'.join(st['protect']['tasks'])} answers (weight "
+                f"{st['protect']['weight']:g})")
     method = (f"learned (per-head alphas alpha_min**sigmoid(g), alpha_min {st['alpha_min']:g}; {learned.steps} Adam "
               f"steps of {st['per_step']} example(s) per task from {per_task} train examples per task; "
               f"lr {st['lr']:g}, kl_weight {st['kl_weight']:g}, sparsity {st['sparsity']:g}{cap}; trained and "
@@ -609,7 +752,14 @@ def learned_profile(
                         "" if st.get("gain_cap") is None else
                         f"; at most gain_cap above the unsteered value per example") + (
                         "" if not st.get("close_weight") else
-                        "; plus close_weight * log P(the answer's closing token) for chat targets that end the turn"),
+                        "; plus close_weight * log P(the answer's closing token) for chat targets that end the turn") + (
+                        "" if not st.get("early_weight") else
+                        "; plus early_weight * sum log(1 - P(closing token)) at the answer's earlier positions") + (
+                        "" if not st.get("focus_weight") else
+                        "; plus focus_weight * mean log P(focus tokens: the occupation in the gold answer)"),
+                    **({"protect_term": "protect weight * KL(steered || unsteered) over the positions predicting "
+                                        "the protected examples' targets, per_step of them per step"}
+                       if st.get("protect") else {}),
                     "init": "g = init_bias + init_scale * mean_t(attribution_t / max|attribution_t|)"},
         "losses": learned.losses(),
         "learning_wall_time_s": round(learned.wall_time_s, 1),

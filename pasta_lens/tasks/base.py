@@ -273,9 +273,15 @@ class Task:
         contrast = self.contrast(example)
         contrast_ids = answer_ids(model, contrast).to(em.tokens.device) if contrast is not None else None
         tokens = torch.cat([em.tokens, target[None]], dim=1)
+        focus = focus_positions(model, self.answer(example), self.focus_text(example), n_prompt)
         return ProfilingExample(tokens=tokens, key_mask=em.key_mask,
                                 objective=target_logprob(n_prompt, target, contrast_ids), task=self.name,
-                                close=close)
+                                close=close, focus=focus)
+
+    def focus_text(self, example: TaskExample) -> Optional[str]:
+        """The part of the gold answer that carries its content (its last occurrence is the example's ``focus``;
+        ``focus_weight`` of :func:`~pasta_lens.profiling.learn_alphas` weights its tokens); None: no focus."""
+        return None
 
     def contrast(self, example: TaskExample) -> Optional[str]:
         """An answer whose first-token log-prob is subtracted in the objective (CounterFact: the old object)."""
@@ -294,6 +300,25 @@ class Task:
             raise ValueError("Profiling on the test split would leak it into the reported results; use "
                              "split='train' (or 'validation').")
         return [self.profiling_example(model, ex, variant, end_turn) for ex in self.examples(split, n, seed)]
+
+
+def focus_positions(model: Any, answer: str, part: Optional[str], n_prompt: int) -> Optional[tuple[int, ...]]:
+    """Positions (in prompt + answer tokens) of the answer tokens that overlap the last occurrence of ``part`` in
+    ``answer``: token ``j`` is in when its decoded text ends after ``part`` starts and the text before it ends
+    before ``part`` ends. None when ``part`` is None.
+
+    Example:
+        >>> focus_positions(model, '{"name": "Ann", "occupation": "nurse"}', "nurse", n_prompt=40)   # (48, 49)
+    """
+    if part is None:
+        return None
+    if part not in answer:
+        raise ValueError(f"The focus {part!r} does not occur in the answer {answer!r}.")
+    start = answer.rindex(part)
+    end = start + len(part)
+    ids = answer_ids(model, answer).tolist()
+    ends = [len(model.tokenizer.decode(ids[:j + 1])) for j in range(len(ids))]
+    return tuple(n_prompt + j for j, e in enumerate(ends) if e > start and (j == 0 or ends[j - 1] < end))
 
 
 def seeded_sample(items: Sequence[Any], n: Optional[int], seed: int, salt: str) -> list[Any]:

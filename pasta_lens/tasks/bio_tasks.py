@@ -85,6 +85,11 @@ class _InstructionTask(BiographyTask):
         instruction = self.instructions[variant].format(person=example.person)
         return f"{escape_markup(_context(example))}. *{escape_markup(instruction)}*"
 
+    def focus_text(self, example: Biography) -> Optional[str]:
+        """The occupation, the content the answer must get right (JSON's P.Acc; the pronoun rewrite's last
+        sentence)."""
+        return occupation_text(example.occupation)
+
 
 class JsonTask(_InstructionTask):
     """JSON formatting: answer with ``{"name": ..., "occupation": ...}``; F.Acc and P.Acc (the paper's), and the
