@@ -17,8 +17,8 @@ validation examples per task), writing the profile to a temporary file. It print
 and writes them, with the load average before and after (figures mean "idle" only if it is low), to --out.
 ``--threads`` is the intra-op thread count of the one process (2 on an idle 2-core machine; 1 when other jobs run).
 ``--profile`` rebuilds another shipped profile from its recorded command instead (e.g. a ``--method learned``
-one, whose per-head alphas are compared too; the default, made by ``scripts/learned_variants.py``, is rebuilt by
-that script).
+one, whose per-head alphas are compared too; a profile made by ``scripts/learned_variants.py``, e.g.
+``smollm2-135m-instruct-protect-script``, is rebuilt by that script).
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ variants the package does not ship, each trained and then evaluated on the valid
     .venv/bin/python scripts/learned_variants.py --tag r1 --tasks json --base smollm2-135m-instruct-metric --steps 80 --nt 1
     .venv/bin/python scripts/learned_variants.py --tag r2 --base smollm2-135m-instruct-metric --nt 1
     .venv/bin/python scripts/learned_variants.py --tag c0.5 --tasks json --base smollm2-135m-instruct-metric --steps 80 --nt 1 --close 0.5
-    # the default since stop 22 (profiles/smollm2-135m-instruct.json records its exact command)
+    # the default of stop 22, shipped as profiles/smollm2-135m-instruct-protect-script.json since stop 23 (it records
+    # this exact command, whose --profile-out named the default's file then: pass another one to rerun it)
     .venv/bin/python scripts/learned_variants.py --tag g1 --tasks json --base smollm2-135m-instruct-metric --steps 80 --nt 1 --close 0.5 --occ 1 --early 0.5 --per-step 2 --protect pronoun --protect-gen 16
 
 It re-implements the training step of :func:`pasta_lens.profiling.learn_alphas` (same parametrisation, KL term,

@@ -151,12 +151,14 @@ def test_shipped_smollm2_profile_is_the_default_head_set(smollm2):
     heads, note = default_heads(smollm2)
     assert heads == profile.heads and "shipped profile 'smollm2-135m-instruct'" in note
     assert set(profile.tasks) == {"json", "pronoun", "biasbios", "counterfact"}
-    # made by the research script that bench/profile_budget.py reruns (its command, in the repo), on train data
-    argv = profile.command.split()
-    assert argv[:2] == ["python", "scripts/learned_variants.py"] and (REPO / argv[1]).is_file()
+    # made by `pasta-lens profile --method learned` (its command, which bench/profile_budget.py reruns), on train data
+    from pasta_lens.cli import build_parser
+
+    args = build_parser().parse_args(profile.command.split()[1:])
+    assert (args.method, args.tasks, args.protect, args.protect_gen) == ("learned", "json", "pronoun", 16)
     assert profile.provenance["split"] == "train" and len(profile.scores) == 4
     # learned JSON strengths on top of the metric-selected intersection, trained and used with schedule prompt
-    assert profile.method.startswith("learned") and "--base smollm2-135m-instruct-metric" in profile.command
+    assert profile.method.startswith("learned") and args.base_profile == "smollm2-135m-instruct-metric"
     base = load_profile(profile.provenance["base_profile"]["profile"])
     assert base.provenance["selected_by"] == "metric" and base.provenance["fluency_floor_met"] is True
     assert all(profile.head_alphas[h] == base.alpha for h in base.heads)  # the base kept at its strength
