@@ -308,7 +308,7 @@ def focus_positions(model: Any, answer: str, part: Optional[str], n_prompt: int)
     before ``part`` ends. None when ``part`` is None.
 
     Example:
-        >>> focus_positions(model, '{"name": "Ann", "occupation": "nurse"}', "nurse", n_prompt=40)   # (48, 49)
+        >>> focus_positions(model, '{"name": "Ann", "occupation": "nurse"}', "nurse", n_prompt=40)  # where "nurse" is
     """
     if part is None:
         return None
