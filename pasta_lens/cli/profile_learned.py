@@ -118,6 +118,7 @@ def learned_command(args: argparse.Namespace) -> str:
 
 def check_learned_arguments(args: argparse.Namespace) -> None:
     """What can be checked before the model loads."""
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     if args.alpha != 0.01:
         raise ValueError("--method learned measures attribution at --alpha-min, not --alpha: pass --alpha-min.")
     for name in ("steps", "per_step", "checkpoint_every"):
@@ -129,15 +130,13 @@ def check_learned_arguments(args: argparse.Namespace) -> None:
         raise ValueError(f"--keep-below must be in (0, 1]; got {args.keep_below}.")
     if not args.gain_cap >= 0:
         raise ValueError(f"--gain-cap must be >= 0 nats (0: no cap); got {args.gain_cap}.")
-    if not args.close_weight >= 0:
-        raise ValueError(f"--close-weight must be >= 0 (0: off); got {args.close_weight}.")
+    for name in ("close_weight", "early_weight", "focus_weight", "protect_weight"):
+        if not getattr(args, name) >= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 0 (0: off); got {getattr(args, name)}.")
     for name in ("close_weight", "early_weight"):
         if getattr(args, name) and not getattr(args, "end_turn", False):
             raise ValueError(f"--{name.replace('_', '-')} weights the token before the end-of-turn marker: pass "
                              "--end-turn too.")
-    for name in ("early_weight", "focus_weight", "protect_weight"):
-        if not getattr(args, name) >= 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 0 (0: off); got {getattr(args, name)}.")
     if args.protect_gen < 0:
         raise ValueError(f"--protect-gen must be >= 0 tokens (0: the gold answers); got {args.protect_gen}.")
     if args.protect_gen and not args.protect:
@@ -145,7 +144,6 @@ def check_learned_arguments(args: argparse.Namespace) -> None:
     if args.protect:
         from pasta_lens.tasks import TASK_NAMES
 
-        tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
         if args.protect not in TASK_NAMES:
             raise ValueError(f"--protect {args.protect!r} is not a task; choose one of {', '.join(TASK_NAMES)}.")
         if args.protect in tasks:
@@ -163,7 +161,6 @@ def check_learned_arguments(args: argparse.Namespace) -> None:
         from pasta_lens.profiling import scores_from_profile
 
         args.init_profile = read_profile(args.init_from, "--init-from")
-        tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
         missing = [t for t in tasks if t not in args.init_profile.scores]
         if missing:
             raise ValueError(f"--init-from {args.init_from} has no score table for {missing} (it has "
