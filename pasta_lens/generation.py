@@ -62,21 +62,35 @@ def default_heads(model: Any) -> tuple[tuple[Head, ...], str]:
     return tuple(getattr(spec, "heads", spec)), note
 
 
-def generate_tokens(model: Any, emphasis: Emphasis, max_new_tokens: int = 40,
-                    **generate_kwargs: Any) -> Int[Tensor, "batch new"]:
-    """Greedy-generate after ``emphasis.tokens`` (KV cache, left padding respected); return the new tokens.
+def generate_new_tokens(model: Any, tokens: Int[Tensor, "batch pos"],
+                        attention_mask: Optional[Int[Tensor, "batch pos"]] = None, max_new_tokens: int = 40,
+                        **generate_kwargs: Any) -> Int[Tensor, "batch new"]:
+    """Greedy-generate after ``tokens`` (KV cache, left padding respected); return only the new tokens.
 
-    Whatever hooks are active on the model (e.g. inside ``steer``) apply. Extra keyword arguments go to
-    ``model.generate``.
+    The one place where the package calls ``model.generate``, on either backend: ``attention_mask`` (default: no
+    padding) reaches the bridge as is and ``HookedTransformer`` as ``padding_side="left"``
+    (:func:`pasta_lens.backends.generate_padding_kwargs`). Whatever hooks are active on the model (e.g. inside
+    ``steer``) apply. Extra keyword arguments go to ``model.generate``.
+
+    Example:
+        >>> new = generate_new_tokens(model, model.to_tokens("The capital of France is"), max_new_tokens=5)
     """
+    if attention_mask is None:
+        attention_mask = torch.ones_like(tokens)
     kwargs = dict(do_sample=False, use_past_kv_cache=True, verbose=False, stop_at_eos=True)
     kwargs.update(generate_kwargs)
     with torch.inference_mode():
         # The bridge takes attention_mask=; HookedTransformer infers it from left pad tokens (checked there).
-        kwargs.update(generate_padding_kwargs(model, emphasis.tokens, emphasis.attention_mask))
-        out = model.generate(emphasis.tokens, prepend_bos=False, max_new_tokens=max_new_tokens,
-                             return_type="tokens", **kwargs)
-    return out[:, emphasis.tokens.shape[1]:]
+        kwargs.update(generate_padding_kwargs(model, tokens, attention_mask))
+        out = model.generate(tokens, prepend_bos=False, max_new_tokens=max_new_tokens, return_type="tokens",
+                             **kwargs)
+    return out[:, tokens.shape[1]:]
+
+
+def generate_tokens(model: Any, emphasis: Emphasis, max_new_tokens: int = 40,
+                    **generate_kwargs: Any) -> Int[Tensor, "batch new"]:
+    """Greedy-generate after ``emphasis.tokens`` (:func:`generate_new_tokens` with its attention mask)."""
+    return generate_new_tokens(model, emphasis.tokens, emphasis.attention_mask, max_new_tokens, **generate_kwargs)
 
 
 def decode_new(model: Any, new_tokens: Int[Tensor, "batch new"]) -> list[str]:

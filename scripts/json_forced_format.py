@@ -16,6 +16,7 @@ import json
 import torch
 
 from pasta_lens import load_model, load_profile, steer
+from pasta_lens.generation import generate_new_tokens
 from pasta_lens.steering import resolve_alpha, resolve_heads, resolve_schedule
 from pasta_lens.metrics import normalise_occupation
 from pasta_lens.tasks import get_task
@@ -50,11 +51,10 @@ for bio in bios:
     for name, prof in zip(names, profiles):
         ctx = (steer(model, list(prof[0]), ex.key_mask, alpha=prof[1], schedule=prof[2]) if prof is not None
                else contextlib.nullcontext())
-        # greedy with the KV cache, as pasta_lens.generation.generate_tokens (which takes an Emphasis: here the
-        # key mask covers the prompt only, the forced tokens play generated ones, so model.generate is called)
-        with ctx, torch.inference_mode():
-            new = model.generate(start, prepend_bos=False, max_new_tokens=6, do_sample=False, use_past_kv_cache=True,
-                                 stop_at_eos=False, verbose=False, return_type="tokens")[:, start.shape[1]:]
+        # greedy with the KV cache from raw tokens: the key mask covers the prompt only, the forced tokens play
+        # generated ones
+        with ctx:
+            new = generate_new_tokens(model, start, max_new_tokens=6, stop_at_eos=False)
         value = tok.decode(new[0]).split('"')[0]
         ok = normalise_occupation(occupation_text(bio.occupation)) in normalise_occupation(value)
         right[name] += ok

@@ -7,7 +7,7 @@ import torch
 
 from pasta_lens import emphasize, generate, load_model, pasta_hooks, steer
 from pasta_lens.cli import main, parse_heads
-from pasta_lens.generation import decode_new, generate_tokens, interim_heads
+from pasta_lens.generation import decode_new, generate_new_tokens, generate_tokens, interim_heads
 from pasta_lens.models import offline_gguf_path
 
 PROMPT = "Maria is a nurse who lives in Paris. *Answer in JSON.*"
@@ -25,6 +25,22 @@ def test_cached_equals_uncached_steered_generation(tiny):
     with torch.inference_mode():
         plain = generate_tokens(tiny, em, 12, stop_at_eos=False)
     assert not torch.equal(plain, cached)  # steering changed the continuation
+
+
+def test_generate_new_tokens_from_raw_tokens_is_the_greedy_continuation(llama):
+    """From raw tokens (here ending in the pad token, as a SmolLM2 prompt may end in its pad ``<|im_end|>``) the
+    new tokens equal an uncached argmax loop on both backends; with a mask they equal ``generate_tokens``."""
+    pad = llama.tokenizer.pad_token_id
+    tokens = torch.cat([emphasize(llama, PROMPT).tokens, torch.tensor([[pad]])], dim=1)
+    new = generate_new_tokens(llama, tokens, max_new_tokens=5, stop_at_eos=False)
+    loop = tokens
+    with torch.inference_mode():
+        for _ in range(5):
+            loop = torch.cat([loop, llama(loop)[:, -1:].argmax(-1)], dim=1)
+    assert new.shape == (1, 5) and torch.equal(new, loop[:, tokens.shape[1]:])
+    padded = emphasize(llama, [PROMPT, "The capital of *France* is"])  # the mask path: generate_tokens' rows
+    assert torch.equal(generate_new_tokens(llama, padded.tokens, padded.attention_mask, 4, stop_at_eos=False),
+                       generate_tokens(llama, padded, 4, stop_at_eos=False))
 
 
 def test_decode_steps_see_one_query_row_and_all_keys(llama):

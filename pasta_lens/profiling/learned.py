@@ -107,6 +107,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from pasta_lens.fingerprint import ModelFingerprint
+from pasta_lens.generation import generate_new_tokens
 from pasta_lens.io import atomic_write, file_lock
 from pasta_lens.objectives import ProfilingExample, target_logprob
 from pasta_lens.profile import HeadProfile, weights_hash
@@ -355,8 +356,8 @@ def own_continuations(model: Any, examples: Sequence[ProfilingExample], max_new_
 
     The protect term on these targets keeps what free generation does: the first-token decision weighs
     1/``max_new_tokens`` of the KL, where on a long teacher-forced gold answer it would weigh 1/len(answer).
-    Greedy, with the KV cache (``model.generate``), no hooks; the objective of a result is the log-prob of its own
-    continuation.
+    Greedy, with the KV cache (:func:`pasta_lens.generation.generate_new_tokens`), no hooks; the objective of a
+    result is the log-prob of its own continuation.
 
     Example:
         >>> protect = own_continuations(model, get_task("pronoun").profiling_examples(model, n=40, end_turn=True), 16)
@@ -369,10 +370,7 @@ def own_continuations(model: Any, examples: Sequence[ProfilingExample], max_new_
             raise ValueError("own_continuations takes unpadded examples (one prompt each, no attention mask).")
         prompt = ex.tokens[:, :ex.n_prompt].to(model.cfg.device)
         stop = [] if ex.close is None else ex.tokens[0, ex.close + 1:].tolist()
-        with torch.inference_mode():
-            new = model.generate(prompt, prepend_bos=False, max_new_tokens=int(max_new_tokens), do_sample=False,
-                                 use_past_kv_cache=True, stop_at_eos=False, verbose=False,
-                                 return_type="tokens")[0, ex.n_prompt:].tolist()
+        new = generate_new_tokens(model, prompt, max_new_tokens=int(max_new_tokens), stop_at_eos=False)[0].tolist()
         for end in range(len(stop), len(new) + 1):  # cut after the first end-of-turn marker
             if stop and new[end - len(stop):end] == stop:
                 new = new[:end]
