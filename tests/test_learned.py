@@ -838,6 +838,93 @@ def test_cli_learned_focus_early_and_protect(tiny_dir, tmp_path, capsys):
     assert "--end-turn" in capsys.readouterr().err
 
 
+def test_protect_against_the_base_keeps_what_the_base_does(llama):
+    """reference='base': the KL is to the model steered by the base heads alone (0 when no learned head steers, >0
+    against the unsteered model then); own_continuations with the base are that model's greedy tokens; the
+    per-task references are checked, recorded and named in the method."""
+    from pasta_lens.profiling import own_continuations
+    from pasta_lens.profiling.learned import protect_loss
+
+    base = {(0, 1): 0.01, (2, 3): 0.05}
+    exs = get_task("counterfact").profiling_examples(llama, "train", n=2)
+    ex = exs[0]
+    g = torch.linspace(-3, 3, llama.cfg.n_layers * llama.cfg.n_heads).reshape(llama.cfg.n_layers, -1)
+    off = torch.full_like(g, -math.inf)  # every learned head at alpha 1: the base alone steers
+    assert float(protect_loss(llama, ex, off, 0.01, "prompt", base, "base").detach()) == pytest.approx(0, abs=1e-6)
+    assert float(protect_loss(llama, ex, off, 0.01, "prompt", base, "unsteered").detach()) > 1e-4
+    with torch.no_grad():
+        reference = _logits(llama, ex.tokens, pasta_hooks(list(base), ex.key_mask, alpha=base,
+                                                         schedule="prompt"))
+        steered = llama.run_with_hooks(ex.tokens, fwd_hooks=_hooks(g, 0.01, ex.key_mask, "prompt", base))
+    ls = torch.log_softmax(steered[0, ex.n_prompt - 1:-1].float(), -1)
+    lr = torch.log_softmax(reference[0, ex.n_prompt - 1:-1].float(), -1)
+    expected = float((ls.exp() * (ls - lr)).sum(-1).mean())
+    assert float(protect_loss(llama, ex, g, 0.01, "prompt", base, "base").detach()) == pytest.approx(expected, abs=1e-5)
+    with pytest.raises(ValueError, match="needs base heads"):
+        protect_loss(llama, ex, g, 0.01, "prompt", None, "base")
+
+    strong = {(layer, head): 0.01 for layer in range(llama.cfg.n_layers) for head in range(llama.cfg.n_heads)}
+    for spec in (base, strong):
+        own = own_continuations(llama, exs, 4, spec, "prompt")
+        for e, mine in zip(exs, own):
+            tokens = e.tokens[:, :e.n_prompt]
+            with torch.inference_mode(), steer(llama, list(spec), e.key_mask, alpha=spec, schedule="prompt"):
+                for _ in range(4):
+                    tokens = torch.cat([tokens, llama(tokens)[:, -1:].argmax(-1).cpu()], 1)
+            assert torch.equal(mine.tokens, tokens)
+    plain = own_continuations(llama, exs, 4)
+    assert any(not torch.equal(a.tokens, b.tokens) for a, b in zip(own, plain))  # the strong base changed them
+    own = own_continuations(llama, exs, 4, base, "prompt")
+
+    train = {"json": get_task("json").profiling_examples(llama, "train", n=2, end_turn=True)}
+    protect = own_continuations(llama, get_task("pronoun").profiling_examples(llama, "train", n=2, end_turn=True),
+                                3) + own
+    init = torch.zeros(llama.cfg.n_layers, llama.cfg.n_heads)
+    kw = dict(steps=2, lr=0.5, kl_weight=0.0, sparsity=0.0, schedule="prompt", base=base, progress=False,
+              protect=protect)
+    references = {"pronoun": "unsteered", "counterfact": "base"}
+    learned = learn_alphas(llama, train, init, protect_reference=references, **kw)
+    assert learned.settings["protect"]["reference"] == references
+    assert "against counterfact: base, pronoun: unsteered" in learned_profile(llama, "tiny", learned,
+                                                                               keep_below=0.999).method
+    unsteered = learn_alphas(llama, train, init, **kw)
+    assert "reference" not in unsteered.settings["protect"] and not torch.equal(unsteered.g, learned.g)
+    for bad, match in (({"pronoun": "base"}, "missing"), ({**references, "json": "base"}, "not protected"),
+                       ({"pronoun": "unsteered", "counterfact": "steered"}, "must be one of")):
+        with pytest.raises(ValueError, match=match):
+            learn_alphas(llama, train, init, protect_reference=bad, **kw)
+    with pytest.raises(ValueError, match="base="):
+        learn_alphas(llama, train, init, protect_reference="base", **{**kw, "base": None})
+
+
+def test_cli_learned_protect_base(tiny_dir, tmp_path, capsys):
+    from pasta_lens.cli import build_parser, main
+
+    base = HeadProfile(model_name="tiny", n_layers=3, n_heads=4, heads=[(0, 1), (2, 3)], alpha=0.01,
+                       tasks=("counterfact",), provenance={"schedule": "prompt"})
+    path = base.save(tmp_path / "base.json")
+    out = tmp_path / "learned.json"
+    argv = ["profile", "--model", tiny_dir, "--tasks", "json", "--n", "2", "--method", "learned",
+            "--steps", "2", "--sparsity", "0", "--kl-weight", "0", "--lr", "0.5", "--keep-below", "0.999",
+            "--init-bias", "0", "--schedule", "prompt", "--end-turn", "--base-profile", str(path), "--quiet",
+            "--protect-gen", "3"]
+    assert main(argv + ["--protect", "pronoun", "--protect-base", "counterfact", "--out", str(out)]) == 0
+    profile = HeadProfile.load(out)
+    learned = profile.provenance["learned"]
+    assert learned["protect"] == {"tasks": ["counterfact", "pronoun"], "n": 4, "weight": 1.0,
+                                  "reference": {"counterfact": "base", "pronoun": "unsteered"}}
+    assert profile.provenance["protect_base"]["task"] == "counterfact"
+    assert "base-steered model's own greedy first 3" in profile.provenance["protect_base"]["targets"]
+    assert profile.provenance["protect"]["n"] == profile.provenance["protect_base"]["n"] == 2
+    again = build_parser().parse_args(profile.command.split()[1:])
+    assert (again.protect, again.protect_base, again.protect_gen) == ("pronoun", "counterfact", 3)
+    for bad, match in ((["--protect-base", "json"], "also in --tasks"),
+                       (["--protect", "counterfact", "--protect-base", "counterfact"], "both name"),
+                       (["--protect-base", "pronoun", "--base-profile", ""], "--base-profile")):
+        assert main(argv + bad + ["--out", str(tmp_path / "x.json")]) == 2
+        assert match in capsys.readouterr().err
+
+
 def test_the_shipped_protect_cli_profile_records_the_cli_command_of_its_settings():
     """profiles/smollm2-135m-instruct-protect-cli.json was made by the CLI: its command parses back to the settings
     the profile records (so bench/profile_budget.py's rebuild runs the same recipe)."""

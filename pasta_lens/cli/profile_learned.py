@@ -91,12 +91,17 @@ def add_learned_arguments(p: argparse.ArgumentParser) -> None:
                    help="a task the strengths must not change (not in --tasks): each step also adds "
                         "--protect-weight x KL(steered || unsteered) over the answers of --per-step of its --n train "
                         "examples (with the end-of-turn marker)")
+    g.add_argument("--protect-base", default=None, metavar="TASK",
+                   help="a task whose behaviour under --base-profile the strengths must not change (not in --tasks "
+                        "or --protect): its answers (with --protect-gen: the base-steered model's own first F "
+                        "tokens) join the protect term with KL(steered || base alone) instead of KL to the "
+                        "unsteered model")
     g.add_argument("--protect-weight", type=float, default=d["protect_weight"],
                    help=f"weight of the --protect term (default {d['protect_weight']})")
     g.add_argument("--protect-gen", type=int, default=d["protect_gen"], metavar="F",
                    help="protect the unsteered model's own greedy first F answer tokens of --protect's prompts "
-                        "(what free generation starts with) instead of its gold answers (0: the gold answers; "
-                        "default 0)")
+                        "(what free generation starts with; for --protect-base the base-steered model's) instead of "
+                        "their gold answers (0: the gold answers; default 0)")
 
 
 def learned_command(args: argparse.Namespace) -> str:
@@ -110,6 +115,8 @@ def learned_command(args: argparse.Namespace) -> str:
         parts += ["--base-profile", str(args.base_profile)]
     if getattr(args, "protect", None):
         parts += ["--protect", str(args.protect)]
+    if getattr(args, "protect_base", None):
+        parts += ["--protect-base", str(args.protect_base)]
     if getattr(args, "init_from", None):
         parts += ["--init-from", str(args.init_from)]
     parts += ["--out", str(args.out)]
@@ -139,16 +146,25 @@ def check_learned_arguments(args: argparse.Namespace) -> None:
                              "--end-turn too.")
     if args.protect_gen < 0:
         raise ValueError(f"--protect-gen must be >= 0 tokens (0: the gold answers); got {args.protect_gen}.")
-    if args.protect_gen and not args.protect:
+    protect_base = getattr(args, "protect_base", None)
+    if args.protect_gen and not (args.protect or protect_base):
         raise ValueError("--protect-gen F protects a task's own free generation: name the task with --protect TASK.")
-    if args.protect:
+    for option, task in (("--protect", args.protect), ("--protect-base", protect_base)):
+        if not task:
+            continue
         from pasta_lens.tasks import TASK_NAMES
 
-        if args.protect not in TASK_NAMES:
-            raise ValueError(f"--protect {args.protect!r} is not a task; choose one of {', '.join(TASK_NAMES)}.")
-        if args.protect in tasks:
-            raise ValueError(f"--protect {args.protect} is also in --tasks: a task is either trained for or "
+        if task not in TASK_NAMES:
+            raise ValueError(f"{option} {task!r} is not a task; choose one of {', '.join(TASK_NAMES)}.")
+        if task in tasks:
+            raise ValueError(f"{option} {task} is also in --tasks: a task is either trained for or "
                              "protected; drop it from one of them.")
+    if protect_base and protect_base == args.protect:
+        raise ValueError(f"--protect and --protect-base both name {protect_base}: a task's answers are kept either "
+                         "as the unsteered model has them or as the base profile has them; drop one.")
+    if protect_base and not args.base_profile:
+        raise ValueError("--protect-base keeps what the base profile does on a task: give the base with "
+                         "--base-profile, or use --protect (kept as the unsteered model has it).")
     from pasta_lens.schedule import Schedule
 
     try:
@@ -212,22 +228,28 @@ def run_learned(args: argparse.Namespace, model: Any, examples: dict[str, list],
     if args.base is not None:
         args.base.validate_for(model)
         base = base_alphas(args.base)
-    protect, protect_s = None, 0.0
-    if args.protect:  # the protected task's train examples, or the unsteered model's own start of their answers
+    protect, protect_s, references, counts = None, 0.0, {}, {}
+    protect_base = getattr(args, "protect_base", None)
+    for task, reference in ((args.protect, "unsteered"), (protect_base, "base")):
+        if not task:  # the protected task's train examples, or the (base-steered) model's own start of their answers
+            continue
         from pasta_lens.profiling import own_continuations
         from pasta_lens.tasks import get_task
 
         tick = time.perf_counter()
-        protect = get_task(args.protect).profiling_examples(model, split="train", n=args.n, seed=args.seed,
-                                                            end_turn=True)
+        rows = get_task(task).profiling_examples(model, split="train", n=args.n, seed=args.seed, end_turn=True)
         if args.protect_gen:
-            protect = own_continuations(model, protect, args.protect_gen)
-        protect_s = time.perf_counter() - tick
+            rows = own_continuations(model, rows, args.protect_gen, base if reference == "base" else None,
+                                     args.schedule)
+        protect = (protect or []) + rows
+        references[task], counts[task] = reference, len(rows)
+        protect_s += time.perf_counter() - tick
     learned = learn_alphas(model, examples, init, steps=args.steps, lr=args.lr, kl_weight=args.kl_weight,
                            sparsity=args.sparsity, alpha_min=args.alpha_min, per_step=args.per_step, seed=args.seed,
                            schedule=args.schedule, gain_cap=args.gain_cap or None, base=base,
                            close_weight=args.close_weight, focus_weight=args.focus_weight,
                            early_weight=args.early_weight, protect=protect, protect_weight=args.protect_weight,
+                           protect_reference=references or "unsteered",
                            checkpoint=checkpoint_dir / "learned.ckpt", checkpoint_every=args.checkpoint_every,
                            progress=not quiet)
     # every resumed segment of each (0: the tables were read from --init-from)
@@ -236,12 +258,20 @@ def run_learned(args: argparse.Namespace, model: Any, examples: dict[str, list],
                   "attribution_wall_time_s": round(attribution_s, 1),
                   "profiling_wall_time_s": round(attribution_s + protect_s + learned.wall_time_s, 1),
                   "this_run_wall_time_s": round(time.perf_counter() - started, 1)}  # incl. model load; one segment
-    if protect is not None:
-        provenance["protect"] = {"task": args.protect, "n": len(protect), "weight": args.protect_weight,
+    if args.protect:
+        provenance["protect"] = {"task": args.protect, "n": counts[args.protect], "weight": args.protect_weight,
                                  "targets": (f"the unsteered model's own greedy first {args.protect_gen} answer tokens "
                                              "(to the end of turn)") if args.protect_gen else
                                             "the gold answers with the end-of-turn marker",
                                  "wall_time_s": round(protect_s, 1)}  # this run's (recomputed when resumed)
+    if protect_base:
+        provenance["protect_base"] = {"task": protect_base, "n": counts[protect_base],
+                                      "weight": args.protect_weight,
+                                      "reference": f"the base profile {args.base_profile} alone",
+                                      "targets": (f"the base-steered model's own greedy first {args.protect_gen} "
+                                                  "answer tokens (to the end of turn)") if args.protect_gen else
+                                                 "the gold answers with the end-of-turn marker",
+                                      "wall_time_s": round(protect_s, 1)}  # both protected tasks' (this run's)
     if args.init_profile is not None:
         provenance["init_scores_from"] = {"profile": args.init_from, "method": args.init_profile.method,
                                           "n_examples": {t: args.init_profile.n_examples.get(t) for t in examples}}

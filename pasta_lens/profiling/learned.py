@@ -36,7 +36,10 @@ with), minimising per step
   positions that predict the targets of examples of a task that is *not* trained for, ``per_step`` of them per
   step. With :func:`own_continuations` the targets are the unsteered model's own greedy start of its answer, so
   what that task's free generation does is kept (on SmolLM2: strengths learned for JSON otherwise change how the
-  pronoun rewrite starts).
+  pronoun rewrite starts). With ``protect_reference`` ``"base"`` for a task, the reference is the model steered by
+  the ``base`` heads alone, and :func:`own_continuations` with ``base`` gives that model's answers: the learned
+  strengths must then keep what the *base* profile does on the task (e.g. CounterFact under a selected profile),
+  where a KL to the unsteered model would fight the base's own steering.
 - **Fluency term.** The KL divergence of the steered from the unsteered next-token distribution, averaged over the
   prompt positions ``0 .. n_prompt - 2`` (those whose next token is still prompt text; position ``n_prompt - 1``
   predicts the answer and is the task term's). It keeps the steered model a language model of ordinary text: a set
@@ -93,6 +96,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -115,7 +119,10 @@ from pasta_lens.profiling.checkpoints import _example_digest
 from pasta_lens.profiling.scoring import HeadScores, _check_examples, _objective
 from pasta_lens.schedule import Schedule
 from pasta_lens.steering import (ALPHA_MIN, Head, ScheduleSpec, key_weights, pattern_hook_name,
-                                 scheduled_rescale)
+                                 scheduled_rescale, steer)
+
+PROTECT_REFERENCES = ("unsteered", "base")
+"""What a protected task's answers are kept as: the unsteered model's, or the ``base`` heads' alone."""
 
 LEARNED_CHECKPOINT_VERSION = 4  # 2: schedule and gain cap; 3: closing weight; 4: focus, early-close, protect
 KEEP_BELOW = 0.5
@@ -337,27 +344,42 @@ def example_loss(model: Any, ex: ProfilingExample, g: Tensor, alpha_min: float, 
 
 
 def protect_loss(model: Any, ex: ProfilingExample, g: Tensor, alpha_min: float, schedule: ScheduleSpec = None,
-                 base: Optional[Mapping[Head, float]] = None) -> Tensor:
-    """KL(steered || unsteered) averaged over the positions that predict ``ex``'s target tokens (differentiable in
+                 base: Optional[Mapping[Head, float]] = None, reference: str = "unsteered") -> Tensor:
+    """KL(steered || reference) averaged over the positions that predict ``ex``'s target tokens (differentiable in
     ``g``): the protect term, which keeps a task's own answer (e.g. the unsteered model's greedy start, see
-    :func:`own_continuations`) unchanged by the steering."""
+    :func:`own_continuations`) unchanged by the steering.
+
+    ``reference``: ``"unsteered"`` (the model without hooks) or ``"base"`` (the ``base`` heads alone at their
+    alphas, on the same ``schedule`` rows; every learned head at alpha 1): then only what the learned strengths add
+    on top of the base is penalised.
+    """
+    if reference not in PROTECT_REFERENCES:
+        raise ValueError(f"reference must be one of {PROTECT_REFERENCES}; got {reference!r}.")
+    if reference == "base" and not base:
+        raise ValueError("reference='base' needs base heads (learn_alphas(base=...)): without them it is the "
+                         "unsteered model; pass reference='unsteered'.")
+    reference_hooks = ([] if reference == "unsteered" else
+                       _hooks(torch.full(tuple(g.shape), -math.inf), alpha_min, ex.key_mask, schedule, base))
     with torch.no_grad():
-        plain = _run(model, ex, [])
+        plain = _run(model, ex, reference_hooks)
     with torch.enable_grad():
         steered = _run(model, ex, _hooks(g, alpha_min, ex.key_mask, schedule, base))
         return _answer_kl(steered, plain, ex.n_prompt)
 
 
-def own_continuations(model: Any, examples: Sequence[ProfilingExample], max_new_tokens: int
+def own_continuations(model: Any, examples: Sequence[ProfilingExample], max_new_tokens: int,
+                      base: Optional[Mapping[Head, float]] = None, schedule: ScheduleSpec = None
                       ) -> list[ProfilingExample]:
     """The examples with their target replaced by the *unsteered* model's own greedy continuation of the prompt:
     at most ``max_new_tokens`` tokens, cut after the end-of-turn marker when the example ends the turn (``close``
-    set: the marker is the tokens after it).
+    set: the marker is the tokens after it). With ``base`` (``{(layer, head): alpha}``) the continuation is the
+    model's steered by those heads (each example's key mask, ``schedule``'s rows): the targets of a protect term
+    whose reference is the base (``protect_reference="base"``).
 
     The protect term on these targets keeps what free generation does: the first-token decision weighs
     1/``max_new_tokens`` of the KL, where on a long teacher-forced gold answer it would weigh 1/len(answer).
-    Greedy, with the KV cache (:func:`pasta_lens.generation.generate_new_tokens`), no hooks; the objective of a
-    result is the log-prob of its own continuation.
+    Greedy, with the KV cache (:func:`pasta_lens.generation.generate_new_tokens`); the objective of a result is the
+    log-prob of its own continuation.
 
     Example:
         >>> protect = own_continuations(model, get_task("pronoun").profiling_examples(model, n=40, end_turn=True), 16)
@@ -370,7 +392,11 @@ def own_continuations(model: Any, examples: Sequence[ProfilingExample], max_new_
             raise ValueError("own_continuations takes unpadded examples (one prompt each, no attention mask).")
         prompt = ex.tokens[:, :ex.n_prompt].to(model.cfg.device)
         stop = [] if ex.close is None else ex.tokens[0, ex.close + 1:].tolist()
-        new = generate_new_tokens(model, prompt, max_new_tokens=int(max_new_tokens), stop_at_eos=False)[0].tolist()
+        steering = (contextlib.nullcontext() if not base else
+                    steer(model, list(base), ex.key_mask, alpha=dict(base), schedule=schedule))
+        with steering:
+            new = generate_new_tokens(model, prompt, max_new_tokens=int(max_new_tokens), stop_at_eos=False)
+        new = new[0].tolist()
         for end in range(len(stop), len(new) + 1):  # cut after the first end-of-turn marker
             if stop and new[end - len(stop):end] == stop:
                 new = new[:end]
@@ -466,6 +492,7 @@ def learn_alphas(
     early_weight: float = 0.0,
     protect: Optional[Sequence[ProfilingExample]] = None,
     protect_weight: float = 1.0,
+    protect_reference: Union[str, Mapping[str, str]] = "unsteered",
     checkpoint: Optional[Union[str, os.PathLike]] = None,
     checkpoint_every: int = 5,
     progress: bool = True,
@@ -512,6 +539,9 @@ def learn_alphas(
             that predict their target tokens, for ``per_step`` of them (their own seeded permutation). Not
             trained for: they carry no task term.
         protect_weight: the weight of that term.
+        protect_reference: what the protected answers are kept as: ``"unsteered"`` (KL to the model without
+            hooks) or ``"base"`` (KL to the model steered by ``base`` alone: keep what the base profile does on
+            that task), for all protected tasks or per task (``{"pronoun": "unsteered", "counterfact": "base"}``).
         checkpoint: file holding ``g``, the Adam state, the step and the history; resumed from if it exists.
         checkpoint_every: write the checkpoint every this many steps (and at the end).
         progress: a tqdm bar over the steps.
@@ -566,12 +596,16 @@ def learn_alphas(
     protected = list(protect or [])
     if protect is not None:
         _check_examples(protected, "learn_alphas(protect=...)")
+    references = _protect_references(protect_reference, sorted({ex.task for ex in protected}), bool(base_heads))
     settings = dict(lr=float(lr), kl_weight=float(kl_weight), sparsity=float(sparsity), alpha_min=float(alpha_min),
                     per_step=int(per_step), seed=int(seed), schedule=str(Schedule.parse(schedule)),
                     gain_cap=None if gain_cap is None else float(gain_cap), close_weight=float(close_weight),
                     focus_weight=float(focus_weight), early_weight=float(early_weight),
                     protect={"tasks": sorted({ex.task for ex in protected}), "n": len(protected),
-                             "weight": float(protect_weight)} if protected else None,
+                             "weight": float(protect_weight),
+                             # recorded only where a task is kept as the base has it (older runs: all unsteered)
+                             **({"reference": references} if "base" in references.values() else {})}
+                    if protected else None,
                     base=[[layer, head, alpha] for (layer, head), alpha in sorted(base_heads.items())])
     vocab = int(getattr(model.cfg, "d_vocab", 0) or model.tokenizer.vocab_size)
     fingerprint = dict(version=LEARNED_CHECKPOINT_VERSION, shape=(n_layers, n_heads), weights=weights_hash(model),
@@ -585,6 +619,25 @@ def learn_alphas(
     with file_lock(path, what="the learned-alphas checkpoint"):
         return _train(model, examples, init, int(steps), settings, path, fingerprint, int(checkpoint_every),
                       progress, protected)
+
+
+def _protect_references(spec: Union[str, Mapping[str, str]], tasks: Sequence[str], has_base: bool
+                        ) -> dict[str, str]:
+    """``{task: "unsteered" | "base"}`` for the protected tasks, from one reference or a per-task mapping."""
+    if isinstance(spec, str):
+        spec = {task: spec for task in tasks}
+    spec = {str(t): r for t, r in dict(spec).items()}
+    extra, missing = sorted(set(spec) - set(tasks)), sorted(set(tasks) - set(spec))
+    if extra or missing:
+        raise ValueError(f"protect_reference must name exactly the protected tasks {list(tasks)}; "
+                         + (f"it names {extra}, which are not protected" if extra else f"{missing} are missing"))
+    bad = {t: r for t, r in spec.items() if r not in PROTECT_REFERENCES}
+    if bad:
+        raise ValueError(f"protect_reference must be one of {PROTECT_REFERENCES}; got {bad}.")
+    if "base" in spec.values() and not has_base:
+        raise ValueError("protect_reference 'base' keeps what the base heads do: give them with base=... (CLI: "
+                         "--base-profile), or protect against 'unsteered'.")
+    return {t: spec[t] for t in tasks}
 
 
 def _train(model: Any, examples: dict[str, list[ProfilingExample]], init: Tensor, steps: int,
@@ -643,11 +696,12 @@ def _train(model: Any, examples: dict[str, list[ProfilingExample]], init: Tensor
                     record[key] += parts[key] / n_terms
                 gains.append(parts["task_gain"])
             record[f"gain:{task}"] = sum(gains) / len(gains)
-        if protect:  # KL on the protected examples' targets: kept as the unsteered model has them
+        if protect:  # KL on the protected examples' targets: kept as the unsteered model (or the base) has them
             record["kl_protect"] = 0.0
             weight = settings["protect"]["weight"]
             for i in step_indices({"protect": len(protect)}, s, settings["per_step"], settings["seed"])["protect"]:
-                kl_protect = protect_loss(model, protect[i], g, alpha_min, settings["schedule"], base)
+                reference = settings["protect"].get("reference", {}).get(protect[i].task, "unsteered")
+                kl_protect = protect_loss(model, protect[i], g, alpha_min, settings["schedule"], base, reference)
                 (dg,) = torch.autograd.grad(weight * kl_protect / settings["per_step"], [g])
                 grad += dg
                 record["kl_protect"] += float(kl_protect.detach()) / settings["per_step"]
@@ -729,8 +783,10 @@ def learned_profile(
     if st.get("focus_weight"):
         cap += f", focus token weight {st['focus_weight']:g}"
     if st.get("protect"):
+        against = st["protect"].get("reference")
+        against = "" if not against else "; against " + ", ".join(f"{t}: {r}" for t, r in against.items())
         cap += (f", KL on {st['protect']['n']} protected {'/'.join(st['protect']['tasks'])} answers (weight "
-                f"{st['protect']['weight']:g})")
+                f"{st['protect']['weight']:g}{against})")
     method = (f"learned (per-head alphas alpha_min**sigmoid(g), alpha_min {st['alpha_min']:g}; {learned.steps} Adam "
               f"steps of {st['per_step']} example(s) per task from {per_task} train examples per task; "
               f"lr {st['lr']:g}, kl_weight {st['kl_weight']:g}, sparsity {st['sparsity']:g}{cap}; trained and "
@@ -755,8 +811,10 @@ def learned_profile(
                         "; plus early_weight * sum log(1 - P(closing token)) at the answer's earlier positions") + (
                         "" if not st.get("focus_weight") else
                         "; plus focus_weight * mean log P(focus tokens: the occupation in the gold answer)"),
-                    **({"protect_term": "protect weight * KL(steered || unsteered) over the positions predicting "
-                                        "the protected examples' targets, per_step of them per step"}
+                    **({"protect_term": "protect weight * KL(steered || reference) over the positions predicting "
+                                        "the protected examples' targets, per_step of them per step; reference: "
+                                        "the unsteered model, or the base heads alone for a task whose "
+                                        "protect.reference is 'base'"}
                        if st.get("protect") else {}),
                     "init": "g = init_bias + init_scale * mean_t(attribution_t / max|attribution_t|)"},
         "losses": learned.losses(),
