@@ -79,7 +79,7 @@ from pasta_lens import load_model, load_profile
 from pasta_lens.tasks import get_task
 from pasta_lens.tasks.biographies import occupation_text
 from pasta_lens.schedule import Schedule
-from pasta_lens.profiling.learned import (LearnedAlphas, _hooks, _prompt_kl, base_alphas, init_logits,
+from pasta_lens.profiling.learned import (LearnedAlphas, _answer_kl, _hooks, _prompt_kl, base_alphas, init_logits,
                                          learned_profile, own_continuations)
 from pasta_lens.evaluation import evaluate
 
@@ -201,9 +201,7 @@ for s in range(a.steps):
             tokens, km, npr = protect[i]
             plain, logits = plain_and_steered(tokens, km)
             with torch.enable_grad():
-                ls = torch.log_softmax(logits[0, npr - 1:-1].float(), -1)
-                lu = torch.log_softmax(plain[0, npr - 1:-1].float(), -1)
-                kl_ans = (ls.exp() * (ls - lu)).sum(-1).mean()
+                kl_ans = _answer_kl(logits, plain, npr)  # the package's protect term, the same operations
                 (dg,) = torch.autograd.grad(a.protect_weight * kl_ans / a.per_step, [g])
             grad += dg; rec["kl_ans_" + a.protect] += float(kl_ans.detach()) / a.per_step
     with torch.enable_grad():
