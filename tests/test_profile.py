@@ -156,6 +156,8 @@ def test_shipped_smollm2_profile_is_the_default_head_set(smollm2):
 
     args = build_parser().parse_args(profile.command.split()[1:])
     assert (args.method, args.tasks, args.protect, args.protect_gen) == ("learned", "json", "pronoun", 16)
+    assert args.protect_base == "counterfact" and profile.provenance["learned"]["protect"]["reference"] == {
+        "counterfact": "base", "pronoun": "unsteered"}  # CounterFact kept as the base (-metric) has it
     assert profile.provenance["split"] == "train" and len(profile.scores) == 4
     # learned JSON strengths on top of the metric-selected intersection, trained and used with schedule prompt
     assert profile.method.startswith("learned") and args.base_profile == "smollm2-135m-instruct-metric"

@@ -11,12 +11,14 @@ resume, or with a larger ``--steps`` to continue) and :func:`~pasta_lens.profili
 alpha < ``--keep-below``, each at its learned alpha). ``--init-from P`` takes the initial logits from the attribution
 tables stored in profile ``P`` instead of computing them (no attribution pass). ``--protect T`` (with
 ``--protect-gen F``: :func:`~pasta_lens.profiling.own_continuations`) builds task ``T``'s train examples for the
-protect term of :func:`~pasta_lens.profiling.learn_alphas`. The shipped SmolLM2 default was made by (the
-command its ``command`` records, with ``--seed 2``; seed 0 made ``profiles/smollm2-135m-instruct-protect-cli.json``):
+protect term of :func:`~pasta_lens.profiling.learn_alphas`; ``--protect-base T`` does the same for a task kept as
+the ``--base-profile`` alone has it (KL to the base-steered model, targets from the base-steered model). The shipped
+SmolLM2 default was made by (the command its ``command`` records; without ``--protect-base`` it made
+``-protect-cli-seed2``, and that with ``--seed 0`` ``-protect-cli``):
 
     pasta-lens profile --model smollm2-135m-instruct --tasks json --n 40 --method learned --steps 80 --per-step 2 \\
         --schedule prompt --end-turn --close-weight 0.5 --early-weight 0.5 --focus-weight 1 --protect pronoun \\
-        --protect-gen 16 --init-from smollm2-135m-instruct-attribution \\
+        --protect-base counterfact --protect-gen 16 --init-from smollm2-135m-instruct-attribution \\
         --base-profile smollm2-135m-instruct-metric --seed 2 --out profiles/my-default.json
 
 ``--k``, ``--ks``, ``--val-n``, ``--strategy``,
