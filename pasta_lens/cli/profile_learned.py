@@ -92,7 +92,7 @@ def add_learned_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--protect", default=None, metavar="TASK",
                    help="a task the strengths must not change (not in --tasks): each step also adds "
                         "--protect-weight x KL(steered || unsteered) over the answers of --per-step of its --n train "
-                        "examples (with the end-of-turn marker)")
+                        "examples (with the end-of-turn marker; one pool with --protect-base's)")
     g.add_argument("--protect-base", default=None, metavar="TASK",
                    help="a task whose behaviour under --base-profile the strengths must not change (not in --tasks "
                         "or --protect): its answers (with --protect-gen: the base-steered model's own first F "
