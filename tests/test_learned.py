@@ -654,12 +654,17 @@ def test_learning_on_top_of_a_base_keeps_it_and_adds_learned_heads(strong, tmp_p
     assert base_alphas(profile) == profile.head_alphas
 
 
+def _tiny_base_profile(tmp_path):
+    """A saved two-head base profile of the tiny model, steered with schedule prompt: the file to --base-profile."""
+    base = HeadProfile(model_name="tiny", n_layers=3, n_heads=4, heads=[(0, 1), (2, 3)], alpha=0.01,
+                       tasks=("counterfact",), provenance={"schedule": "prompt"})
+    return base.save(tmp_path / "base.json")
+
+
 def test_cli_learned_on_a_base_profile(tiny_dir, tmp_path, capsys):
     from pasta_lens.cli import main
 
-    base = HeadProfile(model_name="tiny", n_layers=3, n_heads=4, heads=[(0, 1), (2, 3)], alpha=0.01,
-                       tasks=("counterfact",), provenance={"schedule": "prompt"})
-    path = base.save(tmp_path / "base.json")
+    path = _tiny_base_profile(tmp_path)
     out = tmp_path / "learned.json"
     argv = ["profile", "--model", tiny_dir, "--tasks", "json,counterfact", "--n", "2", "--method", "learned",
             "--steps", "2", "--sparsity", "0", "--kl-weight", "0", "--lr", "0.5", "--init-bias", "0",
@@ -900,9 +905,7 @@ def test_protect_against_the_base_keeps_what_the_base_does(llama):
 def test_cli_learned_protect_base(tiny_dir, tmp_path, capsys):
     from pasta_lens.cli import build_parser, main
 
-    base = HeadProfile(model_name="tiny", n_layers=3, n_heads=4, heads=[(0, 1), (2, 3)], alpha=0.01,
-                       tasks=("counterfact",), provenance={"schedule": "prompt"})
-    path = base.save(tmp_path / "base.json")
+    path = _tiny_base_profile(tmp_path)
     out = tmp_path / "learned.json"
     argv = ["profile", "--model", tiny_dir, "--tasks", "json", "--n", "2", "--method", "learned",
             "--steps", "2", "--sparsity", "0", "--kl-weight", "0", "--lr", "0.5", "--keep-below", "0.999",

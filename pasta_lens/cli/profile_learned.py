@@ -260,20 +260,14 @@ def run_learned(args: argparse.Namespace, model: Any, examples: dict[str, list],
                   "attribution_wall_time_s": round(attribution_s, 1),
                   "profiling_wall_time_s": round(attribution_s + protect_s + learned.wall_time_s, 1),
                   "this_run_wall_time_s": round(time.perf_counter() - started, 1)}  # incl. model load; one segment
-    if args.protect:
-        provenance["protect"] = {"task": args.protect, "n": counts[args.protect], "weight": args.protect_weight,
-                                 "targets": (f"the unsteered model's own greedy first {args.protect_gen} answer tokens "
-                                             "(to the end of turn)") if args.protect_gen else
-                                            "the gold answers with the end-of-turn marker",
-                                 "wall_time_s": round(protect_s, 1)}  # this run's (recomputed when resumed)
-    if protect_base:
-        provenance["protect_base"] = {"task": protect_base, "n": counts[protect_base],
-                                      "weight": args.protect_weight,
-                                      "reference": f"the base profile {args.base_profile} alone",
-                                      "targets": (f"the base-steered model's own greedy first {args.protect_gen} "
-                                                  "answer tokens (to the end of turn)") if args.protect_gen else
-                                                 "the gold answers with the end-of-turn marker",
-                                      "wall_time_s": round(protect_s, 1)}  # both protected tasks' (this run's)
+    for task, reference in references.items():  # --protect's entry, then --protect-base's
+        which = "unsteered" if reference == "unsteered" else "base-steered"
+        provenance["protect" if reference == "unsteered" else "protect_base"] = {
+            "task": task, "n": counts[task], "weight": args.protect_weight,
+            **({"reference": f"the base profile {args.base_profile} alone"} if reference == "base" else {}),
+            "targets": (f"the {which} model's own greedy first {args.protect_gen} answer tokens (to the end "
+                        "of turn)") if args.protect_gen else "the gold answers with the end-of-turn marker",
+            "wall_time_s": round(protect_s, 1)}  # this run's, all protected tasks' (recomputed when resumed)
     if args.init_profile is not None:
         provenance["init_scores_from"] = {"profile": args.init_from, "method": args.init_profile.method,
                                           "n_examples": {t: args.init_profile.n_examples.get(t) for t in examples}}

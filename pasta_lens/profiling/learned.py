@@ -596,12 +596,13 @@ def learn_alphas(
     protected = list(protect or [])
     if protect is not None:
         _check_examples(protected, "learn_alphas(protect=...)")
-    references = _protect_references(protect_reference, sorted({ex.task for ex in protected}), bool(base_heads))
+    protected_tasks = sorted({ex.task for ex in protected})
+    references = _protect_references(protect_reference, protected_tasks, bool(base_heads))
     settings = dict(lr=float(lr), kl_weight=float(kl_weight), sparsity=float(sparsity), alpha_min=float(alpha_min),
                     per_step=int(per_step), seed=int(seed), schedule=str(Schedule.parse(schedule)),
                     gain_cap=None if gain_cap is None else float(gain_cap), close_weight=float(close_weight),
                     focus_weight=float(focus_weight), early_weight=float(early_weight),
-                    protect={"tasks": sorted({ex.task for ex in protected}), "n": len(protected),
+                    protect={"tasks": protected_tasks, "n": len(protected),
                              "weight": float(protect_weight),
                              # recorded only where a task is kept as the base has it (older runs: all unsteered)
                              **({"reference": references} if "base" in references.values() else {})}
