@@ -773,6 +773,60 @@ def test_own_continuations_are_the_unsteered_greedy_tokens_up_to_the_end_of_turn
         own_continuations(llama, exs, 0)
 
 
+def test_own_continuations_with_a_rewrite_are_the_rewritten_own_answers(llama):
+    """``rewrite``: the decoded continuation, rewritten and tokenised again; the end-of-turn marker (when reached)
+    stays after it and ``close`` is the rewritten answer's last token; without a marker no ``close``."""
+    from pasta_lens.profiling import own_continuations
+    from pasta_lens.tasks.base import answer_ids
+
+    exs = get_task("pronoun").profiling_examples(llama, "train", n=2, end_turn=True)
+    plain = own_continuations(llama, exs, 5)
+    seen = []
+
+    def rewrite(text):
+        seen.append(text)
+        return "She is a nurse. " + text
+
+    own = own_continuations(llama, exs, 5, rewrite=rewrite)
+    for ex, mine, base, text in zip(exs, own, plain, seen):
+        assert text == llama.tokenizer.decode(base.tokens[0, ex.n_prompt:])
+        assert mine.tokens[0, ex.n_prompt:].tolist() == answer_ids(llama, "She is a nurse. " + text).tolist()
+        assert torch.equal(mine.tokens[:, :ex.n_prompt], ex.tokens[:, :ex.n_prompt]) and mine.close is None
+        n = mine.tokens.shape[1] - ex.n_prompt
+        with torch.inference_mode():
+            assert torch.allclose(mine.objective(llama(mine.tokens.to(llama.cfg.device))),
+                                  _target_logprob(llama, mine, n), atol=1e-4)
+    # a continuation that reaches the marker: the rewrite comes before it, close is its last token
+    ex = exs[0]
+    first = int(plain[0].tokens[0, ex.n_prompt])
+    marked = ProfilingExample(torch.cat([ex.tokens[:, :ex.n_prompt], torch.tensor([[5, first]])], 1), ex.key_mask,
+                              ex.objective, close=ex.n_prompt)
+    pronoun = get_task("pronoun")
+    done = own_continuations(llama, [marked], 6, rewrite=lambda t: pronoun.correct("She is a nurse." + t))[0]
+    body = answer_ids(llama, "They are a nurse.").tolist()
+    assert done.tokens[0, ex.n_prompt:].tolist() == body + [first]
+    assert done.close == ex.n_prompt + len(body) - 1
+    empty = own_continuations(llama, [marked], 6, rewrite=lambda t: "")[0]  # the marker alone: nothing closes
+    assert empty.tokens[0, ex.n_prompt:].tolist() == [first] and empty.close is None
+    with pytest.raises(ValueError, match="left nothing"):
+        own_continuations(llama, exs[:1], 5, rewrite=lambda t: "")
+
+
+def _target_logprob(model, ex, n):
+    """Sum of log-probs of the last ``n`` tokens of ``ex`` (the objective of an own continuation), by hand."""
+    logp = torch.log_softmax(model(ex.tokens.to(model.cfg.device))[0, -n - 1:-1].float(), -1)
+    return logp.gather(-1, ex.tokens[0, -n:, None].to(logp.device)).sum().reshape(1)
+
+
+def test_the_pronoun_task_corrects_an_answer_and_the_others_refuse():
+    pronoun, json_task = get_task("pronoun"), get_task("json")
+    assert pronoun.corrects_answers and not json_task.corrects_answers
+    assert pronoun.correct("She is a dentist. Her sister says he is his own boss.") == \
+        "They are a dentist. Their sister says they are their own boss."
+    with pytest.raises(ValueError, match="no rule"):
+        json_task.correct("{}")
+
+
 def test_protect_term_is_the_answer_kl_and_keeps_the_protected_answers(llama, tmp_path):
     """protect_loss is KL(steered || unsteered) over the rows that predict the target (0 when nothing is steered);
     training with it leaves the protected answers' KL lower than the same training without it; it is part of the
@@ -925,6 +979,33 @@ def test_cli_learned_protect_base(tiny_dir, tmp_path, capsys):
                        (["--protect", "counterfact", "--protect-base", "counterfact"], "both name"),
                        (["--protect-base", "pronoun", "--base-profile", ""], "--base-profile")):
         assert main(argv + bad + ["--out", str(tmp_path / "x.json")]) == 2
+        assert match in capsys.readouterr().err
+
+
+def test_cli_learned_own_targets(tiny_dir, tmp_path, capsys):
+    """``--own-targets F``: the pronoun task trains on the model's own first F answer tokens, corrected; recorded in
+    the provenance and the command; refused without a task that has a rule, without --end-turn, below 0."""
+    from pasta_lens.cli import build_parser, main
+
+    out = tmp_path / "learned.json"
+    argv = ["profile", "--model", tiny_dir, "--tasks", "json,pronoun", "--n", "2", "--method", "learned",
+            "--steps", "2", "--sparsity", "0", "--kl-weight", "0", "--lr", "0.5", "--keep-below", "0.999",
+            "--init-bias", "0", "--schedule", "prompt", "--end-turn", "--quiet"]
+    assert main(argv + ["--own-targets", "3", "--out", str(out)]) == 0
+    profile = HeadProfile.load(out)
+    own = profile.provenance["own_targets"]
+    assert own["tokens"] == 3 and list(own["tasks"]) == ["pronoun"] and own["tasks"]["pronoun"]["n"] == 2
+    assert build_parser().parse_args(profile.command.split()[1:]).own_targets == 3
+    gold = tmp_path / "gold.json"  # the same run on the gold answers learns other strengths
+    assert main(argv + ["--out", str(gold)]) == 0
+    assert "own_targets" not in HeadProfile.load(gold).provenance and "--own-targets" not in \
+        HeadProfile.load(gold).command
+    assert HeadProfile.load(gold).provenance["alphas_all"] != profile.provenance["alphas_all"]
+    no_end = [a for a in argv if a != "--end-turn"]
+    for bad, match in ((argv[:4] + ["json"] + argv[5:] + ["--own-targets", "3"], "none of --tasks"),
+                       (no_end + ["--own-targets", "3"], "--end-turn"),
+                       (argv + ["--own-targets", "-1"], "--own-targets must be")):
+        assert main(bad + ["--out", str(tmp_path / "x.json")]) == 2
         assert match in capsys.readouterr().err
 
 

@@ -98,6 +98,11 @@ def add_learned_arguments(p: argparse.ArgumentParser) -> None:
                         "or --protect): its answers (with --protect-gen: the base-steered model's own first F "
                         "tokens) join the protect term with KL(steered || base alone) instead of KL to the "
                         "unsteered model")
+    g.add_argument("--own-targets", type=int, default=0, metavar="F",
+                   help="the trained tasks whose instruction can be carried out on a model's own answer (pronoun: "
+                        "gendered pronouns -> they) learn the unsteered model's own greedy first F answer tokens "
+                        "with the instruction carried out (to the end of turn) instead of their gold answers "
+                        "(0: the gold answers; default 0)")
     g.add_argument("--protect-weight", type=float, default=d["protect_weight"],
                    help=f"weight of the --protect term (default {d['protect_weight']})")
     g.add_argument("--protect-gen", type=int, default=d["protect_gen"], metavar="F",
@@ -121,6 +126,8 @@ def learned_command(args: argparse.Namespace) -> str:
         parts += ["--protect-base", str(args.protect_base)]
     if getattr(args, "init_from", None):
         parts += ["--init-from", str(args.init_from)]
+    if getattr(args, "own_targets", 0):
+        parts += ["--own-targets", str(args.own_targets)]
     parts += ["--out", str(args.out)]
     return shlex.join(parts)
 
@@ -146,6 +153,18 @@ def check_learned_arguments(args: argparse.Namespace) -> None:
         if getattr(args, name) and not getattr(args, "end_turn", False):
             raise ValueError(f"--{name.replace('_', '-')} weights the token before the end-of-turn marker: pass "
                              "--end-turn too.")
+    own_targets = getattr(args, "own_targets", 0)
+    if own_targets < 0:
+        raise ValueError(f"--own-targets must be >= 0 tokens (0: the gold answers); got {own_targets}.")
+    if own_targets:
+        from pasta_lens.tasks import get_task
+
+        if not getattr(args, "end_turn", False):
+            raise ValueError("--own-targets cuts the model's own answers at the end of its turn: pass --end-turn too.")
+
+        if not any(get_task(t).corrects_answers for t in tasks):
+            raise ValueError(f"--own-targets corrects the model's own answers of a task with such a rule (pronoun); "
+                             f"none of --tasks {args.tasks} has one: add pronoun or drop --own-targets.")
     if args.protect_gen < 0:
         raise ValueError(f"--protect-gen must be >= 0 tokens (0: the gold answers); got {args.protect_gen}.")
     protect_base = getattr(args, "protect_base", None)
@@ -219,6 +238,18 @@ def run_learned(args: argparse.Namespace, model: Any, examples: dict[str, list],
         raise ValueError("--method learned runs in one process (its steps are sequential); launch it without "
                          "torchrun.")
     checkpoint_dir = Path(args.checkpoint_dir or f"{args.out}.ckpt")
+    own: dict[str, Any] = {}
+    if getattr(args, "own_targets", 0):  # the unsteered model's own answers, the instruction carried out on them
+        from pasta_lens.profiling import own_continuations
+        from pasta_lens.tasks import get_task
+
+        tick = time.perf_counter()
+        examples = dict(examples)
+        for task in [t for t in examples if get_task(t).corrects_answers]:
+            examples[task] = own_continuations(model, examples[task], args.own_targets, rewrite=get_task(task).correct)
+            own[task] = {"n": len(examples[task]), "targets": f"the unsteered model's own greedy first "
+                         f"{args.own_targets} answer tokens (to the end of turn) with the task's correct() applied"}
+        own_s = time.perf_counter() - tick
     if args.init_profile is not None:  # stored tables (read by check_learned_arguments): no attribution pass
         args.init_profile.validate_for(model)
         scores = args.init_scores
@@ -268,6 +299,9 @@ def run_learned(args: argparse.Namespace, model: Any, examples: dict[str, list],
             "targets": (f"the {which} model's own greedy first {args.protect_gen} answer tokens (to the end "
                         "of turn)") if args.protect_gen else "the gold answers with the end-of-turn marker",
             "wall_time_s": round(protect_s, 1)}  # this run's, all protected tasks' (recomputed when resumed)
+    if own:
+        provenance["own_targets"] = {"tokens": args.own_targets, "tasks": own, "wall_time_s": round(own_s, 1)}
+        provenance["profiling_wall_time_s"] = round(provenance["profiling_wall_time_s"] + own_s, 1)
     if args.init_profile is not None:
         provenance["init_scores_from"] = {"profile": args.init_from, "method": args.init_profile.method,
                                           "n_examples": {t: args.init_profile.n_examples.get(t) for t in examples}}

@@ -118,6 +118,7 @@ from pasta_lens.profile import HeadProfile, weights_hash
 from pasta_lens.profiling.checkpoints import _example_digest
 from pasta_lens.profiling.scoring import HeadScores, _check_examples, _objective
 from pasta_lens.schedule import Schedule
+from pasta_lens.tasks.base import answer_ids
 from pasta_lens.steering import (ALPHA_MIN, Head, ScheduleSpec, key_weights, pattern_hook_name,
                                  scheduled_rescale, steer)
 
@@ -368,8 +369,8 @@ def protect_loss(model: Any, ex: ProfilingExample, g: Tensor, alpha_min: float, 
 
 
 def own_continuations(model: Any, examples: Sequence[ProfilingExample], max_new_tokens: int,
-                      base: Optional[Mapping[Head, float]] = None, schedule: ScheduleSpec = None
-                      ) -> list[ProfilingExample]:
+                      base: Optional[Mapping[Head, float]] = None, schedule: ScheduleSpec = None,
+                      rewrite: Optional[Callable[[str], str]] = None) -> list[ProfilingExample]:
     """The examples with their target replaced by the *unsteered* model's own greedy continuation of the prompt:
     at most ``max_new_tokens`` tokens, cut after the end-of-turn marker when the example ends the turn (``close``
     set: the marker is the tokens after it). With ``base`` (``{(layer, head): alpha}``) the continuation is the
@@ -381,8 +382,17 @@ def own_continuations(model: Any, examples: Sequence[ProfilingExample], max_new_
     Greedy, with the KV cache (:func:`pasta_lens.generation.generate_new_tokens`); the objective of a result is the
     log-prob of its own continuation.
 
+    ``rewrite`` (text -> text, e.g. :meth:`Task.correct <pasta_lens.tasks.base.Task.correct>`): the continuation is
+    decoded, rewritten and tokenised again (the end-of-turn marker, when reached, kept after it): a *task* target
+    that is the model's own answer with the instruction carried out (pronoun: "She is a dentist." -> "They are a
+    dentist."), where the gold answer is text the model never writes. The ``close`` of such a result is the
+    rewritten answer's last token when the marker was reached, else None.
+
     Example:
         >>> protect = own_continuations(model, get_task("pronoun").profiling_examples(model, n=40, end_turn=True), 16)
+        >>> pronoun = get_task("pronoun")
+        >>> train = own_continuations(model, pronoun.profiling_examples(model, n=40, end_turn=True), 64,
+        ...                           rewrite=pronoun.correct)
     """
     if isinstance(max_new_tokens, bool) or int(max_new_tokens) != max_new_tokens or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be a positive integer; got {max_new_tokens!r}.")
@@ -397,14 +407,23 @@ def own_continuations(model: Any, examples: Sequence[ProfilingExample], max_new_
         with steering:
             new = generate_new_tokens(model, prompt, max_new_tokens=int(max_new_tokens), stop_at_eos=False)
         new = new[0].tolist()
+        ended = False
         for end in range(len(stop), len(new) + 1):  # cut after the first end-of-turn marker
             if stop and new[end - len(stop):end] == stop:
-                new = new[:end]
+                new, ended = new[:end], True
                 break
+        close = None
+        if rewrite is not None:
+            body = new[:len(new) - len(stop)] if ended else new
+            text = rewrite(model.tokenizer.decode(body))
+            new = (answer_ids(model, text).tolist() if text else []) + (stop if ended else [])
+            if not new:
+                raise ValueError(f"rewrite left nothing of the continuation {model.tokenizer.decode(body)!r}.")
+            close = ex.n_prompt + len(new) - len(stop) - 1 if ended and len(new) > len(stop) else None
         target = torch.tensor(new, dtype=ex.tokens.dtype)
         tokens = torch.cat([ex.tokens[:, :ex.n_prompt].cpu(), target[None]], dim=1)
         out.append(ProfilingExample(tokens=tokens, key_mask=ex.key_mask, task=ex.task,
-                                    objective=target_logprob(ex.n_prompt, target)))
+                                    objective=target_logprob(ex.n_prompt, target), close=close))
     return out
 
 

@@ -278,6 +278,17 @@ class Task:
                                 objective=target_logprob(n_prompt, target, contrast_ids), task=self.name,
                                 close=close, focus=focus)
 
+    corrects_answers = False
+    """Whether :meth:`correct` applies the task's instruction to a model's own answer (the targets of
+    ``own_continuations(..., rewrite=task.correct)``: what the model writes, with the instruction carried out)."""
+
+    def correct(self, answer: str) -> str:
+        """A model's own answer with the task's instruction carried out on it (pronoun: every gendered pronoun
+        replaced by its "they" form), the target that stays closest to what the model writes; only tasks with
+        ``corrects_answers`` have such a rule."""
+        raise ValueError(f"Task {self.name!r} has no rule that corrects a model's own answer; tasks that have one: "
+                         "pronoun.")
+
     def focus_text(self, example: TaskExample) -> Optional[str]:
         """The part of the gold answer that carries its content (its last occurrence is the example's ``focus``;
         ``focus_weight`` of :func:`~pasta_lens.profiling.learn_alphas` weights its tokens); None: no focus."""

@@ -25,7 +25,7 @@ from typing import Any, Optional, Sequence
 from pasta_lens.metrics import (fluency, is_fluent, json_complete_ok, json_format_ok, json_occupation_ok,
                                 no_gendered_pronouns, no_subject_pronouns)
 from pasta_lens.tasks.base import Query, Task, escape_markup
-from pasta_lens.tasks.biographies import (OCCUPATIONS, Biography, occupation_text, split_biographies,
+from pasta_lens.tasks.biographies import (OCCUPATIONS, Biography, neutralise, occupation_text, split_biographies,
                                           synthetic_biographies, with_article)
 
 JSON_INSTRUCTIONS = {
@@ -123,6 +123,17 @@ class PronounTask(_InstructionTask):
     instructions = PRONOUN_INSTRUCTIONS
     variants = tuple(PRONOUN_INSTRUCTIONS)
     max_new_tokens = 64
+
+    corrects_answers = True
+
+    def correct(self, answer: str) -> str:
+        """``answer`` with its gendered pronouns replaced by "they"-forms (:func:`neutralise`): the instruction
+        carried out on the model's own words.
+
+            >>> PronounTask().correct("She is a dentist. Her sister is a nurse.")
+            'They are a dentist. Their sister is a nurse.'
+        """
+        return neutralise(answer)
 
     def answer(self, example: Biography) -> str:
         return (f"{example.neutral.rstrip()} {_capital(example.person)} is "
