@@ -869,6 +869,37 @@ def test_protect_term_is_the_answer_kl_and_keeps_the_protected_answers(llama, tm
         learn_alphas(llama, train, init, protect=protect[:1], protect_weight=50.0, checkpoint=path, **kw)
 
 
+def test_protect_each_gives_every_protected_task_its_own_rows(llama):
+    """protect_each: per step, ``per_step`` rows of *each* protected task (a pool of two tasks gives ``per_step`` in
+    all); the step's protect term is the sum of the tasks' mean KLs; recorded only when set (older runs: pool)."""
+    from pasta_lens.profiling.learned import _protect_rows, protect_loss
+
+    train = {"json": get_task("json").profiling_examples(llama, "train", n=2, end_turn=True)}
+    protect = (get_task("pronoun").profiling_examples(llama, "train", n=3, end_turn=True)
+               + get_task("counterfact").profiling_examples(llama, "train", n=3))
+    pool = {"per_step": 2, "seed": 0, "protect": {"weight": 1.0}}
+    each = {"per_step": 2, "seed": 0, "protect": {"weight": 1.0, "each": True}}
+    for step in range(4):
+        (rows,) = _protect_rows(protect, step, pool)
+        assert len(rows) == 2
+        by_task = _protect_rows(protect, step, each)
+        assert [sorted({protect[i].task for i in r}) for r in by_task] == [["counterfact"], ["pronoun"]]
+        assert all(len(r) == 2 for r in by_task)
+    seen = {i for step in range(3) for r in _protect_rows(protect, step, each) for i in r}
+    assert seen == set(range(6))  # an epoch of each task's permutation covers it
+    init = torch.linspace(-2, 2, llama.cfg.n_layers * llama.cfg.n_heads).reshape(llama.cfg.n_layers, -1)
+    kw = dict(steps=1, lr=0.5, kl_weight=0.0, sparsity=0.0, schedule="prompt", progress=False, per_step=2)
+    learned = learn_alphas(llama, train, init, protect=protect, protect_each=True, **kw)
+    assert learned.settings["protect"]["each"] is True
+    expected = sum(float(protect_loss(llama, protect[i], init, 0.01, "prompt").detach()) / 2
+                   for r in _protect_rows(protect, 0, learned.settings) for i in r)
+    assert learned.history[0]["kl_protect"] == pytest.approx(expected, rel=1e-5)
+    assert "2 of each task per step" in learned_profile(llama, "tiny", learned, keep_below=0.999).method
+    pooled = learn_alphas(llama, train, init, protect=protect, **kw)
+    assert "each" not in pooled.settings["protect"]
+    assert "of each task" not in learned_profile(llama, "tiny", pooled, keep_below=0.999).method
+
+
 def test_cli_learned_focus_early_and_protect(tiny_dir, tmp_path, capsys):
     from pasta_lens.cli import build_parser, main
 
@@ -975,6 +1006,14 @@ def test_cli_learned_protect_base(tiny_dir, tmp_path, capsys):
     assert profile.provenance["protect"]["n"] == profile.provenance["protect_base"]["n"] == 2
     again = build_parser().parse_args(profile.command.split()[1:])
     assert (again.protect, again.protect_base, again.protect_gen) == ("pronoun", "counterfact", 3)
+    assert not again.protect_each and "each" not in learned["protect"]
+    each = tmp_path / "each.json"
+    assert main(argv + ["--protect", "pronoun", "--protect-base", "counterfact", "--protect-each",
+                        "--out", str(each)]) == 0
+    assert HeadProfile.load(each).provenance["learned"]["protect"]["each"] is True
+    assert build_parser().parse_args(HeadProfile.load(each).command.split()[1:]).protect_each
+    assert main(argv + ["--protect", "pronoun", "--protect-each", "--out", str(tmp_path / "z.json")]) == 2
+    assert "--protect-each" in capsys.readouterr().err
     for bad, match in ((["--protect-base", "json"], "also in --tasks"),
                        (["--protect", "counterfact", "--protect-base", "counterfact"], "both name"),
                        (["--protect-base", "pronoun", "--base-profile", ""], "--base-profile")):

@@ -92,7 +92,7 @@ def add_learned_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--protect", default=None, metavar="TASK",
                    help="a task the strengths must not change (not in --tasks): each step also adds "
                         "--protect-weight x KL(steered || unsteered) over the answers of --per-step of its --n train "
-                        "examples (with the end-of-turn marker; one pool with --protect-base's)")
+                        "examples (with the end-of-turn marker; one pool with --protect-base's unless --protect-each)")
     g.add_argument("--protect-base", default=None, metavar="TASK",
                    help="a task whose behaviour under --base-profile the strengths must not change (not in --tasks "
                         "or --protect): its answers (with --protect-gen: the base-steered model's own first F "
@@ -103,6 +103,9 @@ def add_learned_arguments(p: argparse.ArgumentParser) -> None:
                         "gendered pronouns -> they) learn the unsteered model's own greedy first F answer tokens "
                         "with the instruction carried out (to the end of turn) instead of their gold answers "
                         "(0: the gold answers; default 0)")
+    g.add_argument("--protect-each", action="store_true",
+                   help="with --protect and --protect-base both: each protected task gets its own --per-step rows "
+                        "per step (as strongly protected as alone) instead of one shared pool of --per-step rows")
     g.add_argument("--protect-weight", type=float, default=d["protect_weight"],
                    help=f"weight of the --protect term (default {d['protect_weight']})")
     g.add_argument("--protect-gen", type=int, default=d["protect_gen"], metavar="F",
@@ -128,6 +131,8 @@ def learned_command(args: argparse.Namespace) -> str:
         parts += ["--init-from", str(args.init_from)]
     if getattr(args, "own_targets", 0):
         parts += ["--own-targets", str(args.own_targets)]
+    if getattr(args, "protect_each", False):
+        parts += ["--protect-each"]
     parts += ["--out", str(args.out)]
     return shlex.join(parts)
 
@@ -183,6 +188,9 @@ def check_learned_arguments(args: argparse.Namespace) -> None:
     if protect_base and protect_base == args.protect:
         raise ValueError(f"--protect and --protect-base both name {protect_base}: a task's answers are kept either "
                          "as the unsteered model has them or as the base profile has them; drop one.")
+    if getattr(args, "protect_each", False) and not (args.protect and protect_base):
+        raise ValueError("--protect-each gives each protected task its own rows: it needs two, --protect TASK and "
+                         "--protect-base TASK.")
     if protect_base and not args.base_profile:
         raise ValueError("--protect-base keeps what the base profile does on a task: give the base with "
                          "--base-profile, or use --protect (kept as the unsteered model has it).")
@@ -283,6 +291,7 @@ def run_learned(args: argparse.Namespace, model: Any, examples: dict[str, list],
                            close_weight=args.close_weight, focus_weight=args.focus_weight,
                            early_weight=args.early_weight, protect=protect, protect_weight=args.protect_weight,
                            protect_reference=references or "unsteered",
+                           protect_each=getattr(args, "protect_each", False),
                            checkpoint=checkpoint_dir / "learned.ckpt", checkpoint_every=args.checkpoint_every,
                            progress=not quiet)
     # every resumed segment of each (0: the tables were read from --init-from)

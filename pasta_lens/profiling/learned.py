@@ -512,6 +512,7 @@ def learn_alphas(
     protect: Optional[Sequence[ProfilingExample]] = None,
     protect_weight: float = 1.0,
     protect_reference: Union[str, Mapping[str, str]] = "unsteered",
+    protect_each: bool = False,
     checkpoint: Optional[Union[str, os.PathLike]] = None,
     checkpoint_every: int = 5,
     progress: bool = True,
@@ -561,6 +562,9 @@ def learn_alphas(
         protect_reference: what the protected answers are kept as: ``"unsteered"`` (KL to the model without
             hooks) or ``"base"`` (KL to the model steered by ``base`` alone: keep what the base profile does on
             that task), for all protected tasks or per task (``{"pronoun": "unsteered", "counterfact": "base"}``).
+        protect_each: with several protected tasks, each gets its own ``per_step`` rows per step (its own seeded
+            permutation) and the term is the sum of their mean KLs, so every task is protected as strongly as it
+            would be alone; False (the default, as before): one pool of ``per_step`` rows drawn across them.
         checkpoint: file holding ``g``, the Adam state, the step and the history; resumed from if it exists.
         checkpoint_every: write the checkpoint every this many steps (and at the end).
         progress: a tqdm bar over the steps.
@@ -623,6 +627,7 @@ def learn_alphas(
                     focus_weight=float(focus_weight), early_weight=float(early_weight),
                     protect={"tasks": protected_tasks, "n": len(protected),
                              "weight": float(protect_weight),
+                             **({"each": True} if protect_each else {}),  # recorded only when set (older runs: pool)
                              # recorded only where a task is kept as the base has it (older runs: all unsteered)
                              **({"reference": references} if "base" in references.values() else {})}
                     if protected else None,
@@ -658,6 +663,19 @@ def _protect_references(spec: Union[str, Mapping[str, str]], tasks: Sequence[str
         raise ValueError("protect_reference 'base' keeps what the base heads do: give them with base=... (CLI: "
                          "--base-profile), or protect against 'unsteered'.")
     return {t: spec[t] for t in tasks}
+
+
+def _protect_rows(protect: Sequence[ProfilingExample], step: int, settings: Mapping[str, Any]) -> list[list[int]]:
+    """The protected examples of ``step``: one pool of ``per_step`` rows, or (``protect["each"]``) ``per_step``
+    rows of every protected task, each task from its own seeded permutation."""
+    per_step, seed = settings["per_step"], settings["seed"]
+    if not settings["protect"].get("each"):
+        return [step_indices({"protect": len(protect)}, step, per_step, seed)["protect"]]
+    groups: dict[str, list[int]] = {}
+    for i, ex in enumerate(protect):
+        groups.setdefault(ex.task, []).append(i)
+    return [[groups[task][j] for j in step_indices({f"protect:{task}": len(rows)}, step, per_step, seed)[
+        f"protect:{task}"]] for task, rows in sorted(groups.items())]
 
 
 def _train(model: Any, examples: dict[str, list[ProfilingExample]], init: Tensor, steps: int,
@@ -719,12 +737,13 @@ def _train(model: Any, examples: dict[str, list[ProfilingExample]], init: Tensor
         if protect:  # KL on the protected examples' targets: kept as the unsteered model (or the base) has them
             record["kl_protect"] = 0.0
             weight = settings["protect"]["weight"]
-            for i in step_indices({"protect": len(protect)}, s, settings["per_step"], settings["seed"])["protect"]:
-                reference = settings["protect"].get("reference", {}).get(protect[i].task, "unsteered")
-                kl_protect = protect_loss(model, protect[i], g, alpha_min, settings["schedule"], base, reference)
-                (dg,) = torch.autograd.grad(weight * kl_protect / settings["per_step"], [g])
-                grad += dg
-                record["kl_protect"] += float(kl_protect.detach()) / settings["per_step"]
+            for rows in _protect_rows(protect, s, settings):
+                for i in rows:
+                    reference = settings["protect"].get("reference", {}).get(protect[i].task, "unsteered")
+                    kl_protect = protect_loss(model, protect[i], g, alpha_min, settings["schedule"], base, reference)
+                    (dg,) = torch.autograd.grad(weight * kl_protect / settings["per_step"], [g])
+                    grad += dg
+                    record["kl_protect"] += float(kl_protect.detach()) / settings["per_step"]
         with torch.enable_grad():
             strength = torch.sigmoid(g)
             penalty = sparsity * strength[free].sum()  # base heads are not the learner's to pay for
@@ -805,8 +824,9 @@ def learned_profile(
     if st.get("protect"):
         against = st["protect"].get("reference")
         against = "" if not against else "; against " + ", ".join(f"{t}: {r}" for t, r in against.items())
+        each = f"; {st['per_step']} of each task per step" if st["protect"].get("each") else ""
         cap += (f", KL on {st['protect']['n']} protected {'/'.join(st['protect']['tasks'])} answers (weight "
-                f"{st['protect']['weight']:g}{against})")
+                f"{st['protect']['weight']:g}{against}{each})")
     method = (f"learned (per-head alphas alpha_min**sigmoid(g), alpha_min {st['alpha_min']:g}; {learned.steps} Adam "
               f"steps of {st['per_step']} example(s) per task from {per_task} train examples per task; "
               f"lr {st['lr']:g}, kl_weight {st['kl_weight']:g}, sparsity {st['sparsity']:g}{cap}; trained and "
