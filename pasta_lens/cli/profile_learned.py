@@ -12,7 +12,10 @@ alpha < ``--keep-below``, each at its learned alpha). ``--init-from P`` takes th
 tables stored in profile ``P`` instead of computing them (no attribution pass). ``--protect T`` (with
 ``--protect-gen F``: :func:`~pasta_lens.profiling.own_continuations`) builds task ``T``'s train examples for the
 protect term of :func:`~pasta_lens.profiling.learn_alphas`; ``--protect-base T`` does the same for a task kept as
-the ``--base-profile`` alone has it (KL to the base-steered model, targets from the base-steered model). The shipped
+the ``--base-profile`` alone has it (KL to the base-steered model, targets from the base-steered model);
+``--protect-each`` gives each protected task its own ``--per-step`` rows per step (default: one shared pool).
+``--own-targets F`` trains the tasks that can correct a model's own answer (pronoun) on the unsteered model's own
+first ``F`` answer tokens with the instruction carried out (:meth:`~pasta_lens.tasks.base.Task.correct`). The shipped
 SmolLM2 default was made by (the command its ``command`` records; without ``--protect-base`` it made
 ``-protect-cli-seed2``, and that with ``--seed 0`` ``-protect-cli``):
 
