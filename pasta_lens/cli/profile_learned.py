@@ -169,7 +169,6 @@ def check_learned_arguments(args: argparse.Namespace) -> None:
 
         if not getattr(args, "end_turn", False):
             raise ValueError("--own-targets cuts the model's own answers at the end of its turn: pass --end-turn too.")
-
         if not any(get_task(t).corrects_answers for t in tasks):
             raise ValueError(f"--own-targets corrects the model's own answers of a task with such a rule (pronoun); "
                              f"none of --tasks {args.tasks} has one: add pronoun or drop --own-targets.")

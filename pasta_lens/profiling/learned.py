@@ -118,9 +118,9 @@ from pasta_lens.profile import HeadProfile, weights_hash
 from pasta_lens.profiling.checkpoints import _example_digest
 from pasta_lens.profiling.scoring import HeadScores, _check_examples, _objective
 from pasta_lens.schedule import Schedule
-from pasta_lens.tasks.base import answer_ids
 from pasta_lens.steering import (ALPHA_MIN, Head, ScheduleSpec, key_weights, pattern_hook_name,
                                  scheduled_rescale, steer)
+from pasta_lens.tasks.base import answer_ids
 
 PROTECT_REFERENCES = ("unsteered", "base")
 """What a protected task's answers are kept as: the unsteered model's, or the ``base`` heads' alone."""
