@@ -69,7 +69,7 @@ for ex, fixed in zip(exs, corrected):
     rows.append(row)
 n_with = len(first["unsteered"])
 print(f"{args.split} n = {args.n}: {n_with} own answers have a gendered pronoun to change "
-      f"({sum(len(v) for v in [every['unsteered']])} positions)")
+      f"({len(every['unsteered'])} positions)")
 print("| config | first they-form is the argmax | every they-form position | mean log P(first they-form) |")
 print("|---|---|---|---|")
 for name in names:
