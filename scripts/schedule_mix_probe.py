@@ -7,7 +7,8 @@ A profile carries one schedule. Stop 25's ``probe-all`` heads (pronouns learned 
 raised the pronoun metric inside the fluency floor, but the default's JSON strengths need ``prompt``; this asks,
 before anyone builds per-head schedules into the core, whether the two would work together. It runs
 :func:`pasta_lens.evaluate` with the default profile and, for this script only, wraps the harness's ``steer`` so
-that every steered batch also gets the extra profile's heads (its own per-head alphas, schedule ``"all"``), on the
+that every steered batch also gets the extra profile's heads (its alphas as ``steer`` resolves them:
+:func:`~pasta_lens.steering.resolve_alpha`; schedule ``"all"``), on the
 hooks engine (the HF twin takes one head set). ``--overlap drop``: a head in both sets is steered once, as the extra
 set says; ``--overlap both``: it is steered by both (the default's alpha on prompt rows, then the extra alpha).
 Writes the usual ``examples.jsonl`` / ``summary.json`` / ``table.md`` to ``--out``.
@@ -22,13 +23,13 @@ import torch
 
 from pasta_lens import load_model, load_profile
 from pasta_lens.evaluation import harness
-from pasta_lens.steering import steer
+from pasta_lens.steering import normalize_heads, resolve_alpha, steer
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--profile", default="smollm2-135m-instruct", help="the profile steered with its own schedule")
-    p.add_argument("--extra", required=True, help="a profile with per-head alphas, steered at every token")
+    p.add_argument("--extra", required=True, help="a profile steered at every token (its own alphas)")
     p.add_argument("--overlap", choices=("drop", "both"), default="drop")
     p.add_argument("--tasks", default="pronoun,json")
     p.add_argument("--split", default="validation")
@@ -39,16 +40,16 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     extra = load_profile(args.extra)
-    extra_alpha = {tuple(h): float(a) for h, a in extra.head_alphas.items()}
+    extra_heads, extra_alpha = sorted(normalize_heads(extra)), resolve_alpha(extra)
 
     def steer_both(model, heads, emphasis, alpha, schedule=None, **kwargs):
         own = [tuple(h) for h in heads]
         if args.overlap == "drop":
-            own = [h for h in own if h not in extra_alpha]
+            own = [h for h in own if h not in extra_heads]
         own_alpha = {h: alpha[h] for h in own} if isinstance(alpha, dict) else alpha
         stack = contextlib.ExitStack()
         stack.enter_context(steer(model, own, emphasis, own_alpha, schedule=schedule, **kwargs))
-        stack.enter_context(steer(model, sorted(extra_alpha), emphasis, extra_alpha, schedule="all", **kwargs))
+        stack.enter_context(steer(model, extra_heads, emphasis, extra_alpha, schedule="all", **kwargs))
         return stack
 
     harness.steer = steer_both  # this script's probe only: the package is not changed
