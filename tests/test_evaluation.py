@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pasta_lens.evaluation import (BASELINES, ablation_methods, candidate_logprobs, evaluate, parse_method,
-                                   ranked_heads, resolve_heads)
+from pasta_lens.evaluation import (BASELINES, HeadSource, ablation_methods, candidate_logprobs, evaluate,
+                                   load_source, method_plan, parse_method, ranked_heads)
 from pasta_lens.spans import emphasize
 from pasta_lens.steering import steer
 from pasta_lens.tasks import Biography, CounterFactTask, get_task
@@ -41,18 +41,21 @@ def test_parse_method():
     assert ablation_methods((0.001, 0.01, 0.1), (5,)) == ["pasta:alpha=0.001", "pasta:alpha=0.1", "pasta:k=5"]
 
 
-def test_resolve_heads(llama):
+def test_method_plans_heads(llama):
     ranked = ranked_heads(HEADS)
     assert ranked == tuple(HEADS)  # a given list keeps its order (best first)
-    assert resolve_heads(parse_method("zero-shot"), llama, ranked) is None
-    assert len(resolve_heads(parse_method("all-heads"), llama, ranked)) == 3 * 4
-    assert resolve_heads(parse_method("pasta:k=2"), llama, ranked) == ((2, 1), (1, 0))
-    r1 = resolve_heads(parse_method("random"), llama, ranked, seed=0)
-    assert len(r1) == 3 and r1 == resolve_heads(parse_method("random"), llama, ranked, seed=0)
-    seeds = {resolve_heads(parse_method("random"), llama, ranked, seed=s) for s in range(5)}
-    assert len(seeds) > 1  # the seed chooses the set
+    source = load_source(HEADS, llama)
+    heads = lambda spec, seed=0: method_plan(parse_method(spec), llama, source, seed=seed).heads  # noqa: E731
+    assert method_plan(parse_method("zero-shot"), llama, source) is None
+    assert len(heads("all-heads")) == 3 * 4
+    assert heads("pasta:k=2") == ((1, 0), (2, 1))  # the first two given, as a (sorted) plan
+    r1 = heads("random")
+    assert len(r1) == 3 and r1 == heads("random")
+    assert len({heads("random", seed=s) for s in range(5)}) > 1  # the seed chooses the set
     with pytest.raises(ValueError, match="needs a head profile"):
-        resolve_heads(parse_method("pasta"), llama, ())
+        method_plan(parse_method("pasta"), llama, HeadSource())
+    with pytest.raises(ValueError, match="asks for 4 heads but the profile has 3"):
+        method_plan(parse_method("pasta:k=4"), llama, source)
 
     class Profile:  # the HeadProfile surface used: sorted heads + per-task score tables
         heads = ((1, 0), (2, 1), (2, 3))
@@ -101,7 +104,7 @@ def test_end_to_end_tiny(llama, tmp_path, cf_task):
     assert summary == json.loads(json.dumps(res.summary))
     assert summary["tasks"]["json"]["pasta"]["n"] == 2 and summary["tasks"]["json"]["pasta"]["synthetic"]
     assert not summary["tasks"]["counterfact"]["pasta"]["synthetic"]
-    assert summary["config"]["heads"]["pasta"] == [list(h) for h in HEADS]
+    assert summary["config"]["heads"]["pasta"] == sorted(list(h) for h in HEADS)
     assert summary["config"]["heads"]["zero-shot"] is None
     table = (tmp_path / "table.md").read_text()
     assert table == res.table and table.count("\n| ") == 2 * 6 + 1 and "†" in table
@@ -287,7 +290,7 @@ def test_wilson_interval_matches_its_definition(x, n):
 
 
 def test_summary_intervals_wilson_for_accuracies_and_se_for_fluency():
-    from pasta_lens.evaluation.harness import parse_method
+    from pasta_lens.evaluation import parse_method
     from pasta_lens.evaluation.report import markdown_table, summarize, wilson_interval
     from pasta_lens.tasks import get_task
 
@@ -310,7 +313,7 @@ def test_summary_intervals_wilson_for_accuracies_and_se_for_fluency():
 
 def test_average_of_one_accuracy_has_its_wilson_interval_inside_0_1():
     """BiasBios averages one accuracy: mean +- 1.96 SE would pass 100% at 199/200; Wilson stays inside [0, 1]."""
-    from pasta_lens.evaluation.harness import parse_method
+    from pasta_lens.evaluation import parse_method
     from pasta_lens.evaluation.report import summarize, wilson_interval
     from pasta_lens.tasks import get_task
 
@@ -324,7 +327,7 @@ def test_average_of_one_accuracy_has_its_wilson_interval_inside_0_1():
 def test_fraction_intervals_are_clipped_to_0_1_and_others_are_not():
     """CounterFact PS is a per-example fraction: near 100% its mean +- 1.96 SE would pass 1, which a mean of
     fractions cannot; the interval is clipped there (and in the ES/PS average), fluency's is not."""
-    from pasta_lens.evaluation.harness import parse_method
+    from pasta_lens.evaluation import parse_method
     from pasta_lens.evaluation.report import interval95, summarize
     from pasta_lens.tasks import get_task
 

@@ -2,7 +2,8 @@
 
     pasta-lens evaluate --tasks json,counterfact --profile smollm2-135m-instruct --n 50 --out runs/smollm2
 
-writes ``examples.jsonl``, ``summary.json`` and ``table.md`` to ``--out`` and resumes an interrupted run.
+writes ``examples.jsonl``, ``summary.json`` and ``table.md`` to ``--out`` and resumes an interrupted run. The run
+holds ``--out``'s lock: a second run on the same folder is refused with one line naming the running process.
 """
 
 from __future__ import annotations
@@ -96,10 +97,14 @@ def _cmd_evaluate(args: Any) -> int:
     res = evaluate(model, tasks, methods, args.split, args.n, out_dir=args.out, alpha=args.alpha,
                    schedule=args.schedule, batch_size=args.batch_size, resume=not args.no_resume, seed=args.seed,
                    variant=args.variant, max_new_tokens=args.max_new_tokens, allow_transfer=args.allow_transfer,
-                   progress=world.is_main, **kwargs)
+                   progress=world.is_main, engine=args.engine, **kwargs)
     if not world.is_main:
         return 0
     print(res.table)
+    config = res.summary["config"]
+    for method, plan in config["plans"].items():
+        if plan is not None:
+            print(f"{method}: {plan}   engine: {config['engine']}")
     print(f"rows: {res.out_dir / 'examples.jsonl'}\nsummary: {res.out_dir / 'summary.json'}\n"
           f"table: {res.out_dir / 'table.md'}")
     return 0
@@ -152,5 +157,8 @@ def add_parser(sub: Any) -> None:
                         "fine-tune); without it such a profile is refused")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (default: torch's; 1 is much faster on a busy shared CPU)")
+    p.add_argument("--engine", choices=("auto", "hooks", "hf"), default="auto",
+                   help="generation loop: auto (HF's loop on a twin of the weights where it gives the hooked "
+                        "result, else TransformerLens' hooks), hooks or hf; recorded in every row")
     add_placement_arguments(p)
     p.set_defaults(func=_cmd_evaluate)

@@ -16,20 +16,17 @@ where every metric in it is a fraction; an average of one metric has that metric
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import Any, Optional, Sequence
 
+from pasta_lens.evaluation.specs import Method
 from pasta_lens.tasks import Task
 
-if TYPE_CHECKING:
-    from pasta_lens.evaluation.harness import Method
-
-LABELS = {"zero-shot": "Zero-shot", "star": "`*`-marked", "quote": '`"`-marked', "few-shot": "Few-shot (3)",
-          "all-heads": "PASTA, all heads", "random": "PASTA, random heads", "pasta": "PASTA, profile heads"}
 METRIC_LABELS = {"f_acc": "F.Acc", "p_acc": "P.Acc", "acc": "Acc", "a_acc": "A.Acc", "fluency": "Fluency",
                  "fluent": "Fluent", "acc_fluent": "Acc (fluent)", "a_acc_fluent": "A.Acc (fluent)",
-                 "es": "ES", "ps": "PS", "f_acc_strict": "F.Acc (strict)"}
+                 "es": "ES", "ps": "PS", "es_rome": "ES (ROME mean)", "ps_rome": "PS (ROME mean)",
+                 "f_acc_strict": "F.Acc (strict)"}
 TABLE_METRICS = {"json": ("f_acc", "p_acc", "f_acc_strict"), "pronoun": ("acc", "a_acc", "a_acc_fluent", "fluency"),
-                 "biasbios": ("acc",), "counterfact": ("es", "ps", "fluency")}
+                 "biasbios": ("acc",), "counterfact": ("es", "ps", "es_rome", "ps_rome", "fluency")}
 TASK_LABELS = {"json": "JSON", "pronoun": "Pronouns", "biasbios": "BiasBios", "counterfact": "CounterFact"}
 
 
@@ -94,7 +91,8 @@ def summarize(rows: Sequence[dict[str, Any]], tasks: Sequence[Task], methods: Se
         per_method = {}
         for method in methods:
             mine = [r for r in rows if r["task"] == task.name and r["method"] == method.name]
-            metrics: dict[str, Any] = {"n": len(mine), "synthetic": any(r.get("synthetic") for r in mine)}
+            metrics: dict[str, Any] = {"n": len(mine), "synthetic": any(r.get("synthetic") for r in mine),
+                                       "engine": "+".join(sorted({str(r.get("engine")) for r in mine})) or None}
             for name in task.metrics:
                 values = [r["metrics"][name] for r in mine if name in r["metrics"]]
                 metrics[name] = sum(values) / len(values) if values else None
@@ -125,12 +123,14 @@ def summarize(rows: Sequence[dict[str, Any]], tasks: Sequence[Task], methods: Se
     return out
 
 
-def _cell(value: Optional[float], metric: str) -> str:
+def format_cell(value: Optional[float], metric: str) -> str:
+    """A table cell: fluency in bits (``"3.95"``), every other metric in % (``"96.0"``), None as ``"–"``."""
     return "–" if value is None else (f"{value:.2f}" if metric == "fluency" else f"{100 * value:.1f}")
 
 
-def _interval_cell(ci: Optional[Sequence[float]], metric: str) -> str:
-    return "–" if ci is None else f"[{_cell(ci[0], metric)}, {_cell(ci[1], metric)}]"
+def format_interval(ci: Optional[Sequence[float]], metric: str) -> str:
+    """An interval cell ``"[92.3, 98.0]"`` in the units of :func:`format_cell` (None as ``"–"``)."""
+    return "–" if ci is None else f"[{format_cell(ci[0], metric)}, {format_cell(ci[1], metric)}]"
 
 
 def markdown_table(summary: dict[str, Any], tasks: Sequence[Task], methods: Sequence[Method],
@@ -152,8 +152,8 @@ def markdown_table(summary: dict[str, Any], tasks: Sequence[Task], methods: Sequ
     for method in methods:
         cells = [method.label]
         for task_name, metric in cols:
-            cells.append(_cell(summary["tasks"][task_name][method.name][metric], metric))
-        cells.append(_cell(summary["average"][method.name], "average"))
+            cells.append(format_cell(summary["tasks"][task_name][method.name][metric], metric))
+        cells.append(format_cell(summary["average"][method.name], "average"))
         lines.append("| " + " | ".join(cells) + " |")
     if intervals:
         lines += ["", "95% intervals (Wilson for accuracies, mean +- 1.96 SE otherwise):", "",
@@ -163,7 +163,7 @@ def markdown_table(summary: dict[str, Any], tasks: Sequence[Task], methods: Sequ
             for task_name, metric in cols + [("", "average")]:
                 ci = (summary.get("average_ci95", {}).get(method.name) if metric == "average"
                       else summary["tasks"][task_name][method.name].get(f"ci95_{metric}"))
-                cells.append(_interval_cell(ci, metric))
+                cells.append(format_interval(ci, metric))
             lines.append("| " + " | ".join(cells) + " |")
     ns = {t.name: max(summary["tasks"][t.name][m.name]["n"] for m in methods) for t in tasks}
     notes = ["", "Accuracies in %, fluency = ROME's weighted 2/3-gram entropy (bits) of the generations; n per task: "
@@ -171,6 +171,14 @@ def markdown_table(summary: dict[str, Any], tasks: Sequence[Task], methods: Sequ
              "Average = mean of " + ", ".join(f"{TASK_LABELS.get(t.name, t.name)} "
                                               + "/".join(METRIC_LABELS.get(m, m) for m in t.average_metrics)
                                               for t in tasks) + "."]
+    if any(t.name == "counterfact" for t in tasks):
+        notes.append("CounterFact ES / PS: P(new object) > P(old object) by the first token's log-prob after the "
+                     "question (PS: mean over the case's paraphrases), as the official PASTA code computes them; "
+                     "ES / PS (ROME mean): the same comparison of the mean per-token log-probs of the whole objects.")
+    engines = sorted({e for t in tasks for m in methods if (e := summary["tasks"][t.name][m.name].get("engine"))})
+    if engines:
+        notes.append("Engine: " + ", ".join(engines) + " (hf: HF's loop on a twin of the bridge's weights; hooks: "
+                     "TransformerLens' loop with the steering hooks; forward: choice queries only, teacher forcing).")
     if any("†" in h for h in header):
         notes.append("† synthetic biographies (seeded generator over the 28 BiasBios occupations), not real "
                      "BiasBios data.")

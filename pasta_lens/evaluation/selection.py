@@ -2,7 +2,7 @@
 
 :func:`pasta_lens.profiling.ablation_curve` chooses k by the teacher-forced log-prob of the gold answer; on
 SmolLM2 that criterion picked head sets that raise the JSON objective by nats while greedy generation still never
-parses (issue 11). :func:`metric_curve` instead *generates*: for every candidate ``(k, strategy, schedule)`` it
+parses. :func:`metric_curve` instead *generates*: for every candidate ``(k, strategy, schedule)`` it
 runs the evaluation harness (:func:`~pasta_lens.evaluation.evaluate`, the same code and metrics as the reported
 tables) on validation examples and scores the point by
 
@@ -38,10 +38,11 @@ from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 from pasta_lens.distributed import current_world
 from pasta_lens.evaluation.harness import evaluate
+from pasta_lens.evaluation.rows import results_lock
 from pasta_lens.io import atomic_write_text
 from pasta_lens.profile import STRATEGIES
-from pasta_lens.profiling.scoring import HeadScores, _progress
-from pasta_lens.profiling.selection import _tables, select_heads
+from pasta_lens.profiling.scoring import HeadScores
+from pasta_lens.profiling.selection import score_tables, select_heads
 from pasta_lens.schedule import Schedule
 from pasta_lens.plan import Head
 from pasta_lens.tasks import Task, get_task
@@ -217,7 +218,7 @@ def metric_curve(
         raise ValueError(f"strategies must be some of {STRATEGIES}; got {strategies}.")
     if not specs or len(set(specs)) != len(specs):
         raise ValueError(f"schedules must be distinct and non-empty; got {specs}.")
-    tables = _tables(task_scores)
+    tables = score_tables(task_scores)
     task_objs = [get_task(t) if isinstance(t, str) else t for t in (tasks if tasks is not None else list(tables))]
     if not task_objs:
         raise ValueError("metric_curve needs at least one task.")
@@ -232,50 +233,53 @@ def metric_curve(
     common = dict(split=split, n=n, alpha=alpha, batch_size=batch_size, seed=seed, variant=variant,
                   max_new_tokens=max_new_tokens, progress=False)
 
-    def run(run_tasks: Sequence[Task], method_specs: Sequence[str], heads: Optional[tuple[Head, ...]],
-            folder: str) -> dict[str, Any]:
-        res = evaluate(model, list(run_tasks), list(method_specs), heads=list(heads) if heads else None,
-                       out_dir=out / folder if out is not None else None, **common)  # type: ignore[arg-type]
-        return res.summary["tasks"]
+    from tqdm.auto import tqdm
 
-    unsteered_all = run(task_objs, ["zero-shot"], None, "unsteered")
-    unsteered = {t.name: unsteered_all[t.name]["zero-shot"] for t in task_objs}
-    base_fluency = {t: f for t, ms in unsteered.items() if (f := _fluency(ms)) is not None}
-    cache: dict[tuple[str, tuple[Head, ...]], dict[str, Any]] = {}  # (task, heads) -> {method: metrics}
+    with results_lock(out, current_world(), what="the metric-curve folder"):  # one writer of OUT at a time
+        def run(run_tasks: Sequence[Task], method_specs: Sequence[str], heads: Optional[tuple[Head, ...]],
+                folder: str) -> dict[str, Any]:
+            res = evaluate(model, list(run_tasks), list(method_specs), heads=list(heads) if heads else None,
+                           out_dir=out / folder if out is not None else None, **common)  # type: ignore[arg-type]
+            return res.summary["tasks"]
 
-    def metrics_for(task: Task, heads: tuple[Head, ...]) -> dict[str, Any]:
-        if not heads:  # nothing to steer: every schedule is the unsteered run
-            return {m: unsteered[task.name] for m in methods}
-        if (task.name, heads) not in cache:
-            digest = hashlib.sha256(json.dumps(sorted(heads)).encode()).hexdigest()[:12]
-            cache[(task.name, heads)] = run([task], methods, heads, f"heads-{digest}")[task.name]
-        return cache[(task.name, heads)]
+        unsteered_all = run(task_objs, ["zero-shot"], None, "unsteered")
+        unsteered = {t.name: unsteered_all[t.name]["zero-shot"] for t in task_objs}
+        base_fluency = {t: f for t, ms in unsteered.items() if (f := _fluency(ms)) is not None}
+        cache: dict[tuple[str, tuple[Head, ...]], dict[str, Any]] = {}  # (task, heads) -> {method: metrics}
 
-    points = []
-    grid = [(s, int(k)) for s in strategies for k in ks]
-    total = int(tables[next(iter(tables))].numel())
-    for strategy, k in _progress(grid, progress, "metric curve"):
-        if k > total:
-            raise ValueError(f"k={k} is more than the model's {total} heads; lower ks.")
-        heads = {t.name: select_heads(task_scores, k, strategy, task=t.name if strategy == "task_specific" else None)
-                 for t in task_objs}
-        by_task = {t.name: metrics_for(t, heads[t.name]) for t in task_objs}
-        for spec, method in zip(specs, methods):
-            metrics = {t: by_task[t][method] for t in by_task}
-            per_task = {t: _headline(metrics[t], names[t]) for t in metrics}
-            fluency = {t: f for t in base_fluency if (f := _fluency(metrics[t])) is not None}
-            ratio = {t: (fluency[t] / base_fluency[t] if base_fluency[t] > 0 else float("inf")) for t in fluency}
-            points.append(MetricPoint(
-                k=k, strategy=strategy, schedule=spec, n_heads=max(len(h) for h in heads.values()),
-                metric=sum(per_task.values()) / len(per_task), per_task=per_task, metrics=metrics, fluency=fluency,
-                fluency_ratio=ratio, passes_floor=all(r >= fluency_floor for r in ratio.values()),
-                heads=heads))
-    curve = MetricCurve(points=tuple(points), unsteered=unsteered,
-                        unsteered_score=sum(_headline(unsteered[t], names[t]) for t in names) / len(names),
-                        unsteered_fluency=base_fluency, fluency_floor=fluency_floor, split=split, n=n)
-    if out is not None and current_world().is_main:  # [distributed] rank 0 writes
-        atomic_write_text(out / "curve.json", json.dumps(curve_record(curve), indent=1) + "\n")
-    return curve
+        def metrics_for(task: Task, heads: tuple[Head, ...]) -> dict[str, Any]:
+            if not heads:  # nothing to steer: every schedule is the unsteered run
+                return {m: unsteered[task.name] for m in methods}
+            if (task.name, heads) not in cache:
+                digest = hashlib.sha256(json.dumps(sorted(heads)).encode()).hexdigest()[:12]
+                cache[(task.name, heads)] = run([task], methods, heads, f"heads-{digest}")[task.name]
+            return cache[(task.name, heads)]
+
+        points = []
+        grid = [(s, int(k)) for s in strategies for k in ks]
+        total = int(tables[next(iter(tables))].numel())
+        for strategy, k in tqdm(grid, desc="metric curve", leave=False, unit="it", disable=not progress):
+            if k > total:
+                raise ValueError(f"k={k} is more than the model's {total} heads; lower ks.")
+            heads = {t.name: select_heads(task_scores, k, strategy,
+                                          task=t.name if strategy == "task_specific" else None) for t in task_objs}
+            by_task = {t.name: metrics_for(t, heads[t.name]) for t in task_objs}
+            for spec, method in zip(specs, methods):
+                metrics = {t: by_task[t][method] for t in by_task}
+                per_task = {t: _headline(metrics[t], names[t]) for t in metrics}
+                fluency = {t: f for t in base_fluency if (f := _fluency(metrics[t])) is not None}
+                ratio = {t: (fluency[t] / base_fluency[t] if base_fluency[t] > 0 else float("inf")) for t in fluency}
+                points.append(MetricPoint(
+                    k=k, strategy=strategy, schedule=spec, n_heads=max(len(h) for h in heads.values()),
+                    metric=sum(per_task.values()) / len(per_task), per_task=per_task, metrics=metrics, fluency=fluency,
+                    fluency_ratio=ratio, passes_floor=all(r >= fluency_floor for r in ratio.values()),
+                    heads=heads))
+        curve = MetricCurve(points=tuple(points), unsteered=unsteered,
+                            unsteered_score=sum(_headline(unsteered[t], names[t]) for t in names) / len(names),
+                            unsteered_fluency=base_fluency, fluency_floor=fluency_floor, split=split, n=n)
+        if out is not None and current_world().is_main:  # rank 0 writes
+            atomic_write_text(out / "curve.json", json.dumps(curve_record(curve), indent=1) + "\n")
+        return curve
 
 
 def curve_record(curve: MetricCurve, digits: int = 5) -> dict[str, Any]:

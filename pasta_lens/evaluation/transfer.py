@@ -30,8 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
+from pasta_lens.distributed import current_world
 from pasta_lens.evaluation.harness import evaluate
-from pasta_lens.evaluation.report import METRIC_LABELS, TASK_LABELS, _cell, _interval_cell
+from pasta_lens.evaluation.report import METRIC_LABELS, TASK_LABELS, format_cell, format_interval
+from pasta_lens.evaluation.rows import results_lock
 from pasta_lens.io import atomic_write_text
 from pasta_lens.profile import HeadProfile
 from pasta_lens.profiling.selection import ablation_curve, choose_k, select_heads
@@ -140,12 +142,32 @@ def _fmt(metrics: Mapping[str, Any], name: str) -> str:
     value, ci = metrics.get(name), metrics.get(f"ci95_{name}")
     if value is None:
         return "–"
-    return _cell(value, name) + (f" {_interval_cell(ci, name)}" if ci else "")
+    return format_cell(value, name) + (f" {format_interval(ci, name)}" if ci else "")
 
 
 def _k_note(k: Optional[int]) -> str:
     """``", k=90"`` for a top-k selection; nothing for a profile without one (learned per-head strengths)."""
     return "" if k is None else f", k={int(k)}"
+
+
+def _table(rows: Mapping[str, Mapping[str, Any]], heads: Mapping[str, Mapping[str, Any]],
+           tasks: Optional[Mapping[str, Task]], split: str, n: Optional[int]) -> str:
+    lines = ["| Held-out task | Metric | Zero-shot | Full profile | Leave-one-out profile | Leave-one-out beats "
+             "zero-shot |", "|---|---|---|---|---|---|"]
+    for task, by in rows.items():
+        t = _task(task, tasks)
+        for metric in tuple(t.average_metrics) + (("fluency",) if "fluency" in t.metrics else ()):
+            better = ("–" if metric == "fluency" or by["held-out"].get(metric) is None
+                      else ("yes" if by["held-out"][metric] > by["zero-shot"][metric] else "no"))
+            h = heads[task]
+            lines.append(f"| {TASK_LABELS.get(task, task)} | {METRIC_LABELS.get(metric, metric)} | "
+                         f"{_fmt(by['zero-shot'], metric)} | {_fmt(by['full'], metric)} ({h['full']} heads) | "
+                         f"{_fmt(by['held-out'], metric)} ({h['held-out']} heads{_k_note(h['held-out k'])}) | "
+                         f"{better} |")
+    note = (f"{split} split, n = {n} per task; accuracies in %, fluency in bits; 95% intervals in brackets (Wilson "
+            "for accuracies, mean +- 1.96 SE otherwise). The leave-one-out profile of a task was made without it (its "
+            "examples and scores played no part).")
+    return "\n".join(lines + ["", note]) + "\n"
 
 
 def transfer(
@@ -169,37 +191,27 @@ def transfer(
     (default ``get_task(name)``), as in :func:`leave_one_out_profiles`.
     """
     out = Path(out_dir) if out_dir is not None else None
-    rows: dict[str, dict[str, Any]] = {}
-    heads: dict[str, dict[str, int]] = {}
-    for task, prof in held_out.items():
-        if out is not None:
-            prof.save(out / "profiles" / f"without-{task}.json")
-        t_obj = _task(task, tasks)
-        full = evaluate(model, [t_obj], ["zero-shot", "pasta"], split, n, profile=profile, batch_size=batch_size,
-                        seed=seed, progress=progress, out_dir=None if out is None else out / "full")
-        loo = evaluate(model, [t_obj], ["pasta"], split, n, profile=prof, batch_size=batch_size, seed=seed,
-                       progress=progress, out_dir=None if out is None else out / f"without-{task}")
-        mine = full.summary["tasks"][task]
-        rows[task] = {"zero-shot": mine["zero-shot"], "full": mine["pasta"],
-                      "held-out": loo.summary["tasks"][task]["pasta"]}
-        heads[task] = {"full": len(profile.heads), "held-out": len(prof.heads), "held-out k": prof.k}
-    lines = ["| Held-out task | Metric | Zero-shot | Full profile | Leave-one-out profile | Leave-one-out beats "
-             "zero-shot |", "|---|---|---|---|---|---|"]
-    for task, by in rows.items():
-        t = _task(task, tasks)
-        for metric in tuple(t.average_metrics) + (("fluency",) if "fluency" in t.metrics else ()):
-            better = ("–" if metric == "fluency" or by["held-out"].get(metric) is None
-                      else ("yes" if by["held-out"][metric] > by["zero-shot"][metric] else "no"))
-            h = heads[task]
-            lines.append(f"| {TASK_LABELS.get(task, task)} | {METRIC_LABELS.get(metric, metric)} | "
-                         f"{_fmt(by['zero-shot'], metric)} | {_fmt(by['full'], metric)} ({h['full']} heads) | "
-                         f"{_fmt(by['held-out'], metric)} ({h['held-out']} heads{_k_note(h['held-out k'])}) | {better} |")
-    note = (f"{split} split, n = {n} per task; accuracies in %, fluency in bits; 95% intervals in brackets (Wilson "
-            "for accuracies, mean +- 1.96 SE otherwise). The leave-one-out profile of a task was made without it (its "
-            "examples and scores played no part).")
-    table = "\n".join(lines + ["", note]) + "\n"
-    if out is not None:
-        atomic_write_text(out / "table.md", table)
-        atomic_write_text(out / "summary.json", json.dumps({"split": split, "n": n, "seed": seed, "rows": rows,
-                                                            "heads": heads}, indent=1) + "\n")
+    world = current_world()
+    writer = world.is_main  # under torchrun rank 0 writes (and holds the lock)
+    with results_lock(out, world, what="the transfer folder"):  # one writer of OUT at a time
+        rows: dict[str, dict[str, Any]] = {}
+        heads: dict[str, dict[str, int]] = {}
+        for task, prof in held_out.items():
+            if out is not None and writer:
+                prof.save(out / "profiles" / f"without-{task}.json")
+            t_obj = _task(task, tasks)
+            full = evaluate(model, [t_obj], ["zero-shot", "pasta"], split, n, profile=profile,
+                            batch_size=batch_size, seed=seed, progress=progress,
+                            out_dir=None if out is None else out / "full")
+            loo = evaluate(model, [t_obj], ["pasta"], split, n, profile=prof, batch_size=batch_size, seed=seed,
+                           progress=progress, out_dir=None if out is None else out / f"without-{task}")
+            mine = full.summary["tasks"][task]
+            rows[task] = {"zero-shot": mine["zero-shot"], "full": mine["pasta"],
+                          "held-out": loo.summary["tasks"][task]["pasta"]}
+            heads[task] = {"full": len(profile.heads), "held-out": len(prof.heads), "held-out k": prof.k}
+        table = _table(rows, heads, tasks, split, n)
+        if out is not None and writer:
+            atomic_write_text(out / "table.md", table)
+            atomic_write_text(out / "summary.json", json.dumps({"split": split, "n": n, "seed": seed,
+                                                                "rows": rows, "heads": heads}, indent=1) + "\n")
     return TransferResult(rows, heads, table, out)

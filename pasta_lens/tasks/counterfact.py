@@ -5,12 +5,22 @@ old and the new fact in context and asks the question again; the new fact is emp
 
     Previously, {prompt} {true object}. Currently, *{prompt} {new object}*. {question}
 
-Metrics (as in ROME, on mean per-token log-probabilities of the two objects' tokens):
+Metrics. The headline is the PASTA paper's, as its official code computes them (``evaluation/benchmarks.py``,
+``counterfact_efficacy`` / ``counterfact_paraphrase``: one generated token, ``max_new_tokens=1``, its
+log-softmax read at the two objects' **first tokens**):
 
-* ES (efficacy): ``P(new) > P(old)`` after the question itself;
-* PS (paraphrase): the same after paraphrased questions, averaged over the case's paraphrases;
+* ES (efficacy) = ``[P(t_new) > P(t_old)]`` after the question itself, where ``t_new`` / ``t_old`` are the first
+  tokens of ``" " + new object`` / ``" " + true object`` as they follow the prompt and ``P`` is the next-token
+  probability at the prompt's last position (the official code compares ``exp`` of the log-probs with ``>``, so a
+  tie, e.g. two objects that share their first token, counts as a failure);
+* PS (paraphrase) = the same after each paraphrased question, averaged over the case's paraphrases;
+* ES (ROME mean) / PS (ROME mean): ROME's version, the same comparisons on the **mean per-token** log-probs of the
+  whole objects (kept as extra columns);
 * fluency: ROME's n-gram entropy (:func:`pasta_lens.metrics.fluency`) of a greedy generation after the
   case's first generation prompt (only cases that have generation prompts).
+
+Each choice query's result holds the per-token log-probs of both objects (``results["es.tokens"] = [[new
+tokens], [old tokens]]``, as the evaluation harness stores them), from which both versions are computed.
 
 The profiling objective is ``log P(new) - log P(old)`` at the answer position (summed log-prob of the new object's
 tokens minus the old object's first-token log-prob, :func:`pasta_lens.objectives.target_logprob`).
@@ -31,6 +41,7 @@ from __future__ import annotations
 import functools
 import gzip
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,6 +198,21 @@ def _load_splits(data_dir: str) -> dict[str, tuple[Fact, ...]]:
             "test": tuple(test)}
 
 
+def first_token_wins(token_logprobs: Sequence[Sequence[float]]) -> float:
+    """1.0 when the new object's first token is more probable than the old one's, else 0.0.
+
+    ``token_logprobs`` is ``[[new object's per-token log-probs], [old object's]]``; only the first of each counts.
+    Probabilities are compared as the official PASTA code compares them (``np.exp(logp_new) > np.exp(logp_old)``),
+    so equal first tokens are a failure.
+
+    Example:
+        >>> first_token_wins([[-0.5, -9.0], [-1.2]]), first_token_wins([[-1.2, -0.1], [-1.2, -3.0]])
+        (1.0, 0.0)
+    """
+    (new, *_), (old, *_) = token_logprobs[0], token_logprobs[1]
+    return float(math.exp(new) > math.exp(old))
+
+
 def partition(facts: Sequence[Fact]) -> dict[str, tuple[Fact, ...]]:
     """A fixed 80/10/10 train/validation/test partition of one list of cases (e.g. the canonical file)."""
     shuffled = seeded_sample(sorted(facts, key=lambda f: f.case_id), None, 0, "counterfact-partition")
@@ -195,7 +221,7 @@ def partition(facts: Sequence[Fact]) -> dict[str, tuple[Fact, ...]]:
 
 
 class CounterFactTask(Task):
-    """CounterFact: ES and PS by log-prob comparison, fluency of a generation.
+    """CounterFact: ES and PS by first-token probability (the paper's), their ROME mean versions, fluency.
 
     Args:
         data_dir: folder with ``counterfact/train.json``, ``test.json`` and ``rome_format.json``, each plain or
@@ -206,7 +232,7 @@ class CounterFactTask(Task):
 
     name = "counterfact"
     chat = False
-    metrics = ("es", "ps", "fluency")
+    metrics = ("es", "ps", "es_rome", "ps_rome", "fluency")
     average_metrics = ("es", "ps")
     max_new_tokens = 48
 
@@ -256,13 +282,17 @@ class CounterFactTask(Task):
         return out
 
     def metrics_from(self, example: Fact, results: dict[str, Any]) -> dict[str, float]:
+        """ES / PS by first-token probabilities (from ``KEY.tokens``), their ROME versions by the mean per-token
+        log-probs (``KEY``), fluency of the generation; a metric whose inputs are missing is left out."""
         out: dict[str, float] = {}
-        if "es" in results:
-            new, old = results["es"]
-            out["es"] = float(new > old)
-        ps = [float(results[k][0] > results[k][1]) for k in results if k.startswith("ps")]
-        if ps:
-            out["ps"] = sum(ps) / len(ps)
+        paraphrases = sorted(k for k in results if k.startswith("ps") and not k.endswith(".tokens"))
+        for name, keys in (("es", ["es"] if "es" in results else []), ("ps", paraphrases)):
+            first = [first_token_wins(results[f"{k}.tokens"]) for k in keys if f"{k}.tokens" in results]
+            if first:
+                out[name] = sum(first) / len(first)
+            rome = [float(results[k][0] > results[k][1]) for k in keys]
+            if rome:
+                out[f"{name}_rome"] = sum(rome) / len(rome)
         for key in ("gen", "output"):
             if key in results:
                 out["fluency"] = fluency(str(results[key]))
