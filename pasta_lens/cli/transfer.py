@@ -10,7 +10,7 @@ profiles made otherwise (e.g. ``pasta-lens profile --method learned`` on the oth
     pasta-lens transfer --profile profiles/learned.json --held-out json=runs/no-json.json \
         --held-out pronoun=runs/no-pronoun.json --n 50 --out runs/loto-learned
 
-Writes
+The run holds ``--out``'s lock (a second run on it is refused). Writes
 ``OUT/table.md``, ``OUT/summary.json``, ``OUT/profiles/without-<task>.json`` and the resumable runs
 ``OUT/full``, ``OUT/without-<task>``.
 """
@@ -19,17 +19,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from pasta_lens.cli import add_placement_arguments, read_profile
+from pasta_lens.cli import add_placement_arguments, read_profile, split_list
+
+
+def _head_counts(text: str) -> list[int]:
+    """``"60,90"`` -> ``[60, 90]``, or ``ValueError`` naming the accepted form."""
+    try:
+        values = [int(x) for x in split_list(text)]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise ValueError(f"--ks takes comma-separated positive integers (head counts), e.g. 60,90,120; got {text!r}.")
+    return values
 
 
 def _cmd_transfer(args: Any) -> int:
     import torch
 
     from pasta_lens.cli import load_model_for
-    from pasta_lens.cli.profile import _int_list
     from pasta_lens.evaluation.transfer import leave_one_out_profiles, transfer
 
-    ks = _int_list(args.ks)
+    ks = _head_counts(args.ks)
     if args.n < 1 or args.val_n < 1:
         raise ValueError(f"--n and --val-n must be positive numbers of examples; got {args.n} and {args.val_n}.")
     profile = read_profile(args.profile, "--profile")
