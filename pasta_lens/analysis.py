@@ -47,10 +47,10 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from pasta_lens.generation import default_profile
 from pasta_lens.objectives import ProfilingExample
 from pasta_lens.spans import Emphasis
 from pasta_lens.kernels import HookFn
+from pasta_lens.registry import default_profile
 from pasta_lens.plan import (AlphaSpec, Head, HeadSpec, ScalePosition, SteeringPlan, group_by_layer, normalize_heads,
                              resolve_heads, resolve_plan, validate_heads)
 from pasta_lens.steering import steer

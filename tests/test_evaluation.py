@@ -189,7 +189,7 @@ def test_malformed_rows_name_the_file_and_line(llama, tmp_path, bad, line):
 
 
 def test_profile_from_another_model_is_refused(llama, tmp_path):
-    from pasta_lens.profile import HeadProfile, weights_hash
+    from pasta_lens import HeadProfile, weights_hash
 
     task = JsonTask(bios=short_bios())
     kw = dict(n=1, batch_size=1, max_new_tokens=2, progress=False)

@@ -7,7 +7,8 @@ import torch
 
 from pasta_lens import emphasize, generate, load_model, pasta_hooks, steer
 from pasta_lens.cli import main, parse_heads
-from pasta_lens.generation import decode_new, generate_new_tokens, generate_tokens, interim_heads
+from pasta_lens.generation import decode_new, generate_new_tokens, generate_tokens
+from pasta_lens.registry import interim_heads
 from pasta_lens.models import offline_gguf_path
 
 PROMPT = "Maria is a nurse who lives in Paris. *Answer in JSON.*"

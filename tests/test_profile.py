@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from pasta_lens import HeadProfile, load_profile, steer
-from pasta_lens.profile import SCHEMA_VERSION, list_profiles, weights_hash
+from pasta_lens.fingerprint import weights_hash
+from pasta_lens.head_profile import SCHEMA_VERSION
+from pasta_lens.registry import list_profiles
 from pasta_lens.spans import emphasize
 from tests.tiny import tiny_hf_model, tiny_model
 
@@ -119,8 +121,7 @@ def test_shipped_registry_holds_the_paper_head_sets():
 
 
 def test_find_profile_matches_only_the_same_weights(llama):
-    from pasta_lens.generation import default_heads, interim_heads
-    from pasta_lens.profile import find_profile
+    from pasta_lens.registry import default_heads, find_profile, interim_heads
 
     assert find_profile(llama) is None  # no shipped profile for a tiny random model (imported ones have no hash)
     heads, note = default_heads(llama)
@@ -128,8 +129,8 @@ def test_find_profile_matches_only_the_same_weights(llama):
 
 
 def test_find_profile_prefers_the_default_over_its_variants(llama, monkeypatch):
-    import pasta_lens.profile as registry
-    from pasta_lens.profile import HeadProfile, find_profile, weights_hash
+    import pasta_lens.registry as registry
+    from pasta_lens.registry import find_profile
 
     shape = dict(n_layers=llama.cfg.n_layers, n_heads=llama.cfg.n_heads, weights_hash=weights_hash(llama))
     shipped = {"tiny-a-learned": HeadProfile(model_name="tiny", heads=[(1, 0)], **shape),
@@ -144,7 +145,7 @@ def test_find_profile_prefers_the_default_over_its_variants(llama, monkeypatch):
 @pytest.mark.slow
 def test_shipped_smollm2_profile_is_the_default_head_set(smollm2):
     from pasta_lens import generate
-    from pasta_lens.generation import default_heads
+    from pasta_lens.registry import default_heads
 
     profile = load_profile("smollm2-135m-instruct")
     profile.validate_for(smollm2)  # same shape and weights hash as the offline model

@@ -158,7 +158,7 @@ def check_alpha(alpha: float, option: str = "--alpha") -> float:
 
 def read_profile(spec: str, option: str = "profile") -> Any:
     """``load_profile(spec)``, with a file that is JSON but not a profile reported as a ValueError naming it."""
-    from pasta_lens.profile import load_profile
+    from pasta_lens.registry import load_profile
 
     try:
         return load_profile(spec)

@@ -77,7 +77,7 @@ def _cmd_evaluate(args: Any) -> int:
     from pasta_lens.cli import load_model_for
     from pasta_lens.distributed import current_world
     from pasta_lens.evaluation import evaluate, parse_method
-    from pasta_lens.generation import default_profile
+    from pasta_lens.registry import default_profile
 
     methods, profile, tasks = _check_arguments(args)
     if args.threads:

@@ -34,7 +34,7 @@ from typing import Any, Sequence, Union
 from pasta_lens.cli import add_placement_arguments
 from pasta_lens.cli.profile_learned import add_learned_arguments, check_learned_arguments, run_learned
 from pasta_lens.models import DEFAULT_MODEL
-from pasta_lens.profile import STRATEGIES
+from pasta_lens.head_profile import STRATEGIES
 from pasta_lens.profiling import METHODS
 
 DEFAULT_TASKS = "json,pronoun,biasbios,counterfact"
@@ -269,7 +269,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 
     if args.profile_command == "union":
         from pasta_lens.cli import read_profile
-        from pasta_lens.profile import union_profiles
+        from pasta_lens.profiling import union_profiles
 
         profiles = [read_profile(name, "profile union") for name in args.profiles]
         command = shlex.join(["pasta-lens", "profile", "union", *args.profiles, "--out", str(args.union_out)])

@@ -17,9 +17,10 @@ from pasta_lens.schedule import SCHEDULE_HELP
 
 
 def _cmd_steer(args: argparse.Namespace) -> int:
-    from pasta_lens.generation import default_profile, generate, select_engine
+    from pasta_lens.generation import generate, select_engine
     from pasta_lens.models import load_model
     from pasta_lens.plan import resolve_plan
+    from pasta_lens.registry import default_profile
 
     check_prompt_arguments(args)
     model = load_model(args.model)

@@ -24,7 +24,7 @@ from pasta_lens.evaluation.report import LABELS, markdown_table, summarize
 from pasta_lens.generation import decode_new, generate_tokens, select_engine
 from pasta_lens.hf_engine import hf_generate_tokens
 from pasta_lens.io import atomic_write_text
-from pasta_lens.profile import load_profile
+from pasta_lens.registry import load_profile
 from pasta_lens.schedule import Schedule
 from pasta_lens.plan import DEFAULT_ALPHA, AlphaSpec, Head, normalize_heads, plan_from_spec, spec_schedule
 from pasta_lens.steering import steer
@@ -127,7 +127,7 @@ def ranked_heads(profile: Any) -> tuple[Head, ...]:
     """A profile's heads, best first: by learned alpha (smallest first) when it has per-head alphas, else by mean
     score over its tasks when it has scores, else in its own order.
 
-    Accepts a :class:`~pasta_lens.profile.HeadProfile` (``heads`` + per-task ``scores`` tables) or any head spec.
+    Accepts a :class:`~pasta_lens.head_profile.HeadProfile` (``heads`` + per-task ``scores`` tables) or any head spec.
     """
     heads = normalize_heads(profile)
     own = getattr(profile, "head_alphas", None) or {}
@@ -202,7 +202,7 @@ def resolve_heads(method: Method, model: Any, profile_heads: Optional[Sequence[H
 def load_heads(profile: Any, model: Any = None, allow_transfer: bool = False) -> tuple[tuple[Head, ...], str, Any]:
     """``(ranked heads, description, profile object)`` from a registry name, a path, a HeadProfile or a head list.
 
-    With ``model``, a profile (named, a path or a :class:`~pasta_lens.profile.HeadProfile`) must have been made
+    With ``model``, a profile (named, a path or a :class:`~pasta_lens.head_profile.HeadProfile`) must have been made
     for it: :meth:`HeadProfile.validate_for` refuses another shape, and other weights unless
     ``allow_transfer=True``. This is the one place where evaluation turns a profile into heads.
     """

@@ -39,7 +39,7 @@ from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 from pasta_lens.distributed import current_world
 from pasta_lens.evaluation.harness import evaluate
 from pasta_lens.io import atomic_write_text
-from pasta_lens.profile import STRATEGIES
+from pasta_lens.head_profile import STRATEGIES
 from pasta_lens.profiling.scoring import HeadScores, _progress
 from pasta_lens.profiling.selection import _tables, select_heads
 from pasta_lens.schedule import Schedule
