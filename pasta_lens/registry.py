@@ -1,42 +1,198 @@
-"""The shipped profiles: list them, load one by name, find the one made on a model, and the default head set.
+"""The shipped profiles, and which one is a model's default: an explicit index, never a naming rule.
 
-Shipped profiles live in the repository's top-level ``profiles/`` directory, installed as the package
-``pasta_lens.profiles`` (see ``pyproject.toml``) and read with ``importlib.resources``, so
-``load_profile("smollm2-135m-instruct")`` works from an editable checkout and from a wheel alike.
+The repository's top-level ``profiles/`` folder installs as the package ``pasta_lens.profiles`` (see
+``pyproject.toml``) and is read with ``importlib.resources``, so the same names work from a checkout and from a
+wheel. Beside the profile files it holds ``index.json``, which names, for each model, its **default** profile and
+every profile shipped for it with a one-line description::
 
-"This model" is decided by identity, never by name: :func:`find_profile` returns the shipped profile with the
-model's shape and behaviour (:func:`pasta_lens.fingerprint.identity_mismatch`). A model with no shipped profile
+    {"index_version": 1,
+     "models": {"smollm2-135m-instruct": {"default": "smollm2-135m-instruct",
+                                          "profiles": {"smollm2-135m-instruct": "the default: ...",
+                                                       "smollm2-135m-instruct-metric": "..."}},
+                "huggyllama/llama-7b": {"default": null, "profiles": {"llama-7b-pasta-top300": "..."}}}}
+
+The index is the registry: :func:`list_profiles` lists its names and :func:`load_profile` loads only them (any
+other file by its path). :func:`find_profile` considers only the indexed defaults, so adding a variant, whatever
+its name, can never change a user's default; a model whose profiles cannot prove which weights they belong to
+(the paper's imported head sets carry no fingerprint) has no default (``null``). Adding a model is one index
+entry plus its files.
+
+"This model" is decided by identity, never by name: a default is found for a model when it has the default's
+shape and its behaviour (:func:`pasta_lens.fingerprint.identity_mismatch`). A model with no shipped default
 is steered with the :func:`interim_heads` (every head of the last third of the layers).
+
+Example:
+    >>> list_profiles()[:2]
+    ('gpt-j-6b-pasta-top125', 'gpt-j-6b-pasta-top150')
+    >>> name, profile = find_profile(load_model("smollm2-135m-instruct"))     # 'smollm2-135m-instruct'
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
+from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Optional, Union
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
 
 from pasta_lens.fingerprint import identity_mismatch
 from pasta_lens.head_profile import HeadProfile
 from pasta_lens.plan import Head
 
 REGISTRY_PACKAGE = "pasta_lens.profiles"
+"""The package the shipped profiles install as (the repository's ``profiles/`` folder)."""
+
+INDEX_FILE = "index.json"
+INDEX_VERSION = 1
 
 INTERIM_HEADS_NOTE = (
     "interim head set (no shipped profile matches this model): every head of the last third of the layers; "
     "steering that many heads follows the emphasis but costs fluency (results/smollm2-135m-instruct.md); "
     "profile the model for a better set")
 
-
-def list_profiles() -> tuple[str, ...]:
-    """Names of the profiles shipped with the package (``load_profile(name)`` loads them)."""
-    try:
-        root = resources.files(REGISTRY_PACKAGE)
-    except ModuleNotFoundError:
-        return ()
-    return tuple(sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".json")))
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-def load_profile(name_or_path: Union[str, os.PathLike]) -> HeadProfile:
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model's line of the index: its default profile and every profile shipped for it.
+
+    Attributes:
+        model: the profiles' ``model_name`` (e.g. ``"smollm2-135m-instruct"``, ``"huggyllama/llama-7b"``).
+        default: the profile :func:`find_profile` offers for this model, or None (profiles that carry no identity).
+        profiles: ``{profile name: one-line description}``, the default among them.
+    """
+
+    model: str
+    default: Optional[str]
+    profiles: Mapping[str, str]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model:
+            raise ValueError(f"An index entry's model must be the profiles' model_name; got {self.model!r}.")
+        if not isinstance(self.profiles, Mapping) or not self.profiles:
+            raise ValueError(f"Index entry {self.model!r}: 'profiles' must map each shipped profile name to a "
+                             "one-line description; list at least one.")
+        for name, text in self.profiles.items():
+            if not isinstance(name, str) or not _NAME.fullmatch(name) or name.endswith(".json"):
+                raise ValueError(f"Index entry {self.model!r}: {name!r} is not a profile name; use the file's "
+                                 "name without '.json' (letters, digits, '.', '_', '-').")
+            if not isinstance(text, str) or not text.strip() or "\n" in text:
+                raise ValueError(f"Index entry {self.model!r}: profile {name!r} needs a one-line description.")
+        if self.default is not None and self.default not in self.profiles:
+            raise ValueError(f"Index entry {self.model!r}: its default {self.default!r} is not among its profiles "
+                             f"{sorted(self.profiles)}; list it there too, or set the default to null.")
+        object.__setattr__(self, "profiles", dict(self.profiles))
+
+
+@dataclass(frozen=True)
+class Registry:
+    """A profiles folder read through its index: what is shipped, for which model, and each model's default.
+
+    ``root`` is the folder (a ``pathlib.Path`` or an ``importlib.resources`` traversable) holding
+    ``index.json`` and one ``NAME.json`` per indexed profile. :func:`shipped_registry` reads the package's own;
+    ``Registry.read(path)`` reads any other (e.g. a test's).
+
+    Example:
+        >>> registry = Registry.read(Path("my_profiles"))
+        >>> find_profile(model, registry)
+    """
+
+    root: Any
+    models: tuple[ModelEntry, ...]
+
+    def __post_init__(self) -> None:
+        seen: dict[str, str] = {}
+        for entry in self.models:
+            for name in entry.profiles:
+                if name in seen:
+                    raise ValueError(f"Profile {name!r} is indexed under both {seen[name]!r} and {entry.model!r}; "
+                                     "index each profile once, under the model it was made on.")
+                seen[name] = entry.model
+        if len({entry.model for entry in self.models}) != len(self.models):
+            raise ValueError("The index lists a model twice; give each model one entry.")
+
+    @classmethod
+    def from_dict(cls, root: Any, data: Any) -> "Registry":
+        """The registry of ``root`` from its parsed ``index.json``."""
+        if not isinstance(data, Mapping) or set(data) != {"index_version", "models"}:
+            raise ValueError(f"{INDEX_FILE} must be an object with exactly 'index_version' and 'models'.")
+        if data["index_version"] != INDEX_VERSION:
+            raise ValueError(f"{INDEX_FILE} has index_version {data['index_version']!r}; this pasta-lens reads "
+                             f"{INDEX_VERSION}: upgrade pasta-lens.")
+        if not isinstance(data["models"], Mapping):
+            raise ValueError(f"{INDEX_FILE}: 'models' must map each model name to its entry.")
+        models = []
+        for model, entry in data["models"].items():
+            if not isinstance(entry, Mapping) or set(entry) != {"default", "profiles"}:
+                raise ValueError(f"{INDEX_FILE}: the entry of {model!r} must be an object with exactly 'default' "
+                                 "(a profile name or null) and 'profiles' ({name: one-line description}).")
+            models.append(ModelEntry(model, entry["default"], entry["profiles"]))
+        return cls(root, tuple(models))
+
+    @classmethod
+    def read(cls, root: Any) -> "Registry":
+        """Read ``root / index.json`` (``root``: a folder path or a traversable)."""
+        if isinstance(root, (str, os.PathLike)):
+            root = Path(root)
+        index = root / INDEX_FILE
+        if not index.is_file():
+            raise ValueError(f"No {INDEX_FILE} in {root}: a profiles folder lists its models, their defaults and "
+                             "their profiles there (docs/registry.md).")
+        try:
+            data = json.loads(index.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{index} is not valid JSON ({err}).") from None
+        try:
+            return cls.from_dict(root, data)
+        except ValueError as err:
+            raise ValueError(f"{index}: {err}") from None
+
+    def names(self) -> tuple[str, ...]:
+        """Every indexed profile name, sorted."""
+        return tuple(sorted(name for entry in self.models for name in entry.profiles))
+
+    def entry(self, name: str) -> ModelEntry:
+        """The index entry that lists profile ``name``.
+
+        Raises:
+            ValueError: ``name`` is not indexed (the message lists the names that are).
+        """
+        for entry in self.models:
+            if name in entry.profiles:
+                return entry
+        raise ValueError(f"No shipped profile named {name!r}; shipped: {', '.join(self.names()) or 'none'}. "
+                         "Pass a path to a profile file, or make one with `pasta-lens profile`.")
+
+    def load(self, name: str) -> HeadProfile:
+        """Load the indexed profile ``name`` from ``root / NAME.json``."""
+        self.entry(name)
+        resource = self.root / f"{name}.json"
+        if not resource.is_file():
+            raise ValueError(f"{INDEX_FILE} lists {name!r} but {self.root} has no {name}.json: add the file or "
+                             "remove the name from the index.")
+        with resources.as_file(resource) as path:
+            return HeadProfile.load(path)
+
+
+def shipped_registry() -> Registry:
+    """The registry of the profiles installed with pasta-lens (read afresh on each call; a few milliseconds)."""
+    return Registry.read(resources.files(REGISTRY_PACKAGE))
+
+
+def list_profiles(registry: Optional[Registry] = None) -> tuple[str, ...]:
+    """Names of the shipped profiles (``load_profile(name)`` loads them), sorted.
+
+    Example:
+        >>> "smollm2-135m-instruct" in list_profiles()
+        True
+    """
+    return (shipped_registry() if registry is None else registry).names()
+
+
+def load_profile(name_or_path: Union[str, os.PathLike], registry: Optional[Registry] = None) -> HeadProfile:
     """Load a shipped profile by name (``"smollm2-135m-instruct"``) or any profile file by path.
 
     Example:
@@ -46,37 +202,32 @@ def load_profile(name_or_path: Union[str, os.PathLike]) -> HeadProfile:
     text = os.fspath(name_or_path)
     if os.path.sep in text or text.endswith(".json") or os.path.exists(text):
         return HeadProfile.load(text)
-    resource = resources.files(REGISTRY_PACKAGE) / f"{text}.json"
-    if not resource.is_file():
-        raise ValueError(f"No shipped profile named {text!r}; shipped: {', '.join(list_profiles()) or 'none'}. "
-                         "Pass a path to a profile file, or make one with `pasta-lens profile`.")
-    with resources.as_file(resource) as path:
-        return HeadProfile.load(path)
+    return (shipped_registry() if registry is None else registry).load(text)
 
 
-def find_profile(model: Any) -> Optional[tuple[str, HeadProfile]]:
-    """The shipped profile made on this model (same shape, same behaviour), with its registry name.
+def find_profile(model: Any, registry: Optional[Registry] = None) -> Optional[tuple[str, HeadProfile]]:
+    """The indexed default profile made on this model (same shape, same behaviour), with its name; else None.
 
-    "This model" is decided by :func:`~pasta_lens.fingerprint.identity_mismatch` (the behavioural fingerprint, else
-    the weights hash), so the bf16 model or the HookedTransformer of the same weights finds the same profile.
-    Profiles with neither (the imported paper head sets) never match: they cannot prove which weights they belong
-    to. Returns None when no shipped profile fits. When several fit (a model's default profile and its variants,
-    e.g. ``smollm2-135m-instruct`` and ``smollm2-135m-instruct-metric``), the shortest name wins: variants are
-    named by a suffix on the default's name.
+    Only the index's defaults are candidates, in index order; a default must carry an identity (a fingerprint or
+    a weights hash) to be found. Identity is :func:`pasta_lens.fingerprint.identity_mismatch`, so the bf16 model
+    or the HookedTransformer of the same weights finds the same default.
 
     Example:
         >>> name, profile = find_profile(load_model("smollm2-135m-instruct"))
     """
+    registry = shipped_registry() if registry is None else registry
     shape = (int(model.cfg.n_layers), int(model.cfg.n_heads))
-    cache: dict[str, Any] = {}  # the model's hash and probe log-probs, computed at most once
-    for name in sorted(list_profiles(), key=lambda n: (len(n), n)):  # the default before its -suffixed variants
-        profile = load_profile(name)
+    cache: dict[str, Any] = {}  # the model's probe log-probs and hash, computed at most once
+    for entry in registry.models:
+        if entry.default is None:
+            continue
+        profile = registry.load(entry.default)
         if (profile.n_layers, profile.n_heads) != shape:
             continue
         if profile.fingerprint is None and profile.weights_hash is None:
-            continue
+            continue  # it cannot prove which weights it belongs to
         if identity_mismatch(profile, model, cache) is None:
-            return name, profile
+            return entry.default, profile
     return None
 
 
@@ -87,14 +238,18 @@ def interim_heads(model: Any) -> tuple[Head, ...]:
     return tuple((layer, head) for layer in range(first, n_layers) for head in range(n_heads))
 
 
-def default_profile(model: Any) -> tuple[Any, str]:
-    """What is steered when no heads are given: the shipped profile made on this very model, or the interim set.
+def default_profile(model: Any, registry: Optional[Registry] = None) -> tuple[Any, str]:
+    """What is steered when no heads are given: the shipped default made on this very model, or the interim set.
 
-    Returns ``(spec, note)``: the :class:`~pasta_lens.HeadProfile` found by :func:`find_profile` (same shape and
-    behaviour), so its own schedule and per-head alphas apply, or for a model with no shipped profile the
-    :func:`interim_heads`; ``note`` says which, in one sentence.
+    Returns ``(spec, note)``: the :class:`~pasta_lens.HeadProfile` found by :func:`find_profile`, so its own
+    schedule and per-head alphas apply, or for a model with no shipped default the :func:`interim_heads`;
+    ``note`` says which, in one sentence.
+
+    Example:
+        >>> spec, note = default_profile(model)
+        >>> generate(model, text, spec)       # what generate(model, text) does
     """
-    found = find_profile(model)
+    found = find_profile(model, registry)
     if found is None:
         return interim_heads(model), INTERIM_HEADS_NOTE
     name, profile = found
@@ -105,7 +260,11 @@ def default_profile(model: Any) -> tuple[Any, str]:
                      + (f", chosen with schedule {schedule!r}" if schedule else ""))
 
 
-def default_heads(model: Any) -> tuple[tuple[Head, ...], str]:
-    """The head set used when none is given (:func:`default_profile`'s heads), with the sentence saying whence."""
-    spec, note = default_profile(model)
+def default_heads(model: Any, registry: Optional[Registry] = None) -> tuple[tuple[Head, ...], str]:
+    """The head set used when none is given (:func:`default_profile`'s heads), with the sentence saying whence.
+
+    Example:
+        >>> heads, why = default_heads(model)
+    """
+    spec, note = default_profile(model, registry)
     return tuple(getattr(spec, "heads", spec)), note

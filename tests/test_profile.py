@@ -1,4 +1,4 @@
-"""HeadProfile: round trip, atomic save, wrong-model refusal, official JSON import, the shipped registry."""
+"""HeadProfile: round trip, atomic save, wrong-model refusal, official JSON import (the registry: test_registry.py)."""
 
 import json
 from pathlib import Path
@@ -9,7 +9,6 @@ import torch
 from pasta_lens import HeadProfile, load_profile, steer
 from pasta_lens.fingerprint import weights_hash
 from pasta_lens.head_profile import SCHEMA_VERSION
-from pasta_lens.registry import list_profiles
 from pasta_lens.spans import emphasize
 from tests.tiny import tiny_hf_model, tiny_model
 
@@ -103,43 +102,6 @@ def test_official_pasta_json_import(tmp_path):
         HeadProfile.from_pasta_json(bad, model_name="m", n_layers=32, n_heads=32)
     with pytest.raises(ValueError, match="out of range"):
         HeadProfile.from_pasta_json(path, model_name="m", n_layers=12, n_heads=32)
-
-
-def test_shipped_registry_holds_the_paper_head_sets():
-    names = list_profiles()
-    assert "llama-7b-pasta-top300" in names and "gpt-j-6b-pasta-top75" in names
-    llama7b = load_profile("llama-7b-pasta-top300")
-    assert (llama7b.n_layers, llama7b.n_heads, llama7b.k, llama7b.strategy) == (32, 32, 300, "intersection")
-    assert len(llama7b.heads) == 25 and (10, 23) in llama7b.heads
-    assert llama7b.provenance["repository"].endswith("QingruZhang/PASTA") and llama7b.provenance["license"] == "MIT"
-    gptj = load_profile("gpt-j-6b-pasta-top75")
-    assert gptj.heads == ((4, 0), (12, 2), (26, 11)) and (gptj.n_layers, gptj.n_heads) == (28, 16)
-    with pytest.raises(ValueError, match="No shipped profile named 'nope'.*llama-7b"):
-        load_profile("nope")
-    with pytest.raises(FileNotFoundError):
-        load_profile("missing/profile.json")
-
-
-def test_find_profile_matches_only_the_same_weights(llama):
-    from pasta_lens.registry import default_heads, find_profile, interim_heads
-
-    assert find_profile(llama) is None  # no shipped profile for a tiny random model (imported ones have no hash)
-    heads, note = default_heads(llama)
-    assert heads == interim_heads(llama) and "interim" in note
-
-
-def test_find_profile_prefers_the_default_over_its_variants(llama, monkeypatch):
-    import pasta_lens.registry as registry
-    from pasta_lens.registry import find_profile
-
-    shape = dict(n_layers=llama.cfg.n_layers, n_heads=llama.cfg.n_heads, weights_hash=weights_hash(llama))
-    shipped = {"tiny-a-learned": HeadProfile(model_name="tiny", heads=[(1, 0)], **shape),
-               "tiny-a": HeadProfile(model_name="tiny", heads=[(2, 1)], **shape),
-               "tiny-a-metric": HeadProfile(model_name="tiny", heads=[(0, 3)], **shape)}
-    for order in (list(shipped), sorted(shipped), sorted(shipped, reverse=True)):
-        monkeypatch.setattr(registry, "list_profiles", lambda order=order: tuple(order))
-        monkeypatch.setattr(registry, "load_profile", shipped.__getitem__)
-        assert find_profile(llama)[0] == "tiny-a"
 
 
 @pytest.mark.slow
