@@ -20,7 +20,9 @@ match when ``max_t |f_a - f_b| <= atol``, with ``atol`` from :func:`tolerance`:
   fingerprint accepts any change smaller than about 0.7% of the weights' std (it cannot tell such a change from
   rounding) and refuses larger ones; a fine-tune moves the weights far more than that.
 
-:func:`identity_mismatch` is the one check a profile makes
+The probe runs with every hook of a user's taken off the model (:func:`pasta_lens.model_hooks.hooks_disabled`)
+and put back afterwards: identity is a property of the weights, so an ablation, a patch or an SAE hooked on the
+model never changes which profile belongs to it. :func:`identity_mismatch` is the one check a profile makes
 against a model (:meth:`pasta_lens.HeadProfile.validate_for`, :func:`pasta_lens.registry.find_profile`);
 :func:`same_weights` compares two profiles without a model.
 """
@@ -34,6 +36,8 @@ from typing import Any, Mapping, Optional, Sequence
 import torch
 from jaxtyping import Float
 from torch import Tensor
+
+from pasta_lens.model_hooks import hooks_disabled
 
 PROBE_LENGTH = 32
 """Tokens in the probe sequence (31 log-probs)."""
@@ -69,9 +73,10 @@ def probe_tokens(d_vocab: int, length: int = PROBE_LENGTH, seed: int = PROBE_SEE
 
 
 def probe_logprobs(model: Any, probe: Sequence[int]) -> Float[Tensor, "pos"]:
-    """``log p(probe[t+1] | probe[:t+1])`` for each ``t``, in fp32 on the CPU (one forward pass, no hooks added)."""
+    """``log p(probe[t+1] | probe[:t+1])`` for each ``t``, in fp32 on the CPU: one forward pass of the weights alone
+    (a user's hooks are taken off for it and put back: :func:`pasta_lens.model_hooks.hooks_disabled`)."""
     tokens = torch.tensor([list(probe)], dtype=torch.long, device=model.cfg.device)
-    with torch.inference_mode():
+    with torch.inference_mode(), hooks_disabled(model):
         logits = model(tokens)
     logprobs = logits[0, :-1].float().log_softmax(-1)
     return logprobs.gather(-1, tokens[0, 1:, None].to(logprobs.device))[:, 0].cpu()
@@ -161,7 +166,7 @@ def identity_mismatch(profile: Any, model: Any, cache: Optional[dict[str, Any]] 
     ``profile`` is anything with ``fingerprint`` and ``weights_hash`` attributes (a
     :class:`~pasta_lens.HeadProfile`). With a fingerprint (schema 2): the model's probe log-probs must lie within
     the fingerprint's tolerance (:func:`tolerance`: 0.01 between fp32 models, 0.5 when bf16/fp16 is involved) of
-    the recorded ones, whatever the model's backend or TransformerLens weight processing. Without one
+    the recorded ones, whatever the model's backend, TransformerLens weight processing or hooks. Without one
     (schema-1 files): the exact :func:`weights_hash`. Without either: nothing to check (None). ``cache`` (a dict
     kept by the caller) saves recomputing the model's side across several profiles.
 

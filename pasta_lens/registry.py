@@ -18,8 +18,10 @@ its name, can never change a user's default; a model whose profiles cannot prove
 entry plus its files.
 
 "This model" is decided by identity, never by name: a default is found for a model when it has the default's
-shape and its behaviour (:func:`pasta_lens.fingerprint.identity_mismatch`). A model with no shipped default
-is steered with the :func:`interim_heads` (every head of the last third of the layers).
+shape and its behaviour (:func:`pasta_lens.fingerprint.identity_mismatch`, computed with every user hook taken
+off the model, so an ablation or a patch on the model never changes the answer). A model with no shipped default
+is steered with the :func:`interim_heads` (every head of the last third of the layers), and :func:`default_profile`
+warns that it is, naming the command that makes a profile (:data:`PROFILE_COMMAND`).
 
 Example:
     >>> list_profiles()[:2]
@@ -32,6 +34,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -47,10 +50,13 @@ REGISTRY_PACKAGE = "pasta_lens.profiles"
 INDEX_FILE = "index.json"
 INDEX_VERSION = 1
 
+PROFILE_COMMAND = "pasta-lens profile --model NAME --out NAME.json"
+"""The command that makes a profile for a model with none shipped, as the interim-set warning names it."""
+
 INTERIM_HEADS_NOTE = (
     "interim head set (no shipped profile matches this model): every head of the last third of the layers; "
-    "steering that many heads follows the emphasis but costs fluency (results/smollm2-135m-instruct.md); "
-    "profile the model for a better set")
+    "steering that many heads follows the emphasis but costs fluency; profile the model for a better set "
+    f"(`{PROFILE_COMMAND}`)")
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -209,8 +215,9 @@ def find_profile(model: Any, registry: Optional[Registry] = None) -> Optional[tu
     """The indexed default profile made on this model (same shape, same behaviour), with its name; else None.
 
     Only the index's defaults are candidates, in index order; a default must carry an identity (a fingerprint or
-    a weights hash) to be found. Identity is :func:`pasta_lens.fingerprint.identity_mismatch`, so the bf16 model
-    or the HookedTransformer of the same weights finds the same default.
+    a weights hash) to be found. Identity is :func:`pasta_lens.fingerprint.identity_mismatch`, computed with the
+    model's user hooks taken off, so the bf16 model, the HookedTransformer of the same weights, or the model inside
+    ``with model.hooks(...)`` all find the same default.
 
     Example:
         >>> name, profile = find_profile(load_model("smollm2-135m-instruct"))
@@ -242,8 +249,8 @@ def default_profile(model: Any, registry: Optional[Registry] = None) -> tuple[An
     """What is steered when no heads are given: the shipped default made on this very model, or the interim set.
 
     Returns ``(spec, note)``: the :class:`~pasta_lens.HeadProfile` found by :func:`find_profile`, so its own
-    schedule and per-head alphas apply, or for a model with no shipped default the :func:`interim_heads`;
-    ``note`` says which, in one sentence.
+    schedule and per-head alphas apply, or for a model with no shipped default the :func:`interim_heads`, with a
+    ``UserWarning`` that names :data:`PROFILE_COMMAND`; ``note`` says which, in one sentence.
 
     Example:
         >>> spec, note = default_profile(model)
@@ -251,6 +258,9 @@ def default_profile(model: Any, registry: Optional[Registry] = None) -> tuple[An
     """
     found = find_profile(model, registry)
     if found is None:
+        warnings.warn(f"No shipped profile matches this model, so the interim head set (every head of the last "
+                      f"third of the layers) is steered; make a profile for it with `{PROFILE_COMMAND}` and pass "
+                      "load_profile('NAME.json') as the heads.", UserWarning, stacklevel=2)
         return interim_heads(model), INTERIM_HEADS_NOTE
     name, profile = found
     schedule = profile.provenance.get("schedule")

@@ -5,15 +5,23 @@ Tiny registries are written to a temporary folder (an ``index.json`` and profile
 """
 
 import json
+import re
+import warnings
 from pathlib import Path
 
 import pytest
+import torch
 
-from pasta_lens import HeadProfile, list_profiles, load_profile
+from pasta_lens import HeadProfile, emphasize, generate, list_profiles, load_profile, steer
 from pasta_lens.fingerprint import ModelFingerprint, weights_hash
-from pasta_lens.registry import Registry, default_heads, default_profile, find_profile, shipped_registry
+from pasta_lens.generation import decode_new, generate_tokens
+from pasta_lens.registry import (PROFILE_COMMAND, Registry, default_heads, default_profile, find_profile,
+                                 interim_heads, shipped_registry)
 
 PROFILES = Path(__file__).resolve().parents[1] / "profiles"
+TEXT = "Maria is a nurse who lives in Paris. *Answer in JSON.* Thanks."
+RESID = "blocks.1.hook_resid_post"
+
 
 def tiny_registry(model, root, extra=None, index_extra=False):
     """A profiles folder for ``model``: default ``tiny-default`` (fingerprinted on ``model``), plus ``extra``
@@ -133,3 +141,68 @@ def test_an_indexed_name_without_its_file_is_a_clear_error(llama, tmp_path):
         find_profile(llama, registry)
     with pytest.raises(ValueError, match="No index.json"):
         Registry.read(tmp_path / "elsewhere")
+
+
+# ------------------------------------------------------------------------------- identity without side effects
+def test_user_hooks_never_change_which_default_is_found(llama, tmp_path):
+    """Inside ``with model.hooks(...)`` (an activation edit) and with a PyTorch hook on a module, the default
+    is still the model's own profile, not the interim set; both hooks are still on, and fire, afterwards."""
+    registry = tiny_registry(llama, tmp_path)
+    tokens = emphasize(llama, TEXT).tokens
+    with torch.inference_mode():
+        plain = llama(tokens)
+    handle = llama.ln_final.register_forward_hook(lambda module, args, out: out * 2.0)
+    try:
+        with llama.hooks(fwd_hooks=[(RESID, lambda x, hook: x * 1.5)]):
+            with torch.inference_mode():
+                edited = llama(tokens)
+            assert not torch.allclose(edited, plain)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # the interim set would warn
+                spec, note = default_profile(llama, registry)
+            assert spec == registry.load("tiny-default") and "shipped profile 'tiny-default'" in note
+            spec.validate_for(llama)
+            with torch.inference_mode():
+                assert torch.equal(llama(tokens), edited)  # the user's hooks are back on and fire
+    finally:
+        handle.remove()
+
+
+def test_the_interim_set_is_announced_with_the_command_that_makes_a_profile(llama, tmp_path):
+    with pytest.warns(UserWarning, match=re.escape(PROFILE_COMMAND)) as caught:
+        spec, note = default_profile(llama)  # nothing shipped for a tiny random model
+    assert spec == interim_heads(llama) and "interim" in note
+    message = str(caught[0].message)
+    assert "interim head set" in message and message.count(". ") == 0 and message.endswith(".")  # one sentence
+    with pytest.warns(UserWarning, match="interim head set"):
+        text = generate(llama, TEXT, max_new_tokens=4)
+    em = emphasize(llama, TEXT)
+    with steer(llama, interim_heads(llama), em):
+        assert text == decode_new(llama, generate_tokens(llama, em, 4))[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        default_profile(llama, tiny_registry(llama, tmp_path))  # a shipped default: no warning
+
+
+def test_cli_steer_says_which_head_set_it_used(tmp_path, capsys):
+    from pasta_lens.cli import main
+    from tests.tiny import tiny_hf_model
+
+    hf, tok = tiny_hf_model("llama")
+    hf.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    with pytest.warns(UserWarning, match=re.escape(PROFILE_COMMAND)):
+        assert main(["steer", "Maria is a nurse. *Answer in JSON.*", "--model", str(tmp_path),
+                     "--max-new-tokens", "2"]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    assert "heads: 4 (interim head set" in line
+
+
+@pytest.mark.slow
+def test_smollm2_default_is_found_inside_user_hooks(smollm2):
+    """On the real model: an activation edit on blocks.3 does not hide the shipped default."""
+    with smollm2.hooks(fwd_hooks=[("blocks.3.hook_resid_post", lambda x, hook: x * 1.5)]):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            spec, note = default_profile(smollm2)
+    assert spec == load_profile("smollm2-135m-instruct") and "shipped profile 'smollm2-135m-instruct'" in note
