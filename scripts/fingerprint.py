@@ -22,7 +22,7 @@ import torch
 from pasta_lens.backends import available_backends, bridge_class, hooked_from_hf
 from pasta_lens.fingerprint import ModelFingerprint, tolerance
 from pasta_lens.models import DEFAULT_MODEL, OFFLINE_MODELS, load_hf
-from pasta_lens.profile import HeadProfile
+from pasta_lens import HeadProfile
 
 
 def _bridge(hf, tok, dtype):

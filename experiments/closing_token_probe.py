@@ -1,8 +1,8 @@
-"""How likely the steered model is to *close* the JSON answer (issue 11): teacher-forced on the gold answer +
+"""How likely the steered model is to *close* the JSON answer: teacher-forced on the gold answer +
 ``<|im_end|>``, the probability of the answer's closing token (``"}``) where it is due, and the model's top-3
 tokens there, for each of the first N examples of a split.
 
-    .venv/bin/python scripts/closing_token_probe.py --profile smollm2-135m-instruct --split validation --n 20
+    .venv/bin/python experiments/closing_token_probe.py --profile smollm2-135m-instruct --split validation --n 20
 
 Steered with the profile's recorded schedule (``prompt`` for the learned profiles: only the prompt rows are
 steered, as in their evaluation). ``--profile none``: the unsteered model.

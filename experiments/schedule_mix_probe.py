@@ -1,17 +1,17 @@
 """Probe: the default profile (its recorded ``prompt`` schedule) plus a second head set steered at *every* token.
 
-    .venv/bin/python scripts/schedule_mix_probe.py --extra results/smollm2-135m-instruct/own-targets/profile-probe-all.json \
+    .venv/bin/python experiments/schedule_mix_probe.py \
+        --extra results/smollm2-135m-instruct/own-targets/profile-probe-all.json \
         --overlap drop --tasks pronoun,json --split validation --n 50 --out runs/mix-drop
 
-A profile carries one schedule. Stop 25's ``probe-all`` heads (pronouns learned with every generated token steered)
-raised the pronoun metric inside the fluency floor, but the default's JSON strengths need ``prompt``; this asks,
-before anyone builds per-head schedules into the core, whether the two would work together. It runs
-:func:`pasta_lens.evaluate` with the default profile and, for this script only, wraps the harness's ``steer`` so
-that every steered batch also gets the extra profile's heads (its alphas as ``steer`` resolves them:
-:func:`~pasta_lens.steering.resolve_alpha`; schedule ``"all"``), on the
-hooks engine (the HF twin takes one head set). ``--overlap drop``: a head in both sets is steered once, as the extra
-set says; ``--overlap both``: it is steered by both (the default's alpha on prompt rows, then the extra alpha).
-Writes the usual ``examples.jsonl`` / ``summary.json`` / ``table.md`` to ``--out``.
+A profile carries one schedule. The ``probe-all`` heads of ``results/smollm2-135m-instruct/own-targets/``
+(pronouns learned with every generated token steered) raised the pronoun metric inside the fluency floor, but the
+default's JSON strengths need ``prompt``; this asks, before anyone builds per-head schedules into the core, whether
+the two would work together. It runs :func:`pasta_lens.evaluate` with the default profile and, for this script
+only, wraps the harness's ``steer`` so that every steered batch also gets the extra profile's heads (its alphas as
+``steer`` resolves them: :func:`~pasta_lens.steering.resolve_alpha`; schedule ``"all"``), on the hooks engine
+(the HF twin takes one head set). ``--overlap drop``: a head in both sets is steered once, as the extra set says;
+``--overlap both``: it is steered by both (the default's alpha on prompt rows, then the extra alpha). Writes the usual ``examples.jsonl`` / ``summary.json`` / ``table.md`` to ``--out``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""How many occupations the model gets right once the JSON format is given (issue 11's P.Acc goal).
+"""How many occupations the model gets right once the JSON format is given (the content behind P.Acc).
 
-    .venv/bin/python scripts/json_forced_format.py --profiles smollm2-135m-instruct --split test --n 200
+    .venv/bin/python experiments/json_forced_format.py --profiles smollm2-135m-instruct --split test --n 200
 
 For each bio of the JSON task, the prompt is followed by the gold answer's start ``{"name": "<name>",
 "occupation": "`` (teacher-forced) and the model greedily writes 6 more tokens; the value (up to the first ``"``)

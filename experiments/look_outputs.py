@@ -1,6 +1,6 @@
 """Count failure modes of generated outputs in a `pasta-lens evaluate` run, per method (JSON and pronoun tasks).
 
-    .venv/bin/python scripts/look_outputs.py runs/look-json/examples.jsonl --task json --split validation --n 20
+    .venv/bin/python experiments/look_outputs.py runs/look-json/examples.jsonl --task json --split validation --n 20
 
 Each count is a plain text rule over the stored output (no model is run), so it reads the same rows as the
 table: "opens {" (some '{' in the output), "unclosed" (more '{' than '}': cut by the token budget or looping),

@@ -1,6 +1,6 @@
-"""Can steering make SmolLM2 write "they" where its own answer says "she"/"he"? (issue 11's pronoun goal).
+"""Can steering make SmolLM2 write "they" where its own answer says "she"/"he"?
 
-    .venv/bin/python scripts/pronoun_they_probe.py --profiles smollm2-135m-instruct --split validation --n 50
+    .venv/bin/python experiments/pronoun_they_probe.py --profiles smollm2-135m-instruct --split validation --n 50
 
 For each bio of the pronoun task, the unsteered model writes its own answer (greedy, up to 64 tokens or its end of
 turn); :meth:`PronounTask.correct <pasta_lens.tasks.bio_tasks.PronounTask.correct>` turns it into the same answer
