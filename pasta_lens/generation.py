@@ -20,7 +20,7 @@ from pasta_lens.steering import AlphaSpec, Head, HeadSpec, ScalePosition, Schedu
 
 INTERIM_HEADS_NOTE = (
     "interim head set (no shipped profile matches this model): every head of the last third of the layers; "
-    "steering that many heads follows the emphasis but costs fluency (results/smollm2-135m-instruct.md); "
+    "steering that many heads follows the emphasis but costs fluency (results/evaluation.md); "
     "profile the model for a better set")
 
 Engine = Literal["auto", "hooks", "hf"]
