@@ -17,7 +17,7 @@ import torch
 
 from pasta_lens import load_model, load_profile, steer
 from pasta_lens.generation import generate_new_tokens
-from pasta_lens.steering import resolve_alpha, resolve_heads, resolve_schedule
+from pasta_lens.plan import resolve_plan
 from pasta_lens.metrics import normalise_occupation
 from pasta_lens.tasks import get_task
 from pasta_lens.tasks.biographies import occupation_text
@@ -34,9 +34,8 @@ model = load_model("smollm2-135m-instruct")
 tok = model.tokenizer
 task = get_task("json")
 names = ["unsteered"] + args.profiles.split(",")
-# each profile is checked against the model once here, then steered as (heads, its alphas, its schedule)
-profiles = [None] + [(resolve_heads(model, prof), resolve_alpha(prof), resolve_schedule(prof))
-                     for prof in map(load_profile, names[1:])]
+# each profile is resolved against the model once here: its heads, its alphas, its recorded schedule
+profiles = [None] + [resolve_plan(model, prof) for prof in map(load_profile, names[1:])]  # alphas, schedule
 right = dict.fromkeys(names, 0)
 rows = []
 bios = task.examples(args.split, args.n)
@@ -49,8 +48,7 @@ for bio in bios:
     start = torch.cat([ex.tokens[:, :n_prompt], forced], 1)
     row = {"uid": bio.uid, "occupation": bio.occupation}
     for name, prof in zip(names, profiles):
-        ctx = (steer(model, list(prof[0]), ex.key_mask, alpha=prof[1], schedule=prof[2]) if prof is not None
-               else contextlib.nullcontext())
+        ctx = steer(model, prof, ex.key_mask) if prof is not None else contextlib.nullcontext()
         # greedy with the KV cache from raw tokens: the key mask covers the prompt only, the forced tokens play
         # generated ones
         with ctx:

@@ -20,7 +20,7 @@ import torch
 
 from pasta_lens import load_model, load_profile, steer
 from pasta_lens.profiling import own_continuations
-from pasta_lens.steering import resolve_alpha, resolve_heads, resolve_schedule
+from pasta_lens.plan import resolve_plan
 from pasta_lens.tasks import get_task
 
 THEY = re.compile(r"^\s*(they|their|them|themselves|theirs)$", re.IGNORECASE)
@@ -37,8 +37,7 @@ torch.set_num_threads(args.threads)
 model = load_model("smollm2-135m-instruct")
 task = get_task("pronoun")
 names = ["unsteered"] + args.profiles.split(",")
-profiles = [None] + [(resolve_heads(model, prof), resolve_alpha(prof), resolve_schedule(prof))
-                     for prof in map(load_profile, names[1:])]
+profiles = [None] + [resolve_plan(model, prof) for prof in map(load_profile, names[1:])]  # alphas, schedule
 exs = task.profiling_examples(model, args.split, n=args.n, end_turn=True)
 corrected = own_continuations(model, exs, args.tokens, rewrite=task.correct)
 first = {name: [] for name in names}
@@ -53,8 +52,7 @@ for ex, fixed in zip(exs, corrected):
         rows.append(row)
         continue
     for name, prof in zip(names, profiles):
-        ctx = (steer(model, list(prof[0]), ex.key_mask, alpha=prof[1], schedule=prof[2]) if prof is not None
-               else contextlib.nullcontext())
+        ctx = steer(model, prof, ex.key_mask) if prof is not None else contextlib.nullcontext()
         with ctx, torch.inference_mode():
             logits = model(fixed.tokens.to(model.cfg.device))[0].float()
         at = torch.tensor(where)

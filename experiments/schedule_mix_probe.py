@@ -9,9 +9,10 @@ A profile carries one schedule. The ``probe-all`` heads of ``results/smollm2-135
 default's JSON strengths need ``prompt``; this asks, before anyone builds per-head schedules into the core, whether
 the two would work together. It runs :func:`pasta_lens.evaluate` with the default profile and, for this script
 only, wraps the harness's ``steer`` so that every steered batch also gets the extra profile's heads (its alphas as
-``steer`` resolves them: :func:`~pasta_lens.steering.resolve_alpha`; schedule ``"all"``), on the hooks engine
+the one precedence rule gives them, :func:`~pasta_lens.plan.head_alphas`; schedule ``"all"``), on the hooks engine
 (the HF twin takes one head set). ``--overlap drop``: a head in both sets is steered once, as the extra set says;
-``--overlap both``: it is steered by both (the default's alpha on prompt rows, then the extra alpha). Writes the usual ``examples.jsonl`` / ``summary.json`` / ``table.md`` to ``--out``.
+``--overlap both``: it is steered by both (the default's alpha on prompt rows, then the extra alpha). Writes the
+usual ``examples.jsonl`` / ``summary.json`` / ``table.md`` to ``--out``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import torch
 
 from pasta_lens import load_model, load_profile
 from pasta_lens.evaluation import harness
-from pasta_lens.steering import normalize_heads, resolve_alpha, steer
+from pasta_lens.plan import SteeringPlan, head_alphas, normalize_heads, plan_from_spec
+from pasta_lens.steering import steer
 
 
 def main() -> None:
@@ -40,16 +42,18 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     extra = load_profile(args.extra)
-    extra_heads, extra_alpha = sorted(normalize_heads(extra)), resolve_alpha(extra)
+    extra_heads = normalize_heads(extra)
+    extra_plan = SteeringPlan(extra_heads, head_alphas(extra_heads, extra), "all")  # its alphas, every row
 
-    def steer_both(model, heads, emphasis, alpha, schedule=None, **kwargs):
-        own = [tuple(h) for h in heads]
-        if args.overlap == "drop":
-            own = [h for h in own if h not in extra_heads]
-        own_alpha = {h: alpha[h] for h in own} if isinstance(alpha, dict) else alpha
+    def steer_both(model, spec, emphasis, alpha=None, schedule=None):
+        """The harness's steer (a plan, or heads + alpha + schedule), plus the extra head set at every row."""
+        own = spec if isinstance(spec, SteeringPlan) else plan_from_spec(list(spec), alpha, schedule)
+        heads = tuple(h for h in own.heads if args.overlap == "both" or h not in extra_plan.alphas)
         stack = contextlib.ExitStack()
-        stack.enter_context(steer(model, own, emphasis, own_alpha, schedule=schedule, **kwargs))
-        stack.enter_context(steer(model, extra_heads, emphasis, extra_alpha, schedule="all", **kwargs))
+        if heads:
+            stack.enter_context(steer(model, SteeringPlan(heads, {h: own.alphas[h] for h in heads}, own.schedule),
+                                      emphasis))
+        stack.enter_context(steer(model, extra_plan, emphasis))
         return stack
 
     harness.steer = steer_both  # this script's probe only: the package is not changed

@@ -16,7 +16,8 @@ from pasta_lens.profile import HeadProfile, list_profiles, load_profile, union_p
 from pasta_lens.profiling import (AblationPoint, HeadScores, ablation_curve, choose_k, make_profile, profile_heads,
                                   select_heads)
 from pasta_lens.spans import Emphasis, emphasize, parse_markup
-from pasta_lens.steering import normalize_heads, pasta_hooks, steer
+from pasta_lens.plan import SteeringPlan, normalize_heads, resolve_plan
+from pasta_lens.steering import pasta_hooks, steer
 
 __version__ = "0.1.0"
 
@@ -38,8 +39,10 @@ __all__ = [
     "parse_markup",
     "pasta_hooks",
     "profile_heads",
+    "resolve_plan",
     "select_heads",
     "steer",
+    "SteeringPlan",
     "union_profiles",
     "weights_hash",
     "__version__",

@@ -50,20 +50,10 @@ from torch import Tensor
 from pasta_lens.generation import default_profile
 from pasta_lens.objectives import ProfilingExample
 from pasta_lens.spans import Emphasis
-from pasta_lens.steering import (
-    AlphaSpec,
-    Head,
-    HeadSpec,
-    HookFn,
-    ScalePosition,
-    describe_alpha,
-    group_by_layer,
-    normalize_heads,
-    resolve_alpha,
-    resolve_heads,
-    steer,
-    validate_heads,
-)
+from pasta_lens.kernels import HookFn
+from pasta_lens.plan import (AlphaSpec, Head, HeadSpec, ScalePosition, SteeringPlan, group_by_layer, normalize_heads,
+                             resolve_heads, resolve_plan, validate_heads)
+from pasta_lens.steering import steer
 
 Metric = Callable[[Float[Tensor, "batch pos vocab"]], Tensor]
 """Logits -> a scalar or one value per batch row (higher = more of the steered behaviour)."""
@@ -89,14 +79,14 @@ def _z_name(layer: int) -> str:
     return f"blocks.{layer}.attn.hook_z"
 
 
-def _steering(model: Any, heads: Optional[HeadSpec], alpha: Optional[AlphaSpec], allow_transfer: bool = False
-              ) -> tuple[tuple[Head, ...], AlphaSpec]:
-    """The heads to steer on ``model`` and their alpha. ``heads=None``: the model's default profile itself, so a
-    learned default is steered at its own per-head alphas; ``alpha=None``: a profile's per-head alphas, else 0.01
-    (:func:`pasta_lens.steering.resolve_alpha`). The heads are checked by :func:`pasta_lens.steering.resolve_heads`
-    (a profile from another model is refused unless ``allow_transfer=True``, exactly as in :func:`pasta_lens.steer`)."""
+def _steering(model: Any, heads: Optional[HeadSpec], alpha: Optional[AlphaSpec],
+              scale_position: ScalePosition = "exclude", allow_transfer: bool = False) -> SteeringPlan:
+    """What to steer on ``model``, resolved once (:func:`pasta_lens.plan.resolve_plan`). ``heads=None``: the
+    model's default profile itself, so a learned default is steered at its own per-head alphas and with its
+    recorded schedule, exactly as :func:`pasta_lens.generate` steers it; a profile from another model is refused
+    unless ``allow_transfer=True``, as in :func:`pasta_lens.steer`."""
     heads = default_profile(model)[0] if heads is None else heads
-    return resolve_heads(model, heads, allow_transfer=allow_transfer), resolve_alpha(heads, alpha)
+    return resolve_plan(model, heads, alpha, scale_position=scale_position, allow_transfer=allow_transfer)
 
 
 # ----------------------------------------------------------------------------------------------- span attention
@@ -191,7 +181,7 @@ def span_attention(
         >>> sa = span_attention(model, emphasize(model, "Maria is a nurse. *Answer in JSON.*"), {20: [0, 3]})
         >>> sa.of_heads()        # (mass before, mass after) at the steered heads
     """
-    pairs, alpha = _steering(model, heads, alpha, allow_transfer)
+    plan = _steering(model, heads, alpha, scale_position, allow_transfer)
     n_layers = model.cfg.n_layers
     tokens, key_mask, attention_mask = _inputs(emphasis)
 
@@ -207,10 +197,10 @@ def span_attention(
         before = masses(cache)
         del cache
         # The steering hooks are added first, so the cache sees the pattern after the PASTA edit.
-        with steer(model, pairs, key_mask, alpha, scale_position):
+        with steer(model, plan, key_mask):
             _, cache = model.run_with_cache(tokens, attention_mask=attention_mask, names_filter=is_pattern)
         after = masses(cache)
-    return SpanAttention(before, after, pairs)
+    return SpanAttention(before, after, plan.heads)
 
 
 # -------------------------------------------------------------------------------------------- head-output patching
@@ -361,8 +351,8 @@ def patch_steered_heads(
     from transformer_lens import patching
 
     tokens, key_mask = _unpadded(emphasis)
-    pairs, alpha = _steering(model, heads, alpha, allow_transfer)
-    patched = pairs if candidates is None else resolve_heads(model, candidates, allow_transfer=allow_transfer)
+    plan = _steering(model, heads, alpha, scale_position, allow_transfer)
+    patched = plan.heads if candidates is None else resolve_heads(model, candidates, allow_transfer=allow_transfer)
     scalar = _scalar_metric(metric)
     layers = sorted({layer for layer, _ in patched})
     names = {_z_name(layer) for layer in layers}
@@ -376,7 +366,7 @@ def patch_steered_heads(
     with torch.inference_mode():
         logits, unsteered_cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
         base = float(scalar(logits))
-        with steer(model, pairs, key_mask, alpha, scale_position):
+        with steer(model, plan, key_mask):
             logits, steered_cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
             full = float(scalar(logits))
             into_steered = run_patch(unsteered_cache)
@@ -412,14 +402,14 @@ def cumulative_patching(
         >>> plot_ablation({"patch top-k heads": curve}, "k")
     """
     tokens, key_mask = _unpadded(emphasis)
-    pairs, alpha = _steering(model, heads, alpha, allow_transfer)
+    plan = _steering(model, heads, alpha, scale_position, allow_transfer)
     order = tuple(tuple(h) for h in order)
     ks = list(range(len(order) + 1)) if ks is None else [int(k) for k in ks]
     if any(not 0 <= k <= len(order) for k in ks):
         raise ValueError(f"every k must be in 0..{len(order)} (the number of heads in order); got {ks}.")
     scalar = _scalar_metric(metric)
     with torch.inference_mode():
-        with steer(model, pairs, key_mask, alpha, scale_position):
+        with steer(model, plan, key_mask):
             _, cache = model.run_with_cache(tokens, names_filter=lambda n: n.endswith("attn.hook_z"))
         curve = []
         for k in ks:
@@ -494,10 +484,10 @@ def attention_report(
     from pasta_lens.spans import emphasize
 
     em = emphasize(model, text, chat=chat, markers=markers)
-    spec = default_profile(model)[0] if heads is None else heads  # looked up once, shown and steered
-    sa = span_attention(model, em, spec, alpha=alpha)
+    plan = _steering(model, heads, alpha)  # resolved once: shown, measured and drawn with the same steering
+    sa = span_attention(model, em, plan)
     before, after = sa.per_layer()
-    lines = [f"heads steered: {len(sa.heads)}   alpha: {describe_alpha(resolve_alpha(spec, alpha))}",
+    lines = [plan.describe(),
              "layer  unsteered  steered   (attention on the span, mean over the layer's heads)"]
     for layer, (b, a) in enumerate(zip(before.tolist(), after.tolist())):
         lines.append(f"{layer:5d}  {b:9.3f}  {a:7.3f}" + ("   steered" if layer in sa.steered_layers else ""))
@@ -513,7 +503,7 @@ def attention_report(
         name = f"blocks.{layer}.attn.hook_pattern"
         with torch.inference_mode():
             _, cache = model.run_with_cache(em.tokens, names_filter=name)
-            with steer(model, sa.heads, em, alpha):
+            with steer(model, plan, em):
                 _, steered = model.run_with_cache(em.tokens, names_filter=name)
         plot_attention_row(model.to_str_tokens(em.tokens[0]), cache[name][0, head, -1], steered[name][0, head, -1],
                            em.key_mask[0], row_out, title=f"L{layer}H{head}, query = last token")

@@ -16,7 +16,8 @@ from torch import Tensor
 from pasta_lens.backends import generate_padding_kwargs
 from pasta_lens.hf_engine import hf_engine_unavailable, hf_generate_tokens, hf_twin
 from pasta_lens.spans import Emphasis, emphasize
-from pasta_lens.steering import AlphaSpec, Head, HeadSpec, ScalePosition, ScheduleSpec, steer
+from pasta_lens.plan import AlphaSpec, Head, HeadSpec, ScalePosition, ScheduleSpec, resolve_plan
+from pasta_lens.steering import steer
 
 INTERIM_HEADS_NOTE = (
     "interim head set (no shipped profile matches this model): every head of the last third of the layers; "
@@ -149,10 +150,10 @@ def generate(
     Args:
         model: a TransformerLens model (e.g. from :func:`pasta_lens.load_model`).
         text: prompt(s) with the emphasised span marked, e.g. ``"Maria is a nurse. *Answer in JSON.*"``.
-        heads: the heads to steer; default: the model's shipped profile, else the interim set
-            (:func:`default_profile`).
+        heads: the heads to steer (a head set, a ``HeadProfile`` or a :class:`~pasta_lens.plan.SteeringPlan`);
+            default: the model's shipped profile, else the interim set (:func:`default_profile`).
         alpha, scale_position: as in :func:`pasta_lens.pasta_hooks` (``alpha=None``: a profile's per-head
-            alphas when it has them, else 0.01).
+            alphas, else its ``alpha``, else 0.01).
         chat: render the model's chat template around the text.
         markers: the emphasis markers used in ``text``.
         max_new_tokens: how many tokens to generate at most (greedy unless ``do_sample=True`` is passed).
@@ -160,7 +161,7 @@ def generate(
         schedule: which rows are steered: ``"all"`` (every prompt and generated token, as the paper),
             ``"prompt"`` (the prefill only), ``"first:N"``, ``"decay:G"`` (see :mod:`pasta_lens.schedule`).
             None (default): the profile's recorded schedule when ``heads`` is one (or is the default profile),
-            else ``"all"`` (:func:`pasta_lens.steering.resolve_schedule`).
+            else ``"all"`` (the precedence of :mod:`pasta_lens.plan`).
         engine: ``"auto"`` (default) runs HF's own generation loop on a plain twin of the bridge's weights,
             steered by an additive mask (:mod:`pasta_lens.hf_engine`; faster on SmolLM2, same tokens), whenever
             that gives the bridge's result: a default-mode ``TransformerBridge`` that keeps HF's module names
@@ -175,20 +176,19 @@ def generate(
     Example:
         >>> generate(model, "Maria is a nurse. *Answer in JSON.*", heads={20: [0, 3]}, chat=True)
     """
+    plan = None
+    if steered:  # resolved once: what steer(model, plan, em) and the twin both carry out
+        plan = resolve_plan(model, default_profile(model)[0] if heads is None else heads, alpha, schedule,
+                            scale_position)
     twin = select_engine(model, engine, generate_kwargs)[1]
     em = emphasize(model, text, chat=chat, markers=markers)
     if twin is not None:
-        if steered and heads is None:
-            heads = default_profile(model)[0]
-        new = hf_generate_tokens(model, em, heads if steered else None, alpha, scale_position, schedule=schedule,
-                                 max_new_tokens=max_new_tokens, stop_at_eos=generate_kwargs.get("stop_at_eos", True),
-                                 twin=twin)
-    elif not steered:
+        new = hf_generate_tokens(model, em, plan, max_new_tokens=max_new_tokens,
+                                 stop_at_eos=generate_kwargs.get("stop_at_eos", True), twin=twin)
+    elif plan is None:
         new = generate_tokens(model, em, max_new_tokens, **generate_kwargs)
     else:
-        if heads is None:
-            heads = default_profile(model)[0]
-        with steer(model, heads, em, alpha, scale_position, schedule=schedule):
+        with steer(model, plan, em):
             new = generate_tokens(model, em, max_new_tokens, **generate_kwargs)
     texts = decode_new(model, new)
     return texts[0] if isinstance(text, str) else texts

@@ -99,7 +99,7 @@ def plot_head_scores(
     n_layers, n_heads = arr.shape
     heads: tuple = ()
     if selected is not None:
-        from pasta_lens.steering import normalize_heads, validate_heads
+        from pasta_lens.plan import normalize_heads, validate_heads
 
         heads = normalize_heads(selected)
         validate_heads(heads, n_layers, n_heads)

@@ -15,7 +15,7 @@ means nothing on another, so a mismatch is a ``ValueError``. ``allow_transfer=Tr
 (never the shape check) for the paper's use case of moving a profile across fine-tunes of one base model
 (LLaMA -> Vicuna). Profiles imported from the official PASTA head configs carry no weights hash and no
 fingerprint; for them only the shape is checked.
-:func:`pasta_lens.steering.resolve_heads` calls ``validate_for``; :func:`pasta_lens.steer`,
+:func:`pasta_lens.plan.resolve_plan` calls ``validate_for``; :func:`pasta_lens.steer`,
 ``pasta_hooks(profile, em, model=model)`` and :mod:`pasta_lens.analysis` go through it before adding any hook.
 Loading checks the file too: every required field present and of the right JSON type, errors naming the file and
 the field; an official PASTA head config (``{"layer": [head, ...]}``) is pointed to :meth:`HeadProfile.from_pasta_json`.
@@ -42,7 +42,7 @@ from torch import Tensor
 
 from pasta_lens.fingerprint import FINGERPRINT_ATOL, ModelFingerprint, tolerance
 from pasta_lens.io import atomic_write_text
-from pasta_lens.steering import Head, check_alpha, normalize_heads, resolve_schedule, validate_heads
+from pasta_lens.plan import Head, check_alpha, head_alphas, normalize_heads, spec_schedule, validate_heads
 
 SCHEMA_VERSION = 2
 """Version of the JSON layout written by :meth:`HeadProfile.save`; bumped on incompatible changes."""
@@ -116,7 +116,7 @@ class HeadProfile:
         head_alphas: per-head steering strengths ``{(layer, head): alpha}`` (each in [``ALPHA_MIN``, 1]), covering
             exactly ``heads``; empty (default) for a profile with one alpha. ``steer(model, profile, em)`` and
             ``pasta_hooks(profile, em, model=model)`` use them when no ``alpha`` is passed (an explicit alpha
-            wins; see :func:`pasta_lens.steering.resolve_alpha`). Made by ``pasta-lens profile --method learned``
+            wins; see :mod:`pasta_lens.plan`). Made by ``pasta-lens profile --method learned``
             (:mod:`pasta_lens.profiling.learned`). Written to JSON as ``[[layer, head, alpha], ...]`` and only
             when non-empty, so profiles without it are unchanged (and older pasta-lens versions refuse a file
             with it by name, never steer it at the wrong strengths).
@@ -440,15 +440,14 @@ def union_profiles(profiles: Sequence[HeadProfile], names: Optional[Sequence[str
         if _same_weights(p, first) is False:
             raise ValueError(f"{name} and {names[0]} were made on different weights: a union needs profiles of one "
                              "model.")
-    schedules = {str(resolve_schedule(p)) for p in profiles}
+    schedules = {str(spec_schedule(p)) for p in profiles}
     if len(schedules) != 1:
         raise ValueError(f"The profiles are steered with different schedules ({', '.join(sorted(schedules))}); one "
                          "profile is steered with one schedule: make them with the same --schedule.")
     alphas: dict[Head, float] = {}
     for p in profiles:
-        own = dict(p.head_alphas)
-        for head in p.heads:
-            alphas[head] = min(alphas.get(head, 1.0), float(own.get(head, p.alpha)))
+        for head, a in head_alphas(p.heads, p).items():  # each profile as it is steered (pasta_lens.plan)
+            alphas[head] = min(alphas.get(head, 1.0), a)
     tasks = tuple(dict.fromkeys(t for p in profiles for t in p.tasks))
     scores: dict[str, Any] = {}
     n_examples: dict[str, int] = {}

@@ -389,7 +389,7 @@ def test_cli_learned_end_to_end_and_resume(tiny_dir, tmp_path, capsys):
 
 def test_cli_learned_schedule_cap_and_end_turn(tiny_dir, tmp_path, capsys):
     from pasta_lens.cli import build_parser, main
-    from pasta_lens.steering import resolve_schedule
+    from pasta_lens.plan import spec_schedule as resolve_schedule
 
     out = tmp_path / "learned.json"
     argv = ["profile", "--model", tiny_dir, "--tasks", "json,counterfact", "--n", "2", "--method", "learned",
@@ -517,7 +517,7 @@ def test_training_follows_its_schedule_and_the_profile_records_it(strong):
     assert runs["prompt"].settings["schedule"] == "prompt"
     profile = learned_profile(model, "tiny-llama", runs["prompt"], keep_below=0.999)
     assert profile.provenance["schedule"] == "prompt" and "schedule prompt" in profile.method
-    from pasta_lens.steering import resolve_schedule
+    from pasta_lens.plan import spec_schedule as resolve_schedule
 
     assert str(resolve_schedule(profile)) == "prompt"  # steered with the rows it was trained on
     with pytest.raises(ValueError, match="Bad schedule"):

@@ -17,7 +17,7 @@ from typing import Any, Sequence, Union
 
 from pasta_lens.models import DEFAULT_MODEL
 from pasta_lens.schedule import Schedule
-from pasta_lens.steering import Head
+from pasta_lens.plan import Head
 
 
 def parse_heads(spec: str, n_heads: int | None = None) -> tuple[Head, ...]:

@@ -41,7 +41,7 @@ def build_tasks(names: str, bios: Optional[str] = None, data_dir: Optional[str] 
 def _check_arguments(args: Any) -> tuple[list[str], Any, list[Task]]:
     """Everything checkable without the model (~20 s to load): methods, alphas, ks, heads syntax, tasks, profile."""
     from pasta_lens.evaluation import BASELINES, ablation_methods, parse_method
-    from pasta_lens.steering import DEFAULT_ALPHA
+    from pasta_lens.plan import DEFAULT_ALPHA
 
     if args.profile and args.heads:
         raise ValueError("Give --profile or --heads, not both.")

@@ -221,10 +221,10 @@ def check_learned_arguments(args: argparse.Namespace) -> None:
     args.base = None
     if args.base_profile:
         from pasta_lens.cli import read_profile
-        from pasta_lens.steering import resolve_schedule
+        from pasta_lens.plan import spec_schedule
 
         args.base = read_profile(args.base_profile, "--base-profile")
-        recorded = str(resolve_schedule(args.base))  # what the base is steered with
+        recorded = str(spec_schedule(args.base))  # what the base is steered with
         if recorded != args.schedule:
             raise ValueError(f"--base-profile {args.base_profile} is steered with schedule {recorded}, but "
                              f"--schedule is {args.schedule}: one profile is steered with one schedule; pass "

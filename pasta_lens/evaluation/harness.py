@@ -26,7 +26,8 @@ from pasta_lens.hf_engine import hf_generate_tokens
 from pasta_lens.io import atomic_write_text
 from pasta_lens.profile import load_profile
 from pasta_lens.schedule import Schedule
-from pasta_lens.steering import DEFAULT_ALPHA, AlphaSpec, Head, normalize_heads, resolve_schedule, steer
+from pasta_lens.plan import DEFAULT_ALPHA, AlphaSpec, Head, normalize_heads, plan_from_spec, spec_schedule
+from pasta_lens.steering import steer
 from pasta_lens.tasks import TASK_NAMES, Rendering, Task, get_task
 from pasta_lens.tasks.base import Rendered, answer_ids, emphasis_of
 
@@ -149,13 +150,13 @@ def ranked_heads(profile: Any) -> tuple[Head, ...]:
 
 def method_alpha(method: Method, default: Optional[float], heads: Optional[Sequence[Head]],
                  head_alphas: Optional[Any] = None) -> AlphaSpec:
-    """The alpha a method steers with; the precedence of :func:`pasta_lens.steering.resolve_alpha`, per method.
+    """The alpha a method steers with; the precedence of :mod:`pasta_lens.plan`, per method.
 
     1. the method's own option (``pasta:alpha=0.1``);
     2. the evaluation's ``alpha`` when given (``evaluate(alpha=0.01)``, ``pasta-lens evaluate --alpha 0.01``);
     3. for ``pasta`` (the profile's heads, also with ``k=``): the profile's per-head alphas (``head_alphas``, a
        learned profile), restricted to the heads steered;
-    4. 0.01 (:data:`~pasta_lens.steering.DEFAULT_ALPHA`). ``all-heads`` and ``random`` never take per-head
+    4. 0.01 (:data:`~pasta_lens.plan.DEFAULT_ALPHA`). ``all-heads`` and ``random`` never take per-head
        alphas: they are not the profile's heads.
 
     Example:
@@ -265,12 +266,12 @@ def _generate(model: Any, rendered: Sequence[Rendered], heads: Optional[Sequence
     """Greedy generation for a batch of rendered queries, on the engine :func:`pasta_lens.generate` would pick:
     the HF twin where it gives the hooked result (:mod:`pasta_lens.hf_engine`, same tokens), else the hooks."""
     em = emphasis_of(model, rendered)
+    plan = plan_from_spec(list(heads), alpha, schedule) if heads else None
     engine, twin, _ = select_engine(model)
     if engine == "hf":
-        new = hf_generate_tokens(model, em, list(heads) if heads else None, alpha, schedule=schedule,
-                                 max_new_tokens=max_new_tokens, twin=twin)
+        new = hf_generate_tokens(model, em, plan, max_new_tokens=max_new_tokens, twin=twin)
         return decode_new(model, new)
-    ctx = steer(model, heads, em, alpha, schedule=schedule) if heads else nullcontext()
+    ctx = steer(model, plan, em) if plan is not None else nullcontext()
     with ctx:
         new = generate_tokens(model, em, max_new_tokens)
     return decode_new(model, new)
@@ -430,7 +431,7 @@ def evaluate(
     head_alphas = dict(getattr(profile_obj, "head_alphas", None) or {})
     recorded = (getattr(profile_obj, "provenance", None) or {}).get("schedule") if profile is not None else None
     # A profile= steers with its recorded schedule unless schedule= is given; heads= never reads one.
-    default_schedule = resolve_schedule(profile_obj, schedule) if profile is not None else Schedule.parse(schedule)
+    default_schedule = spec_schedule(profile_obj, schedule) if profile is not None else Schedule.parse(schedule)
     schedule_source = ("argument" if schedule is not None else
                        "the profile's provenance" if recorded is not None else "default")
     out = Path(out_dir) if out_dir is not None else None

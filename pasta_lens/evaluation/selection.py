@@ -43,7 +43,7 @@ from pasta_lens.profile import STRATEGIES
 from pasta_lens.profiling.scoring import HeadScores, _progress
 from pasta_lens.profiling.selection import _tables, select_heads
 from pasta_lens.schedule import Schedule
-from pasta_lens.steering import Head
+from pasta_lens.plan import Head
 from pasta_lens.tasks import Task, get_task
 
 FLUENCY_FLOOR = 0.95

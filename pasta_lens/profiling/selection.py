@@ -18,7 +18,8 @@ from pasta_lens.profile import STRATEGIES, HeadProfile, weights_hash
 from pasta_lens.fingerprint import ModelFingerprint
 from pasta_lens.profiling.scoring import (HeadScores, _check_examples, _check_k, _forward, _objective, _progress,
                                           _ranking)
-from pasta_lens.steering import Head, pasta_hooks
+from pasta_lens.plan import Head
+from pasta_lens.steering import pasta_hooks
 
 Strategy = Literal["intersection", "union", "task_specific"]
 
