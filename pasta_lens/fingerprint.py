@@ -12,7 +12,7 @@ the same on every backend), computed in fp32 from the model's logits. Log-probs,
 ``center_unembed`` shifts every logit of a position by the same amount, which log-softmax removes. Two models
 match when ``max_t |f_a - f_b| <= atol``, with ``atol`` from :func:`tolerance`:
 
-* both sides in fp32 (or fp64): ``0.01``. Measured on SmolLM2 (``results/fingerprint.md``): bridge vs
+* both sides in fp32 (or fp64): ``0.01``. Measured on SmolLM2 (``results/head_selection.md``): bridge vs
   HookedTransformer, processed or not, differ by < 1e-4; the same weights with Gaussian noise of 0.1% of each
   tensor's std added differ by 0.059.
 * either side in bf16 / fp16: ``0.5``. bf16 rounding is itself a weight perturbation: fp32 vs bf16 differ by 0.42

@@ -1,4 +1,5 @@
-"""The README's torchrun commands, run as typed on SmolLM2 (2 CPU processes, gloo), equal the single-process run.
+"""The torchrun commands of docs/distributed.md, run as typed on SmolLM2 (2 CPU processes, gloo), equal the
+single-process run.
 
 The single-process reference is computed in this process on the session's SmolLM2 (the library calls the CLI
 makes, with the CLI's defaults), which saves two model loads: the test is the slowest of the suite as it is.
@@ -17,9 +18,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def readme_commands() -> list[list[str]]:
-    """The commands between the README's tested-commands markers, continuation lines joined."""
-    text = (ROOT / "README.md").read_text()
+def documented_commands() -> list[list[str]]:
+    """The commands between the tested-commands markers of docs/distributed.md, continuation lines joined."""
+    text = (ROOT / "docs" / "distributed.md").read_text()
     block = text.split("<!-- tested-commands:start -->")[1].split("<!-- tested-commands:end -->")[0]
     body = block.split("```bash\n")[1].split("```")[0]
     return [shlex.split(line) for line in body.replace("\\\n", " ").splitlines() if line.strip()]
@@ -42,7 +43,7 @@ def test_readme_torchrun_commands_equal_one_process(smollm2, tmp_path):
     from pasta_lens.evaluation import evaluate
     from pasta_lens.tasks import get_task
 
-    profile_cmd, eval_cmd = readme_commands()
+    profile_cmd, eval_cmd = documented_commands()
     for cmd in (profile_cmd, eval_cmd):
         assert cmd[:5] == ["torchrun", "--nproc-per-node", "2", "-m", "pasta_lens.cli"]
         _run(cmd, tmp_path)
