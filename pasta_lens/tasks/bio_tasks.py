@@ -12,6 +12,10 @@ Prompt templates (Zhang et al., 2024; the emphasised part in ``*...*``):
 * BiasBios (plain text, continued): ``*{first sentence}* {rest of context}. {person} has the occupation of``;
   the answer is the occupation with the highest summed log-probability among the 28.
 
+The bios come from the *named* generator (default), the *implied* one (``bios="implied"``: no word names the
+occupation) or a loaded list; beside the paper's metrics the JSON and pronoun tasks report strict ones
+(:mod:`pasta_lens.metrics.strict`; docs/tasks.md).
+
 Chat or not, decided per task and used alike for profiling and evaluation: the two instruction tasks need the
 instruct model's chat template to be instructions at all; BiasBios is a continuation (the answer is the next
 words of the text), so it is scored as plain text, like the paper's base models did.
