@@ -142,3 +142,22 @@ def test_evaluation_rows_keep_the_sources_apart(llama, tmp_path):
     assert all(r["uid"].startswith("implied:") for r in implied.rows)
     lines = (tmp_path / "examples.jsonl").read_text().splitlines()
     assert len(lines) == 4  # both sources kept side by side, none reused for the other
+
+
+def test_cli_bios_options_and_defaults():
+    from pasta_lens.cli import build_parser
+    from pasta_lens.cli.evaluate import build_tasks
+    from pasta_lens.cli.profile import _command
+    from pasta_lens.cli.profile_learned import learned_command
+
+    profile = build_parser().parse_args(["profile", "--tasks", "json,counterfact", "--out", "p.json"])
+    assert profile.bios == "implied" and "--bios implied" in _command(profile)
+    learned = build_parser().parse_args(["profile", "--method", "learned", "--bios", "named", "--out", "p.json"])
+    assert "--bios named" in learned_command(learned)
+    evaluate_args = build_parser().parse_args(["evaluate", "--tasks", "json", "--out", "d"])
+    assert evaluate_args.bios == "named"
+    tasks = build_tasks("json,biasbios,counterfact,instructions,context_qa", "implied")
+    assert [t.data_key for t in tasks] == ["implied", "implied", None, None, None]
+    assert [t.name for t in build_tasks("all")] == ["json", "pronoun", "biasbios", "counterfact"]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["profile", "--bios", "real", "--out", "p.json"])
