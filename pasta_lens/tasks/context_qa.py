@@ -11,8 +11,9 @@ double quotes). Two metrics, kept apart:
 
 * ``correct``: the gold answer is in the answer, normalised so that a correctly formatted answer counts
   ("THURSDAY", '{"answer": "Thursday"}', "Answer: thursday"; :func:`~pasta_lens.metrics.answer_found`), no
-  distractor of the same kind from the document is (so a copy of the document or a list of every time fails), and
-  the answer has at most :data:`MAX_WORDS` words and at most half as many as the document;
+  distractor of the same kind from the document is (so a list of every time fails), the answer has at most
+  :data:`MAX_WORDS` words and holds less than :data:`MAX_KEPT` of the document's content words (so a copy of the
+  document fails);
 * ``format``: the format instruction is followed;
 * ``both``: the two together.
 
@@ -31,16 +32,18 @@ import random
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from pasta_lens.metrics import (all_lower, all_upper, answer_found, json_with_key, one_word, starts_with, word_tokens,
-                                wrapped_in)
+from pasta_lens.metrics import (all_lower, all_upper, answer_found, content_kept, json_with_key, one_word, starts_with,
+                                word_tokens, wrapped_in)
 from pasta_lens.tasks.base import Task, TaskExample, check_split, escape_markup, seeded_sample
 from pasta_lens.tasks.biographies import synthetic_biographies
 from pasta_lens.tasks.documents import GENERATORS, Question, bio_questions
 from pasta_lens.tasks.implied_bios import implied_biographies
 
-MAX_WORDS = 25
-"""A correct answer has at most this many words, and at most half as many as its document (so a copy of the
-document is never correct, even of a document with no distractor)."""
+MAX_WORDS = 40
+"""A correct answer has at most this many words."""
+MAX_KEPT = 0.8
+"""A correct answer holds less than this fraction of the document's content words (a copy of the document is no
+answer, even of a document with no distractor; :func:`~pasta_lens.metrics.content_kept`)."""
 
 
 @dataclass(frozen=True)
@@ -182,7 +185,7 @@ class ContextQATask(Task):
 
     def metrics_from(self, example: ContextQAExample, results: dict[str, Any]) -> dict[str, float]:
         out = str(results["output"])
-        limit = min(MAX_WORDS, _n_words(example.document) // 2)
-        correct = answer_found(out, example.answers, example.distractors) and _n_words(out) <= limit
+        correct = (answer_found(out, example.answers, example.distractors) and _n_words(out) <= MAX_WORDS
+                   and content_kept(out, example.document) < MAX_KEPT)
         followed = FORMATS[example.format_id].check(out)
         return {"correct": float(correct), "format": float(followed), "both": float(correct and followed)}

@@ -2,8 +2,9 @@
 
 Five kinds, each a seeded generator that returns the document and its questions. A question carries its accepted
 answers (the gold value in the forms a correct answer may take: "14:00", "2 pm") and its *distractors*: the other
-values of the same kind in the document (the other times of a schedule, the other stores of a report), which a
-correct answer must not contain (see :func:`pasta_lens.metrics.answer_found`).
+values of the *same kind* in the document (the other times of a schedule, the other stores of a report, the other
+herb of a recipe), which a correct answer must not contain (see :func:`pasta_lens.metrics.answer_found`). Values of
+another kind (a recipe's servings beside its cooking time) are not distractors: an answer may restate them.
 
 * ``bio``: a biography (named or implied generator): the occupation of a named bio, the city, the school;
 * ``schedule``: a day's meetings with times and rooms;
@@ -112,11 +113,9 @@ def recipe(rng: random.Random) -> tuple[str, list[Question]]:
     doc = (f"{dish.capitalize()} (serves {serves}). Fry an onion in {spoons} spoons of oil, add {grams} g of the main "
            f"ingredient and cook for {minutes} minutes. Season with {other} while it cooks and stir in fresh {herb} "
            "just before serving.")
-    return doc, [Question(f"How many minutes does the {dish} cook?", number_forms(minutes),
-                          tuple(str(x) for x in (serves, grams, spoons))),
+    return doc, [Question(f"How many minutes does the {dish} cook?", number_forms(minutes)),
                  Question("Which herb is stirred in just before serving?", (herb,), (other,)),
-                 Question(f"How many people does the {dish} serve?", number_forms(serves),
-                          tuple(str(x) for x in (minutes, grams, spoons)))]
+                 Question(f"How many people does the {dish} serve?", number_forms(serves))]
 
 
 PRODUCTS = ("kettle", "desk lamp", "blender", "toaster", "radio", "coffee grinder")
@@ -132,11 +131,9 @@ def product(rng: random.Random) -> tuple[str, list[Question]]:
         weeks += 1
     doc = (f"The {name} {kind} costs {price} euros and ships within {weeks} weeks. It comes in three colours and "
            f"carries a warranty of {years} years. Spare parts are sold separately.")
-    return doc, [Question(f"How many years of warranty does the {name} have?", number_forms(years),
-                          (str(weeks), str(price))),
-                 Question(f"How much does the {name} cost in euros?", (str(price),), (str(years), str(weeks))),
-                 Question(f"Within how many weeks does the {name} ship?", number_forms(weeks),
-                          (str(years), str(price)))]
+    return doc, [Question(f"How many years of warranty does the {name} have?", number_forms(years)),
+                 Question(f"How much does the {name} cost in euros?", (str(price),)),
+                 Question(f"Within how many weeks does the {name} ship?", number_forms(weeks))]
 
 
 def report(rng: random.Random) -> tuple[str, list[Question]]:
@@ -153,8 +150,7 @@ def report(rng: random.Random) -> tuple[str, list[Question]]:
     return doc, [Question("Which store sold the most units?", (stores[0],), tuple(stores[1:])),
                  Question(f"How many units did the {stores[k]} store sell?", (str(units[k]),),
                           tuple(str(u) for j, u in enumerate(units) if j != k)),
-                 Question("To what percentage did returns fall?", number_forms(pct),
-                          tuple(str(u) for u in units))]
+                 Question("To what percentage did returns fall?", number_forms(pct))]
 
 
 GENERATORS = {"schedule": schedule, "recipe": recipe, "product": product, "report": report}
