@@ -32,7 +32,7 @@ def test_profiling_example_marks_the_instruction(smollm2, name, bios):
 def test_new_tasks_evaluate_through_the_harness(smollm2, tmp_path):
     tasks = [build_task(n, bios=b) for n, b in CASES]
     res = evaluate(smollm2, tasks, ["zero-shot", "pasta"], split="validation", n=2, batch_size=2,
-                   heads=[(20, 0), (25, 3), (14, 5)], max_new_tokens=8, out_dir=tmp_path, progress=False)
+                   heads=[(20, 0), (25, 3), (14, 5)], max_new_tokens=12, out_dir=tmp_path, progress=False)
     for task in tasks:
         for method in ("zero-shot", "pasta"):
             cell = res.summary["tasks"][task.name][method]
