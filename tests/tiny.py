@@ -129,19 +129,33 @@ def cached_models() -> dict[tuple[str, int, str, bool], Any]:
     return dict(_MODELS)
 
 
+LIBRARIES = ("transformers.", "transformer_lens.", "torch.")
+"""Modules whose own hooks are the libraries' business: transformers installs output-capturing hooks lazily, on the
+first forward that asks for attentions or hidden states, and they change no output."""
+
+
 def module_hooks(model: Any) -> dict[str, tuple[int, int, int, int]]:
-    """PyTorch hooks per module: ``{name: (forward, forward pre, backward, backward pre)}``, modules with any."""
+    """PyTorch hooks per module: ``{name: (forward, forward pre, backward, backward pre)}``, modules with any.
+
+    Every hook of a TransformerLens ``HookPoint`` counts (``HookPoint.add_hook`` wraps the caller's function in
+    its own); on other modules only hooks whose function is not defined by transformers, TransformerLens or
+    torch (a test's, pasta_lens', a user's).
+    """
+    from transformer_lens.hook_points import HookPoint
+
     counts = {}
     for name, module in model.named_modules():
-        n = (
-            len(module._forward_hooks),
-            len(module._forward_pre_hooks),
-            len(module._backward_hooks),
-            len(module._backward_pre_hooks),
-        )
+        every = isinstance(module, HookPoint)
+        hooks = (module._forward_hooks, module._forward_pre_hooks, module._backward_hooks, module._backward_pre_hooks)
+        n = tuple(sum(1 for fn in d.values() if every or not _library_hook(fn)) for d in hooks)
         if any(n):
             counts[name] = n
     return counts
+
+
+def _library_hook(fn: Any) -> bool:
+    fn = getattr(fn, "__func__", getattr(fn, "func", fn))  # bound method, functools.partial
+    return (getattr(fn, "__module__", None) or "").startswith(LIBRARIES)
 
 
 def leaked_hooks(key: tuple[str, int, str, bool]) -> list[str]:
