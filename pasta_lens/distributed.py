@@ -177,7 +177,7 @@ def broadcast(obj: T, world: World) -> T:
         return obj
     import torch.distributed as dist
 
-    box = [obj if world.is_main else None]
+    box: list[Any] = [obj if world.is_main else None]
     dist.broadcast_object_list(box, src=0)
     return box[0]
 
