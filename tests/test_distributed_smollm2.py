@@ -6,14 +6,14 @@ makes, with the CLI's defaults), which saves two model loads: the test is the sl
 """
 
 import json
-import os
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+from tests.conftest import torchrun
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,9 +27,12 @@ def documented_commands() -> list[list[str]]:
 
 
 def _run(cmd, cwd):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    """The README's ``torchrun ARGS`` as :func:`tests.conftest.torchrun` runs it: this interpreter's
+    torchrun, on a free rendezvous port (``--standalone``) instead of the default 29500; nothing else changes."""
+    assert cmd[0] == "torchrun" and cmd[1:3] == ["--nproc-per-node", "2"]
+    done = subprocess.run([*torchrun(2), *cmd[3:]], cwd=cwd, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, f"{shlex.join(cmd)}\n{done.stderr[-3000:]}"
+    assert "still referenced after destroy_process_group" not in done.stderr
     return done
 
 
@@ -67,9 +70,16 @@ def test_readme_torchrun_commands_equal_one_process(smollm2, tmp_path):
 
     out = tmp_path / _opt(eval_cmd, "--out")
     rows = [json.loads(x) for x in (out / "examples.jsonl").read_text().splitlines()]
-    ref = evaluate(smollm2, ["json"], _opt(eval_cmd, "--baselines").split(","), n=int(_opt(eval_cmd, "--n-examples")),
-                   profile=_opt(eval_cmd, "--profile"), batch_size=int(_opt(eval_cmd, "--batch-size")),
-                   max_new_tokens=int(_opt(eval_cmd, "--max-new-tokens")), progress=False)
+    ref = evaluate(
+        smollm2,
+        ["json"],
+        _opt(eval_cmd, "--baselines").split(","),
+        n=int(_opt(eval_cmd, "--n-examples")),
+        profile=_opt(eval_cmd, "--profile"),
+        batch_size=int(_opt(eval_cmd, "--batch-size")),
+        max_new_tokens=int(_opt(eval_cmd, "--max-new-tokens")),
+        progress=False,
+    )
     assert len(rows) == len(ref.rows) == 2 * 2 and len({(r["config"], r["uid"]) for r in rows}) == 4
     assert [(r["config"], r["outputs"]) for r in rows] == [(r["config"], r["outputs"]) for r in ref.rows]
     assert json.loads((out / "summary.json").read_text())["tasks"] == json.loads(json.dumps(ref.summary))["tasks"]

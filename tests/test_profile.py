@@ -140,14 +140,16 @@ def test_shipped_smollm2_profile_is_the_default_head_set(smollm2):
 
 def test_pyproject_installs_every_subpackage_and_the_registry():
     """The package-dir mapping of profiles/ needs an explicit package list: it must name every sub-package."""
-    import tomllib
-
-    from setuptools import find_packages
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: the same parser as tomli, which pytest itself needs there
+        import tomli as tomllib
 
     root = Path(__file__).resolve().parents[1]
     config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert config["package-dir"] == {"pasta_lens.profiles": "profiles"}
-    expected = set(find_packages(str(root), include=["pasta_lens*"])) | {"pasta_lens.profiles"}
+    packages = {".".join(p.parent.relative_to(root).parts) for p in (root / "pasta_lens").rglob("__init__.py")}
+    expected = packages | {"pasta_lens.profiles"}
     assert set(config["packages"]) == expected, "add new sub-packages to [tool.setuptools] packages"
     assert "*.json" in config["package-data"]["pasta_lens.profiles"]
 

@@ -302,6 +302,8 @@ def _config_key(task: Task, method: Method, heads: Optional[Sequence[Head]], alp
               max_new_tokens]
     if heads and schedule != Schedule():  # only when it matters: rows made before schedules existed still resume
         fields.append(str(schedule))
+    if getattr(task, "data_key", None):  # a task's second data source (implied bios): rows never mix sources
+        fields.append(["data", task.data_key])
     payload = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -494,6 +496,7 @@ def evaluate(
                                          else DEFAULT_ALPHA if alpha is None else alpha),
                          "schedule": str(default_schedule), "schedule_source": schedule_source,
                          "variant": variant, "heads_source": heads_note, "n_profile_heads": len(profile_heads),
+                         "task_data": {t.name: getattr(t, "data_key", None) for t in task_objs},
                          "heads": {m: (list(map(list, h)) if h else None) for m, h in method_heads.items()}}
     table = markdown_table(summary, task_objs, method_objs)
     if out is not None and world.is_main:  # [distributed]
