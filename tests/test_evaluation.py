@@ -192,7 +192,7 @@ def test_malformed_rows_name_the_file_and_line(llama, tmp_path, bad, line):
 
 
 def test_profile_from_another_model_is_refused(llama, tmp_path):
-    from pasta_lens.profile import HeadProfile, weights_hash
+    from pasta_lens import HeadProfile, weights_hash
 
     task = JsonTask(bios=short_bios())
     kw = dict(n=1, batch_size=1, max_new_tokens=2, progress=False)
@@ -430,7 +430,7 @@ def test_each_method_steers_at_the_alphas_of_the_precedence_rule(llama, cf_task)
     """explicit (method option > evaluation alpha) > the profile's per-head alphas > the profile's alpha > 0.01;
     all-heads and random never take the profile's alphas; pasta:k=N keeps the N best heads' own alphas. Checked
     on the rows' per-token log-probs against an independent additive reference (not the harness's scoring)."""
-    from pasta_lens.profile import HeadProfile, weights_hash
+    from pasta_lens import HeadProfile, weights_hash
 
     shape = dict(model_name="tiny", weights_hash=weights_hash(llama), n_layers=llama.cfg.n_layers,
                  n_heads=llama.cfg.n_heads, heads=tuple(sorted(HEADS)))

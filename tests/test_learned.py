@@ -447,10 +447,13 @@ def test_cli_learned_init_from_a_stored_attribution_profile(tiny_dir, tmp_path, 
 
 
 @pytest.mark.slow
-def test_shipped_learned_smollm2_profile_steers_at_its_alphas(smollm2):
+def test_learned_smollm2_profile_steers_at_its_alphas(smollm2):
+    from pathlib import Path
+
     from pasta_lens import load_profile
 
-    profile = load_profile("smollm2-135m-instruct-learned")
+    profile = load_profile(str(Path(__file__).resolve().parents[1] / "experiments" / "profiles"
+                               / "smollm2-135m-instruct-learned.json"))
     profile.validate_for(smollm2)
     assert profile.method.startswith("learned") and set(profile.head_alphas) == set(profile.heads)
     assert profile.provenance["split"] == "train"
@@ -1042,14 +1045,14 @@ def test_cli_learned_own_targets(tiny_dir, tmp_path, capsys):
         assert match in capsys.readouterr().err
 
 
-def test_the_shipped_protect_cli_profile_records_the_cli_command_of_its_settings():
-    """profiles/smollm2-135m-instruct-protect-cli.json was made by the CLI: its command parses back to the settings
-    the profile records (so bench/profile_budget.py's rebuild runs the same recipe)."""
+def test_the_protect_cli_profile_records_the_cli_command_of_its_settings():
+    """experiments/profiles/smollm2-135m-instruct-protect-cli.json was made by the CLI: its command parses back to
+    the settings the profile records (so bench/profile_budget.py's rebuild runs the same recipe)."""
     from pathlib import Path
 
     from pasta_lens.cli import build_parser
 
-    path = Path(__file__).resolve().parents[1] / "profiles" / "smollm2-135m-instruct-protect-cli.json"
+    path = Path(__file__).resolve().parents[1] / "experiments" / "profiles" / "smollm2-135m-instruct-protect-cli.json"
     profile = HeadProfile.load(path)
     args = build_parser().parse_args(profile.command.split()[1:])
     learned = profile.provenance["learned"]

@@ -323,10 +323,12 @@ def test_counterfact_objective_is_new_minus_old(llama, cf_dir):
 def test_task_scores():
     ex = bio()
     j = get_task("json")
-    assert j.score(ex, '{"name": "Ana Silva", "occupation": "nurse"}') == {"f_acc": 1, "p_acc": 1, "f_acc_strict": 1}
-    assert j.score(ex, '{"name": "Ana Silva", "occupation": "doctor"}') == {"f_acc": 1, "p_acc": 0, "f_acc_strict": 1}
+    paper = ("f_acc", "p_acc", "f_acc_strict")
+    score = lambda out: {k: v for k, v in j.score(ex, out).items() if k in paper}  # noqa: E731
+    assert score('{"name": "Ana Silva", "occupation": "nurse"}') == {"f_acc": 1, "p_acc": 1, "f_acc_strict": 1}
+    assert score('{"name": "Ana Silva", "occupation": "doctor"}') == {"f_acc": 1, "p_acc": 0, "f_acc_strict": 1}
     runaway = '{"name": "Ana Silva", "occupation": {"name": "nurse"}, "family": {"name": "Mo"'
-    assert j.score(ex, runaway) == {"f_acc": 1, "p_acc": 1, "f_acc_strict": 0}
+    assert score(runaway) == {"f_acc": 1, "p_acc": 1, "f_acc_strict": 0}
     p = get_task("pronoun")
     good = p.score(ex, "Ana Silva is a nurse. They work nights and love their patients.")
     assert good["acc"] == good["a_acc"] == good["a_acc_fluent"] == 1.0

@@ -21,22 +21,15 @@ if TYPE_CHECKING:
 
 
 def build_tasks(names: str, bios: Optional[str] = None, data_dir: Optional[str] = None) -> list[Task]:
-    """Task objects for the CLI: ``"all"`` or ``"json,counterfact"``; real bios from a file if given."""
-    from pasta_lens.tasks import TASK_NAMES, get_task, load_bias_in_bios, load_biosbias_pkl
+    """Task objects for the CLI: ``"all"`` (the paper's four) or ``"json,instructions"``; ``bios``: ``named``,
+    ``implied`` or a file of real bios (for the biography tasks)."""
+    from pasta_lens.tasks import BIO_SOURCES, TASK_NAMES, build_task, load_bias_in_bios, load_biosbias_pkl
 
     chosen = list(TASK_NAMES) if names == "all" else split_list(names)
-    loaded = None
-    if bios:
-        loaded = load_biosbias_pkl(bios) if bios.endswith(".pkl") else load_bias_in_bios(bios)
-    out = []
-    for name in chosen:
-        if name == "counterfact":
-            out.append(get_task(name, data_dir=data_dir) if data_dir else get_task(name))
-        elif name in TASK_NAMES:
-            out.append(get_task(name, bios=loaded))
-        else:
-            get_task(name)  # raises with the list of names
-    return out
+    source: Any = bios
+    if bios and bios not in BIO_SOURCES:
+        source = load_biosbias_pkl(bios) if bios.endswith(".pkl") else load_bias_in_bios(bios)
+    return [build_task(name, bios=source, data_dir=data_dir) for name in chosen]
 
 
 def _check_arguments(args: Any) -> tuple[list[str], Any, list[Task]]:
@@ -78,7 +71,7 @@ def _cmd_evaluate(args: Any) -> int:
     from pasta_lens.cli import load_model_for
     from pasta_lens.distributed import current_world
     from pasta_lens.evaluation import evaluate, parse_method
-    from pasta_lens.generation import default_profile
+    from pasta_lens.registry import default_profile
 
     methods, profile, tasks = _check_arguments(args)
     if args.threads:
@@ -120,7 +113,8 @@ def add_parser(sub: Any) -> None:
                                    "counterfact) under the baselines and PASTA; writes examples.jsonl, "
                                    "summary.json and table.md to --out and resumes an interrupted run.")
     p.add_argument("--model", default="smollm2-135m-instruct", help="model name (default: the offline SmolLM2)")
-    p.add_argument("--tasks", default="all", help="all, or a comma list of json,pronoun,biasbios,counterfact")
+    p.add_argument("--tasks", default="all", help="all (the paper's four), or a comma list of json, pronoun, "
+                                                  "biasbios, counterfact, instructions, context_qa")
     p.add_argument("--profile", default=None, help="head profile: a registry name or a path to a profile JSON")
     p.add_argument("--heads", default=None, help="instead of --profile: LAYER:HEAD pairs, e.g. 20:0,20:3,21:*")
     p.add_argument("--baselines", default="all",
@@ -144,8 +138,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--variant", default="default", help="prompt variant (json: default, short, rephrased)")
     p.add_argument("--max-new-tokens", type=int, default=None, help="generation length (default: per task)")
-    p.add_argument("--bios", default=None, help="real biographies: LabHC/bias_in_bios rows (.json/.jsonl) or a "
-                                                "biosbias BIOS.pkl (default: synthetic bios)")
+    p.add_argument("--bios", default="named",
+                   help="biographies of json/pronoun/biasbios: named (default: generated bios whose first sentence "
+                        "names the occupation), implied (generated bios that only imply it), or a file of real bios: "
+                        "LabHC/bias_in_bios rows (.json/.jsonl) or a biosbias BIOS.pkl")
     p.add_argument("--data-dir", default=None, help="folder with counterfact/{train,test,rome_format}.json[.gz] "
                                                     "(default: $PASTA_LENS_DATA, else the cases shipped with "
                                                     "pasta_lens)")

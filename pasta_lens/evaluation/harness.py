@@ -75,7 +75,8 @@ def _configure(model: Any, task: Task, method: Method, plan: Optional[SteeringPl
     fields = {"model": _model_name(model), "task": task.name, "synthetic": bool(getattr(task, "synthetic", False)),
               "method": method.name, "split": split, "variant": variant, "marking": method.marking,
               "few_shot": method.few_shot, "steering": method.steering, "params": [list(p) for p in method.params],
-              "plan": plan_record(plan), "max_new_tokens": max_new, "engine": name}
+              "plan": plan_record(plan), "max_new_tokens": max_new, "engine": name,
+              "data": getattr(task, "data_key", None)}  # a task's second data source (implied bios): never mixed
     return Configuration(task, method, plan, split, name, max_new, examples, config_key(fields))
 
 
@@ -158,7 +159,7 @@ def evaluate(
                     seed, batch_size, progress, chosen)
         summary = summarize(rows, task_objs, method_objs)
         summary["config"] = _summary_config(model, split, n, seed, variant, alpha, explicit_schedule, source, plans,
-                                            chosen)
+                                            chosen, task_objs)
         table = markdown_table(summary, task_objs, method_objs)
         if out is not None and world.is_main:
             atomic_write_text(out / "summary.json", _json(summary))
@@ -174,8 +175,9 @@ def _json(obj: Any) -> str:
 
 def _summary_config(model: Any, split: str, n: Optional[int], seed: int, variant: str, alpha: Optional[float],
                     schedule: Optional[Schedule], source: HeadSource, plans: dict[str, Optional[SteeringPlan]],
-                    engine: Engine) -> dict[str, Any]:
+                    engine: Engine, tasks: Sequence[Task]) -> dict[str, Any]:
     return {"model": _model_name(model), "split": split, "n": n, "seed": seed, "variant": variant,
+            "task_data": {t.name: getattr(t, "data_key", None) for t in tasks},
             "alpha": alpha, "schedule": None if schedule is None else str(schedule),
             "heads_source": source.description, "n_profile_heads": len(source.ranked),
             "engine": engine.name, "engine_reason": engine.reason,

@@ -34,7 +34,7 @@ from typing import Any, Optional
 
 from pasta_lens.evaluation.specs import Method
 from pasta_lens.plan import AlphaSpec, Head, SteeringPlan, normalize_heads, resolve_plan
-from pasta_lens.profile import load_profile
+from pasta_lens.registry import load_profile
 from pasta_lens.schedule import Schedule
 
 

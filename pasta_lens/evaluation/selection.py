@@ -40,7 +40,7 @@ from pasta_lens.distributed import current_world
 from pasta_lens.evaluation.harness import evaluate
 from pasta_lens.evaluation.rows import results_lock
 from pasta_lens.io import atomic_write_text
-from pasta_lens.profile import STRATEGIES
+from pasta_lens.head_profile import STRATEGIES
 from pasta_lens.profiling.scoring import HeadScores
 from pasta_lens.profiling.selection import score_tables, select_heads
 from pasta_lens.schedule import Schedule

@@ -35,7 +35,7 @@ from pasta_lens.evaluation.harness import evaluate
 from pasta_lens.evaluation.report import METRIC_LABELS, TASK_LABELS, format_cell, format_interval
 from pasta_lens.evaluation.rows import results_lock
 from pasta_lens.io import atomic_write_text
-from pasta_lens.profile import HeadProfile
+from pasta_lens.head_profile import HeadProfile
 from pasta_lens.profiling.selection import ablation_curve, choose_k, select_heads
 from pasta_lens.tasks import Task, get_task
 

@@ -14,8 +14,8 @@ import torch
 from torch import Tensor
 
 from pasta_lens.objectives import ProfilingExample
-from pasta_lens.profile import STRATEGIES, HeadProfile, weights_hash
-from pasta_lens.fingerprint import ModelFingerprint
+from pasta_lens.head_profile import STRATEGIES, HeadProfile
+from pasta_lens.fingerprint import ModelFingerprint, weights_hash
 from pasta_lens.profiling.scoring import (HeadScores, _check_examples, _check_k, _forward, _objective, _progress,
                                           _ranking)
 from pasta_lens.plan import Head
