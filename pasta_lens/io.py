@@ -19,9 +19,10 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Union
+from typing import Union
 
 PathLike = Union[str, os.PathLike]
 
@@ -63,6 +64,7 @@ def atomic_write_text(path: PathLike, text: str) -> Path:
     Example:
         >>> atomic_write_text("runs/x/summary.json", json.dumps(summary, indent=1) + "\\n")
     """
+
     def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
@@ -151,9 +153,11 @@ def _hold(lock: Path, path: Path, what: str) -> Iterator[Path]:
             command = holder.get("command")
             if isinstance(command, str) and command:
                 where += f" running `{command if len(command) <= 300 else command[:297] + '...'}`"
-            raise LockedError(f"{what[:1].upper()}{what[1:]} {path} is in use by {where} (lock file {lock}). Wait "
-                              "for that run to finish, or give this run another output path; if no such run is "
-                              f"active, delete {lock}.") from None
+            raise LockedError(
+                f"{what[:1].upper()}{what[1:]} {path} is in use by {where} (lock file {lock}). Wait "
+                "for that run to finish, or give this run another output path; if no such run is "
+                f"active, delete {lock}."
+            ) from None
         with os.fdopen(fd, "w") as f:
             json.dump(me, f)
         break

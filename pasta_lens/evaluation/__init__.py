@@ -21,15 +21,41 @@ Example:
 
 from pasta_lens.evaluation.harness import EvaluationResult, evaluate
 from pasta_lens.evaluation.plans import HeadSource, load_source, method_plan, random_heads, ranked_heads
-from pasta_lens.evaluation.report import (METRIC_LABELS, TABLE_METRICS, TASK_LABELS, format_cell, format_interval,
-                                          markdown_table, summarize)
+from pasta_lens.evaluation.report import (
+    METRIC_LABELS,
+    TABLE_METRICS,
+    TASK_LABELS,
+    format_cell,
+    format_interval,
+    markdown_table,
+    summarize,
+)
 from pasta_lens.evaluation.rows import ROWS_VERSION, config_key, dedup_rows, read_rows, results_lock
-from pasta_lens.evaluation.scoring import (Engine, candidate_logprobs, candidate_token_logprobs, choose_engine,
-                                           reduce_logprobs)
-from pasta_lens.evaluation.selection import (FLUENCY_FLOOR, MetricCurve, MetricPoint, curve_record,
-                                             headline_metrics, metric_curve)
-from pasta_lens.evaluation.specs import (ALPHAS, BASELINES, LABELS, Method, ablation_methods, parse_method,
-                                         parse_methods, steering_registry)
+from pasta_lens.evaluation.scoring import (
+    Engine,
+    candidate_logprobs,
+    candidate_token_logprobs,
+    choose_engine,
+    reduce_logprobs,
+)
+from pasta_lens.evaluation.selection import (
+    FLUENCY_FLOOR,
+    MetricCurve,
+    MetricPoint,
+    curve_record,
+    headline_metrics,
+    metric_curve,
+)
+from pasta_lens.evaluation.specs import (
+    ALPHAS,
+    BASELINES,
+    LABELS,
+    Method,
+    ablation_methods,
+    parse_method,
+    parse_methods,
+    steering_registry,
+)
 from pasta_lens.evaluation.transfer import TransferResult, leave_one_out_profiles, transfer
 
 __all__ = [

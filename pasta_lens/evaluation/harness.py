@@ -13,17 +13,32 @@ recomputed from the rows of the requested examples and written atomically (:mod:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any
 
 from pasta_lens.distributed import broadcast, current_world, map_batches
 from pasta_lens.evaluation.plans import HeadSource, load_source, method_plan
 from pasta_lens.evaluation.report import markdown_table, summarize
-from pasta_lens.evaluation.rows import (ROWS_FILE, append_row, config_key, plan_record, read_rows, results_lock,
-                                        write_rows)
-from pasta_lens.evaluation.scoring import (FORWARD, Engine, candidate_token_logprobs, choose_engine,
-                                           generate_texts, method_engine, reduce_logprobs)
+from pasta_lens.evaluation.rows import (
+    ROWS_FILE,
+    append_row,
+    config_key,
+    plan_record,
+    read_rows,
+    results_lock,
+    write_rows,
+)
+from pasta_lens.evaluation.scoring import (
+    FORWARD,
+    Engine,
+    candidate_token_logprobs,
+    choose_engine,
+    generate_texts,
+    method_engine,
+    reduce_logprobs,
+)
 from pasta_lens.evaluation.specs import Method, parse_methods
 from pasta_lens.io import atomic_write_text
 from pasta_lens.plan import SteeringPlan
@@ -45,7 +60,7 @@ class EvaluationResult:
     summary: dict[str, Any]
     table: str
     rows: tuple[dict[str, Any], ...] = field(repr=False)
-    out_dir: Optional[Path] = None
+    out_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -54,7 +69,7 @@ class Configuration:
 
     task: Task
     method: Method
-    plan: Optional[SteeringPlan]
+    plan: SteeringPlan | None
     split: str
     engine: str
     max_new_tokens: int
@@ -66,37 +81,58 @@ def _model_name(model: Any) -> str:
     return str(getattr(model.cfg, "model_name", "") or type(model).__name__)
 
 
-def _configure(model: Any, task: Task, method: Method, plan: Optional[SteeringPlan], engine: Engine, split: str,
-               n: Optional[int], seed: int, variant: str, max_new_tokens: Optional[int]) -> Configuration:
+def _configure(
+    model: Any,
+    task: Task,
+    method: Method,
+    plan: SteeringPlan | None,
+    engine: Engine,
+    split: str,
+    n: int | None,
+    seed: int,
+    variant: str,
+    max_new_tokens: int | None,
+) -> Configuration:
     examples = tuple(task.examples(split, n, seed))
     generates = any(q.kind == "generate" for ex in examples for q in task.queries(ex, variant))
     name = method_engine(method, engine) if generates else FORWARD
     max_new = max_new_tokens or task.max_new_tokens
-    fields = {"model": _model_name(model), "task": task.name, "synthetic": bool(getattr(task, "synthetic", False)),
-              "method": method.name, "split": split, "variant": variant, "marking": method.marking,
-              "few_shot": method.few_shot, "steering": method.steering, "params": [list(p) for p in method.params],
-              "plan": plan_record(plan), "max_new_tokens": max_new, "engine": name,
-              "data": getattr(task, "data_key", None)}  # a task's second data source (implied bios): never mixed
+    fields = {
+        "model": _model_name(model),
+        "task": task.name,
+        "synthetic": bool(getattr(task, "synthetic", False)),
+        "method": method.name,
+        "split": split,
+        "variant": variant,
+        "marking": method.marking,
+        "few_shot": method.few_shot,
+        "steering": method.steering,
+        "params": [list(p) for p in method.params],
+        "plan": plan_record(plan),
+        "max_new_tokens": max_new,
+        "engine": name,
+        "data": getattr(task, "data_key", None),
+    }  # a task's second data source (implied bios): never mixed
     return Configuration(task, method, plan, split, name, max_new, examples, config_key(fields))
 
 
 def evaluate(
     model: Any,
-    tasks: Union[str, Sequence[Union[str, Task]]] = "all",
-    methods: Union[str, Sequence[str]] = ("zero-shot", "pasta"),
+    tasks: str | Sequence[str | Task] = "all",
+    methods: str | Sequence[str] = ("zero-shot", "pasta"),
     split: str = "test",
-    n: Optional[int] = 50,
+    n: int | None = 50,
     *,
     heads: Any = None,
     profile: Any = None,
-    out_dir: Union[str, os.PathLike, None] = None,
-    alpha: Optional[float] = None,
-    schedule: Union[str, Schedule, None] = None,
+    out_dir: str | os.PathLike | None = None,
+    alpha: float | None = None,
+    schedule: str | Schedule | None = None,
     batch_size: int = 8,
     resume: bool = True,
     seed: int = 0,
     variant: str = "default",
-    max_new_tokens: Optional[int] = None,
+    max_new_tokens: int | None = None,
     progress: bool = True,
     allow_transfer: bool = False,
     engine: str = "auto",
@@ -143,23 +179,38 @@ def evaluate(
         raise ValueError("Pass heads= or profile=, not both.")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
-    task_objs = [get_task(t) if isinstance(t, str) else t
-                 for t in (TASK_NAMES if tasks == "all" else ([tasks] if isinstance(tasks, str) else tasks))]
+    task_objs = [
+        get_task(t) if isinstance(t, str) else t
+        for t in (TASK_NAMES if tasks == "all" else ([tasks] if isinstance(tasks, str) else tasks))
+    ]
     method_objs = parse_methods(methods)
     source = load_source(profile if profile is not None else heads, model, allow_transfer)
     explicit_schedule = None if schedule is None else Schedule.parse(schedule)
     plans = {m.name: method_plan(m, model, source, alpha, explicit_schedule, seed) for m in method_objs}
     chosen = choose_engine(model, engine)
-    configs = [_configure(model, t, m, plans[m.name], chosen, split, n, seed, variant, max_new_tokens)
-               for t in task_objs for m in method_objs]
+    configs = [
+        _configure(model, t, m, plans[m.name], chosen, split, n, seed, variant, max_new_tokens)
+        for t in task_objs
+        for m in method_objs
+    ]
     out = Path(out_dir) if out_dir is not None else None
     world = current_world()  # torch.distributed's rank/size; one process: World(0, 1)
     with results_lock(out, world):
-        rows = _run(model, configs, out / ROWS_FILE if out is not None and world.is_main else None, resume, variant,
-                    seed, batch_size, progress, chosen)
+        rows = _run(
+            model,
+            configs,
+            out / ROWS_FILE if out is not None and world.is_main else None,
+            resume,
+            variant,
+            seed,
+            batch_size,
+            progress,
+            chosen,
+        )
         summary = summarize(rows, task_objs, method_objs)
-        summary["config"] = _summary_config(model, split, n, seed, variant, alpha, explicit_schedule, source, plans,
-                                            chosen, task_objs)
+        summary["config"] = _summary_config(
+            model, split, n, seed, variant, alpha, explicit_schedule, source, plans, chosen, task_objs
+        )
         table = markdown_table(summary, task_objs, method_objs)
         if out is not None and world.is_main:
             atomic_write_text(out / "summary.json", _json(summary))
@@ -173,20 +224,48 @@ def _json(obj: Any) -> str:
     return json.dumps(obj, indent=1) + "\n"
 
 
-def _summary_config(model: Any, split: str, n: Optional[int], seed: int, variant: str, alpha: Optional[float],
-                    schedule: Optional[Schedule], source: HeadSource, plans: dict[str, Optional[SteeringPlan]],
-                    engine: Engine, tasks: Sequence[Task]) -> dict[str, Any]:
-    return {"model": _model_name(model), "split": split, "n": n, "seed": seed, "variant": variant,
-            "task_data": {t.name: getattr(t, "data_key", None) for t in tasks},
-            "alpha": alpha, "schedule": None if schedule is None else str(schedule),
-            "heads_source": source.description, "n_profile_heads": len(source.ranked),
-            "engine": engine.name, "engine_reason": engine.reason,
-            "plans": {m: (p.describe() if p is not None else None) for m, p in plans.items()},
-            "heads": {m: (list(map(list, p.heads)) if p is not None else None) for m, p in plans.items()}}
+def _summary_config(
+    model: Any,
+    split: str,
+    n: int | None,
+    seed: int,
+    variant: str,
+    alpha: float | None,
+    schedule: Schedule | None,
+    source: HeadSource,
+    plans: dict[str, SteeringPlan | None],
+    engine: Engine,
+    tasks: Sequence[Task],
+) -> dict[str, Any]:
+    return {
+        "model": _model_name(model),
+        "split": split,
+        "n": n,
+        "seed": seed,
+        "variant": variant,
+        "task_data": {t.name: getattr(t, "data_key", None) for t in tasks},
+        "alpha": alpha,
+        "schedule": None if schedule is None else str(schedule),
+        "heads_source": source.description,
+        "n_profile_heads": len(source.ranked),
+        "engine": engine.name,
+        "engine_reason": engine.reason,
+        "plans": {m: (p.describe() if p is not None else None) for m, p in plans.items()},
+        "heads": {m: (list(map(list, p.heads)) if p is not None else None) for m, p in plans.items()},
+    }
 
 
-def _run(model: Any, configs: Sequence[Configuration], rows_path: Optional[Path], resume: bool, variant: str,
-         seed: int, batch_size: int, progress: bool, engine: Engine) -> list[dict[str, Any]]:
+def _run(
+    model: Any,
+    configs: Sequence[Configuration],
+    rows_path: Path | None,
+    resume: bool,
+    variant: str,
+    seed: int,
+    batch_size: int,
+    progress: bool,
+    engine: Engine,
+) -> list[dict[str, Any]]:
     from tqdm.auto import tqdm
 
     world = current_world()
@@ -209,13 +288,24 @@ def _run(model: Any, configs: Sequence[Configuration], rows_path: Optional[Path]
                 else:
                     row["metrics"] = task.metrics_from(ex, row["outputs"])
         todo = [ex for ex in c.examples if (c.key, ex.uid) not in done]
-        bar = tqdm(total=len(c.examples), initial=len(c.examples) - len(todo), disable=not progress,
-                   desc=f"{task.name} / {method.name}", unit="ex")
-        run = lambda chunk, c=c: run_chunk(model, c, chunk, rendering, variant, batch_size, engine)  # noqa: E731
+        bar = tqdm(
+            total=len(c.examples),
+            initial=len(c.examples) - len(todo),
+            disable=not progress,
+            desc=f"{task.name} / {method.name}",
+            unit="ex",
+        )
+        run = lambda chunk, c=c, r=rendering: run_chunk(model, c, chunk, r, variant, batch_size, engine)  # noqa: E731
         for chunk, new_rows in map_batches(todo, batch_size, run, world):  # batch b on rank b % N
             for ex, row in zip(chunk, new_rows):
-                row.update(config=c.key, task=task.name, method=method.name, split=c.split,
-                           uid=ex.uid, synthetic=bool(getattr(ex, "synthetic", False)))
+                row.update(
+                    config=c.key,
+                    task=task.name,
+                    method=method.name,
+                    split=c.split,
+                    uid=ex.uid,
+                    synthetic=bool(getattr(ex, "synthetic", False)),
+                )
                 done[(c.key, ex.uid)] = row
                 if rows_path is not None:
                     append_row(rows_path, row)
@@ -229,8 +319,15 @@ def _count_lines(path: Path) -> int:
     return sum(1 for line in path.read_bytes().split(b"\n") if line.strip())
 
 
-def run_chunk(model: Any, config: Configuration, chunk: Sequence[Any], rendering: Rendering, variant: str,
-              batch_size: int, engine: Engine) -> list[dict[str, Any]]:
+def run_chunk(
+    model: Any,
+    config: Configuration,
+    chunk: Sequence[Any],
+    rendering: Rendering,
+    variant: str,
+    batch_size: int,
+    engine: Engine,
+) -> list[dict[str, Any]]:
     """The rows of a few examples of one configuration: generations in batches, choice queries one by one.
 
     A choice query stores the reduced log-probs its task asked for (``outputs[KEY]``, :attr:`Query.reduce`) and
@@ -243,7 +340,7 @@ def run_chunk(model: Any, config: Configuration, chunk: Sequence[Any], rendering
     prompts: dict[str, dict[str, str]] = {ex.uid: {} for ex in chunk}
     gen = [(ex.uid, q) for ex in chunk for q in queries[ex.uid] if q.kind == "generate"]
     for i in range(0, len(gen), batch_size):
-        sub = gen[i:i + batch_size]
+        sub = gen[i : i + batch_size]
         rendered = [task.render(model, q.markup, rendering) for _, q in sub]
         texts = generate_texts(model, rendered, method, plan, config.max_new_tokens, engine)
         for (uid, q), text, r in zip(sub, texts, rendered):
@@ -261,7 +358,13 @@ def run_chunk(model: Any, config: Configuration, chunk: Sequence[Any], rendering
     for ex in chunk:
         main = queries[ex.uid][0].key
         generated = any(q.kind == "generate" for q in queries[ex.uid])
-        rows.append({"prompt": prompts[ex.uid][main], "prompts": prompts[ex.uid], "outputs": results[ex.uid],
-                     "metrics": task.metrics_from(ex, results[ex.uid]),
-                     "engine": method_engine(method, engine) if generated else FORWARD})
+        rows.append(
+            {
+                "prompt": prompts[ex.uid][main],
+                "prompts": prompts[ex.uid],
+                "outputs": results[ex.uid],
+                "metrics": task.metrics_from(ex, results[ex.uid]),
+                "engine": method_engine(method, engine) if generated else FORWARD,
+            }
+        )
     return rows

@@ -30,7 +30,7 @@ import dataclasses
 import os
 import random
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from pasta_lens.evaluation.specs import Method
 from pasta_lens.plan import AlphaSpec, Head, SteeringPlan, normalize_heads, resolve_plan
@@ -123,8 +123,14 @@ def random_heads(model: Any, size: int, seed: int = 0) -> tuple[Head, ...]:
     return tuple(sorted(random.Random(f"random-heads:{seed}:{size}").sample(every, size)))
 
 
-def method_plan(method: Method, model: Any, source: HeadSource, alpha: Optional[AlphaSpec] = None,
-                schedule: Optional[Schedule] = None, seed: int = 0) -> Optional[SteeringPlan]:
+def method_plan(
+    method: Method,
+    model: Any,
+    source: HeadSource,
+    alpha: AlphaSpec | None = None,
+    schedule: Schedule | None = None,
+    seed: int = 0,
+) -> SteeringPlan | None:
     """The plan ``method`` steers on ``model`` (None for an unsteered method); see the module docstring.
 
     Args:
@@ -149,14 +155,15 @@ def method_plan(method: Method, model: Any, source: HeadSource, alpha: Optional[
         heads, note = every_head(model), "every head"
         return _plain(model, heads, note, explicit_alpha, explicit_schedule)
     if source.spec is None:
-        raise ValueError(f"Method {method.name!r} needs a head profile: pass profile= (a registry name, a path "
-                         "or a HeadProfile) or heads=[(layer, head), ...].")
+        raise ValueError(
+            f"Method {method.name!r} needs a head profile: pass profile= (a registry name, a path "
+            "or a HeadProfile) or heads=[(layer, head), ...]."
+        )
     base = resolve_plan(model, source.spec, explicit_alpha, explicit_schedule, allow_transfer=source.allow_transfer)
     if method.heads == "profile":
         size = method.k or len(source.ranked)
         if size > len(source.ranked):
-            raise ValueError(f"Method {method.name!r} asks for {size} heads but the profile has "
-                             f"{len(source.ranked)}.")
+            raise ValueError(f"Method {method.name!r} asks for {size} heads but the profile has {len(source.ranked)}.")
         if method.k is None:
             return base
         top = base.subset(source.ranked[:size])
@@ -170,7 +177,8 @@ def method_plan(method: Method, model: Any, source: HeadSource, alpha: Optional[
     return _plain(model, heads, note, explicit_alpha, base.schedule)
 
 
-def _plain(model: Any, heads: tuple[Head, ...], note: str, alpha: Optional[AlphaSpec],
-           schedule: Optional[Schedule]) -> SteeringPlan:
+def _plain(
+    model: Any, heads: tuple[Head, ...], note: str, alpha: AlphaSpec | None, schedule: Schedule | None
+) -> SteeringPlan:
     plan = resolve_plan(model, list(heads), alpha, schedule)
     return dataclasses.replace(plan, source=note)

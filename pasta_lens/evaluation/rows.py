@@ -24,9 +24,10 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any
 
 from pasta_lens.distributed import World, broadcast
 from pasta_lens.io import LockedError, atomic_write_text, folder_lock
@@ -41,7 +42,7 @@ ROW_KEYS = ("config", "uid", "outputs")
 """Keys every row must have."""
 
 
-def plan_record(plan: Optional[SteeringPlan]) -> Optional[dict[str, Any]]:
+def plan_record(plan: SteeringPlan | None) -> dict[str, Any] | None:
     """A JSON-ready, order-free record of everything a plan steers (None for no plan).
 
     Example:
@@ -50,8 +51,12 @@ def plan_record(plan: Optional[SteeringPlan]) -> Optional[dict[str, Any]]:
     """
     if plan is None:
         return None
-    return {"alphas": [[h[0], h[1], float(plan.alphas[h])] for h in plan.heads], "schedule": str(plan.schedule),
-            "scale_position": plan.scale_position, "where": plan.where}
+    return {
+        "alphas": [[h[0], h[1], float(plan.alphas[h])] for h in plan.heads],
+        "schedule": str(plan.schedule),
+        "scale_position": plan.scale_position,
+        "where": plan.where,
+    }
 
 
 def config_key(fields: dict[str, Any]) -> str:
@@ -70,12 +75,16 @@ def parse_row(path: Path, number: int, line: bytes) -> dict[str, Any]:
     try:
         row = json.loads(line)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}, line {number}: not a JSON row ({err}). Fix or delete that line (or the file, "
-                         "to recompute everything); evaluate writes one JSON object per line.") from None
+        raise ValueError(
+            f"{path}, line {number}: not a JSON row ({err}). Fix or delete that line (or the file, "
+            "to recompute everything); evaluate writes one JSON object per line."
+        ) from None
     if not isinstance(row, dict) or any(k not in row for k in ROW_KEYS):
         keys = sorted(row) if isinstance(row, dict) else type(row).__name__
-        raise ValueError(f"{path}, line {number}: not an evaluation row (needs keys {list(ROW_KEYS)}; got "
-                         f"{keys}). Delete that line (or the file, to recompute everything).")
+        raise ValueError(
+            f"{path}, line {number}: not an evaluation row (needs keys {list(ROW_KEYS)}; got "
+            f"{keys}). Delete that line (or the file, to recompute everything)."
+        )
     return row
 
 
@@ -97,10 +106,13 @@ def dedup_rows(rows: Sequence[dict[str, Any]], where: str = "rows") -> list[dict
     for row in rows:
         counts[(row["config"], row["uid"])] = counts.get((row["config"], row["uid"]), 0) + 1
     doubled = sum(1 for c in counts.values() if c > 1)
-    warnings.warn(f"{where}: {len(rows)} rows for {len(last)} distinct (configuration, example) pairs; dropped "
-                  f"{len(rows) - len(last)} duplicate rows of {doubled} pairs, keeping the last of each "
-                  f"({differ} of the dropped rows had other outputs than the kept one). Two runs probably wrote "
-                  "this folder at once.", stacklevel=3)
+    warnings.warn(
+        f"{where}: {len(rows)} rows for {len(last)} distinct (configuration, example) pairs; dropped "
+        f"{len(rows) - len(last)} duplicate rows of {doubled} pairs, keeping the last of each "
+        f"({differ} of the dropped rows had other outputs than the kept one). Two runs probably wrote "
+        "this folder at once.",
+        stacklevel=3,
+    )
     return list(last.values())
 
 
@@ -120,8 +132,11 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         try:
             rows.append(parse_row(path, len(lines) + 1, cut))  # complete JSON, only the newline was lost
         except ValueError:
-            warnings.warn(f"{path}: dropped its last line {len(lines) + 1}, cut by an interruption (no newline, "
-                          "not a whole row); that example will be recomputed.", stacklevel=3)
+            warnings.warn(
+                f"{path}: dropped its last line {len(lines) + 1}, cut by an interruption (no newline, "
+                "not a whole row); that example will be recomputed.",
+                stacklevel=3,
+            )
         write_rows(path, rows)
     return dedup_rows(rows, str(path))
 
@@ -138,7 +153,7 @@ def append_row(path: Path, row: dict[str, Any]) -> None:
 
 
 @contextmanager
-def results_lock(folder: Optional[Path], world: World, what: str = "the evaluation folder") -> Iterator[None]:
+def results_lock(folder: Path | None, world: World, what: str = "the evaluation folder") -> Iterator[None]:
     """Hold ``FOLDER/.lock`` (:func:`pasta_lens.io.folder_lock`) on the writing rank while the body runs.
 
     Under ``torchrun`` only rank 0 writes, so only rank 0 locks; its success or refusal is broadcast, so every

@@ -20,9 +20,10 @@ alpha and schedule arguments as :func:`pasta_lens.steer`); nothing here chooses 
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional, Sequence, Union
+from typing import Any
 
 import torch
 
@@ -76,8 +77,7 @@ def method_engine(method: Method, engine: Engine) -> str:
 
 
 @contextmanager
-def steering_context(model: Any, method: Method, plan: Optional[SteeringPlan], emphasis: Union[Emphasis, Any]
-                     ) -> Iterator[None]:
+def steering_context(model: Any, method: Method, plan: SteeringPlan | None, emphasis: Emphasis | Any) -> Iterator[None]:
     """The hooks that steer ``model`` as ``method`` does while the body runs (nothing for an unsteered method).
 
     PASTA: :func:`pasta_lens.steer` with the plan. A registered steering method (:mod:`pasta_lens.methods`):
@@ -98,16 +98,24 @@ def steering_context(model: Any, method: Method, plan: Optional[SteeringPlan], e
         yield
 
 
-def _as_plan(heads: Union[HeadSpec, SteeringPlan, None], alpha: Optional[AlphaSpec],
-             schedule: ScheduleSpec) -> Optional[SteeringPlan]:
+def _as_plan(
+    heads: HeadSpec | SteeringPlan | None, alpha: AlphaSpec | None, schedule: ScheduleSpec
+) -> SteeringPlan | None:
     if heads is None:  # unsteered: alpha and schedule have nothing to act on
         return None
     return plan_from_spec(heads, alpha, schedule)
 
 
-def candidate_token_logprobs(model: Any, rendered: Rendered, candidates: Sequence[str],
-                             heads: Union[HeadSpec, SteeringPlan, None] = None, alpha: Optional[AlphaSpec] = None,
-                             schedule: ScheduleSpec = None, *, method: Optional[Method] = None) -> list[list[float]]:
+def candidate_token_logprobs(
+    model: Any,
+    rendered: Rendered,
+    candidates: Sequence[str],
+    heads: HeadSpec | SteeringPlan | None = None,
+    alpha: AlphaSpec | None = None,
+    schedule: ScheduleSpec = None,
+    *,
+    method: Method | None = None,
+) -> list[list[float]]:
     """Teacher-forced log-probability of each token of each candidate continuation of one prompt.
 
     One forward pass over a small batch: a row per distinct multi-token prefix ``prompt + candidate[:-1]``
@@ -141,26 +149,33 @@ def candidate_token_logprobs(model: Any, rendered: Rendered, candidates: Sequenc
     pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
     tokens = torch.full((len(prefixes), width), pad, dtype=torch.long)
     for r, p in enumerate(prefixes):
-        tokens[r, :n + len(p)] = torch.tensor(prompt + list(p), dtype=torch.long)
+        tokens[r, : n + len(p)] = torch.tensor(prompt + list(p), dtype=torch.long)
     tokens = tokens.to(em.tokens.device)
-    with torch.inference_mode(), steering_context(model, method or Method("pasta", heads="profile"), plan,
-                                                  em.key_mask):
+    with torch.inference_mode(), steering_context(model, method or Method("pasta", heads="profile"), plan, em.key_mask):
         logits = model(tokens)
-    logp = torch.log_softmax(logits[:, n - 1:].float(), dim=-1)
+    logp = torch.log_softmax(logits[:, n - 1 :].float(), dim=-1)
     return [[float(logp[row_of[tuple(c[:-1])] if len(c) > 1 else 0, i, t]) for i, t in enumerate(c)] for c in ids]
 
 
-def candidate_logprobs(model: Any, rendered: Rendered, candidates: Sequence[str], reduce: str = "sum",
-                       heads: Union[HeadSpec, SteeringPlan, None] = None, alpha: Optional[AlphaSpec] = None,
-                       schedule: ScheduleSpec = None) -> list[float]:
+def candidate_logprobs(
+    model: Any,
+    rendered: Rendered,
+    candidates: Sequence[str],
+    reduce: str = "sum",
+    heads: HeadSpec | SteeringPlan | None = None,
+    alpha: AlphaSpec | None = None,
+    schedule: ScheduleSpec = None,
+) -> list[float]:
     """One number per candidate: the sum (``reduce="sum"``, the whole string's log-probability) or the mean
     (``"mean"``, ROME's per-token score) of :func:`candidate_token_logprobs`.
 
     Example:
         >>> candidate_logprobs(model, r, [" nurse", " software engineer"], heads=[(20, 0)])
     """
-    return [reduce_logprobs(lps, reduce) for lps in candidate_token_logprobs(model, rendered, candidates, heads,
-                                                                             alpha, schedule)]
+    return [
+        reduce_logprobs(lps, reduce)
+        for lps in candidate_token_logprobs(model, rendered, candidates, heads, alpha, schedule)
+    ]
 
 
 def reduce_logprobs(token_logprobs: Sequence[float], reduce: str) -> float:
@@ -179,8 +194,14 @@ def reduce_logprobs(token_logprobs: Sequence[float], reduce: str) -> float:
     raise ValueError(f"reduce must be 'sum', 'mean' or 'first'; got {reduce!r}.")
 
 
-def generate_texts(model: Any, rendered: Sequence[Rendered], method: Method, plan: Optional[SteeringPlan],
-                   max_new_tokens: int, engine: Engine) -> list[str]:
+def generate_texts(
+    model: Any,
+    rendered: Sequence[Rendered],
+    method: Method,
+    plan: SteeringPlan | None,
+    max_new_tokens: int,
+    engine: Engine,
+) -> list[str]:
     """Greedy continuations of a batch of rendered prompts (left-padded, KV cache), steered as ``method`` with
     ``plan``, on ``engine`` (:func:`method_engine`)."""
     em = emphasis_of(model, rendered)

@@ -29,9 +29,10 @@ Everything here is text in, frozen dataclass out: no model is needed (the CLI ch
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Optional, Sequence, Union
+from typing import Any
 
 from pasta_lens.schedule import Schedule
 
@@ -41,13 +42,26 @@ BASELINES: tuple[str, ...] = ("zero-shot", "star", "quote", "few-shot", "all-hea
 ALPHAS: tuple[float, ...] = (0.001, 0.01, 0.1, 0.5)
 """The alpha ablation's strengths."""
 
-LABELS = {"zero-shot": "Zero-shot", "star": "`*`-marked", "quote": '`"`-marked', "few-shot": "Few-shot (3)",
-          "all-heads": "PASTA, all heads", "random": "PASTA, random heads", "pasta": "PASTA, profile heads"}
+LABELS = {
+    "zero-shot": "Zero-shot",
+    "star": "`*`-marked",
+    "quote": '`"`-marked',
+    "few-shot": "Few-shot (3)",
+    "all-heads": "PASTA, all heads",
+    "random": "PASTA, random heads",
+    "pasta": "PASTA, profile heads",
+}
 """Table labels of the built-in methods (a method's options follow in brackets)."""
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "zero-shot": {}, "star": {"marking": "*"}, "quote": {"marking": '"'}, "few-shot": {"few_shot": 3},
-    "all-heads": {"heads": "all"}, "random": {"heads": "random"}, "pasta": {"heads": "profile"}}
+    "zero-shot": {},
+    "star": {"marking": "*"},
+    "quote": {"marking": '"'},
+    "few-shot": {"few_shot": 3},
+    "all-heads": {"heads": "all"},
+    "random": {"heads": "random"},
+    "pasta": {"heads": "profile"},
+}
 
 PASTA_OPTIONS = ("alpha", "k", "schedule")
 
@@ -72,9 +86,9 @@ class Method:
     marking: str = "none"
     few_shot: int = 0
     heads: str = "none"
-    alpha: Optional[float] = None
-    k: Optional[int] = None
-    schedule: Optional[Schedule] = None
+    alpha: float | None = None
+    k: int | None = None
+    schedule: Schedule | None = None
     steering: str = "pasta"
     params: tuple[tuple[str, Any], ...] = ()
 
@@ -86,8 +100,10 @@ class Method:
         if self.k is not None and self.k < 1:
             raise ValueError(f"k must be a positive number of heads; got {self.k} in method {self.name!r}.")
         if self.steering != "pasta" and (self.heads == "none" or self.alpha is not None):
-            raise ValueError(f"Method {self.name!r}: a registered steering method steers heads (heads='all' or "
-                             "'profile') with its own params, not PASTA's alpha.")
+            raise ValueError(
+                f"Method {self.name!r}: a registered steering method steers heads (heads='all' or "
+                "'profile') with its own params, not PASTA's alpha."
+            )
 
     @property
     def steered(self) -> bool:
@@ -99,7 +115,7 @@ class Method:
         return LABELS.get(base, base) + (f" ({opts})" if opts else "")
 
 
-def steering_registry() -> Optional[ModuleType]:
+def steering_registry() -> ModuleType | None:
     """The registry of other steering methods, :mod:`pasta_lens.methods`, or None where it is not installed.
 
     The registry's contract (what the harness calls): ``available() -> names``, ``parse_spec(spec) -> (name,
@@ -137,28 +153,32 @@ def parse_method(spec: str) -> Method:
     if base not in PRESETS:
         registry = steering_registry()
         others = [m for m in (registry.available() if registry is not None else ()) if m != "pasta"]
-        raise ValueError(f"Unknown method {spec!r}; use one of {BASELINES}, optionally with options such as "
-                         "pasta:alpha=0.1, pasta:k=20 or pasta:schedule=prompt"
-                         + (f", or a steering method: {', '.join(others)}." if others else "."))
+        raise ValueError(
+            f"Unknown method {spec!r}; use one of {BASELINES}, optionally with options such as "
+            "pasta:alpha=0.1, pasta:k=20 or pasta:schedule=prompt"
+            + (f", or a steering method: {', '.join(others)}." if others else ".")
+        )
     kwargs: dict[str, Any] = dict(PRESETS[base])
     for item in filter(None, opts.split(",")):
         key, sep, value = item.partition("=")
         try:
             if not sep or key not in PASTA_OPTIONS:
                 raise ValueError
-            kwargs[key] = (Schedule.parse(value) if key == "schedule" else float(value) if key == "alpha"
-                           else int(value))
+            kwargs[key] = Schedule.parse(value) if key == "schedule" else float(value) if key == "alpha" else int(value)
         except ValueError as err:
             hint = f" ({err})" if key == "schedule" and sep else ""
-            raise ValueError(f"Bad option {item!r} in method {spec!r}: use alpha=<float>, k=<int> or "
-                             f"schedule=<all|prompt|first:N|decay:G>{hint}.") from None
+            raise ValueError(
+                f"Bad option {item!r} in method {spec!r}: use alpha=<float>, k=<int> or "
+                f"schedule=<all|prompt|first:N|decay:G>{hint}."
+            ) from None
     if any(o in kwargs for o in PASTA_OPTIONS) and kwargs.get("heads", "none") == "none":
-        raise ValueError(f"Method {spec!r}: alpha=, k= and schedule= only apply to steered methods (all-heads, "
-                         "random, pasta).")
+        raise ValueError(
+            f"Method {spec!r}: alpha=, k= and schedule= only apply to steered methods (all-heads, random, pasta)."
+        )
     return Method(name=spec.strip(), **kwargs)
 
 
-def parse_methods(methods: Union[str, Sequence[str]]) -> list[Method]:
+def parse_methods(methods: str | Sequence[str]) -> list[Method]:
     """``"all"`` (every baseline), one spec or a list of specs -> :class:`Method` s (each name once).
 
     Raises:
@@ -173,9 +193,13 @@ def parse_methods(methods: Union[str, Sequence[str]]) -> list[Method]:
     return parsed
 
 
-def ablation_methods(alphas: Sequence[float] = ALPHAS, ks: Sequence[int] = (), default_alpha: float = 0.01,
-                     schedules: Sequence[Union[str, Schedule]] = (),
-                     default_schedule: Union[str, Schedule, None] = "all") -> list[str]:
+def ablation_methods(
+    alphas: Sequence[float] = ALPHAS,
+    ks: Sequence[int] = (),
+    default_alpha: float = 0.01,
+    schedules: Sequence[str | Schedule] = (),
+    default_schedule: str | Schedule | None = "all",
+) -> list[str]:
     """Method specs of the ablations: PASTA at each alpha (other than the default), with the top-k heads, and
     under each schedule (other than the default).
 
@@ -185,5 +209,8 @@ def ablation_methods(alphas: Sequence[float] = ALPHAS, ks: Sequence[int] = (), d
     """
     out = [f"pasta:alpha={a:g}" for a in alphas if not math.isclose(a, default_alpha)]
     default = Schedule.parse(default_schedule)
-    return out + [f"pasta:k={k}" for k in ks] + [f"pasta:schedule={Schedule.parse(s)}" for s in schedules
-                                                 if Schedule.parse(s) != default]
+    return (
+        out
+        + [f"pasta:k={k}" for k in ks]
+        + [f"pasta:schedule={Schedule.parse(s)}" for s in schedules if Schedule.parse(s) != default]
+    )
