@@ -8,17 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pasta_lens.evaluation import (
-    BASELINES,
-    HeadSource,
-    ablation_methods,
-    candidate_logprobs,
-    evaluate,
-    load_source,
-    method_plan,
-    parse_method,
-    ranked_heads,
-)
+from pasta_lens.evaluation import (BASELINES, HeadSource, ablation_methods, candidate_logprobs, evaluate,
+                                   load_source, method_plan, parse_method, ranked_heads)
 from pasta_lens.spans import emphasize
 from pasta_lens.steering import steer
 from pasta_lens.tasks import Biography, CounterFactTask, get_task
@@ -43,13 +34,8 @@ def test_parse_method():
     m = parse_method("pasta:alpha=0.1,k=2")
     assert (m.heads, m.alpha, m.k) == ("profile", 0.1, 2) and m.label == "PASTA, profile heads (alpha=0.1,k=2)"
     assert parse_method("star").marking == "*" and parse_method("few-shot").few_shot == 3
-    for bad, msg in [
-        ("pastaa", "Unknown method"),
-        ("pasta:beta=1", "Bad option"),
-        ("pasta:alpha=2", r"\(0, 1\]"),
-        ("zero-shot:alpha=0.1", "only apply"),
-        ("pasta:k=0", "positive"),
-    ]:
+    for bad, msg in [("pastaa", "Unknown method"), ("pasta:beta=1", "Bad option"), ("pasta:alpha=2", r"\(0, 1\]"),
+                     ("zero-shot:alpha=0.1", "only apply"), ("pasta:k=0", "positive")]:
         with pytest.raises(ValueError, match=msg):
             parse_method(bad)
     assert ablation_methods((0.001, 0.01, 0.1), (5,)) == ["pasta:alpha=0.001", "pasta:alpha=0.1", "pasta:k=5"]
@@ -93,7 +79,7 @@ def test_candidate_logprobs_match_one_by_one(llama, reduce):
             n = em.tokens.shape[1]
             ctx = steer(llama, heads, em, 0.01) if heads else torch.inference_mode()
             with torch.inference_mode(), ctx:
-                logp = torch.log_softmax(llama(tokens)[0, n - 1 : -1].float(), -1)
+                logp = torch.log_softmax(llama(tokens)[0, n - 1:-1].float(), -1)
             ref = sum(float(logp[i, t]) for i, t in enumerate(ids))
             assert value == pytest.approx(ref / len(ids) if reduce == "mean" else ref, abs=1e-4)
     assert candidate_logprobs(llama, r, cands, reduce, HEADS) != candidate_logprobs(llama, r, cands, reduce, None)
@@ -102,35 +88,16 @@ def test_candidate_logprobs_match_one_by_one(llama, reduce):
 def short_bios(k=60):
     """Short biographies (the tiny tokenizer makes long ones slow), with names and gendered pronouns."""
     occs = ["nurse", "dj", "software_engineer", "poet", "architect"]
-    return [
-        Biography(
-            uid=f"short:{i}",
-            source="synthetic",
-            name=f"Ana {i}",
-            occupation=occs[i % 5],
-            gender="F",
-            context=f"Ana {i} is a {occs[i % 5].replace('_', ' ')}. She works.",
-            first_sentence_end=len(f"Ana {i} is a {occs[i % 5].replace('_', ' ')}."),
-            neutral="x",
-        )
-        for i in range(k)
-    ]
+    return [Biography(uid=f"short:{i}", source="synthetic", name=f"Ana {i}", occupation=occs[i % 5], gender="F",
+                      context=f"Ana {i} is a {occs[i % 5].replace('_', ' ')}. She works.", first_sentence_end=len(
+                          f"Ana {i} is a {occs[i % 5].replace('_', ' ')}."), neutral="x") for i in range(k)]
 
 
 def test_end_to_end_tiny(llama, tmp_path, cf_task):
     bios = short_bios()
     tasks = [get_task("json", bios=bios), get_task("pronoun", bios=bios), get_task("biasbios", bios=bios), cf_task]
-    res = evaluate(
-        llama,
-        tasks,
-        ["zero-shot", "star", "few-shot", "random", "pasta", "pasta:alpha=0.5"],
-        n=2,
-        heads=HEADS,
-        out_dir=tmp_path,
-        batch_size=2,
-        max_new_tokens=4,
-        progress=False,
-    )
+    res = evaluate(llama, tasks, ["zero-shot", "star", "few-shot", "random", "pasta", "pasta:alpha=0.5"], n=2,
+                   heads=HEADS, out_dir=tmp_path, batch_size=2, max_new_tokens=4, progress=False)
     rows = [json.loads(line) for line in (tmp_path / "examples.jsonl").read_text().splitlines()]
     assert len(rows) == 4 * 6 * 2 == len(res.rows)
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -154,7 +121,8 @@ def test_end_to_end_tiny(llama, tmp_path, cf_task):
     cf = by[("counterfact", "pasta", cf_task.examples("test", 1)[0].uid)]
     assert {"es", "ps0"} <= set(cf["outputs"]) and len(cf["outputs"]["es"]) == 2
     # greedy decoding is deterministic: the same configuration reproduces the same outputs from scratch
-    again = evaluate(llama, [tasks[0]], ["pasta"], n=2, heads=HEADS, batch_size=1, max_new_tokens=4, progress=False)
+    again = evaluate(llama, [tasks[0]], ["pasta"], n=2, heads=HEADS, batch_size=1, max_new_tokens=4,
+                     progress=False)
     assert [r["outputs"] for r in again.rows] == [by[("json", "pasta", r["uid"])]["outputs"] for r in again.rows]
 
 
@@ -187,7 +155,7 @@ def test_resume_after_interruption(llama, tmp_path):
     task = JsonTask(bios=short_bios())
     with pytest.warns(UserWarning, match="line 3, cut by an interruption"):
         res = evaluate(llama, [task], ["pasta"], **kw)
-    assert len(res.rows) == 4 and res.rows[0]["metrics"]["f_acc"] == 1.0  # reused (and rescored)
+    assert len(res.rows) == 4 and res.rows[0]["metrics"]["f_acc"] == 1.0         # reused (and rescored)
     assert [r["uid"] for r in res.rows] == [e.uid for e in task.examples("test", 4)]
     assert res.summary["tasks"]["json"]["pasta"]["f_acc"] >= 1 / 4
     assert len(path.read_text().splitlines()) == 4  # 2 kept + 2 new rows: the cut line is gone, nothing recomputed
@@ -203,11 +171,8 @@ def test_resume_after_interruption(llama, tmp_path):
     fresh = evaluate(llama, [task], ["pasta"], **{**kw, "n": 1}, resume=False)
     assert fresh.rows[0]["outputs"]["output"] != first["outputs"]["output"]  # recomputed, not the planted row
     after = path.read_text().splitlines()
-    replaced = [
-        line
-        for line in before
-        if json.loads(line)["uid"] == fresh.rows[0]["uid"] and json.loads(line)["config"] == fresh.rows[0]["config"]
-    ]
+    replaced = [line for line in before if json.loads(line)["uid"] == fresh.rows[0]["uid"]
+                and json.loads(line)["config"] == fresh.rows[0]["config"]]
     assert len(replaced) == 1 and len(after) == len(before) == 9  # 4 pasta + 4 alpha=0.5 + 1 short
     assert sorted(after) == sorted([line for line in before if line not in replaced] + [json.dumps(fresh.rows[0])])
 
@@ -273,38 +238,9 @@ def test_cli_evaluate_end_to_end(saved_llama, cf_task, tmp_path, capsys):
     from pasta_lens.models import load_model
 
     out = tmp_path / "run"
-    assert (
-        main(
-            [
-                "evaluate",
-                "--model",
-                saved_llama,
-                "--tasks",
-                "counterfact",
-                "--data-dir",
-                str(cf_task.data_dir),
-                "--heads",
-                "1:0,2:*",
-                "--baselines",
-                "zero-shot,pasta",
-                "--alphas",
-                "0.1",
-                "--ks",
-                "2",
-                "--split",
-                "test",
-                "--n",
-                "2",
-                "--max-new-tokens",
-                "3",
-                "--batch-size",
-                "2",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert main(["evaluate", "--model", saved_llama, "--tasks", "counterfact", "--data-dir", str(cf_task.data_dir),
+                 "--heads", "1:0,2:*", "--baselines", "zero-shot,pasta", "--alphas", "0.1", "--ks", "2",
+                 "--split", "test", "--n", "2", "--max-new-tokens", "3", "--batch-size", "2", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     rows = [json.loads(line) for line in (out / "examples.jsonl").read_text().splitlines()]
     methods = ["zero-shot", "pasta", "pasta:alpha=0.1", "pasta:k=2"]
@@ -315,21 +251,11 @@ def test_cli_evaluate_end_to_end(saved_llama, cf_task, tmp_path, capsys):
     assert summary["config"]["heads"]["pasta:k=2"] == [list(h) for h in heads[:2]]
     assert (out / "table.md").read_text() in printed
     # the same evaluation through the Python API gives the same outputs and metrics row by row
-    ref = evaluate(
-        load_model(saved_llama),
-        [cf_task],
-        methods,
-        "test",
-        2,
-        heads=heads,
-        batch_size=2,
-        max_new_tokens=3,
-        progress=False,
-    )
+    ref = evaluate(load_model(saved_llama), [cf_task], methods, "test", 2, heads=heads, batch_size=2,
+                   max_new_tokens=3, progress=False)
     key = lambda r: (r["method"], r["uid"])  # noqa: E731
     assert [(key(r), r["outputs"], r["metrics"]) for r in sorted(rows, key=key)] == [
-        (key(r), r["outputs"], r["metrics"]) for r in sorted(ref.rows, key=key)
-    ]
+        (key(r), r["outputs"], r["metrics"]) for r in sorted(ref.rows, key=key)]
     # and the steering settings reached the model: the alpha ablation and the k ablation change the outputs
     by = {key(r): r["outputs"]["es"] for r in rows}
     uid = rows[0]["uid"]
@@ -372,17 +298,14 @@ def test_summary_intervals_wilson_for_accuracies_and_se_for_fluency():
     method = parse_method("zero-shot")
     es = [1, 1, 0, 1, 0, 1, 1, 1]
     flu = [3.0, 4.0, 5.0, 3.5, 4.5, 4.0, 2.0, 6.0]
-    rows = [
-        {"task": "counterfact", "method": "zero-shot", "metrics": {"es": e, "ps": e, "fluency": f}}
-        for e, f in zip(es, flu)
-    ]
+    rows = [{"task": "counterfact", "method": "zero-shot", "metrics": {"es": e, "ps": e, "fluency": f}}
+            for e, f in zip(es, flu)]
     s = summarize(rows, [task], [method])["tasks"]["counterfact"]["zero-shot"]
     assert s["ci95_es"] == list(wilson_interval(6, 8))
     mean = sum(flu) / 8
     sd = math.sqrt(sum((v - mean) ** 2 for v in flu) / 7)
-    assert s["ci95_fluency"] == pytest.approx(
-        [mean - 1.96 * sd / math.sqrt(8), mean + 1.96 * sd / math.sqrt(8)], rel=1e-4
-    )
+    assert s["ci95_fluency"] == pytest.approx([mean - 1.96 * sd / math.sqrt(8), mean + 1.96 * sd / math.sqrt(8)],
+                                              rel=1e-4)
     table = markdown_table(summarize(rows, [task], [method]), [task], [method])
     low, high = wilson_interval(6, 8)
     assert f"[{100 * low:.1f}, {100 * high:.1f}]" in table.split("95% intervals")[1]
@@ -414,9 +337,8 @@ def test_fraction_intervals_are_clipped_to_0_1_and_others_are_not():
     assert interval95(ps) == pytest.approx((mean - 1.96 * se, 1.0))
     assert interval95([v * 10 for v in ps])[1] == pytest.approx(10 * (mean + 1.96 * se))  # not a fraction
     task, method = get_task("counterfact"), parse_method("zero-shot")
-    rows = [
-        {"task": "counterfact", "method": "zero-shot", "metrics": {"es": 1, "ps": p, "fluency": 4.0 + p}} for p in ps
-    ]
+    rows = [{"task": "counterfact", "method": "zero-shot", "metrics": {"es": 1, "ps": p, "fluency": 4.0 + p}}
+            for p in ps]
     s = summarize(rows, [task], [method])
     assert s["tasks"]["counterfact"]["zero-shot"]["ci95_ps"][1] == 1.0
     assert s["average_ci95"]["zero-shot"][1] == 1.0
@@ -437,7 +359,6 @@ def test_rows_record_the_engine_that_made_them(llama, tmp_path, monkeypatch):
         def wrapped(*args, **kwargs):
             calls[name] += 1
             return fn(*args, **kwargs)
-
         return wrapped
 
     monkeypatch.setattr(scoring, "hf_generate_tokens", spy("hf", scoring.hf_generate_tokens))
@@ -479,9 +400,8 @@ def _reference_token_logprobs(model, rendered, candidates, alphas):
     prepend = rendered.prepend_bos if rendered.prepend_bos is not None else model.cfg.default_prepend_bos
     bos = [tok.bos_token_id] if prepend else []
     prompt = bos + enc["input_ids"]
-    inside = [
-        a < b and any(a < end and start < b for start, end in rendered.char_spans) for a, b in enc["offset_mapping"]
-    ]
+    inside = [a < b and any(a < end and start < b for start, end in rendered.char_spans)
+              for a, b in enc["offset_mapping"]]
     outside = torch.tensor([True] * len(bos) + [not x for x in inside])  # BOS is a prompt key outside the span
     out = []
     for cand in candidates:
@@ -489,17 +409,15 @@ def _reference_token_logprobs(model, rendered, candidates, alphas):
         tokens = torch.tensor([prompt + ids])
         hooks = []
         for layer in sorted({h[0] for h in alphas}):
-
             def hook(pattern, hook, layer=layer):
                 pattern = pattern.clone()
                 for (lay, head), a in alphas.items():
                     if lay == layer:
                         weights = torch.ones(pattern.shape[-1])
-                        weights[: len(prompt)][outside] = a
+                        weights[:len(prompt)][outside] = a
                         scaled = pattern[0, head] * weights
                         pattern[0, head] = scaled / scaled.sum(-1, keepdim=True)
                 return pattern
-
             hooks.append((f"blocks.{layer}.attn.hook_pattern", hook))
         with torch.inference_mode():
             logp = torch.log_softmax(model.run_with_hooks(tokens, fwd_hooks=hooks)[0].float(), dim=-1)
@@ -514,36 +432,24 @@ def test_each_method_steers_at_the_alphas_of_the_precedence_rule(llama, cf_task)
     on the rows' per-token log-probs against an independent additive reference (not the harness's scoring)."""
     from pasta_lens import HeadProfile, weights_hash
 
-    shape = dict(
-        model_name="tiny",
-        weights_hash=weights_hash(llama),
-        n_layers=llama.cfg.n_layers,
-        n_heads=llama.cfg.n_heads,
-        heads=tuple(sorted(HEADS)),
-    )
+    shape = dict(model_name="tiny", weights_hash=weights_hash(llama), n_layers=llama.cfg.n_layers,
+                 n_heads=llama.cfg.n_heads, heads=tuple(sorted(HEADS)))
     learned = HeadProfile(**shape, alpha=0.3, head_alphas={(1, 0): 0.05, (2, 1): 0.2, (2, 3): 0.5})
     scalar = HeadProfile(**shape, alpha=0.05)
     ex = cf_task.examples("test", 1)[0]
     q = cf_task.queries(ex)[0]
     rendered = cf_task.render(llama, q.markup)
     kw = dict(n=1, max_new_tokens=1, progress=False)
-    runs = {
-        "learned": evaluate(llama, [cf_task], ["pasta", "pasta:k=1", "random", "all-heads"], profile=learned, **kw),
-        "scalar": evaluate(llama, [cf_task], ["pasta", "random"], profile=scalar, **kw),
-        "explicit": evaluate(llama, [cf_task], ["pasta", "pasta:alpha=0.5"], profile=learned, alpha=0.2, **kw),
-    }
+    runs = {"learned": evaluate(llama, [cf_task], ["pasta", "pasta:k=1", "random", "all-heads"], profile=learned,
+                                **kw),
+            "scalar": evaluate(llama, [cf_task], ["pasta", "random"], profile=scalar, **kw),
+            "explicit": evaluate(llama, [cf_task], ["pasta", "pasta:alpha=0.5"], profile=learned, alpha=0.2, **kw)}
     every = [(layer, h) for layer in range(3) for h in range(4)]
     random_heads = [tuple(h) for h in runs["learned"].summary["config"]["heads"]["random"]]
-    want = {
-        ("learned", "pasta"): dict(learned.head_alphas),
-        ("learned", "pasta:k=1"): {(1, 0): 0.05},
-        ("learned", "random"): {h: 0.01 for h in random_heads},
-        ("learned", "all-heads"): {h: 0.01 for h in every},
-        ("scalar", "pasta"): {h: 0.05 for h in HEADS},
-        ("scalar", "random"): {h: 0.01 for h in random_heads},
-        ("explicit", "pasta"): {h: 0.2 for h in HEADS},
-        ("explicit", "pasta:alpha=0.5"): {h: 0.5 for h in HEADS},
-    }
+    want = {("learned", "pasta"): dict(learned.head_alphas), ("learned", "pasta:k=1"): {(1, 0): 0.05},
+            ("learned", "random"): {h: 0.01 for h in random_heads}, ("learned", "all-heads"): {h: 0.01 for h in every},
+            ("scalar", "pasta"): {h: 0.05 for h in HEADS}, ("scalar", "random"): {h: 0.01 for h in random_heads},
+            ("explicit", "pasta"): {h: 0.2 for h in HEADS}, ("explicit", "pasta:alpha=0.5"): {h: 0.5 for h in HEADS}}
     plain = _reference_token_logprobs(llama, rendered, q.candidates, {})
     for (run, method), alphas in want.items():
         row = next(r for r in runs[run].rows if r["method"] == method)

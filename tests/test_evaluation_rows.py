@@ -22,17 +22,13 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_counterfact_es_ps_compare_first_tokens_and_keep_rome_means():
     """ES / PS compare the objects' first-token probabilities (the official PASTA code's); the ROME columns
     compare mean per-token log-probs. Built so that the two disagree in both directions, with a tie."""
-    fact = Fact(
-        uid="cf:1", source="t", case_id=1, prompt="p is", target_new="a b", target_true="c", paraphrases=("q", "r")
-    )
+    fact = Fact(uid="cf:1", source="t", case_id=1, prompt="p is", target_new="a b", target_true="c",
+                paraphrases=("q", "r"))
     task = CounterFactTask(facts=[fact])
     results = {
-        "es": [-1.5, -1.0],
-        "es.tokens": [[-0.5, -2.5], [-1.0]],  # first token wins, mean loses
-        "ps0": [-0.2, -1.0],
-        "ps0.tokens": [[-2.0, 1.6], [-1.0]],  # first token loses, mean wins
-        "ps1": [-1.0, -3.0],
-        "ps1.tokens": [[-1.0, -1.0], [-1.0]],  # a tie on the first token: a failure
+        "es": [-1.5, -1.0], "es.tokens": [[-0.5, -2.5], [-1.0]],     # first token wins, mean loses
+        "ps0": [-0.2, -1.0], "ps0.tokens": [[-2.0, 1.6], [-1.0]],    # first token loses, mean wins
+        "ps1": [-1.0, -3.0], "ps1.tokens": [[-1.0, -1.0], [-1.0]],   # a tie on the first token: a failure
     }
     m = task.metrics_from(fact, results)
     assert m == {"es": 1.0, "ps": 0.0, "es_rome": 0.0, "ps_rome": 1.0}
@@ -50,11 +46,8 @@ def test_duplicate_rows_are_kept_once_and_reported(llama, tmp_path):
     other = json.loads(lines[0])
     other["outputs"]["output"] = '{"name": "x", "occupation": "nurse"}'  # a second run's row, last: it is kept
     path.write_text("\n".join(lines + lines[1:3] + [json.dumps(other)]) + "\n")
-    with pytest.warns(
-        UserWarning,
-        match=r"7 rows for 4 distinct .* dropped 3 duplicate rows of 3 pairs.* \(1 of "
-        r"the dropped rows had other outputs",
-    ):
+    with pytest.warns(UserWarning, match=r"7 rows for 4 distinct .* dropped 3 duplicate rows of 3 pairs.* \(1 of "
+                                         r"the dropped rows had other outputs"):
         again = evaluate(llama, [task], ["zero-shot", "pasta"], **kw)
     assert len(again.rows) == 4 and [r["uid"] for r in again.rows] == [r["uid"] for r in first.rows]
     assert again.rows[0]["outputs"]["output"] == other["outputs"]["output"]
@@ -98,25 +91,8 @@ def test_a_second_run_on_one_folder_is_refused_naming_the_first(saved_llama, tmp
             assert first.poll() is None, "the first run ended before its loop"
             assert time.time() < deadline, "the first run never reached its loop"
             time.sleep(0.1)
-        code = main(
-            [
-                "evaluate",
-                "--model",
-                saved_llama,
-                "--tasks",
-                "json",
-                "--heads",
-                "1:0",
-                "--baselines",
-                "zero-shot,pasta",
-                "--n",
-                "2",
-                "--max-new-tokens",
-                "2",
-                "--out",
-                str(out),
-            ]
-        )
+        code = main(["evaluate", "--model", saved_llama, "--tasks", "json", "--heads", "1:0", "--baselines",
+                     "zero-shot,pasta", "--n", "2", "--max-new-tokens", "2", "--out", str(out)])
         err = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]  # after the loading bars
         assert code == 2 and err.startswith("pasta-lens: error:")
         assert f"in use by process {first.pid}" in err and "first_run.py" in err and str(out) in err
@@ -129,28 +105,8 @@ def test_a_second_run_on_one_folder_is_refused_naming_the_first(saved_llama, tmp
     rows = [json.loads(line) for line in (out / "examples.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and len({(r["config"], r["uid"]) for r in rows}) == 2
     assert not (out / ".lock").exists()  # released on exit
-    assert (
-        main(
-            [
-                "evaluate",
-                "--model",
-                saved_llama,
-                "--tasks",
-                "json",
-                "--heads",
-                "1:0",
-                "--baselines",
-                "zero-shot",
-                "--n",
-                "1",
-                "--max-new-tokens",
-                "2",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )  # free again
+    assert main(["evaluate", "--model", saved_llama, "--tasks", "json", "--heads", "1:0", "--baselines",
+                 "zero-shot", "--n", "1", "--max-new-tokens", "2", "--out", str(out)]) == 0  # free again
 
 
 @pytest.fixture(scope="module")
@@ -165,21 +121,14 @@ def saved_llama(tmp_path_factory):
 
 
 EVALUATION = sorted((ROOT / "pasta_lens" / "evaluation").glob("*.py")) + [
-    ROOT / "pasta_lens" / "cli" / "evaluate.py",
-    ROOT / "pasta_lens" / "cli" / "transfer.py",
-]
+    ROOT / "pasta_lens" / "cli" / "evaluate.py", ROOT / "pasta_lens" / "cli" / "transfer.py"]
 
 
 @pytest.mark.parametrize("path", EVALUATION, ids=lambda p: p.name)
 def test_evaluation_modules_import_no_private_names_and_stay_small(path):
     tree = ast.parse(path.read_text())
-    private = [
-        f"{node.module}.{alias.name}"
-        for node in ast.walk(tree)
-        if isinstance(node, ast.ImportFrom)
-        for alias in node.names
-        if alias.name.startswith("_") and node.module != "__future__"
-    ]
+    private = [f"{node.module}.{alias.name}" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+               for alias in node.names if alias.name.startswith("_") and node.module != "__future__"]
     assert not private, f"{path.name} imports private names {private}: make them public in their owner"
     assert len(path.read_text().splitlines()) < 400
 
@@ -189,10 +138,7 @@ def test_evaluation_modules_import_in_one_direction():
     order = ["specs", "plans", "rows", "report", "scoring", "harness", "selection", "transfer"]
     for name in order:
         tree = ast.parse((ROOT / "pasta_lens" / "evaluation" / f"{name}.py").read_text())
-        used = {
-            node.module.rsplit(".", 1)[-1]
-            for node in ast.walk(tree)
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pasta_lens.evaluation.")
-        }
-        later = used & set(order[order.index(name) :])
+        used = {node.module.rsplit(".", 1)[-1] for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pasta_lens.evaluation.")}
+        later = used & set(order[order.index(name):])
         assert not later, f"evaluation.{name} imports {sorted(later)}, which come after it"

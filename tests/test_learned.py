@@ -74,7 +74,7 @@ def test_alphas_stay_within_alpha_min_and_one():
         a = learned.alphas
         assert bool(((a >= alpha_min) & (a <= 1.0)).all())
         assert math.isclose(float(a[0, 0]), 1.0) and math.isclose(float(a[1, 2]), alpha_min, rel_tol=1e-6)
-        assert float(a[0, 3]) == pytest.approx(alpha_min**0.5)  # g = 0: half strength on the log scale
+        assert float(a[0, 3]) == pytest.approx(alpha_min ** 0.5)  # g = 0: half strength on the log scale
         assert bool((a[0, :3].diff() <= 0).all())  # stronger logit, smaller alpha
 
 
@@ -130,9 +130,8 @@ def test_more_sparsity_keeps_fewer_heads(strong):
     init = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
     kept = {}
     for sparsity in (0.0, 2.0):
-        learned = learn_alphas(
-            model, examples, init, steps=20, lr=0.3, kl_weight=0.0, sparsity=sparsity, progress=False
-        )
+        learned = learn_alphas(model, examples, init, steps=20, lr=0.3, kl_weight=0.0, sparsity=sparsity,
+                               progress=False)
         kept[sparsity] = learned.kept(0.5)
     assert len(kept[0.0]) > 0
     assert len(kept[2.0]) < len(kept[0.0])
@@ -181,10 +180,8 @@ def test_interrupted_run_resumes_to_the_identical_result(strong, tmp_path):
     kw = dict(steps=7, lr=0.2, kl_weight=0.5, sparsity=0.01, per_step=1, seed=3, progress=False)
     reference = learn_alphas(model, examples, init, **kw)
     # each step calls each example's objective twice (unsteered + steered): call 11 is inside step 5
-    broken = {
-        t: [ProfilingExample(e.tokens, e.key_mask, _Interrupt(e.objective, 11), task=e.task) for e in exs]
-        for t, exs in examples.items()
-    }
+    broken = {t: [ProfilingExample(e.tokens, e.key_mask, _Interrupt(e.objective, 11), task=e.task) for e in exs]
+              for t, exs in examples.items()}
     path = tmp_path / "learned.ckpt"
     with pytest.raises(KeyboardInterrupt):
         learn_alphas(model, broken, init, checkpoint=path, checkpoint_every=2, **kw)
@@ -239,9 +236,8 @@ def test_init_logits_rank_heads_by_attribution(llama):
 def learned_tiny(llama):
     examples = steering_examples(llama)
     scores = profile_tasks(llama, examples, "attribution", progress=False)
-    learned = learn_alphas(
-        llama, examples, init_logits(scores), steps=15, lr=0.3, kl_weight=0.0, sparsity=0.0, progress=False
-    )
+    learned = learn_alphas(llama, examples, init_logits(scores), steps=15, lr=0.3, kl_weight=0.0, sparsity=0.0,
+                           progress=False)
     return learned_profile(llama, "tiny-llama", learned, task_scores=scores, seed=0, command="test")
 
 
@@ -269,17 +265,14 @@ def test_profiles_without_head_alphas_are_unchanged_and_still_load(llama, tmp_pa
     assert HeadProfile.load(path) == plain
 
 
-@pytest.mark.parametrize(
-    "edit, match",
-    [
-        (lambda d: d.update(head_alphas=[[0, 3, 0.1]]), r"missing \[\(2, 1\)\]"),
-        (lambda d: d.update(head_alphas=[[0, 3, 0.1], [2, 1, 0.2], [1, 1, 0.3]]), r"not in heads \[\(1, 1\)\]"),
-        (lambda d: d.update(head_alphas=[[0, 3, 0.1], [2, 1, 1.5]]), r"alpha must be in \(0, 1\]"),
-        (lambda d: d.update(head_alphas=[[0, 3, 0.1], [2, 1, 1e-40]]), "below the floor"),
-        (lambda d: d.update(head_alphas={"0": 1}), "list of \\[layer, head, alpha\\] triples"),
-        (lambda d: d.update(head_alphas=[[0, 3, 0.1], [0, 3, 0.2], [2, 1, 0.1]]), "lists a head twice"),
-    ],
-)
+@pytest.mark.parametrize("edit, match", [
+    (lambda d: d.update(head_alphas=[[0, 3, 0.1]]), r"missing \[\(2, 1\)\]"),
+    (lambda d: d.update(head_alphas=[[0, 3, 0.1], [2, 1, 0.2], [1, 1, 0.3]]), r"not in heads \[\(1, 1\)\]"),
+    (lambda d: d.update(head_alphas=[[0, 3, 0.1], [2, 1, 1.5]]), r"alpha must be in \(0, 1\]"),
+    (lambda d: d.update(head_alphas=[[0, 3, 0.1], [2, 1, 1e-40]]), "below the floor"),
+    (lambda d: d.update(head_alphas={"0": 1}), "list of \\[layer, head, alpha\\] triples"),
+    (lambda d: d.update(head_alphas=[[0, 3, 0.1], [0, 3, 0.2], [2, 1, 0.1]]), "lists a head twice"),
+])
 def test_bad_head_alphas_are_refused(llama, edit, match):
     from tests.test_profile import _profile
 
@@ -315,14 +308,14 @@ def test_harness_steers_pasta_at_the_profile_alphas(llama, learned_tiny):
 
     profile = learned_tiny
     task = get_task("counterfact")
-    res = evaluate(
-        llama, [task], ["pasta", "pasta:alpha=0.01", "random"], n=1, profile=profile, max_new_tokens=2, progress=False
-    )
+    res = evaluate(llama, [task], ["pasta", "pasta:alpha=0.01", "random"], n=1, profile=profile,
+                   max_new_tokens=2, progress=False)
     by = {r["method"]: r for r in res.rows}
     ex = task.examples("test", 1, 0)[0]
     q = task.queries(ex)[0]
     rendered = task.render(llama, q.markup)
-    truth = candidate_logprobs(llama, rendered, q.candidates, q.reduce, heads=profile.heads, alpha=profile.head_alphas)
+    truth = candidate_logprobs(llama, rendered, q.candidates, q.reduce, heads=profile.heads,
+                               alpha=profile.head_alphas)
     at_001 = candidate_logprobs(llama, rendered, q.candidates, q.reduce, heads=profile.heads, alpha=0.01)
     assert by["pasta"]["outputs"][q.key] == pytest.approx(truth, abs=1e-6)
     assert by["pasta:alpha=0.01"]["outputs"][q.key] == pytest.approx(at_001, abs=1e-6)
@@ -362,34 +355,9 @@ def test_cli_learned_end_to_end_and_resume(tiny_dir, tmp_path, capsys):
     from pasta_lens.models import load_model
 
     out = tmp_path / "learned.json"
-    argv = [
-        "profile",
-        "--model",
-        tiny_dir,
-        "--tasks",
-        "json,counterfact",
-        "--n",
-        "2",
-        "--method",
-        "learned",
-        "--steps",
-        "4",
-        "--sparsity",
-        "0",
-        "--kl-weight",
-        "0",
-        "--lr",
-        "0.5",
-        "--keep-below",
-        "0.999",
-        "--init-bias",
-        "0",
-        "--checkpoint-every",
-        "2",
-        "--out",
-        str(out),
-        "--quiet",
-    ]
+    argv = ["profile", "--model", tiny_dir, "--tasks", "json,counterfact", "--n", "2", "--method", "learned",
+            "--steps", "4", "--sparsity", "0", "--kl-weight", "0", "--lr", "0.5", "--keep-below", "0.999",
+            "--init-bias", "0", "--checkpoint-every", "2", "--out", str(out), "--quiet"]
     assert main(argv) == 0
     assert "heads with learned alphas" in capsys.readouterr().out
     profile = HeadProfile.load(out)
@@ -418,37 +386,10 @@ def test_cli_learned_schedule_cap_and_end_turn(tiny_dir, tmp_path, capsys):
     from pasta_lens.plan import spec_schedule as resolve_schedule
 
     out = tmp_path / "learned.json"
-    argv = [
-        "profile",
-        "--model",
-        tiny_dir,
-        "--tasks",
-        "json,counterfact",
-        "--n",
-        "2",
-        "--method",
-        "learned",
-        "--steps",
-        "2",
-        "--sparsity",
-        "0",
-        "--kl-weight",
-        "0",
-        "--lr",
-        "0.5",
-        "--keep-below",
-        "0.999",
-        "--init-bias",
-        "0",
-        "--schedule",
-        "first:2",
-        "--gain-cap",
-        "0.5",
-        "--end-turn",
-        "--out",
-        str(out),
-        "--quiet",
-    ]
+    argv = ["profile", "--model", tiny_dir, "--tasks", "json,counterfact", "--n", "2", "--method", "learned",
+            "--steps", "2", "--sparsity", "0", "--kl-weight", "0", "--lr", "0.5", "--keep-below", "0.999",
+            "--init-bias", "0", "--schedule", "first:2", "--gain-cap", "0.5", "--end-turn", "--out", str(out),
+            "--quiet"]
     assert main(argv) == 0
     profile = HeadProfile.load(out)
     assert profile.provenance["schedule"] == "first:2" and str(resolve_schedule(profile)) == "first:2"
@@ -484,26 +425,8 @@ def test_cli_learned_init_from_a_stored_attribution_profile(tiny_dir, tmp_path, 
     assert main(base + ["--method", "attribution", "--out", str(attribution)]) == 0
     stored = HeadProfile.load(attribution)
     out = tmp_path / "learned.json"
-    argv = [
-        "profile",
-        "--model",
-        tiny_dir,
-        "--tasks",
-        "json,counterfact",
-        "--n",
-        "2",
-        "--method",
-        "learned",
-        "--steps",
-        "1",
-        "--keep-below",
-        "0.999",
-        "--init-from",
-        str(attribution),
-        "--out",
-        str(out),
-        "--quiet",
-    ]
+    argv = ["profile", "--model", tiny_dir, "--tasks", "json,counterfact", "--n", "2", "--method", "learned",
+            "--steps", "1", "--keep-below", "0.999", "--init-from", str(attribution), "--out", str(out), "--quiet"]
     assert main(argv) == 0
     profile = HeadProfile.load(out)
     expected = init_logits({t: torch.tensor(stored.scores[t]) for t in ("json", "counterfact")})
@@ -513,23 +436,13 @@ def test_cli_learned_init_from_a_stored_attribution_profile(tiny_dir, tmp_path, 
     assert not (tmp_path / "learned.json.ckpt" / "json.ckpt").exists()  # no attribution pass was made
     assert build_parser().parse_args(profile.command.split()[1:]).init_from == str(attribution)
     # a task without a stored table
-    assert (
-        main(
-            [a if a != "json,counterfact" else "json,pronoun" for a in argv[:-3]]
-            + ["--out", str(tmp_path / "x.json"), "--quiet"]
-        )
-        == 2
-    )
+    assert main([a if a != "json,counterfact" else "json,pronoun" for a in argv[:-3]]
+                + ["--out", str(tmp_path / "x.json"), "--quiet"]) == 2
     assert "no score table for ['pronoun']" in capsys.readouterr().err
     # exact scores are not what the initialisation is defined on
     assert main(base + ["--method", "exact", "--out", str(exact)]) == 0
-    assert (
-        main(
-            [a if a != str(attribution) else str(exact) for a in argv[:-3]]
-            + ["--out", str(tmp_path / "y.json"), "--quiet"]
-        )
-        == 2
-    )
+    assert main([a if a != str(attribution) else str(exact) for a in argv[:-3]]
+                + ["--out", str(tmp_path / "y.json"), "--quiet"]) == 2
     assert "not attribution scores" in capsys.readouterr().err
 
 
@@ -539,16 +452,13 @@ def test_learned_smollm2_profile_steers_at_its_alphas(smollm2):
 
     from pasta_lens import load_profile
 
-    profile = load_profile(
-        str(Path(__file__).resolve().parents[1] / "experiments" / "profiles" / "smollm2-135m-instruct-learned.json")
-    )
+    profile = load_profile(str(Path(__file__).resolve().parents[1] / "experiments" / "profiles"
+                               / "smollm2-135m-instruct-learned.json"))
     profile.validate_for(smollm2)
     assert profile.method.startswith("learned") and set(profile.head_alphas) == set(profile.heads)
     assert profile.provenance["split"] == "train"
-    em = emphasize(
-        smollm2,
-        "Previously, Toko Yasuda played the guitar. *Currently, Toko Yasuda plays the piano.* Toko Yasuda plays the",
-    )
+    em = emphasize(smollm2, "Previously, Toko Yasuda played the guitar. *Currently, Toko Yasuda plays the piano.* "
+                            "Toko Yasuda plays the")
     with steer(smollm2, profile, em):
         got = _logits(smollm2, em.tokens)
     assert torch.equal(got, _logits(smollm2, em.tokens, pasta_hooks(profile.heads, em, alpha=profile.head_alphas)))
@@ -576,7 +486,7 @@ def test_learned_hooks_steer_the_rows_of_their_schedule(llama, schedule):
     n_prompt = em.tokens.shape[1]
     unsteered = _logits(llama, tokens)
     assert (ours[:, :n_prompt] - unsteered[:, :n_prompt]).abs().max() > 1e-2  # prompt rows steered
-    answer_moved = ours[:, n_prompt:] - _logits(llama, tokens, _hooks(g, 0.01, em.key_mask, "prompt"))[:, n_prompt:]
+    answer_moved = (ours[:, n_prompt:] - _logits(llama, tokens, _hooks(g, 0.01, em.key_mask, "prompt"))[:, n_prompt:])
     if schedule == "prompt":
         assert float(answer_moved.abs().max()) == 0.0
     else:  # the answer rows are steered too: different from the prompt-only model there
@@ -687,10 +597,8 @@ def test_close_weight_training_raises_the_closing_token(llama):
             total += float(torch.log_softmax(logits[0, ex.close - 1].float(), -1)[ex.tokens[0, ex.close]])
         return total
 
-    without, with_close = (
-        learn_alphas(llama, {"json": exs}, init, **kw),
-        learn_alphas(llama, {"json": exs}, init, close_weight=20.0, **kw),
-    )
+    without, with_close = learn_alphas(llama, {"json": exs}, init, **kw), learn_alphas(
+        llama, {"json": exs}, init, close_weight=20.0, **kw)
     assert with_close.settings["close_weight"] == 20.0 and without.settings["close_weight"] == 0.0
     assert close_lp(with_close) > close_lp(without) + 1e-3
 
@@ -701,11 +609,8 @@ def test_base_heads_are_steered_at_their_fixed_alphas_and_take_no_gradient(llama
     base = {(1, 2): 0.05, (2, 0): 0.3}
     g = torch.linspace(-3, 3, llama.cfg.n_layers * llama.cfg.n_heads).reshape(llama.cfg.n_layers, -1)
     alphas = strengths_to_alphas(g, 0.01)
-    per_head = {
-        (l, h): base.get((l, h), float(alphas[l, h]))
-        for l in range(llama.cfg.n_layers)
-        for h in range(llama.cfg.n_heads)
-    }
+    per_head = {(l, h): base.get((l, h), float(alphas[l, h]))
+                for l in range(llama.cfg.n_layers) for h in range(llama.cfg.n_heads)}
     ours = _logits(llama, tokens, _hooks(g, 0.01, em.key_mask, "prompt", base))
     ref = _logits(llama, tokens, pasta_hooks(list(per_head), em.key_mask, alpha=per_head, schedule="prompt"))
     assert (ours - ref).abs().max() <= 1e-5
@@ -748,15 +653,8 @@ def test_learning_on_top_of_a_base_keeps_it_and_adds_learned_heads(strong, tmp_p
 
 def _tiny_base_profile(tmp_path):
     """A saved two-head base profile of the tiny model, steered with schedule prompt: the file to --base-profile."""
-    base = HeadProfile(
-        model_name="tiny",
-        n_layers=3,
-        n_heads=4,
-        heads=[(0, 1), (2, 3)],
-        alpha=0.01,
-        tasks=("counterfact",),
-        provenance={"schedule": "prompt"},
-    )
+    base = HeadProfile(model_name="tiny", n_layers=3, n_heads=4, heads=[(0, 1), (2, 3)], alpha=0.01,
+                       tasks=("counterfact",), provenance={"schedule": "prompt"})
     return base.save(tmp_path / "base.json")
 
 
@@ -765,32 +663,9 @@ def test_cli_learned_on_a_base_profile(tiny_dir, tmp_path, capsys):
 
     path = _tiny_base_profile(tmp_path)
     out = tmp_path / "learned.json"
-    argv = [
-        "profile",
-        "--model",
-        tiny_dir,
-        "--tasks",
-        "json,counterfact",
-        "--n",
-        "2",
-        "--method",
-        "learned",
-        "--steps",
-        "2",
-        "--sparsity",
-        "0",
-        "--kl-weight",
-        "0",
-        "--lr",
-        "0.5",
-        "--init-bias",
-        "0",
-        "--base-profile",
-        str(path),
-        "--out",
-        str(out),
-        "--quiet",
-    ]
+    argv = ["profile", "--model", tiny_dir, "--tasks", "json,counterfact", "--n", "2", "--method", "learned",
+            "--steps", "2", "--sparsity", "0", "--kl-weight", "0", "--lr", "0.5", "--init-bias", "0",
+            "--base-profile", str(path), "--out", str(out), "--quiet"]
     assert main(argv) == 2  # the base is steered with prompt; training with all would fit another model
     assert "--schedule prompt" in capsys.readouterr().err
     assert main(argv + ["--schedule", "prompt"]) == 0
@@ -816,15 +691,12 @@ def test_focus_marks_the_occupations_last_mention_in_the_gold_answer(llama):
             assert focus == list(range(focus[0], focus[-1] + 1)) and ex.n_prompt <= focus[0] and focus[-1] < ex.close
             word = occupation_text(bio.occupation)
             decode = llama.tokenizer.decode
-            assert word in decode(ex.tokens[0, focus[0] : focus[-1] + 1])
-            assert word not in decode(ex.tokens[0, focus[0] + 1 : focus[-1] + 1])  # minimal at both ends
-            assert word not in decode(ex.tokens[0, focus[0] : focus[-1]])
-            assert word not in decode(ex.tokens[0, focus[-1] + 1 :])  # the last mention
-    assert all(
-        ex.focus is None
-        for t in ("biasbios", "counterfact")
-        for ex in get_task(t).profiling_examples(llama, "train", n=2)
-    )
+            assert word in decode(ex.tokens[0, focus[0]:focus[-1] + 1])
+            assert word not in decode(ex.tokens[0, focus[0] + 1:focus[-1] + 1])  # minimal at both ends
+            assert word not in decode(ex.tokens[0, focus[0]:focus[-1]])
+            assert word not in decode(ex.tokens[0, focus[-1] + 1:])  # the last mention
+    assert all(ex.focus is None for t in ("biasbios", "counterfact")
+               for ex in get_task(t).profiling_examples(llama, "train", n=2))
     ex = get_task("json").profiling_examples(llama, "train", n=1)[0]
     with pytest.raises(ValueError, match="must name one or more target positions"):
         ProfilingExample(ex.tokens, ex.key_mask, ex.objective, focus=(ex.n_prompt - 1,))
@@ -843,8 +715,7 @@ def test_focus_and_early_weights_add_their_terms_to_the_task_term(llama):
 
     def focus_lp(logits):
         return sum(float(torch.log_softmax(logits[0, i - 1].float(), -1)[ex.tokens[0, i]]) for i in ex.focus) / len(
-            ex.focus
-        )
+            ex.focus)
 
     def early(logits):
         close = int(ex.tokens[0, ex.close])
@@ -858,8 +729,8 @@ def test_focus_and_early_weights_add_their_terms_to_the_task_term(llama):
     _, on = example_loss(llama, ex, g, 0.01, 0.0, "prompt", focus_weight=2.0, early_weight=3.0)
     assert on["task"] == pytest.approx(off["task"] + 2.0 * focus_lp(steered) + 3.0 * early(steered), abs=1e-3)
     assert on["task_gain"] == pytest.approx(
-        off["task_gain"] + 2.0 * (focus_lp(steered) - focus_lp(plain)) + 3.0 * (early(steered) - early(plain)), abs=1e-3
-    )
+        off["task_gain"] + 2.0 * (focus_lp(steered) - focus_lp(plain)) + 3.0 * (early(steered) - early(plain)),
+        abs=1e-3)
     bare = ProfilingExample(ex.tokens, ex.key_mask, ex.objective, task="json")  # no close, no focus
     _, same = example_loss(llama, bare, g, 0.01, 0.0, "prompt", focus_weight=2.0, early_weight=3.0)
     assert same["task"] == pytest.approx(off["task"], abs=1e-6)
@@ -879,25 +750,21 @@ def test_own_continuations_are_the_unsteered_greedy_tokens_up_to_the_end_of_turn
     exs = get_task("pronoun").profiling_examples(llama, "train", n=3, end_turn=True)
     own = own_continuations(llama, exs, 6)
     for ex, mine in zip(exs, own):
-        stop = ex.tokens[0, ex.close + 1 :].tolist()
-        tokens = ex.tokens[:, : ex.n_prompt]
+        stop = ex.tokens[0, ex.close + 1:].tolist()
+        tokens = ex.tokens[:, :ex.n_prompt]
         with torch.inference_mode():
             for _ in range(6):
                 tokens = torch.cat([tokens, llama(tokens)[:, -1:].argmax(-1).cpu()], 1)
-                if tokens[0, -len(stop) :].tolist() == stop:
+                if tokens[0, -len(stop):].tolist() == stop:
                     break
         assert torch.equal(mine.tokens, tokens) and torch.equal(mine.key_mask, ex.key_mask)
         assert mine.close is None and mine.task == "pronoun"
     # the decode stops at the marker: an example whose "marker" is the model's own first greedy token
     ex = exs[0]
     first = int(own_continuations(llama, [ex], 1)[0].tokens[0, -1])
-    marked = ProfilingExample(
-        torch.cat([ex.tokens[:, : ex.n_prompt], torch.tensor([[5, first]])], 1),
-        ex.key_mask,
-        ex.objective,
-        close=ex.n_prompt,
-    )
-    assert own_continuations(llama, [marked], 6)[0].tokens[0, ex.n_prompt :].tolist() == [first]
+    marked = ProfilingExample(torch.cat([ex.tokens[:, :ex.n_prompt], torch.tensor([[5, first]])], 1), ex.key_mask,
+                              ex.objective, close=ex.n_prompt)
+    assert own_continuations(llama, [marked], 6)[0].tokens[0, ex.n_prompt:].tolist() == [first]
     assert own[0].tokens.shape[1] > ex.n_prompt + 1 or own[0].tokens[0, -1] == first
     with pytest.raises(ValueError, match="positive integer"):
         own_continuations(llama, exs, 0)
@@ -919,47 +786,40 @@ def test_own_continuations_with_a_rewrite_are_the_rewritten_own_answers(llama):
 
     own = own_continuations(llama, exs, 5, rewrite=rewrite)
     for ex, mine, base, text in zip(exs, own, plain, seen):
-        assert text == llama.tokenizer.decode(base.tokens[0, ex.n_prompt :])
-        assert mine.tokens[0, ex.n_prompt :].tolist() == answer_ids(llama, "She is a nurse. " + text).tolist()
-        assert torch.equal(mine.tokens[:, : ex.n_prompt], ex.tokens[:, : ex.n_prompt]) and mine.close is None
+        assert text == llama.tokenizer.decode(base.tokens[0, ex.n_prompt:])
+        assert mine.tokens[0, ex.n_prompt:].tolist() == answer_ids(llama, "She is a nurse. " + text).tolist()
+        assert torch.equal(mine.tokens[:, :ex.n_prompt], ex.tokens[:, :ex.n_prompt]) and mine.close is None
         n = mine.tokens.shape[1] - ex.n_prompt
         with torch.inference_mode():
-            assert torch.allclose(
-                mine.objective(llama(mine.tokens.to(llama.cfg.device))), _target_logprob(llama, mine, n), atol=1e-4
-            )
+            assert torch.allclose(mine.objective(llama(mine.tokens.to(llama.cfg.device))),
+                                  _target_logprob(llama, mine, n), atol=1e-4)
     # a continuation that reaches the marker: the rewrite comes before it, close is its last token
     ex = exs[0]
     first = int(plain[0].tokens[0, ex.n_prompt])
-    marked = ProfilingExample(
-        torch.cat([ex.tokens[:, : ex.n_prompt], torch.tensor([[5, first]])], 1),
-        ex.key_mask,
-        ex.objective,
-        close=ex.n_prompt,
-    )
+    marked = ProfilingExample(torch.cat([ex.tokens[:, :ex.n_prompt], torch.tensor([[5, first]])], 1), ex.key_mask,
+                              ex.objective, close=ex.n_prompt)
     pronoun = get_task("pronoun")
     done = own_continuations(llama, [marked], 6, rewrite=lambda t: pronoun.correct("She is a nurse." + t))[0]
     body = answer_ids(llama, "They are a nurse.").tolist()
-    assert done.tokens[0, ex.n_prompt :].tolist() == body + [first]
+    assert done.tokens[0, ex.n_prompt:].tolist() == body + [first]
     assert done.close == ex.n_prompt + len(body) - 1
     empty = own_continuations(llama, [marked], 6, rewrite=lambda t: "")[0]  # the marker alone: nothing closes
-    assert empty.tokens[0, ex.n_prompt :].tolist() == [first] and empty.close is None
+    assert empty.tokens[0, ex.n_prompt:].tolist() == [first] and empty.close is None
     with pytest.raises(ValueError, match="left nothing"):
         own_continuations(llama, exs[:1], 5, rewrite=lambda t: "")
 
 
 def _target_logprob(model, ex, n):
     """Sum of log-probs of the last ``n`` tokens of ``ex`` (the objective of an own continuation), by hand."""
-    logp = torch.log_softmax(model(ex.tokens.to(model.cfg.device))[0, -n - 1 : -1].float(), -1)
+    logp = torch.log_softmax(model(ex.tokens.to(model.cfg.device))[0, -n - 1:-1].float(), -1)
     return logp.gather(-1, ex.tokens[0, -n:, None].to(logp.device)).sum().reshape(1)
 
 
 def test_the_pronoun_task_corrects_an_answer_and_the_others_refuse():
     pronoun, json_task = get_task("pronoun"), get_task("json")
     assert pronoun.corrects_answers and not json_task.corrects_answers
-    assert (
-        pronoun.correct("She is a dentist. Her sister says he is his own boss.")
-        == "They are a dentist. Their sister says they are their own boss."
-    )
+    assert pronoun.correct("She is a dentist. Her sister says he is his own boss.") == \
+        "They are a dentist. Their sister says they are their own boss."
     with pytest.raises(ValueError, match="no rule"):
         json_task.correct("{}")
 
@@ -978,13 +838,11 @@ def test_protect_term_is_the_answer_kl_and_keeps_the_protected_answers(llama, tm
         with llama.hooks(fwd_hooks=_hooks(g, 0.01, ex.key_mask, "prompt")):
             steered = llama(ex.tokens)
         plain = llama(ex.tokens)
-    ls = torch.log_softmax(steered[0, ex.n_prompt - 1 : -1].float(), -1)
-    lu = torch.log_softmax(plain[0, ex.n_prompt - 1 : -1].float(), -1)
+    ls = torch.log_softmax(steered[0, ex.n_prompt - 1:-1].float(), -1)
+    lu = torch.log_softmax(plain[0, ex.n_prompt - 1:-1].float(), -1)
     expected = float((ls.exp() * (ls - lu)).sum(-1).mean())
     assert float(protect_loss(llama, ex, g, 0.01, "prompt").detach()) == pytest.approx(expected, abs=1e-5)
-    assert float(protect_loss(llama, ex, torch.full_like(g, -40.0), 0.01, "prompt").detach()) == pytest.approx(
-        0, abs=1e-6
-    )
+    assert float(protect_loss(llama, ex, torch.full_like(g, -40.0), 0.01, "prompt").detach()) == pytest.approx(0, abs=1e-6)
 
     init = torch.zeros(llama.cfg.n_layers, llama.cfg.n_heads)
     kw = dict(steps=5, lr=0.5, kl_weight=0.0, sparsity=0.0, schedule="prompt", progress=False)
@@ -995,23 +853,13 @@ def test_protect_term_is_the_answer_kl_and_keeps_the_protected_answers(llama, tm
         return sum(float(protect_loss(llama, e, learned.g, 0.01, "prompt").detach()) for e in protect)
 
     assert protected_kl(kept) < protected_kl(free)
-    assert (
-        kept.settings["protect"] == {"tasks": ["pronoun"], "n": 2, "weight": 50.0} and "kl_protect" in kept.history[0]
-    )
+    assert kept.settings["protect"] == {"tasks": ["pronoun"], "n": 2, "weight": 50.0} and "kl_protect" in kept.history[0]
     assert free.settings["protect"] is None and "kl_protect" not in free.history[0]
     profile = learned_profile(llama, "tiny", kept, keep_below=0.999)
     assert "KL on 2 protected pronoun answers (weight 50)" in profile.method
     path = tmp_path / "learned.ckpt"
-    learn_alphas(
-        llama,
-        train,
-        init,
-        protect=protect,
-        protect_weight=50.0,
-        steps=2,
-        checkpoint=path,
-        **{k: v for k, v in kw.items() if k != "steps"},
-    )
+    learn_alphas(llama, train, init, protect=protect, protect_weight=50.0, steps=2, checkpoint=path,
+                 **{k: v for k, v in kw.items() if k != "steps"})
     resumed = learn_alphas(llama, train, init, protect=protect, protect_weight=50.0, checkpoint=path, **kw)
     assert torch.equal(resumed.g, kept.g) and resumed.history == kept.history
     with pytest.raises(ValueError, match="protect"):
@@ -1024,9 +872,8 @@ def test_protect_each_gives_every_protected_task_its_own_rows(llama):
     from pasta_lens.profiling.learned import _protect_rows, protect_loss
 
     train = {"json": get_task("json").profiling_examples(llama, "train", n=2, end_turn=True)}
-    protect = get_task("pronoun").profiling_examples(llama, "train", n=3, end_turn=True) + get_task(
-        "counterfact"
-    ).profiling_examples(llama, "train", n=3)
+    protect = (get_task("pronoun").profiling_examples(llama, "train", n=3, end_turn=True)
+               + get_task("counterfact").profiling_examples(llama, "train", n=3))
     pool = {"per_step": 2, "seed": 0, "protect": {"weight": 1.0}}
     each = {"per_step": 2, "seed": 0, "protect": {"weight": 1.0, "each": True}}
     for step in range(4):
@@ -1041,11 +888,8 @@ def test_protect_each_gives_every_protected_task_its_own_rows(llama):
     kw = dict(steps=1, lr=0.5, kl_weight=0.0, sparsity=0.0, schedule="prompt", progress=False, per_step=2)
     learned = learn_alphas(llama, train, init, protect=protect, protect_each=True, **kw)
     assert learned.settings["protect"]["each"] is True
-    expected = sum(
-        float(protect_loss(llama, protect[i], init, 0.01, "prompt").detach()) / 2
-        for r in _protect_rows(protect, 0, learned.settings)
-        for i in r
-    )
+    expected = sum(float(protect_loss(llama, protect[i], init, 0.01, "prompt").detach()) / 2
+                   for r in _protect_rows(protect, 0, learned.settings) for i in r)
     assert learned.history[0]["kl_protect"] == pytest.approx(expected, rel=1e-5)
     assert "2 of each task per step" in learned_profile(llama, "tiny", learned, keep_below=0.999).method
     pooled = learn_alphas(llama, train, init, protect=protect, **kw)
@@ -1057,35 +901,9 @@ def test_cli_learned_focus_early_and_protect(tiny_dir, tmp_path, capsys):
     from pasta_lens.cli import build_parser, main
 
     out = tmp_path / "learned.json"
-    argv = [
-        "profile",
-        "--model",
-        tiny_dir,
-        "--tasks",
-        "json",
-        "--n",
-        "2",
-        "--method",
-        "learned",
-        "--steps",
-        "2",
-        "--sparsity",
-        "0",
-        "--kl-weight",
-        "0",
-        "--lr",
-        "0.5",
-        "--keep-below",
-        "0.999",
-        "--init-bias",
-        "0",
-        "--schedule",
-        "prompt",
-        "--end-turn",
-        "--out",
-        str(out),
-        "--quiet",
-    ]
+    argv = ["profile", "--model", tiny_dir, "--tasks", "json", "--n", "2", "--method", "learned",
+            "--steps", "2", "--sparsity", "0", "--kl-weight", "0", "--lr", "0.5", "--keep-below", "0.999",
+            "--init-bias", "0", "--schedule", "prompt", "--end-turn", "--out", str(out), "--quiet"]
     extra = ["--focus-weight", "1", "--early-weight", "0.5", "--protect", "pronoun", "--protect-gen", "3"]
     assert main(argv + extra) == 0
     profile = HeadProfile.load(out)
@@ -1096,12 +914,10 @@ def test_cli_learned_focus_early_and_protect(tiny_dir, tmp_path, capsys):
     assert "focus token weight 1" in profile.method and "early-close weight 0.5" in profile.method
     again = build_parser().parse_args(profile.command.split()[1:])
     assert (again.focus_weight, again.early_weight, again.protect, again.protect_gen) == (1.0, 0.5, "pronoun", 3)
-    for bad, match in (
-        (["--protect-gen", "3"], "--protect TASK"),
-        (["--protect", "json"], "also in --tasks"),
-        (["--protect", "jsn"], "not a task"),
-        (["--focus-weight", "-1"], "--focus-weight must be"),
-    ):
+    for bad, match in ((["--protect-gen", "3"], "--protect TASK"),
+                       (["--protect", "json"], "also in --tasks"),
+                       (["--protect", "jsn"], "not a task"),
+                       (["--focus-weight", "-1"], "--focus-weight must be")):
         assert main(argv[:-3] + bad + ["--out", str(tmp_path / "x.json")]) == 2
         assert match in capsys.readouterr().err
     no_end = [a for a in argv[:-3] if a != "--end-turn"]
@@ -1124,10 +940,11 @@ def test_protect_against_the_base_keeps_what_the_base_does(llama):
     assert float(protect_loss(llama, ex, off, 0.01, "prompt", base, "base").detach()) == pytest.approx(0, abs=1e-6)
     assert float(protect_loss(llama, ex, off, 0.01, "prompt", base, "unsteered").detach()) > 1e-4
     with torch.no_grad():
-        reference = _logits(llama, ex.tokens, pasta_hooks(list(base), ex.key_mask, alpha=base, schedule="prompt"))
+        reference = _logits(llama, ex.tokens, pasta_hooks(list(base), ex.key_mask, alpha=base,
+                                                         schedule="prompt"))
         steered = llama.run_with_hooks(ex.tokens, fwd_hooks=_hooks(g, 0.01, ex.key_mask, "prompt", base))
-    ls = torch.log_softmax(steered[0, ex.n_prompt - 1 : -1].float(), -1)
-    lr = torch.log_softmax(reference[0, ex.n_prompt - 1 : -1].float(), -1)
+    ls = torch.log_softmax(steered[0, ex.n_prompt - 1:-1].float(), -1)
+    lr = torch.log_softmax(reference[0, ex.n_prompt - 1:-1].float(), -1)
     expected = float((ls.exp() * (ls - lr)).sum(-1).mean())
     assert float(protect_loss(llama, ex, g, 0.01, "prompt", base, "base").detach()) == pytest.approx(expected, abs=1e-5)
     with pytest.raises(ValueError, match="needs base heads"):
@@ -1137,7 +954,7 @@ def test_protect_against_the_base_keeps_what_the_base_does(llama):
     for spec in (base, strong):
         own = own_continuations(llama, exs, 4, spec, "prompt")
         for e, mine in zip(exs, own):
-            tokens = e.tokens[:, : e.n_prompt]
+            tokens = e.tokens[:, :e.n_prompt]
             with torch.inference_mode(), steer(llama, list(spec), e.key_mask, alpha=spec, schedule="prompt"):
                 for _ in range(4):
                     tokens = torch.cat([tokens, llama(tokens)[:, -1:].argmax(-1).cpu()], 1)
@@ -1147,27 +964,20 @@ def test_protect_against_the_base_keeps_what_the_base_does(llama):
     own = own_continuations(llama, exs, 4, base, "prompt")
 
     train = {"json": get_task("json").profiling_examples(llama, "train", n=2, end_turn=True)}
-    protect = (
-        own_continuations(llama, get_task("pronoun").profiling_examples(llama, "train", n=2, end_turn=True), 3) + own
-    )
+    protect = own_continuations(llama, get_task("pronoun").profiling_examples(llama, "train", n=2, end_turn=True),
+                                3) + own
     init = torch.zeros(llama.cfg.n_layers, llama.cfg.n_heads)
-    kw = dict(
-        steps=2, lr=0.5, kl_weight=0.0, sparsity=0.0, schedule="prompt", base=base, progress=False, protect=protect
-    )
+    kw = dict(steps=2, lr=0.5, kl_weight=0.0, sparsity=0.0, schedule="prompt", base=base, progress=False,
+              protect=protect)
     references = {"pronoun": "unsteered", "counterfact": "base"}
     learned = learn_alphas(llama, train, init, protect_reference=references, **kw)
     assert learned.settings["protect"]["reference"] == references
-    assert (
-        "against counterfact: base, pronoun: unsteered"
-        in learned_profile(llama, "tiny", learned, keep_below=0.999).method
-    )
+    assert "against counterfact: base, pronoun: unsteered" in learned_profile(llama, "tiny", learned,
+                                                                               keep_below=0.999).method
     unsteered = learn_alphas(llama, train, init, **kw)
     assert "reference" not in unsteered.settings["protect"] and not torch.equal(unsteered.g, learned.g)
-    for bad, match in (
-        ({"pronoun": "base"}, "missing"),
-        ({**references, "json": "base"}, "not protected"),
-        ({"pronoun": "unsteered", "counterfact": "steered"}, "must be one of"),
-    ):
+    for bad, match in (({"pronoun": "base"}, "missing"), ({**references, "json": "base"}, "not protected"),
+                       ({"pronoun": "unsteered", "counterfact": "steered"}, "must be one of")):
         with pytest.raises(ValueError, match=match):
             learn_alphas(llama, train, init, protect_reference=bad, **kw)
     with pytest.raises(ValueError, match="base="):
@@ -1179,46 +989,15 @@ def test_cli_learned_protect_base(tiny_dir, tmp_path, capsys):
 
     path = _tiny_base_profile(tmp_path)
     out = tmp_path / "learned.json"
-    argv = [
-        "profile",
-        "--model",
-        tiny_dir,
-        "--tasks",
-        "json",
-        "--n",
-        "2",
-        "--method",
-        "learned",
-        "--steps",
-        "2",
-        "--sparsity",
-        "0",
-        "--kl-weight",
-        "0",
-        "--lr",
-        "0.5",
-        "--keep-below",
-        "0.999",
-        "--init-bias",
-        "0",
-        "--schedule",
-        "prompt",
-        "--end-turn",
-        "--base-profile",
-        str(path),
-        "--quiet",
-        "--protect-gen",
-        "3",
-    ]
+    argv = ["profile", "--model", tiny_dir, "--tasks", "json", "--n", "2", "--method", "learned",
+            "--steps", "2", "--sparsity", "0", "--kl-weight", "0", "--lr", "0.5", "--keep-below", "0.999",
+            "--init-bias", "0", "--schedule", "prompt", "--end-turn", "--base-profile", str(path), "--quiet",
+            "--protect-gen", "3"]
     assert main(argv + ["--protect", "pronoun", "--protect-base", "counterfact", "--out", str(out)]) == 0
     profile = HeadProfile.load(out)
     learned = profile.provenance["learned"]
-    assert learned["protect"] == {
-        "tasks": ["counterfact", "pronoun"],
-        "n": 4,
-        "weight": 1.0,
-        "reference": {"counterfact": "base", "pronoun": "unsteered"},
-    }
+    assert learned["protect"] == {"tasks": ["counterfact", "pronoun"], "n": 4, "weight": 1.0,
+                                  "reference": {"counterfact": "base", "pronoun": "unsteered"}}
     assert profile.provenance["protect_base"]["task"] == "counterfact"
     assert "base-steered model's own greedy first 3" in profile.provenance["protect_base"]["targets"]
     assert profile.provenance["protect"]["n"] == profile.provenance["protect_base"]["n"] == 2
@@ -1226,19 +1005,15 @@ def test_cli_learned_protect_base(tiny_dir, tmp_path, capsys):
     assert (again.protect, again.protect_base, again.protect_gen) == ("pronoun", "counterfact", 3)
     assert not again.protect_each and "each" not in learned["protect"]
     each = tmp_path / "each.json"
-    assert (
-        main(argv + ["--protect", "pronoun", "--protect-base", "counterfact", "--protect-each", "--out", str(each)])
-        == 0
-    )
+    assert main(argv + ["--protect", "pronoun", "--protect-base", "counterfact", "--protect-each",
+                        "--out", str(each)]) == 0
     assert HeadProfile.load(each).provenance["learned"]["protect"]["each"] is True
     assert build_parser().parse_args(HeadProfile.load(each).command.split()[1:]).protect_each
     assert main(argv + ["--protect", "pronoun", "--protect-each", "--out", str(tmp_path / "z.json")]) == 2
     assert "--protect-each" in capsys.readouterr().err
-    for bad, match in (
-        (["--protect-base", "json"], "also in --tasks"),
-        (["--protect", "counterfact", "--protect-base", "counterfact"], "both name"),
-        (["--protect-base", "pronoun", "--base-profile", ""], "--base-profile"),
-    ):
+    for bad, match in ((["--protect-base", "json"], "also in --tasks"),
+                       (["--protect", "counterfact", "--protect-base", "counterfact"], "both name"),
+                       (["--protect-base", "pronoun", "--base-profile", ""], "--base-profile")):
         assert main(argv + bad + ["--out", str(tmp_path / "x.json")]) == 2
         assert match in capsys.readouterr().err
 
@@ -1249,33 +1024,9 @@ def test_cli_learned_own_targets(tiny_dir, tmp_path, capsys):
     from pasta_lens.cli import build_parser, main
 
     out = tmp_path / "learned.json"
-    argv = [
-        "profile",
-        "--model",
-        tiny_dir,
-        "--tasks",
-        "json,pronoun",
-        "--n",
-        "2",
-        "--method",
-        "learned",
-        "--steps",
-        "2",
-        "--sparsity",
-        "0",
-        "--kl-weight",
-        "0",
-        "--lr",
-        "0.5",
-        "--keep-below",
-        "0.999",
-        "--init-bias",
-        "0",
-        "--schedule",
-        "prompt",
-        "--end-turn",
-        "--quiet",
-    ]
+    argv = ["profile", "--model", tiny_dir, "--tasks", "json,pronoun", "--n", "2", "--method", "learned",
+            "--steps", "2", "--sparsity", "0", "--kl-weight", "0", "--lr", "0.5", "--keep-below", "0.999",
+            "--init-bias", "0", "--schedule", "prompt", "--end-turn", "--quiet"]
     assert main(argv + ["--own-targets", "3", "--out", str(out)]) == 0
     profile = HeadProfile.load(out)
     own = profile.provenance["own_targets"]
@@ -1283,16 +1034,13 @@ def test_cli_learned_own_targets(tiny_dir, tmp_path, capsys):
     assert build_parser().parse_args(profile.command.split()[1:]).own_targets == 3
     gold = tmp_path / "gold.json"  # the same run on the gold answers learns other strengths
     assert main(argv + ["--out", str(gold)]) == 0
-    assert (
-        "own_targets" not in HeadProfile.load(gold).provenance and "--own-targets" not in HeadProfile.load(gold).command
-    )
+    assert "own_targets" not in HeadProfile.load(gold).provenance and "--own-targets" not in \
+        HeadProfile.load(gold).command
     assert HeadProfile.load(gold).provenance["alphas_all"] != profile.provenance["alphas_all"]
     no_end = [a for a in argv if a != "--end-turn"]
-    for bad, match in (
-        (argv[:4] + ["json"] + argv[5:] + ["--own-targets", "3"], "none of --tasks"),
-        (no_end + ["--own-targets", "3"], "--end-turn"),
-        (argv + ["--own-targets", "-1"], "--own-targets must be"),
-    ):
+    for bad, match in ((argv[:4] + ["json"] + argv[5:] + ["--own-targets", "3"], "none of --tasks"),
+                       (no_end + ["--own-targets", "3"], "--end-turn"),
+                       (argv + ["--own-targets", "-1"], "--own-targets must be")):
         assert main(bad + ["--out", str(tmp_path / "x.json")]) == 2
         assert match in capsys.readouterr().err
 
@@ -1309,10 +1057,7 @@ def test_the_protect_cli_profile_records_the_cli_command_of_its_settings():
     args = build_parser().parse_args(profile.command.split()[1:])
     learned = profile.provenance["learned"]
     assert (args.method, args.tasks, args.steps, args.per_step, args.schedule) == ("learned", "json", 80, 2, "prompt")
-    assert (
-        (args.focus_weight, args.early_weight, args.close_weight)
-        == (learned["focus_weight"], learned["early_weight"], learned["close_weight"])
-        == (1.0, 0.5, 0.5)
-    )
+    assert (args.focus_weight, args.early_weight, args.close_weight) == (
+        learned["focus_weight"], learned["early_weight"], learned["close_weight"]) == (1.0, 0.5, 0.5)
     assert (args.protect, args.protect_gen) == ("pronoun", 16) and learned["protect"]["tasks"] == ["pronoun"]
     assert args.base_profile == "smollm2-135m-instruct-metric" and len(profile.heads) == 78

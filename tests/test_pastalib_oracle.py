@@ -26,10 +26,8 @@ from pastalib.pasta import PASTA
 from pasta_lens import emphasize, pasta_hooks
 from tests.tiny import tiny_hf_model
 
-PROMPTS = [
-    "Maria is a nurse who lives in Paris. Answer in JSON format with the name.",
-    "The capital of France is Paris. Previously, the Eiffel Tower was in Rome.",
-]
+PROMPTS = ["Maria is a nurse who lives in Paris. Answer in JSON format with the name.",
+           "The capital of France is Paris. Previously, the Eiffel Tower was in Rome."]
 SPANS = ["Answer in JSON format", "the Eiffel Tower was in Rome"]
 TINY_HEADS = {0: [1], 1: [0, 3], 2: [2]}
 
@@ -38,12 +36,8 @@ def _pastalib_logits(hf, tok, texts, sections, heads, alpha, scale_position="exc
     """Logits of pastalib steering ``hf``; ``sections`` is a list of spans per row (one entry = one span)."""
     pasta = PASTA(model=hf, tokenizer=tok, head_config=heads, alpha=alpha, scale_position=scale_position)
     inputs, offsets = pasta.inputs_from_batch(texts)
-    with (
-        torch.inference_mode(),
-        pasta.apply_steering(
-            model=hf, strings=texts, substrings=sections, model_input=inputs, offsets_mapping=offsets
-        ) as steered,
-    ):
+    with torch.inference_mode(), pasta.apply_steering(model=hf, strings=texts, substrings=sections,
+                                                      model_input=inputs, offsets_mapping=offsets) as steered:
         logits = steered(**inputs).logits
     return logits, inputs, (pasta, offsets)
 
@@ -60,9 +54,8 @@ def _pastalib_token_mask(pastalib, texts, spans, inputs):
 
 def _pasta_lens_logits(model, tokens, key_mask, heads, alpha, scale_position="exclude", attention_mask=None):
     with torch.inference_mode():
-        steered = model.run_with_hooks(
-            tokens, attention_mask=attention_mask, fwd_hooks=pasta_hooks(heads, key_mask, alpha, scale_position)
-        )
+        steered = model.run_with_hooks(tokens, attention_mask=attention_mask,
+                                       fwd_hooks=pasta_hooks(heads, key_mask, alpha, scale_position))
         plain = model(tokens, attention_mask=attention_mask)
     return steered, plain
 
@@ -78,7 +71,8 @@ def _check_parity(pair, texts, spans, heads, alpha, tol, scale_position="exclude
     their_mask = _pastalib_token_mask(pastalib, texts, spans, inputs)
     if same_spans:
         assert torch.equal(em.key_mask, their_mask)
-    ours, plain = _pasta_lens_logits(model, em.tokens, their_mask, heads, alpha, scale_position, em.attention_mask)
+    ours, plain = _pasta_lens_logits(model, em.tokens, their_mask, heads, alpha, scale_position,
+                                     em.attention_mask)
     real = em.attention_mask.bool()
     diff = (ours - theirs).abs()[real].max().item()
     assert diff <= tol, diff
@@ -137,10 +131,9 @@ def _stacked_reference_hooks(heads, masks, alpha):
         def hook(scores, hook):
             scores = scores.clone()
             bias = torch.zeros(n_outside.shape[0], scores.shape[-1], dtype=scores.dtype)
-            bias[:, : n_outside.shape[1]] = n_outside * math.log(alpha)
+            bias[:, :n_outside.shape[1]] = n_outside * math.log(alpha)
             scores[:, hs] += bias[:, None, None, :]
             return scores
-
         return hook
 
     return [(f"blocks.{layer}.attn.hook_attn_scores", make(hs)) for layer, hs in sorted(heads.items())]
@@ -158,9 +151,8 @@ def _two_span_logits(pair, text, first, second, extra_tokens=0):
     assert torch.equal(em.tokens, inputs["input_ids"])
     tokens = torch.cat([em.tokens, torch.arange(40, 40 + extra_tokens)[None]], dim=1)
     with torch.inference_mode():
-        with pasta.apply_steering(
-            model=hf, strings=[text], substrings=[[first], [second]], model_input=inputs, offsets_mapping=offsets
-        ) as steered:
+        with pasta.apply_steering(model=hf, strings=[text], substrings=[[first], [second]], model_input=inputs,
+                                  offsets_mapping=offsets) as steered:
             theirs = steered(tokens).logits
         ours = model.run_with_hooks(tokens, fwd_hooks=pasta_hooks(TINY_HEADS, one | two, 0.01))
         stacked = model.run_with_hooks(tokens, fwd_hooks=_stacked_reference_hooks(TINY_HEADS, [one, two], 0.01))
@@ -171,16 +163,16 @@ def test_two_disjoint_spans_stack_in_pastalib_but_not_in_pasta_lens(tiny_pair):
     """Two disjoint spans: pastalib's per-span penalties sum to the union's plus one log(alpha) on *every* prompt
     key. Over the prompt that uniform shift cancels in the softmax (logits agree); once keys after the prompt
     exist (generation), pastalib pushes attention from the whole prompt to the generated tokens."""
-    theirs, ours, stacked, n = _two_span_logits(
-        tiny_pair, PROMPTS[1], "The capital of France", "the Eiffel Tower", extra_tokens=6
-    )
+    theirs, ours, stacked, n = _two_span_logits(tiny_pair, PROMPTS[1], "The capital of France",
+                                                "the Eiffel Tower", extra_tokens=6)
     assert (theirs - stacked).abs().max().item() <= 1e-4  # pastalib is the stacked rule
     assert (ours - theirs)[:, :n].abs().max().item() <= 1e-4  # same over the prompt
     assert (ours - theirs)[:, n:].abs().max().item() > 0.1  # different once generated keys exist
 
 
 def test_overlapping_spans_differ_already_over_the_prompt(tiny_pair):
-    theirs, ours, stacked, _ = _two_span_logits(tiny_pair, PROMPTS[1], "the Eiffel Tower", "Eiffel Tower was in Rome")
+    theirs, ours, stacked, _ = _two_span_logits(tiny_pair, PROMPTS[1], "the Eiffel Tower",
+                                                "Eiffel Tower was in Rome")
     assert (theirs - stacked).abs().max().item() <= 1e-4
     assert (ours - theirs).abs().max().item() > 0.1
 
@@ -198,9 +190,8 @@ def test_include_agrees_over_the_prompt_but_not_on_generated_keys(tiny_pair):
     mask = _pastalib_token_mask((pasta, offsets), [text], [span], inputs)
     tokens = torch.cat([em.tokens, torch.arange(40, 46)[None]], dim=1)
     with torch.inference_mode():
-        with pasta.apply_steering(
-            model=hf, strings=[text], substrings=[span], model_input=inputs, offsets_mapping=offsets
-        ) as steered:
+        with pasta.apply_steering(model=hf, strings=[text], substrings=[span], model_input=inputs,
+                                  offsets_mapping=offsets) as steered:
             theirs = steered(tokens).logits
         ours = model.run_with_hooks(tokens, fwd_hooks=pasta_hooks(TINY_HEADS, mask, 0.01, "include"))
     n = em.tokens.shape[1]
@@ -220,9 +211,8 @@ def smol_pair(smollm2):
     from pasta_lens.models import offline_gguf_path
 
     directory, gguf_file = offline_gguf_path("smollm2-135m-instruct")
-    hf = AutoModelForCausalLM.from_pretrained(
-        directory, gguf_file=gguf_file, dtype=torch.float32, attn_implementation="eager"
-    ).eval()
+    hf = AutoModelForCausalLM.from_pretrained(directory, gguf_file=gguf_file, dtype=torch.float32,
+                                              attn_implementation="eager").eval()
     tok = AutoTokenizer.from_pretrained(directory, gguf_file=gguf_file)
     return smollm2, hf, tok
 
@@ -235,7 +225,8 @@ def test_smollm2_single_prompt_matches_pastalib(smol_pair):
 @pytest.mark.slow
 def test_smollm2_left_padded_batch_matches_pastalib(smol_pair):
     texts = [PROMPTS[1], "Paris. Answer in JSON format."]
-    _check_parity(smol_pair, texts, ["the Eiffel Tower was in Rome", "Answer in JSON format"], SMOL_HEADS, 0.01, 2e-4)
+    _check_parity(smol_pair, texts, ["the Eiffel Tower was in Rome", "Answer in JSON format"], SMOL_HEADS,
+                  0.01, 2e-4)
 
 
 # --- CounterFact ES / PS as the official code computes them ----------------------------------------------------
@@ -250,7 +241,6 @@ def test_smollm2_left_padded_batch_matches_pastalib(smol_pair):
 # `baukit`, which is not on PyPI, so those steps are ported below line for line (benchmarks.py, counterfact_evaluate:
 # the `generate_kwargs`, `first_token_logps`, `target_probs` lines); `efficacy` itself is the official function.
 
-
 def _official_first_token_scores(hf, tok, prompts, attributes, targets, heads, alpha):
     """counterfact_evaluate's steps: (log p of each target's first token) per prompt, steered if ``heads``."""
     from pastalib.utils.tokenizer_utils import set_padding_side
@@ -258,19 +248,13 @@ def _official_first_token_scores(hf, tok, prompts, attributes, targets, heads, a
     with set_padding_side(tok, padding_side="left"):
         inputs = tok(prompts, return_tensors="pt", truncation=True, padding="longest", return_offsets_mapping=True)
     offsets = inputs.pop("offset_mapping")
-    generate_kwargs = dict(
-        do_sample=False,
-        return_dict_in_generate=True,
-        output_scores=True,
-        max_new_tokens=1,
-        pad_token_id=tok.eos_token_id,
-    )
+    generate_kwargs = dict(do_sample=False, return_dict_in_generate=True, output_scores=True, max_new_tokens=1,
+                           pad_token_id=tok.eos_token_id)
     with torch.inference_mode():
         if heads:
             steerer = PASTA(model=hf, tokenizer=tok, head_config=heads, alpha=alpha)
-            with steerer.apply_steering(
-                model=hf, strings=prompts, substrings=attributes, model_input=inputs, offsets_mapping=offsets
-            ) as steered:
+            with steerer.apply_steering(model=hf, strings=prompts, substrings=attributes, model_input=inputs,
+                                        offsets_mapping=offsets) as steered:
                 outputs = steered.generate(**inputs, **generate_kwargs)
         else:
             outputs = hf.generate(**inputs, **generate_kwargs)
@@ -294,7 +278,7 @@ def _check_same_keys(model, task, ex, keys, prompts, attributes, hf, tok):
         assert query.key == key
         em = emphasis_of(model, [task.render(model, query.markup)])
         inputs, offsets = pasta.inputs_from_batch([prompt])
-        ((start, end),) = pasta.token_ranges_from_batch([prompt], [attribute], offsets).tolist()
+        (start, end), = pasta.token_ranges_from_batch([prompt], [attribute], offsets).tolist()
         assert torch.equal(em.tokens, inputs["input_ids"])
         assert em.key_mask[0].nonzero().flatten().tolist() == list(range(start, end))
 
@@ -325,9 +309,7 @@ def gpt_named_hf(tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "tiny-gpt-style-bpe"
     hf.save_pretrained(path)
     tok.save_pretrained(path)
-    return AutoModelForCausalLM.from_pretrained(
-        path, attn_implementation="eager"
-    ).eval(), AutoTokenizer.from_pretrained(path)
+    return AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager").eval(), AutoTokenizer.from_pretrained(path)
 
 
 @pytest.mark.parametrize("steered", [False, True])
@@ -342,16 +324,8 @@ def test_counterfact_es_ps_equal_the_official_evaluation(llama, cf_oracle_task, 
     hf, tok = gpt_named_hf
     task = cf_oracle_task
     heads = [(layer, h) for layer, hs in TINY_HEADS.items() for h in hs]
-    res = evaluate(
-        llama,
-        [task],
-        ["pasta" if steered else "zero-shot"],
-        n=3,
-        heads=heads,
-        alpha=0.01,
-        max_new_tokens=2,
-        progress=False,
-    )
+    res = evaluate(llama, [task], ["pasta" if steered else "zero-shot"], n=3, heads=heads, alpha=0.01,
+                   max_new_tokens=2, progress=False)
     examples = task.examples("test", 3)
     rows = {r["uid"]: r for r in res.rows}
     ours_es, theirs_es, ours_ps, theirs_ps = [], [], [], []
@@ -365,15 +339,9 @@ def test_counterfact_es_ps_equal_the_official_evaluation(llama, cf_oracle_task, 
         prompts = [tok.bos_token + row["prompts"][k] for k in keys]
         attributes = [f"{ex.prompt} {ex.target_new}"[1:]] * len(keys)
         _check_same_keys(llama, task, ex, keys, prompts, attributes, hf, tok)
-        new, old = _official_first_token_scores(
-            hf,
-            tok,
-            prompts,
-            attributes,
-            [[ex.target_new] * len(keys), [ex.target_true] * len(keys)],
-            TINY_HEADS if steered else None,
-            0.01,
-        )
+        new, old = _official_first_token_scores(hf, tok, prompts, attributes,
+                                                [[ex.target_new] * len(keys), [ex.target_true] * len(keys)],
+                                                TINY_HEADS if steered else None, 0.01)
         mine_new = [row["outputs"][f"{k}.tokens"][0][0] for k in keys]
         mine_old = [row["outputs"][f"{k}.tokens"][1][0] for k in keys]
         assert max(abs(a - b) for a, b in zip(new + old, mine_new + mine_old)) <= 1e-4

@@ -22,20 +22,15 @@ def test_parse_method_takes_a_schedule():
     assert m.label == "PASTA, profile heads (schedule=first:4,alpha=0.1)"
     assert parse_method("random:schedule=decay:0.5").schedule == Schedule("decay", gamma=0.5)
     assert parse_method("pasta").schedule is None  # the evaluation's default applies
-    for bad, msg in [
-        ("zero-shot:schedule=prompt", "only apply"),
-        ("pasta:schedule=sometimes", "Bad option"),
-        ("pasta:schedule=decay:3", "0 < G <= 1"),
-    ]:
+    for bad, msg in [("zero-shot:schedule=prompt", "only apply"), ("pasta:schedule=sometimes", "Bad option"),
+                     ("pasta:schedule=decay:3", "0 < G <= 1")]:
         with pytest.raises(ValueError, match=msg):
             parse_method(bad)
 
 
 def test_ablation_methods_add_schedules_other_than_the_default():
-    assert ablation_methods((), (), 0.01, ["prompt", "all", "first:4"]) == [
-        "pasta:schedule=prompt",
-        "pasta:schedule=first:4",
-    ]
+    assert ablation_methods((), (), 0.01, ["prompt", "all", "first:4"]) == ["pasta:schedule=prompt",
+                                                                             "pasta:schedule=first:4"]
     assert ablation_methods((), (), 0.01, ["all", "prompt"], default_schedule="prompt") == ["pasta:schedule=all"]
 
 
@@ -50,33 +45,21 @@ def _by_hand(model, task, example, spec, max_new):
 def test_evaluate_steers_each_method_with_its_schedule(llama):
     task = get_task("json")
     methods = ["pasta", "pasta:schedule=prompt", "pasta:schedule=first:1"]
-    res = evaluate(llama, [task], methods, "validation", 2, heads=HEADS, batch_size=2, max_new_tokens=6, progress=False)
+    res = evaluate(llama, [task], methods, "validation", 2, heads=HEADS, batch_size=2, max_new_tokens=6,
+                   progress=False)
     by = {(r["method"], r["uid"]): r for r in res.rows}
     assert len({r["config"] for r in res.rows}) == 3  # resume keeps the schedules apart
     for ex in task.examples("validation", 2):
         for method, spec in zip(methods, ["all", "prompt", "first:1"]):
             key, text = _by_hand(llama, task, ex, spec, 6)
             assert by[(method, ex.uid)]["outputs"][key] == text, (method, ex.uid)
-    assert any(
-        by[("pasta", ex.uid)]["outputs"] != by[("pasta:schedule=prompt", ex.uid)]["outputs"]
-        for ex in task.examples("validation", 2)
-    )
+    assert any(by[("pasta", ex.uid)]["outputs"] != by[("pasta:schedule=prompt", ex.uid)]["outputs"]
+               for ex in task.examples("validation", 2))
     # an evaluation-wide default schedule applies to methods without their own, and is recorded
-    default = evaluate(
-        llama,
-        [task],
-        ["pasta"],
-        "validation",
-        2,
-        heads=HEADS,
-        schedule="prompt",
-        batch_size=2,
-        max_new_tokens=6,
-        progress=False,
-    )
-    assert [r["outputs"] for r in default.rows] == [
-        by[("pasta:schedule=prompt", r["uid"])]["outputs"] for r in default.rows
-    ]
+    default = evaluate(llama, [task], ["pasta"], "validation", 2, heads=HEADS, schedule="prompt", batch_size=2,
+                       max_new_tokens=6, progress=False)
+    assert [r["outputs"] for r in default.rows] == [by[("pasta:schedule=prompt", r["uid"])]["outputs"]
+                                                     for r in default.rows]
     assert {r["config"] for r in default.rows} != {by[("pasta", r["uid"])]["config"] for r in default.rows}
     assert default.summary["config"]["schedule"] == "prompt" and res.summary["config"]["schedule"] is None
     assert default.summary["config"]["plans"]["pasta"].endswith("schedule: prompt")  # the plan each method steers
@@ -113,23 +96,8 @@ def test_cli_steer_schedule(saved_llama, capsys):
     from pasta_lens.models import load_model
 
     text = "Maria is a nurse who lives in Paris. *Answer in JSON.*"
-    assert (
-        main(
-            [
-                "steer",
-                text,
-                "--model",
-                saved_llama,
-                "--heads",
-                "1:0,2:1",
-                "--max-new-tokens",
-                "8",
-                "--schedule",
-                "prompt",
-            ]
-        )
-        == 0
-    )
+    assert main(["steer", text, "--model", saved_llama, "--heads", "1:0,2:1", "--max-new-tokens", "8",
+                 "--schedule", "prompt"]) == 0
     out = capsys.readouterr().out
     assert "schedule: prompt" in out
     steered = out.split("=== steered ===\n", 1)[1].rstrip("\n")
@@ -142,34 +110,9 @@ def test_cli_steer_schedule(saved_llama, capsys):
 
 def test_cli_evaluate_schedules(saved_llama, tmp_path):
     out = tmp_path / "run"
-    assert (
-        main(
-            [
-                "evaluate",
-                "--model",
-                saved_llama,
-                "--tasks",
-                "json",
-                "--heads",
-                "1:0,2:1",
-                "--baselines",
-                "pasta",
-                "--schedule",
-                "first:1",
-                "--schedules",
-                "prompt,first:1",
-                "--split",
-                "validation",
-                "--n",
-                "1",
-                "--max-new-tokens",
-                "3",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert main(["evaluate", "--model", saved_llama, "--tasks", "json", "--heads", "1:0,2:1",
+                 "--baselines", "pasta", "--schedule", "first:1", "--schedules", "prompt,first:1",
+                 "--split", "validation", "--n", "1", "--max-new-tokens", "3", "--out", str(out)]) == 0
     rows = [json.loads(line) for line in (out / "examples.jsonl").read_text().splitlines()]
     assert sorted(r["method"] for r in rows) == ["pasta", "pasta:schedule=prompt"]  # first:1 is the default
     assert json.loads((out / "summary.json").read_text())["config"]["schedule"] == "first:1"
