@@ -44,6 +44,7 @@ def _opt(cmd, name):
 def test_readme_torchrun_commands_equal_one_process(smollm2, tmp_path):
     from pasta_lens import HeadProfile, profile_heads
     from pasta_lens.evaluation import evaluate
+    from pasta_lens.cli import build_parser
     from pasta_lens.tasks import get_task
 
     profile_cmd, eval_cmd = documented_commands()
@@ -54,7 +55,8 @@ def test_readme_torchrun_commands_equal_one_process(smollm2, tmp_path):
     n = int(_opt(profile_cmd, "--n-examples"))
     two = HeadProfile.load(tmp_path / _opt(profile_cmd, "--out"))
     assert two.provenance["processes"] == 2 and two.n_examples == {"json": n}
-    examples = get_task("json").profiling_examples(smollm2, split="train", n=n, seed=0)
+    bios = build_parser().parse_args(profile_cmd[5:]).bios  # the biographies the CLI profiled on (its default)
+    examples = get_task("json", bios=bios).profiling_examples(smollm2, split="train", n=n, seed=0)
     # torchrun starts its workers with OMP_NUM_THREADS=1: score the reference with one thread too, so both sum in
     # the same order (with torch's default 2 threads here, fp32 exact scores differed by up to 1.1e-5 in CI)
     threads = torch.get_num_threads()

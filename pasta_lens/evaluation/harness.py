@@ -245,7 +245,8 @@ def _summary_config(
         "variant": variant,
         "task_data": {t.name: getattr(t, "data_key", None) for t in tasks},
         "alpha": alpha,
-        "schedule": None if schedule is None else str(schedule),
+        "schedule": _steered_schedule(plans, schedule),
+        "schedule_source": _schedule_source(source, schedule),
         "heads_source": source.description,
         "n_profile_heads": len(source.ranked),
         "engine": engine.name,
@@ -253,6 +254,23 @@ def _summary_config(
         "plans": {m: (p.describe() if p is not None else None) for m, p in plans.items()},
         "heads": {m: (list(map(list, p.heads)) if p is not None else None) for m, p in plans.items()},
     }
+
+
+def _steered_schedule(plans: dict[str, SteeringPlan | None], explicit: Schedule | None) -> str | None:
+    """The schedule the steered methods ran with: the explicit one, else the one their plans share (None when
+    nothing is steered, ``"per method"`` when methods set their own)."""
+    if explicit is not None:
+        return str(explicit)
+    schedules = {str(p.schedule) for p in plans.values() if p is not None}
+    return schedules.pop() if len(schedules) == 1 else ("per method" if schedules else None)
+
+
+def _schedule_source(source: HeadSource, explicit: Schedule | None) -> str:
+    """Where the schedule came from, for the summary: the argument, the profile's provenance, or the default."""
+    if explicit is not None:
+        return "argument"
+    provenance = getattr(source.spec, "provenance", None) or {}
+    return "the profile's provenance" if provenance.get("schedule") else "default (all)"
 
 
 def _run(
