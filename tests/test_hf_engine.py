@@ -233,8 +233,12 @@ def test_hooked_transformer_generates_on_its_own_loop(llama):
 @pytest.mark.slow
 def test_smollm2_hf_engine_equals_the_bridge(smollm2):
     """The real model, chat prompts, the shipped profile with its own schedule: same text on both engines, also
-    with ``stop_at_eos=False``, where SmolLM2 picks its EOS mid-way and goes on (the twin used to forbid EOS)."""
-    texts = ["Maria is a nurse from Spain. *Answer in JSON.*", "Tell me about Paris. *Be brief.*"]
+    with ``stop_at_eos=False``, where SmolLM2 ends its short answer with EOS mid-way and goes on (the twin used to
+    forbid EOS there and printed another answer)."""
+    texts = ["Maria is a nurse from Spain. *Answer in JSON.*", "What is the capital of France? *Answer in one word.*"]
+    em = emphasize(smollm2, texts, chat=True)
+    eos = smollm2.tokenizer.eos_token_id
+    assert (generate_tokens(smollm2, em, 24, stop_at_eos=False)[:, :-1] == eos).any()  # the case at issue occurs
     for steered in (True, False):
         for stop_at_eos in (True, False):
             kwargs = dict(chat=True, max_new_tokens=24, steered=steered, stop_at_eos=stop_at_eos)
