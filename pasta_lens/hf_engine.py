@@ -2,7 +2,7 @@
 
 The TransformerLens bridge wraps every module of the Hugging Face model it is built on; those wrappers are what
 make hooks, caches and patching possible, and they cost ~25% of a decode step on SmolLM2-135M (the unsteered
-bridge generates at 1.25x the plain HF model's wall time: ``results/pastalib_compare.md``). When a generation
+bridge generates at 1.25x the plain HF model's wall time: ``results/steering_speed.md``). When a generation
 needs none of that (no hook on the model but the steering itself), :func:`hf_generate_tokens` runs it on a
 *twin*: a plain HF module tree built from the same config that **shares the bridge's parameter tensors** (no copy,
 no change to the bridge: :func:`hf_twin`), driven by HF's own KV-cached ``generate``.
@@ -48,6 +48,7 @@ from pasta_lens.twin import hf_engine_unavailable, hf_twin
 
 __all__ = ["hf_engine_unavailable", "hf_generate_tokens", "hf_twin", "mask_bias", "prompt_log_weights",
            "steering_pre_hook"]
+
 
 def prompt_log_weights(
     key_mask: Bool[Tensor, "batch prompt"],

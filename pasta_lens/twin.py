@@ -8,9 +8,10 @@ runs stock code on exactly those tensors with nothing else attached; :func:`hf_e
 =====================  =========================================================================================
 model                  a ``TransformerBridge`` in its default (unprocessed, non-compatibility) mode, one device
 generation options     greedy decoding (``do_sample=False``) and ``stop_at_eos`` only
-hooks                  none of any kind: TransformerLens hook points, PyTorch forward / forward-pre / backward /
-                       backward-pre hooks on any module (the libraries' own forward wiring excepted:
-                       :data:`LIBRARY_HOOKS`), process-wide module hooks (:data:`GLOBAL_HOOKS`)
+hooks                  none of a user's (:func:`pasta_lens.model_hooks.find_user_hook`: TransformerLens hook
+                       points, PyTorch forward / forward-pre / backward / backward-pre hooks on any module, the
+                       libraries' own wiring excepted) and no process-wide module hook
+                       (:func:`pasta_lens.model_hooks.find_process_wide_hook`)
 code                   no ``forward`` assigned on an instance or a class; every module that is not
                        TransformerLens' own is of the very class the HF model builds at that place (no subclass,
                        parametrization or added module)
@@ -32,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from pasta_lens.backends import backend_of
+from pasta_lens.model_hooks import find_process_wide_hook, find_user_hook, model_modules
 
 WRAPPER = "._original_component"
 """How the bridge names a wrapped HF module's parameters: ``model.layers.0._original_component.self_attn...``;
@@ -40,33 +42,6 @@ dropping it gives the plain HF name."""
 
 def _hf_name(bridge_name: str) -> str:
     return bridge_name.replace(WRAPPER, "")
-
-
-LIBRARY_HOOKS = ("transformer_lens.", "transformers.")
-"""Modules whose forward (pre-)hooks are the libraries' own wiring, not a user's: the bridge's capture hooks (which
-feed its hook points, checked on their own) and Hugging Face's output-capturing hooks (installed on the first
-forward that asks for attentions or hidden states; they record, never change, an output)."""
-
-GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
-                "_global_backward_pre_hooks")
-"""PyTorch's process-wide module hooks (``torch.nn.modules.module.register_module_forward_hook`` & co.): they fire
-on every module of every model, the twin's included, so their effect on the two runs cannot be the same."""
-
-
-def _library(fn: Any) -> bool:
-    return getattr(fn, "__module__", None) is not None and fn.__module__.startswith(LIBRARY_HOOKS)
-
-
-def _module_hook(module: nn.Module) -> Optional[str]:
-    """The kind of hook on ``module`` that could make the twin differ: any backward or backward pre-hook, or a
-    forward (pre-)hook that is not the libraries' own wiring (:data:`LIBRARY_HOOKS`)."""
-    for kind in ("_forward_hooks", "_forward_pre_hooks"):
-        if any(not _library(fn) for fn in getattr(module, kind).values()):
-            return kind.strip("_").replace("_", " ")[:-1]
-    for kind in ("_backward_hooks", "_backward_pre_hooks"):
-        if getattr(module, kind):
-            return kind.strip("_").replace("_", " ")[:-1]
-    return None
 
 
 def _stock_forward(cls: type) -> bool:
@@ -87,41 +62,12 @@ def _tl_class(cls: type) -> bool:
     return cls.__module__.startswith("transformer_lens.")
 
 
-def _modules(model: Any) -> list[tuple[str, nn.Module]]:
-    """Every module of the bridge and of the HF model it wraps (each once, by identity), with a name."""
-    out, seen = [], set()
-    for name, module in [*model.named_modules(), *model.original_model.named_modules(prefix="original_model")]:
-        if id(module) not in seen:
-            seen.add(id(module))
-            out.append((name or "<root>", module))
-    return out
-
-
-def _has_hooks(model: Any) -> Optional[str]:
-    """Which hook could make the twin's result differ: a TransformerLens hook point's, a PyTorch module hook that is
-    not the libraries' own wiring (:func:`_module_hook`), or a process-wide module hook (:data:`GLOBAL_HOOKS`)."""
-    for name, point in getattr(model, "hook_dict", {}).items():
-        if getattr(point, "fwd_hooks", None) or getattr(point, "bwd_hooks", None):
-            return f"a TransformerLens hook on {name}"
-    for name, module in _modules(model):
-        kind = _module_hook(module)
-        if kind:
-            return f"a PyTorch {kind} on module {name}"
-    from torch.nn.modules import module as torch_module
-
-    for name in GLOBAL_HOOKS:
-        if getattr(torch_module, name, None):
-            kind = name[len("_global_"):-1]
-            return f"a process-wide PyTorch module {kind.replace('_', ' ')} (register_module_{kind} & co.)"
-    return None
-
-
 def _replaced_forward(model: Any) -> Optional[str]:
     """Which module's ``forward`` is not its class's stock one, if any: assigned on an instance, or a class whose
     ``forward`` was replaced (:func:`_stock_forward`). The twin would not run the replacement as the bridge does."""
-    for name, module in _modules(model):
+    for name, module in model_modules(model):
         if "forward" in vars(module):
-            return f"module {name} has its own forward (an instance attribute)"
+            return f"module {name or '<root>'} has its own forward (an instance attribute)"
         if not _stock_forward(type(module)):
             return (f"{type(module).__qualname__}.forward was replaced (it is "
                     f"{getattr(type(module).forward, '__qualname__', type(module).forward)!r})")
@@ -135,13 +81,13 @@ def _foreign_module(model: Any, twin: nn.Module) -> Optional[str]:
     places: dict[int, list[str]] = {}  # the bridge reaches a module under aliases too (attn / self_attn)
     for n, m in model.original_model.named_modules(remove_duplicate=False):
         places.setdefault(id(m), []).append(_hf_name(n))
-    for name, module in _modules(model):
+    for name, module in model_modules(model):
         cls = type(module)
         if _tl_class(cls):
             continue
         names = places.get(id(module))
         if names is None:
-            return f"module {name} ({cls.__qualname__}) is not part of the bridge's HF model"
+            return f"module {name or '<root>'} ({cls.__qualname__}) is not part of the bridge's HF model"
         if not any(stock.get(place) is cls for place in names):
             place = next((p for p in names if p in stock), names[0])
             want = stock[place].__qualname__ if place in stock else "no module"
@@ -166,7 +112,7 @@ def hf_engine_unavailable(model: Any, generate_kwargs: Optional[Mapping[str, Any
     extra = set(generate_kwargs or {}) - {"do_sample", "stop_at_eos"}
     if extra or (generate_kwargs or {}).get("do_sample", False):
         return "generation options beyond greedy decoding were given: " + ", ".join(sorted(extra) or ["do_sample"])
-    hooked = _has_hooks(model)
+    hooked = find_user_hook(model) or find_process_wide_hook()  # it must fire, so the bridge runs
     if hooked:
         return f"{hooked} is registered (it must fire, so the bridge runs)"
     patched = _replaced_forward(model)

@@ -197,7 +197,7 @@ def test_generate_auto_falls_back_to_the_bridge_when_a_user_hook_must_fire(llama
     assert text == generate(llama, TEXTS[0], HEADS, max_new_tokens=4, engine="hooks")
     handle = llama.original_model.register_forward_hook(lambda *a: None)  # a raw PyTorch hook counts too
     try:
-        assert "PyTorch forward hook" in hf_engine_unavailable(llama)
+        assert "PyTorch hook on module original_model" in hf_engine_unavailable(llama)
     finally:
         handle.remove()
 
