@@ -265,13 +265,13 @@ def part_profile(pair: Pair, new_tokens: int = 16, top: int = 12) -> None:
 
 
 def part_hook(calls: int = 20000, n_prompt: int = 120, n_keys: int = 180) -> None:
-    from pasta_lens.hf_engine import _steering_pre_hook
+    from pasta_lens.hf_engine import steering_pre_hook
     from pasta_lens.schedule import Schedule
 
     key_mask = torch.zeros(1, n_prompt, dtype=torch.bool)
     key_mask[:, 50:62] = True
     hooks = {
-        "steering pre-hook": _steering_pre_hook(0, key_mask, [1, 4, 7], [0.01] * 3, 9, "exclude",
+        "steering pre-hook": steering_pre_hook(0, key_mask, [1, 4, 7], [0.01] * 3, 9, "exclude",
                                                 Schedule.parse("all"), n_prompt + 64),
         "no-op hook": lambda module, args, kwargs: (args, kwargs),
     }

@@ -7,7 +7,7 @@ can be done by hand with hooks. Greedy decoding by default, so steered and unste
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Sequence, Union
+from typing import Any, Literal, NamedTuple, Optional, Sequence, Union
 
 import torch
 from jaxtyping import Int
@@ -62,20 +62,42 @@ def decode_new(model: Any, new_tokens: Int[Tensor, "batch new"]) -> list[str]:
     return [model.tokenizer.decode(row, skip_special_tokens=True).strip() for row in new_tokens.tolist()]
 
 
-def select_engine(model: Any, engine: Engine = "auto", generate_kwargs: Optional[dict[str, Any]] = None
-                  ) -> tuple[str, Any, str]:
-    """Which loop :func:`generate` runs: ``(name, twin, why)`` with ``name`` ``"hf"`` or ``"hooks"``.
+class EngineChoice(NamedTuple):
+    """Which loop runs a generation (:func:`select_engine`); a tuple, so ``name, twin, why = ...`` unpacks it.
 
-    ``twin`` is the HF twin (:func:`pasta_lens.hf_engine.hf_twin`) when ``name == "hf"``, else None; ``why`` says in
-    a phrase why the hooks path runs (empty for ``"hf"``).
+    Attributes:
+        name: ``"hf"`` (HF's ``generate`` on the twin, :mod:`pasta_lens.hf_engine`) or ``"hooks"``
+            (TransformerLens' ``generate`` with the steering hooks). Record it beside any output it made.
+        twin: the twin (what :func:`pasta_lens.hf_engine.hf_twin` returned) when ``name == "hf"``, else None.
+        why: in a phrase, why the hooks path runs (empty for ``"hf"``).
+    """
+
+    name: str
+    twin: Any
+    why: str
+
+
+def select_engine(model: Any, engine: Engine = "auto", generate_kwargs: Optional[dict[str, Any]] = None
+                  ) -> EngineChoice:
+    """Which loop :func:`generate` runs on ``model``: an :class:`EngineChoice` (``name``, ``twin``, ``why``).
+
+    ``"auto"`` takes the twin only where it gives the hooked model's tokens (:func:`~pasta_lens.hf_engine.
+    hf_engine_unavailable` and :func:`~pasta_lens.hf_engine.hf_twin` check every condition, ``docs/engines.md``
+    lists them) and the model is fp32; anything it cannot vouch for runs on the hooks. Call it for every batch:
+    a hook added between two calls changes the answer.
 
     Raises:
         ValueError: an unknown ``engine``, or ``engine="hf"`` where the twin cannot give the hooked model's result.
+
+    Example:
+        >>> select_engine(model).name                       # "hf" on a plain fp32 Llama-family bridge
+        >>> select_engine(model, "hooks").why
+        "engine='hooks' was asked for"
     """
     if engine not in ("auto", "hooks", "hf"):
         raise ValueError(f"engine must be 'auto', 'hooks' or 'hf'; got {engine!r}.")
     if engine == "hooks":
-        return "hooks", None, "engine='hooks' was asked for"
+        return EngineChoice("hooks", None, "engine='hooks' was asked for")
     why = hf_engine_unavailable(model, generate_kwargs)
     dtypes = {p.dtype for p in model.parameters()}
     if why is None and engine == "auto" and dtypes != {torch.float32}:
@@ -84,13 +106,13 @@ def select_engine(model: Any, engine: Engine = "auto", generate_kwargs: Optional
         why = f"auto takes the twin for fp32 models only; this one is {sorted(map(str, dtypes))}"
     if why is None:
         try:
-            return "hf", hf_twin(model), ""
-        except ValueError as err:  # an architecture the twin does not cover: the hooks path gives the result
+            return EngineChoice("hf", hf_twin(model), "")
+        except ValueError as err:  # a model the twin does not reproduce: the hooks path gives the result
             why = str(err)
     if engine == "hf":
         raise ValueError(f"engine='hf' cannot give the hooked model's result here: {why}. Use engine='auto' or "
                          "engine='hooks'.")
-    return "hooks", None, why
+    return EngineChoice("hooks", None, why)
 
 
 def generate(
@@ -128,11 +150,12 @@ def generate(
             else ``"all"`` (the precedence of :mod:`pasta_lens.plan`).
         engine: ``"auto"`` (default) runs HF's own generation loop on a plain twin of the bridge's weights,
             steered by an additive mask (:mod:`pasta_lens.hf_engine`; faster on SmolLM2, same tokens), whenever
-            that gives the bridge's result: a default-mode ``TransformerBridge`` that keeps HF's module names
-            (Llama-family models), fp32, greedy decoding and no hook of yours on the model; otherwise (your hooks,
-            a ``HookedTransformer``, bf16, sampling, GPT-2...) TransformerLens' ``generate`` with the steering hooks.
-            ``"hooks"`` always takes the hooks path; ``"hf"`` insists on the twin and raises where it cannot
-            (:func:`select_engine`).
+            the twin provably computes what the bridge computes (:mod:`pasta_lens.twin`: a default-mode fp32
+            ``TransformerBridge``, greedy decoding, no hook of any kind, stock modules, every tensor matched);
+            otherwise (your hooks, a patched module, a ``HookedTransformer``, bf16, sampling, GPT-2...)
+            TransformerLens' ``generate`` with the steering hooks. ``"hooks"`` always takes the hooks path;
+            ``"hf"`` insists on the twin and raises where it cannot (:func:`select_engine`). ``stop_at_eos=False``
+            (a keyword passed on) means the same on both: EOS may be generated and generation goes on.
 
     Returns:
         The generated text (new tokens only): a string for one prompt, a list for several.
@@ -144,7 +167,7 @@ def generate(
     if steered:  # resolved once: what steer(model, plan, em) and the twin both carry out
         plan = resolve_plan(model, default_profile(model)[0] if heads is None else heads, alpha, schedule,
                             scale_position)
-    twin = select_engine(model, engine, generate_kwargs)[1]
+    twin = select_engine(model, engine, generate_kwargs).twin
     em = emphasize(model, text, chat=chat, markers=markers)
     if twin is not None:
         new = hf_generate_tokens(model, em, plan, max_new_tokens=max_new_tokens,

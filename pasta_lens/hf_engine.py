@@ -16,17 +16,23 @@ give the same greedy tokens (``tests/test_hf_engine.py``). Unsteered heads and r
 exactly 0. The twin is built per call (~30 ms on SmolLM2: meta-device construction, then the bridge's tensors
 are assigned) and dropped afterwards, so nothing is cached and nothing global changes.
 
-:func:`pasta_lens.generate` picks this engine (``engine="auto"``) only where it gives the same result as the
-bridge: a ``TransformerBridge`` in its default (unprocessed, non-compatibility) mode whose parameters keep the
-HF names (Llama-family models such as SmolLM2 do; GPT-2's bridge renames them), every parameter on one device,
-greedy decoding, and no hook of any kind on the model (so a user's ``with model.hooks(...)``, a cache or a patch
-always sees the bridge run). :func:`hf_engine_unavailable` says which condition fails.
+:func:`pasta_lens.generate` picks this engine (``engine="auto"``) only where its tokens are the bridge's: a
+``TransformerBridge`` in its default (unprocessed, non-compatibility) mode, every parameter on one device, greedy
+decoding, no hook of any kind on the model (a TransformerLens hook, a PyTorch forward / pre / backward / backward-pre
+hook that is not the libraries' own wiring, a process-wide module hook), every module running stock code (no
+``forward`` assigned on an instance or a class, no module of another class than the HF model builds there) and
+every tensor matched both ways (a strict load: a parameter or buffer added to or renamed on the bridge refuses the
+twin, so GPT-2, whose bridge splits ``c_attn``, takes the hooks path). :mod:`pasta_lens.twin` builds
+the twin and checks every condition (:func:`hf_engine_unavailable`, :func:`hf_twin`, re-exported here);
+``docs/engines.md`` lists them with the tests that prove each.
+
+Both engines mean the same by ``stop_at_eos=False`` (EOS is an ordinary token that greedy decoding may pick and
+continue after) and place the keys of a sliding-window layer's KV cache (Gemma 2/3 local attention) at their
+absolute positions (:class:`pasta_lens.kernels.KeyPositions`), so steering there is that of an uncached run.
 """
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Mapping
 from contextlib import ExitStack
 from typing import Any, Optional
 
@@ -34,76 +40,14 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
-from pasta_lens.backends import backend_of
-from pasta_lens.model_hooks import find_user_hook
 from pasta_lens.schedule import Schedule, query_positions
 from pasta_lens.spans import Emphasis
-from pasta_lens.kernels import key_mask_of, key_weights
+from pasta_lens.kernels import KeyPositions, key_mask_of, key_weights
 from pasta_lens.plan import ScalePosition, SteeringPlan, resolve_plan
+from pasta_lens.twin import hf_engine_unavailable, hf_twin
 
-WRAPPER = "._original_component"
-"""How the bridge names a wrapped HF module's parameters: ``model.layers.0._original_component.self_attn...``;
-dropping it gives the plain HF name."""
-
-
-def _hf_name(bridge_name: str) -> str:
-    return bridge_name.replace(WRAPPER, "")
-
-
-def hf_engine_unavailable(model: Any, generate_kwargs: Optional[Mapping[str, Any]] = None) -> Optional[str]:
-    """None when :func:`hf_generate_tokens` gives what the bridge's ``generate`` gives, else the reason it would
-    not (one phrase): not a bridge, processed / compatibility-mode weights, parameters on several devices,
-    non-greedy or unknown generation options, or any hook on the model."""
-    if backend_of(model) != "bridge" or not isinstance(getattr(model, "original_model", None), nn.Module):
-        return "the model is not a TransformerBridge over a Hugging Face model"
-    if getattr(model, "compatibility_mode", True) or getattr(model, "_weights_processed", True):
-        return "the bridge's weights are processed (compatibility mode): its forward differs from HF's"
-    devices = {p.device for p in model.original_model.parameters()}
-    if len(devices) != 1:
-        return f"the parameters lie on {len(devices)} devices"
-    extra = set(generate_kwargs or {}) - {"do_sample", "stop_at_eos"}
-    if extra or (generate_kwargs or {}).get("do_sample", False):
-        return "generation options beyond greedy decoding were given: " + ", ".join(sorted(extra) or ["do_sample"])
-    hooked = find_user_hook(model)  # what a user hooked must fire, so the bridge runs
-    if hooked:
-        return f"{hooked} is registered (it must fire, so the bridge runs)"
-    return None
-
-
-def hf_twin(model: Any) -> tuple[nn.Module, dict[int, nn.Module]]:
-    """A plain HF model sharing ``model.original_model``'s parameter tensors, and its attention module per layer.
-
-    Built on the meta device from a copy of the config (no weight init, no memory), then each parameter and
-    buffer is the bridge's own tensor (``load_state_dict(assign=True)``; tied weights re-tied). Nothing of the
-    bridge changes; an in-place edit of a bridge weight is seen by the twin.
-
-    Raises:
-        ValueError: a twin parameter has no counterpart in the bridge (an architecture whose bridge renames its
-            modules, e.g. GPT-2; :func:`pasta_lens.generate` then takes the hooks path).
-    """
-    from transformers.initialization import no_init_weights  # what from_pretrained itself uses
-
-    hf = model.original_model
-    config = copy.deepcopy(hf.config)
-    config.output_attentions = config.output_hidden_states = False  # TransformerLens may have switched them on
-    with torch.device("meta"), no_init_weights():
-        twin = type(hf)(config)
-    twin.load_state_dict({_hf_name(n): p for n, p in hf.named_parameters()}, strict=False, assign=True)
-    twin.tie_weights()
-    buffers = {_hf_name(n): b for n, b in hf.named_buffers()}
-    for name, _ in list(twin.named_buffers()):
-        if name in buffers:
-            owner, _, leaf = name.rpartition(".")
-            twin.get_submodule(owner)._buffers[leaf] = buffers[name]
-    meta = [n for n, p in [*twin.named_parameters(), *twin.named_buffers()] if p.is_meta]
-    if meta:  # e.g. GPT-2, whose bridge renames c_attn to qkv: the names no longer say which tensor is which
-        raise ValueError(f"the bridge renames this architecture's modules, so a plain HF twin cannot find "
-                         f"{meta[0]!r} (and {len(meta) - 1} more) among the bridge's parameters")
-    twin.eval()
-    names = {id(m): _hf_name(n) for n, m in hf.named_modules()}
-    attention = {layer: twin.get_submodule(names[id(block.attn.original_component)])
-                 for layer, block in enumerate(model.blocks)}
-    return twin, attention
+__all__ = ["hf_engine_unavailable", "hf_generate_tokens", "hf_twin", "mask_bias", "prompt_log_weights",
+           "steering_pre_hook"]
 
 
 def prompt_log_weights(
@@ -125,25 +69,34 @@ def mask_bias(
     log_w: Float[Tensor, "batch head 1 prompt"],
     exponents: Float[Tensor, "query"],
     n_keys: int,
+    first_key: int = 0,
 ) -> Float[Tensor, "batch head query key"]:
     """PASTA as an additive attention-mask term: ``e(q) * log w[k]`` on the prompt keys, 0 on later keys.
 
-    ``exponents`` are the schedule's for the mask's query rows (:meth:`Schedule.exponents` of positions
-    ``K - Q .. K - 1``). Added to a layer's attention mask before the softmax, this is the ``hook_pattern`` edit.
+    The mask's keys are positions ``first_key .. first_key + n_keys - 1`` (``first_key > 0`` only for a
+    sliding-window cache: :class:`pasta_lens.kernels.KeyPositions`); ``exponents`` are the schedule's for its
+    query rows (:meth:`Schedule.exponents` of positions ``N - Q .. N - 1``, ``N = first_key + n_keys``). Added to a
+    layer's attention mask before the softmax, this is the ``hook_pattern`` edit.
     """
     bias = exponents.to(log_w.device)[None, None, :, None] * log_w
-    return torch.nn.functional.pad(bias, (0, n_keys - log_w.shape[-1]))
+    bias = torch.nn.functional.pad(bias, (0, max(0, first_key + n_keys - log_w.shape[-1])))
+    return bias[..., first_key:first_key + n_keys]
 
 
-def _steering_pre_hook(layer: int, key_mask: Tensor, heads: list[int], alphas: list[float], n_heads: int,
+def steering_pre_hook(layer: int, key_mask: Tensor, heads: list[int], alphas: list[float], n_heads: int,
                        scale_position: ScalePosition, schedule: Schedule, n_keys_max: int):
     """A forward pre-hook for one layer's attention that adds the steered heads' term to its attention mask.
 
-    The prompt term is built once per call (per device and dtype it meets), zero-padded to ``n_keys_max`` keys,
-    so that under the every-step schedule a decode step costs one broadcast add of a slice (~8 us; the hook runs
-    once per steered layer and step, so its cost is what steered / unsteered measures on this path).
+    The keys' absolute positions come from the mask's shape, followed across the generation's forwards by
+    :class:`~pasta_lens.kernels.KeyPositions`, the rule the ``hook_pattern`` hooks use: a sliding-window layer's
+    decode mask covers only the window. The prompt term is built once per call (per device and dtype it meets),
+    zero-padded to ``n_keys_max`` positions, so that under the every-step schedule a decode step costs one
+    broadcast add of a slice (~8 us; the hook runs once per steered layer and step, so its cost is what steered /
+    unsteered measures on this path).
     """
     built: dict[tuple[torch.device, torch.dtype], tuple[Tensor, Tensor]] = {}  # (float32 log w, padded term)
+    where = KeyPositions()
+    n_prompt = key_mask.shape[1]
 
     def hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         mask = kwargs.get("attention_mask")
@@ -152,18 +105,25 @@ def _steering_pre_hook(layer: int, key_mask: Tensor, heads: list[int], alphas: l
                                f"({None if mask is None else (mask.dtype, tuple(mask.shape))}); steer this model "
                                "with engine='hooks'.")
         n_queries, n_keys = mask.shape[-2], mask.shape[-1]
+        first_key = where.locate(n_queries, n_keys)
+        n_positions = first_key + n_keys
+        if n_positions < n_prompt:
+            raise RuntimeError(f"Layer {layer}'s attention mask reaches position {n_positions}, before the end of "
+                               f"the {n_prompt}-token prompt; steer this model with engine='hooks'.")
         log_w, term = built.get((mask.device, mask.dtype), (None, None))
-        if term is None or term.shape[-1] < n_keys:
+        if term is None or term.shape[-1] < n_positions:
             log_w = prompt_log_weights(key_mask.to(mask.device), heads, alphas, n_heads, scale_position)
-            term = torch.nn.functional.pad(log_w, (0, max(n_keys, n_keys_max) - log_w.shape[-1])).to(mask.dtype)
+            term = torch.nn.functional.pad(log_w, (0, max(n_positions, n_keys_max) - log_w.shape[-1])).to(mask.dtype)
             built[(mask.device, mask.dtype)] = log_w, term
         if schedule.is_all:  # every row at e = 1: mask_bias is the padded prompt term itself (the hot path)
-            return args, {**kwargs, "attention_mask": mask + term[..., :n_keys]}
+            if first_key >= n_prompt:
+                return args, kwargs  # a window past the prompt: no prompt key left to scale
+            return args, {**kwargs, "attention_mask": mask + term[..., first_key:n_positions]}
         # Exponents on the CPU (a few numbers): no device sync to learn that a row is not steered.
-        exponents = schedule.exponents(query_positions(n_queries, n_keys), key_mask.shape[1])
-        if not bool(exponents.any()):
-            return args, kwargs  # no steered row in this call (e.g. a decode step after "prompt")
-        bias = mask_bias(log_w, exponents, n_keys)
+        exponents = schedule.exponents(query_positions(n_queries, n_positions), n_prompt)
+        if not bool(exponents.any()) or first_key >= n_prompt:
+            return args, kwargs  # no steered row or no prompt key in this call (e.g. a decode step after "prompt")
+        bias = mask_bias(log_w, exponents, n_keys, first_key)
         return args, {**kwargs, "attention_mask": mask + bias.to(mask.dtype)}
 
     return hook
@@ -181,26 +141,33 @@ def hf_generate_tokens(
     """Greedy, KV-cached generation after ``emphasis.tokens`` on the HF twin; the new tokens (EOS-padded rows).
 
     ``plan`` is what to steer (:func:`pasta_lens.plan.resolve_plan`: heads, per-head alphas, schedule, scaled
-    side), exactly as :func:`pasta_lens.steer` would steer it; ``plan=None`` generates unsteered. ``stop_at_eos=False`` always
-    generates ``max_new_tokens``. A row that ends early is padded after its EOS with the pad token, where
-    TransformerLens may pad differently: :func:`pasta_lens.generation.decode_new` gives the same text for both.
-    ``twin``: what :func:`hf_twin` returned, to reuse (default: built here, ~40 ms on SmolLM2).
+    side), exactly as :func:`pasta_lens.steer` would steer it; ``plan=None`` generates unsteered.
+
+    ``stop_at_eos`` means what it means in TransformerLens' ``generate``: True stops a row at its first EOS (and
+    pads it after); False generates ``max_new_tokens`` for every row with EOS an ordinary token, which greedy
+    decoding may pick and then continue after. (HF's ``min_new_tokens`` would instead forbid EOS and change the
+    text.) A row that ends early is padded after its EOS with the pad token, where TransformerLens may pad
+    differently: :func:`pasta_lens.generation.decode_new` gives the same text for both. ``twin``: what
+    :func:`hf_twin` returned, to reuse (default: built here, ~40 ms on SmolLM2).
     """
     from transformers import GenerationConfig
 
     hf, attention = twin or hf_twin(model)
     tok = model.tokenizer
     eos = tok.eos_token_id
-    config = GenerationConfig(max_new_tokens=max_new_tokens, min_new_tokens=0 if stop_at_eos else max_new_tokens,
-                              do_sample=False, use_cache=True, eos_token_id=eos, return_dict_in_generate=False,
+    # The twin's own generation config is replaced: HF fills every unset option from it (an eos_token_id left
+    # None would come back from there), and nothing but these options may shape the loop.
+    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
+                              eos_token_id=eos if stop_at_eos else None, return_dict_in_generate=False,
                               output_attentions=False, output_hidden_states=False, output_scores=False,
                               pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else eos)
+    hf.generation_config = config
     with ExitStack() as stack, torch.inference_mode():
         if plan is not None:
             plan = resolve_plan(model, plan)  # a plan is taken as is; this only checks its heads fit the model
             key_mask = key_mask_of(emphasis)
             for layer, layer_heads, alphas in plan.layers():
-                hook = _steering_pre_hook(layer, key_mask, layer_heads, alphas, model.cfg.n_heads,
+                hook = steering_pre_hook(layer, key_mask, layer_heads, alphas, model.cfg.n_heads,
                                           plan.scale_position, plan.schedule,
                                           emphasis.tokens.shape[1] + max_new_tokens)
                 stack.callback(attention[layer].register_forward_pre_hook(hook, with_kwargs=True).remove)

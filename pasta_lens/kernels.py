@@ -11,10 +11,15 @@ attention mask (:func:`key_bias`, used on ``hook_attn_scores``). With ``scale_po
 (``w = alpha`` on the emphasised keys), which *suppresses* the span instead. A :class:`~pasta_lens.schedule.Schedule`
 gives each query row an exponent ``e`` on alpha (``w ** e``; ``e = 0`` leaves the row bit-identical).
 
-Key ``j`` of a pattern is position ``j`` of the emphasised prompt; keys beyond the mask are continuation tokens
-(generated or teacher-forced) and keep weight 1, so steering is identical with and without the KV cache. The
-arithmetic runs in fp32 and is cast back to the pattern's dtype. Every number (the mask on the activation's
-device, alpha as a tensor) is made at call time from the activation itself, never cached from an earlier call.
+Keys are indexed by absolute position: position ``p < n_prompt`` is position ``p`` of the emphasised prompt, later
+positions are continuation tokens (generated or teacher-forced) and keep weight 1. A pattern with ``K`` keys
+usually holds positions ``0 .. K - 1``, with or without the KV cache. A sliding-window layer (Gemma 2/3's local
+attention) run with a KV cache holds only the last keys: after ``N`` positions its decode step sees positions
+``N - K .. N - 1``. Each layer's hook therefore follows the positions it has seen (:class:`KeyPositions`), so the
+mask and the schedule's query rows line up with the cache's keys and steering is identical with and without the
+KV cache on every layer. The arithmetic runs in fp32 and is cast back to the pattern's dtype. Every number (the
+mask on the activation's device, alpha as a tensor) is made at call time from the activation itself, never cached
+from an earlier call.
 
 Cost: a hook that is the only one on its hook point, in a forward pass that builds no autograd graph, on an fp32
 pattern, rescales the steered heads' slices in place (:func:`may_edit_in_place`); anywhere else it returns an
@@ -62,27 +67,65 @@ def key_mask_of(emphasis: Union[Emphasis, Tensor]) -> Bool[Tensor, "batch pos"]:
     return mask
 
 
+class KeyPositions:
+    """Which absolute positions a layer's keys are, followed across the forward passes of one sequence.
+
+    A hook sees ``[batch, head, Q, K]`` and no positions. A forward that holds all its keys (``Q == K``: no KV
+    cache, or the prefill) covers positions ``0 .. K - 1`` and starts the count ``N = K``; a KV-cached step adds
+    its ``Q`` new positions (``N += Q``) and its keys are the *last* ``K`` of them, ``N - K .. N - 1``. For a
+    layer that caches every key that is ``0 .. K - 1`` again; for a sliding-window layer (Gemma 2/3 local
+    attention: the cache keeps the last ``window - 1`` keys) it is the window. A cached step with no counted
+    start (hooks added after the prefill) is taken to hold every earlier key.
+
+    One instance per layer hook; it holds one integer.
+
+    Example:
+        >>> where = KeyPositions()
+        >>> where.locate(58, 58), where.locate(1, 8), where.locate(1, 8)   # prefill, two windowed decode steps
+        (0, 51, 52)
+    """
+
+    __slots__ = ("seen",)
+
+    def __init__(self) -> None:
+        self.seen: Optional[int] = None
+
+    def locate(self, n_queries: int, n_keys: int) -> int:
+        """The absolute position of key 0 of this forward's pattern (0 unless a cache dropped earlier keys)."""
+        if n_keys == n_queries or self.seen is None:
+            self.seen = n_keys
+        else:
+            self.seen = max(self.seen + n_queries, n_keys)
+        return self.seen - n_keys
+
+
 def key_weights(
     key_mask: Bool[Tensor, "batch prompt"],
     n_keys: int,
     alpha: Float[Tensor, "head"],
     scale_position: ScalePosition = "exclude",
+    first_key: int = 0,
 ) -> Float[Tensor, "batch head 1 key"]:
     """The multiplicative weight of every key for each steered head (1 = untouched).
 
-    Prompt keys (the first ``key_mask.shape[1]`` positions) get ``alpha`` outside the span ("exclude") or
-    inside it ("include"); keys beyond the prompt (generated tokens) keep weight 1.
+    The keys are absolute positions ``first_key .. first_key + n_keys - 1`` (``first_key > 0`` only for a
+    sliding-window cache: :class:`KeyPositions`). Prompt positions (below ``key_mask.shape[1]``) get ``alpha``
+    outside the span ("exclude") or inside it ("include"); later positions (generated tokens) keep weight 1.
     """
     batch, n_prompt = key_mask.shape
-    if n_keys < n_prompt:
-        raise ValueError(f"The attention pattern has {n_keys} keys but the emphasis covers {n_prompt} prompt "
-                         "positions: run the model on emphasis.tokens (or a continuation of them).")
+    n_positions = first_key + n_keys
+    if n_positions < n_prompt:
+        raise ValueError(f"The attention pattern reaches position {n_positions} ({n_keys} keys) but the emphasis "
+                         f"covers {n_prompt} prompt positions: run the model on emphasis.tokens (or a continuation "
+                         "of them). For KV-cached generation on a model with sliding-window attention (Gemma 2/3 "
+                         "local layers keep only the window's keys), add the steering hooks before the prefill "
+                         "(steer(...) around the whole generate), or generate with use_past_kv_cache=False.")
     scaled = ~key_mask if scale_position == "exclude" else key_mask
-    w = torch.ones(batch, alpha.shape[0], 1, n_keys, dtype=torch.float32, device=key_mask.device)
+    w = torch.ones(batch, alpha.shape[0], 1, n_positions, dtype=torch.float32, device=key_mask.device)
     prompt = torch.where(rearrange(scaled, "batch key -> batch 1 1 key"),
                          rearrange(alpha, "head -> 1 head 1 1"), 1.0)
     w[..., :n_prompt] = prompt
-    return w
+    return w[..., first_key:]
 
 
 def rescale_rows(
@@ -96,14 +139,18 @@ def rescale_rows(
 
 
 def scheduled_rescale(pattern: Float[Tensor, "batch head query key"], weights: Float[Tensor, "batch head 1 key"],
-                      schedule: Schedule, n_prompt: int) -> Float[Tensor, "batch head query key"]:
+                      schedule: Schedule, n_prompt: int,
+                      n_positions: Optional[int] = None) -> Float[Tensor, "batch head query key"]:
     """:func:`rescale_rows` under a schedule: rows with exponent 0 are returned untouched (bit-identical).
 
-    ``pattern`` holds the steered heads only; its query rows are absolute positions ``K - Q .. K - 1``.
+    ``pattern`` holds the steered heads only; its query rows are absolute positions ``N - Q .. N - 1``, where
+    ``N = n_positions`` is the number of positions up to and including this forward's (default: ``K``, the
+    pattern's keys; more for a sliding-window cache, :class:`KeyPositions`).
     """
     if schedule.is_all:
         return rescale_rows(pattern, weights)
-    positions = query_positions(pattern.shape[-2], pattern.shape[-1], device=pattern.device)
+    n_positions = pattern.shape[-1] if n_positions is None else n_positions
+    positions = query_positions(pattern.shape[-2], n_positions, device=pattern.device)
     exponents = schedule.exponents(positions, n_prompt)
     active = exponents > 0
     if not bool(active.any()):
@@ -139,13 +186,15 @@ def may_edit_in_place(act: Tensor, hook: Any) -> bool:
             and hooks is not None and len(hooks) == 1)
 
 
-def active_rows(schedule: Schedule, n_queries: int, n_keys: int, n_prompt: int,
+def active_rows(schedule: Schedule, n_queries: int, n_positions: int, n_prompt: int,
                  device: torch.device) -> Optional[tuple[int, int]]:
     """The steered query rows ``[lo, hi)`` when the schedule steers a contiguous block of rows at full strength
-    (``all``, ``prompt``, ``first:N``), else None (``decay:G``: per-row strengths, edited out of place)."""
+    (``all``, ``prompt``, ``first:N``), else None (``decay:G``: per-row strengths, edited out of place).
+
+    The rows are positions ``n_positions - n_queries .. n_positions - 1``."""
     if schedule.is_all:
         return 0, n_queries
-    exponents = schedule.exponents(query_positions(n_queries, n_keys, device=device), n_prompt)
+    exponents = schedule.exponents(query_positions(n_queries, n_positions, device=device), n_prompt)
     if not bool(((exponents == 0) | (exponents == 1)).all()):
         return None
     rows = torch.nonzero(exponents).flatten().tolist()
@@ -168,20 +217,27 @@ def rescale_rows_(pattern: Float[Tensor, "batch head query key"], heads: list[in
 
 def pattern_layer_hook(layer: int, heads: list[int], alphas: list[float], key_mask: Tensor,
                        scale_position: ScalePosition, schedule: Schedule = Schedule()) -> HookFn:
-    """The ``hook_pattern`` hook of one layer: rescale ``heads``' rows (each at its alpha) under ``schedule``."""
+    """The ``hook_pattern`` hook of one layer: rescale ``heads``' rows (each at its alpha) under ``schedule``.
+
+    The hook follows its layer's key positions across the forwards of a generation (:class:`KeyPositions`), so a
+    sliding-window KV cache is steered on the right keys and rows."""
+    where = KeyPositions()
 
     def hook(pattern: Float[Tensor, "batch head query key"], hook: Any) -> Float[Tensor, "batch head query key"]:
         mask = layer_mask(layer, heads, pattern, key_mask)
+        n_queries, n_keys = pattern.shape[-2], pattern.shape[-1]
+        first_key = where.locate(n_queries, n_keys)
         # Built from the activation's own device at call time (never cached): safe across devices.
         alpha = torch.tensor(alphas, dtype=torch.float32, device=pattern.device)
-        weights = key_weights(mask, pattern.shape[-1], alpha, scale_position)
+        weights = key_weights(mask, n_keys, alpha, scale_position, first_key)
         if may_edit_in_place(pattern, hook):
-            rows = active_rows(schedule, pattern.shape[-2], pattern.shape[-1], mask.shape[1], pattern.device)
+            rows = active_rows(schedule, n_queries, first_key + n_keys, mask.shape[1], pattern.device)
             if rows is not None:
                 rescale_rows_(pattern, heads, weights, rows)
                 return pattern
         idx = torch.tensor(heads, device=pattern.device)
-        steered = scheduled_rescale(pattern.index_select(1, idx), weights, schedule, mask.shape[1])
+        steered = scheduled_rescale(pattern.index_select(1, idx), weights, schedule, mask.shape[1],
+                                    first_key + n_keys)
         # Out of place when anyone else could see the difference: a cached or user-held reference to the
         # unsteered pattern stays unsteered, and autograd (gradient attribution) differentiates through the edit.
         return pattern.index_copy(1, idx, steered)
@@ -196,33 +252,41 @@ def key_bias(
     heads: list[int],
     log_alpha: Float[Tensor, "steered"],
     scale_position: ScalePosition = "exclude",
+    first_key: int = 0,
 ) -> Float[Tensor, "batch head 1 key"]:
     """``log(w)`` of :func:`key_weights` for *all* ``n_heads`` heads of a layer: 0 for unsteered heads.
 
     Adding it to the pre-softmax scores is PASTA: ``softmax(s + log w) = A * w / sum(A * w)``. Zeros leave the
-    unsteered heads bit-identical (``x + 0.0 == x``, also for masked ``-inf`` scores).
+    unsteered heads bit-identical (``x + 0.0 == x``, also for masked ``-inf`` scores). The keys are positions
+    ``first_key .. first_key + n_keys - 1``, as in :func:`key_weights`.
     """
     batch, n_prompt = key_mask.shape
-    if n_keys < n_prompt:
-        raise ValueError(f"The attention scores have {n_keys} keys but the emphasis covers {n_prompt} prompt "
-                         "positions: run the model on emphasis.tokens (or a continuation of them).")
+    n_positions = first_key + n_keys
+    if n_positions < n_prompt:
+        raise ValueError(f"The attention scores reach position {n_positions} ({n_keys} keys) but the emphasis "
+                         f"covers {n_prompt} prompt positions: run the model on emphasis.tokens (or a continuation "
+                         "of them). For KV-cached generation on a model with sliding-window attention, add the "
+                         "steering hooks before the prefill, or generate with use_past_kv_cache=False.")
     scaled = ~key_mask if scale_position == "exclude" else key_mask
     per_head = torch.zeros(n_heads, dtype=torch.float32, device=key_mask.device)
     per_head[torch.tensor(heads, device=key_mask.device)] = log_alpha
-    bias = torch.zeros(batch, n_heads, 1, n_keys, dtype=torch.float32, device=key_mask.device)
+    bias = torch.zeros(batch, n_heads, 1, n_positions, dtype=torch.float32, device=key_mask.device)
     bias[..., :n_prompt] = scaled[:, None, None, :] * per_head[None, :, None, None]
-    return bias
+    return bias[..., first_key:]
 
 
 def scores_layer_hook(layer: int, heads: list[int], alphas: list[float], key_mask: Tensor,
                       scale_position: ScalePosition) -> HookFn:
-    """The ``hook_attn_scores`` hook of one layer: add ``log(alpha)`` to ``heads``' scaled keys (every row)."""
+    """The ``hook_attn_scores`` hook of one layer: add ``log(alpha)`` to ``heads``' scaled keys (every row), on
+    the keys' absolute positions (:class:`KeyPositions`)."""
+    where = KeyPositions()
 
     def hook(scores: Float[Tensor, "batch head query key"], hook: Any) -> Float[Tensor, "batch head query key"]:
         mask = layer_mask(layer, heads, scores, key_mask)
         n_heads = scores.shape[1]
+        first_key = where.locate(scores.shape[-2], scores.shape[-1])
         log_alpha = torch.tensor(alphas, dtype=torch.float32, device=scores.device).log()
-        bias = key_bias(mask, scores.shape[-1], n_heads, heads, log_alpha, scale_position)
+        bias = key_bias(mask, scores.shape[-1], n_heads, heads, log_alpha, scale_position, first_key)
         if may_edit_in_place(scores, hook):  # only the steered heads' slices, the same additions
             for head in heads:
                 scores[:, head].add_(bias[:, head])

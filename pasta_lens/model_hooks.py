@@ -11,8 +11,9 @@ hooks can change an output:
 
 The libraries' own wiring is not a user's hook (:data:`LIBRARY_HOOKS`): the bridge's capture hooks feed its hook
 points and do nothing while those are empty, and Hugging Face's output-capturing hooks record an output without
-changing it. Hooks registered process-wide (``torch.nn.modules.module.register_module_forward_hook``) belong to
-no model and are left alone.
+changing it. Hooks registered process-wide (``torch.nn.modules.module.register_module_forward_hook`` & co.)
+belong to no model: :func:`hooks_disabled` leaves them alone, and :func:`find_process_wide_hook` reports them
+(they fire on every module of every model, so the fast engine's plain twin would meet them differently).
 
 Two consumers ask about the same set of hooks: :func:`find_user_hook` says whether one is registered (the fast
 generation engine runs only where none must fire), and :func:`hooks_disabled` takes them off for the duration
@@ -42,6 +43,13 @@ that asks for attentions or hidden states; they record, never change, an output)
 
 HOOK_DICTS = ("_forward_pre_hooks", "_forward_hooks", "_backward_pre_hooks", "_backward_hooks")
 """The per-module PyTorch hook tables (``{handle id: hook}``, in call order)."""
+
+
+PROCESS_WIDE_HOOKS = ("_global_forward_pre_hooks", "_global_forward_hooks", "_global_backward_pre_hooks",
+                      "_global_backward_hooks")
+"""PyTorch's process-wide module hook tables in ``torch.nn.modules.module`` (``register_module_forward_hook``,
+``register_module_forward_pre_hook``, ``register_module_full_backward_hook``,
+``register_module_full_backward_pre_hook``)."""
 
 
 def is_library_hook(fn: Callable[..., Any]) -> bool:
@@ -98,6 +106,26 @@ def find_user_hook(model: Any) -> Optional[str]:
             return f"a TransformerLens hook on {name}"
         if any(has_foreign_hooks(table) for table in tables):
             return f"a PyTorch hook on module {name or '<root>'}"
+    return None
+
+
+def find_process_wide_hook() -> Optional[str]:
+    """Which process-wide PyTorch module hook is registered, in a phrase, or None when there is none.
+
+    Such a hook fires on every module of every model, in whatever tree it sits, so two module trees computing the
+    same function (the bridge and the fast engine's plain HF twin) can still give it different calls and outputs.
+
+    Example:
+        >>> handle = torch.nn.modules.module.register_module_forward_hook(lambda module, args, out: None)
+        >>> find_process_wide_hook()
+        'a process-wide PyTorch module forward hook (register_module_forward_hook & co.)'
+    """
+    from torch.nn.modules import module as torch_module
+
+    for table in PROCESS_WIDE_HOOKS:
+        if getattr(torch_module, table, None):
+            kind = table[len("_global_"):-1]  # "forward_pre_hook", ...
+            return f"a process-wide PyTorch module {kind.replace('_', ' ')} (register_module_{kind} & co.)"
     return None
 
 

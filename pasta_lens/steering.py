@@ -94,7 +94,10 @@ def pasta_hooks(
     The mask is aligned with key positions: key ``j`` of the pattern is position ``j`` of ``emphasis.tokens``.
     Run the model on exactly those tokens or a continuation of them (teacher-forced answer tokens, generated
     tokens), whose keys keep weight 1. A pattern with fewer keys than the mask is an error; that the run's tokens
-    really start with ``emphasis.tokens`` cannot be seen from the pattern: :func:`steer` checks it.
+    really start with ``emphasis.tokens`` cannot be seen from the pattern: :func:`steer` checks it. With a KV cache
+    each hook follows its layer's positions from the prefill on (:class:`pasta_lens.kernels.KeyPositions`), so a
+    sliding-window layer's cached keys (Gemma 2/3) are steered at their true positions: add the hooks before the
+    prefill and use them for one sequence at a time (a new prefill or uncached forward starts the count over).
 
     Returns:
         ``[(f"blocks.{L}.attn.hook_pattern", hook_fn), ...]`` (or ``hook_attn_scores``), sorted by layer.

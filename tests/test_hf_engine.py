@@ -3,8 +3,10 @@
 What must hold for ``generate(engine="auto")`` to take it: the additive mask bias is the ``hook_pattern`` edit
 (every schedule, both scale positions, per-head alphas), the twin computes the bridge's logits on the bridge's own
 tensors without touching the bridge, its tokens equal TransformerLens' steered ``generate`` (cached and
-uncached, left-padded batches, batch == rows alone), and ``auto`` falls back to the bridge whenever a hook of the
-user's must fire.
+uncached, left-padded batches, batch == rows alone) with steering that changes every row, ``generate`` really
+runs the loop it names (spies on both ``generate`` methods), and ``auto`` falls back to the bridge whenever a hook
+of the user's must fire. Refusals and ``stop_at_eos``: ``tests/test_hf_engine_refusals.py``; sliding windows:
+``tests/test_generation_windows.py``; the property over random requests: ``tests/test_generation_engines_property.py``.
 """
 
 import pytest
@@ -19,6 +21,8 @@ from pasta_lens.plan import plan_from_spec
 
 TEXTS = ["Maria is a nurse who lives in Paris. *Answer in JSON.*", "The capital of *France* is"]
 HEADS = [(0, 1), (1, 0), (1, 3)]
+STRONG = [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0), (1, 3)]
+"""Heads with which every schedule changes both rows of TEXTS on the tiny Llama (asserted where used)."""
 SCHEDULES = ["all", "prompt", "first:2", "decay:0.5"]
 bridge_only = pytest.mark.parametrize("backend", ["bridge"], indirect=True)
 # The twin covers bridges that keep HF's parameter names (Llama-family); GPT-2's bridge renames c_attn to qkv.
@@ -59,14 +63,14 @@ def test_mask_bias_is_the_pattern_edit(schedule, scale_position, n_queries):
 def test_pre_hook_adds_mask_bias(schedule, n_queries, n_keys):
     """The hook's prompt term, built once and sliced per call, gives ``mask + mask_bias`` at every step, also for
     a key count beyond the one it was sized for; a row that is not steered keeps the very mask object."""
-    from pasta_lens.hf_engine import _steering_pre_hook
+    from pasta_lens.hf_engine import steering_pre_hook
 
     torch.manual_seed(0)
     batch, n_heads, n_prompt = 2, 4, 6
     key_mask = torch.zeros(batch, n_prompt, dtype=torch.bool)
     key_mask[0, 2:4], key_mask[1, 1] = True, True
     heads, alphas, sched = [1, 3], [0.01, 0.2], Schedule.parse(schedule)
-    hook = _steering_pre_hook(0, key_mask, heads, alphas, n_heads, "exclude", sched, n_keys_max=9)
+    hook = steering_pre_hook(0, key_mask, heads, alphas, n_heads, "exclude", sched, n_keys_max=9)
     mask = torch.randn(batch, 1, n_queries, n_keys)
     _, kwargs = hook(None, (), {"attention_mask": mask, "other": 1})
     exponents = sched.exponents(torch.arange(n_keys - n_queries, n_keys), n_prompt)
@@ -98,13 +102,19 @@ def test_twin_shares_the_bridges_tensors_and_logits(llama):
 def test_hf_engine_tokens_equal_the_bridges_steered_generate(llama, schedule):
     tiny = llama
     em = emphasize(tiny, TEXTS)  # two rows, left-padded
-    with steer(tiny, HEADS, em, schedule=schedule):
+    with steer(tiny, STRONG, em, schedule=schedule):
         cached = generate_tokens(tiny, em, 6, stop_at_eos=False)
         uncached = generate_tokens(tiny, em, 6, stop_at_eos=False, use_past_kv_cache=False)
-    fast = hf_generate_tokens(tiny, em, plan_from_spec(HEADS, schedule=schedule), max_new_tokens=6, stop_at_eos=False)
+    fast = hf_generate_tokens(tiny, em, plan_from_spec(STRONG, schedule=schedule), max_new_tokens=6,
+                              stop_at_eos=False)
     assert torch.equal(fast, cached) and torch.equal(fast, uncached)
     unsteered = hf_generate_tokens(tiny, em, None, max_new_tokens=6, stop_at_eos=False)
     assert torch.equal(unsteered, generate_tokens(tiny, em, 6, stop_at_eos=False))
+    for row in range(len(TEXTS)):  # steering changed every row: the comparison above is not of two no-ops
+        assert not torch.equal(fast[row], unsteered[row]), row
+    if schedule != "all":  # and the schedule mattered: it is not the every-row steering under another name
+        every_row = hf_generate_tokens(tiny, em, plan_from_spec(STRONG), max_new_tokens=6, stop_at_eos=False)
+        assert not torch.equal(fast, every_row)
     assert hf_engine_unavailable(tiny) is None  # the twin's steering hooks never touch the bridge
 
 
@@ -115,28 +125,63 @@ def test_hf_engine_per_head_alphas_and_include(llama):
     for alpha, position in [(alphas, "exclude"), (0.01, "include")]:
         with steer(llama, HEADS, em, alpha, position):
             bridge = generate_tokens(llama, em, 6, stop_at_eos=False)
-        fast = hf_generate_tokens(llama, em, plan_from_spec(HEADS, alpha, scale_position=position), max_new_tokens=6, stop_at_eos=False)
+        plan = plan_from_spec(HEADS, alpha, scale_position=position)
+        fast = hf_generate_tokens(llama, em, plan, max_new_tokens=6, stop_at_eos=False)
         assert torch.equal(fast, bridge), position
 
 
 @bridge_only
 def test_hf_engine_batch_equals_rows_alone(llama):
-    batched = hf_generate_tokens(llama, emphasize(llama, TEXTS), plan_from_spec(HEADS), max_new_tokens=6, stop_at_eos=False)
+    plan = plan_from_spec(HEADS)
+    batched = hf_generate_tokens(llama, emphasize(llama, TEXTS), plan, max_new_tokens=6, stop_at_eos=False)
     for row, text in enumerate(TEXTS):
-        single = hf_generate_tokens(llama, emphasize(llama, text), plan_from_spec(HEADS), max_new_tokens=6, stop_at_eos=False)
+        single = hf_generate_tokens(llama, emphasize(llama, text), plan, max_new_tokens=6, stop_at_eos=False)
         assert torch.equal(single[0], batched[row]), row
 
 
+@pytest.fixture
+def loops(monkeypatch):
+    """Which generation loop ran: ``("hf", model)`` for each call of HF's ``generate``, ``("hooks", model)`` for
+    each call of TransformerLens' ``TransformerBridge.generate`` (spies that call the real methods)."""
+    from transformers import GenerationMixin
+
+    from pasta_lens.backends import bridge_class
+
+    calls = []
+
+    def spy(cls, label):
+        real = cls.generate
+
+        def generate(self, *args, **kwargs):
+            calls.append((label, self))
+            return real(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "generate", generate)
+
+    spy(GenerationMixin, "hf")
+    spy(bridge_class(), "hooks")
+    return calls
+
+
 @bridge_only
-def test_generate_auto_takes_the_twin_and_gives_the_bridges_text(tiny):
+def test_generate_auto_runs_the_twin_and_gives_the_bridges_text(tiny, loops):
+    renamed = type(tiny.original_model).__name__.startswith("GPT2")  # GPT-2's bridge splits c_attn: no twin
     for steered in (True, False):
         auto = generate(tiny, TEXTS, HEADS, max_new_tokens=6, steered=steered)
+        ran, loops[:] = list(loops), []
+        assert len(ran) == 1 and ran[0][0] == ("hooks" if renamed else "hf"), ran
+        if not renamed:  # HF's loop ran on a twin, not on the bridge's own HF model
+            assert ran[0][1] is not tiny.original_model and ran[0][1] is not tiny
         assert auto == generate(tiny, TEXTS, HEADS, max_new_tokens=6, steered=steered, engine="hooks")
-        if type(tiny.original_model).__name__.startswith("GPT2"):  # renamed modules: auto took the hooks path
-            with pytest.raises(ValueError, match="renames"):
+        assert [label for label, _ in loops] == ["hooks"] and loops[0][1] is tiny
+        loops.clear()
+        if renamed:
+            with pytest.raises(ValueError, match="does not have"):
                 generate(tiny, TEXTS, HEADS, max_new_tokens=6, steered=steered, engine="hf")
         else:
             assert auto == generate(tiny, TEXTS, HEADS, max_new_tokens=6, steered=steered, engine="hf")
+            assert [label for label, _ in loops] == ["hf"]
+        loops.clear()
 
 
 @bridge_only
@@ -152,7 +197,7 @@ def test_generate_auto_falls_back_to_the_bridge_when_a_user_hook_must_fire(llama
     assert text == generate(llama, TEXTS[0], HEADS, max_new_tokens=4, engine="hooks")
     handle = llama.original_model.register_forward_hook(lambda *a: None)  # a raw PyTorch hook counts too
     try:
-        assert "PyTorch hook" in hf_engine_unavailable(llama)
+        assert "PyTorch hook on module original_model" in hf_engine_unavailable(llama)
     finally:
         handle.remove()
 
@@ -187,11 +232,18 @@ def test_hooked_transformer_generates_on_its_own_loop(llama):
 
 @pytest.mark.slow
 def test_smollm2_hf_engine_equals_the_bridge(smollm2):
-    """The real model, chat prompts, the shipped profile with its own schedule: same text on both engines."""
-    texts = ["Maria is a nurse from Spain. *Answer in JSON.*", "Tell me about Paris. *Be brief.*"]
+    """The real model, chat prompts, the shipped profile with its own schedule: same text on both engines, also
+    with ``stop_at_eos=False``, where SmolLM2 ends its short answer with EOS mid-way and goes on (the twin used to
+    forbid EOS there and printed another answer)."""
+    texts = ["Maria is a nurse from Spain. *Answer in JSON.*", "What is the capital of France? *Answer in one word.*"]
+    em = emphasize(smollm2, texts, chat=True)
+    eos = smollm2.tokenizer.eos_token_id
+    assert (generate_tokens(smollm2, em, 24, stop_at_eos=False)[:, :-1] == eos).any()  # the case at issue occurs
     for steered in (True, False):
-        fast = generate(smollm2, texts, chat=True, max_new_tokens=24, steered=steered, engine="hf")
-        assert fast == generate(smollm2, texts, chat=True, max_new_tokens=24, steered=steered, engine="hooks")
+        for stop_at_eos in (True, False):
+            kwargs = dict(chat=True, max_new_tokens=24, steered=steered, stop_at_eos=stop_at_eos)
+            fast = generate(smollm2, texts, engine="hf", **kwargs)
+            assert fast == generate(smollm2, texts, engine="hooks", **kwargs), (steered, stop_at_eos)
 
 
 @bridge_only
@@ -200,7 +252,7 @@ def test_select_engine_says_which_loop_runs_and_why(tiny):
 
     name, twin, why = select_engine(tiny)
     if type(tiny.original_model).__name__.startswith("GPT2"):
-        assert (name, twin) == ("hooks", None) and "renames" in why
+        assert (name, twin) == ("hooks", None) and "does not have" in why
     else:
         assert name == "hf" and twin is not None and why == ""
     assert select_engine(tiny, "hooks")[::2] == ("hooks", "engine='hooks' was asked for")
@@ -233,15 +285,3 @@ def test_auto_keeps_bf16_on_the_hooks_and_hf_runs_there_when_asked(llama):
     assert name == "hooks" and "fp32" in why
     assert select_engine(half, "hf")[0] == "hf"
     assert len(generate(half, TEXTS, HEADS, max_new_tokens=3, engine="hf")) == 2
-
-
-@bridge_only
-def test_the_libraries_own_hooks_do_not_count_as_a_users(llama):
-    """The bridge wires capture hooks, and HF installs output-capturing hooks on the first forward that asks for
-    attentions; neither changes an output, so the twin stays available (a user's PyTorch hook does not: above)."""
-    tokens = emphasize(llama, TEXTS[0]).tokens
-    with torch.inference_mode():
-        llama(tokens)
-        llama.original_model(tokens, output_attentions=True, output_hidden_states=True)
-    assert any(m._forward_hooks or m._forward_pre_hooks for m in llama.original_model.modules())
-    assert hf_engine_unavailable(llama) is None

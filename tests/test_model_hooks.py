@@ -5,7 +5,7 @@ import torch
 
 from pasta_lens.backends import bridge_class
 from pasta_lens.fingerprint import ModelFingerprint
-from pasta_lens.model_hooks import HOOK_DICTS, find_user_hook, hooks_disabled, model_modules
+from pasta_lens.model_hooks import HOOK_DICTS, find_process_wide_hook, find_user_hook, hooks_disabled, model_modules
 from tests.tiny import tiny_hf_model
 
 TOKENS = torch.tensor([[1, 20, 30, 40, 50, 60]])
@@ -115,3 +115,23 @@ def test_the_fingerprint_ignores_user_hooks_and_leaves_them_on(llama):
             assert "a TransformerLens hook on blocks.1." in find_user_hook(llama)
         finally:
             handle.remove()
+
+
+@pytest.mark.parametrize("register", ["register_module_forward_hook", "register_module_forward_pre_hook",
+                                      "register_module_full_backward_hook", "register_module_full_backward_pre_hook"])
+def test_a_process_wide_hook_is_found_and_belongs_to_no_model(llama, register):
+    """A process-wide hook is named by find_process_wide_hook (with the function that registered it), not by
+    find_user_hook (no model holds it), and hooks_disabled leaves it on."""
+    from torch.nn.modules import module
+
+    assert find_process_wide_hook() is None
+    handle = getattr(module, register)(lambda *args: None)
+    try:
+        found = find_process_wide_hook()
+        assert found is not None and register.replace("_full", "") in found.replace("_full", ""), found
+        assert find_user_hook(llama) is None
+        with hooks_disabled(llama):
+            assert find_process_wide_hook() == found
+    finally:
+        handle.remove()
+    assert find_process_wide_hook() is None

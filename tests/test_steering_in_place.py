@@ -27,7 +27,9 @@ def test_pattern_hook_in_place_equals_the_copy_bitwise(schedule, n_queries):
     key_mask = torch.zeros(2, 9, dtype=torch.bool)
     key_mask[:, 3:5] = True
     pattern = torch.softmax(torch.randn(2, 4, n_queries, 12), dim=-1)
-    hook = pattern_layer_hook(0, [1, 3], [0.01, 0.2], key_mask, "exclude", Schedule.parse(schedule))
+    def hook(act, point):  # a fresh hook per call: a hook follows one sequence's forwards (kernels.KeyPositions)
+        return pattern_layer_hook(0, [1, 3], [0.01, 0.2], key_mask, "exclude", Schedule.parse(schedule))(act, point)
+
     copied = hook(pattern.clone(), SHARED)
     target = pattern.clone()
     edited = hook(target, ALONE)
