@@ -11,6 +11,7 @@ Mark part of a prompt (``*like this*``) and steer chosen attention heads towards
 """
 
 from pasta_lens.generation import default_heads, generate
+from pasta_lens.hook_check import check_steerable
 from pasta_lens.models import load_model
 from pasta_lens.profile import HeadProfile, list_profiles, load_profile, union_profiles, weights_hash
 from pasta_lens.profiling import (AblationPoint, HeadScores, ablation_curve, choose_k, make_profile, profile_heads,
@@ -27,6 +28,7 @@ __all__ = [
     "HeadProfile",
     "HeadScores",
     "ablation_curve",
+    "check_steerable",
     "choose_k",
     "default_heads",
     "emphasize",
