@@ -151,8 +151,8 @@ def token_ranges(model_or_tokenizer: Any, text: str) -> TokenRanges:
 
     Example:
         >>> r = token_ranges(tok, "Maria is a nurse.")
-        >>> [r_text for r_text in ("Maria is a nurse."[a:b] for a, b in r.ranges)]
-        ['Maria', ' is', ' a', ' nurse', '.']
+        >>> r.source, r.ranges[:2]          # "Maria", " is" (a token's leading space belongs to it)
+        ('offsets', ((0, 5), (5, 8)))
     """
     tok = tokenizer_of(model_or_tokenizer)
     ids, offsets, why = reported_offsets(tok, text)
