@@ -158,7 +158,7 @@ def check_steer(model: Any) -> Outcome:
         return Outcome("fail", f"steered logits differ from the additive reference by {diff:.1e}")
     if not effect > 1e-2:
         return Outcome("fail", f"steering changes the logits by only {effect:.1e}")
-    return Outcome("pass", f"max diff {diff:.0e}")
+    return Outcome("pass")  # no number in the cell: the page must not depend on the last bit of a CPU's arithmetic
 
 
 def _steered_reference(model: Any, em: Any) -> Optional[list[int]]:
@@ -294,7 +294,7 @@ def check_attribution(model: Any) -> Outcome:
         return Outcome("fail", f"top head's attribution {float(attr[top]):.2e} vs exact {float(exact[top]):.2e}")
     if not err <= ATTR_TOL * scale:
         return Outcome("fail", f"attribution off the exact change by {err / scale:.0%} of the largest")
-    return Outcome("pass", f"within {err / scale:.1%}")
+    return Outcome("pass")
 
 
 class DiscardingHookPoint:

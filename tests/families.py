@@ -160,8 +160,10 @@ def hooked_config(name: str, hf: Any) -> Any:
     theta = (getattr(c, "rope_parameters", None) or {}).get("rope_theta")
     if theta:  # one rotary base (Gemma 3's per-layer-type bases stay TL's: the family's defaults)
         d.update(rotary_base=theta)
-    if getattr(c, "layer_types", None) and "attn_types" in d and d["attn_types"] is not None:
+    if getattr(c, "layer_types", None) and d.get("attn_types") is not None:
         d.update(attn_types=["local" if t == "sliding_attention" else "global" for t in c.layer_types])
+    elif d.get("attn_types") is not None:  # one type per layer of the tiny model, the named model's pattern
+        d.update(attn_types=(d["attn_types"] * c.num_hidden_layers)[:c.num_hidden_layers])
     for key in ("n_params", "initializer_range"):
         d.pop(key, None)
     return HookedTransformerConfig(**{k: v for k, v in d.items()
