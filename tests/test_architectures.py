@@ -6,6 +6,9 @@ cannot steer) runs every check of :mod:`tests.architectures` on each backend of 
 sliding-window families may pass or refuse with an error that names the window (the two outcomes a correct engine may give); any
 other error, or other tokens than the uncached reference, fails. ``docs/architectures.md`` must show exactly the
 cells the checks give (``scripts/architectures_table.py`` writes it).
+
+Cells that give a wrong result today are listed in :func:`known_wrong` and run as strict ``xfail``: they stay in
+the table as **FAIL**, and the test fails once they pass, so that the list is shortened with the fix.
 """
 
 import pytest
@@ -19,6 +22,26 @@ RENAMED = ("gpt2", "neox", "phi3")
 """Families whose bridge renames the HF modules: no fast engine (the hooks run)."""
 SLIDING = tuple(name for name, fam in FAMILIES.items() if fam.sliding)
 GENERATION = ("generate", "fast engine", "auto")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny models run faster on one thread, and much faster than on two when other processes hold the cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def known_wrong(family: str, backend: str, check: str) -> str:
+    """Why the cell gives a wrong result today ("" when it should not): a sliding-window family generating on the
+    bridge past its window (the cached pattern holds only the window's keys, while the key mask covers the prompt;
+    the fast engine returns other tokens)."""
+    if backend == "bridge" and family in SLIDING and family not in DISCARDED and check in GENERATION:
+        return "sliding-window generation on the bridge past the window is not yet correct"
+    return ""
 
 
 def expected(family: str, backend: str, check: str) -> dict[str, str]:
@@ -40,7 +63,10 @@ def expected(family: str, backend: str, check: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("check", CHECKS)
 @pytest.mark.parametrize("family", list(FAMILIES))
-def test_cell(family, check, backend):
+def test_cell(family, check, backend, request):
+    why = known_wrong(family, backend, check)
+    if why:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=why))
     outcome = family_outcome(family, backend, check)
     allowed = expected(family, backend, check)
     assert outcome.status in allowed, f"{FAMILIES[family].label} ({backend}) {check}: {outcome.cell()}"

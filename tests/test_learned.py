@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pasta_lens import HeadProfile, emphasize, pasta_hooks, steer
-from pasta_lens.evaluation import evaluate, method_alpha, parse_method, ranked_heads
+from pasta_lens.evaluation import evaluate, ranked_heads
 from pasta_lens.objectives import ProfilingExample
 from pasta_lens.profiling import init_logits, learn_alphas, learned_profile, profile_tasks
 from pasta_lens.profiling.learned import LearnedAlphas, _hooks, example_loss, step_indices, strengths_to_alphas
@@ -320,20 +320,14 @@ def test_harness_steers_pasta_at_the_profile_alphas(llama, learned_tiny):
     assert by["pasta"]["outputs"][q.key] == pytest.approx(truth, abs=1e-6)
     assert by["pasta:alpha=0.01"]["outputs"][q.key] == pytest.approx(at_001, abs=1e-6)
     assert max(abs(a - b) for a, b in zip(truth, at_001)) > 1e-5
-    assert res.summary["config"]["pasta_alpha"] == "the profile's per-head alphas"
+    assert "alpha: per head" in res.summary["config"]["plans"]["pasta"]
     # an explicit evaluation alpha wins for every method
     forced = evaluate(llama, [task], ["pasta"], n=1, profile=profile, alpha=0.01, max_new_tokens=2, progress=False)
     assert forced.rows[0]["outputs"][q.key] == pytest.approx(at_001, abs=1e-6)
 
 
-def test_method_alpha_precedence_and_ranking():
-    heads = ((0, 1), (2, 3))
+def test_ranking_of_a_learned_profile():
     own = {(0, 1): 0.2, (2, 3): 0.05, (1, 1): 0.4}
-    assert method_alpha(parse_method("pasta"), None, heads, own) == {(0, 1): 0.2, (2, 3): 0.05}
-    assert method_alpha(parse_method("pasta:alpha=0.1"), None, heads, own) == 0.1
-    assert method_alpha(parse_method("pasta"), 0.3, heads, own) == 0.3
-    assert method_alpha(parse_method("random"), None, heads, own) == 0.01
-    assert method_alpha(parse_method("pasta"), None, heads, {}) == 0.01
 
     class P:
         heads = ((0, 1), (1, 1), (2, 3))

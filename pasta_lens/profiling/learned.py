@@ -76,7 +76,7 @@ is the JSON instruction), and the profile holds both sets. Base heads take no gr
 
 **The result.** After training, the heads with ``alpha_h < keep_below`` (default 0.5: at least half of the
 attention outside the span removed before renormalising) form the profile's head set, each with its learned
-alpha (:attr:`HeadProfile.head_alphas <pasta_lens.profile.HeadProfile.head_alphas>`); the weaker heads are
+alpha (:attr:`HeadProfile.head_alphas <pasta_lens.head_profile.HeadProfile.head_alphas>`); the weaker heads are
 dropped (not steered at all), so the profile steers a sparse set. That cut is a difference from the trained soft
 model, which the recorded full alpha table (``provenance["alphas_all"]``) lets one inspect.
 
@@ -110,11 +110,11 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from pasta_lens.fingerprint import ModelFingerprint
+from pasta_lens.fingerprint import ModelFingerprint, weights_hash
 from pasta_lens.generation import generate_new_tokens
 from pasta_lens.io import atomic_write, file_lock
 from pasta_lens.objectives import ProfilingExample, target_logprob
-from pasta_lens.profile import HeadProfile, weights_hash
+from pasta_lens.head_profile import HeadProfile
 from pasta_lens.profiling.checkpoints import _example_digest
 from pasta_lens.profiling.scoring import HeadScores, _check_examples, _objective
 from pasta_lens.schedule import Schedule
@@ -780,7 +780,7 @@ def learned_profile(
     base_profile: Optional[HeadProfile] = None,
     base_name: Optional[str] = None,
 ) -> HeadProfile:
-    """A :class:`~pasta_lens.profile.HeadProfile` of the heads with ``alpha < keep_below``, each at its alpha, and
+    """A :class:`~pasta_lens.head_profile.HeadProfile` of the heads with ``alpha < keep_below``, each at its alpha, and
     of the ``base`` heads the strengths were learned on top of (at their fixed alphas).
 
     ``base_profile``: the profile the base came from; its tasks (whose examples chose the base heads), example

@@ -1,38 +1,31 @@
-"""``HeadProfile``: a selected head set with everything needed to trust and reproduce it, and the registry.
+"""``HeadProfile``: a selected head set with everything needed to trust and reproduce it, as one JSON file.
 
-A profile is what profiling produces and what steering consumes: the heads to steer (``profile.heads``, a tuple of
+A profile is what profiling produces and what steering consumes: the heads to steer (``profile.heads``, sorted
 ``(layer, head)`` pairs) plus the evidence behind them (per-task per-head scores) and the provenance (model name,
-shape, a hash of the weights, tasks, method, alpha, k, strategy, examples per task, seed, library version, date and
-the command that made it). It is saved as one JSON file, written atomically (temporary file + ``os.replace``), so an
-interrupted write never leaves a half profile behind.
+shape, the model's identity, tasks, method, alpha, k, strategy, examples per task, seed, library version, date and
+the command that made it). :meth:`HeadProfile.save` writes it atomically (temporary file + ``os.replace``), so an
+interrupted write never leaves half a profile behind; :meth:`HeadProfile.load` checks every field and names the
+file and the field in its errors (an official PASTA head config, ``{"layer": [head, ...]}``, is pointed to
+:meth:`HeadProfile.from_pasta_json`, which imports it).
 
-Refusing the wrong model. ``profile.validate_for(model)`` compares the profile with ``model.cfg`` (layers, query
-heads) and with the model's behaviour: its :class:`~pasta_lens.fingerprint.ModelFingerprint` (log-probs of a fixed
-probe sequence, compared within a measured tolerance), so the same weights are recognised in fp32 or bf16, as a
-``TransformerBridge`` or as a (processed) ``HookedTransformer``. Profiles written before the fingerprint (schema 1)
-are still read and checked with :func:`weights_hash` (exact weights, one dtype). A head set found on one model
-means nothing on another, so a mismatch is a ``ValueError``. ``allow_transfer=True`` waives the weights check
-(never the shape check) for the paper's use case of moving a profile across fine-tunes of one base model
-(LLaMA -> Vicuna). Profiles imported from the official PASTA head configs carry no weights hash and no
-fingerprint; for them only the shape is checked.
-:func:`pasta_lens.plan.resolve_plan` calls ``validate_for``; :func:`pasta_lens.steer`,
-``pasta_hooks(profile, em, model=model)`` and :mod:`pasta_lens.analysis` go through it before adding any hook.
-Loading checks the file too: every required field present and of the right JSON type, errors naming the file and
-the field; an official PASTA head config (``{"layer": [head, ...]}``) is pointed to :meth:`HeadProfile.from_pasta_json`.
+Refusing the wrong model: ``profile.validate_for(model)`` checks the shape against ``model.cfg`` and the weights
+with :func:`pasta_lens.fingerprint.identity_mismatch` (the behavioural fingerprint, so the same weights are
+recognised in fp32 or bf16, on either backend, processed or not, whatever hooks are on the model; the exact weights
+hash for schema-1 files; nothing for imported head sets, which carry neither). A head set found on one model means
+nothing on another, so a mismatch is a ``ValueError``; ``allow_transfer=True`` waives the weights check (never the
+shape) for the paper's transfer across fine-tunes of one base model (LLaMA -> Vicuna).
+:func:`pasta_lens.plan.resolve_plan` calls it before anything is steered.
 
-The registry. Shipped profiles live in the repository's top-level ``profiles/`` directory, installed as the package
-``pasta_lens.profiles`` (see ``pyproject.toml``) and read with ``importlib.resources``, so
-``load_profile("smollm2-135m-instruct")`` works from an editable checkout and from a wheel alike.
+The profiles shipped with the package, and which one is a model's default, are :mod:`pasta_lens.registry`'s job.
 """
 
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
-from importlib import metadata, resources
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
@@ -40,9 +33,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from pasta_lens.fingerprint import FINGERPRINT_ATOL, ModelFingerprint, tolerance
+from pasta_lens.fingerprint import ModelFingerprint, identity_mismatch
 from pasta_lens.io import atomic_write_text
-from pasta_lens.plan import Head, check_alpha, head_alphas, normalize_heads, spec_schedule, validate_heads
+from pasta_lens.plan import Head, check_alpha, normalize_heads, validate_heads
 
 SCHEMA_VERSION = 2
 """Version of the JSON layout written by :meth:`HeadProfile.save`; bumped on incompatible changes."""
@@ -50,7 +43,6 @@ SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)
 """Layouts :meth:`HeadProfile.from_dict` reads: 1 (no fingerprint; identity by weights hash only) and 2."""
 
-REGISTRY_PACKAGE = "pasta_lens.profiles"
 STRATEGIES = ("intersection", "union", "task_specific")
 
 
@@ -60,28 +52,6 @@ def library_version() -> str:
         return metadata.version("pasta-lens")
     except metadata.PackageNotFoundError:
         return "unknown"
-
-
-def weights_hash(model: Any, n_samples: int = 64) -> str:
-    """A cheap fingerprint of a model's weights: SHA-256 of every parameter's shape and a strided sample of values.
-
-    About ``n_samples`` values are read from each parameter tensor (evenly strided over its flattened values, in
-    fp32), so hashing costs milliseconds even for large models, yet any fine-tune that moves the weights changes
-    it. It is stable across loads of the same checkpoint on the same dtype; a different dtype gives another hash.
-
-    Example:
-        >>> weights_hash(model)[:12]
-        '3f9c0a1b2c4d'
-    """
-    h = hashlib.sha256()
-    with torch.no_grad():
-        for param in model.parameters():
-            flat = param.detach().reshape(-1)
-            stride = max(1, flat.numel() // n_samples)
-            sample = flat[::stride][:n_samples].to(device="cpu", dtype=torch.float32).contiguous()
-            h.update(repr(tuple(param.shape)).encode())
-            h.update(sample.numpy().tobytes())
-    return "sha256:" + h.hexdigest()[:32]
 
 
 def _now() -> str:
@@ -96,7 +66,8 @@ class HeadProfile:
         model_name: the model the profile was made on (e.g. ``"smollm2-135m-instruct"``).
         n_layers, n_heads: the model's shape (query heads per layer).
         heads: the selected heads, sorted ``(layer, head)`` pairs: what ``steer(model, profile, ...)`` steers.
-        weights_hash: :func:`weights_hash` of the model, or None when unknown (imported profiles).
+        weights_hash: :func:`~pasta_lens.fingerprint.weights_hash` of the model, or None when unknown (imported
+            profiles).
         fingerprint: the model's behavioural :class:`~pasta_lens.fingerprint.ModelFingerprint` (schema 2), or
             None (imported profiles, schema-1 files).
         tasks: the tasks profiled.
@@ -112,7 +83,6 @@ class HeadProfile:
         scores: per task, the ``[n_layers][n_heads]`` table of mean objective changes (empty if unknown).
         provenance: free-form facts about the origin (source repository, commit, path, license, wall time...).
         schema_version: JSON layout version.
-        fingerprint: see above.
         head_alphas: per-head steering strengths ``{(layer, head): alpha}`` (each in [``ALPHA_MIN``, 1]), covering
             exactly ``heads``; empty (default) for a profile with one alpha. ``steer(model, profile, em)`` and
             ``pasta_hooks(profile, em, model=model)`` use them when no ``alpha`` is passed (an explicit alpha
@@ -198,8 +168,9 @@ class HeadProfile:
     def validate_for(self, model: Any, allow_transfer: bool = False) -> None:
         """Raise ``ValueError`` unless this profile was made for ``model``.
 
-        The shape (``cfg.n_layers``, ``cfg.n_heads``) must always match. The weights hash must match too, unless
-        ``allow_transfer=True`` (e.g. a LLaMA-7B profile on Vicuna-7B) or the profile has no hash (imported).
+        The shape (``cfg.n_layers``, ``cfg.n_heads``) must always match. The weights must match too
+        (:func:`~pasta_lens.fingerprint.identity_mismatch`), unless ``allow_transfer=True`` (e.g. a LLaMA-7B profile
+        on Vicuna-7B) or the profile carries no identity (imported).
 
         Example:
             >>> load_profile("smollm2-135m-instruct").validate_for(model)   # passes, or raises naming the fix
@@ -309,7 +280,8 @@ class HeadProfile:
         """Read a profile written by :meth:`save`."""
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"No profile at {path}; shipped profiles: {', '.join(list_profiles())}.")
+            raise FileNotFoundError(f"No profile at {path}: give the path of a file written by HeadProfile.save, "
+                                    "or a shipped profile's name to pasta_lens.load_profile.")
         try:
             data = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -396,165 +368,6 @@ def _format_json(d: Mapping[str, Any]) -> str:
     return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
-def _same_weights(a: HeadProfile, b: HeadProfile) -> Optional[bool]:
-    """Whether two profiles were made on the same weights: their fingerprints agree within the dtype tolerance,
-    else their weights hashes are equal; None when neither can tell (imported profiles)."""
-    fa, fb = a.fingerprint, b.fingerprint
-    if fa is not None and fb is not None and fa.probe == fb.probe:
-        gap = max(abs(x - y) for x, y in zip(fa.logprobs, fb.logprobs))
-        return gap <= tolerance(fa.dtype, fb.dtype)
-    if a.weights_hash is not None and b.weights_hash is not None:
-        return a.weights_hash == b.weights_hash
-    return None
-
-
-def union_profiles(profiles: Sequence[HeadProfile], names: Optional[Sequence[str]] = None,
-                   command: Optional[str] = None) -> HeadProfile:
-    """One profile steering every head of ``profiles``: the paper's ``union`` strategy, lifted from per-task
-    top-k sets to whole profiles (e.g. the multi-task intersection plus heads learned for the one task it misses).
-
-    A head in several profiles takes the strongest (smallest) alpha it has in any of them; a profile without
-    per-head alphas steers its heads at its ``alpha``. Every profile must be made on the same weights (same shape;
-    fingerprints, or weights hashes, that agree) and be steered with the same schedule (their recorded
-    ``provenance["schedule"]``, default ``all``), which the union records. Tasks, example counts and score tables
-    are merged (for a task in several profiles, the first profile's table); ``provenance["union_of"]`` says where
-    each part came from.
-
-    Raises:
-        ValueError: fewer than two profiles, different shapes, weights or schedules.
-
-    Example:
-        >>> both = union_profiles([load_profile("smollm2-135m-instruct-metric"),
-        ...                        load_profile("smollm2-135m-instruct-json-learned")])
-        >>> both.head_alphas    # every head at its alpha
-    """
-    profiles = list(profiles)
-    names = list(names) if names is not None else [p.model_name for p in profiles]
-    if len(profiles) < 2 or len(names) != len(profiles):
-        raise ValueError("union_profiles needs at least two profiles (and one name per profile when names are given).")
-    first = profiles[0]
-    for name, p in zip(names[1:], profiles[1:]):
-        if (p.n_layers, p.n_heads) != (first.n_layers, first.n_heads):
-            raise ValueError(f"{name} is for a {p.n_layers} x {p.n_heads} model, {names[0]} for {first.n_layers} x "
-                             f"{first.n_heads}: a union needs profiles of one model.")
-        if _same_weights(p, first) is False:
-            raise ValueError(f"{name} and {names[0]} were made on different weights: a union needs profiles of one "
-                             "model.")
-    schedules = {str(spec_schedule(p)) for p in profiles}
-    if len(schedules) != 1:
-        raise ValueError(f"The profiles are steered with different schedules ({', '.join(sorted(schedules))}); one "
-                         "profile is steered with one schedule: make them with the same --schedule.")
-    alphas: dict[Head, float] = {}
-    for p in profiles:
-        for head, a in head_alphas(p.heads, p).items():  # each profile as it is steered (pasta_lens.plan)
-            alphas[head] = min(alphas.get(head, 1.0), a)
-    tasks = tuple(dict.fromkeys(t for p in profiles for t in p.tasks))
-    scores: dict[str, Any] = {}
-    n_examples: dict[str, int] = {}
-    for p in profiles:
-        for task, table in p.scores.items():
-            scores.setdefault(task, table)
-        for task, n in p.n_examples.items():
-            n_examples.setdefault(task, n)
-    uniform = len(set(alphas.values())) == 1
-    return HeadProfile(
-        model_name=first.model_name, n_layers=first.n_layers, n_heads=first.n_heads, heads=tuple(alphas),
-        weights_hash=first.weights_hash, fingerprint=first.fingerprint, tasks=tasks,
-        method="union of: " + " | ".join(f"{n}: {p.method}" for n, p in zip(names, profiles)),
-        alpha=next(iter(alphas.values())) if uniform else min(alphas.values()), k=None, strategy=None,
-        n_examples=n_examples, command=command, scores=scores,
-        head_alphas={} if uniform else alphas,
-        provenance={"schedule": schedules.pop(),
-                    "union_of": [{"profile": n, "method": p.method, "command": p.command, "date": p.date,
-                                  "tasks": list(p.tasks), "heads": [list(h) for h in p.heads],
-                                  "head_alphas": [[h[0], h[1], a] for h, a in sorted(p.head_alphas.items())]}
-                                 for n, p in zip(names, profiles)]})
-
-
-def list_profiles() -> tuple[str, ...]:
-    """Names of the profiles shipped with the package (``load_profile(name)`` loads them)."""
-    try:
-        root = resources.files(REGISTRY_PACKAGE)
-    except ModuleNotFoundError:
-        return ()
-    return tuple(sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".json")))
-
-
-def find_profile(model: Any) -> Optional[tuple[str, HeadProfile]]:
-    """The shipped profile made on this model (same shape, same behaviour), with its registry name.
-
-    "This model" is decided by :func:`identity_mismatch` (the behavioural fingerprint, else the weights hash), so
-    the bf16 model or the HookedTransformer of the same weights finds the same profile. Profiles with neither
-    (the imported paper head sets) never match: they cannot prove which weights they belong to. Returns None
-    when no shipped profile fits. When several fit (a model's default profile and its variants, e.g.
-    ``smollm2-135m-instruct`` and ``smollm2-135m-instruct-learned``), the shortest name wins: variants are named
-    by a suffix on the default's name.
-
-    Example:
-        >>> name, profile = find_profile(load_model("smollm2-135m-instruct"))
-    """
-    shape = (int(model.cfg.n_layers), int(model.cfg.n_heads))
-    cache: dict[str, Any] = {}  # the model's hash and probe log-probs, computed at most once
-    for name in sorted(list_profiles(), key=lambda n: (len(n), n)):  # the default before its -suffixed variants
-        profile = load_profile(name)
-        if (profile.n_layers, profile.n_heads) != shape:
-            continue
-        if profile.fingerprint is None and profile.weights_hash is None:
-            continue
-        if identity_mismatch(profile, model, cache) is None:
-            return name, profile
-    return None
-
-
-def load_profile(name_or_path: Union[str, os.PathLike]) -> HeadProfile:
-    """Load a shipped profile by name (``"smollm2-135m-instruct"``) or any profile file by path.
-
-    Example:
-        >>> profile = load_profile("smollm2-135m-instruct")
-        >>> with steer(model, profile, em): ...
-    """
-    text = os.fspath(name_or_path)
-    if os.path.sep in text or text.endswith(".json") or os.path.exists(text):
-        return HeadProfile.load(text)
-    resource = resources.files(REGISTRY_PACKAGE) / f"{text}.json"
-    if not resource.is_file():
-        raise ValueError(f"No shipped profile named {text!r}; shipped: {', '.join(list_profiles()) or 'none'}. "
-                         "Pass a path to a profile file, or make one with `pasta-lens profile`.")
-    with resources.as_file(resource) as path:
-        return HeadProfile.load(path)
-
-
-# ------------------------------------------------------------------------------------ identity (fingerprint)
-def identity_mismatch(profile: HeadProfile, model: Any, cache: Optional[dict[str, Any]] = None) -> Optional[str]:
-    """None if ``model`` has the weights ``profile`` was made on, else a sentence saying what differs.
-
-    With a fingerprint (schema 2): the model's probe log-probs must lie within the fingerprint's tolerance
-    (:func:`pasta_lens.fingerprint.tolerance`: 0.01 between fp32 models, 0.5 when bf16/fp16 is involved) of the
-    recorded ones, whatever the model's backend or TransformerLens weight processing. Without one (schema-1
-    files): the exact :func:`weights_hash`. Without either: nothing to check (None). ``cache`` (a dict kept by the
-    caller) saves recomputing the model's side across several profiles.
-    """
-    cache = {} if cache is None else cache
-    if profile.fingerprint is not None:
-        key = "fingerprint:" + ",".join(map(str, profile.fingerprint.probe))
-        if key not in cache:
-            cache[key] = profile.fingerprint.distance(model)
-        atol = profile.fingerprint.tolerance_for(model)
-        if cache[key] <= atol:
-            return None
-        return (f"its probe log-probs differ by up to {cache[key]:.3g}, more than the {atol} that separates one "
-                f"model's backends and processing{'' if atol < FINGERPRINT_ATOL else ' and dtypes'} from other "
-                "weights")
-    if profile.weights_hash is None:
-        return None
-    if "hash" not in cache:
-        cache["hash"] = weights_hash(model)
-    if cache["hash"] == profile.weights_hash:
-        return None
-    return (f"weights hash {profile.weights_hash}, this model {cache['hash']}; this profile predates fingerprints, "
-            "so only the exact weights in the profiled dtype match: re-stamp it with scripts/fingerprint.py")
-
-
 def _check_head_alphas(value: Any, heads: tuple[Head, ...]) -> dict[Head, float]:
     """``head_alphas`` as ``{(layer, head): float}``: empty, or exactly the profile's heads, each alpha checked."""
     if not isinstance(value, Mapping):
@@ -589,12 +402,8 @@ def _coerce_fingerprint(value: Any) -> Optional[ModelFingerprint]:
 
 def _upgrade_schema(d: Mapping[str, Any]) -> dict[str, Any]:
     """A profile dict in the current layout; older readable layouts are upgraded (schema 1: no fingerprint)."""
-    d = dict(d)
-    version = d.get("schema_version", None)
-    if version not in READABLE_SCHEMAS:
-        raise ValueError(f"Profile schema version {version!r} is not supported (this pasta-lens reads "
-                         f"{READABLE_SCHEMAS}); upgrade pasta-lens or re-profile.")
-    if version == 1:
+    d = dict(d)  # from_dict has checked that its schema_version is readable
+    if d["schema_version"] == 1:
         if "fingerprint" in d:
             raise ValueError("A schema-1 profile has no fingerprint field; set schema_version to 2.")
         d["schema_version"] = SCHEMA_VERSION

@@ -34,7 +34,13 @@ GENDERED_PRONOUNS = ("she", "he", "her", "him", "hers", "his", "herself", "himse
 _WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
 
-def _words(text: str) -> list[str]:
+def word_tokens(text: str) -> list[str]:
+    """The words of ``text`` as the fluency metric counts them: ``\\w+`` runs and single punctuation marks.
+
+    Example:
+        >>> word_tokens("Hi, Ana.")
+        ['Hi', ',', 'Ana', '.']
+    """
     return _WORD.findall(text)
 
 
@@ -146,7 +152,7 @@ def no_gendered_pronouns(text: str) -> bool:
 
 def ngram_entropy(text: str, n: int) -> float:
     """Entropy (bits) of the n-gram frequency distribution of ``text``'s words; 0 for fewer than n words."""
-    words = _words(text)
+    words = word_tokens(text)
     grams = Counter(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
     total = sum(grams.values())
     return -sum(c / total * math.log2(c / total) for c in grams.values()) if total else 0.0
@@ -178,5 +184,5 @@ def is_fluent(text: str, min_words: int = 5, min_ratio: float = 0.8) -> bool:
     """
     if min_words < 3 or not 0.0 < min_ratio <= 1.0:
         raise ValueError("is_fluent needs min_words >= 3 and 0 < min_ratio <= 1.")
-    n = len(_words(text))
+    n = len(word_tokens(text))
     return n >= min_words and fluency(text) >= min_ratio * max_fluency(n)
