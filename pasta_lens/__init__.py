@@ -13,6 +13,7 @@ Mark part of a prompt (``*like this*``) and steer chosen attention heads towards
 from pasta_lens.fingerprint import weights_hash
 from pasta_lens.generation import generate
 from pasta_lens.head_profile import HeadProfile
+from pasta_lens.hook_check import check_steerable
 from pasta_lens.models import load_model
 from pasta_lens.profiling import (AblationPoint, HeadScores, ablation_curve, choose_k, make_profile, profile_heads,
                                   select_heads, union_profiles)
@@ -29,6 +30,7 @@ __all__ = [
     "HeadProfile",
     "HeadScores",
     "ablation_curve",
+    "check_steerable",
     "choose_k",
     "default_heads",
     "emphasize",

@@ -21,6 +21,7 @@ from typing import Any, Optional, Union
 import torch
 
 from pasta_lens.backends import bridge_class, check_backend, hooked_class, hooked_from_hf
+from pasta_lens.hook_check import check_steerable
 
 OFFLINE_MODELS: dict[str, dict[str, str]] = {
     "smollm2-135m-instruct": {
@@ -129,7 +130,7 @@ def _load(name: str, dtype: torch.dtype, placement: dict[str, Any], backend: str
 def load_model(name: str = DEFAULT_MODEL, *, device: Optional[str] = None, dtype: torch.dtype = torch.float32,
                backend: str = "bridge", processing: bool = False,
                device_map: Union[str, dict[str, Union[str, int]], None] = None, n_devices: Optional[int] = None,
-               max_memory: Optional[dict[Union[str, int], Union[str, int]]] = None) -> Any:
+               max_memory: Optional[dict[Union[str, int], Union[str, int]]] = None, check: bool = True) -> Any:
     """Load ``name`` as a fresh TransformerLens model in eval mode (no cache: load once, share it).
 
     Args:
@@ -148,8 +149,17 @@ def load_model(name: str = DEFAULT_MODEL, *, device: Optional[str] = None, dtype
             4.3 accepts all-GPU maps, or all-CPU / CPU+disk offload maps; it refuses maps mixing both).
         n_devices: split over the first ``n_devices`` CUDA GPUs (TL turns it into a balanced ``device_map``).
         max_memory: per-device budget for the split, e.g. ``{0: "70GiB", 1: "70GiB"}``.
+        check: refuse a model PASTA cannot steer (:func:`pasta_lens.hook_check.check_steerable`: every layer has
+            ``hook_pattern`` and editing it changes the output; one forward pass of a dozen tokens). False skips
+            it, for a model loaded for anything but steering.
 
     The steering hooks need nothing more: they build their key mask on each pattern's own device at call time.
+    On a GPU: ``load_model(name, device="cuda", dtype=torch.bfloat16)``; the PASTA arithmetic runs in fp32 on
+    each pattern whatever the model's dtype (``bench/gpu_check.sh`` checks a GPU end to end).
+
+    Raises:
+        ValueError: bad arguments, or (``check=True``) a model whose attention pattern cannot be steered, with
+            the fix (e.g. GPT-J on the bridge: ``backend="hooked"``; see ``docs/architectures.md``).
 
     Example:
         >>> model = load_model()          # SmolLM2-135M-Instruct, 30 layers x 9 heads
@@ -164,4 +174,7 @@ def load_model(name: str = DEFAULT_MODEL, *, device: Optional[str] = None, dtype
     if processing and backend != "hooked":
         raise ValueError("processing=True (fold_ln, center_writing_weights, ...) is for backend='hooked'; the "
                          "bridge runs the checkpoint's weights as they are. Pass backend='hooked'.")
-    return _load(name, dtype, _placement(device, device_map, n_devices, max_memory), backend, bool(processing))
+    model = _load(name, dtype, _placement(device, device_map, n_devices, max_memory), backend, bool(processing))
+    if check:
+        check_steerable(model)
+    return model

@@ -10,13 +10,13 @@ The pipeline, per text:
    a backslash escapes a marker) and keep the character ranges they enclosed. Instead of markup, spans can be
    given as substrings (``"JSON"`` or ``("the", 2)`` for the second occurrence) or as character ranges.
 2. **Render**: with ``chat=True`` the clean text becomes the user turn of the model's chat template; the spans
-   are shifted to where the text lands inside the rendered string. :func:`render_chat` finds that place without
-   searching for the text (a user text such as ``"assistant"`` also occurs in the template): it renders the
-   template once with a unique sentinel as the user content, splits there into ``prefix`` and ``suffix``, and
-   checks that rendering the real text gives exactly ``prefix + text + suffix``.
-3. **Tokenise** with the fast tokenizer's offset mapping. A token is emphasised when its character range
-   overlaps an emphasised character (a token the tokenizer inserted, such as SentencePiece's leading ``'▁'``,
-   holds no character and is not). Several spans are a union.
+   are shifted to where the text lands inside the rendered string, found without searching for the text
+   (:func:`pasta_lens.chat.render_chat`).
+3. **Tokenise**, each token with the character range it holds (:func:`pasta_lens.offsets.token_ranges`: the
+   tokenizer's offset mapping when it passes a check, else found by decoding prefixes, for tokenizers whose
+   offsets are zero-width or missing). A token is emphasised when its character range overlaps an emphasised
+   character (a token the tokenizer inserted, such as SentencePiece's leading ``'▁'``, holds no character and is
+   not). Several spans are a union.
 4. **Batch**: several texts are left-padded (the layout ``generate`` needs) with an ``attention_mask``; padding
    positions are never emphasised.
 
@@ -35,6 +35,9 @@ from typing import Any, Sequence, Union
 import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
+
+from pasta_lens.chat import render_chat
+from pasta_lens.offsets import emphasised_tokens, token_ranges, tokenizer_of
 
 CharSpan = tuple[int, int]
 """A half-open character range ``(start, end)`` in a string."""
@@ -271,160 +274,15 @@ def merge_spans(spans: Sequence[CharSpan]) -> tuple[CharSpan, ...]:
     return tuple((s, e) for s, e in merged)
 
 
-def _tokenizer_of(model_or_tokenizer: Any) -> Any:
-    tok = getattr(model_or_tokenizer, "tokenizer", None) or model_or_tokenizer
-    if not getattr(tok, "is_fast", False):
-        raise ValueError(
-            f"emphasize needs a fast (Rust) tokenizer for its character offsets; got {type(tok).__name__}. "
-            "Load the model with a fast tokenizer (AutoTokenizer.from_pretrained(name, use_fast=True)).")
-    return tok
-
-
 def _default_prepend_bos(model_or_tokenizer: Any) -> bool:
     cfg = getattr(model_or_tokenizer, "cfg", None)
     return bool(getattr(cfg, "default_prepend_bos", True)) if cfg is not None else True
 
 
-@dataclass(frozen=True)
-class ChatRendering:
-    """A chat template rendered around one user turn, and where the user's text lies in it.
-
-    Attributes:
-        text: the rendered prompt (generation prompt appended).
-        start, end: ``text[start:end]`` is exactly the user text of the last user turn.
-    """
-
-    text: str
-    start: int
-    end: int
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.start <= self.end <= len(self.text):
-            raise ValueError(f"ChatRendering needs 0 <= start <= end <= len(text); got {self.start}, {self.end}.")
-
-    def shift(self, spans: Sequence[CharSpan]) -> tuple[CharSpan, ...]:
-        """Character ranges of the user text moved to where it lies in :attr:`text`."""
-        return tuple((s + self.start, e + self.start) for s, e in spans)
-
-
-_SENTINEL = "\x00pasta-lens-user-text-{}\x00"
-
-
-def assistant_turn_end(model_or_tokenizer: Any) -> str:
-    """What the chat template writes right after an assistant message: the end-of-turn marker a chat model
-    generates to stop (``"<|im_end|>"`` for ChatML templates such as SmolLM2's; trailing whitespace dropped).
-
-    Found like :func:`render_chat` finds the user turn: the template is rendered with a sentinel as the content of
-    an assistant turn, and what follows the sentinel is the marker. A template that writes nothing after the
-    message falls back to the tokenizer's ``eos_token``.
-
-    Raises:
-        ValueError: the tokenizer has no chat template, or neither the template nor ``eos_token`` ends a turn.
-
-    Example:
-        >>> assistant_turn_end(tok)
-        '<|im_end|>'
-    """
-    tok = getattr(model_or_tokenizer, "tokenizer", None) or model_or_tokenizer
-    if not getattr(tok, "chat_template", None):
-        raise ValueError("The end of an assistant turn needs a tokenizer with a chat template; this one has none "
-                         "(plain-text tasks have no turn to end).")
-    sentinel = _SENTINEL.format("assistant")
-    text = tok.apply_chat_template([{"role": "user", "content": "?"}, {"role": "assistant", "content": sentinel}],
-                                   tokenize=False)
-    if text.count(sentinel) != 1:
-        raise ValueError("The chat template does not show the assistant's message exactly once, so its end-of-turn "
-                         "marker cannot be read off it.")
-    end = text.split(sentinel)[1].rstrip()
-    end = end or (getattr(tok, "eos_token", None) or "")
-    if not end:
-        raise ValueError("The chat template writes nothing after an assistant message and the tokenizer has no "
-                         "eos_token: there is no end-of-turn marker to score.")
-    return end
-
-
-def render_chat(
-    model_or_tokenizer: Any,
-    user_text: str,
-    *,
-    system_prompt: Union[str, None] = None,
-    history: Sequence[Mapping[str, str]] = (),
-) -> ChatRendering:
-    """Render ``user_text`` as the last user turn of the chat template and say where it lies.
-
-    The position is never searched for (the user text may also occur in the template: ``"assistant"``,
-    ``"user"``, ``"<|im_start|>"``). The template is rendered once with a sentinel string as the user content;
-    the sentinel must occur exactly once, and splits the rendering into ``prefix`` and ``suffix``. Rendering
-    the real text must then give exactly ``prefix + user_text + suffix``, so ``start = len(prefix)``.
-
-    Args:
-        model_or_tokenizer: a TransformerLens model or a Hugging Face tokenizer with a chat template.
-        user_text: the content of the last user turn.
-        system_prompt: an optional system message first.
-        history: earlier turns, ``[{"role": "user", "content": ...}, {"role": "assistant", ...}, ...]``
-            (e.g. few-shot demonstrations), between the system message and the user turn.
-
-    Raises:
-        ValueError: the tokenizer has no chat template, or the template changes the user text (e.g. trims it),
-            so that its place cannot be known exactly.
-
-    Example:
-        >>> r = render_chat(tok, "assistant")
-        >>> r.text[r.start:r.end]
-        'assistant'
-    """
-    tok = getattr(model_or_tokenizer, "tokenizer", None) or model_or_tokenizer
-    if not getattr(tok, "chat_template", None):
-        raise ValueError("chat=True needs a tokenizer with a chat template; this one has none. "
-                         "Use chat=False, or render the template yourself and mark the span in it.")
-    if not isinstance(user_text, str):
-        raise ValueError(f"The user text must be a string; got {type(user_text).__name__}.")
-    head = ([{"role": "system", "content": system_prompt}] if system_prompt is not None else [])
-    head += [dict(m) for m in history]
-
-    def rendered(content: str) -> str:
-        return tok.apply_chat_template(head + [{"role": "user", "content": content}], tokenize=False,
-                                       add_generation_prompt=True)
-
-    given = [user_text] + [str(m.get("content", "")) for m in head]
-    sentinel = next(c for c in (_SENTINEL.format(i) for i in range(len(given) + 1))
-                    if not any(c in g for g in given))
-    template = rendered(sentinel)
-    if template.count(sentinel) != 1:
-        raise ValueError(f"The chat template shows the user turn {template.count(sentinel)} times instead of "
-                         "once, so the emphasised text cannot be located; render the prompt yourself and pass "
-                         "chat=False with the span marked in the rendered string.")
-    prefix, suffix = template.split(sentinel)
-    full = rendered(user_text)
-    if full != prefix + user_text + suffix:
-        hint = (" (it strips leading/trailing whitespace: pass the text without it)"
-                if full == prefix + user_text.strip() + suffix else "")
-        raise ValueError(f"The chat template changes the user text{hint}, so the emphasised characters cannot "
-                         "be located exactly; render the prompt yourself and pass chat=False with the span "
-                         "marked in the rendered string.")
-    return ChatRendering(full, len(prefix), len(prefix) + len(user_text))
-
-
-def _inserted_token(tok: Any, token_id: int, chars: str) -> bool:
-    """Whether a token holds none of the characters its offsets point at: one the tokenizer inserted.
-
-    A SentencePiece-style (Metaspace) tokenizer writes a ``'▁'`` token before text that does not start with a
-    space (``"Ana"`` -> ``'▁'``, ``'Ana'``) and gives it the offsets of the first character; it decodes to
-    nothing but a space, while those characters are not spaces. Such a token is never emphasised.
-    """
-    return not tok.decode([token_id]).strip() and not chars.isspace()
-
-
 def _tokenise_row(tok: Any, text: str, spans: tuple[CharSpan, ...], bos_id: Union[int, None]
                   ) -> tuple[list[int], list[bool]]:
-    enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
-    ids, offsets = list(enc["input_ids"]), list(enc["offset_mapping"])
-    mask = [any(a < e and s < b for s, e in spans) for a, b in offsets]
-    mask = [m and not _inserted_token(tok, i, text[a:b]) for m, i, (a, b) in zip(mask, ids, offsets)]
-    for s, e in spans:
-        if not any(a < e and s < b for a, b in offsets):
-            raise ValueError(f"Emphasised span {text[s:e]!r} at characters {s}:{e} covers no token of "
-                             f"{text!r}; widen the span to include at least one visible character.")
+    ranges = token_ranges(tok, text)
+    ids, mask = list(ranges.ids), emphasised_tokens(tok, text, ranges, spans)
     if bos_id is not None:
         ids, mask = [bos_id] + ids, [False] + mask
     return ids, mask
@@ -445,7 +303,7 @@ def emphasize(
 
     Args:
         model_or_tokenizer: a TransformerLens model (its ``tokenizer`` and ``cfg.default_prepend_bos`` are used)
-            or a Hugging Face fast tokenizer.
+            or a Hugging Face tokenizer (fast or not: see :mod:`pasta_lens.offsets`).
         text: one prompt or a list of prompts (a left-padded batch).
         chat: render the model's chat template around each text (user turn, generation prompt appended).
         markers: emphasis markers in ``text``; ignored when ``substrings`` or ``char_ranges`` are given.
@@ -464,14 +322,15 @@ def emphasize(
     per text (each entry such a string, pair, or list of them).
 
     Raises:
-        ValueError: bad markup, a substring not found, a span that covers no token, no fast tokenizer, a
-            prompt longer than the model's context (``model.cfg.n_ctx``), a text that is not a string.
+        ValueError: bad markup, a substring not found, a span that covers no token, a tokenizer whose tokens
+            cannot be located in the text (:func:`pasta_lens.offsets.token_ranges`), a prompt longer than the
+            model's context (``model.cfg.n_ctx``), a text that is not a string.
 
     Example:
         >>> em = emphasize(model, "Maria is a nurse. *Answer in JSON.*", chat=True)
         >>> em.tokens[0, em.key_mask[0]]  # the tokens of "Answer in JSON."
     """
-    tok = _tokenizer_of(model_or_tokenizer)
+    tok = tokenizer_of(model_or_tokenizer)
     single = isinstance(text, str)
     if not single and (isinstance(text, (bytes, Mapping)) or not isinstance(text, Iterable)):
         raise ValueError(f"emphasize takes a prompt string or a list of prompt strings; got "

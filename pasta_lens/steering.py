@@ -30,6 +30,7 @@ import torch
 from jaxtyping import Bool
 from torch import Tensor
 
+from pasta_lens.hook_check import require_hook_points
 from pasta_lens.kernels import (HookFn, key_mask_of, pattern_hook_name, pattern_layer_hook, scores_hook_name,
                                 scores_layer_hook)
 from pasta_lens.plan import (AlphaSpec, HeadSpec, ScalePosition, ScheduleSpec, SteeringPlan, Where, plan_from_spec,
@@ -112,6 +113,7 @@ def pasta_hooks(
     """
     if model is not None:
         plan = resolve_plan(model, heads, alpha, schedule, scale_position, where, allow_transfer=allow_transfer)
+        require_hook_points(model, [layer for layer, _, _ in plan.layers()], plan.where)
     else:
         plan = plan_from_spec(heads, alpha, schedule, scale_position, where)
     return plan_hooks(plan, emphasis)
@@ -212,7 +214,9 @@ def steer(
     :class:`~pasta_lens.plan.SteeringPlan` is steered as it is) before any hook is added. With an
     :class:`~pasta_lens.spans.Emphasis`, every forward pass is also checked to run on its tokens (or a
     continuation of them), through ``embed.hook_in`` (bridge) or ``hook_embed`` (HookedTransformer); a bare key
-    mask is trusted to match. On exit, normal or by exception, exactly the hooks added here are removed.
+    mask is trusted to match. A model without the hook point of a steered layer is refused with the fix
+    (:func:`pasta_lens.hook_check.require_hook_points`; whether edits there take effect is checked by
+    :func:`pasta_lens.hook_check.check_steerable`, which :func:`pasta_lens.load_model` runs). On exit, normal or by exception, exactly the hooks added here are removed.
     Arguments as in :func:`pasta_hooks`.
 
     Example:
@@ -220,6 +224,7 @@ def steer(
         ...     out = model.generate(em.tokens, max_new_tokens=40, do_sample=False, prepend_bos=False)
     """
     plan = resolve_plan(model, heads, alpha, schedule, scale_position, where, allow_transfer=allow_transfer)
+    require_hook_points(model, [layer for layer, _, _ in plan.layers()], plan.where)
     hooks = tokens_check(model, emphasis) + plan_hooks(plan, emphasis)
     with model.hooks(fwd_hooks=hooks):
         yield model

@@ -298,7 +298,7 @@ def test_end_turn_targets_end_with_the_templates_end_of_turn(llama, cf_dir):
 def test_assistant_turn_end_reads_the_template():
     from transformers import AutoTokenizer
 
-    from pasta_lens.spans import assistant_turn_end
+    from pasta_lens.chat import assistant_turn_end
     from tests.tiny import tiny_tokenizer_dir
 
     tok = AutoTokenizer.from_pretrained(tiny_tokenizer_dir())

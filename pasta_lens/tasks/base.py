@@ -29,8 +29,9 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from pasta_lens.chat import assistant_turn_end, render_chat
 from pasta_lens.objectives import ProfilingExample, target_logprob
-from pasta_lens.spans import CharSpan, Emphasis, assistant_turn_end, emphasize, parse_markup, render_chat
+from pasta_lens.spans import CharSpan, Emphasis, emphasize, parse_markup
 
 SPLITS = ("train", "validation", "test")
 Marking = Literal["none", "*", '"']
@@ -257,7 +258,7 @@ class Task:
         """Prompt (rendered as in evaluation, markers removed) + gold answer, and its log-prob objective.
 
         ``end_turn``: for a chat task, the target is the gold answer *followed by the template's end-of-turn
-        marker* (:func:`~pasta_lens.spans.assistant_turn_end`, ``<|im_end|>`` on SmolLM2), so the objective also
+        marker* (:func:`~pasta_lens.chat.assistant_turn_end`, ``<|im_end|>`` on SmolLM2), so the objective also
         rewards ending the answer there, as a chat model must to stop rather than run on, and the example's
         ``close`` is the position of the answer's last token (see ``close_weight`` of
         :func:`~pasta_lens.profiling.learn_alphas`). Plain-text tasks have no turn to end and ignore it.
