@@ -47,7 +47,8 @@ import torch
 
 def user_ranges(model: Any, task: Any, markup: str, rendered: Any) -> tuple[int, int]:
     """Where the user's text lies in the rendered chat prompt (found by the package's own chat rendering)."""
-    from pasta_lens.spans import parse_markup, render_chat
+    from pasta_lens.chat import render_chat
+    from pasta_lens.spans import parse_markup
 
     clean, _ = parse_markup(markup)
     turn = render_chat(model, clean)

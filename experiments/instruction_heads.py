@@ -36,7 +36,8 @@ import torch
 def masses(model: Any, task: Any, examples: list, batch: int) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Summed (over rows) instruction and document mass per [layer, head], and the number of rows."""
     from pasta_lens import emphasize
-    from pasta_lens.spans import parse_markup, render_chat
+    from pasta_lens.chat import render_chat
+    from pasta_lens.spans import parse_markup
     from pasta_lens.tasks.base import emphasis_of
 
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
