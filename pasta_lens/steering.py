@@ -281,7 +281,12 @@ def layer_plan(pairs: tuple[Head, ...], alpha: AlphaSpec) -> list[tuple[int, lis
     return [(layer, hs, [alphas[(layer, h)] for h in hs]) for layer, hs in group_by_layer(pairs).items()]
 
 
-def _key_mask(emphasis: Union[Emphasis, Tensor]) -> Bool[Tensor, "batch pos"]:
+def key_mask_of(emphasis: Union[Emphasis, Tensor]) -> Bool[Tensor, "batch pos"]:
+    """The bool key mask ``[batch, prompt]`` of an :class:`~pasta_lens.spans.Emphasis` (or a bare mask), checked.
+
+    Raises:
+        ValueError: not an Emphasis or a 2-D bool tensor, or no token is emphasised.
+    """
     mask = emphasis.key_mask if isinstance(emphasis, Emphasis) else emphasis
     if not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.ndim != 2:
         raise ValueError("emphasis must be an Emphasis (from emphasize(...)) or a bool key mask "
@@ -290,6 +295,9 @@ def _key_mask(emphasis: Union[Emphasis, Tensor]) -> Bool[Tensor, "batch pos"]:
     if not bool(mask.any()):
         raise ValueError("The key mask emphasises no token; mark a span with emphasize(model, '... *span* ...').")
     return mask
+
+
+_key_mask = key_mask_of  # the name the hook factories here and hf_engine use
 
 
 def key_weights(

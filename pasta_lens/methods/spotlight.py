@@ -1,0 +1,123 @@
+"""Spotlight (Venkateswaran & Contractor, 2025, "Spotlight Your Instructions", arXiv 2505.12025): raise the share of
+attention on the highlighted span to a target proportion ``t`` wherever it is below it, on ``hook_pattern``.
+
+With ``p`` the current share of attention on the emphasised keys ``E`` and ``t`` the target, rows with
+``0 < p < t`` get the bias ``b = log(t / p)`` on ``E``'s scores:
+
+    A'[q, k] = A[q, k] * r^[k in E] / sum_j A[q, j] * r^[j in E],    r = t / p
+
+(rows already at or above ``t``, and rows that cannot see the span, ``p = 0``, are left alone). The renormalised
+share is ``t / (t + 1 - p)``: close to ``t`` when ``p`` is small, not exactly ``t``, as in the original.
+
+The public code (IBM's agent-lifecycle-toolkit, ``altk/pre_llm/spotlight/spotlight.py``, ``attention_bias_hook``,
+Apache-2.0) measures ``p`` once per sample and layer, over every head and query row of the forward pass
+(``granularity="sample"``, the default here), and applies ``softmax(log(A + 1e-10) + b [k in E])`` to every head
+of every layer, prompt rows at prefill and each generated row; its target defaults to 0.2.
+``granularity="row"`` measures ``p`` per head and query row instead (the reading of the paper's per-token
+description).
+
+Differences from the original, pinned by ``tests/test_methods_parity.py``: the original adds 1e-10 to ``A`` before
+the log, so masked (future, padding) keys get ~1e-10 of attention back; here masked keys stay exactly 0 (max
+difference ~1e-9); ``p`` here counts only real query rows (the original also counts left-padding rows, which makes
+a padded batch differ from its rows run alone).
+
+Example:
+    >>> hooks = spotlight_hooks(model, em, target=0.2)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional, Union
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor
+
+from pasta_lens.methods.common import (HeadsArg, check_schedule, edit_heads, edit_rows, keys_mask, method_heads,
+                                       positive, prompt_mask, real_tokens, row_exponents)
+from pasta_lens.schedule import query_positions
+from pasta_lens.spans import Emphasis
+from pasta_lens.steering import HookFn, ScheduleSpec, group_by_layer, pattern_hook_name
+
+DEFAULT_TARGET = 0.2
+"""The original's default target proportion (``SpotLightMetadata.alpha``)."""
+
+Granularity = Literal["sample", "row"]
+
+
+def real_rows(real: Optional[Tensor], n_queries: int, n_keys: int, batch: int, device: torch.device) -> Tensor:
+    """``[batch, query]``: True for query rows that are real tokens (prompt positions not padded, or generated)."""
+    if real is None:
+        return torch.ones(batch, n_queries, dtype=torch.bool, device=device)
+    positions = query_positions(n_queries, n_keys, device=device)
+    real = real.to(device)
+    inside = positions < real.shape[1]
+    out = torch.ones(real.shape[0], n_queries, dtype=torch.bool, device=device)
+    out[:, inside] = real[:, positions[inside]]
+    return out.expand(batch, n_queries) if out.shape[0] == 1 else out
+
+
+def spotlight(pattern: Float[Tensor, "batch head query key"], span: Bool[Tensor, "batch key"], target: float,
+              granularity: Granularity, rows: Bool[Tensor, "batch query"],
+              exponents: Optional[Tensor]) -> Float[Tensor, "batch head query key"]:
+    """Rescale the span's attention towards ``target`` (fp32 in, fp32 out; see the module docstring)."""
+    on_span = (pattern * span[:, None, None, :]).sum(dim=-1)        # [batch, head, query]
+    total = pattern.sum(dim=-1)
+    if granularity == "sample":
+        weight = rows[:, None, :].float()
+        share = (on_span * weight).sum(dim=(1, 2)) / (total * weight).sum(dim=(1, 2)).clamp_min(1e-30)
+        share = share[:, None, None]                                  # [batch, 1, 1]
+    else:
+        share = on_span / total.clamp_min(1e-30)
+    ratio = torch.where((share > 0) & (share < target), target / share.clamp_min(1e-30), 1.0)
+    ratio = ratio.expand(on_span.shape)
+    if exponents is not None:
+        ratio = torch.pow(ratio, exponents[None, None, :])
+    w = torch.where(span[:, None, None, :], ratio[..., None], 1.0)
+    scaled = pattern * w
+    out = scaled / scaled.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
+    return edit_rows(pattern, out, exponents)
+
+
+def _layer_hook(layer: int, heads: list[int], mask: Tensor, real: Optional[Tensor], target: float,
+                granularity: Granularity, schedule: Any) -> HookFn:
+    def hook(pattern: Float[Tensor, "batch head query key"], hook: Any) -> Float[Tensor, "batch head query key"]:
+        span = keys_mask(mask, pattern, layer)
+        n_queries, n_keys = pattern.shape[-2], pattern.shape[-1]
+        rows = real_rows(real, n_queries, n_keys, pattern.shape[0], pattern.device)
+        exponents = row_exponents(schedule, n_queries, n_keys, mask.shape[1], pattern.device)
+        return edit_heads(pattern, heads, layer, hook,
+                          lambda x, _: spotlight(x, span, target, granularity, rows, exponents))
+
+    return hook
+
+
+def spotlight_hooks(model: Any, emphasis: Union[Emphasis, Tensor], heads: HeadsArg = "all", *,
+                    target: float = DEFAULT_TARGET, granularity: Granularity = "sample",
+                    schedule: ScheduleSpec = None, allow_transfer: bool = False) -> list[tuple[str, HookFn]]:
+    """Spotlight hooks on ``blocks.L.attn.hook_pattern``.
+
+    Args:
+        model: the model the hooks are for.
+        emphasis: an :class:`~pasta_lens.spans.Emphasis` (its attention mask keeps padding rows out of ``p``) or a
+            bool key mask ``[batch, prompt]``.
+        heads: ``"all"`` (the original's) or a head set; with ``"sample"``, ``p`` is taken over the steered heads.
+        target: the attention share the span is raised to, in (0, 1).
+        granularity: ``"sample"`` (the public code's: one ``p`` per sample and layer) or ``"row"`` (per head and
+            query row).
+        schedule: which query rows are steered; ``e(q)`` turns the ratio ``r`` into ``r ** e``.
+
+    Example:
+        >>> hooks = spotlight_hooks(model, em, target=0.3, granularity="row")
+    """
+    target = positive("Spotlight's target", target)
+    if not target < 1.0:
+        raise ValueError(f"Spotlight's target is an attention share in (0, 1); got {target}.")
+    if granularity not in ("sample", "row"):
+        raise ValueError(f"Spotlight's granularity must be 'sample' or 'row'; got {granularity!r}.")
+    sched = check_schedule("spotlight", schedule)
+    pairs = method_heads(model, heads, allow_transfer=allow_transfer)
+    mask = prompt_mask(emphasis)
+    real = real_tokens(emphasis)
+    return [(pattern_hook_name(layer), _layer_hook(layer, hs, mask, real, target, granularity, sched))
+            for layer, hs in group_by_layer(pairs).items()]
