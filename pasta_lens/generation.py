@@ -7,7 +7,7 @@ can be done by hand with hooks. Greedy decoding by default, so steered and unste
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Sequence, Union
+from typing import Any, Literal, Mapping, Optional, Sequence, Union
 
 import torch
 from jaxtyping import Int
@@ -93,6 +93,30 @@ def generate_tokens(model: Any, emphasis: Emphasis, max_new_tokens: int = 40,
     return generate_new_tokens(model, emphasis.tokens, emphasis.attention_mask, max_new_tokens, **generate_kwargs)
 
 
+def method_tokens(model: Any, emphasis: Emphasis, method: str, heads: Any = "all", max_new_tokens: int = 40, *,
+                  params: Optional[Mapping[str, Any]] = None, schedule: Optional[ScheduleSpec] = None,
+                  allow_transfer: bool = False, **generate_kwargs: Any) -> Int[Tensor, "batch new"]:
+    """Greedy-generate after ``emphasis.tokens`` steered by a method of :mod:`pasta_lens.methods` (hooks engine).
+
+    A two-pass method (SPA) generates from the doubled batch (prompt + anchor-free copy) and returns the first
+    half. The hooks are removed afterwards, also on an exception.
+
+    Example:
+        >>> new = method_tokens(model, em, "instaboost", params={"factor": 5}, max_new_tokens=20)
+    """
+    from pasta_lens.methods.registry import steering_hooks
+    from pasta_lens.methods.spa import spa_batch
+
+    info, hooks = steering_hooks(model, heads, emphasis, method, params, schedule=schedule,
+                                 allow_transfer=allow_transfer)
+    tokens, mask = emphasis.tokens, emphasis.attention_mask
+    if info.passes == 2 and hooks:
+        tokens, mask = spa_batch(tokens), spa_batch(mask)
+    with model.hooks(fwd_hooks=hooks):
+        new = generate_new_tokens(model, tokens, mask, max_new_tokens, **generate_kwargs)
+    return new[:emphasis.tokens.shape[0]]
+
+
 def decode_new(model: Any, new_tokens: Int[Tensor, "batch new"]) -> list[str]:
     """Decode generated tokens per row, dropping special tokens (EOS and the padding after it)."""
     return [model.tokenizer.decode(row, skip_special_tokens=True).strip() for row in new_tokens.tolist()]
@@ -142,9 +166,11 @@ def generate(
     steered: bool = True,
     schedule: Optional[ScheduleSpec] = None,
     engine: Engine = "auto",
+    method: str = "pasta",
+    method_params: Optional[Mapping[str, Any]] = None,
     **generate_kwargs: Any,
 ) -> Union[str, list[str]]:
-    """Generate a continuation of ``text`` with PASTA steering towards its marked span(s).
+    """Generate a continuation of ``text`` with PASTA (or another method) steering towards its marked span(s).
 
     Args:
         model: a TransformerLens model (e.g. from :func:`pasta_lens.load_model`).
@@ -168,13 +194,34 @@ def generate(
             a ``HookedTransformer``, bf16, sampling, GPT-2...) TransformerLens' ``generate`` with the steering hooks.
             ``"hooks"`` always takes the hooks path; ``"hf"`` insists on the twin and raises where it cannot
             (:func:`select_engine`).
+        method: a method of :mod:`pasta_lens.methods` by name or spec string (``"instaboost"``,
+            ``"guide:delta=2"``, ``"spa"``, ...; default ``"pasta"``). Other methods run on the hooks engine and steer
+            ``heads`` (default ``"all"``, their papers'); ``alpha`` and ``scale_position`` are PASTA's.
+        method_params: the method's parameters (e.g. ``{"factor": 5}``; SEKA / PRISM-Delta need
+            ``{"projections": ...}`` from :func:`pasta_lens.methods.fit`).
 
     Returns:
         The generated text (new tokens only): a string for one prompt, a list for several.
 
     Example:
         >>> generate(model, "Maria is a nurse. *Answer in JSON.*", heads={20: [0, 3]}, chat=True)
+        >>> generate(model, "Maria is a nurse. *Answer in JSON.*", chat=True, method="instaboost:factor=5")
     """
+    if method != "pasta" or method_params:
+        from pasta_lens.methods.registry import resolve
+
+        if resolve(method, method_params)[0].name != "pasta" or isinstance(heads, str):
+            if engine == "hf":
+                raise ValueError("engine='hf' runs PASTA only; other methods generate with engine='hooks' (or 'auto').")
+            if alpha is not None or scale_position != "exclude":
+                raise ValueError("alpha and scale_position are PASTA's; pass the method's own in method_params.")
+            em = emphasize(model, text, chat=chat, markers=markers)
+            new = (method_tokens(model, em, method, "all" if heads is None else heads, max_new_tokens,
+                                 params=method_params, schedule=schedule, **generate_kwargs) if steered
+                   else generate_tokens(model, em, max_new_tokens, **generate_kwargs))
+            texts = decode_new(model, new)
+            return texts[0] if isinstance(text, str) else texts
+        raise ValueError("Give PASTA's options as generate(..., alpha=..., schedule=...), not as method parameters.")
     twin = select_engine(model, engine, generate_kwargs)[1]
     em = emphasize(model, text, chat=chat, markers=markers)
     if twin is not None:

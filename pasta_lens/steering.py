@@ -571,6 +571,8 @@ def steer(
     allow_transfer: bool = False,
     schedule: Optional[ScheduleSpec] = None,
     where: Where = "pattern",
+    method: str = "pasta",
+    method_params: Optional[Mapping[str, Any]] = None,
 ) -> Iterator[Any]:
     """Steer ``model`` inside a ``with`` block; a thin wrapper over ``model.hooks(fwd_hooks=...)``.
 
@@ -585,10 +587,28 @@ def steer(
     with per-head alphas (``profile.head_alphas``) at those, anything else at 0.01; an explicit ``alpha`` always
     wins (:func:`resolve_alpha`).
 
+    ``method`` picks another steering method of :mod:`pasta_lens.methods` by name or spec string
+    (``"instaboost"``, ``"guide:delta=2"``, ...; ``heads`` may then be ``"all"``), with its parameters in
+    ``method_params``; ``alpha``, ``scale_position`` and ``where`` are PASTA's. SPA (``method="spa"``) runs the
+    prompt and its anchor-free copy as one doubled batch: inside the block, call
+    ``model(pasta_lens.methods.spa_batch(tokens))`` and read the first half (or use :func:`pasta_lens.generate` /
+    :func:`pasta_lens.methods.run`, which do it).
+
     Example:
         >>> with steer(model, {20: [0, 3]}, em):
         ...     out = model.generate(em.tokens, max_new_tokens=40, do_sample=False, prepend_bos=False)
+        >>> with steer(model, "all", em, method="instaboost", method_params={"factor": 5}):
+        ...     logits = model(em.tokens)
     """
+    if method != "pasta" or method_params or isinstance(heads, str):
+        from pasta_lens.methods.registry import steering_hooks  # the methods build on this module
+
+        _, hooks = steering_hooks(model, heads, emphasis, method, method_params, schedule=schedule,
+                                  allow_transfer=allow_transfer, alpha=alpha, scale_position=scale_position,
+                                  where=where)
+        with model.hooks(fwd_hooks=_tokens_check(model, emphasis) + hooks):
+            yield model
+        return
     alpha, schedule = resolve_alpha(heads, alpha), resolve_schedule(heads, schedule)
     pairs = resolve_heads(model, heads, allow_transfer=allow_transfer)
     hooks = pasta_hooks(pairs, emphasis, alpha, scale_position, schedule=schedule, where=where)

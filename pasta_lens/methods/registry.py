@@ -218,3 +218,34 @@ def run(model: Any, tokens: Int[Tensor, "batch pos"], emphasis: Union[Emphasis, 
     with torch.inference_mode(), model.hooks(fwd_hooks=fwd):
         logits = model(tokens, **kwargs)
     return logits[:batch]
+
+
+PASTA_ARGUMENTS = {"alpha": None, "scale_position": "exclude", "where": "pattern"}
+"""The arguments :func:`pasta_lens.steer` and :func:`pasta_lens.generate` take for PASTA, with their defaults."""
+
+
+def steering_hooks(model: Any, heads: HeadsArg, emphasis: Union[Emphasis, Tensor], method: str = "pasta",
+                   params: Optional[Mapping[str, Any]] = None, *, schedule: Any = None, allow_transfer: bool = False,
+                   **pasta_arguments: Any) -> tuple[MethodInfo, list[tuple[str, HookFn]]]:
+    """The hooks of ``steer(..., method=...)`` / ``generate(..., method=...)``: the method (name or spec string),
+    its ``params``, the ``schedule`` and, for PASTA only, ``alpha`` / ``scale_position`` / ``where`` (each given
+    once: in the spec, in ``params`` or as an argument).
+
+    Example:
+        >>> info, fwd = steering_hooks(model, "all", em, "instaboost:factor=5")
+    """
+    info, merged = resolve(method, params)
+    given = {k: v for k, v in pasta_arguments.items() if v != PASTA_ARGUMENTS.get(k, object())}
+    unknown = set(pasta_arguments) - set(PASTA_ARGUMENTS)
+    if unknown:
+        raise ValueError(f"Unknown steering arguments {sorted(unknown)}.")
+    if given and info.name != "pasta":
+        raise ValueError(f"{', '.join(sorted(given))} {'is' if len(given) == 1 else 'are'} PASTA's; {info.name} takes "
+                         f"{', '.join(info.params)}: pass them as method_params={{...}} or in the spec "
+                         f"('{info.name}:{next(iter(info.params))}=...').")
+    if schedule is not None:
+        given["schedule"] = schedule
+    both = set(given) & set(merged)
+    if both:
+        raise ValueError(f"{sorted(both)} given both as an argument and in the method's parameters; give each once.")
+    return info, info.factory(model, emphasis, heads, allow_transfer=allow_transfer, **{**merged, **given})

@@ -10,11 +10,13 @@ With ``p`` the current share of attention on the emphasised keys ``E`` and ``t``
 share is ``t / (t + 1 - p)``: close to ``t`` when ``p`` is small, not exactly ``t``, as in the original.
 
 The public code (IBM's agent-lifecycle-toolkit, ``altk/pre_llm/spotlight/spotlight.py``, ``attention_bias_hook``,
-Apache-2.0) measures ``p`` once per sample and layer, over every head and query row of the forward pass
-(``granularity="sample"``, the default here), and applies ``softmax(log(A + 1e-10) + b [k in E])`` to every head
-of every layer, prompt rows at prefill and each generated row; its target defaults to 0.2.
-``granularity="row"`` measures ``p`` per head and query row instead (the reading of the paper's per-token
-description).
+Apache-2.0) measures ``p`` once per sample, layer and forward pass, over every head and query row of that pass, and
+applies ``softmax(log(A + 1e-10) + b [k in E])`` to every head of every layer; its target defaults to 0.2. With
+Hugging Face's KV-cached generation a pass is the prompt (prefill) or one generated token, so ``p`` is pooled over
+the prompt's rows, and taken per generated row. ``granularity="sample"`` (the default) does exactly that whatever
+the caching: prompt rows share one ``p`` per sample, each generated (or teacher-forced) row has its own, so cached
+and uncached generation agree. ``granularity="row"`` measures ``p`` per head and query row instead (the reading of
+the paper's per-token description).
 
 Differences from the original, pinned by ``tests/test_methods_parity.py``: the original adds 1e-10 to ``A`` before
 the log, so masked (future, padding) keys get ~1e-10 of attention back; here masked keys stay exactly 0 (max
@@ -58,15 +60,21 @@ def real_rows(real: Optional[Tensor], n_queries: int, n_keys: int, batch: int, d
 
 
 def spotlight(pattern: Float[Tensor, "batch head query key"], span: Bool[Tensor, "batch key"], target: float,
-              granularity: Granularity, rows: Bool[Tensor, "batch query"],
+              granularity: Granularity, rows: Bool[Tensor, "batch query"], prompt_rows: Bool[Tensor, "query"],
               exponents: Optional[Tensor]) -> Float[Tensor, "batch head query key"]:
-    """Rescale the span's attention towards ``target`` (fp32 in, fp32 out; see the module docstring)."""
+    """Rescale the span's attention towards ``target`` (fp32 in, fp32 out; see the module docstring).
+
+    ``rows``: the real (not padding) query rows; ``prompt_rows``: the rows at prompt positions.
+    """
     on_span = (pattern * span[:, None, None, :]).sum(dim=-1)        # [batch, head, query]
     total = pattern.sum(dim=-1)
     if granularity == "sample":
         weight = rows[:, None, :].float()
-        share = (on_span * weight).sum(dim=(1, 2)) / (total * weight).sum(dim=(1, 2)).clamp_min(1e-30)
-        share = share[:, None, None]                                  # [batch, 1, 1]
+        row_on, row_total = (on_span * weight).sum(dim=1), (total * weight).sum(dim=1)      # [batch, query]
+        prompt = prompt_rows[None, :].float()
+        pooled = (row_on * prompt).sum(-1) / (row_total * prompt).sum(-1).clamp_min(1e-30)  # [batch]
+        share = torch.where(prompt_rows[None, :], pooled[:, None], row_on / row_total.clamp_min(1e-30))
+        share = share[:, None, :]                                     # [batch, 1, query]
     else:
         share = on_span / total.clamp_min(1e-30)
     ratio = torch.where((share > 0) & (share < target), target / share.clamp_min(1e-30), 1.0)
@@ -76,6 +84,7 @@ def spotlight(pattern: Float[Tensor, "batch head query key"], span: Bool[Tensor,
     w = torch.where(span[:, None, None, :], ratio[..., None], 1.0)
     scaled = pattern * w
     out = scaled / scaled.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
+    out = torch.where((ratio == 1.0)[..., None], pattern, out)  # rows at or above the target: bit-identical
     return edit_rows(pattern, out, exponents)
 
 
@@ -85,9 +94,10 @@ def _layer_hook(layer: int, heads: list[int], mask: Tensor, real: Optional[Tenso
         span = keys_mask(mask, pattern, layer)
         n_queries, n_keys = pattern.shape[-2], pattern.shape[-1]
         rows = real_rows(real, n_queries, n_keys, pattern.shape[0], pattern.device)
+        prompt_rows = query_positions(n_queries, n_keys, device=pattern.device) < mask.shape[1]
         exponents = row_exponents(schedule, n_queries, n_keys, mask.shape[1], pattern.device)
         return edit_heads(pattern, heads, layer, hook,
-                          lambda x, _: spotlight(x, span, target, granularity, rows, exponents))
+                          lambda x, _: spotlight(x, span, target, granularity, rows, prompt_rows, exponents))
 
     return hook
 
