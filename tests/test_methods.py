@@ -276,3 +276,44 @@ def test_key_point_needs_a_hook_after_the_key_norm():
     assert key_point(normed) == "hook_k_normed" and key_point(plain) == "hook_k"
     with pytest.raises(ValueError, match="TransformerBridge"):
         key_point(hooked)
+
+
+# --- the fitted artefact ----------------------------------------------------------------------------------------
+
+def test_projections_round_trip_and_refuse_other_models(tmp_path):
+    from pasta_lens.methods import load_projections
+
+    llama = tiny_model("llama")
+    proj = methods.fit("prism_delta", llama, n=8, min_diff=0.0, values=True, command="pytest")
+    path = proj.save(tmp_path / "prism.safetensors")
+    loaded = load_projections(path, llama)
+    assert loaded.header() == proj.header() and loaded.settings["n_triplets"] == 8
+    assert all(torch.equal(loaded.tensors[k], proj.tensors[k]) for k in proj.tensors)
+    assert set(proj.tensors) == {"diff", "norm_diffs", "value_diff", "value_norm_diffs"}
+    with pytest.raises(ValueError, match="other weights"):
+        load_projections(path, tiny_model("llama", seed=1))
+    load_projections(path, tiny_model("llama", seed=1), allow_transfer=True)
+    with pytest.raises(ValueError, match="this model has"):
+        load_projections(path, tiny_model("gpt2"))
+    em = emphasize(llama, PROMPT)
+    with pytest.raises(ValueError, match="fitted for 'prism_delta'"):
+        methods.hooks("seka", llama, em, projections=path)
+    keys_only = logits(llama, em, "prism_delta", projections=path, gain=1.0)
+    with_values = logits(llama, em, "prism_delta", projections=path, gain=1.0, gain_v=1.0)
+    assert (keys_only - with_values).abs().max() > 1e-4
+    (tmp_path / "junk.safetensors").write_bytes(b"not a tensor file")
+    with pytest.raises(ValueError, match="not a safetensors file"):
+        load_projections(tmp_path / "junk.safetensors")
+
+
+def test_values_need_value_projections(llama):
+    em = emphasize(llama, PROMPT)
+    with pytest.raises(ValueError, match="values=True"):
+        methods.hooks("prism_delta", llama, em, **params("prism_delta", llama), gain_v=0.5)
+
+
+def test_heads_below_min_diff_are_not_steered(llama):
+    """A min_diff above every head's ||H+ - H-|| / N zeroes every projection: no hook, the model unchanged."""
+    proj = methods.fit("seka", llama, n=6, min_diff=1e9)
+    assert all(float(t.abs().sum()) == 0 for k, t in proj.tensors.items() if k != "norm_diffs")
+    assert methods.hooks("seka", llama, emphasize(llama, PROMPT), projections=proj) == []

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from pasta_lens.fingerprint import ModelFingerprint
 from pasta_lens.methods.common import n_kv_heads
-from pasta_lens.methods.projections import KeyProjections
+from pasta_lens.methods.projections import KeyProjections, as_bshd, detect_layout
 from pasta_lens.methods.triplets import TEXT_FORMATS, ContrastTriplet, synthetic_triplets
 
 DEFAULTS = {"seka": {"top_pct": 0.90, "min_diff": 0.20}, "prism_delta": {"top_pct": 0.998, "min_diff": 0.08}}
@@ -58,18 +58,28 @@ def key_point(model: Any) -> str:
 
 
 def answer_positions(tokenizer: Any, text: str, answer: str) -> list[int]:
-    """Token indices (no special tokens) lying inside the first case-insensitive occurrence of ``answer``."""
+    """Token indices (no special tokens) inside the first case-insensitive occurrence of ``answer``.
+
+    As the authors' ``span_token_indices`` (PRISM-DELTA's version): tokens whose offsets lie inside the answer;
+    if none does, allow one character more on the left (a byte-level token's offsets include its leading space, so
+    a one-token answer " nurse" starts one character early), then one more on the right.
+    """
     start = text.lower().find(answer.lower())
     if start < 0:
         return []
     end = start + len(answer)
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    return [i for i, (s, e) in enumerate(enc["offset_mapping"]) if s >= start and e <= end and e > s]
+    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    for lo, hi in ((start, end), (start - 1, end), (start, end + 1)):
+        found = [i for i, (s, e) in enumerate(offsets) if s >= lo and e <= hi]
+        if found:
+            return found
+    return []
 
 
 def _statistics(model: Any, triplets: Sequence[ContrastTriplet], layers: Sequence[int], points: dict[str, str],
-                batch_size: int) -> tuple[dict[str, dict[str, Tensor]], int, int]:
-    """Per point name: float64 sums ``cross_pos``, ``cross_neg`` [L, H, d, d], ``sq_diff`` [L, H]; and N, triplets."""
+                batch_size: int) -> tuple[dict[str, dict[str, Tensor]], int, int, dict[str, str]]:
+    """Per point kind: float64 sums ``cross_pos``, ``cross_neg`` [L, H, d, d], ``sq_diff`` [L, H]; N (answer tokens),
+    the triplets used, and each point's activation layout."""
     tok = model.tokenizer
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     n_kv, d = n_kv_heads(model), int(model.cfg.d_head)
@@ -85,6 +95,7 @@ def _statistics(model: Any, triplets: Sequence[ContrastTriplet], layers: Sequenc
         jobs.append(([tok(text, add_special_tokens=False)["input_ids"] for text in texts], pos))
     names = {f"blocks.{layer}.attn.{point}": (kind, i) for kind, point in points.items()
              for i, layer in enumerate(layers)}
+    layouts: dict[str, str] = {}
     n_tokens = 0
     device = getattr(model.cfg, "device", None) or "cpu"
     for b in range(0, len(jobs), batch_size):
@@ -96,7 +107,10 @@ def _statistics(model: Any, triplets: Sequence[ContrastTriplet], layers: Sequenc
         with torch.inference_mode():
             _, cache = model.run_with_cache(tokens.to(device), names_filter=lambda name: name in names)
         for name, (kind, i) in names.items():
-            act = cache[name].to("cpu", torch.float64)              # [rows, pos, H, d]
+            layout = detect_layout(tuple(cache[name].shape), tokens.shape[1], n_kv, d)
+            if layouts.setdefault(kind, layout) != layout:
+                raise ValueError(f"{name} changes layout across layers ({layouts[kind]} vs {layout}).")
+            act = as_bshd(cache[name], layout, n_kv, d).to("cpu", torch.float64)   # [rows, pos, H, d]
             for j, (_, pos) in enumerate(chunk):
                 h, hp, hn = (act[3 * j + r, pos[r]] for r in range(3))  # [n, H, d] each
                 sums[kind]["cross_pos"][i] += torch.einsum("nhd,nhe->hde", h, hp)
@@ -106,7 +120,7 @@ def _statistics(model: Any, triplets: Sequence[ContrastTriplet], layers: Sequenc
     if not jobs:
         raise ValueError("No triplet could be used: the answer must tokenise to the same number of tokens in the "
                          "three texts of a triplet (check that each answer occurs in its context).")
-    return sums, n_tokens, len(jobs)
+    return sums, n_tokens, len(jobs), layouts
 
 
 def subspace(omega: Tensor, top_pct: float, complement: bool = False) -> Tensor:
@@ -165,7 +179,7 @@ def fit_projections(
     if values:
         points["value"] = "hook_v"
     start = time.perf_counter()
-    sums, n_tokens, used = _statistics(model, triplets, layers, points, batch_size)
+    sums, n_tokens, used, layouts = _statistics(model, triplets, layers, points, batch_size)
     tensors: dict[str, Tensor] = {}
     for kind, s in sums.items():
         prefix = "" if kind == "key" else "value_"
@@ -184,4 +198,4 @@ def fit_projections(
         method=method, model_name=str(getattr(model.cfg, "model_name", "") or type(model).__name__),
         n_layers=n_layers, n_heads=int(model.cfg.n_heads), n_kv_heads=n_kv_heads(model), d_head=int(model.cfg.d_head),
         key_point=points["key"], layers=tuple(layers), tensors=tensors, settings=settings,
-        fingerprint=ModelFingerprint.of(model), command=command)
+        fingerprint=ModelFingerprint.of(model), command=command, layouts=layouts)

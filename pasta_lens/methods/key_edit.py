@@ -31,12 +31,11 @@ from __future__ import annotations
 from typing import Any, Callable, Optional, Union
 
 import torch
-from jaxtyping import Float
 from torch import Tensor
 
 from pasta_lens.methods.common import (HeadsArg, check_schedule, method_heads, n_kv_heads, positive, prompt_mask)
 from pasta_lens.methods.fit import key_point
-from pasta_lens.methods.projections import KeyProjections, load_projections
+from pasta_lens.methods.projections import KeyProjections, as_bshd, from_bshd, load_projections
 from pasta_lens.spans import Emphasis
 from pasta_lens.steering import HookFn, ScheduleSpec, group_by_layer
 
@@ -89,22 +88,24 @@ def kv_selection(model: Any, heads: HeadsArg, layers: tuple[int, ...], allow_tra
     return out
 
 
-def _edit_hook(layer: int, kv: list[int], mask: Tensor, delta: DeltaFn) -> HookFn:
+def _edit_hook(layer: int, kv: list[int], mask: Tensor, delta: DeltaFn, layout: str, n_kv: int,
+               d_head: int) -> HookFn:
     n_prompt = mask.shape[1]
 
-    def hook(x: Float[Tensor, "batch pos kv d"], hook: Any) -> Float[Tensor, "batch pos kv d"]:
-        if x.shape[1] < n_prompt:  # a KV-cached decode step: its keys are generated tokens, never emphasised
+    def hook(x: Tensor, hook: Any) -> Tensor:
+        view = as_bshd(x, layout, n_kv, d_head)                                 # [batch, pos, kv, d]
+        if view.shape[1] < n_prompt:  # a KV-cached decode step: its keys are generated tokens, never emphasised
             return x
         if mask.shape[0] not in (1, x.shape[0]):
             raise ValueError(f"The key mask has {mask.shape[0]} rows but the batch has {x.shape[0]}: build the "
                              "emphasis from the same prompts you run (or one row to broadcast).")
         idx = torch.tensor(kv, device=x.device)
-        sel = x[:, :n_prompt].index_select(2, idx).float()                      # [batch, prompt, steered, d]
+        sel = view[:, :n_prompt].index_select(2, idx).float()                   # [batch, prompt, steered, d]
         m = mask.to(x.device)[:, :, None, None]
         edited = torch.where(m, sel + delta(sel), sel).to(x.dtype)
-        out = x.clone()
+        out = view.clone()
         out[:, :n_prompt].index_copy_(2, idx, edited)
-        return out
+        return from_bshd(out, layout, x.shape)
 
     return hook
 
@@ -119,7 +120,7 @@ def _project(p: Tensor, kv: list[int]) -> Callable[[Tensor], Tensor]:
     return apply
 
 
-def _hooks(model: Any, emphasis: Union[Emphasis, Tensor], selection: dict[int, list[int]], point: str,
+def _hooks(model: Any, emphasis: Union[Emphasis, Tensor], selection: dict[int, list[int]], point: str, layout: str,
            make: LayerEdit) -> list[tuple[str, HookFn]]:
     mask = prompt_mask(emphasis)
     if mask.shape[1] < 2:
@@ -129,7 +130,8 @@ def _hooks(model: Any, emphasis: Union[Emphasis, Tensor], selection: dict[int, l
     for layer, kv in sorted(selection.items()):
         made = make(layer, kv)
         if made is not None:
-            out.append((f"blocks.{layer}.attn.{point}", _edit_hook(layer, made[0], mask, made[1])))
+            out.append((f"blocks.{layer}.attn.{point}", _edit_hook(layer, made[0], mask, made[1], layout,
+                                                                   n_kv_heads(model), int(model.cfg.d_head))))
     return out
 
 
@@ -168,7 +170,7 @@ def seka_hooks(model: Any, emphasis: Union[Emphasis, Tensor], heads: HeadsArg = 
             return kv, lambda x: g_pos * pos(x)
         return kv, lambda x: (g_pos * pos(x) + g_neg * neg(x)) / 2
 
-    return _hooks(model, emphasis, selection, proj.key_point, make)
+    return _hooks(model, emphasis, selection, proj.key_point, proj.layouts["key"], make)
 
 
 def prism_delta_hooks(model: Any, emphasis: Union[Emphasis, Tensor], heads: HeadsArg = "all", *,
@@ -205,7 +207,8 @@ def prism_delta_hooks(model: Any, emphasis: Union[Emphasis, Tensor], heads: Head
             return kv, lambda x: gain_ * w.to(x.device)[None, None, :, None] * project(x)
         return make
 
-    hooks = _hooks(model, emphasis, selection, proj.key_point, maker("diff", "norm_diffs", g))
+    hooks = _hooks(model, emphasis, selection, proj.key_point, proj.layouts["key"], maker("diff", "norm_diffs", g))
     if g_v > 0:
-        hooks += _hooks(model, emphasis, selection, "hook_v", maker("value_diff", "value_norm_diffs", g_v))
+        hooks += _hooks(model, emphasis, selection, "hook_v", proj.layouts["value"],
+                        maker("value_diff", "value_norm_diffs", g_v))
     return hooks

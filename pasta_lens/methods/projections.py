@@ -45,6 +45,39 @@ SCHEMA_VERSION = 1
 FORMAT = "pasta_lens.key_projections"
 METHODS = ("seka", "prism_delta")
 KEY_POINTS = ("hook_k", "hook_k_normed")
+LAYOUTS = ("bshd", "bhsd", "bs(hd)")
+
+
+def detect_layout(shape: tuple[int, ...], n_pos: int, n_kv: int, d_head: int) -> str:
+    """The layout of a key/value activation of ``shape`` for a pass of ``n_pos`` positions (see ``layouts``)."""
+    if len(shape) == 3 and shape[1] == n_pos and shape[2] == n_kv * d_head:
+        return "bs(hd)"
+    if len(shape) == 4 and shape[3] == d_head and n_pos != n_kv:
+        if shape[1:3] == (n_pos, n_kv):
+            return "bshd"
+        if shape[1:3] == (n_kv, n_pos):
+            return "bhsd"
+    raise ValueError(f"Cannot tell the layout of a key/value activation of shape {tuple(shape)} ({n_pos} positions, "
+                     f"{n_kv} heads of {d_head}): expected [batch, pos, head, d], [batch, head, pos, d] or "
+                     "[batch, pos, head * d].")
+
+
+def as_bshd(x: Tensor, layout: str, n_kv: int, d_head: int) -> Tensor:
+    """A ``[batch, pos, head, d]`` view of a key/value activation laid out as ``layout``."""
+    if layout == "bhsd":
+        return x.transpose(1, 2)
+    if layout == "bs(hd)":
+        return x.view(x.shape[0], x.shape[1], n_kv, d_head)
+    return x
+
+
+def from_bshd(y: Tensor, layout: str, shape: torch.Size) -> Tensor:
+    """The inverse of :func:`as_bshd`: ``y`` ``[batch, pos, head, d]`` back in ``layout`` (of ``shape``)."""
+    if layout == "bhsd":
+        return y.transpose(1, 2)
+    if layout == "bs(hd)":
+        return y.reshape(shape)
+    return y
 REQUIRED = {"seka": ("pos", "neg", "norm_diffs"), "prism_delta": ("diff", "norm_diffs")}
 OPTIONAL = {"seka": (), "prism_delta": ("value_diff", "value_norm_diffs")}
 
@@ -68,6 +101,9 @@ class KeyProjections:
         fingerprint: the model's behavioural fingerprint (None: only the shape is checked).
         weights_hash: unused by fits (kept so :func:`pasta_lens.profile.identity_mismatch` applies as to profiles).
         library_version, date, command, provenance: how it was made.
+        layouts: how the key (and value) hook lays out its activation: ``"bshd"`` ``[batch, pos, head, d]``,
+            ``"bhsd"`` ``[batch, head, pos, d]`` (the bridge's ``hook_k_normed`` on Qwen3 / Gemma 3) or ``"bs(hd)"``
+            ``[batch, pos, head * d]``; seen when fitting, used by the hooks.
         schema_version: the header layout version.
     """
 
@@ -87,6 +123,7 @@ class KeyProjections:
     date: str = field(default_factory=_now)
     command: Optional[str] = None
     provenance: Mapping[str, Any] = field(default_factory=dict)
+    layouts: Mapping[str, str] = field(default_factory=lambda: {"key": "bshd"})
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -134,6 +171,12 @@ class KeyProjections:
                 raise ValueError(f"KeyProjections.settings must record {name!r} (the fit that made them).")
         set_("settings", dict(self.settings))
         set_("provenance", dict(self.provenance))
+        layouts = dict(self.layouts)
+        if "key" not in layouts or set(layouts) - {"key", "value"} or not set(layouts.values()) <= set(LAYOUTS) \
+                or (("value" in layouts) != ("value_diff" in tensors)):
+            raise ValueError(f"KeyProjections.layouts must give the 'key' (and, with value projections, 'value') "
+                             f"hook's layout, one of {LAYOUTS}; got {self.layouts!r}.")
+        set_("layouts", layouts)
         if isinstance(self.fingerprint, Mapping):
             set_("fingerprint", ModelFingerprint.from_dict(self.fingerprint))
 
@@ -176,7 +219,7 @@ class KeyProjections:
                 "layers": list(self.layers), "settings": dict(self.settings),
                 "fingerprint": self.fingerprint.to_dict() if self.fingerprint is not None else None,
                 "weights_hash": self.weights_hash, "library_version": self.library_version, "date": self.date,
-                "command": self.command, "provenance": dict(self.provenance)}
+                "command": self.command, "provenance": dict(self.provenance), "layouts": dict(self.layouts)}
 
     def save(self, path: Union[str, os.PathLike]) -> Path:
         """Write the tensors and the JSON header to one ``.safetensors`` file, atomically.
