@@ -21,7 +21,8 @@ import torch
 
 from pasta_lens.distributed import broadcast, current_world, map_batches
 from pasta_lens.evaluation.report import LABELS, markdown_table, summarize
-from pasta_lens.generation import decode_new, generate_tokens, select_engine
+from pasta_lens import methods as steering_methods
+from pasta_lens.generation import decode_new, generate_tokens, method_tokens, select_engine
 from pasta_lens.hf_engine import hf_generate_tokens
 from pasta_lens.io import atomic_write_text
 from pasta_lens.profile import load_profile
@@ -47,6 +48,8 @@ class Method:
         k: use the first ``k`` profile heads (ranked); for ``random``, the set size.
         schedule: which query rows are steered (:class:`~pasta_lens.schedule.Schedule`; None: the
             evaluation's default).
+        steering: the steering method of :mod:`pasta_lens.methods` (``"pasta"``, or e.g. ``"instaboost"`` for
+            ``"instaboost:factor=5"``), with its parameters in ``params``.
     """
 
     name: str
@@ -56,6 +59,8 @@ class Method:
     alpha: Optional[float] = None
     k: Optional[int] = None
     schedule: Optional[Schedule] = None
+    steering: str = "pasta"
+    params: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if self.heads not in ("none", "all", "random", "profile"):
@@ -85,11 +90,15 @@ def parse_method(spec: str) -> Method:
         Method(name='pasta:alpha=0.1', marking='none', few_shot=0, heads='profile', alpha=0.1, k=None, schedule=None)
     """
     base, _, opts = spec.strip().partition(":")
+    if base != "pasta" and base in steering_methods.available():  # another method: its own options, every head
+        name, params = steering_methods.parse_spec(spec)
+        return Method(name=spec.strip(), heads="all", steering=name, params=tuple(sorted(params.items())))
     presets = {"zero-shot": {}, "star": {"marking": "*"}, "quote": {"marking": '"'}, "few-shot": {"few_shot": 3},
                "all-heads": {"heads": "all"}, "random": {"heads": "random"}, "pasta": {"heads": "profile"}}
     if base not in presets:
-        raise ValueError(f"Unknown method {spec!r}; use one of {BASELINES}, optionally with options such as "
-                         "pasta:alpha=0.1, pasta:k=20 or pasta:schedule=prompt.")
+        raise ValueError(f"Unknown method {spec!r}; use one of {BASELINES} (options such as pasta:alpha=0.1, "
+                         "pasta:k=20 or pasta:schedule=prompt) or a steering method of pasta_lens.methods: "
+                         f"{', '.join(steering_methods.available()[1:])} (e.g. instaboost:factor=5).")
     kwargs: dict[str, Any] = dict(presets[base])
     for item in filter(None, opts.split(",")):
         key, sep, value = item.partition("=")
@@ -221,14 +230,15 @@ def load_heads(profile: Any, model: Any = None, allow_transfer: bool = False) ->
 # ------------------------------------------------------------------------------------------------- scoring
 def candidate_logprobs(model: Any, rendered: Rendered, candidates: Sequence[str], reduce: str = "sum",
                        heads: Optional[Sequence[Head]] = None, alpha: AlphaSpec = 0.01,
-                       schedule: Union[str, Schedule, None] = "all") -> list[float]:
+                       schedule: Union[str, Schedule, None] = "all", steering: Optional[Method] = None) -> list[float]:
     """Teacher-forced log-probability of each candidate continuation of one prompt (steered if ``heads``).
 
     One forward pass over a small batch: a row per distinct multi-token prefix ``prompt + candidate[:-1]``
     (right-padded: causal attention never sees the padding); single-token candidates are read at the prompt's
     last position of any row. ``reduce="sum"`` is the log-probability of the whole string, ``"mean"`` the
     per-token mean (ROME's CounterFact scores). The emphasis covers the prompt only; ``schedule`` treats the
-    candidate's tokens as generated ones (``"prompt"`` leaves their rows unsteered, as in generation).
+    candidate's tokens as generated ones (``"prompt"`` leaves their rows unsteered, as in generation). ``steering``:
+    a :class:`Method` of another steering method (:mod:`pasta_lens.methods`), which then steers every head.
 
     Example:
         >>> r = get_task("biasbios").render(model, markup)
@@ -248,9 +258,12 @@ def candidate_logprobs(model: Any, rendered: Rendered, candidates: Sequence[str]
     for r, p in enumerate(prefixes):
         tokens[r, :n + len(p)] = torch.tensor(prompt + list(p), dtype=torch.long)
     tokens = tokens.to(em.tokens.device)
-    ctx = steer(model, heads, em.key_mask, alpha, schedule=schedule) if heads else nullcontext()
-    with torch.inference_mode(), ctx:
-        logits = model(tokens)
+    if steering is not None and steering.steering != "pasta":
+        logits = steering_methods.run(model, tokens, em.key_mask, steering.steering, **dict(steering.params))
+    else:
+        ctx = steer(model, heads, em.key_mask, alpha, schedule=schedule) if heads else nullcontext()
+        with torch.inference_mode(), ctx:
+            logits = model(tokens)
     logp = torch.log_softmax(logits[:, n - 1:].float(), dim=-1)
     out = []
     for cand in ids:
@@ -261,10 +274,14 @@ def candidate_logprobs(model: Any, rendered: Rendered, candidates: Sequence[str]
 
 
 def _generate(model: Any, rendered: Sequence[Rendered], heads: Optional[Sequence[Head]], alpha: AlphaSpec,
-              max_new_tokens: int, schedule: Schedule = Schedule()) -> list[str]:
+              max_new_tokens: int, schedule: Schedule = Schedule(), steering: Optional[Method] = None) -> list[str]:
     """Greedy generation for a batch of rendered queries, on the engine :func:`pasta_lens.generate` would pick:
-    the HF twin where it gives the hooked result (:mod:`pasta_lens.hf_engine`, same tokens), else the hooks."""
+    the HF twin where it gives the hooked result (:mod:`pasta_lens.hf_engine`, same tokens), else the hooks.
+    Another steering method (``steering``, :mod:`pasta_lens.methods`) runs on the hooks."""
     em = emphasis_of(model, rendered)
+    if steering is not None and steering.steering != "pasta":
+        return decode_new(model, method_tokens(model, em, steering.steering, "all", max_new_tokens,
+                                               params=dict(steering.params)))
     engine, twin, _ = select_engine(model)
     if engine == "hf":
         new = hf_generate_tokens(model, em, list(heads) if heads else None, alpha, schedule=schedule,
@@ -510,7 +527,7 @@ def _run_chunk(model: Any, task: Task, method: Method, chunk: Sequence[Any], ren
     gen = [(ex.uid, q) for ex in chunk for q in queries[ex.uid] if q.kind == "generate"]
     for sub in _batches(gen, batch_size):
         rendered = [task.render(model, q.markup, rendering) for _, q in sub]
-        for (uid, q), text in zip(sub, _generate(model, rendered, heads, alpha, max_new, schedule)):
+        for (uid, q), text in zip(sub, _generate(model, rendered, heads, alpha, max_new, schedule, method)):
             results[uid][q.key] = text
         for (uid, q), r in zip(sub, rendered):
             prompts[uid][q.key] = r.text
@@ -519,7 +536,7 @@ def _run_chunk(model: Any, task: Task, method: Method, chunk: Sequence[Any], ren
             if q.kind == "choice":
                 r = task.render(model, q.markup, rendering)
                 results[ex.uid][q.key] = candidate_logprobs(model, r, q.candidates, q.reduce, heads, alpha,
-                                                              schedule)
+                                                              schedule, method)
                 prompts[ex.uid][q.key] = r.text
     rows = []
     for ex in chunk:

@@ -1,0 +1,64 @@
+"""Every steering method can be named in the evaluation harness (``evaluate(..., methods=["instaboost:factor=5"])``)."""
+
+import pytest
+import torch
+
+from pasta_lens.evaluation import candidate_logprobs, evaluate, parse_method
+from pasta_lens.generation import decode_new, method_tokens
+from pasta_lens.tasks import get_task
+from pasta_lens.tasks.base import answer_ids, emphasis_of
+from tests.test_evaluation import HEADS, cf_task, short_bios  # noqa: F401 (cf_task is a fixture)
+
+
+def test_parse_method_takes_every_registered_method():
+    m = parse_method("instaboost:factor=5,schedule=prompt")
+    assert (m.steering, dict(m.params), m.heads, m.steered) == ("instaboost", {"factor": 5.0, "schedule": "prompt"},
+                                                               "all", True)
+    assert parse_method("seka:projections=runs/seka.safetensors,gain_pos=1").params == (
+        ("gain_pos", 1.0), ("projections", "runs/seka.safetensors"))
+    assert parse_method("pasta").steering == "pasta" and parse_method("spa").params == ()
+    with pytest.raises(ValueError, match="takes factor="):
+        parse_method("instaboost:alpha=0.1")
+
+
+def test_evaluate_runs_other_methods_on_generation_and_choice_tasks(llama, cf_task):  # noqa: F811
+    bios = short_bios()
+    tasks = [get_task("json", bios=bios), cf_task]
+    specs = ["zero-shot", "pasta", "instaboost:factor=5", "guide:delta=2", "spotlight:target=0.5", "spa:strength=2"]
+    res = evaluate(llama, tasks, specs, n=2, heads=HEADS, batch_size=2, max_new_tokens=4, progress=False)
+    by = {(r["task"], r["method"], r["uid"]): r for r in res.rows}
+    assert {m for _, m, _ in by} == set(specs)
+    ex = tasks[0].examples("test", 1)[0]
+    rendered = tasks[0].render(llama, tasks[0].queries(ex)[0].markup)
+    direct = decode_new(llama, method_tokens(llama, emphasis_of(llama, [rendered]), "instaboost", "all", 4,
+                                             params={"factor": 5.0}))[0]
+    assert by[("json", "instaboost:factor=5", ex.uid)]["outputs"][tasks[0].queries(ex)[0].key] == direct
+    uid = cf_task.examples("test", 1)[0].uid
+    zero, boosted = by[("counterfact", "zero-shot", uid)]["outputs"], by[("counterfact", "spa:strength=2", uid)]["outputs"]
+    assert zero["es"] != boosted["es"]  # the choice task is steered too
+    assert res.summary["config"]["heads"]["instaboost:factor=5"] == [list(h) for h in
+                                                                     parse_and_all(llama)]
+
+
+def parse_and_all(model):
+    return [(layer, head) for layer in range(model.cfg.n_layers) for head in range(model.cfg.n_heads)]
+
+
+def test_candidate_logprobs_with_a_method_reads_the_steered_logits(llama, cf_task):  # noqa: F811
+    from pasta_lens import methods
+
+    ex = cf_task.examples("test", 1)[0]
+    q = next(q for q in cf_task.queries(ex) if q.kind == "choice")
+    r = cf_task.render(llama, q.markup)
+    cands = list(q.candidates) + [" Paris", " the"]  # one-token candidates on the tiny tokenizer
+    plain = candidate_logprobs(llama, r, cands, q.reduce)
+    steered = candidate_logprobs(llama, r, cands, q.reduce, steering=parse_method("instaboost:factor=9"))
+    assert plain != steered
+    em = emphasis_of(llama, [r])
+    logits = methods.run(llama, em.tokens, em.key_mask, "instaboost", factor=9.0)
+    first = [answer_ids(llama, c).tolist() for c in cands]
+    one_token = [i for i, ids in enumerate(first) if len(ids) == 1]
+    assert one_token
+    for i in one_token:  # a one-token candidate is read at the prompt's last position
+        expected = float(torch.log_softmax(logits[0, -1].float(), -1)[first[i][0]])
+        assert steered[i] == pytest.approx(expected, abs=1e-5)
