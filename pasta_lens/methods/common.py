@@ -93,10 +93,12 @@ def keys_mask(mask: Bool[Tensor, "batch prompt"], act: Tensor, layer: int) -> Bo
 
 def row_exponents(schedule: Schedule, n_queries: int, n_keys: int, n_prompt: int,
                   device: torch.device) -> Optional[Float[Tensor, "query"]]:
-    """Each query row's strength exponent under ``schedule`` (1 = full, 0 = untouched); None when every row is full."""
+    """Each query row's strength exponent under ``schedule`` (1 = full, 0 = untouched); None when every row of this
+    pass is full (e.g. ``"prompt"`` at prefill), so the edit takes its whole-tensor path."""
     if schedule.is_all:
         return None
-    return schedule.exponents(query_positions(n_queries, n_keys, device=device), n_prompt)
+    exponents = schedule.exponents(query_positions(n_queries, n_keys, device=device), n_prompt)
+    return None if bool((exponents == 1).all()) else exponents
 
 
 def edit_rows(act: Float[Tensor, "batch head query key"], edited: Float[Tensor, "batch head query key"],

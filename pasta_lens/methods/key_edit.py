@@ -43,7 +43,7 @@ SEKA_GAINS = (0.8, 0.2)
 EDITS_KEYS = "it edits keys, which every later query row reads"
 PRISM_GAIN, PRISM_VALUE_GAIN = 0.4, 0.0
 DeltaFn = Callable[[Tensor], Tensor]
-"""``f(x [batch, pos, steered_kv, d] fp32) -> delta`` of the same shape."""
+"""``f(x [tokens, steered_kv, d] fp32) -> delta`` of the same shape."""
 LayerEdit = Callable[[int, list[int]], Optional[tuple[list[int], DeltaFn]]]
 """``make(layer, kv_heads) -> (kv heads actually edited, delta)``, or None when the layer needs no hook."""
 
@@ -99,12 +99,13 @@ def _edit_hook(layer: int, kv: list[int], mask: Tensor, delta: DeltaFn, layout: 
         if mask.shape[0] not in (1, x.shape[0]):
             raise ValueError(f"The key mask has {mask.shape[0]} rows but the batch has {x.shape[0]}: build the "
                              "emphasis from the same prompts you run (or one row to broadcast).")
+        rows, positions = mask.to(x.device).expand(x.shape[0], n_prompt).nonzero(as_tuple=True)
         idx = torch.tensor(kv, device=x.device)
-        sel = view[:, :n_prompt].index_select(2, idx).float()                   # [batch, prompt, steered, d]
-        m = mask.to(x.device)[:, :, None, None]
-        edited = torch.where(m, sel + delta(sel), sel).to(x.dtype)
         out = view.clone()
-        out[:, :n_prompt].index_copy_(2, idx, edited)
+        tokens = out[rows, positions]                                           # [emphasised, kv, d]
+        sel = tokens.index_select(1, idx).float()                               # [emphasised, steered, d]
+        tokens.index_copy_(1, idx, (sel + delta(sel)).to(x.dtype))
+        out[rows, positions] = tokens  # only the emphasised tokens' steered heads change
         return from_bshd(out, layout, x.shape)
 
     return hook
@@ -115,7 +116,7 @@ def _project(p: Tensor, kv: list[int]) -> Callable[[Tensor], Tensor]:
     mats = p[kv]
 
     def apply(x: Tensor) -> Tensor:
-        return torch.einsum("bphd,hde->bphe", x, mats.to(x.device))
+        return torch.einsum("nhd,hde->nhe", x, mats.to(x.device))
 
     return apply
 
@@ -204,7 +205,7 @@ def prism_delta_hooks(model: Any, emphasis: Union[Emphasis, Tensor], heads: Head
                 return None
             project = _project(proj.tensors[matrix][i], kv)
             w = torch.nn.functional.softplus(proj.tensors[norms][i] - min_diff)[kv]        # [steered]
-            return kv, lambda x: gain_ * w.to(x.device)[None, None, :, None] * project(x)
+            return kv, lambda x: gain_ * w.to(x.device)[:, None] * project(x)
         return make
 
     hooks = _hooks(model, emphasis, selection, proj.key_point, proj.layouts["key"], maker("diff", "norm_diffs", g))
