@@ -231,6 +231,30 @@ def test_spa_is_the_contrast_of_two_runs(tiny):
     assert torch.allclose(spa, main + 0.7 * (main - aux), atol=1e-4)
 
 
+def test_spa_generation_feeds_the_copy_the_main_stream_tokens(tiny):
+    """The authors' loop: at every step both streams read the tokens chosen from the contrast (greedy, uncached
+    here, anchors hidden by hand); the doubled-batch generation must pick the same tokens."""
+    em = emphasize(tiny, PROMPT)
+    span = em.key_mask
+
+    def hide(scores, hook):
+        keys = torch.zeros(scores.shape[-1], dtype=torch.bool)
+        keys[: span.shape[1]] = span[0]
+        return scores.masked_fill(keys, torch.finfo(scores.dtype).min)
+
+    hidden = [(f"blocks.{i}.attn.hook_attn_scores", hide) for i in range(tiny.cfg.n_layers)]
+    tokens = em.tokens
+    with torch.inference_mode():
+        for _ in range(8):
+            s = tiny(tokens)[:, -1]
+            with tiny.hooks(fwd_hooks=hidden):
+                s_aux = tiny(tokens)[:, -1]
+            pick = (s + 1.0 * (s - s_aux)).argmax(-1, keepdim=True)
+            tokens = torch.cat([tokens, pick], dim=1)
+    new = method_tokens(tiny, em, "spa", "all", 8, params={"strength": 2.0, "modulated": False}, stop_at_eos=False)
+    assert torch.equal(new, tokens[:, em.tokens.shape[1]:])
+
+
 def test_spa_asks_for_the_doubled_batch(llama):
     em = emphasize(llama, PROMPT)
     with steer(llama, "all", em, method="spa"):

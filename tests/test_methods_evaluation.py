@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from pasta_lens.evaluation import candidate_logprobs, evaluate, parse_method
-from pasta_lens.generation import decode_new, method_tokens
+from pasta_lens import steer
+from pasta_lens.generation import decode_new, generate_tokens, method_tokens
 from pasta_lens.tasks import get_task
 from pasta_lens.tasks.base import answer_ids, emphasis_of
 from tests.test_evaluation import HEADS, cf_task, short_bios  # noqa: F401 (cf_task is a fixture)
@@ -24,20 +25,22 @@ def test_parse_method_takes_every_registered_method():
 def test_evaluate_runs_other_methods_on_generation_and_choice_tasks(llama, cf_task):  # noqa: F811
     bios = short_bios()
     tasks = [get_task("json", bios=bios), cf_task]
-    specs = ["zero-shot", "pasta", "instaboost:factor=5", "guide:delta=2", "spotlight:target=0.5", "spa:strength=2"]
+    specs = ["zero-shot", "pasta", "instaboost:factor=1.3", "guide:delta=2", "spotlight:target=0.5", "spa:strength=2"]
     res = evaluate(llama, tasks, specs, n=2, heads=HEADS, batch_size=2, max_new_tokens=4, progress=False)
     by = {(r["task"], r["method"], r["uid"]): r for r in res.rows}
     assert {m for _, m, _ in by} == set(specs)
     ex = tasks[0].examples("test", 1)[0]
     rendered = tasks[0].render(llama, tasks[0].queries(ex)[0].markup)
-    direct = decode_new(llama, method_tokens(llama, emphasis_of(llama, [rendered]), "instaboost", "all", 4,
-                                             params={"factor": 5.0}))[0]
-    assert by[("json", "instaboost:factor=5", ex.uid)]["outputs"][tasks[0].queries(ex)[0].key] == direct
+    em = emphasis_of(llama, [rendered])
+    direct = decode_new(llama, method_tokens(llama, em, "instaboost", "all", 4, params={"factor": 1.3}))[0]
+    with steer(llama, parse_and_all(llama), em, 0.01):  # what the harness would do if it steered with PASTA
+        as_pasta = decode_new(llama, generate_tokens(llama, em, 4))[0]
+    assert direct != as_pasta and direct != decode_new(llama, generate_tokens(llama, em, 4))[0]
+    assert by[("json", "instaboost:factor=1.3", ex.uid)]["outputs"][tasks[0].queries(ex)[0].key] == direct
     uid = cf_task.examples("test", 1)[0].uid
     zero, boosted = by[("counterfact", "zero-shot", uid)]["outputs"], by[("counterfact", "spa:strength=2", uid)]["outputs"]
     assert zero["es"] != boosted["es"]  # the choice task is steered too
-    assert res.summary["config"]["heads"]["instaboost:factor=5"] == [list(h) for h in
-                                                                     parse_and_all(llama)]
+    assert res.summary["config"]["heads"]["instaboost:factor=1.3"] == [list(h) for h in parse_and_all(llama)]
 
 
 def parse_and_all(model):
