@@ -40,7 +40,8 @@ def main(data_dir: Path) -> None:
     for stem, (prefix, model_name, n_layers, n_heads, commit) in MODELS.items():
         path = data_dir / "pastalib" / "config" / f"{stem}.json"
         if not path.is_file():
-            raise SystemExit(f"No {path}: pass a clone of waylonli/SEKA (or a folder with pastalib/config/{stem}.json).")
+            raise SystemExit(f"No {path}: pass a clone of waylonli/SEKA (or a folder with "
+                             f"pastalib/config/{stem}.json).")
         provenance = dict(SOURCE, path=f"pastalib/config/{stem}.json", commit=commit)
         profile = HeadProfile.from_pasta_json(path, model_name=model_name, n_layers=n_layers, n_heads=n_heads,
                                               provenance=provenance)

@@ -72,7 +72,8 @@ def test_spec_strings_parse_by_parameter_type():
         methods.parse_spec("pastaa")
 
 
-@pytest.mark.parametrize("name,bad,match", [("instaboost", {"factor": 0}, "> 0"), ("spotlight", {"target": 1.5}, "share"),
+@pytest.mark.parametrize("name,bad,match", [("instaboost", {"factor": 0}, "> 0"),
+                                            ("spotlight", {"target": 1.5}, "share"),
                                             ("guide", {"delta": float("nan")}, "finite"),
                                             ("spotlight", {"granularity": "head"}, "granularity"),
                                             ("instaboost", {"alpha": 0.1}, "no parameter"),

@@ -38,7 +38,8 @@ def test_evaluate_runs_other_methods_on_generation_and_choice_tasks(llama, cf_ta
     assert direct != as_pasta and direct != decode_new(llama, generate_tokens(llama, em, 4))[0]
     assert by[("json", "instaboost:factor=1.3", ex.uid)]["outputs"][tasks[0].queries(ex)[0].key] == direct
     uid = cf_task.examples("test", 1)[0].uid
-    zero, boosted = by[("counterfact", "zero-shot", uid)]["outputs"], by[("counterfact", "spa:strength=2", uid)]["outputs"]
+    zero = by[("counterfact", "zero-shot", uid)]["outputs"]
+    boosted = by[("counterfact", "spa:strength=2", uid)]["outputs"]
     assert zero["es"] != boosted["es"]  # the choice task is steered too
     assert res.summary["config"]["heads"]["instaboost:factor=1.3"] == [list(h) for h in parse_and_all(llama)]
 

@@ -82,8 +82,9 @@ def kv_selection(model: Any, heads: HeadsArg, layers: tuple[int, ...], allow_tra
             if members <= set(qs):
                 chosen.append(g)
             elif members & set(qs):
+                got = sorted(members & set(qs))
                 raise ValueError(f"Key/value head {g} of layer {layer} is read by query heads {sorted(members)}; a "
-                                 f"key edit changes all of them, so list all or none (got {sorted(members & set(qs))}).")
+                                 f"key edit changes all of them, so list all or none (got {got}).")
         out[layer] = chosen
     return out
 

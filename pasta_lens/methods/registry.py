@@ -42,8 +42,8 @@ def _pasta(model: Any, emphasis: Any, heads: HeadsArg = "all", *, alpha: Optiona
     """PASTA through :func:`pasta_lens.pasta_hooks` (``heads="all"``: every head; a profile keeps its alphas and
     schedule)."""
     spec = all_heads(model) if isinstance(heads, str) and heads == "all" else heads
-    return pasta_hooks(spec, emphasis, alpha, scale_position, model=model, allow_transfer=allow_transfer,  # type: ignore
-                       schedule=schedule, where=where)  # type: ignore[arg-type]
+    return pasta_hooks(spec, emphasis, alpha, scale_position,  # type: ignore[arg-type]
+                       model=model, allow_transfer=allow_transfer, schedule=schedule, where=where)  # type: ignore
 
 
 def _bool(text: str) -> bool:
