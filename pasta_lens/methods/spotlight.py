@@ -35,8 +35,8 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from pasta_lens.methods.common import (HeadsArg, check_schedule, edit_heads, edit_rows, keys_mask, method_heads,
-                                       positive, prompt_mask, real_tokens, row_exponents)
+from pasta_lens.methods.common import (HeadsArg, check_schedule, edit_heads, keys_mask, method_heads, positive,
+                                       prompt_mask, real_tokens, row_exponents)
 from pasta_lens.schedule import query_positions
 from pasta_lens.spans import Emphasis
 from pasta_lens.steering import HookFn, ScheduleSpec, group_by_layer, pattern_hook_name
@@ -61,13 +61,17 @@ def real_rows(real: Optional[Tensor], n_queries: int, n_keys: int, batch: int, d
 
 def spotlight(pattern: Float[Tensor, "batch head query key"], span: Bool[Tensor, "batch key"], target: float,
               granularity: Granularity, rows: Bool[Tensor, "batch query"], prompt_rows: Bool[Tensor, "query"],
-              exponents: Optional[Tensor]) -> Float[Tensor, "batch head query key"]:
+              exponents: Optional[Tensor], in_place: bool = False) -> Float[Tensor, "batch head query key"]:
     """Rescale the span's attention towards ``target`` (fp32 in, fp32 out; see the module docstring).
 
-    ``rows``: the real (not padding) query rows; ``prompt_rows``: the rows at prompt positions.
+    ``rows``: the real (not padding) query rows; ``prompt_rows``: the rows at prompt positions. Only the span's
+    columns are multiplied and each row is divided by its new sum ``total + (r - 1) * on_span``; rows with ``r = 1``
+    are divided by exactly 1, so they stay bit-identical.
     """
-    on_span = (pattern * span[:, None, None, :]).sum(dim=-1)        # [batch, head, query]
-    total = pattern.sum(dim=-1)
+    one_mask = span.shape[0] == 1
+    idx = span[0].nonzero()[:, 0] if one_mask else None
+    on_span = (pattern.index_select(-1, idx) if one_mask else pattern * span[:, None, None, :]).sum(dim=-1)
+    total = pattern.sum(dim=-1)                                       # [batch, head, query]
     if granularity == "sample":
         weight = rows[:, None, :].float()
         row_on, row_total = (on_span * weight).sum(dim=1), (total * weight).sum(dim=1)      # [batch, query]
@@ -77,15 +81,16 @@ def spotlight(pattern: Float[Tensor, "batch head query key"], span: Bool[Tensor,
         share = share[:, None, :]                                     # [batch, 1, query]
     else:
         share = on_span / total.clamp_min(1e-30)
-    ratio = torch.where((share > 0) & (share < target), target / share.clamp_min(1e-30), 1.0)
-    ratio = ratio.expand(on_span.shape)
-    if exponents is not None:
+    ratio = torch.where((share > 0) & (share < target), target / share.clamp_min(1e-30), 1.0).expand(on_span.shape)
+    if exponents is not None:  # rows a schedule leaves alone get r ** 0 = 1
         ratio = torch.pow(ratio, exponents[None, None, :])
-    w = torch.where(span[:, None, None, :], ratio[..., None], 1.0)
-    scaled = pattern * w
-    out = scaled / scaled.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
-    out = torch.where((ratio == 1.0)[..., None], pattern, out)  # rows at or above the target: bit-identical
-    return edit_rows(pattern, out, exponents)
+    denom = torch.where(ratio == 1.0, 1.0, total + (ratio - 1.0) * on_span)
+    out = pattern if in_place else pattern.clone()
+    if one_mask:
+        out.index_copy_(-1, idx, out.index_select(-1, idx) * ratio[..., None])
+    else:
+        out.mul_(torch.where(span[:, None, None, :], ratio[..., None], 1.0))
+    return out.div_(denom.clamp_min(torch.finfo(torch.float32).tiny)[..., None])
 
 
 def _layer_hook(layer: int, heads: list[int], mask: Tensor, real: Optional[Tensor], target: float,
@@ -97,7 +102,8 @@ def _layer_hook(layer: int, heads: list[int], mask: Tensor, real: Optional[Tenso
         prompt_rows = query_positions(n_queries, n_keys, device=pattern.device) < mask.shape[1]
         exponents = row_exponents(schedule, n_queries, n_keys, mask.shape[1], pattern.device)
         return edit_heads(pattern, heads, layer, hook,
-                          lambda x, _: spotlight(x, span, target, granularity, rows, prompt_rows, exponents))
+                          lambda x, in_place: spotlight(x, span, target, granularity, rows, prompt_rows, exponents,
+                                                        in_place))
 
     return hook
 
