@@ -95,11 +95,13 @@ def generate_tokens(model: Any, emphasis: Emphasis, max_new_tokens: int = 40,
 
 def method_tokens(model: Any, emphasis: Emphasis, method: str, heads: Any = "all", max_new_tokens: int = 40, *,
                   params: Optional[Mapping[str, Any]] = None, schedule: Optional[ScheduleSpec] = None,
-                  allow_transfer: bool = False, **generate_kwargs: Any) -> Int[Tensor, "batch new"]:
+                  allow_transfer: bool = False, alpha: Optional[AlphaSpec] = None,
+                  scale_position: ScalePosition = "exclude", **generate_kwargs: Any) -> Int[Tensor, "batch new"]:
     """Greedy-generate after ``emphasis.tokens`` steered by a method of :mod:`pasta_lens.methods` (hooks engine).
 
     A two-pass method (SPA) generates from the doubled batch (prompt + anchor-free copy) and returns the first
-    half. The hooks are removed afterwards, also on an exception.
+    half. ``alpha`` / ``scale_position`` are PASTA's (an error for other methods). The hooks are removed afterwards,
+    also on an exception.
 
     Example:
         >>> new = method_tokens(model, em, "instaboost", params={"factor": 5}, max_new_tokens=20)
@@ -108,7 +110,7 @@ def method_tokens(model: Any, emphasis: Emphasis, method: str, heads: Any = "all
     from pasta_lens.methods.spa import spa_batch
 
     info, hooks = steering_hooks(model, heads, emphasis, method, params, schedule=schedule,
-                                 allow_transfer=allow_transfer)
+                                 allow_transfer=allow_transfer, alpha=alpha, scale_position=scale_position)
     tokens, mask = emphasis.tokens, emphasis.attention_mask
     if info.passes == 2 and hooks:
         tokens, mask = spa_batch(tokens), spa_batch(mask)
@@ -195,8 +197,9 @@ def generate(
             ``"hooks"`` always takes the hooks path; ``"hf"`` insists on the twin and raises where it cannot
             (:func:`select_engine`).
         method: a method of :mod:`pasta_lens.methods` by name or spec string (``"instaboost"``,
-            ``"guide:delta=2"``, ``"spa"``, ...; default ``"pasta"``). Other methods run on the hooks engine and steer
-            ``heads`` (default ``"all"``, their papers'); ``alpha`` and ``scale_position`` are PASTA's.
+            ``"guide:delta=2"``, ``"spa"``, ...; default ``"pasta"``). Other methods, a spec with options and
+            ``heads="all"`` run on the hooks engine; other methods steer ``heads`` (default ``"all"``, their papers');
+            ``alpha`` and ``scale_position`` are PASTA's.
         method_params: the method's parameters (e.g. ``{"factor": 5}``; SEKA / PRISM-Delta need
             ``{"projections": ...}`` from :func:`pasta_lens.methods.fit`).
 
@@ -207,21 +210,20 @@ def generate(
         >>> generate(model, "Maria is a nurse. *Answer in JSON.*", heads={20: [0, 3]}, chat=True)
         >>> generate(model, "Maria is a nurse. *Answer in JSON.*", chat=True, method="instaboost:factor=5")
     """
-    if method != "pasta" or method_params:
+    if method != "pasta" or method_params or isinstance(heads, str):
         from pasta_lens.methods.registry import resolve
 
-        if resolve(method, method_params)[0].name != "pasta" or isinstance(heads, str):
-            if engine == "hf":
-                raise ValueError("engine='hf' runs PASTA only; other methods generate with engine='hooks' (or 'auto').")
-            if alpha is not None or scale_position != "exclude":
-                raise ValueError("alpha and scale_position are PASTA's; pass the method's own in method_params.")
-            em = emphasize(model, text, chat=chat, markers=markers)
-            new = (method_tokens(model, em, method, "all" if heads is None else heads, max_new_tokens,
-                                 params=method_params, schedule=schedule, **generate_kwargs) if steered
-                   else generate_tokens(model, em, max_new_tokens, **generate_kwargs))
-            texts = decode_new(model, new)
-            return texts[0] if isinstance(text, str) else texts
-        raise ValueError("Give PASTA's options as generate(..., alpha=..., schedule=...), not as method parameters.")
+        if engine == "hf":
+            raise ValueError("engine='hf' runs PASTA given by heads= and alpha= only; a method spec, method_params or "
+                             "heads='all' generate with engine='hooks' (or 'auto').")
+        if heads is None:
+            heads = default_profile(model)[0] if resolve(method, method_params)[0].name == "pasta" else "all"
+        em = emphasize(model, text, chat=chat, markers=markers)
+        new = (method_tokens(model, em, method, heads, max_new_tokens, params=method_params, schedule=schedule,
+                             alpha=alpha, scale_position=scale_position, **generate_kwargs) if steered
+               else generate_tokens(model, em, max_new_tokens, **generate_kwargs))
+        texts = decode_new(model, new)
+        return texts[0] if isinstance(text, str) else texts
     twin = select_engine(model, engine, generate_kwargs)[1]
     em = emphasize(model, text, chat=chat, markers=markers)
     if twin is not None:

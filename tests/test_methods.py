@@ -278,8 +278,12 @@ def test_steer_and_generate_take_method_names(llama):
     assert text == decode_new(llama, method_tokens(llama, em, "guide", params={"delta": 2.0}, max_new_tokens=6))[0]
     assert generate(llama, PROMPT, method="guide:delta=2", steered=False, max_new_tokens=6) == decode_new(
         llama, generate_tokens(llama, em, 6))[0]
-    with pytest.raises(ValueError, match="PASTA only"):
+    with pytest.raises(ValueError, match="engine='hooks'"):
         generate(llama, PROMPT, method="instaboost", engine="hf")
+    by_spec = generate(llama, PROMPT, method="pasta:alpha=0.1", heads={1: [0, 3]}, max_new_tokens=6)
+    by_args = generate(llama, PROMPT, heads={1: [0, 3]}, alpha=0.1, max_new_tokens=6)
+    assert by_spec == by_args == generate(llama, PROMPT, heads={1: [0, 3]}, alpha=0.1, max_new_tokens=6,
+                                          engine="hooks")
     with pytest.raises(ValueError, match="PASTA's"):
         generate(llama, PROMPT, method="instaboost", alpha=0.1)
 
