@@ -10,6 +10,7 @@ Mark part of a prompt (``*like this*``) and steer chosen attention heads towards
     logits = model.run_with_hooks(em.tokens, fwd_hooks=pasta_hooks({20: [0, 3]}, em, alpha=0.01))
 """
 
+from pasta_lens import methods
 from pasta_lens.generation import default_heads, generate
 from pasta_lens.models import load_model
 from pasta_lens.profile import HeadProfile, list_profiles, load_profile, union_profiles, weights_hash
@@ -34,6 +35,7 @@ __all__ = [
     "load_model",
     "load_profile",
     "make_profile",
+    "methods",
     "normalize_heads",
     "parse_markup",
     "pasta_hooks",

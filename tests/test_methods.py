@@ -58,7 +58,9 @@ def patterns(model, em, fwd=()):
 # --- the registry ---------------------------------------------------------------------------------------------
 
 def test_available_is_the_public_contract():
-    assert methods.available() == NAMES
+    import pasta_lens
+
+    assert pasta_lens.methods.available() == methods.available() == NAMES
 
 
 def test_spec_strings_parse_by_parameter_type():
