@@ -14,8 +14,9 @@ Two forward passes, run as one doubled batch: the caller stacks the prompt twice
 ``B..2B`` are the auxiliary copy. Three kinds of hooks make it SPA: ``hook_embed`` copies rows ``:B`` into rows
 ``B:`` (at prefill they are equal; at each decode step the auxiliary stream is fed the main stream's token, as the
 authors' processor does), every layer's ``hook_attn_scores`` masks the anchored keys in rows ``B:`` (the minimum
-float, as Hugging Face masks a token with attention_mask 0), and ``unembed.hook_out`` replaces rows ``:B`` with
-``s'``. The cost is a second forward pass per step (the doubled batch), which is SPA's own work.
+float, as Hugging Face masks a token with attention_mask 0), and ``unembed.hook_out`` returns ``s'`` in both halves
+(so a greedy generation loop picks the same next token for the copy, and its padding and end-of-sequence
+bookkeeping sees one sequence). The cost is a second forward pass per step (the doubled batch), which is SPA's own work.
 :func:`pasta_lens.generate` and :func:`pasta_lens.methods.run` do the doubling and keep rows ``:B``.
 
 Differences from the original, pinned by ``tests/test_methods_parity.py``: the auxiliary prompt keeps the anchored
@@ -99,10 +100,10 @@ def _mask_hook(layer: int, mask: Tensor) -> HookFn:
 def _logits_hook(strength: float, modulated: bool) -> HookFn:
     def hook(logits: Float[Tensor, "batch pos vocab"], hook: Any) -> Float[Tensor, "batch pos vocab"]:
         b = _halves(logits)
-        new = combine(logits[:b].float(), logits[b:].float(), strength, modulated)
-        out = logits.clone()
-        out[:b] = new.to(logits.dtype)
-        return out
+        new = combine(logits[:b].float(), logits[b:].float(), strength, modulated).to(logits.dtype)
+        # Both halves return s': a greedy loop then picks the same token for the copy as for the prompt, so the two
+        # streams stay one sequence (the loop's padding / end-of-sequence handling included).
+        return torch.cat([new, new], dim=0)
 
     return hook
 
