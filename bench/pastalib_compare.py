@@ -50,6 +50,7 @@ import torch
 from pasta_lens import emphasize, load_model, steer
 from pasta_lens.generation import generate_tokens
 from pasta_lens.hf_engine import hf_generate_tokens
+from pasta_lens.plan import plan_from_spec
 from pasta_lens.models import offline_gguf_path
 
 SPAN = "Answer only in JSON with the keys name and date."
@@ -147,8 +148,8 @@ def part_generate(pair: Pair, reps: int, new_tokens: int, paths: tuple[str, ...]
         return hf.generate(**pair.inputs, **hf_kwargs)[:, em.tokens.shape[1]:]
 
     def hf_engine(steered: bool):  # what generate(engine="auto") runs on the bridge: the twin built per call
-        return lambda: hf_generate_tokens(model, em, heads if steered else None, 0.01, max_new_tokens=new_tokens,
-                                          stop_at_eos=False)
+        plan = plan_from_spec(heads, 0.01) if steered else None
+        return lambda: hf_generate_tokens(model, em, plan, max_new_tokens=new_tokens, stop_at_eos=False)
 
     configs = {  # name -> (context factory, run)
         "pasta-lens HF engine (default), unsteered": (lambda: nullcontext(), hf_engine(False)),

@@ -1,4 +1,4 @@
-"""Steered generation in one call, and the default head set.
+"""Steered generation in one call.
 
 :func:`generate` is the convenience path: mark a span, get the steered continuation as text. It is built only
 from the public pieces (``emphasize`` + ``steer`` + the model's own KV-cached ``generate``), so anything it does
@@ -16,50 +16,14 @@ from torch import Tensor
 from pasta_lens.backends import generate_padding_kwargs
 from pasta_lens.hf_engine import hf_engine_unavailable, hf_generate_tokens, hf_twin
 from pasta_lens.spans import Emphasis, emphasize
-from pasta_lens.steering import AlphaSpec, Head, HeadSpec, ScalePosition, ScheduleSpec, steer
-
-INTERIM_HEADS_NOTE = (
-    "interim head set (no shipped profile matches this model): every head of the last third of the layers; "
-    "steering that many heads follows the emphasis but costs fluency (results/smollm2-135m-instruct.md); "
-    "profile the model for a better set")
+from pasta_lens.plan import AlphaSpec, HeadSpec, ScalePosition, ScheduleSpec, resolve_plan
+from pasta_lens.registry import default_profile
+from pasta_lens.steering import steer
 
 Engine = Literal["auto", "hooks", "hf"]
 """Which loop runs :func:`generate`: ``"hooks"`` (TransformerLens' ``generate`` with the steering hooks, on either
 backend), ``"hf"`` (HF's ``generate`` on a plain twin of the bridge's weights: :mod:`pasta_lens.hf_engine`), or
 ``"auto"`` (``"hf"`` where it gives the same result, else ``"hooks"``)."""
-
-
-def interim_heads(model: Any) -> tuple[Head, ...]:
-    """All heads of the last third of the layers (layers 20-29 on SmolLM2's 30): the interim default."""
-    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
-    first = n_layers - n_layers // 3
-    return tuple((layer, head) for layer in range(first, n_layers) for head in range(n_heads))
-
-
-def default_profile(model: Any) -> tuple[Any, str]:
-    """What is steered when no heads are given: the shipped profile made on this very model, or the interim set.
-
-    Returns ``(spec, note)``: the :class:`~pasta_lens.HeadProfile` found by
-    :func:`pasta_lens.profile.find_profile` (same shape and weights hash), so its own schedule and per-head alphas
-    apply, or for a model with no shipped profile the :func:`interim_heads`; ``note`` says which, in one sentence.
-    """
-    from pasta_lens.profile import find_profile  # the registry is read only when a default is needed
-
-    found = find_profile(model)
-    if found is None:
-        return interim_heads(model), INTERIM_HEADS_NOTE
-    name, profile = found
-    schedule = profile.provenance.get("schedule")
-    how = (f"{profile.strategy} of the per-task top-{profile.k} over {', '.join(profile.tasks)}"
-           if profile.k is not None else f"over {', '.join(profile.tasks)}")
-    return profile, (f"shipped profile {name!r}: {len(profile.heads)} heads, {how} ({profile.method})"
-                     + (f", chosen with schedule {schedule!r}" if schedule else ""))
-
-
-def default_heads(model: Any) -> tuple[tuple[Head, ...], str]:
-    """The head set used when none is given (:func:`default_profile`'s heads), with the sentence saying whence."""
-    spec, note = default_profile(model)
-    return tuple(getattr(spec, "heads", spec)), note
 
 
 def generate_new_tokens(model: Any, tokens: Int[Tensor, "batch pos"],
@@ -106,14 +70,13 @@ def method_tokens(model: Any, emphasis: Emphasis, method: str, heads: Any = "all
     Example:
         >>> new = method_tokens(model, em, "instaboost", params={"factor": 5}, max_new_tokens=20)
     """
-    from pasta_lens.methods.registry import steering_hooks
-    from pasta_lens.methods.spa import spa_batch
+    from pasta_lens.methods.registry import steering_hooks  # the methods build on steering, which this imports
 
     info, hooks = steering_hooks(model, heads, emphasis, method, params, schedule=schedule,
                                  allow_transfer=allow_transfer, alpha=alpha, scale_position=scale_position)
     tokens, mask = emphasis.tokens, emphasis.attention_mask
-    if info.passes == 2 and hooks:
-        tokens, mask = spa_batch(tokens), spa_batch(mask)
+    if hooks:
+        tokens, mask = info.batch(tokens), info.batch(mask)
     with model.hooks(fwd_hooks=hooks):
         new = generate_new_tokens(model, tokens, mask, max_new_tokens, **generate_kwargs)
     return new[:emphasis.tokens.shape[0]]
@@ -177,10 +140,11 @@ def generate(
     Args:
         model: a TransformerLens model (e.g. from :func:`pasta_lens.load_model`).
         text: prompt(s) with the emphasised span marked, e.g. ``"Maria is a nurse. *Answer in JSON.*"``.
-        heads: the heads to steer; default: the model's shipped profile, else the interim set
-            (:func:`default_profile`).
+        heads: the heads to steer (a head set, a ``HeadProfile`` or a :class:`~pasta_lens.plan.SteeringPlan`);
+            default: the model's shipped default profile, else the interim set with a warning
+            (:func:`pasta_lens.registry.default_profile`).
         alpha, scale_position: as in :func:`pasta_lens.pasta_hooks` (``alpha=None``: a profile's per-head
-            alphas when it has them, else 0.01).
+            alphas, else its ``alpha``, else 0.01).
         chat: render the model's chat template around the text.
         markers: the emphasis markers used in ``text``.
         max_new_tokens: how many tokens to generate at most (greedy unless ``do_sample=True`` is passed).
@@ -188,7 +152,7 @@ def generate(
         schedule: which rows are steered: ``"all"`` (every prompt and generated token, as the paper),
             ``"prompt"`` (the prefill only), ``"first:N"``, ``"decay:G"`` (see :mod:`pasta_lens.schedule`).
             None (default): the profile's recorded schedule when ``heads`` is one (or is the default profile),
-            else ``"all"`` (:func:`pasta_lens.steering.resolve_schedule`).
+            else ``"all"`` (the precedence of :mod:`pasta_lens.plan`).
         engine: ``"auto"`` (default) runs HF's own generation loop on a plain twin of the bridge's weights,
             steered by an additive mask (:mod:`pasta_lens.hf_engine`; faster on SmolLM2, same tokens), whenever
             that gives the bridge's result: a default-mode ``TransformerBridge`` that keeps HF's module names
@@ -224,20 +188,19 @@ def generate(
                else generate_tokens(model, em, max_new_tokens, **generate_kwargs))
         texts = decode_new(model, new)
         return texts[0] if isinstance(text, str) else texts
+    plan = None
+    if steered:  # resolved once: what steer(model, plan, em) and the twin both carry out
+        plan = resolve_plan(model, default_profile(model)[0] if heads is None else heads, alpha, schedule,
+                            scale_position)
     twin = select_engine(model, engine, generate_kwargs)[1]
     em = emphasize(model, text, chat=chat, markers=markers)
     if twin is not None:
-        if steered and heads is None:
-            heads = default_profile(model)[0]
-        new = hf_generate_tokens(model, em, heads if steered else None, alpha, scale_position, schedule=schedule,
-                                 max_new_tokens=max_new_tokens, stop_at_eos=generate_kwargs.get("stop_at_eos", True),
-                                 twin=twin)
-    elif not steered:
+        new = hf_generate_tokens(model, em, plan, max_new_tokens=max_new_tokens,
+                                 stop_at_eos=generate_kwargs.get("stop_at_eos", True), twin=twin)
+    elif plan is None:
         new = generate_tokens(model, em, max_new_tokens, **generate_kwargs)
     else:
-        if heads is None:
-            heads = default_profile(model)[0]
-        with steer(model, heads, em, alpha, scale_position, schedule=schedule):
+        with steer(model, plan, em):
             new = generate_tokens(model, em, max_new_tokens, **generate_kwargs)
     texts = decode_new(model, new)
     return texts[0] if isinstance(text, str) else texts

@@ -2,7 +2,7 @@
 
 The TransformerLens bridge wraps every module of the Hugging Face model it is built on; those wrappers are what
 make hooks, caches and patching possible, and they cost ~25% of a decode step on SmolLM2-135M (the unsteered
-bridge generates at 1.25x the plain HF model's wall time: ``results/pastalib_compare.md``). When a generation
+bridge generates at 1.25x the plain HF model's wall time: ``results/steering_speed.md``). When a generation
 needs none of that (no hook on the model but the steering itself), :func:`hf_generate_tokens` runs it on a
 *twin*: a plain HF module tree built from the same config that **shares the bridge's parameter tensors** (no copy,
 no change to the bridge: :func:`hf_twin`), driven by HF's own KV-cached ``generate``.
@@ -11,7 +11,7 @@ Steering on the twin is PASTA's additive form, the one the official code (pastal
 each steered layer's attention module adds ``e(q) * log w[k]`` to that layer's attention mask for the steered
 heads (``w`` = alpha on the scaled prompt keys, 1 elsewhere; ``e(q)`` the schedule's exponent for query row
 ``q``), and the softmax renormalises. ``softmax(s + log w) = A * w / sum(A * w)``, the ``hook_pattern`` edit of
-:mod:`pasta_lens.steering`, in exact arithmetic; in floating point the two agree to ~1e-6 in the logits and
+:mod:`pasta_lens.kernels`, in exact arithmetic; in floating point the two agree to ~1e-6 in the logits and
 give the same greedy tokens (``tests/test_hf_engine.py``). Unsteered heads and rows with ``e = 0`` get a bias of
 exactly 0. The twin is built per call (~30 ms on SmolLM2: meta-device construction, then the bridge's tensors
 are assigned) and dropped afterwards, so nothing is cached and nothing global changes.
@@ -35,10 +35,11 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
 from pasta_lens.backends import backend_of
+from pasta_lens.model_hooks import find_user_hook
 from pasta_lens.schedule import Schedule, query_positions
 from pasta_lens.spans import Emphasis
-from pasta_lens.steering import (AlphaSpec, HeadSpec, ScalePosition, ScheduleSpec, _key_mask, check_scale_position,
-                                 key_weights, layer_plan, resolve_alpha, resolve_heads, resolve_schedule)
+from pasta_lens.kernels import key_mask_of, key_weights
+from pasta_lens.plan import ScalePosition, SteeringPlan, resolve_plan
 
 WRAPPER = "._original_component"
 """How the bridge names a wrapped HF module's parameters: ``model.layers.0._original_component.self_attn...``;
@@ -47,30 +48,6 @@ dropping it gives the plain HF name."""
 
 def _hf_name(bridge_name: str) -> str:
     return bridge_name.replace(WRAPPER, "")
-
-
-LIBRARY_HOOKS = ("transformer_lens.", "transformers.")
-"""Modules whose PyTorch hooks are the libraries' own wiring, not a user's: the bridge's capture hooks (which feed
-its hook points, checked on their own) and Hugging Face's output-capturing hooks (installed on the first forward
-that asks for attentions or hidden states; they record, never change, an output)."""
-
-
-def _foreign(hooks: Mapping[Any, Any]) -> bool:
-    """Whether any of a module's PyTorch hooks is someone's other than the libraries' own (:data:`LIBRARY_HOOKS`)."""
-    return any(not getattr(fn, "__module__", "").startswith(LIBRARY_HOOKS) for fn in hooks.values())
-
-
-def _has_hooks(model: Any) -> Optional[str]:
-    """Which hook is registered on ``model``, if any: a TransformerLens hook point's, or a PyTorch module hook that
-    is not the libraries' own wiring (:data:`LIBRARY_HOOKS`)."""
-    for name, point in getattr(model, "hook_dict", {}).items():
-        if getattr(point, "fwd_hooks", None) or getattr(point, "bwd_hooks", None):
-            return f"a TransformerLens hook on {name}"
-    modules = [*model.named_modules(), *model.original_model.named_modules(prefix="original_model")]
-    for name, module in modules:
-        if _foreign(module._forward_hooks) or _foreign(module._forward_pre_hooks) or _foreign(module._backward_hooks):
-            return f"a PyTorch hook on module {name or '<root>'}"
-    return None
 
 
 def hf_engine_unavailable(model: Any, generate_kwargs: Optional[Mapping[str, Any]] = None) -> Optional[str]:
@@ -87,7 +64,7 @@ def hf_engine_unavailable(model: Any, generate_kwargs: Optional[Mapping[str, Any
     extra = set(generate_kwargs or {}) - {"do_sample", "stop_at_eos"}
     if extra or (generate_kwargs or {}).get("do_sample", False):
         return "generation options beyond greedy decoding were given: " + ", ".join(sorted(extra) or ["do_sample"])
-    hooked = _has_hooks(model)
+    hooked = find_user_hook(model)  # what a user hooked must fire, so the bridge runs
     if hooked:
         return f"{hooked} is registered (it must fire, so the bridge runs)"
     return None
@@ -195,19 +172,16 @@ def _steering_pre_hook(layer: int, key_mask: Tensor, heads: list[int], alphas: l
 def hf_generate_tokens(
     model: Any,
     emphasis: Emphasis,
-    heads: Optional[HeadSpec] = None,
-    alpha: Optional[AlphaSpec] = None,
-    scale_position: ScalePosition = "exclude",
+    plan: Optional[SteeringPlan] = None,
     *,
-    schedule: Optional[ScheduleSpec] = None,
     max_new_tokens: int = 40,
     stop_at_eos: bool = True,
     twin: Optional[tuple[nn.Module, dict[int, nn.Module]]] = None,
 ) -> Int[Tensor, "batch new"]:
     """Greedy, KV-cached generation after ``emphasis.tokens`` on the HF twin; the new tokens (EOS-padded rows).
 
-    ``heads``, ``alpha``, ``scale_position`` and ``schedule`` mean what they mean in :func:`pasta_lens.steer` (a
-    profile's own alphas and schedule apply); ``heads=None`` generates unsteered. ``stop_at_eos=False`` always
+    ``plan`` is what to steer (:func:`pasta_lens.plan.resolve_plan`: heads, per-head alphas, schedule, scaled
+    side), exactly as :func:`pasta_lens.steer` would steer it; ``plan=None`` generates unsteered. ``stop_at_eos=False`` always
     generates ``max_new_tokens``. A row that ends early is padded after its EOS with the pad token, where
     TransformerLens may pad differently: :func:`pasta_lens.generation.decode_new` gives the same text for both.
     ``twin``: what :func:`hf_twin` returned, to reuse (default: built here, ~40 ms on SmolLM2).
@@ -222,13 +196,13 @@ def hf_generate_tokens(
                               output_attentions=False, output_hidden_states=False, output_scores=False,
                               pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else eos)
     with ExitStack() as stack, torch.inference_mode():
-        if heads is not None:
-            check_scale_position(scale_position)
-            sched = resolve_schedule(heads, schedule)
-            key_mask = _key_mask(emphasis)
-            for layer, layer_heads, alphas in layer_plan(resolve_heads(model, heads), resolve_alpha(heads, alpha)):
-                hook = _steering_pre_hook(layer, key_mask, layer_heads, alphas, model.cfg.n_heads, scale_position,
-                                          sched, emphasis.tokens.shape[1] + max_new_tokens)
+        if plan is not None:
+            plan = resolve_plan(model, plan)  # a plan is taken as is; this only checks its heads fit the model
+            key_mask = key_mask_of(emphasis)
+            for layer, layer_heads, alphas in plan.layers():
+                hook = _steering_pre_hook(layer, key_mask, layer_heads, alphas, model.cfg.n_heads,
+                                          plan.scale_position, plan.schedule,
+                                          emphasis.tokens.shape[1] + max_new_tokens)
                 stack.callback(attention[layer].register_forward_pre_hook(hook, with_kwargs=True).remove)
         out = hf.generate(emphasis.tokens, attention_mask=emphasis.attention_mask, generation_config=config)
     return out[:, emphasis.tokens.shape[1]:]

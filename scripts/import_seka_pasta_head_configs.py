@@ -18,7 +18,7 @@ profile checks only the shape of the model it is used on.
 import sys
 from pathlib import Path
 
-from pasta_lens.profile import HeadProfile
+from pasta_lens.head_profile import HeadProfile
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = {"repository": "https://github.com/waylonli/SEKA",

@@ -2,7 +2,7 @@
 
 The official PASTA implementation adds ``log(alpha)`` to the attention mask of every prompt key outside the
 emphasised span, for the steered heads, before the softmax. Here that is a hook on ``hook_attn_scores``; it shares
-no code with pasta_lens.steering.
+no code with pasta_lens.steering or pasta_lens.kernels.
 """
 
 import math

@@ -14,7 +14,8 @@ from pasta_lens import emphasize, generate, steer
 from pasta_lens.generation import decode_new, generate_tokens
 from pasta_lens.hf_engine import hf_engine_unavailable, hf_generate_tokens, hf_twin, mask_bias, prompt_log_weights
 from pasta_lens.schedule import Schedule
-from pasta_lens.steering import scheduled_rescale, key_weights
+from pasta_lens.kernels import key_weights, scheduled_rescale
+from pasta_lens.plan import plan_from_spec
 
 TEXTS = ["Maria is a nurse who lives in Paris. *Answer in JSON.*", "The capital of *France* is"]
 HEADS = [(0, 1), (1, 0), (1, 3)]
@@ -100,7 +101,7 @@ def test_hf_engine_tokens_equal_the_bridges_steered_generate(llama, schedule):
     with steer(tiny, HEADS, em, schedule=schedule):
         cached = generate_tokens(tiny, em, 6, stop_at_eos=False)
         uncached = generate_tokens(tiny, em, 6, stop_at_eos=False, use_past_kv_cache=False)
-    fast = hf_generate_tokens(tiny, em, HEADS, schedule=schedule, max_new_tokens=6, stop_at_eos=False)
+    fast = hf_generate_tokens(tiny, em, plan_from_spec(HEADS, schedule=schedule), max_new_tokens=6, stop_at_eos=False)
     assert torch.equal(fast, cached) and torch.equal(fast, uncached)
     unsteered = hf_generate_tokens(tiny, em, None, max_new_tokens=6, stop_at_eos=False)
     assert torch.equal(unsteered, generate_tokens(tiny, em, 6, stop_at_eos=False))
@@ -114,15 +115,15 @@ def test_hf_engine_per_head_alphas_and_include(llama):
     for alpha, position in [(alphas, "exclude"), (0.01, "include")]:
         with steer(llama, HEADS, em, alpha, position):
             bridge = generate_tokens(llama, em, 6, stop_at_eos=False)
-        fast = hf_generate_tokens(llama, em, HEADS, alpha, position, max_new_tokens=6, stop_at_eos=False)
+        fast = hf_generate_tokens(llama, em, plan_from_spec(HEADS, alpha, scale_position=position), max_new_tokens=6, stop_at_eos=False)
         assert torch.equal(fast, bridge), position
 
 
 @bridge_only
 def test_hf_engine_batch_equals_rows_alone(llama):
-    batched = hf_generate_tokens(llama, emphasize(llama, TEXTS), HEADS, max_new_tokens=6, stop_at_eos=False)
+    batched = hf_generate_tokens(llama, emphasize(llama, TEXTS), plan_from_spec(HEADS), max_new_tokens=6, stop_at_eos=False)
     for row, text in enumerate(TEXTS):
-        single = hf_generate_tokens(llama, emphasize(llama, text), HEADS, max_new_tokens=6, stop_at_eos=False)
+        single = hf_generate_tokens(llama, emphasize(llama, text), plan_from_spec(HEADS), max_new_tokens=6, stop_at_eos=False)
         assert torch.equal(single[0], batched[row]), row
 
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from pasta_lens.evaluation import candidate_logprobs, evaluate, parse_method
+from pasta_lens.evaluation import candidate_token_logprobs, evaluate, parse_method
 from pasta_lens import steer
 from pasta_lens.generation import decode_new, generate_tokens, method_tokens
 from pasta_lens.tasks import get_task
@@ -48,21 +48,24 @@ def parse_and_all(model):
     return [(layer, head) for layer in range(model.cfg.n_layers) for head in range(model.cfg.n_heads)]
 
 
-def test_candidate_logprobs_with_a_method_reads_the_steered_logits(llama, cf_task):  # noqa: F811
+@pytest.mark.parametrize("spec,name,params", [("instaboost:factor=9", "instaboost", {"factor": 9.0}),
+                                              ("spa:strength=3", "spa", {"strength": 3.0})])
+def test_candidate_logprobs_with_a_method_reads_the_steered_logits(llama, cf_task, spec, name, params):  # noqa: F811
+    """Choice scoring runs the method's hooks on the batch the method needs (SPA: the doubled batch, first half)."""
     from pasta_lens import methods
 
     ex = cf_task.examples("test", 1)[0]
     q = next(q for q in cf_task.queries(ex) if q.kind == "choice")
     r = cf_task.render(llama, q.markup)
     cands = list(q.candidates) + [" Paris", " the"]  # one-token candidates on the tiny tokenizer
-    plain = candidate_logprobs(llama, r, cands, q.reduce)
-    steered = candidate_logprobs(llama, r, cands, q.reduce, steering=parse_method("instaboost:factor=9"))
+    plain = candidate_token_logprobs(llama, r, cands)
+    steered = candidate_token_logprobs(llama, r, cands, parse_and_all(llama), method=parse_method(spec))
     assert plain != steered
     em = emphasis_of(llama, [r])
-    logits = methods.run(llama, em.tokens, em.key_mask, "instaboost", factor=9.0)
+    logits = methods.run(llama, em.tokens, em.key_mask, name, **params)
     first = [answer_ids(llama, c).tolist() for c in cands]
     one_token = [i for i, ids in enumerate(first) if len(ids) == 1]
     assert one_token
     for i in one_token:  # a one-token candidate is read at the prompt's last position
         expected = float(torch.log_softmax(logits[0, -1].float(), -1)[first[i][0]])
-        assert steered[i] == pytest.approx(expected, abs=1e-5)
+        assert steered[i][0] == pytest.approx(expected, abs=1e-5)

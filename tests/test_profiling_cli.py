@@ -98,14 +98,19 @@ def test_profile_records_wall_time_of_every_segment_and_refuses_other_settings(t
 
     out = tmp_path / "tiny.json"
     argv = ["profile", "--model", tiny_dir, "--tasks", "json,counterfact", "--n", "2", "--method", "attribution",
-            "--k", "2", "--out", str(out), "--quiet"]
+            "--k", "2", "--bios", "named", "--out", str(out), "--quiet"]  # named: a non-empty top-2 intersection
     assert main(argv) == 0
     segments = {p.stem: torch.load(p, weights_only=True)["segments_s"] for p in (tmp_path / "tiny.json.ckpt").iterdir()
                 if p.suffix == ".ckpt"}
     recorded = HeadProfile.load(out).provenance
-    stored = sum(sum(s) for s in segments.values())  # each task's time up to its last saved row
-    assert stored - 0.1 <= recorded["profiling_wall_time_s"] <= stored + 1.0  # + the little after the last row
-    assert set(recorded["profiling_wall_time_s_per_task"]) == {"json", "counterfact"}
+    per_task = recorded["profiling_wall_time_s_per_task"]
+    assert set(per_task) == set(segments) == {"json", "counterfact"}
+    # each task's time counts its stored segments (up to its last saved row) and never less; how much more (the
+    # little after the last row) is the machine's business, not an assertion's
+    for task, seconds in segments.items():
+        assert per_task[task] >= round(sum(seconds), 1)
+    rounding = 0.05 * (len(per_task) + 1) + 1e-9  # the total and each task are rounded to 0.1 s separately
+    assert recorded["profiling_wall_time_s"] == pytest.approx(sum(per_task.values()), abs=rounding)
     capsys.readouterr()
     # the same --out with another alpha: the checkpoint's settings check refuses it (no silent replacement)
     assert main(argv[:-3] + ["--alpha", "0.1", "--out", str(out), "--quiet"]) == 2

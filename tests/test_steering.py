@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pasta_lens import emphasize, normalize_heads, pasta_hooks, steer
-from pasta_lens.steering import key_weights, rescale_rows
+from pasta_lens.kernels import key_weights, rescale_rows
 from tests.reference import additive_reference_hooks
 
 PROMPT = "Maria is a nurse who lives in Paris. *Answer in JSON.* Thanks."
@@ -258,7 +258,7 @@ def test_profile_objects_are_validated_before_hooks(llama):
 # --- faults: tiny alphas, malformed heads, profiles without a model, runs on other tokens ----------------------
 
 def test_alpha_below_the_floor_is_refused_and_the_floor_is_exact(tiny):
-    from pasta_lens.steering import ALPHA_MIN
+    from pasta_lens.plan import ALPHA_MIN
 
     em = emphasize(tiny, PROMPT)
     first = int(em.key_mask[0].nonzero()[0])
@@ -290,14 +290,14 @@ def test_malformed_head_sets_name_the_fix(heads, match):
 
 def _profile_of(model, heads=((0, 1), (1, 3))):
     from pasta_lens import HeadProfile
-    from pasta_lens.profile import weights_hash
+    from pasta_lens.fingerprint import weights_hash
 
     return HeadProfile(model_name="tiny-llama", n_layers=model.cfg.n_layers, n_heads=model.cfg.n_heads,
                        heads=heads, weights_hash=weights_hash(model))
 
 
 def test_resolve_heads_validates_profiles_and_plain_head_sets(llama, gpt2):
-    from pasta_lens.steering import resolve_heads
+    from pasta_lens.plan import resolve_heads
     from tests.tiny import tiny_model
 
     profile = _profile_of(llama)

@@ -2,7 +2,7 @@
 
 A steering hook overwrites the steered heads' slices in place (no copy of the layer's pattern) only when it is the
 sole hook on its hook point, no autograd graph records the activation, and the activation is fp32
-(:func:`pasta_lens.steering.may_edit_in_place`). Otherwise it returns an edited copy, as before.
+(:func:`pasta_lens.kernels.may_edit_in_place`). Otherwise it returns an edited copy, as before.
 """
 
 import types
@@ -12,7 +12,7 @@ import torch
 
 from pasta_lens import emphasize, pasta_hooks
 from pasta_lens.schedule import Schedule
-from pasta_lens.steering import _layer_hook, _scores_layer_hook, may_edit_in_place
+from pasta_lens.kernels import may_edit_in_place, pattern_layer_hook, scores_layer_hook
 
 PROMPT = "Maria is a nurse who lives in Paris. *Answer in JSON.* Thanks."
 HEADS = [(0, 1), (1, 0), (1, 3)]
@@ -27,7 +27,7 @@ def test_pattern_hook_in_place_equals_the_copy_bitwise(schedule, n_queries):
     key_mask = torch.zeros(2, 9, dtype=torch.bool)
     key_mask[:, 3:5] = True
     pattern = torch.softmax(torch.randn(2, 4, n_queries, 12), dim=-1)
-    hook = _layer_hook(0, [1, 3], [0.01, 0.2], key_mask, "exclude", Schedule.parse(schedule))
+    hook = pattern_layer_hook(0, [1, 3], [0.01, 0.2], key_mask, "exclude", Schedule.parse(schedule))
     copied = hook(pattern.clone(), SHARED)
     target = pattern.clone()
     edited = hook(target, ALONE)
@@ -42,7 +42,7 @@ def test_scores_hook_in_place_equals_the_copy_bitwise():
     key_mask = torch.zeros(1, 9, dtype=torch.bool)
     key_mask[:, 3:5] = True
     scores = torch.randn(1, 4, 12, 12).masked_fill(torch.ones(12, 12, dtype=torch.bool).triu(1), float("-inf"))
-    hook = _scores_layer_hook(0, [0, 2], [0.01, 0.3], key_mask, "exclude")
+    hook = scores_layer_hook(0, [0, 2], [0.01, 0.3], key_mask, "exclude")
     copied = hook(scores.clone(), SHARED)
     target = scores.clone()
     edited = hook(target, ALONE)

@@ -17,7 +17,7 @@ from typing import Any, Sequence, Union
 
 from pasta_lens.models import DEFAULT_MODEL
 from pasta_lens.schedule import Schedule
-from pasta_lens.steering import Head
+from pasta_lens.plan import Head
 
 
 def parse_heads(spec: str, n_heads: int | None = None) -> tuple[Head, ...]:
@@ -158,7 +158,7 @@ def check_alpha(alpha: float, option: str = "--alpha") -> float:
 
 def read_profile(spec: str, option: str = "profile") -> Any:
     """``load_profile(spec)``, with a file that is JSON but not a profile reported as a ValueError naming it."""
-    from pasta_lens.profile import load_profile
+    from pasta_lens.registry import load_profile
 
     try:
         return load_profile(spec)
@@ -186,10 +186,16 @@ def run_command(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    import torch
+
     from pasta_lens.distributed import process_group_from_env
 
-    with process_group_from_env():  # under torchrun: one process group for the command (gloo on CPU)
-        return run_command(args)
+    threads = torch.get_num_threads()  # --threads sets torch's process-wide count for this command only
+    try:
+        with process_group_from_env():  # under torchrun: one process group for the command (gloo on CPU)
+            return run_command(args)
+    finally:
+        torch.set_num_threads(threads)  # a caller of main() in-process (a test, a notebook) keeps its own
 
 
 if __name__ == "__main__":

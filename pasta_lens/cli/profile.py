@@ -34,7 +34,7 @@ from typing import Any, Sequence, Union
 from pasta_lens.cli import add_placement_arguments
 from pasta_lens.cli.profile_learned import add_learned_arguments, check_learned_arguments, run_learned
 from pasta_lens.models import DEFAULT_MODEL
-from pasta_lens.profile import STRATEGIES
+from pasta_lens.head_profile import STRATEGIES
 from pasta_lens.profiling import METHODS
 
 DEFAULT_TASKS = "json,pronoun,biasbios,counterfact"
@@ -72,7 +72,7 @@ def _command(args: argparse.Namespace) -> str:
     if args.k == "auto":
         parts += ["--ks", args.ks, "--val-n", str(args.val_n)]
         parts += _selection_command(args)
-    parts += ["--strategy", args.strategy, "--seed", str(args.seed)]
+    parts += ["--strategy", args.strategy, "--seed", str(args.seed), "--bios", args.bios]
     if args.end_turn:
         parts += ["--end-turn"]
     if args.allow_attribution_tail:
@@ -174,7 +174,10 @@ def _choose(args: argparse.Namespace, model: Any, scores: Any, tasks: list[str],
         from pasta_lens.evaluation import curve_record, metric_curve
 
         out = Path(args.checkpoint_dir or f"{args.out}.ckpt") / "selection"
-        curve = metric_curve(model, scores, ks, args.strategy_list, args.schedule_list, tasks=tasks,
+        from pasta_lens.tasks import build_task
+
+        curve = metric_curve(model, scores, ks, args.strategy_list, args.schedule_list,
+                             tasks=[build_task(t, bios=args.bios) for t in tasks],
                              split="validation", n=args.val_n, alpha=args.alpha, fluency_floor=_floor(args),
                              seed=args.seed, out_dir=out, progress=not quiet)
         best = choose_point([p for p in curve if eligible(p)])
@@ -193,7 +196,7 @@ def _choose(args: argparse.Namespace, model: Any, scores: Any, tasks: list[str],
             print(f"warning: no candidate kept fluency >= {_floor(args)} x unsteered on every task; chose the best "
                   "score anyway (provenance fluency_floor_met = false)", file=sys.stderr)
         return int(best.k), best.strategy, best.schedule
-    val = _examples(model, tasks, "validation", args.val_n, args.seed)
+    val = _examples(model, tasks, "validation", args.val_n, args.seed, bios=args.bios)
     curve = [p for strategy in args.strategy_list
              for p in ablation_curve(model, scores, val, ks, strategy, args.alpha, progress=not quiet)]
     best = choose_point([p for p in curve if eligible(p)])
@@ -216,14 +219,14 @@ def _reused_scores(args: argparse.Namespace, model: Any, tasks: list[str], prove
     return scores_from_profile(source, tasks)
 
 
-def _examples(model: Any, tasks: Sequence[str], split: str, n: int, seed: int, end_turn: bool = False
-              ) -> dict[str, list]:
+def _examples(model: Any, tasks: Sequence[str], split: str, n: int, seed: int, end_turn: bool = False,
+              bios: str = "implied") -> dict[str, list]:
     try:
-        from pasta_lens.tasks import get_task
+        from pasta_lens.tasks import build_task
     except ImportError as err:
         raise ImportError(f"pasta-lens profile needs the task definitions (pasta_lens.tasks): {err}") from None
-    return {t: list(get_task(t).profiling_examples(model, split=split, n=n, seed=seed, end_turn=end_turn))
-            for t in tasks}
+    return {t: list(build_task(t, bios=bios).profiling_examples(model, split=split, n=n, seed=seed,
+                                                                end_turn=end_turn)) for t in tasks}
 
 
 def _check_arguments(args: argparse.Namespace) -> list[str]:
@@ -269,7 +272,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 
     if args.profile_command == "union":
         from pasta_lens.cli import read_profile
-        from pasta_lens.profile import union_profiles
+        from pasta_lens.profiling import union_profiles
 
         profiles = [read_profile(name, "profile union") for name in args.profiles]
         command = shlex.join(["pasta-lens", "profile", "union", *args.profiles, "--out", str(args.union_out)])
@@ -309,8 +312,8 @@ def _profile(args: argparse.Namespace, tasks: list[str]) -> int:
         torch.set_num_threads(args.threads)
     model = load_model_for(args)
     reused: dict[str, Any] = {}
-    examples = (_examples(model, tasks, "train", args.n, args.seed, args.end_turn) if not args.source_profile
-                else {})
+    examples = (_examples(model, tasks, "train", args.n, args.seed, args.end_turn, args.bios)
+                if not args.source_profile else {})
     if args.method == "learned":  # per-head strengths by gradient descent: pasta_lens/cli/profile_learned.py
         return run_learned(args, model, examples, started, quiet)
     checkpoint_dir = args.checkpoint_dir or f"{args.out}.ckpt"
@@ -405,6 +408,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (default: torch's; 1 is much faster on a busy shared CPU)")
     p.add_argument("--seed", type=int, default=0, help="seed for drawing task examples (default 0)")
+    p.add_argument("--bios", choices=("named", "implied"), default="implied",
+                   help="biographies of json/pronoun/biasbios for profiling, selection and learning: implied "
+                        "(default: generated bios that only imply the occupation) or named (the first sentence "
+                        "names it; what profiles made before this option used)")
     p.add_argument("--end-turn", action="store_true",
                    help="chat tasks' targets end with the template's end-of-turn marker (<|im_end|> on SmolLM2), "
                         "so the objective also rewards ending the answer (default: the answer alone)")

@@ -123,7 +123,8 @@ def learned_command(args: argparse.Namespace) -> str:
              "--method", "learned"]
     for name in LEARNED_DEFAULTS:
         parts += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
-    parts += ["--seed", str(args.seed)] + (["--end-turn"] if getattr(args, "end_turn", False) else [])
+    parts += ["--seed", str(args.seed), "--bios", getattr(args, "bios", "implied")]
+    parts += ["--end-turn"] if getattr(args, "end_turn", False) else []
     if getattr(args, "base_profile", None):
         parts += ["--base-profile", str(args.base_profile)]
     if getattr(args, "protect", None):
@@ -221,10 +222,10 @@ def check_learned_arguments(args: argparse.Namespace) -> None:
     args.base = None
     if args.base_profile:
         from pasta_lens.cli import read_profile
-        from pasta_lens.steering import resolve_schedule
+        from pasta_lens.plan import spec_schedule
 
         args.base = read_profile(args.base_profile, "--base-profile")
-        recorded = str(resolve_schedule(args.base))  # what the base is steered with
+        recorded = str(spec_schedule(args.base))  # what the base is steered with
         if recorded != args.schedule:
             raise ValueError(f"--base-profile {args.base_profile} is steered with schedule {recorded}, but "
                              f"--schedule is {args.schedule}: one profile is steered with one schedule; pass "
@@ -277,10 +278,11 @@ def run_learned(args: argparse.Namespace, model: Any, examples: dict[str, list],
         if not task:  # the protected task's train examples, or the (base-steered) model's own start of their answers
             continue
         from pasta_lens.profiling import own_continuations
-        from pasta_lens.tasks import get_task
+        from pasta_lens.tasks import build_task
 
         tick = time.perf_counter()
-        rows = get_task(task).profiling_examples(model, split="train", n=args.n, seed=args.seed, end_turn=True)
+        rows = build_task(task, bios=getattr(args, "bios", "implied")).profiling_examples(
+            model, split="train", n=args.n, seed=args.seed, end_turn=True)
         if args.protect_gen:
             rows = own_continuations(model, rows, args.protect_gen, base if reference == "base" else None,
                                      args.schedule)

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
 from pasta_lens.cli import (add_prompt_command, check_prompt_arguments, parse_heads, parse_markers,
@@ -16,27 +17,28 @@ from pasta_lens.schedule import SCHEDULE_HELP
 
 
 def _cmd_steer(args: argparse.Namespace) -> int:
-    from pasta_lens.generation import default_profile, generate, select_engine
+    from pasta_lens.generation import generate, select_engine
     from pasta_lens.models import load_model
-    from pasta_lens.steering import describe_alpha, resolve_alpha, resolve_schedule
+    from pasta_lens.plan import is_profile, resolve_plan
+    from pasta_lens.registry import default_profile
 
     check_prompt_arguments(args)
     model = load_model(args.model)
     if args.heads:
-        spec, source = parse_heads(args.heads, model.cfg.n_heads), "--heads"
+        spec = parse_heads(args.heads, model.cfg.n_heads)
     else:
-        spec, source = default_profile(model)  # the shipped profile, used with its recorded schedule
-    schedule = resolve_schedule(spec, args.schedule)
-    heads = getattr(spec, "heads", spec)
+        spec = default_profile(model)[0]  # the shipped profile, steered at its own alphas and schedule
+    plan = resolve_plan(model, spec, args.alpha, args.schedule, args.scale_position)  # what is steered, once
+    if args.heads:
+        plan = dataclasses.replace(plan, source="--heads")
+    elif not is_profile(spec):  # no shipped profile for this model (default_profile has warned)
+        plan = dataclasses.replace(plan, source="interim head set: every head of the last third of the layers")
     engine, _, why = select_engine(model, args.engine)
     common = dict(chat=args.chat, markers=parse_markers(args.markers), max_new_tokens=args.max_new_tokens,
                   engine=engine)
     unsteered = generate(model, args.text, **common, steered=False)
-    steered = generate(model, args.text, spec, alpha=args.alpha, scale_position=args.scale_position,
-                       schedule=schedule, **common)
-    alpha = describe_alpha(resolve_alpha(spec, args.alpha))  # a learned profile's own alphas unless --alpha
-    print(f"model: {args.model}   heads: {len(heads)} ({source})   alpha: {alpha}   schedule: {schedule}   "
-          f"engine: {engine}" + (f" ({why})" if why else ""))
+    steered = generate(model, args.text, plan, **common)
+    print(f"model: {args.model}   {plan.describe()}   engine: {engine}" + (f" ({why})" if why else ""))
     print("=== unsteered ===")
     print(unsteered)
     print("=== steered ===")

@@ -24,7 +24,8 @@ from typing import Any, Optional, Sequence
 from pasta_lens.methods.common import all_heads, last_layers
 from pasta_lens.methods.fit import fit_projections
 from pasta_lens.methods.projections import KeyProjections, load_projections
-from pasta_lens.methods.registry import METHODS, MethodInfo, available, get, hooks, parse_spec, resolve, run
+from pasta_lens.methods.registry import (METHODS, MethodInfo, available, batch_for, get, hooks, parse_spec, resolve,
+                                         run)
 from pasta_lens.methods.spa import spa_batch
 from pasta_lens.methods.triplets import ContrastTriplet, synthetic_triplets
 
@@ -42,6 +43,6 @@ def fit(name: str, model: Any, triplets: Optional[Sequence[ContrastTriplet]] = N
     return fit_projections(model, name, triplets, **settings)
 
 
-__all__ = ["METHODS", "ContrastTriplet", "KeyProjections", "MethodInfo", "all_heads", "available", "fit",
+__all__ = ["METHODS", "ContrastTriplet", "KeyProjections", "MethodInfo", "all_heads", "available", "batch_for", "fit",
            "fit_projections", "get", "hooks", "last_layers", "load_projections", "parse_spec", "resolve", "run",
            "spa_batch", "synthetic_triplets"]

@@ -3,7 +3,7 @@ and the one way an edit touches only the steered heads.
 
 All methods take the same inputs as :func:`pasta_lens.pasta_hooks`: an :class:`~pasta_lens.spans.Emphasis` (or a
 bool key mask ``[batch, prompt]``, True = emphasised) and a head set (``"all"``, ``{layer: [heads]}``,
-``[(layer, head), ...]`` or a :class:`~pasta_lens.profile.HeadProfile`). Keys are indexed absolutely, as PASTA's:
+``[(layer, head), ...]`` or a :class:`~pasta_lens.head_profile.HeadProfile`). Keys are indexed absolutely, as PASTA's:
 key ``j`` of a pattern / score tensor with ``K`` keys is position ``j`` of the emphasis' tokens (left padding
 included), and its ``Q`` query rows are positions ``K - Q .. K - 1`` (:func:`pasta_lens.schedule.query_positions`),
 so an edit is the same with and without the KV cache. Keys beyond the prompt (generated tokens) are never
@@ -24,10 +24,11 @@ from torch import Tensor
 
 from pasta_lens.schedule import Schedule, query_positions
 from pasta_lens.spans import Emphasis
-from pasta_lens.steering import Head, HeadSpec, ScheduleSpec, key_mask_of, resolve_heads
+from pasta_lens.kernels import key_mask_of, may_edit_in_place
+from pasta_lens.plan import Head, HeadSpec, ScheduleSpec, resolve_heads
 
 HeadsArg = Union[str, HeadSpec]
-"""``"all"`` (every head of every layer) or any head spec :func:`pasta_lens.steering.resolve_heads` accepts."""
+"""``"all"`` (every head of every layer) or any head spec :func:`pasta_lens.plan.resolve_heads` accepts."""
 
 
 def all_heads(model: Any) -> tuple[Head, ...]:
@@ -63,7 +64,7 @@ def n_kv_heads(model: Any) -> int:
 
 
 def prompt_mask(emphasis: Union[Emphasis, Bool[Tensor, "batch pos"]]) -> Bool[Tensor, "batch prompt"]:
-    """The checked key mask of the emphasis (see :func:`pasta_lens.steering.key_mask_of`)."""
+    """The checked key mask of the emphasis (see :func:`pasta_lens.kernels.key_mask_of`)."""
     return key_mask_of(emphasis)
 
 
@@ -112,10 +113,8 @@ def edit_rows(act: Float[Tensor, "batch head query key"], edited: Float[Tensor, 
 def no_other_reader(act: Tensor, hook: Any) -> bool:
     """Whether an fp32 activation may be overwritten in place: no autograd graph records it and this is the only
     hook on its point (so no cache or user hook holds the unedited tensor). Same rule as PASTA's fast path
-    (:func:`pasta_lens.steering.may_edit_in_place`)."""
-    hooks = getattr(hook, "fwd_hooks", None)
-    return (act.dtype == torch.float32 and not (act.requires_grad and torch.is_grad_enabled())
-            and hooks is not None and len(hooks) == 1)
+    (:func:`pasta_lens.kernels.may_edit_in_place`)."""
+    return may_edit_in_place(act, hook)
 
 
 EditFn = Callable[[Tensor, bool], Tensor]

@@ -31,7 +31,8 @@ from torch import Tensor
 from pasta_lens.methods.common import (HeadsArg, check_schedule, edit_heads, keys_mask, method_heads, prompt_mask,
                                        row_exponents)
 from pasta_lens.spans import Emphasis
-from pasta_lens.steering import HookFn, ScheduleSpec, group_by_layer, scores_hook_name
+from pasta_lens.kernels import HookFn, scores_hook_name
+from pasta_lens.plan import ScheduleSpec, group_by_layer
 
 DEFAULT_DELTA = 1.0
 DEFAULT_SCHEDULE = "prompt"

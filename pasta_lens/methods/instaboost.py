@@ -32,7 +32,8 @@ from torch import Tensor
 from pasta_lens.methods.common import (HeadsArg, check_schedule, edit_heads, edit_rows, keys_mask, method_heads,
                                        positive, prompt_mask, row_exponents)
 from pasta_lens.spans import Emphasis
-from pasta_lens.steering import HookFn, ScheduleSpec, group_by_layer, pattern_hook_name
+from pasta_lens.kernels import HookFn, pattern_hook_name
+from pasta_lens.plan import ScheduleSpec, group_by_layer
 
 DEFAULT_FACTOR = 5.0
 """A middle point of the authors' validation grid (1, 3, ..., 19): tune it on validation."""

@@ -37,7 +37,8 @@ from pasta_lens.methods.common import (HeadsArg, check_schedule, method_heads, n
 from pasta_lens.methods.fit import key_point
 from pasta_lens.methods.projections import KeyProjections, as_bshd, from_bshd, load_projections
 from pasta_lens.spans import Emphasis
-from pasta_lens.steering import HookFn, ScheduleSpec, group_by_layer
+from pasta_lens.kernels import HookFn
+from pasta_lens.plan import ScheduleSpec, group_by_layer
 
 SEKA_GAINS = (0.8, 0.2)
 EDITS_KEYS = "it edits keys, which every later query row reads"

@@ -2,7 +2,7 @@
 
 A key-editing method needs, per steered layer and key/value head, a ``d_head x d_head`` projection learned from the
 model's own keys (:mod:`pasta_lens.methods.fit`). The artefact holds those tensors and everything needed to trust
-and repeat them, as :class:`~pasta_lens.profile.HeadProfile` does for head sets: the model's identity (name, shape,
+and repeat them, as :class:`~pasta_lens.head_profile.HeadProfile` does for head sets: the model's identity (name, shape,
 its behavioural :class:`~pasta_lens.fingerprint.ModelFingerprint`), the hook point the keys were read at, the fit
 settings (``top_pct``, ``min_diff``, number of triplets and tokens, seed, data), the library version, the date and
 the command.
@@ -39,7 +39,8 @@ from torch import Tensor
 
 from pasta_lens.fingerprint import ModelFingerprint
 from pasta_lens.io import atomic_write
-from pasta_lens.profile import identity_mismatch, library_version
+from pasta_lens.fingerprint import identity_mismatch
+from pasta_lens.head_profile import library_version
 
 SCHEMA_VERSION = 1
 FORMAT = "pasta_lens.key_projections"
@@ -99,7 +100,7 @@ class KeyProjections:
         tensors: name -> fp32 tensor (see the module docstring).
         settings: the fit settings (``top_pct``, ``min_diff``, ``n_triplets``, ``n_tokens``, ``seed``, ``data``).
         fingerprint: the model's behavioural fingerprint (None: only the shape is checked).
-        weights_hash: unused by fits (kept so :func:`pasta_lens.profile.identity_mismatch` applies as to profiles).
+        weights_hash: unused by fits (kept so :func:`pasta_lens.fingerprint.identity_mismatch` applies as to profiles).
         library_version, date, command, provenance: how it was made.
         layouts: how the key (and value) hook lays out its activation: ``"bshd"`` ``[batch, pos, head, d]``,
             ``"bhsd"`` ``[batch, head, pos, d]`` (the bridge's ``hook_k_normed`` on Qwen3 / Gemma 3) or ``"bs(hd)"``

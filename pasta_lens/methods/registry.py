@@ -33,7 +33,8 @@ from torch import Tensor
 from pasta_lens.methods import guide, instaboost, key_edit, spa, spotlight
 from pasta_lens.methods.common import HeadsArg, all_heads
 from pasta_lens.spans import Emphasis
-from pasta_lens.steering import HookFn, pasta_hooks
+from pasta_lens.kernels import HookFn
+from pasta_lens.steering import pasta_hooks
 
 
 def _pasta(model: Any, emphasis: Any, heads: HeadsArg = "all", *, alpha: Optional[float] = None,
@@ -86,6 +87,11 @@ class MethodInfo:
     def defaults(self) -> dict[str, Any]:
         """``{parameter: default}``."""
         return {k: default for k, (_, default) in self.params.items()}
+
+    def batch(self, x: Tensor) -> Tensor:
+        """The batch this method's hooks run on: ``x`` itself, or for a two-pass method (SPA) ``x`` stacked on
+        itself (:func:`pasta_lens.methods.spa.spa_batch`; the caller keeps the first ``len(x)`` rows)."""
+        return spa.spa_batch(x) if self.passes == 2 else x
 
 
 SCHEDULE = (str, None)
@@ -196,6 +202,18 @@ def hooks(name: str, model: Any, emphasis: Union[Emphasis, Tensor], heads: Heads
     return info.factory(model, emphasis, heads, allow_transfer=allow_transfer, **merged)
 
 
+def batch_for(name: str, x: Tensor) -> Tensor:
+    """The batch the method ``name`` (or spec string) runs on: ``x`` (tokens or attention mask), doubled for SPA.
+
+    Run the model on it inside the method's hooks and keep the first ``len(x)`` rows of the output.
+
+    Example:
+        >>> with model.hooks(fwd_hooks=hooks("spa", model, em)):
+        ...     logits = model(batch_for("spa", em.tokens))[: len(em.tokens)]
+    """
+    return get(parse_spec(name)[0]).batch(x)
+
+
 def run(model: Any, tokens: Int[Tensor, "batch pos"], emphasis: Union[Emphasis, Tensor], name: str = "pasta",
         heads: HeadsArg = "all", *, attention_mask: Optional[Tensor] = None, allow_transfer: bool = False,
         **params: Any) -> Float[Tensor, "batch pos vocab"]:
@@ -211,10 +229,10 @@ def run(model: Any, tokens: Int[Tensor, "batch pos"], emphasis: Union[Emphasis, 
     fwd = info.factory(model, emphasis, heads, allow_transfer=allow_transfer, **merged)
     batch = tokens.shape[0]
     kwargs = {} if attention_mask is None else {"attention_mask": attention_mask}
-    if info.passes == 2 and fwd:
-        tokens = spa.spa_batch(tokens)
+    if fwd:
+        tokens = info.batch(tokens)
         if attention_mask is not None:
-            kwargs["attention_mask"] = spa.spa_batch(attention_mask)
+            kwargs["attention_mask"] = info.batch(attention_mask)
     with torch.inference_mode(), model.hooks(fwd_hooks=fwd):
         logits = model(tokens, **kwargs)
     return logits[:batch]

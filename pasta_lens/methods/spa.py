@@ -35,7 +35,8 @@ from torch import Tensor
 
 from pasta_lens.methods.common import HeadsArg, check_schedule, keys_mask, no_other_reader, prompt_mask
 from pasta_lens.spans import Emphasis
-from pasta_lens.steering import HookFn, ScheduleSpec, scores_hook_name
+from pasta_lens.kernels import HookFn, scores_hook_name
+from pasta_lens.plan import ScheduleSpec
 
 DEFAULT_STRENGTH = 1.4
 """The authors' pipeline default ``anchoring_strength`` (with ``modulated_by_prob=True``)."""

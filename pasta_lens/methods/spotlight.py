@@ -39,7 +39,8 @@ from pasta_lens.methods.common import (HeadsArg, check_schedule, edit_heads, key
                                        prompt_mask, real_tokens, row_exponents)
 from pasta_lens.schedule import query_positions
 from pasta_lens.spans import Emphasis
-from pasta_lens.steering import HookFn, ScheduleSpec, group_by_layer, pattern_hook_name
+from pasta_lens.kernels import HookFn, pattern_hook_name
+from pasta_lens.plan import ScheduleSpec, group_by_layer
 
 DEFAULT_TARGET = 0.2
 """The original's default target proportion (``SpotLightMetadata.alpha``)."""

@@ -45,12 +45,13 @@ while a run writes it, and the compute time of every segment is summed into ``He
 
 The package follows the data flow: :mod:`~pasta_lens.profiling.scoring` (objective changes per head, for one task
 or several), :mod:`~pasta_lens.profiling.checkpoints` (the resumable per-example store it writes to) and
-:mod:`~pasta_lens.profiling.selection` (rankings -> head set -> :class:`~pasta_lens.profile.HeadProfile`), and
-:mod:`~pasta_lens.profiling.learned` (per-head strengths fitted from the attribution start).
+:mod:`~pasta_lens.profiling.selection` (rankings -> head set -> :class:`~pasta_lens.head_profile.HeadProfile`),
+:mod:`~pasta_lens.profiling.learned` (per-head strengths fitted from the attribution start) and
+:mod:`~pasta_lens.profiling.union` (one profile steering every head of several).
 Everything is importable from ``pasta_lens.profiling``.
 """
 
-from pasta_lens.profile import STRATEGIES, HeadProfile
+from pasta_lens.head_profile import STRATEGIES, HeadProfile
 from pasta_lens.profiling.checkpoints import CHECKPOINT_VERSION
 from pasta_lens.profiling.learned import (LearnedAlphas, base_alphas, init_logits, learn_alphas, learned_profile,
                                          own_continuations)
@@ -58,6 +59,7 @@ from pasta_lens.profiling.scoring import (METHODS, HeadScores, Method, attributi
                                           profile_heads, profile_tasks)
 from pasta_lens.profiling.selection import (AblationPoint, Strategy, ablation_curve, choose_k, choose_point,
                                             make_profile, scores_from_profile, select_heads)
+from pasta_lens.profiling.union import union_profiles
 
 __all__ = [
     "CHECKPOINT_VERSION",
@@ -85,4 +87,5 @@ __all__ = [
     "profile_tasks",
     "scores_from_profile",
     "select_heads",
+    "union_profiles",
 ]

@@ -33,7 +33,7 @@ import torch
 
 from pasta_lens.io import atomic_write
 from pasta_lens.objectives import ProfilingExample
-from pasta_lens.steering import Head
+from pasta_lens.plan import Head
 
 CHECKPOINT_VERSION = 2
 

@@ -57,7 +57,7 @@ s_h`` (defaults -4 and 6: a head with no attribution starts at alpha 0.92, i.e. 
 task starts at g = 2, alpha 0.017; harmful heads start further off). All heads remain trainable.
 
 **Differentiable steering.** Each layer's hook on ``blocks.{L}.attn.hook_pattern`` rescales all its heads with
-:func:`~pasta_lens.steering.key_weights` / :func:`~pasta_lens.steering.scheduled_rescale` (the very arithmetic of
+:func:`~pasta_lens.kernels.key_weights` / :func:`~pasta_lens.kernels.scheduled_rescale` (the very arithmetic of
 :func:`~pasta_lens.pasta_hooks`) at ``alpha = alpha_min ** sigmoid(g[L])``, a tensor that carries the gradient.
 
 **Trained for its schedule.** ``schedule`` picks the query rows steered while training, the same rows
@@ -76,7 +76,7 @@ is the JSON instruction), and the profile holds both sets. Base heads take no gr
 
 **The result.** After training, the heads with ``alpha_h < keep_below`` (default 0.5: at least half of the
 attention outside the span removed before renormalising) form the profile's head set, each with its learned
-alpha (:attr:`HeadProfile.head_alphas <pasta_lens.profile.HeadProfile.head_alphas>`); the weaker heads are
+alpha (:attr:`HeadProfile.head_alphas <pasta_lens.head_profile.HeadProfile.head_alphas>`); the weaker heads are
 dropped (not steered at all), so the profile steers a sparse set. That cut is a difference from the trained soft
 model, which the recorded full alpha table (``provenance["alphas_all"]``) lets one inspect.
 
@@ -110,16 +110,17 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from pasta_lens.fingerprint import ModelFingerprint
+from pasta_lens.fingerprint import ModelFingerprint, weights_hash
 from pasta_lens.generation import generate_new_tokens
 from pasta_lens.io import atomic_write, file_lock
 from pasta_lens.objectives import ProfilingExample, target_logprob
-from pasta_lens.profile import HeadProfile, weights_hash
+from pasta_lens.head_profile import HeadProfile
 from pasta_lens.profiling.checkpoints import _example_digest
 from pasta_lens.profiling.scoring import HeadScores, _check_examples, _objective
 from pasta_lens.schedule import Schedule
-from pasta_lens.steering import (ALPHA_MIN, Head, ScheduleSpec, key_weights, pattern_hook_name,
-                                 scheduled_rescale, steer)
+from pasta_lens.kernels import key_weights, pattern_hook_name, scheduled_rescale
+from pasta_lens.plan import ALPHA_MIN, Head, ScheduleSpec, head_alphas
+from pasta_lens.steering import steer
 from pasta_lens.tasks.base import answer_ids
 
 PROTECT_REFERENCES = ("unsteered", "base")
@@ -468,15 +469,13 @@ def _load_state(path: Path, fingerprint: dict[str, Any]) -> Optional[dict[str, A
 
 # ------------------------------------------------------------------------------------------------ training
 def base_alphas(profile: Any, alpha: Optional[float] = None) -> dict[Head, float]:
-    """A profile's heads with the alphas it is steered at (its per-head alphas, else ``alpha`` or its own
-    ``alpha``, else 0.01): the ``base`` of :func:`learn_alphas`.
+    """A profile's heads with the alphas it is steered at (:func:`pasta_lens.plan.head_alphas`: ``alpha`` when
+    given, else its per-head alphas, else its own ``alpha``, else 0.01): the ``base`` of :func:`learn_alphas`.
 
     Example:
         >>> base_alphas(load_profile("smollm2-135m-instruct-metric"))     # {(6, 8): 0.01, (7, 1): 0.01, ...}
     """
-    own = dict(getattr(profile, "head_alphas", None) or {})
-    default = float(alpha if alpha is not None else (getattr(profile, "alpha", None) or 0.01))
-    return {(int(layer), int(head)): float(own.get((layer, head), default)) for layer, head in profile.heads}
+    return head_alphas(tuple(profile.heads), profile, alpha)
 
 
 def _check_base(base: Mapping[Head, float], n_layers: int, n_heads: int) -> dict[Head, float]:
@@ -781,7 +780,7 @@ def learned_profile(
     base_profile: Optional[HeadProfile] = None,
     base_name: Optional[str] = None,
 ) -> HeadProfile:
-    """A :class:`~pasta_lens.profile.HeadProfile` of the heads with ``alpha < keep_below``, each at its alpha, and
+    """A :class:`~pasta_lens.head_profile.HeadProfile` of the heads with ``alpha < keep_below``, each at its alpha, and
     of the ``base`` heads the strengths were learned on top of (at their fixed alphas).
 
     ``base_profile``: the profile the base came from; its tasks (whose examples chose the base heads), example
@@ -838,7 +837,7 @@ def learned_profile(
         prov["base_profile"] = {"profile": base_name, "method": base_profile.method, "command": base_profile.command,
                                 "heads": [list(h) for h in base_profile.heads]}
     prov.update({
-        "schedule": schedule,  # steer the profile with the rows it was trained on (steering.resolve_schedule)
+        "schedule": schedule,  # steer the profile with the rows it was trained on (pasta_lens.plan.spec_schedule)
         "learned": {**st, "steps": learned.steps, "keep_below": keep_below,
                     "fluency_term": "KL(steered || unsteered) of next-token distributions, mean over prompt positions "
                                     "0..n_prompt-2",

@@ -23,9 +23,10 @@ from torch import Tensor
 
 from pasta_lens.distributed import ShardedCheckpoint, World, compute_missing, current_world, rank_file
 from pasta_lens.objectives import ProfilingExample
-from pasta_lens.profile import weights_hash
+from pasta_lens.fingerprint import weights_hash
 from pasta_lens.profiling.checkpoints import CHECKPOINT_VERSION, _Checkpoint, _example_digest, _heads_digest
-from pasta_lens.steering import Head, group_by_layer, key_weights, pattern_hook_name, rescale_rows
+from pasta_lens.kernels import key_weights, pattern_hook_name, rescale_rows
+from pasta_lens.plan import Head, group_by_layer
 
 Method = Literal["attribution", "exact", "hybrid"]
 METHODS = ("attribution", "exact", "hybrid")

@@ -14,16 +14,22 @@ import torch
 from torch import Tensor
 
 from pasta_lens.objectives import ProfilingExample
-from pasta_lens.profile import STRATEGIES, HeadProfile, weights_hash
-from pasta_lens.fingerprint import ModelFingerprint
+from pasta_lens.head_profile import STRATEGIES, HeadProfile
+from pasta_lens.fingerprint import ModelFingerprint, weights_hash
 from pasta_lens.profiling.scoring import (HeadScores, _check_examples, _check_k, _forward, _objective, _progress,
                                           _ranking)
-from pasta_lens.steering import Head, pasta_hooks
+from pasta_lens.plan import Head
+from pasta_lens.steering import pasta_hooks
 
 Strategy = Literal["intersection", "union", "task_specific"]
 
 
-def _tables(task_scores: Mapping[str, Union[HeadScores, Tensor]]) -> dict[str, Tensor]:
+def score_tables(task_scores: Mapping[str, Union[HeadScores, Tensor]]) -> dict[str, Tensor]:
+    """``{task: [n_layers, n_heads] score tensor}`` from ``HeadScores`` or bare tables, checked to share one shape.
+
+    Raises:
+        ValueError: no task, or tables of different shapes (not one model).
+    """
     if not task_scores:
         raise ValueError("select_heads needs scores of at least one task: {task: HeadScores}.")
     tables = {t: (s.scores if isinstance(s, HeadScores) else torch.as_tensor(s)) for t, s in task_scores.items()}
@@ -35,7 +41,7 @@ def _tables(task_scores: Mapping[str, Union[HeadScores, Tensor]]) -> dict[str, T
 
 def _rankings(task_scores: Mapping[str, Union[HeadScores, Tensor]]) -> dict[str, tuple[Head, ...]]:
     """Each task's ranking: :meth:`HeadScores.ranking` (a hybrid's own order), or a sort of a bare table."""
-    tables = _tables(task_scores)
+    tables = score_tables(task_scores)
     return {t: (s.ranking() if isinstance(s, HeadScores) else _ranking(tables[t])) for t, s in task_scores.items()}
 
 
@@ -61,7 +67,7 @@ def select_heads(
         >>> select_heads({"json": s_json, "counterfact": s_cf}, k=40)
         ((18, 2), (21, 5), ...)
     """
-    tables = _tables(task_scores)
+    tables = score_tables(task_scores)
     shape = tuple(next(iter(tables.values())).shape)
     _check_k(k, shape)  # type: ignore[arg-type]
     if strategy not in STRATEGIES:
@@ -134,7 +140,7 @@ def ablation_curve(
         >>> curve = ablation_curve(model, scores, val, ks=[5, 10, 20, 40])
         >>> [(p.k, p.n_heads, round(p.metric, 3)) for p in curve]
     """
-    tables = _tables(task_scores)
+    tables = score_tables(task_scores)
     missing = set(tables) - set(val_examples_by_task)
     if missing:
         raise ValueError(f"No validation examples for tasks {sorted(missing)}; give one list per scored task.")
