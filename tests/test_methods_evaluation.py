@@ -37,6 +37,9 @@ def test_evaluate_runs_other_methods_on_generation_and_choice_tasks(llama, cf_ta
         as_pasta = decode_new(llama, generate_tokens(llama, em, 4))[0]
     assert direct != as_pasta and direct != decode_new(llama, generate_tokens(llama, em, 4))[0]
     assert by[("json", "instaboost:factor=1.3", ex.uid)]["outputs"][tasks[0].queries(ex)[0].key] == direct
+    # SPA generates on its doubled batch (prompt + anchor-free copy) in the harness too, as method_tokens does
+    spa = decode_new(llama, method_tokens(llama, em, "spa", "all", 4, params={"strength": 2.0}))[0]
+    assert by[("json", "spa:strength=2", ex.uid)]["outputs"][tasks[0].queries(ex)[0].key] == spa
     uid = cf_task.examples("test", 1)[0].uid
     zero = by[("counterfact", "zero-shot", uid)]["outputs"]
     boosted = by[("counterfact", "spa:strength=2", uid)]["outputs"]
@@ -62,10 +65,10 @@ def test_candidate_logprobs_with_a_method_reads_the_steered_logits(llama, cf_tas
     steered = candidate_token_logprobs(llama, r, cands, parse_and_all(llama), method=parse_method(spec))
     assert plain != steered
     em = emphasis_of(llama, [r])
-    logits = methods.run(llama, em.tokens, em.key_mask, name, **params)
-    first = [answer_ids(llama, c).tolist() for c in cands]
-    one_token = [i for i, ids in enumerate(first) if len(ids) == 1]
-    assert one_token
-    for i in one_token:  # a one-token candidate is read at the prompt's last position
-        expected = float(torch.log_softmax(logits[0, -1].float(), -1)[first[i][0]])
-        assert steered[i][0] == pytest.approx(expected, abs=1e-5)
+    ids = [answer_ids(llama, c).tolist() for c in cands]
+    assert any(len(i) == 1 for i in ids) and any(len(i) > 1 for i in ids)  # both kinds of rows are read
+    n = em.tokens.shape[1]
+    for c, lps in zip(ids, steered):  # each candidate alone, one row per run: prompt + candidate[:-1]
+        tokens = torch.cat([em.tokens, torch.tensor([c[:-1]], dtype=torch.long)], dim=1)
+        logp = torch.log_softmax(methods.run(llama, tokens, em.key_mask, name, **params)[0, n - 1:].float(), -1)
+        assert lps == pytest.approx([float(logp[i, t]) for i, t in enumerate(c)], abs=1e-5)

@@ -3,7 +3,7 @@
 * ``generate`` queries: greedy, KV-cached generation of a left-padded batch (:func:`generate_texts`) on the
   engine chosen once per evaluation (:class:`Engine`): ``"hf"`` runs HF's own loop on a twin of the bridge's
   weights with PASTA as an additive mask bias (:mod:`pasta_lens.hf_engine`), ``"hooks"`` TransformerLens' loop
-  with the steering hooks (:func:`pasta_lens.generation.generate_new_tokens`); the two give the same tokens where the
+  with the steering hooks (:func:`pasta_lens.generation.generate_tokens`); the two give the same tokens where the
   twin is allowed (:func:`pasta_lens.generation.select_engine` says where).
 * ``choice`` queries: the log-probability of each candidate continuation under teacher forcing, one forward pass
   on the model itself (:func:`candidate_token_logprobs`), per token: the candidate's ``i``-th token is scored at
@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from pasta_lens.evaluation.specs import Method, steering_registry
-from pasta_lens.generation import decode_new, generate_new_tokens, select_engine
+from pasta_lens.generation import decode_new, generate_new_tokens, generate_tokens, select_engine
 from pasta_lens.hf_engine import hf_generate_tokens
 from pasta_lens.plan import AlphaSpec, HeadSpec, ScheduleSpec, SteeringPlan, plan_from_spec
 from pasta_lens.spans import Emphasis
@@ -221,5 +221,9 @@ def generate_texts(
         new = hf_generate_tokens(model, em, plan, max_new_tokens=max_new_tokens, twin=engine.twin)
         return decode_new(model, new)
     with steering_context(model, method, plan, em) as widen:
-        new = generate_new_tokens(model, widen(em.tokens), widen(em.attention_mask), max_new_tokens)
-    return decode_new(model, new[: em.tokens.shape[0]])
+        if widen is _same:
+            new = generate_tokens(model, em, max_new_tokens)
+        else:  # a registered method's hooks: the batch it runs on (SPA's doubled one), the first rows kept
+            new = generate_new_tokens(model, widen(em.tokens), widen(em.attention_mask), max_new_tokens)
+            new = new[: em.tokens.shape[0]]
+    return decode_new(model, new)
