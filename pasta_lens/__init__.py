@@ -10,6 +10,7 @@ Mark part of a prompt (``*like this*``) and steer chosen attention heads towards
     logits = model.run_with_hooks(em.tokens, fwd_hooks=pasta_hooks({20: [0, 3]}, em, alpha=0.01))
 """
 
+from pasta_lens import methods
 from pasta_lens.fingerprint import weights_hash
 from pasta_lens.generation import generate
 from pasta_lens.head_profile import HeadProfile
@@ -39,6 +40,7 @@ __all__ = [
     "load_model",
     "load_profile",
     "make_profile",
+    "methods",
     "normalize_heads",
     "parse_markup",
     "pasta_hooks",

@@ -7,7 +7,7 @@ can be done by hand with hooks. Greedy decoding by default, so steered and unste
 
 from __future__ import annotations
 
-from typing import Any, Literal, NamedTuple, Optional, Sequence, Union
+from typing import Any, Literal, Mapping, NamedTuple, Optional, Sequence, Union
 
 import torch
 from jaxtyping import Int
@@ -55,6 +55,31 @@ def generate_tokens(model: Any, emphasis: Emphasis, max_new_tokens: int = 40,
                     **generate_kwargs: Any) -> Int[Tensor, "batch new"]:
     """Greedy-generate after ``emphasis.tokens`` (:func:`generate_new_tokens` with its attention mask)."""
     return generate_new_tokens(model, emphasis.tokens, emphasis.attention_mask, max_new_tokens, **generate_kwargs)
+
+
+def method_tokens(model: Any, emphasis: Emphasis, method: str, heads: Any = "all", max_new_tokens: int = 40, *,
+                  params: Optional[Mapping[str, Any]] = None, schedule: Optional[ScheduleSpec] = None,
+                  allow_transfer: bool = False, alpha: Optional[AlphaSpec] = None,
+                  scale_position: ScalePosition = "exclude", **generate_kwargs: Any) -> Int[Tensor, "batch new"]:
+    """Greedy-generate after ``emphasis.tokens`` steered by a method of :mod:`pasta_lens.methods` (hooks engine).
+
+    A two-pass method (SPA) generates from the doubled batch (prompt + anchor-free copy) and returns the first
+    half. ``alpha`` / ``scale_position`` are PASTA's (an error for other methods). The hooks are removed afterwards,
+    also on an exception.
+
+    Example:
+        >>> new = method_tokens(model, em, "instaboost", params={"factor": 5}, max_new_tokens=20)
+    """
+    from pasta_lens.methods.registry import steering_hooks  # the methods build on steering, which this imports
+
+    info, hooks = steering_hooks(model, heads, emphasis, method, params, schedule=schedule,
+                                 allow_transfer=allow_transfer, alpha=alpha, scale_position=scale_position)
+    tokens, mask = emphasis.tokens, emphasis.attention_mask
+    if hooks:
+        tokens, mask = info.batch(tokens), info.batch(mask)
+    with model.hooks(fwd_hooks=hooks):
+        new = generate_new_tokens(model, tokens, mask, max_new_tokens, **generate_kwargs)
+    return new[:emphasis.tokens.shape[0]]
 
 
 def decode_new(model: Any, new_tokens: Int[Tensor, "batch new"]) -> list[str]:
@@ -128,9 +153,11 @@ def generate(
     steered: bool = True,
     schedule: Optional[ScheduleSpec] = None,
     engine: Engine = "auto",
+    method: str = "pasta",
+    method_params: Optional[Mapping[str, Any]] = None,
     **generate_kwargs: Any,
 ) -> Union[str, list[str]]:
-    """Generate a continuation of ``text`` with PASTA steering towards its marked span(s).
+    """Generate a continuation of ``text`` with PASTA (or another method) steering towards its marked span(s).
 
     Args:
         model: a TransformerLens model (e.g. from :func:`pasta_lens.load_model`).
@@ -156,13 +183,34 @@ def generate(
             TransformerLens' ``generate`` with the steering hooks. ``"hooks"`` always takes the hooks path;
             ``"hf"`` insists on the twin and raises where it cannot (:func:`select_engine`). ``stop_at_eos=False``
             (a keyword passed on) means the same on both: EOS may be generated and generation goes on.
+        method: a method of :mod:`pasta_lens.methods` by name or spec string (``"instaboost"``,
+            ``"guide:delta=2"``, ``"spa"``, ...; default ``"pasta"``). Other methods, a spec with options and
+            ``heads="all"`` run on the hooks engine; other methods steer ``heads`` (default ``"all"``, their papers');
+            ``alpha`` and ``scale_position`` are PASTA's.
+        method_params: the method's parameters (e.g. ``{"factor": 5}``; SEKA / PRISM-Delta need
+            ``{"projections": ...}`` from :func:`pasta_lens.methods.fit`).
 
     Returns:
         The generated text (new tokens only): a string for one prompt, a list for several.
 
     Example:
         >>> generate(model, "Maria is a nurse. *Answer in JSON.*", heads={20: [0, 3]}, chat=True)
+        >>> generate(model, "Maria is a nurse. *Answer in JSON.*", chat=True, method="instaboost:factor=5")
     """
+    if method != "pasta" or method_params or isinstance(heads, str):
+        from pasta_lens.methods.registry import resolve
+
+        if engine == "hf":
+            raise ValueError("engine='hf' runs PASTA given by heads= and alpha= only; a method spec, method_params or "
+                             "heads='all' generate with engine='hooks' (or 'auto').")
+        if heads is None:
+            heads = default_profile(model)[0] if resolve(method, method_params)[0].name == "pasta" else "all"
+        em = emphasize(model, text, chat=chat, markers=markers)
+        new = (method_tokens(model, em, method, heads, max_new_tokens, params=method_params, schedule=schedule,
+                             alpha=alpha, scale_position=scale_position, **generate_kwargs) if steered
+               else generate_tokens(model, em, max_new_tokens, **generate_kwargs))
+        texts = decode_new(model, new)
+        return texts[0] if isinstance(text, str) else texts
     plan = None
     if steered:  # resolved once: what steer(model, plan, em) and the twin both carry out
         plan = resolve_plan(model, default_profile(model)[0] if heads is None else heads, alpha, schedule,

@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Optional, Union
 
@@ -205,6 +206,8 @@ def steer(
     allow_transfer: bool = False,
     schedule: ScheduleSpec = None,
     where: Where = "pattern",
+    method: str = "pasta",
+    method_params: Optional[Mapping[str, Any]] = None,
 ) -> Iterator[Any]:
     """Steer ``model`` inside a ``with`` block; a thin wrapper over ``model.hooks(fwd_hooks=...)``.
 
@@ -219,10 +222,28 @@ def steer(
     :func:`pasta_lens.hook_check.check_steerable`, which :func:`pasta_lens.load_model` runs). On exit, normal or by exception, exactly the hooks added here are removed.
     Arguments as in :func:`pasta_hooks`.
 
+    ``method`` picks another steering method of :mod:`pasta_lens.methods` by name or spec string
+    (``"instaboost"``, ``"guide:delta=2"``, ...; ``heads`` may then be ``"all"``), with its parameters in
+    ``method_params``; ``alpha``, ``scale_position`` and ``where`` are PASTA's. SPA (``method="spa"``) runs the
+    prompt and its anchor-free copy as one doubled batch: inside the block, call
+    ``model(pasta_lens.methods.spa_batch(tokens))`` and read the first half (or use :func:`pasta_lens.generate` /
+    :func:`pasta_lens.methods.run`, which do it).
+
     Example:
         >>> with steer(model, {20: [0, 3]}, em):
         ...     out = model.generate(em.tokens, max_new_tokens=40, do_sample=False, prepend_bos=False)
+        >>> with steer(model, "all", em, method="instaboost", method_params={"factor": 5}):
+        ...     logits = model(em.tokens)
     """
+    if method != "pasta" or method_params or isinstance(heads, str):
+        from pasta_lens.methods.registry import steering_hooks  # the methods build on this module
+
+        _, method_hooks = steering_hooks(model, heads, emphasis, method, method_params, schedule=schedule,
+                                         allow_transfer=allow_transfer, alpha=alpha, scale_position=scale_position,
+                                         where=where)
+        with model.hooks(fwd_hooks=tokens_check(model, emphasis) + method_hooks):
+            yield model
+        return
     plan = resolve_plan(model, heads, alpha, schedule, scale_position, where, allow_transfer=allow_transfer)
     require_hook_points(model, [layer for layer, _, _ in plan.layers()], plan.where)
     hooks = tokens_check(model, emphasis) + plan_hooks(plan, emphasis)

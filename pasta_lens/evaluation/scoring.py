@@ -20,15 +20,15 @@ alpha and schedule arguments as :func:`pasta_lens.steer`); nothing here chooses 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from pasta_lens.evaluation.specs import Method, steering_registry
-from pasta_lens.generation import decode_new, generate_tokens, select_engine
+from pasta_lens.generation import decode_new, generate_new_tokens, generate_tokens, select_engine
 from pasta_lens.hf_engine import hf_generate_tokens
 from pasta_lens.plan import AlphaSpec, HeadSpec, ScheduleSpec, SteeringPlan, plan_from_spec
 from pasta_lens.spans import Emphasis
@@ -76,26 +76,37 @@ def method_engine(method: Method, engine: Engine) -> str:
     return engine.name if method.steering == "pasta" else "hooks"
 
 
+def _same(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
 @contextmanager
-def steering_context(model: Any, method: Method, plan: SteeringPlan | None, emphasis: Emphasis | Any) -> Iterator[None]:
+def steering_context(
+    model: Any, method: Method, plan: SteeringPlan | None, emphasis: Emphasis | Any
+) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
     """The hooks that steer ``model`` as ``method`` does while the body runs (nothing for an unsteered method).
 
     PASTA: :func:`pasta_lens.steer` with the plan. A registered steering method (:mod:`pasta_lens.methods`):
     its ``hooks(name, model, emphasis, heads=..., **params)``, on the plan's heads (``"all"`` for every head).
+
+    Yields the batch the body must run the model on: ``widen(tokens)`` (and ``widen(attention_mask)``) is the input
+    itself, or for a two-pass method (SPA: the prompt and its anchor-free copy) the input stacked on itself, of
+    whose outputs the body keeps the first ``len(tokens)`` rows (the registry's ``batch_for``).
     """
     if plan is None:
-        yield
+        yield _same
         return
     if method.steering == "pasta":
         with steer(model, plan, emphasis):
-            yield
+            yield _same
         return
     registry = steering_registry()
     if registry is None:
         raise ValueError(f"Method {method.name!r} needs pasta_lens.methods, which is not installed.")
     heads = "all" if method.heads == "all" else list(plan.heads)
-    with model.hooks(fwd_hooks=registry.hooks(method.steering, model, emphasis, heads=heads, **dict(method.params))):
-        yield
+    hooks = registry.hooks(method.steering, model, emphasis, heads=heads, **dict(method.params))
+    with model.hooks(fwd_hooks=hooks):
+        yield (lambda x: registry.batch_for(method.steering, x)) if hooks else _same
 
 
 def _as_plan(
@@ -151,8 +162,9 @@ def candidate_token_logprobs(
     for r, p in enumerate(prefixes):
         tokens[r, : n + len(p)] = torch.tensor(prompt + list(p), dtype=torch.long)
     tokens = tokens.to(em.tokens.device)
-    with torch.inference_mode(), steering_context(model, method or Method("pasta", heads="profile"), plan, em.key_mask):
-        logits = model(tokens)
+    steering = method or Method("pasta", heads="profile")
+    with torch.inference_mode(), steering_context(model, steering, plan, em.key_mask) as widen:
+        logits = model(widen(tokens))[: len(prefixes)]
     logp = torch.log_softmax(logits[:, n - 1 :].float(), dim=-1)
     return [[float(logp[row_of[tuple(c[:-1])] if len(c) > 1 else 0, i, t]) for i, t in enumerate(c)] for c in ids]
 
@@ -208,6 +220,10 @@ def generate_texts(
     if method_engine(method, engine) == "hf":
         new = hf_generate_tokens(model, em, plan, max_new_tokens=max_new_tokens, twin=engine.twin)
         return decode_new(model, new)
-    with steering_context(model, method, plan, em) if plan is not None else nullcontext():
-        new = generate_tokens(model, em, max_new_tokens)
+    with steering_context(model, method, plan, em) as widen:
+        if widen is _same:
+            new = generate_tokens(model, em, max_new_tokens)
+        else:  # a registered method's hooks: the batch it runs on (SPA's doubled one), the first rows kept
+            new = generate_new_tokens(model, widen(em.tokens), widen(em.attention_mask), max_new_tokens)
+            new = new[: em.tokens.shape[0]]
     return decode_new(model, new)

@@ -119,7 +119,8 @@ def steering_registry() -> ModuleType | None:
     """The registry of other steering methods, :mod:`pasta_lens.methods`, or None where it is not installed.
 
     The registry's contract (what the harness calls): ``available() -> names``, ``parse_spec(spec) -> (name,
-    params)`` and ``hooks(name, model, emphasis, heads="all", **params) -> fwd_hooks``.
+    params)``, ``hooks(name, model, emphasis, heads="all", **params) -> fwd_hooks`` and ``batch_for(name, x)``
+    (the batch the hooks run on: ``x``, or ``x`` stacked on itself for a two-pass method such as SPA).
     """
     try:
         from pasta_lens import methods  # type: ignore[attr-defined]
