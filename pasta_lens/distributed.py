@@ -165,7 +165,7 @@ def _lowest_rank_holding(have: Sequence[bool], world: World) -> list[int]:
 
 # ------------------------------------------------------------------------------------------------ checkpoints
 class Store(Protocol):
-    """What :class:`ShardedCheckpoint` needs of one checkpoint file (:class:`pasta_lens.profiling.checkpoints._Checkpoint`)."""
+    """What :class:`ShardedCheckpoint` needs of one checkpoint file (:class:`pasta_lens.profiling.checkpoints.Checkpoint`)."""
 
     def get(self, phase: str, key: str) -> Any: ...
 
@@ -197,7 +197,7 @@ class ShardedCheckpoint:
     caller's refusal of a checkpoint from another run happens, for every file read.
 
     Example:
-        >>> ckpt = ShardedCheckpoint("cf.ckpt", current_world(), lambda p: _Checkpoint(p, fingerprint))
+        >>> ckpt = ShardedCheckpoint("cf.ckpt", current_world(), lambda p: Checkpoint(p, fingerprint))
     """
 
     def __init__(self, path: Optional[Union[str, os.PathLike]], world: World,

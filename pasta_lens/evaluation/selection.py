@@ -40,8 +40,9 @@ from pasta_lens.distributed import current_world
 from pasta_lens.evaluation.harness import evaluate
 from pasta_lens.io import atomic_write_text
 from pasta_lens.profile import STRATEGIES
-from pasta_lens.profiling.scoring import HeadScores, _progress
-from pasta_lens.profiling.selection import _tables, select_heads
+from pasta_lens.profiling.head_scores import HeadScores
+from pasta_lens.profiling.scoring import progress_bar
+from pasta_lens.profiling.selection import score_tables, select_heads
 from pasta_lens.schedule import Schedule
 from pasta_lens.plan import Head
 from pasta_lens.tasks import Task, get_task
@@ -217,7 +218,7 @@ def metric_curve(
         raise ValueError(f"strategies must be some of {STRATEGIES}; got {strategies}.")
     if not specs or len(set(specs)) != len(specs):
         raise ValueError(f"schedules must be distinct and non-empty; got {specs}.")
-    tables = _tables(task_scores)
+    tables = score_tables(task_scores)
     task_objs = [get_task(t) if isinstance(t, str) else t for t in (tasks if tasks is not None else list(tables))]
     if not task_objs:
         raise ValueError("metric_curve needs at least one task.")
@@ -254,7 +255,7 @@ def metric_curve(
     points = []
     grid = [(s, int(k)) for s in strategies for k in ks]
     total = int(tables[next(iter(tables))].numel())
-    for strategy, k in _progress(grid, progress, "metric curve"):
+    for strategy, k in progress_bar(grid, progress, "metric curve"):
         if k > total:
             raise ValueError(f"k={k} is more than the model's {total} heads; lower ks.")
         heads = {t.name: select_heads(task_scores, k, strategy, task=t.name if strategy == "task_specific" else None)
