@@ -12,8 +12,9 @@ parser and holds its handler (:mod:`~pasta_lens.cli.steer`, :mod:`~pasta_lens.cl
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from typing import Any, Sequence, Union
+from typing import Any, Iterator, Optional, Sequence, Union
 
 from pasta_lens.models import DEFAULT_MODEL
 from pasta_lens.schedule import Schedule
@@ -93,6 +94,36 @@ def parse_markers(spec: str) -> Union[str, tuple[str, str]]:
 def split_list(text: str) -> list[str]:
     """``"json, counterfact,"`` -> ``["json", "counterfact"]``: a comma list, blanks dropped."""
     return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def int_list(text: str) -> list[int]:
+    """``"3,5,10"`` -> ``[3, 5, 10]``: positive integers, comma-separated (an ``argparse`` type: anything else is a
+    usage error that shows the form)."""
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, e.g. 3,5,10,20; got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, e.g. 3,5,10,20; got {text!r}")
+    return values
+
+
+@contextlib.contextmanager
+def intra_op_threads(n: Optional[int]) -> Iterator[None]:
+    """torch's intra-op thread count set to ``n`` inside the block (None or 0: left as it is), and the previous
+    count restored after it, also on error: a command run in-process (tests, notebooks) leaves no global change.
+    On a shared CPU one thread per process avoids OpenMP spin-waiting (``--threads 1``)."""
+    if not n:
+        yield
+        return
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def add_placement_arguments(p: argparse.ArgumentParser) -> None:

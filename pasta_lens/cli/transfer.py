@@ -25,11 +25,10 @@ from pasta_lens.cli import add_placement_arguments, read_profile
 def _cmd_transfer(args: Any) -> int:
     import torch
 
-    from pasta_lens.cli import load_model_for
-    from pasta_lens.cli.profile import _int_list
+    from pasta_lens.cli import int_list, load_model_for
     from pasta_lens.evaluation.transfer import leave_one_out_profiles, transfer
 
-    ks = _int_list(args.ks)
+    ks = int_list(args.ks)
     if args.n < 1 or args.val_n < 1:
         raise ValueError(f"--n and --val-n must be positive numbers of examples; got {args.n} and {args.val_n}.")
     profile = read_profile(args.profile, "--profile")
