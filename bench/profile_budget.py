@@ -1,24 +1,26 @@
-"""Wall time of a full 4-task head profile of SmolLM2-135M-Instruct against the 20-minute budget (issue 11).
+"""Wall time of a full head profile of SmolLM2-135M-Instruct against a 20-minute budget, and whether the profile
+comes out the same when it is rebuilt from the command it records.
 
-    python bench/profile_budget.py [--threads 2] [--out results/profile_budget.md]
-    python bench/profile_budget.py --profile smollm2-135m-instruct-learned --out results/profile_budget_learned.md
-    python bench/profile_budget.py --profile smollm2-135m-instruct --out results/profile_budget_default.md
+    python bench/profile_budget.py [--threads 2]                      # the shipped -attribution profile
+    python bench/profile_budget.py --threads 1 --profile smollm2-135m-instruct          # the shipped default
+    python bench/profile_budget.py --threads 1 --profile smollm2-135m-instruct-learned  # experiments/profiles/
+    python bench/profile_budget.py --profile path/to/profile.json
 
-Runs, in a fresh subprocess with a fresh (temporary) checkpoint folder, the command that made the shipped
-``profiles/smollm2-135m-instruct-attribution.json`` (its ``command``: attribution scores of all 270
-heads on 100 train examples per task for json, pronoun, biasbios and counterfact, then ``--k auto`` on 10
-validation examples per task), writing the profile to a temporary file. It prints
+Runs, in a fresh subprocess with a fresh (temporary) checkpoint folder, the ``pasta-lens profile`` command that
+made the profile (its recorded ``command``; by default that of the shipped
+``profiles/smollm2-135m-instruct-attribution.json``: attribution scores of all 270 heads on 100 train examples per
+task for json, pronoun, biasbios and counterfact, then ``--k auto`` on 10 validation examples per task), writing the profile to a temporary file. It prints
 
-- the wall time of the whole command (model load, scoring, validation ablation) and its ratio to 1,200 s;
-- the profiling wall time the profile records (scoring only) per task;
-- whether the rebuilt profile selects the same heads with the same k as the shipped one (the shipped profile is
-  reproducible from its own command), and the largest difference of any per-task score;
+- the wall time of the whole command (model load, scoring or learning, validation) and its ratio to 1,200 s;
+- the profiling (or learning) wall time the profile records;
+- whether the rebuilt profile selects the same heads with the same k (and, for a ``--method learned`` profile, the
+  same per-head alphas) as the one it rebuilds, and the largest difference of any per-task score;
 
-and writes them, with the load average before and after (figures mean "idle" only if it is low), to --out.
+and writes them, with the load average before and after (figures mean "idle" only if it is low), to ``--out``
+(default ``runs/profile_budget/NAME.md``; the consolidated table is ``results/profiling.md``).
 ``--threads`` is the intra-op thread count of the one process (2 on an idle 2-core machine; 1 when other jobs run).
-``--profile`` rebuilds another shipped profile from its recorded command instead (e.g. a ``--method learned``
-one, whose per-head alphas are compared too; a profile made by ``scripts/learned_variants.py``, e.g.
-``smollm2-135m-instruct-protect-script``, is rebuilt by that script).
+``--profile`` takes a registry name (``profiles/NAME.json``), the name of an earlier profile kept in
+``experiments/profiles/NAME.json``, or a path to a profile file.
 """
 
 from __future__ import annotations
@@ -40,13 +42,27 @@ DEFAULT_PROFILE = "smollm2-135m-instruct-attribution"
 BUDGET_S = 1200.0
 
 
+def profile_path(name: str) -> Path:
+    """The file of ``name``: a path to a profile file, a registry name (``profiles/NAME.json``), or the name of an
+    earlier profile kept outside the package (``experiments/profiles/NAME.json``)."""
+    if name.endswith(".json"):
+        return Path(name)
+    for folder in (REPO / "profiles", REPO / "experiments" / "profiles"):
+        if (folder / f"{name}.json").is_file():
+            return folder / f"{name}.json"
+    raise SystemExit(f"no profile named {name!r} in profiles/ or experiments/profiles/: give a registry name or a "
+                     "path to a profile JSON file")
+
+
 def recorded_command(profile: dict) -> list[str]:
-    """The shipped profile's command as argv, minus the options naming where it writes (replaced by the caller):
-    ``--out`` of a ``pasta-lens`` command, ``--profile-out`` / ``--out-dir`` of a ``python scripts/...`` one."""
+    """The profile's ``pasta-lens`` command as argv (without ``pasta-lens``), minus ``--out`` (the caller names the
+    file the rebuild writes). A profile made by anything other than ``pasta-lens`` cannot be rebuilt here."""
     argv = shlex.split(profile["command"])
-    if argv[:1] == ["pasta-lens"]:
-        argv = argv[1:]
-    drop = ("--out", "--profile-out", "--out-dir")
+    if argv[:1] != ["pasta-lens"]:
+        raise ValueError(f"the profile's command is not a pasta-lens command ({profile['command'][:60]!r}...): only "
+                         "profiles made by `pasta-lens profile` can be rebuilt")
+    argv = argv[1:]
+    drop = ("--out",)
     out = []
     skip = False
     for arg in argv:
@@ -64,12 +80,8 @@ def recorded_command(profile: dict) -> list[str]:
 
 def rebuild_argv(profile: dict, tmp: Path, threads: int, out_profile: Path) -> list[str]:
     """The argv that rebuilds ``profile`` into ``out_profile`` with ``threads`` threads and scratch in ``tmp``: its
-    ``pasta-lens`` command through ``python -m pasta_lens.cli`` (fresh checkpoint folder), or, for a profile made
-    by a research script (``python scripts/learned_variants.py ...``), that script."""
+    ``pasta-lens`` command through ``python -m pasta_lens.cli`` with a fresh checkpoint folder."""
     argv = recorded_command(profile)
-    if argv[:1] == ["python"]:
-        return [sys.executable, *argv[1:], "--nt", str(threads), "--out-dir", str(tmp / "run"),
-                "--profile-out", str(out_profile)]
     return [sys.executable, "-m", "pasta_lens.cli", *argv, "--threads", str(threads),
             "--checkpoint-dir", str(tmp / "ckpt"), "--out", str(out_profile)]
 
@@ -77,12 +89,15 @@ def rebuild_argv(profile: dict, tmp: Path, threads: int, out_profile: Path) -> l
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default=str(REPO / "results" / "profile_budget.md"))
-    parser.add_argument("--profile", default=DEFAULT_PROFILE, help=f"shipped profile to rebuild (default "
+    parser.add_argument("--out", default=None, help="where to write the record (default runs/profile_budget/NAME.md)")
+    parser.add_argument("--profile", default=DEFAULT_PROFILE, help=f"registry name, name in experiments/profiles/ or "
+                                                                     f"path of the profile to rebuild (default "
                                                                      f"{DEFAULT_PROFILE})")
     args = parser.parse_args()
+    if args.out is None:
+        args.out = str(REPO / "runs" / "profile_budget" / f"{Path(args.profile).stem}.md")
 
-    shipped = json.loads((REPO / "profiles" / f"{args.profile}.json").read_text())
+    shipped = json.loads(profile_path(args.profile).read_text())
     with tempfile.TemporaryDirectory() as tmp:
         out_profile = Path(tmp) / "profile.json"
         argv = rebuild_argv(shipped, Path(tmp), args.threads, out_profile)
@@ -114,11 +129,11 @@ def main() -> None:
     lines = [
         f"machine: {os.cpu_count()} cores ({platform.machine()}), 1-min load average {load_before:.2f} before, "
         f"{load_after:.2f} after; {args.threads} thread(s)",
-        f"command: {shlex.join(['python', *argv[1:]] if argv[1] != '-m' else ['pasta-lens', *argv[3:]])}",
+        f"command: {shlex.join(['pasta-lens', *argv[3:]])}",
         f"whole command wall time: {wall:.1f} s = {wall / 60:.1f} min; / budget {BUDGET_S:.0f} s = {wall / BUDGET_S:.3f}"
         f" ({'within' if wall <= BUDGET_S else 'OVER'} the 20-min budget)",
         f"recorded by the profile: scoring per task (s) {json.dumps(per_task)}; total profiling (or learning) {total} s",
-        f"same heads as the shipped profile: {same_heads} ({len(heads(rebuilt))} vs {len(heads(shipped))}); "
+        f"same heads as the profile rebuilt: {same_heads} ({len(heads(rebuilt))} vs {len(heads(shipped))}); "
         f"k {k_rebuilt} vs {k_shipped}; largest per-task score difference {max_diff:.3g}"
         + (f"; largest per-head alpha difference {alpha_diff:.3g}" if alpha_diff is not None else ""),
     ]
@@ -128,6 +143,7 @@ def main() -> None:
     text = (f"# `{args.profile}` rebuilt from its own command, against the 20-minute budget (SmolLM2-135M-Instruct, "
             f"CPU)\n\nCommand: `python bench/profile_budget.py --threads {args.threads}{which}`  \nDate: {stamp}\n\n```\n"
             + "\n".join(lines) + "\n```\n")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)
     print(f"wrote {args.out}")
 

@@ -1,6 +1,6 @@
 """Attribution vs exact head profiling on SmolLM2-135M-Instruct: speed ratio, rank agreement, top-k overlap.
 
-    python bench/profiling_speed.py --n 8 [--data DIR] [--out results/profiling_speed.md]
+    python bench/profiling_speed.py --n 8 [--data DIR] [--out runs/profiling_speed.md]
 
 The cases are the first n of the CounterFact train file shipped in the package (``--data DIR`` or
 ``$PASTA_LENS_DATA``: another folder holding ``counterfact/train.json[.gz]``).
@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=default_data_dir(),
                         help="folder holding counterfact/train.json[.gz] (default: $PASTA_LENS_DATA, else the "
                              "copy shipped in the package)")
-    parser.add_argument("--out", type=Path, default=REPO / "results" / "profiling_speed.md")
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "profiling_speed.md")
     args = parser.parse_args()
     threads = os.environ.get("OMP_NUM_THREADS")
     command = (f"OMP_NUM_THREADS={threads} " if threads else "") + "python " + " ".join(

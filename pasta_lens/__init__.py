@@ -10,11 +10,13 @@ Mark part of a prompt (``*like this*``) and steer chosen attention heads towards
     logits = model.run_with_hooks(em.tokens, fwd_hooks=pasta_hooks({20: [0, 3]}, em, alpha=0.01))
 """
 
-from pasta_lens.generation import default_heads, generate
+from pasta_lens.fingerprint import weights_hash
+from pasta_lens.generation import generate
+from pasta_lens.head_profile import HeadProfile
 from pasta_lens.models import load_model
-from pasta_lens.profile import HeadProfile, list_profiles, load_profile, union_profiles, weights_hash
 from pasta_lens.profiling import (AblationPoint, HeadScores, ablation_curve, choose_k, make_profile, profile_heads,
-                                  select_heads)
+                                  select_heads, union_profiles)
+from pasta_lens.registry import default_heads, list_profiles, load_profile
 from pasta_lens.spans import Emphasis, emphasize, parse_markup
 from pasta_lens.plan import SteeringPlan, normalize_heads, resolve_plan
 from pasta_lens.steering import pasta_hooks, steer

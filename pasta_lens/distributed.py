@@ -29,12 +29,17 @@ before the first collective (as :func:`process_group_from_env` does); object col
 
 from __future__ import annotations
 
+import gc
+import importlib
 import os
 import re
+import warnings
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Protocol, Sequence, TypeVar, Union
+from typing import Any, Protocol, TypeVar
 
 import torch
 
@@ -87,7 +92,7 @@ def local_device() -> str:
 
 
 @contextmanager
-def process_group_from_env(backend: Optional[str] = None) -> Iterator[World]:
+def process_group_from_env(backend: str | None = None) -> Iterator[World]:
     """Initialise ``torch.distributed`` from torchrun's environment for the body, and tear it down after.
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) this calls ``init_process_group`` with
@@ -110,16 +115,40 @@ def process_group_from_env(backend: Optional[str] = None) -> Iterator[World]:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+    # Before the group exists: torch.distributed.nn's functions take `group=group.WORLD` as a default argument,
+    # evaluated when the module is imported. Imported after init_process_group (loading a transformers model
+    # imports it), they would hold the group for the life of the process, destroy_process_group could not free
+    # it, and its gloo threads would still hold the last collective's tensors when the interpreter exits.
+    importlib.import_module("torch.distributed.nn")
+
     dist.init_process_group(backend)
+    group = weakref.ref(dist.group.WORLD)
     try:
         yield current_world()
-        # Every rank reaches this line before any tears the group down: a rank that finished first and destroyed
-        # its connections while a peer was still completing the last collective can make the peer's gloo thread
-        # abort (seen once in CI as "terminate called without an active exception"). Not after an exception: a
-        # rank that failed must not wait here for peers that may never arrive.
+        # Every rank has finished every collective before any tears its connections down. Not after an
+        # exception: a rank that failed must not wait here for peers that may never arrive.
         dist.barrier()
     finally:
         dist.destroy_process_group()
+        _check_freed(group)
+
+
+def _check_freed(group: weakref.ref[Any]) -> None:
+    """Warn when the destroyed default group is still alive: something holds it, so its threads outlive
+    ``destroy_process_group`` and can abort the process at exit (``terminate called without an active
+    exception``) when one of them drops a tensor after the interpreter began to shut down."""
+    if group() is None:
+        return
+    gc.collect()  # a reference cycle is freed here; a strong reference is not
+    if group() is not None:
+        warnings.warn(
+            "torch.distributed's default process group is still referenced after "
+            "destroy_process_group, so its communication threads outlive it and may abort the process "
+            "at exit. Something imported after init_process_group keeps it (e.g. a function whose default "
+            "argument is group.WORLD): import that module before the group is created.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
 
 # ------------------------------------------------------------------------------------------------- collectives
@@ -148,7 +177,7 @@ def broadcast(obj: T, world: World) -> T:
         return obj
     import torch.distributed as dist
 
-    box = [obj if world.is_main else None]
+    box: list[Any] = [obj if world.is_main else None]
     dist.broadcast_object_list(box, src=0)
     return box[0]
 
@@ -157,28 +186,29 @@ def _lowest_rank_holding(have: Sequence[bool], world: World) -> list[int]:
     """Per item: the lowest rank that has it, or ``world.size`` when none has (one all-reduce of ints)."""
     import torch.distributed as dist
 
-    owner = torch.tensor([world.rank if h else world.size for h in have], dtype=torch.int64,
-                         device=_collective_device())
+    owner = torch.tensor(
+        [world.rank if h else world.size for h in have], dtype=torch.int64, device=_collective_device()
+    )
     dist.all_reduce(owner, op=dist.ReduceOp.MIN)
     return owner.tolist()
 
 
 # ------------------------------------------------------------------------------------------------ checkpoints
 class Store(Protocol):
-    """What :class:`ShardedCheckpoint` needs of one checkpoint file (:class:`pasta_lens.profiling.checkpoints.Checkpoint`)."""
+    """What :class:`ShardedCheckpoint` needs of one checkpoint file (the profiler's checkpoint class)."""
 
     def get(self, phase: str, key: str) -> Any: ...
 
     def put(self, phase: str, key: str, value: Any) -> None: ...
 
 
-def rank_file(path: Union[str, os.PathLike], rank: int) -> Path:
+def rank_file(path: str | os.PathLike, rank: int) -> Path:
     """The checkpoint file rank ``rank`` writes: ``path`` itself for rank 0, ``STEM.rank{r}SUFFIX`` beside it."""
     path = Path(path)
     return path if rank == 0 else path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
 
 
-def rank_files(path: Union[str, os.PathLike]) -> list[Path]:
+def rank_files(path: str | os.PathLike) -> list[Path]:
     """Every existing checkpoint file of ``path``'s run (any rank of any earlier world size), rank order."""
     path = Path(path)
     pattern = re.compile(rf"^{re.escape(path.stem)}\.rank(\d+){re.escape(path.suffix)}$")
@@ -200,8 +230,9 @@ class ShardedCheckpoint:
         >>> ckpt = ShardedCheckpoint("cf.ckpt", current_world(), lambda p: Checkpoint(p, fingerprint))
     """
 
-    def __init__(self, path: Optional[Union[str, os.PathLike]], world: World,
-                 open_store: Callable[[Optional[Path]], Store]) -> None:
+    def __init__(
+        self, path: str | os.PathLike | None, world: World, open_store: Callable[[Path | None], Store]
+    ) -> None:
         own = rank_file(path, world.rank) if path is not None else None
         self.own = open_store(own)
         self.others = [open_store(p) for p in (rank_files(path) if path is not None else []) if p != own]
@@ -225,8 +256,15 @@ class ShardedCheckpoint:
         self.received.setdefault(phase, {})[key] = value
 
 
-def compute_missing(ckpt: ShardedCheckpoint, phase: str, keys: Sequence[str], compute: Callable[[int], Any],
-                    world: World, progress: bool = False, desc: str = "") -> None:
+def compute_missing(
+    ckpt: ShardedCheckpoint,
+    phase: str,
+    keys: Sequence[str],
+    compute: Callable[[int], Any],
+    world: World,
+    progress: bool = False,
+    desc: str = "",
+) -> None:
     """Make ``ckpt.get(phase, keys[j])`` answer for every ``j`` on every rank, each missing one computed once.
 
     ``compute(j)`` computes item ``j``. The distinct keys no rank has are dealt round-robin over the ranks; each
@@ -239,7 +277,7 @@ def compute_missing(ckpt: ShardedCheckpoint, phase: str, keys: Sequence[str], co
     owner = _lowest_rank_holding([ckpt.get(phase, k) is not None for k in keys], world)
     missing = list(dict.fromkeys(k for k, o in zip(keys, owner) if o == world.size))  # distinct, in order
     index = {k: j for j, k in reversed(list(enumerate(keys)))}  # first position of each key
-    mine = missing[world.rank::world.size]
+    mine = missing[world.rank :: world.size]
     items: Any = mine
     if progress and world.is_main and mine:
         from tqdm.auto import tqdm
@@ -255,8 +293,9 @@ def compute_missing(ckpt: ShardedCheckpoint, phase: str, keys: Sequence[str], co
                 ckpt.remember(phase, key, value)
 
 
-def map_batches(items: Sequence[T], batch_size: int, run: Callable[[Sequence[T]], list[R]], world: World
-                ) -> Iterator[tuple[Sequence[T], list[R]]]:
+def map_batches(
+    items: Sequence[T], batch_size: int, run: Callable[[Sequence[T]], list[R]], world: World
+) -> Iterator[tuple[Sequence[T], list[R]]]:
     """``(batch, run(batch))`` for the consecutive ``batch_size`` batches of ``items``, in order, on every rank.
 
     Without a process group this is ``for batch in batches: yield batch, run(batch)``. With ``N`` ranks, batch
@@ -264,13 +303,13 @@ def map_batches(items: Sequence[T], batch_size: int, run: Callable[[Sequence[T]]
     yields every batch's results (a collective: all ranks must consume the iterator to the end). ``run``'s
     results must be picklable.
     """
-    batches = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
+    batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
     if world.size == 1:
         for batch in batches:
             yield batch, run(batch)
         return
     for start in range(0, len(batches), world.size):
-        group = batches[start:start + world.size]
+        group = batches[start : start + world.size]
         mine = run(group[world.rank]) if world.rank < len(group) else []
         for batch, results in zip(group, all_gather(mine, world)):
             yield batch, results

@@ -1,9 +1,9 @@
-"""A behavioural fingerprint of a model: what it computes, not how its weights are stored.
+"""A model's identity: a behavioural fingerprint (what it computes, not how its weights are stored) and a weights hash.
 
-A head profile belongs to one set of weights. Hashing the weights (:func:`pasta_lens.profile.weights_hash`) tells
-apart two checkpoints, but it also tells apart one checkpoint loaded in bf16 and in fp32, or as a
-``TransformerBridge`` and as a ``HookedTransformer`` with ``fold_ln`` / ``center_writing_weights`` (TransformerLens
-rewrites the weights), although all of these compute the same function. The fingerprint compares behaviour:
+A head profile belongs to one set of weights. Hashing the weights (:func:`weights_hash`) tells apart two
+checkpoints, but it also tells apart one checkpoint loaded in bf16 and in fp32, or as a ``TransformerBridge`` and
+as a ``HookedTransformer`` with ``fold_ln`` / ``center_writing_weights`` (TransformerLens rewrites the weights),
+although all of these compute the same function. The fingerprint compares behaviour:
 
     f(model)_t = log p_model(x_{t+1} | x_1..x_t),   t = 1 .. T-1
 
@@ -12,23 +12,32 @@ the same on every backend), computed in fp32 from the model's logits. Log-probs,
 ``center_unembed`` shifts every logit of a position by the same amount, which log-softmax removes. Two models
 match when ``max_t |f_a - f_b| <= atol``, with ``atol`` from :func:`tolerance`:
 
-* both sides in fp32 (or fp64): ``0.01``. Measured on SmolLM2 (``results/fingerprint.md``): bridge vs
+* both sides in fp32 (or fp64): ``0.01``. Measured on SmolLM2 (``results/head_selection.md``): bridge vs
   HookedTransformer, processed or not, differ by < 1e-4; the same weights with Gaussian noise of 0.1% of each
   tensor's std added differ by 0.059.
 * either side in bf16 / fp16: ``0.5``. bf16 rounding is itself a weight perturbation: fp32 vs bf16 differ by 0.42
   (bridge or hooked; 0.39 processed), noise of 1% of the std by 0.61, 3% by 1.98. So in reduced precision the
   fingerprint accepts any change smaller than about 0.7% of the weights' std (it cannot tell such a change from
   rounding) and refuses larger ones; a fine-tune moves the weights far more than that.
+
+The probe runs with every hook of a user's taken off the model (:func:`pasta_lens.model_hooks.hooks_disabled`)
+and put back afterwards: identity is a property of the weights, so an ablation, a patch or an SAE hooked on the
+model never changes which profile belongs to it. :func:`identity_mismatch` is the one check a profile makes
+against a model (:meth:`pasta_lens.HeadProfile.validate_for`, :func:`pasta_lens.registry.find_profile`);
+:func:`same_weights` compares two profiles without a model.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
+
+from pasta_lens.model_hooks import hooks_disabled
 
 PROBE_LENGTH = 32
 """Tokens in the probe sequence (31 log-probs)."""
@@ -64,9 +73,10 @@ def probe_tokens(d_vocab: int, length: int = PROBE_LENGTH, seed: int = PROBE_SEE
 
 
 def probe_logprobs(model: Any, probe: Sequence[int]) -> Float[Tensor, "pos"]:
-    """``log p(probe[t+1] | probe[:t+1])`` for each ``t``, in fp32 on the CPU (one forward pass, no hooks added)."""
+    """``log p(probe[t+1] | probe[:t+1])`` for each ``t``, in fp32 on the CPU: one forward pass of the weights alone
+    (a user's hooks are taken off for it and put back: :func:`pasta_lens.model_hooks.hooks_disabled`)."""
     tokens = torch.tensor([list(probe)], dtype=torch.long, device=model.cfg.device)
-    with torch.inference_mode():
+    with torch.inference_mode(), hooks_disabled(model):
         logits = model(tokens)
     logprobs = logits[0, :-1].float().log_softmax(-1)
     return logprobs.gather(-1, tokens[0, 1:, None].to(logprobs.device))[:, 0].cpu()
@@ -124,3 +134,80 @@ class ModelFingerprint:
             raise ValueError(f"Unknown fingerprint fields {sorted(extra)}; a fingerprint has probe, logprobs and "
                              "dtype.")
         return cls(tuple(d["probe"]), tuple(d["logprobs"]), str(d.get("dtype", "float32")))
+
+
+# ------------------------------------------------------------------------------------------- weights hash
+def weights_hash(model: Any, n_samples: int = 64) -> str:
+    """A cheap fingerprint of a model's weights: SHA-256 of every parameter's shape and a strided sample of values.
+
+    About ``n_samples`` values are read from each parameter tensor (evenly strided over its flattened values, in
+    fp32), so hashing costs milliseconds even for large models, yet any fine-tune that moves the weights changes
+    it. It is stable across loads of the same checkpoint on the same dtype; a different dtype gives another hash.
+
+    Example:
+        >>> weights_hash(model)[:12]
+        '3f9c0a1b2c4d'
+    """
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for param in model.parameters():
+            flat = param.detach().reshape(-1)
+            stride = max(1, flat.numel() // n_samples)
+            sample = flat[::stride][:n_samples].to(device="cpu", dtype=torch.float32).contiguous()
+            h.update(repr(tuple(param.shape)).encode())
+            h.update(sample.numpy().tobytes())
+    return "sha256:" + h.hexdigest()[:32]
+
+
+# ------------------------------------------------------------------------------------- a profile vs a model
+def identity_mismatch(profile: Any, model: Any, cache: Optional[dict[str, Any]] = None) -> Optional[str]:
+    """None if ``model`` has the weights ``profile`` was made on, else a sentence saying what differs.
+
+    ``profile`` is anything with ``fingerprint`` and ``weights_hash`` attributes (a
+    :class:`~pasta_lens.HeadProfile`). With a fingerprint (schema 2): the model's probe log-probs must lie within
+    the fingerprint's tolerance (:func:`tolerance`: 0.01 between fp32 models, 0.5 when bf16/fp16 is involved) of
+    the recorded ones, whatever the model's backend, TransformerLens weight processing or hooks. Without one
+    (schema-1 files): the exact :func:`weights_hash`. Without either: nothing to check (None). ``cache`` (a dict
+    kept by the caller) saves recomputing the model's side across several profiles.
+
+    Example:
+        >>> identity_mismatch(load_profile("smollm2-135m-instruct"), model) is None    # True on SmolLM2
+    """
+    cache = {} if cache is None else cache
+    fingerprint = getattr(profile, "fingerprint", None)
+    if fingerprint is not None:
+        key = "fingerprint:" + ",".join(map(str, fingerprint.probe))
+        if key not in cache:
+            cache[key] = fingerprint.distance(model)
+        atol = fingerprint.tolerance_for(model)
+        if cache[key] <= atol:
+            return None
+        return (f"its probe log-probs differ by up to {cache[key]:.3g}, more than the {atol} that separates one "
+                f"model's backends and processing{'' if atol < FINGERPRINT_ATOL else ' and dtypes'} from other "
+                "weights")
+    recorded = getattr(profile, "weights_hash", None)
+    if recorded is None:
+        return None
+    if "hash" not in cache:
+        cache["hash"] = weights_hash(model)
+    if cache["hash"] == recorded:
+        return None
+    return (f"weights hash {recorded}, this model {cache['hash']}; this profile predates fingerprints, so only the "
+            "exact weights in the profiled dtype match: re-stamp it with scripts/fingerprint.py")
+
+
+def same_weights(a: Any, b: Any) -> Optional[bool]:
+    """Whether two profiles were made on the same weights: their fingerprints agree within the dtype tolerance,
+    else their weights hashes are equal; None when neither can tell (imported profiles).
+
+    Example:
+        >>> same_weights(load_profile("smollm2-135m-instruct"), load_profile("smollm2-135m-instruct-metric"))
+        True
+    """
+    fa, fb = a.fingerprint, b.fingerprint
+    if fa is not None and fb is not None and fa.probe == fb.probe:
+        gap = max(abs(x - y) for x, y in zip(fa.logprobs, fb.logprobs))
+        return gap <= tolerance(fa.dtype, fb.dtype)
+    if a.weights_hash is not None and b.weights_hash is not None:
+        return a.weights_hash == b.weights_hash
+    return None

@@ -1,4 +1,4 @@
-"""Steered generation in one call, and the default head set.
+"""Steered generation in one call.
 
 :func:`generate` is the convenience path: mark a span, get the steered continuation as text. It is built only
 from the public pieces (``emphasize`` + ``steer`` + the model's own KV-cached ``generate``), so anything it does
@@ -16,51 +16,14 @@ from torch import Tensor
 from pasta_lens.backends import generate_padding_kwargs
 from pasta_lens.hf_engine import hf_engine_unavailable, hf_generate_tokens, hf_twin
 from pasta_lens.spans import Emphasis, emphasize
-from pasta_lens.plan import AlphaSpec, Head, HeadSpec, ScalePosition, ScheduleSpec, resolve_plan
+from pasta_lens.plan import AlphaSpec, HeadSpec, ScalePosition, ScheduleSpec, resolve_plan
+from pasta_lens.registry import default_profile
 from pasta_lens.steering import steer
-
-INTERIM_HEADS_NOTE = (
-    "interim head set (no shipped profile matches this model): every head of the last third of the layers; "
-    "steering that many heads follows the emphasis but costs fluency (results/smollm2-135m-instruct.md); "
-    "profile the model for a better set")
 
 Engine = Literal["auto", "hooks", "hf"]
 """Which loop runs :func:`generate`: ``"hooks"`` (TransformerLens' ``generate`` with the steering hooks, on either
 backend), ``"hf"`` (HF's ``generate`` on a plain twin of the bridge's weights: :mod:`pasta_lens.hf_engine`), or
 ``"auto"`` (``"hf"`` where it gives the same result, else ``"hooks"``)."""
-
-
-def interim_heads(model: Any) -> tuple[Head, ...]:
-    """All heads of the last third of the layers (layers 20-29 on SmolLM2's 30): the interim default."""
-    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
-    first = n_layers - n_layers // 3
-    return tuple((layer, head) for layer in range(first, n_layers) for head in range(n_heads))
-
-
-def default_profile(model: Any) -> tuple[Any, str]:
-    """What is steered when no heads are given: the shipped profile made on this very model, or the interim set.
-
-    Returns ``(spec, note)``: the :class:`~pasta_lens.HeadProfile` found by
-    :func:`pasta_lens.profile.find_profile` (same shape and weights hash), so its own schedule and per-head alphas
-    apply, or for a model with no shipped profile the :func:`interim_heads`; ``note`` says which, in one sentence.
-    """
-    from pasta_lens.profile import find_profile  # the registry is read only when a default is needed
-
-    found = find_profile(model)
-    if found is None:
-        return interim_heads(model), INTERIM_HEADS_NOTE
-    name, profile = found
-    schedule = profile.provenance.get("schedule")
-    how = (f"{profile.strategy} of the per-task top-{profile.k} over {', '.join(profile.tasks)}"
-           if profile.k is not None else f"over {', '.join(profile.tasks)}")
-    return profile, (f"shipped profile {name!r}: {len(profile.heads)} heads, {how} ({profile.method})"
-                     + (f", chosen with schedule {schedule!r}" if schedule else ""))
-
-
-def default_heads(model: Any) -> tuple[tuple[Head, ...], str]:
-    """The head set used when none is given (:func:`default_profile`'s heads), with the sentence saying whence."""
-    spec, note = default_profile(model)
-    return tuple(getattr(spec, "heads", spec)), note
 
 
 def generate_new_tokens(model: Any, tokens: Int[Tensor, "batch pos"],
@@ -151,7 +114,8 @@ def generate(
         model: a TransformerLens model (e.g. from :func:`pasta_lens.load_model`).
         text: prompt(s) with the emphasised span marked, e.g. ``"Maria is a nurse. *Answer in JSON.*"``.
         heads: the heads to steer (a head set, a ``HeadProfile`` or a :class:`~pasta_lens.plan.SteeringPlan`);
-            default: the model's shipped profile, else the interim set (:func:`default_profile`).
+            default: the model's shipped default profile, else the interim set with a warning
+            (:func:`pasta_lens.registry.default_profile`).
         alpha, scale_position: as in :func:`pasta_lens.pasta_hooks` (``alpha=None``: a profile's per-head
             alphas, else its ``alpha``, else 0.01).
         chat: render the model's chat template around the text.

@@ -2,7 +2,7 @@
 
 The TransformerLens bridge wraps every module of the Hugging Face model it is built on; those wrappers are what
 make hooks, caches and patching possible, and they cost ~25% of a decode step on SmolLM2-135M (the unsteered
-bridge generates at 1.25x the plain HF model's wall time: ``results/pastalib_compare.md``). When a generation
+bridge generates at 1.25x the plain HF model's wall time: ``results/steering_speed.md``). When a generation
 needs none of that (no hook on the model but the steering itself), :func:`hf_generate_tokens` runs it on a
 *twin*: a plain HF module tree built from the same config that **shares the bridge's parameter tensors** (no copy,
 no change to the bridge: :func:`hf_twin`), driven by HF's own KV-cached ``generate``.
@@ -35,6 +35,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
 from pasta_lens.backends import backend_of
+from pasta_lens.model_hooks import find_user_hook
 from pasta_lens.schedule import Schedule, query_positions
 from pasta_lens.spans import Emphasis
 from pasta_lens.kernels import key_mask_of, key_weights
@@ -47,30 +48,6 @@ dropping it gives the plain HF name."""
 
 def _hf_name(bridge_name: str) -> str:
     return bridge_name.replace(WRAPPER, "")
-
-
-LIBRARY_HOOKS = ("transformer_lens.", "transformers.")
-"""Modules whose PyTorch hooks are the libraries' own wiring, not a user's: the bridge's capture hooks (which feed
-its hook points, checked on their own) and Hugging Face's output-capturing hooks (installed on the first forward
-that asks for attentions or hidden states; they record, never change, an output)."""
-
-
-def _foreign(hooks: Mapping[Any, Any]) -> bool:
-    """Whether any of a module's PyTorch hooks is someone's other than the libraries' own (:data:`LIBRARY_HOOKS`)."""
-    return any(not getattr(fn, "__module__", "").startswith(LIBRARY_HOOKS) for fn in hooks.values())
-
-
-def _has_hooks(model: Any) -> Optional[str]:
-    """Which hook is registered on ``model``, if any: a TransformerLens hook point's, or a PyTorch module hook that
-    is not the libraries' own wiring (:data:`LIBRARY_HOOKS`)."""
-    for name, point in getattr(model, "hook_dict", {}).items():
-        if getattr(point, "fwd_hooks", None) or getattr(point, "bwd_hooks", None):
-            return f"a TransformerLens hook on {name}"
-    modules = [*model.named_modules(), *model.original_model.named_modules(prefix="original_model")]
-    for name, module in modules:
-        if _foreign(module._forward_hooks) or _foreign(module._forward_pre_hooks) or _foreign(module._backward_hooks):
-            return f"a PyTorch hook on module {name or '<root>'}"
-    return None
 
 
 def hf_engine_unavailable(model: Any, generate_kwargs: Optional[Mapping[str, Any]] = None) -> Optional[str]:
@@ -87,7 +64,7 @@ def hf_engine_unavailable(model: Any, generate_kwargs: Optional[Mapping[str, Any
     extra = set(generate_kwargs or {}) - {"do_sample", "stop_at_eos"}
     if extra or (generate_kwargs or {}).get("do_sample", False):
         return "generation options beyond greedy decoding were given: " + ", ".join(sorted(extra) or ["do_sample"])
-    hooked = _has_hooks(model)
+    hooked = find_user_hook(model)  # what a user hooked must fire, so the bridge runs
     if hooked:
         return f"{hooked} is registered (it must fire, so the bridge runs)"
     return None

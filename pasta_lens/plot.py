@@ -145,14 +145,15 @@ def plot_profile(
     A profile without scores (e.g. one imported from the official PASTA JSON) is drawn as its selection alone.
 
     Args:
-        profile: a ``HeadProfile``, or a registry name / path for :func:`pasta_lens.profile.load_profile`.
+        profile: a ``HeadProfile``, or a registry name / path for :func:`pasta_lens.registry.load_profile`.
         path: save the figure to this ``.png`` file.
         tasks: the tasks to draw (default: every task in the profile).
 
     Example:
         >>> fig = plot_profile("smollm2-135m-instruct", "smollm2.png")
     """
-    from pasta_lens.profile import HeadProfile, load_profile
+    from pasta_lens.head_profile import HeadProfile
+    from pasta_lens.registry import load_profile
 
     if not isinstance(profile, HeadProfile):
         profile = load_profile(profile)

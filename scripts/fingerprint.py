@@ -1,6 +1,6 @@
 """Measure how far the behavioural fingerprint moves, and stamp it into a shipped profile.
 
-    # the tolerance table of results/fingerprint.md (needs TransformerLens 3.9 for the hooked rows):
+    # the tolerance table of results/head_selection.md, section 6 (needs TransformerLens 3.9 for the hooked rows):
     OMP_NUM_THREADS=2 .venv-tl3/bin/python scripts/fingerprint.py measure
     # add the fingerprint of the offline SmolLM2 (bridge, fp32) to profiles/smollm2-135m-instruct.json:
     .venv/bin/python scripts/fingerprint.py stamp profiles/smollm2-135m-instruct.json
@@ -22,7 +22,7 @@ import torch
 from pasta_lens.backends import available_backends, bridge_class, hooked_from_hf
 from pasta_lens.fingerprint import ModelFingerprint, tolerance
 from pasta_lens.models import DEFAULT_MODEL, OFFLINE_MODELS, load_hf
-from pasta_lens.profile import HeadProfile
+from pasta_lens import HeadProfile
 
 
 def _bridge(hf, tok, dtype):

@@ -12,7 +12,7 @@ import re
 import sys
 from pathlib import Path
 
-from pasta_lens.profile import HeadProfile
+from pasta_lens import HeadProfile
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = {"repository": "https://github.com/QingruZhang/PASTA", "commit": "56a9138d2d07", "license": "MIT",

@@ -269,7 +269,7 @@ def test_profiling_examples_work_like_emphases(llama):
 # ------------------------------------------------------------------------------------ profiles are checked here too
 def test_analysis_refuses_a_profile_from_other_weights(llama):
     from pasta_lens import HeadProfile
-    from pasta_lens.profile import weights_hash
+    from pasta_lens.fingerprint import weights_hash
     from tests.tiny import tiny_model
 
     other = tiny_model("llama", seed=1)

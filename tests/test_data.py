@@ -6,7 +6,6 @@ repository layout) must find its own copy.
 """
 
 import gzip
-import importlib.util
 import json
 import os
 import shutil
@@ -125,16 +124,18 @@ def test_an_installed_wheel_finds_its_own_data(tmp_path):
         shutil.copy(REPO / name, src / name)
     for name in ("pasta_lens", "profiles"):
         shutil.copytree(REPO / name, src / name, ignore=ignore)
-    isolation = [] if importlib.util.find_spec("setuptools") is None else ["--no-build-isolation"]
+    # Offline by construction: the build backend comes from this environment (the `test` extra installs
+    # setuptools), never from an index; without it pip would fetch setuptools into an isolated build env.
+    pytest.importorskip("setuptools", reason="building the wheel offline needs setuptools: pip install -e '.[test]'")
     pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
-    subprocess.run(pip[:3] + ["wheel"] + pip[3:] + ["--no-deps", *isolation, "-w", str(tmp_path / "whl"),
-                                                    str(src)], check=True, cwd=tmp_path)
+    subprocess.run(pip[:3] + ["wheel"] + pip[3:] + ["--no-index", "--no-deps", "--no-build-isolation", "-w",
+                                                    str(tmp_path / "whl"), str(src)], check=True, cwd=tmp_path)
     (wheel,) = (tmp_path / "whl").glob("pasta_lens-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for name in ("train.json.gz", "test.json.gz", "rome_format.json.gz", "SOURCES.md", "LICENSE"):
         assert f"pasta_lens/data/counterfact/{name}" in names
-    subprocess.run(pip[:3] + ["install"] + pip[3:] + ["--no-deps", "--target", str(tmp_path / "site"),
-                                                      str(wheel)], check=True, cwd=tmp_path)
+    subprocess.run(pip[:3] + ["install"] + pip[3:] + ["--no-index", "--no-deps", "--target",
+                                                      str(tmp_path / "site"), str(wheel)], check=True, cwd=tmp_path)
     shutil.rmtree(src)  # nothing of the sources is left to fall back on
     code = ("import json, pasta_lens.tasks as t; s = t.CounterFactTask().splits(); "
             "print(json.dumps([t.__file__, str(t.default_data_dir()), {k: len(v) for k, v in s.items()}]))")

@@ -6,20 +6,26 @@ single-process runs computes (none twice, none lost).
 """
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from pasta_lens.distributed import (ShardedCheckpoint, World, compute_missing, current_world, map_batches,
-                                    rank_file, rank_files)
+from pasta_lens.distributed import (
+    ShardedCheckpoint,
+    World,
+    compute_missing,
+    current_world,
+    map_batches,
+    rank_file,
+    rank_files,
+)
 from pasta_lens.evaluation import evaluate
 from pasta_lens.objectives import ProfilingExample
 from pasta_lens.profiling import profile_heads
 from pasta_lens.tasks import get_task
+from tests.conftest import torchrun
 from tests.test_evaluation import HEADS, short_bios
 from tests.tiny import tiny_model
 
@@ -34,14 +40,19 @@ def _examples(model, n):
 
 def _recording(examples, calls):
     """The same examples; each objective call appends ``(example index, batch rows)`` to ``calls``."""
+
     def wrap(i, objective):
         def obj(logits):
             calls.append((i, int(logits.shape[0])))
             return objective(logits)
+
         obj.key = objective.key  # the checkpoint identifies the objective by its key (no probe call recorded)
         return obj
-    return [ProfilingExample(ex.tokens, ex.key_mask, wrap(i, ex.objective), ex.attention_mask, ex.task)
-            for i, ex in enumerate(examples)]
+
+    return [
+        ProfilingExample(ex.tokens, ex.key_mask, wrap(i, ex.objective), ex.attention_mask, ex.task)
+        for i, ex in enumerate(examples)
+    ]
 
 
 def _tasks():
@@ -102,13 +113,25 @@ def _worker(rank, world_size, root, backend="bridge"):
     try:
         model = tiny_model("llama", backend=backend)  # the parent's backend: same weights, same checkpoints
         calls: list = []
-        scores = profile_heads(model, _recording(_examples(model, 4), calls), checkpoint=root / "mixed" / "run.ckpt",
-                               **KW)
-        others = {m: profile_heads(model, _examples(model, 3), m, heads_per_batch=4, progress=False)
-                  for m in ("attribution", "exact")}  # no checkpoint: in memory only
+        scores = profile_heads(
+            model, _recording(_examples(model, 4), calls), checkpoint=root / "mixed" / "run.ckpt", **KW
+        )
+        others = {
+            m: profile_heads(model, _examples(model, 3), m, heads_per_batch=4, progress=False)
+            for m in ("attribution", "exact")
+        }  # no checkpoint: in memory only
         res = evaluate(model, _tasks(), ["zero-shot", "pasta"], n=4, out_dir=root / "eval", **EVAL)
-        torch.save({"calls": calls, "scores": scores, "others": others, "rows": list(res.rows),
-                    "summary": res.summary, "world": current_world()}, root / f"rank{rank}.pt")
+        torch.save(
+            {
+                "calls": calls,
+                "scores": scores,
+                "others": others,
+                "rows": list(res.rows),
+                "summary": res.summary,
+                "world": current_world(),
+            },
+            root / f"rank{rank}.pt",
+        )
     finally:
         dist.destroy_process_group()
 
@@ -165,6 +188,55 @@ def test_two_processes_equal_one_and_resume_across_process_counts(llama, backend
 
 
 # ------------------------------------------------------------------------------------------ torchrun + CLI
+TEARDOWN = """
+import json, os, sys, warnings
+import torch
+from pasta_lens.distributed import all_gather, process_group_from_env
+
+def gloo_threads():
+    names = []
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/comm") as f:
+                names.append(f.read().strip())
+        except OSError:
+            pass
+    return sorted(n for n in names if "gloo" in n)
+
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    with process_group_from_env() as world:
+        import transformers.models.llama.modeling_llama  # what loading a model imports, group alive
+        import torch.distributed.nn.functional  # its defaults bind group.WORLD when first imported
+        during = gloo_threads()
+        gathered = all_gather(world.rank, world)
+after = gloo_threads()
+with open(os.path.join(sys.argv[1], f"rank{world.rank}.json"), "w") as f:
+    json.dump({"during": during, "after": after, "gathered": gathered,
+               "warnings": [str(w.message) for w in caught]}, f)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread names from Linux's /proc")
+def test_torchrun_teardown_frees_the_process_group_and_its_threads(tmp_path):
+    """Under torchrun the CLI's process group is destroyed for real: no gloo thread is left when the process
+    exits, even when a module that binds ``group.WORLD`` at import (torch.distributed.nn, imported by
+    transformers' model modules) is first imported while the group is alive. A thread left behind still holds
+    the last collective's tensors at exit, and on a busy machine it can drop one after the interpreter began to
+    shut down: the rank then aborts ("terminate called without an active exception") after finishing its work."""
+    script = tmp_path / "teardown.py"
+    script.write_text(TEARDOWN)
+    done = subprocess.run(
+        [*torchrun(2), str(script), str(tmp_path)], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for rank in (0, 1):
+        report = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert report["gathered"] == [0, 1] and report["during"]  # a real gloo group ran, with its threads
+        assert report["after"] == [], f"rank {rank}: gloo threads outlived the group: {report['after']}"
+        assert report["warnings"] == []
+
+
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
     from tests.tiny import tiny_hf_model
@@ -177,11 +249,13 @@ def tiny_dir(tmp_path_factory):
 
 
 def _torchrun(args, cwd):
-    """``torchrun --nproc-per-node 2 -m pasta_lens.cli ARGS``, as a user types it (the venv's bin on PATH)."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    cmd = ["torchrun", "--nproc-per-node", "2", "-m", "pasta_lens.cli", *args]
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    """``torchrun --nproc-per-node 2 -m pasta_lens.cli ARGS`` (see :func:`torchrun`); exit 0 from every rank and
+    no warning that the process group outlived its teardown."""
+    done = subprocess.run(
+        [*torchrun(2), "-m", "pasta_lens.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "still referenced after destroy_process_group" not in done.stderr
     return done
 
 
@@ -190,8 +264,19 @@ def test_torchrun_cli_profile_and_evaluate_equal_one_process(tiny_dir, tmp_path)
     from pasta_lens import HeadProfile
     from pasta_lens.cli import main
 
-    args = ["--model", tiny_dir, "--tasks", "json,biasbios", "--method", "hybrid", "--top-m", "4", "--k", "4",
-            "--quiet"]
+    args = [
+        "--model",
+        tiny_dir,
+        "--tasks",
+        "json,biasbios",
+        "--method",
+        "hybrid",
+        "--top-m",
+        "4",
+        "--k",
+        "4",
+        "--quiet",
+    ]
     _torchrun(["profile", "--n-examples", "3", *args, "--out", "two.json"], tmp_path)
     assert main(["profile", "--n", "3", *args, "--out", str(tmp_path / "one.json")]) == 0
     two, one = HeadProfile.load(tmp_path / "two.json"), HeadProfile.load(tmp_path / "one.json")
@@ -199,16 +284,35 @@ def test_torchrun_cli_profile_and_evaluate_equal_one_process(tiny_dir, tmp_path)
     for task in ("json", "biasbios"):
         torch.testing.assert_close(two.score_table(task), one.score_table(task), rtol=1e-5, atol=1e-6)
     assert {p.name for p in (tmp_path / "two.json.ckpt").iterdir()} == {
-        "json.ckpt", "json.rank1.ckpt", "biasbios.ckpt", "biasbios.rank1.ckpt"}
+        "json.ckpt",
+        "json.rank1.ckpt",
+        "biasbios.ckpt",
+        "biasbios.rank1.ckpt",
+    }
 
-    ev = ["evaluate", "--model", tiny_dir, "--tasks", "json", "--heads", "1:0,2:1", "--baselines", "zero-shot,pasta",
-          "--max-new-tokens", "3", "--batch-size", "2"]
+    ev = [
+        "evaluate",
+        "--model",
+        tiny_dir,
+        "--tasks",
+        "json",
+        "--heads",
+        "1:0,2:1",
+        "--baselines",
+        "zero-shot,pasta",
+        "--max-new-tokens",
+        "3",
+        "--batch-size",
+        "2",
+    ]
     done = _torchrun([*ev, "--n-examples", "5", "--out", "two"], tmp_path)
     # rank 0 alone prints the report (a value table and a 95%-interval table, one row each per method)
     assert done.stdout.count("rows: two/examples.jsonl") == 1
     assert done.stdout.count("| PASTA, profile heads") == 2
     assert main([*ev, "--n", "5", "--out", str(tmp_path / "one")]) == 0
-    rows = {name: [json.loads(x) for x in (tmp_path / name / "examples.jsonl").read_text().splitlines()]
-            for name in ("one", "two")}
+    rows = {
+        name: [json.loads(x) for x in (tmp_path / name / "examples.jsonl").read_text().splitlines()]
+        for name in ("one", "two")
+    }
     assert len(rows["two"]) == 10 and [r["outputs"] for r in rows["two"]] == [r["outputs"] for r in rows["one"]]
     assert (tmp_path / "two" / "summary.json").read_text() == (tmp_path / "one" / "summary.json").read_text()

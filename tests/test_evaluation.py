@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pasta_lens.evaluation import (BASELINES, ablation_methods, candidate_logprobs, evaluate, parse_method,
-                                   ranked_heads, resolve_heads)
+from pasta_lens.evaluation import (BASELINES, HeadSource, ablation_methods, candidate_logprobs, evaluate,
+                                   load_source, method_plan, parse_method, ranked_heads)
 from pasta_lens.spans import emphasize
 from pasta_lens.steering import steer
 from pasta_lens.tasks import Biography, CounterFactTask, get_task
@@ -41,18 +41,21 @@ def test_parse_method():
     assert ablation_methods((0.001, 0.01, 0.1), (5,)) == ["pasta:alpha=0.001", "pasta:alpha=0.1", "pasta:k=5"]
 
 
-def test_resolve_heads(llama):
+def test_method_plans_heads(llama):
     ranked = ranked_heads(HEADS)
     assert ranked == tuple(HEADS)  # a given list keeps its order (best first)
-    assert resolve_heads(parse_method("zero-shot"), llama, ranked) is None
-    assert len(resolve_heads(parse_method("all-heads"), llama, ranked)) == 3 * 4
-    assert resolve_heads(parse_method("pasta:k=2"), llama, ranked) == ((2, 1), (1, 0))
-    r1 = resolve_heads(parse_method("random"), llama, ranked, seed=0)
-    assert len(r1) == 3 and r1 == resolve_heads(parse_method("random"), llama, ranked, seed=0)
-    seeds = {resolve_heads(parse_method("random"), llama, ranked, seed=s) for s in range(5)}
-    assert len(seeds) > 1  # the seed chooses the set
+    source = load_source(HEADS, llama)
+    heads = lambda spec, seed=0: method_plan(parse_method(spec), llama, source, seed=seed).heads  # noqa: E731
+    assert method_plan(parse_method("zero-shot"), llama, source) is None
+    assert len(heads("all-heads")) == 3 * 4
+    assert heads("pasta:k=2") == ((1, 0), (2, 1))  # the first two given, as a (sorted) plan
+    r1 = heads("random")
+    assert len(r1) == 3 and r1 == heads("random")
+    assert len({heads("random", seed=s) for s in range(5)}) > 1  # the seed chooses the set
     with pytest.raises(ValueError, match="needs a head profile"):
-        resolve_heads(parse_method("pasta"), llama, ())
+        method_plan(parse_method("pasta"), llama, HeadSource())
+    with pytest.raises(ValueError, match="asks for 4 heads but the profile has 3"):
+        method_plan(parse_method("pasta:k=4"), llama, source)
 
     class Profile:  # the HeadProfile surface used: sorted heads + per-task score tables
         heads = ((1, 0), (2, 1), (2, 3))
@@ -101,7 +104,7 @@ def test_end_to_end_tiny(llama, tmp_path, cf_task):
     assert summary == json.loads(json.dumps(res.summary))
     assert summary["tasks"]["json"]["pasta"]["n"] == 2 and summary["tasks"]["json"]["pasta"]["synthetic"]
     assert not summary["tasks"]["counterfact"]["pasta"]["synthetic"]
-    assert summary["config"]["heads"]["pasta"] == [list(h) for h in HEADS]
+    assert summary["config"]["heads"]["pasta"] == sorted(list(h) for h in HEADS)
     assert summary["config"]["heads"]["zero-shot"] is None
     table = (tmp_path / "table.md").read_text()
     assert table == res.table and table.count("\n| ") == 2 * 6 + 1 and "†" in table
@@ -189,7 +192,7 @@ def test_malformed_rows_name_the_file_and_line(llama, tmp_path, bad, line):
 
 
 def test_profile_from_another_model_is_refused(llama, tmp_path):
-    from pasta_lens.profile import HeadProfile, weights_hash
+    from pasta_lens import HeadProfile, weights_hash
 
     task = JsonTask(bios=short_bios())
     kw = dict(n=1, batch_size=1, max_new_tokens=2, progress=False)
@@ -287,7 +290,7 @@ def test_wilson_interval_matches_its_definition(x, n):
 
 
 def test_summary_intervals_wilson_for_accuracies_and_se_for_fluency():
-    from pasta_lens.evaluation.harness import parse_method
+    from pasta_lens.evaluation import parse_method
     from pasta_lens.evaluation.report import markdown_table, summarize, wilson_interval
     from pasta_lens.tasks import get_task
 
@@ -310,7 +313,7 @@ def test_summary_intervals_wilson_for_accuracies_and_se_for_fluency():
 
 def test_average_of_one_accuracy_has_its_wilson_interval_inside_0_1():
     """BiasBios averages one accuracy: mean +- 1.96 SE would pass 100% at 199/200; Wilson stays inside [0, 1]."""
-    from pasta_lens.evaluation.harness import parse_method
+    from pasta_lens.evaluation import parse_method
     from pasta_lens.evaluation.report import summarize, wilson_interval
     from pasta_lens.tasks import get_task
 
@@ -324,7 +327,7 @@ def test_average_of_one_accuracy_has_its_wilson_interval_inside_0_1():
 def test_fraction_intervals_are_clipped_to_0_1_and_others_are_not():
     """CounterFact PS is a per-example fraction: near 100% its mean +- 1.96 SE would pass 1, which a mean of
     fractions cannot; the interval is clipped there (and in the ES/PS average), fluency's is not."""
-    from pasta_lens.evaluation.harness import parse_method
+    from pasta_lens.evaluation import parse_method
     from pasta_lens.evaluation.report import interval95, summarize
     from pasta_lens.tasks import get_task
 
@@ -343,20 +346,120 @@ def test_fraction_intervals_are_clipped_to_0_1_and_others_are_not():
 
 
 @pytest.mark.parametrize("backend", ["bridge"], indirect=True)
-def test_harness_generations_equal_on_both_engines(llama):
-    """The harness generates on the HF twin where generate() would; a user hook forces the hooks path (it must
-    fire), and the outputs are the same either way."""
-    from pasta_lens.generation import select_engine
+def test_rows_record_the_engine_that_made_them(llama, tmp_path, monkeypatch):
+    """The harness generates on the HF twin where generate() would, and says so in every row: spies on the two
+    loops show which one ran. A user hook refuses the twin (it must fire): then the hooks loop runs, the rows say
+    "hooks", and the outputs are the same. The engine is part of the configuration key, so a resumed run on the
+    same folder with another engine recomputes its rows instead of mixing them in."""
+    from pasta_lens.evaluation import scoring
 
+    calls = {"hf": 0, "hooks": 0}
+
+    def spy(name, fn):
+        def wrapped(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(scoring, "hf_generate_tokens", spy("hf", scoring.hf_generate_tokens))
+    monkeypatch.setattr(scoring, "generate_tokens", spy("hooks", scoring.generate_tokens))
     bios = short_bios()
-    tasks = [get_task("json", bios=bios), get_task("pronoun", bios=bios)]
-    kw = dict(n=2, heads=HEADS, batch_size=2, max_new_tokens=6, progress=False)
+    tasks = [get_task("json", bios=bios), get_task("biasbios", bios=bios)]
+    kw = dict(n=2, heads=HEADS, batch_size=2, max_new_tokens=6, progress=False, out_dir=tmp_path)
     methods = ["zero-shot", "pasta", "pasta:schedule=prompt"]
-    assert select_engine(llama)[0] == "hf"
     fast = evaluate(llama, tasks, methods, **kw)
+    assert calls == {"hf": 3, "hooks": 0}  # one batch of 2 per JSON method; BiasBios generates nothing
+    by_task = lambda res, t: [r for r in res.rows if r["task"] == t]  # noqa: E731
+    assert {r["engine"] for r in by_task(fast, "json")} == {"hf"}
+    assert {r["engine"] for r in by_task(fast, "biasbios")} == {"forward"}
+    assert fast.summary["config"]["engine"] == "hf" and fast.summary["tasks"]["json"]["pasta"]["engine"] == "hf"
     seen = []
     with llama.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", lambda act, hook: seen.append(1))]):
-        assert select_engine(llama)[0] == "hooks"
-        hooked = evaluate(llama, tasks, methods, **kw)
-    assert seen  # the hooks path ran
+        hooked = evaluate(llama, tasks, methods, **kw)  # same folder: must not reuse the twin's rows
+    assert seen and calls == {"hf": 3, "hooks": 3}
+    assert {r["engine"] for r in by_task(hooked, "json")} == {"hooks"}
+    assert hooked.summary["config"]["engine"] == "hooks" and "hook" in hooked.summary["config"]["engine_reason"]
     assert [r["outputs"] for r in fast.rows] == [r["outputs"] for r in hooked.rows]
+    json_keys = lambda res: {r["config"] for r in by_task(res, "json")}  # noqa: E731
+    assert json_keys(fast).isdisjoint(json_keys(hooked))  # the engine is part of the key
+    assert {r["config"] for r in by_task(fast, "biasbios")} == {r["config"] for r in by_task(hooked, "biasbios")}
+    # engine="hooks" asks for the hooks loop without a user hook; its rows are the ones just made (resumed)
+    again = evaluate(llama, tasks, methods, engine="hooks", **kw)
+    assert calls == {"hf": 3, "hooks": 3} and [r["config"] for r in again.rows] == [r["config"] for r in hooked.rows]
+    rows = [json.loads(line) for line in (tmp_path / "examples.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 * 3 + 2 * 3 + 2 * 3  # JSON under each engine + BiasBios once
+
+
+def _reference_token_logprobs(model, rendered, candidates, alphas):
+    """Per-token log-probs of each candidate after ``rendered``, steered by an independent reference written from
+    PASTA's formula: on ``hook_pattern`` of head h, every prompt key outside the emphasised characters is weighted
+    by alpha_h and each row renormalised (A' = A w / sum A w), every query row; the keys are found from the
+    tokenizer's own character offsets, the candidates scored one by one (no shared prefixes)."""
+    tok = model.tokenizer
+    enc = tok(rendered.text, add_special_tokens=False, return_offsets_mapping=True)
+    prepend = rendered.prepend_bos if rendered.prepend_bos is not None else model.cfg.default_prepend_bos
+    bos = [tok.bos_token_id] if prepend else []
+    prompt = bos + enc["input_ids"]
+    inside = [a < b and any(a < end and start < b for start, end in rendered.char_spans)
+              for a, b in enc["offset_mapping"]]
+    outside = torch.tensor([True] * len(bos) + [not x for x in inside])  # BOS is a prompt key outside the span
+    out = []
+    for cand in candidates:
+        ids = tok(cand, add_special_tokens=False)["input_ids"]
+        tokens = torch.tensor([prompt + ids])
+        hooks = []
+        for layer in sorted({h[0] for h in alphas}):
+            def hook(pattern, hook, layer=layer):
+                pattern = pattern.clone()
+                for (lay, head), a in alphas.items():
+                    if lay == layer:
+                        weights = torch.ones(pattern.shape[-1])
+                        weights[:len(prompt)][outside] = a
+                        scaled = pattern[0, head] * weights
+                        pattern[0, head] = scaled / scaled.sum(-1, keepdim=True)
+                return pattern
+            hooks.append((f"blocks.{layer}.attn.hook_pattern", hook))
+        with torch.inference_mode():
+            logp = torch.log_softmax(model.run_with_hooks(tokens, fwd_hooks=hooks)[0].float(), dim=-1)
+        out.append([float(logp[len(prompt) - 1 + i, t]) for i, t in enumerate(ids)])
+    return out
+
+
+@pytest.mark.parametrize("backend", ["bridge"], indirect=True)
+def test_each_method_steers_at_the_alphas_of_the_precedence_rule(llama, cf_task):
+    """explicit (method option > evaluation alpha) > the profile's per-head alphas > the profile's alpha > 0.01;
+    all-heads and random never take the profile's alphas; pasta:k=N keeps the N best heads' own alphas. Checked
+    on the rows' per-token log-probs against an independent additive reference (not the harness's scoring)."""
+    from pasta_lens import HeadProfile, weights_hash
+
+    shape = dict(model_name="tiny", weights_hash=weights_hash(llama), n_layers=llama.cfg.n_layers,
+                 n_heads=llama.cfg.n_heads, heads=tuple(sorted(HEADS)))
+    learned = HeadProfile(**shape, alpha=0.3, head_alphas={(1, 0): 0.05, (2, 1): 0.2, (2, 3): 0.5})
+    scalar = HeadProfile(**shape, alpha=0.05)
+    ex = cf_task.examples("test", 1)[0]
+    q = cf_task.queries(ex)[0]
+    rendered = cf_task.render(llama, q.markup)
+    kw = dict(n=1, max_new_tokens=1, progress=False)
+    runs = {"learned": evaluate(llama, [cf_task], ["pasta", "pasta:k=1", "random", "all-heads"], profile=learned,
+                                **kw),
+            "scalar": evaluate(llama, [cf_task], ["pasta", "random"], profile=scalar, **kw),
+            "explicit": evaluate(llama, [cf_task], ["pasta", "pasta:alpha=0.5"], profile=learned, alpha=0.2, **kw)}
+    every = [(layer, h) for layer in range(3) for h in range(4)]
+    random_heads = [tuple(h) for h in runs["learned"].summary["config"]["heads"]["random"]]
+    want = {("learned", "pasta"): dict(learned.head_alphas), ("learned", "pasta:k=1"): {(1, 0): 0.05},
+            ("learned", "random"): {h: 0.01 for h in random_heads}, ("learned", "all-heads"): {h: 0.01 for h in every},
+            ("scalar", "pasta"): {h: 0.05 for h in HEADS}, ("scalar", "random"): {h: 0.01 for h in random_heads},
+            ("explicit", "pasta"): {h: 0.2 for h in HEADS}, ("explicit", "pasta:alpha=0.5"): {h: 0.5 for h in HEADS}}
+    plain = _reference_token_logprobs(llama, rendered, q.candidates, {})
+    for (run, method), alphas in want.items():
+        row = next(r for r in runs[run].rows if r["method"] == method)
+        ref = _reference_token_logprobs(llama, rendered, q.candidates, alphas)
+        got = row["outputs"]["es.tokens"]
+        assert [len(x) for x in got] == [len(x) for x in ref]
+        assert max(abs(a - b) for g, r in zip(got, ref) for a, b in zip(g, r)) < 1e-4, (run, method)
+        assert max(abs(a - b) for g, r in zip(got, plain) for a, b in zip(g, r)) > 1e-3, (run, method)  # steered
+    plans = runs["learned"].summary["config"]["plans"]
+    assert plans["pasta"].startswith("heads: 3 (profile 'tiny')   alpha: per head, 0.05-0.5")
+    assert plans["pasta:k=1"].startswith("heads: 1 (profile 'tiny', top 1)   alpha: 0.05")
+    assert "alpha: 0.01" in plans["random"] and "alpha: 0.01" in plans["all-heads"]
+    assert "alpha: 0.05" in runs["scalar"].summary["config"]["plans"]["pasta"]

@@ -12,7 +12,9 @@ import torch
 from pasta_lens import HeadProfile, emphasize, generate, load_profile, steer
 from pasta_lens.backends import bridge_class, hooked_from_hf
 from pasta_lens.fingerprint import FULL_PRECISION_ATOL, ModelFingerprint, model_dtype, probe_tokens, tolerance
-from pasta_lens.profile import SCHEMA_VERSION, find_profile, weights_hash
+from pasta_lens.fingerprint import weights_hash
+from pasta_lens.head_profile import SCHEMA_VERSION
+from pasta_lens.registry import find_profile
 from tests.conftest import require_backend
 from tests.tiny import tiny_hf_model, tiny_model
 
@@ -148,7 +150,7 @@ def test_shipped_smollm2_profile_is_found_on_every_loading(backend, processing, 
 
     Each axis once (bf16 on each backend, processing); bridge fp32 is tests/test_profile.py's slow test."""
     from pasta_lens import load_model
-    from pasta_lens.generation import default_heads
+    from pasta_lens.registry import default_heads
 
     if backend == "hooked":
         require_backend("hooked")

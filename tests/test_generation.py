@@ -5,10 +5,12 @@ import importlib.util
 import pytest
 import torch
 
-from pasta_lens import emphasize, generate, load_model, pasta_hooks, steer
+from pasta_lens import emphasize, generate, load_model, steer
 from pasta_lens.cli import main, parse_heads
-from pasta_lens.generation import decode_new, generate_new_tokens, generate_tokens, interim_heads
+from pasta_lens.generation import decode_new, generate_new_tokens, generate_tokens
+from pasta_lens.registry import interim_heads
 from pasta_lens.models import offline_gguf_path
+from tests.reference import additive_reference_hooks
 
 PROMPT = "Maria is a nurse who lives in Paris. *Answer in JSON.*"
 HEADS = [(0, 1), (1, 0), (1, 3)]
@@ -86,14 +88,20 @@ def test_generate_uses_interim_default_heads(llama):
 
 
 def test_run_with_cache_inside_steer_sees_steered_patterns(llama):
+    """The cache taken inside ``steer`` holds the steered patterns of every layer: the independent reference is
+    the official code's additive log(alpha) on the pre-softmax scores (tests/reference.py), which shares no code
+    with pasta_lens.steering."""
     em = emphasize(llama, PROMPT)
+    names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(llama.cfg.n_layers)]
     with torch.inference_mode():
         _, plain = llama.run_with_cache(em.tokens)
-        with steer(llama, HEADS, em):
+        with steer(llama, HEADS, em, alpha=0.01):
             _, steered = llama.run_with_cache(em.tokens)
-    (name, hook), = pasta_hooks([(0, 1)], em)[:1]
-    expected = hook(plain["blocks.0.attn.hook_pattern"], None)
-    assert torch.allclose(steered["blocks.0.attn.hook_pattern"], expected, atol=1e-6)
+        with llama.hooks(fwd_hooks=additive_reference_hooks(HEADS, em.key_mask, 0.01)):
+            _, reference = llama.run_with_cache(em.tokens)
+    for name in names:
+        torch.testing.assert_close(steered[name], reference[name], rtol=0, atol=1e-5)
+    assert (steered[names[0]][0, 1] - plain[names[0]][0, 1]).abs().max() > 1e-2  # steering changed head 0.1
 
 
 # --- CLI and loading ------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""scripts/goals_table.py: issue 11's table is read from the stored summaries and its verdicts follow the numbers."""
+"""scripts/goals_table.py: the headline table is read from the stored summaries and its verdicts follow the numbers."""
 
 import importlib.util
 import json
@@ -33,6 +33,8 @@ def test_every_row_is_in_the_shipped_summaries_at_n_200(goals_table):
     assert len(text.splitlines()) == 2 + len(goals_table.ROWS)
     default = text.splitlines()[-1]
     assert default.startswith("| **default**") and "90.0 [85.1, 93.4]" in default  # JSON F.Acc, read from the file
+    earlier = goals_table.table(goals_table.EARLIER)  # every earlier default's summary is kept, at n = 200
+    assert len(earlier.splitlines()) == 2 + len(goals_table.EARLIER) and "92.5 [88.0, 95.4]" in earlier
 
 
 def test_a_verdict_follows_its_summary(goals_table):

@@ -1,7 +1,7 @@
 """HF's own ``generate`` loop run on the bridged model (``model.original_model.generate``) with PASTA hooks.
 
 After booting, the HF model's attention modules are the bridge's, so HF's loop fires ``hook_pattern`` hooks too.
-bench/pastalib_compare.py measures it against TransformerLens' ``generate`` (results/pastalib_compare.md); these
+bench/pastalib_compare.py measures it against TransformerLens' ``generate`` (results/steering_speed.md); these
 tests pin that it is a correct alternative: same tokens as TL's loop, cached == uncached, batch == rows alone.
 """
 

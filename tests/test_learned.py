@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pasta_lens import HeadProfile, emphasize, pasta_hooks, steer
-from pasta_lens.evaluation import evaluate, method_alpha, parse_method, ranked_heads
+from pasta_lens.evaluation import evaluate, ranked_heads
 from pasta_lens.objectives import ProfilingExample
 from pasta_lens.profiling import LearnedConfig, init_logits, learn_alphas, learned_profile, profile_tasks
 from pasta_lens.profiling.learned import (LearnedAlphas, example_loss, learned_hooks, protect_loss, protect_rows,
@@ -392,20 +392,14 @@ def test_harness_steers_pasta_at_the_profile_alphas(llama, learned_tiny):
     assert max(abs(a - b) for a, b in zip(truth, at_001)) > 1e-3  # the two strengths really differ
     assert by["pasta"]["outputs"][q.key] == pytest.approx(truth, abs=1e-5)
     assert by["pasta:alpha=0.01"]["outputs"][q.key] == pytest.approx(at_001, abs=1e-5)
-    assert res.summary["config"]["pasta_alpha"] == "the profile's per-head alphas"
+    assert "alpha: per head" in res.summary["config"]["plans"]["pasta"]
     # an explicit evaluation alpha wins for every method
     forced = evaluate(llama, [task], ["pasta"], n=1, profile=profile, alpha=0.01, max_new_tokens=2, progress=False)
     assert forced.rows[0]["outputs"][q.key] == pytest.approx(at_001, abs=1e-5)
 
 
-def test_method_alpha_precedence_and_ranking():
-    heads = ((0, 1), (2, 3))
+def test_ranking_of_a_learned_profile():
     own = {(0, 1): 0.2, (2, 3): 0.05, (1, 1): 0.4}
-    assert method_alpha(parse_method("pasta"), None, heads, own) == {(0, 1): 0.2, (2, 3): 0.05}
-    assert method_alpha(parse_method("pasta:alpha=0.1"), None, heads, own) == 0.1
-    assert method_alpha(parse_method("pasta"), 0.3, heads, own) == 0.3
-    assert method_alpha(parse_method("random"), None, heads, own) == 0.01
-    assert method_alpha(parse_method("pasta"), None, heads, {}) == 0.01
 
     class P:
         heads = ((0, 1), (1, 1), (2, 3))
@@ -525,10 +519,13 @@ def test_cli_learned_init_from_a_stored_attribution_profile(tiny_dir, tmp_path, 
 
 
 @pytest.mark.slow
-def test_shipped_learned_smollm2_profile_steers_at_its_alphas(smollm2):
+def test_learned_smollm2_profile_steers_at_its_alphas(smollm2):
+    from pathlib import Path
+
     from pasta_lens import load_profile
 
-    profile = load_profile("smollm2-135m-instruct-learned")
+    profile = load_profile(str(Path(__file__).resolve().parents[1] / "experiments" / "profiles"
+                               / "smollm2-135m-instruct-learned.json"))
     profile.validate_for(smollm2)
     assert profile.method.startswith("learned") and set(profile.head_alphas) == set(profile.heads)
     assert profile.provenance["split"] == "train"
@@ -1178,14 +1175,14 @@ def test_cli_learned_own_targets(tiny_dir, tmp_path, capsys):
         assert match in capsys.readouterr().err
 
 
-def test_the_shipped_protect_cli_profile_records_the_cli_command_of_its_settings():
-    """profiles/smollm2-135m-instruct-protect-cli.json was made by the CLI: its command parses back to the settings
-    the profile records (so bench/profile_budget.py's rebuild runs the same recipe)."""
+def test_the_protect_cli_profile_records_the_cli_command_of_its_settings():
+    """experiments/profiles/smollm2-135m-instruct-protect-cli.json was made by the CLI: its command parses back to
+    the settings the profile records (so bench/profile_budget.py's rebuild runs the same recipe)."""
     from pathlib import Path
 
     from pasta_lens.cli import build_parser
 
-    path = Path(__file__).resolve().parents[1] / "profiles" / "smollm2-135m-instruct-protect-cli.json"
+    path = Path(__file__).resolve().parents[1] / "experiments" / "profiles" / "smollm2-135m-instruct-protect-cli.json"
     profile = HeadProfile.load(path)
     args = build_parser().parse_args(profile.command.split()[1:])
     learned = profile.provenance["learned"]

@@ -227,3 +227,130 @@ def test_smollm2_left_padded_batch_matches_pastalib(smol_pair):
     texts = [PROMPTS[1], "Paris. Answer in JSON format."]
     _check_parity(smol_pair, texts, ["the Eiffel Tower was in Rome", "Answer in JSON format"], SMOL_HEADS,
                   0.01, 2e-4)
+
+
+# --- CounterFact ES / PS as the official code computes them ----------------------------------------------------
+#
+# The official evaluation (QingruZhang/PASTA, installed with pastalib as the top-level package `evaluation`)
+# computes CounterFact efficacy in `evaluation/benchmarks.py::counterfact_evaluate` / `counterfact_efficacy`: one
+# greedy step (`generate(max_new_tokens=1, output_scores=True)`) on the left-padded prompts, steered by pastalib's
+# `apply_steering` on the emphasised substring, `log_softmax(scores[0])` read at each object's first token
+# (`precompute.first_token_ids_from_batch`, with the leading space for "gpt" models' byte-level BPE), then
+# `evaluation.metrics.efficacy` (exp, `>`, mean per case, mean over cases); `counterfact_paraphrase` runs the same on
+# every paraphrase prompt of a case and `efficacy` averages them per case. `benchmarks` and `precompute` import
+# `baukit`, which is not on PyPI, so those steps are ported below line for line (benchmarks.py, counterfact_evaluate:
+# the `generate_kwargs`, `first_token_logps`, `target_probs` lines); `efficacy` itself is the official function.
+
+def _official_first_token_scores(hf, tok, prompts, attributes, targets, heads, alpha):
+    """counterfact_evaluate's steps: (log p of each target's first token) per prompt, steered if ``heads``."""
+    from pastalib.utils.tokenizer_utils import set_padding_side
+
+    with set_padding_side(tok, padding_side="left"):
+        inputs = tok(prompts, return_tensors="pt", truncation=True, padding="longest", return_offsets_mapping=True)
+    offsets = inputs.pop("offset_mapping")
+    generate_kwargs = dict(do_sample=False, return_dict_in_generate=True, output_scores=True, max_new_tokens=1,
+                           pad_token_id=tok.eos_token_id)
+    with torch.inference_mode():
+        if heads:
+            steerer = PASTA(model=hf, tokenizer=tok, head_config=heads, alpha=alpha)
+            with steerer.apply_steering(model=hf, strings=prompts, substrings=attributes, model_input=inputs,
+                                        offsets_mapping=offsets) as steered:
+                outputs = steered.generate(**inputs, **generate_kwargs)
+        else:
+            outputs = hf.generate(**inputs, **generate_kwargs)
+    first_token_logps = torch.log_softmax(outputs.scores[0], dim=-1)
+    add_space = "gpt" in hf.name_or_path  # first_token_ids_from_batch's target_token_first_space
+    out = []
+    for target_words in targets:
+        ids = tok([(" " if add_space else "") + w for w in target_words], add_special_tokens=False).input_ids
+        target_id = torch.tensor([i[0] for i in ids])
+        out.append(first_token_logps[torch.arange(len(prompts)), target_id].tolist())
+    return out
+
+
+def _check_same_keys(model, task, ex, keys, prompts, attributes, hf, tok):
+    """pastalib's token range of each attribute is the harness's emphasised key set (so steering is compared on
+    one key set; the span-finding rules differ and are pinned above)."""
+    from pasta_lens.tasks.base import emphasis_of
+
+    pasta = PASTA(model=hf, tokenizer=tok, head_config=TINY_HEADS, alpha=0.01)
+    for key, query, prompt, attribute in zip(keys, task.queries(ex), prompts, attributes):
+        assert query.key == key
+        em = emphasis_of(model, [task.render(model, query.markup)])
+        inputs, offsets = pasta.inputs_from_batch([prompt])
+        (start, end), = pasta.token_ranges_from_batch([prompt], [attribute], offsets).tolist()
+        assert torch.equal(em.tokens, inputs["input_ids"])
+        assert em.key_mask[0].nonzero().flatten().tolist() == list(range(start, end))
+
+
+@pytest.fixture(scope="module")
+def cf_oracle_task(tmp_path_factory):
+    import shutil
+    from pathlib import Path
+
+    from pasta_lens.tasks import CounterFactTask
+
+    fixtures = Path(__file__).parent / "fixtures"
+    root = tmp_path_factory.mktemp("cf_oracle")
+    (root / "counterfact").mkdir()
+    shutil.copy(fixtures / "counterfact_rome.json", root / "counterfact" / "rome_format.json")
+    for split in ("train", "test"):
+        shutil.copy(fixtures / "counterfact_split.json", root / "counterfact" / f"{split}.json")
+    return CounterFactTask(data_dir=root)
+
+
+@pytest.fixture(scope="module")
+def gpt_named_hf(tmp_path_factory):
+    """The tiny Llama's weights as a plain HF model saved under a name with "gpt" in it: the official code adds the
+    leading space to the objects (as pasta-lens does) only for such names; this tokenizer is byte-level BPE."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    hf, tok = tiny_hf_model("llama")
+    path = tmp_path_factory.mktemp("models") / "tiny-gpt-style-bpe"
+    hf.save_pretrained(path)
+    tok.save_pretrained(path)
+    return AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager").eval(), AutoTokenizer.from_pretrained(path)
+
+
+@pytest.mark.parametrize("steered", [False, True])
+def test_counterfact_es_ps_equal_the_official_evaluation(llama, cf_oracle_task, gpt_named_hf, steered):
+    """The harness's CounterFact ES / PS (first-token probabilities) equal the official evaluation's on the same
+    prompts, unsteered and steered (pastalib on a plain HF copy, pasta-lens on the bridge): per-prompt first-token
+    log-probs within 1e-4, the same ES / PS per case and the same means from `evaluation.metrics.efficacy`."""
+    from evaluation.metrics import efficacy
+
+    from pasta_lens.evaluation import evaluate
+
+    hf, tok = gpt_named_hf
+    task = cf_oracle_task
+    heads = [(layer, h) for layer, hs in TINY_HEADS.items() for h in hs]
+    res = evaluate(llama, [task], ["pasta" if steered else "zero-shot"], n=3, heads=heads, alpha=0.01,
+                   max_new_tokens=2, progress=False)
+    examples = task.examples("test", 3)
+    rows = {r["uid"]: r for r in res.rows}
+    ours_es, theirs_es, ours_ps, theirs_ps = [], [], [], []
+    for ex in examples:
+        row = rows[ex.uid]
+        keys = ["es"] + sorted(k for k in row["prompts"] if k.startswith("ps"))
+        # the bridge prepends BOS to these plain prompts; the official code's tokenizer does not, so it gets BOS
+        # written out (a special token, parsed as one id). pastalib also takes the token that ends where a span
+        # starts (a lone space token here: test_span_starting_on_a_token_boundary_differs_by_one_token), so it is
+        # given the span without its first character, which selects exactly the harness's key set (checked below).
+        prompts = [tok.bos_token + row["prompts"][k] for k in keys]
+        attributes = [f"{ex.prompt} {ex.target_new}"[1:]] * len(keys)
+        _check_same_keys(llama, task, ex, keys, prompts, attributes, hf, tok)
+        new, old = _official_first_token_scores(hf, tok, prompts, attributes,
+                                                [[ex.target_new] * len(keys), [ex.target_true] * len(keys)],
+                                                TINY_HEADS if steered else None, 0.01)
+        mine_new = [row["outputs"][f"{k}.tokens"][0][0] for k in keys]
+        mine_old = [row["outputs"][f"{k}.tokens"][1][0] for k in keys]
+        assert max(abs(a - b) for a, b in zip(new + old, mine_new + mine_old)) <= 1e-4
+        theirs_es.append(([new[0]], [old[0]]))
+        ours_es.append(row["metrics"]["es"])
+        theirs_ps.append((new[1:], old[1:]))
+        ours_ps.append(row["metrics"]["ps"])
+    es = efficacy([t for t, _ in theirs_es], [c for _, c in theirs_es])
+    ps = efficacy([t for t, _ in theirs_ps], [c for _, c in theirs_ps])
+    assert list(es.score.values) == ours_es and list(ps.score.values) == pytest.approx(ours_ps, abs=1e-12)
+    summary = res.summary["tasks"]["counterfact"]["pasta" if steered else "zero-shot"]
+    assert summary["es"] == pytest.approx(es.score.mean) and summary["ps"] == pytest.approx(ps.score.mean)

@@ -5,10 +5,12 @@ import torch
 
 from pasta_lens import HeadProfile, SteeringPlan, emphasize, generate, pasta_hooks, resolve_plan, steer
 from pasta_lens.analysis import patch_steered_heads, span_attention
-from pasta_lens.generation import default_profile, generate_tokens
+from pasta_lens.fingerprint import weights_hash
+from pasta_lens.generation import generate_tokens
 from pasta_lens.objectives import ProfilingExample, target_logprob
 from pasta_lens.plan import DEFAULT_ALPHA, head_alphas, plan_from_spec, spec_schedule
-from pasta_lens.profile import union_profiles, weights_hash
+from pasta_lens.profiling import union_profiles
+from pasta_lens.registry import default_profile
 from pasta_lens.schedule import Schedule
 from tests.reference import additive_reference_hooks
 

@@ -69,8 +69,7 @@ def test_attention_row_plot(tmp_path):
         plot.plot_attention_row(tokens[:-1], before, after, mask)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("circuitsvis") is None, reason="circuitsvis not installed")
-def test_attention_row_html_with_circuitsvis(tmp_path):
+def test_attention_row_html_with_circuitsvis(tmp_path):  # circuitsvis: in the test extra, so this always runs
     tokens, v = ["a", "b"], torch.tensor([0.3, 0.7])
     plot.plot_attention_row(tokens, v, v.flip(0), [True, False], html_path=tmp_path / "row.html")
     text = (tmp_path / "row.html").read_text()

@@ -1,4 +1,4 @@
-"""HeadProfile: round trip, atomic save, wrong-model refusal, official JSON import, the shipped registry."""
+"""HeadProfile: round trip, atomic save, wrong-model refusal, official JSON import (the registry: test_registry.py)."""
 
 import json
 from pathlib import Path
@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from pasta_lens import HeadProfile, load_profile, steer
-from pasta_lens.profile import SCHEMA_VERSION, list_profiles, weights_hash
+from pasta_lens.fingerprint import weights_hash
+from pasta_lens.head_profile import SCHEMA_VERSION
 from pasta_lens.spans import emphasize
 from tests.tiny import tiny_hf_model, tiny_model
 
@@ -103,48 +104,10 @@ def test_official_pasta_json_import(tmp_path):
         HeadProfile.from_pasta_json(path, model_name="m", n_layers=12, n_heads=32)
 
 
-def test_shipped_registry_holds_the_paper_head_sets():
-    names = list_profiles()
-    assert "llama-7b-pasta-top300" in names and "gpt-j-6b-pasta-top75" in names
-    llama7b = load_profile("llama-7b-pasta-top300")
-    assert (llama7b.n_layers, llama7b.n_heads, llama7b.k, llama7b.strategy) == (32, 32, 300, "intersection")
-    assert len(llama7b.heads) == 25 and (10, 23) in llama7b.heads
-    assert llama7b.provenance["repository"].endswith("QingruZhang/PASTA") and llama7b.provenance["license"] == "MIT"
-    gptj = load_profile("gpt-j-6b-pasta-top75")
-    assert gptj.heads == ((4, 0), (12, 2), (26, 11)) and (gptj.n_layers, gptj.n_heads) == (28, 16)
-    with pytest.raises(ValueError, match="No shipped profile named 'nope'.*llama-7b"):
-        load_profile("nope")
-    with pytest.raises(FileNotFoundError):
-        load_profile("missing/profile.json")
-
-
-def test_find_profile_matches_only_the_same_weights(llama):
-    from pasta_lens.generation import default_heads, interim_heads
-    from pasta_lens.profile import find_profile
-
-    assert find_profile(llama) is None  # no shipped profile for a tiny random model (imported ones have no hash)
-    heads, note = default_heads(llama)
-    assert heads == interim_heads(llama) and "interim" in note
-
-
-def test_find_profile_prefers_the_default_over_its_variants(llama, monkeypatch):
-    import pasta_lens.profile as registry
-    from pasta_lens.profile import HeadProfile, find_profile, weights_hash
-
-    shape = dict(n_layers=llama.cfg.n_layers, n_heads=llama.cfg.n_heads, weights_hash=weights_hash(llama))
-    shipped = {"tiny-a-learned": HeadProfile(model_name="tiny", heads=[(1, 0)], **shape),
-               "tiny-a": HeadProfile(model_name="tiny", heads=[(2, 1)], **shape),
-               "tiny-a-metric": HeadProfile(model_name="tiny", heads=[(0, 3)], **shape)}
-    for order in (list(shipped), sorted(shipped), sorted(shipped, reverse=True)):
-        monkeypatch.setattr(registry, "list_profiles", lambda order=order: tuple(order))
-        monkeypatch.setattr(registry, "load_profile", shipped.__getitem__)
-        assert find_profile(llama)[0] == "tiny-a"
-
-
 @pytest.mark.slow
 def test_shipped_smollm2_profile_is_the_default_head_set(smollm2):
     from pasta_lens import generate
-    from pasta_lens.generation import default_heads
+    from pasta_lens.registry import default_heads
 
     profile = load_profile("smollm2-135m-instruct")
     profile.validate_for(smollm2)  # same shape and weights hash as the offline model
@@ -177,14 +140,16 @@ def test_shipped_smollm2_profile_is_the_default_head_set(smollm2):
 
 def test_pyproject_installs_every_subpackage_and_the_registry():
     """The package-dir mapping of profiles/ needs an explicit package list: it must name every sub-package."""
-    import tomllib
-
-    from setuptools import find_packages
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: the same parser as tomli, which pytest itself needs there
+        import tomli as tomllib
 
     root = Path(__file__).resolve().parents[1]
     config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert config["package-dir"] == {"pasta_lens.profiles": "profiles"}
-    expected = set(find_packages(str(root), include=["pasta_lens*"])) | {"pasta_lens.profiles"}
+    packages = {".".join(p.parent.relative_to(root).parts) for p in (root / "pasta_lens").rglob("__init__.py")}
+    expected = packages | {"pasta_lens.profiles"}
     assert set(config["packages"]) == expected, "add new sub-packages to [tool.setuptools] packages"
     assert "*.json" in config["package-data"]["pasta_lens.profiles"]
 

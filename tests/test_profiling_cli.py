@@ -100,7 +100,7 @@ def test_profile_records_wall_time_of_every_segment_and_refuses_other_settings(t
 
     out = tmp_path / "tiny.json"
     argv = ["profile", "--model", tiny_dir, "--tasks", "json,counterfact", "--n", "2", "--method", "attribution",
-            "--k", "2", "--out", str(out), "--quiet"]
+            "--k", "2", "--bios", "named", "--out", str(out), "--quiet"]  # named: a non-empty top-2 intersection
     assert main(argv) == 0
     first = HeadProfile.load(out).provenance
     assert set(first["profiling_wall_time_s_per_task"]) == {"json", "counterfact"}

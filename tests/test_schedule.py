@@ -245,7 +245,7 @@ def test_prompt_schedule_on_smollm2_keeps_the_first_token_then_departs(smollm2):
 def test_a_profile_is_steered_with_its_recorded_schedule_unless_one_is_given(tiny):
     """schedule=None (the default of pasta_hooks / steer / generate) means the profile's recorded schedule."""
     from pasta_lens import HeadProfile
-    from pasta_lens.profile import weights_hash
+    from pasta_lens.fingerprint import weights_hash
     from pasta_lens.plan import spec_schedule as resolve_schedule
 
     profile = HeadProfile(model_name="tiny", heads=HEADS, n_layers=tiny.cfg.n_layers, n_heads=tiny.cfg.n_heads,

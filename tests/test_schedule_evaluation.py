@@ -61,7 +61,9 @@ def test_evaluate_steers_each_method_with_its_schedule(llama):
     assert [r["outputs"] for r in default.rows] == [by[("pasta:schedule=prompt", r["uid"])]["outputs"]
                                                      for r in default.rows]
     assert {r["config"] for r in default.rows} != {by[("pasta", r["uid"])]["config"] for r in default.rows}
-    assert default.summary["config"]["schedule"] == "prompt" and res.summary["config"]["schedule"] == "all"
+    assert default.summary["config"]["schedule"] == "prompt" and res.summary["config"]["schedule"] is None
+    assert default.summary["config"]["plans"]["pasta"].endswith("schedule: prompt")  # the plan each method steers
+    assert res.summary["config"]["plans"]["pasta"].endswith("schedule: all")
 
 
 def test_candidate_logprobs_under_a_schedule(llama):

@@ -66,7 +66,7 @@ def test_readme_demo_claim(smollm2, capsys):
     assert f"`{prompt}`" in " ".join((repo / "README.md").read_text().split())  # the README quotes this prompt
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert re.search(r"heads: \d+ \(shipped profile 'smollm2-135m-instruct'", out), out
+    assert re.search(r"heads: \d+ \(profile 'smollm2-135m-instruct'\)", out), out
     assert "schedule: prompt" in out, out  # the shipped profile is steered with the schedule it was chosen with
     assert "alpha: per head, 0.01-" in out, out  # ... and at its learned per-head alphas, not a blanket 0.01
     unsteered = out.split("=== unsteered ===\n", 1)[1].split("=== steered ===\n")[0]

@@ -290,7 +290,7 @@ def test_malformed_head_sets_name_the_fix(heads, match):
 
 def _profile_of(model, heads=((0, 1), (1, 3))):
     from pasta_lens import HeadProfile
-    from pasta_lens.profile import weights_hash
+    from pasta_lens.fingerprint import weights_hash
 
     return HeadProfile(model_name="tiny-llama", n_layers=model.cfg.n_layers, n_heads=model.cfg.n_heads,
                        heads=heads, weights_hash=weights_hash(model))

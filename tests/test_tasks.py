@@ -130,9 +130,16 @@ def test_counterfact_template(cf_dir):
     assert [q.key for q in qs] == ["es", "ps0", "ps1", "ps2", "gen"]   # rephrase + 2 ROME paraphrases + gen
     assert qs[0].candidates == (" English", " French") and qs[0].reduce == "mean"
     assert qs[-1].markup.endswith("Danielle Darrieux's mother tongue is") and qs[-1].kind == "generate"
-    m = task.metrics_from(ex, {"es": [-1.0, -2.0], "ps0": [-3.0, -1.0], "ps1": [-1.0, -3.0], "ps2": [0, -1],
-                               "gen": "French is the language of the people of France and Belgium."})
-    assert m["es"] == 1.0 and m["ps"] == pytest.approx(2 / 3) and m["fluency"] > 0
+    means = {"es": [-1.0, -2.0], "ps0": [-3.0, -1.0], "ps1": [-1.0, -3.0], "ps2": [0, -1],
+             "gen": "French is the language of the people of France and Belgium."}
+    m = task.metrics_from(ex, means)
+    # without per-token log-probs only the ROME (mean log-prob) versions can be computed
+    assert "es" not in m and m["es_rome"] == 1.0 and m["ps_rome"] == pytest.approx(2 / 3) and m["fluency"] > 0
+    # the headline ES / PS compare first tokens only: a new object that wins on the mean but loses its first token fails
+    tokens = {"es.tokens": [[-3.0, -0.1], [-1.0]], "ps0.tokens": [[-0.5], [-1.0]], "ps1.tokens": [[-2.0], [-1.0]],
+              "ps2.tokens": [[-0.1], [-0.2]]}
+    m = task.metrics_from(ex, {**means, **tokens})
+    assert m["es"] == 0.0 and m["es_rome"] == 1.0 and m["ps"] == pytest.approx(2 / 3)
 
 
 def test_counterfact_splits_from_a_data_folder(cf_dir):
@@ -323,10 +330,12 @@ def test_counterfact_objective_is_new_minus_old(llama, cf_dir):
 def test_task_scores():
     ex = bio()
     j = get_task("json")
-    assert j.score(ex, '{"name": "Ana Silva", "occupation": "nurse"}') == {"f_acc": 1, "p_acc": 1, "f_acc_strict": 1}
-    assert j.score(ex, '{"name": "Ana Silva", "occupation": "doctor"}') == {"f_acc": 1, "p_acc": 0, "f_acc_strict": 1}
+    paper = ("f_acc", "p_acc", "f_acc_strict")
+    score = lambda out: {k: v for k, v in j.score(ex, out).items() if k in paper}  # noqa: E731
+    assert score('{"name": "Ana Silva", "occupation": "nurse"}') == {"f_acc": 1, "p_acc": 1, "f_acc_strict": 1}
+    assert score('{"name": "Ana Silva", "occupation": "doctor"}') == {"f_acc": 1, "p_acc": 0, "f_acc_strict": 1}
     runaway = '{"name": "Ana Silva", "occupation": {"name": "nurse"}, "family": {"name": "Mo"'
-    assert j.score(ex, runaway) == {"f_acc": 1, "p_acc": 1, "f_acc_strict": 0}
+    assert score(runaway) == {"f_acc": 1, "p_acc": 1, "f_acc_strict": 0}
     p = get_task("pronoun")
     good = p.score(ex, "Ana Silva is a nurse. They work nights and love their patients.")
     assert good["acc"] == good["a_acc"] == good["a_acc_fluent"] == 1.0

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pasta_lens.evaluation import evaluate, leave_one_out_profiles, transfer
-from pasta_lens.profile import HeadProfile
+from pasta_lens.head_profile import HeadProfile
 from pasta_lens.profiling import ablation_curve, choose_k, select_heads
 from pasta_lens.tasks import get_task
 from tests.test_evaluation import short_bios

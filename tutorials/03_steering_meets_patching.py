@@ -33,7 +33,7 @@ from pasta_lens.analysis import (
     span_attention,
 )
 from pasta_lens.plot import plot_ablation, plot_attention_row, plot_head_scores
-from pasta_lens.profile import find_profile
+from pasta_lens.registry import find_profile
 from pasta_lens.tasks import get_task
 
 FAST = os.environ.get("PASTA_LENS_FAST") == "1"

@@ -32,7 +32,7 @@ ALPHAS = (0.01, 1.0) if FAST else (0.001, 0.01, 0.1, 0.5, 1.0)
 # ## Run the harness
 # The steered methods need a head set: here the model's default (a shipped profile made on these weights when
 # there is one, else the interim set of every head in the last third of the layers), passed as `heads=`; the
-# table calls the method using it "PASTA, profile heads". Bare `heads=` are steered at every token (the paper's schedule); pass `profile=` (e.g. `pasta_lens.generation.default_profile(model)[0]`) to evaluate a `HeadProfile` with its recorded schedule. `pasta:alpha=1` steers nothing
+# table calls the method using it "PASTA, profile heads". Bare `heads=` are steered at every token (the paper's schedule); pass `profile=` (e.g. `pasta_lens.registry.default_profile(model)[0]`) to evaluate a `HeadProfile` with its recorded schedule. `pasta:alpha=1` steers nothing
 # (alpha = 1 leaves every row unchanged), so it must reproduce zero-shot: a sanity check for free.
 
 # %%

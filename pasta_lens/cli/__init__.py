@@ -12,9 +12,8 @@ parser and holds its handler (:mod:`~pasta_lens.cli.steer`, :mod:`~pasta_lens.cl
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-from typing import Any, Iterator, Optional, Sequence, Union
+from typing import Any, Sequence, Union
 
 from pasta_lens.models import DEFAULT_MODEL
 from pasta_lens.schedule import Schedule
@@ -108,24 +107,6 @@ def int_list(text: str) -> list[int]:
     return values
 
 
-@contextlib.contextmanager
-def intra_op_threads(n: Optional[int]) -> Iterator[None]:
-    """torch's intra-op thread count set to ``n`` inside the block (None or 0: left as it is), and the previous
-    count restored after it, also on error: a command run in-process (tests, notebooks) leaves no global change.
-    On a shared CPU one thread per process avoids OpenMP spin-waiting (``--threads 1``)."""
-    if not n:
-        yield
-        return
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def add_placement_arguments(p: argparse.ArgumentParser) -> None:
     """Where the model goes: one device per process (the torchrun default), or one model split over devices."""
     p.add_argument("--device", default=None,
@@ -189,7 +170,7 @@ def check_alpha(alpha: float, option: str = "--alpha") -> float:
 
 def read_profile(spec: str, option: str = "profile") -> Any:
     """``load_profile(spec)``, with a file that is JSON but not a profile reported as a ValueError naming it."""
-    from pasta_lens.profile import load_profile
+    from pasta_lens.registry import load_profile
 
     try:
         return load_profile(spec)
@@ -217,10 +198,16 @@ def run_command(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    import torch
+
     from pasta_lens.distributed import process_group_from_env
 
-    with process_group_from_env():  # under torchrun: one process group for the command (gloo on CPU)
-        return run_command(args)
+    threads = torch.get_num_threads()  # --threads sets torch's process-wide count for this command only
+    try:
+        with process_group_from_env():  # under torchrun: one process group for the command (gloo on CPU)
+            return run_command(args)
+    finally:
+        torch.set_num_threads(threads)  # a caller of main() in-process (a test, a notebook) keeps its own
 
 
 if __name__ == "__main__":

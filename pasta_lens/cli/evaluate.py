@@ -2,40 +2,33 @@
 
     pasta-lens evaluate --tasks json,counterfact --profile smollm2-135m-instruct --n 50 --out runs/smollm2
 
-writes ``examples.jsonl``, ``summary.json`` and ``table.md`` to ``--out`` and resumes an interrupted run.
+writes ``examples.jsonl``, ``summary.json`` and ``table.md`` to ``--out`` and resumes an interrupted run. The run
+holds ``--out``'s lock: a second run on the same folder is refused with one line naming the running process.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from pasta_lens.cli import (add_placement_arguments, check_alpha, parse_heads, parse_schedule, read_profile,
-                            split_list)
+from pasta_lens.cli import add_placement_arguments, check_alpha, parse_heads, parse_schedule, read_profile, split_list
 
 if TYPE_CHECKING:
     from pasta_lens.tasks import Task
 
 
-def build_tasks(names: str, bios: Optional[str] = None, data_dir: Optional[str] = None) -> list[Task]:
-    """Task objects for the CLI: ``"all"`` or ``"json,counterfact"``; real bios from a file if given."""
-    from pasta_lens.tasks import TASK_NAMES, get_task, load_bias_in_bios, load_biosbias_pkl
+def build_tasks(names: str, bios: str | None = None, data_dir: str | None = None) -> list[Task]:
+    """Task objects for the CLI: ``"all"`` (the paper's four) or ``"json,instructions"``; ``bios``: ``named``,
+    ``implied`` or a file of real bios (for the biography tasks)."""
+    from pasta_lens.tasks import BIO_SOURCES, TASK_NAMES, build_task, load_bias_in_bios, load_biosbias_pkl
 
     chosen = list(TASK_NAMES) if names == "all" else split_list(names)
-    loaded = None
-    if bios:
-        loaded = load_biosbias_pkl(bios) if bios.endswith(".pkl") else load_bias_in_bios(bios)
-    out = []
-    for name in chosen:
-        if name == "counterfact":
-            out.append(get_task(name, data_dir=data_dir) if data_dir else get_task(name))
-        elif name in TASK_NAMES:
-            out.append(get_task(name, bios=loaded))
-        else:
-            get_task(name)  # raises with the list of names
-    return out
+    source: Any = bios
+    if bios and bios not in BIO_SOURCES:
+        source = load_biosbias_pkl(bios) if bios.endswith(".pkl") else load_bias_in_bios(bios)
+    return [build_task(name, bios=source, data_dir=data_dir) for name in chosen]
 
 
 def _check_arguments(args: Any) -> tuple[list[str], Any, list[Task]]:
@@ -54,16 +47,20 @@ def _check_arguments(args: Any) -> tuple[list[str], Any, list[Task]]:
         alphas = [check_alpha(float(a), "--alphas") for a in split_list(args.alphas)] if args.alphas else []
         ks = [int(k) for k in split_list(args.ks)] if args.ks else []
     except ValueError as err:
-        raise ValueError(f"--alphas takes numbers in (0, 1] and --ks positive integers, comma-separated: {err}"
-                         ) from None
+        raise ValueError(
+            f"--alphas takes numbers in (0, 1] and --ks positive integers, comma-separated: {err}"
+        ) from None
     if any(k < 1 for k in ks):
         raise ValueError(f"--ks takes positive integers (numbers of heads); got {args.ks!r}.")
     schedules = [parse_schedule(x) for x in split_list(args.schedules)] if args.schedules else []
     default_alpha = DEFAULT_ALPHA if args.alpha is None else args.alpha
     profile = read_profile(args.profile, "--profile") if args.profile else None
     # the default schedule: --schedule, else the one the profile was chosen with (as evaluate() resolves it)
-    default = args.schedule if args.schedule is not None else (profile.provenance.get("schedule")
-                                                               if profile is not None else None)
+    default = (
+        args.schedule
+        if args.schedule is not None
+        else (profile.provenance.get("schedule") if profile is not None else None)
+    )
     methods += [m for m in ablation_methods(alphas, ks, default_alpha, schedules, default) if m not in methods]
     for m in methods:
         parse_method(m)
@@ -77,7 +74,7 @@ def _cmd_evaluate(args: Any) -> int:
     from pasta_lens.cli import load_model_for
     from pasta_lens.distributed import current_world
     from pasta_lens.evaluation import evaluate, parse_method
-    from pasta_lens.generation import default_profile
+    from pasta_lens.registry import default_profile
 
     methods, profile, tasks = _check_arguments(args)
     if args.threads:
@@ -93,15 +90,36 @@ def _cmd_evaluate(args: Any) -> int:
             print(f"no --profile/--heads given: using the {note}", file=sys.stderr)
     as_profile = profile is not None or hasattr(source, "provenance")
     kwargs = dict(profile=source) if as_profile else dict(heads=source)
-    res = evaluate(model, tasks, methods, args.split, args.n, out_dir=args.out, alpha=args.alpha,
-                   schedule=args.schedule, batch_size=args.batch_size, resume=not args.no_resume, seed=args.seed,
-                   variant=args.variant, max_new_tokens=args.max_new_tokens, allow_transfer=args.allow_transfer,
-                   progress=world.is_main, **kwargs)
+    res = evaluate(
+        model,
+        tasks,
+        methods,
+        args.split,
+        args.n,
+        out_dir=args.out,
+        alpha=args.alpha,
+        schedule=args.schedule,
+        batch_size=args.batch_size,
+        resume=not args.no_resume,
+        seed=args.seed,
+        variant=args.variant,
+        max_new_tokens=args.max_new_tokens,
+        allow_transfer=args.allow_transfer,
+        progress=world.is_main,
+        engine=args.engine,
+        **kwargs,
+    )
     if not world.is_main:
         return 0
     print(res.table)
-    print(f"rows: {res.out_dir / 'examples.jsonl'}\nsummary: {res.out_dir / 'summary.json'}\n"
-          f"table: {res.out_dir / 'table.md'}")
+    config = res.summary["config"]
+    for method, plan in config["plans"].items():
+        if plan is not None:
+            print(f"{method}: {plan}   engine: {config['engine']}")
+    print(
+        f"rows: {res.out_dir / 'examples.jsonl'}\nsummary: {res.out_dir / 'summary.json'}\n"
+        f"table: {res.out_dir / 'table.md'}"
+    )
     return 0
 
 
@@ -110,47 +128,101 @@ def add_parser(sub: Any) -> None:
     from pasta_lens.evaluation import BASELINES
     from pasta_lens.schedule import SCHEDULE_HELP
 
-    p = sub.add_parser("evaluate", help="evaluate baselines and PASTA on the paper's tasks; write a results table",
-                       description="Batched greedy evaluation of the paper's tasks (json, pronoun, biasbios, "
-                                   "counterfact) under the baselines and PASTA; writes examples.jsonl, "
-                                   "summary.json and table.md to --out and resumes an interrupted run.")
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate baselines and PASTA on the paper's tasks; write a results table",
+        description="Batched greedy evaluation of the paper's tasks (json, pronoun, biasbios, "
+        "counterfact) under the baselines and PASTA; writes examples.jsonl, "
+        "summary.json and table.md to --out and resumes an interrupted run.",
+    )
     p.add_argument("--model", default="smollm2-135m-instruct", help="model name (default: the offline SmolLM2)")
-    p.add_argument("--tasks", default="all", help="all, or a comma list of json,pronoun,biasbios,counterfact")
+    p.add_argument(
+        "--tasks",
+        default="all",
+        help="all (the paper's four), or a comma list of json, pronoun, "
+        "biasbios, counterfact, instructions, context_qa",
+    )
     p.add_argument("--profile", default=None, help="head profile: a registry name or a path to a profile JSON")
     p.add_argument("--heads", default=None, help="instead of --profile: LAYER:HEAD pairs, e.g. 20:0,20:3,21:*")
-    p.add_argument("--baselines", default="all",
-                   help=f"all, or a comma list of methods: {', '.join(BASELINES)} (options like pasta:alpha=0.1)")
+    p.add_argument(
+        "--baselines",
+        default="all",
+        help=f"all, or a comma list of methods: {', '.join(BASELINES)} (options like pasta:alpha=0.1)",
+    )
     p.add_argument("--alphas", default="", help="alpha ablation: add pasta at these alphas, e.g. 0.001,0.1,0.5")
     p.add_argument("--ks", default="", help="head-count ablation: add pasta with the top-k profile heads, e.g. 10,20")
     p.add_argument("--split", default="test", choices=("train", "validation", "test"))
-    p.add_argument("--n", "--n-examples", dest="n", type=int, default=50,
-                   help="examples per task (default 50; spell it --n-examples under torchrun)")
+    p.add_argument(
+        "--n",
+        "--n-examples",
+        dest="n",
+        type=int,
+        default=50,
+        help="examples per task (default 50; spell it --n-examples under torchrun)",
+    )
     p.add_argument("--out", required=True, help="output folder (examples.jsonl, summary.json, table.md)")
-    p.add_argument("--alpha", type=float, default=None,
-                   help="steering strength (default: a learned --profile's per-head alphas for pasta, else 0.01; "
-                        "a value given here is used by every steered method)")
-    p.add_argument("--schedule", type=parse_schedule, default=None,
-                   help=f"default steering schedule of the steered methods: {SCHEDULE_HELP} (default: the "
-                        "--profile's recorded schedule, provenance['schedule'], else all)")
-    p.add_argument("--schedules", default="",
-                   help="schedule ablation: add pasta under these schedules, e.g. prompt,first:4,decay:0.5 (a "
-                        "method can also carry its own: pasta:schedule=prompt)")
+    p.add_argument(
+        "--alpha",
+        type=float,
+        default=None,
+        help="steering strength (default: a learned --profile's per-head alphas for pasta, else 0.01; "
+        "a value given here is used by every steered method)",
+    )
+    p.add_argument(
+        "--schedule",
+        type=parse_schedule,
+        default=None,
+        help=f"default steering schedule of the steered methods: {SCHEDULE_HELP} (default: the "
+        "--profile's recorded schedule, provenance['schedule'], else all)",
+    )
+    p.add_argument(
+        "--schedules",
+        default="",
+        help="schedule ablation: add pasta under these schedules, e.g. prompt,first:4,decay:0.5 (a "
+        "method can also carry its own: pasta:schedule=prompt)",
+    )
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--variant", default="default", help="prompt variant (json: default, short, rephrased)")
     p.add_argument("--max-new-tokens", type=int, default=None, help="generation length (default: per task)")
-    p.add_argument("--bios", default=None, help="real biographies: LabHC/bias_in_bios rows (.json/.jsonl) or a "
-                                                "biosbias BIOS.pkl (default: synthetic bios)")
-    p.add_argument("--data-dir", default=None, help="folder with counterfact/{train,test,rome_format}.json[.gz] "
-                                                    "(default: $PASTA_LENS_DATA, else the cases shipped with "
-                                                    "pasta_lens)")
-    p.add_argument("--no-resume", action="store_true",
-                   help="recompute this command's rows instead of reusing them (rows of other tasks, methods or "
-                        "settings in examples.jsonl are kept)")
-    p.add_argument("--allow-transfer", action="store_true",
-                   help="use a --profile made on other weights of the same shape (e.g. a base model's on its "
-                        "fine-tune); without it such a profile is refused")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch intra-op threads (default: torch's; 1 is much faster on a busy shared CPU)")
+    p.add_argument(
+        "--bios",
+        default="named",
+        help="biographies of json/pronoun/biasbios: named (default: generated bios whose first sentence "
+        "names the occupation), implied (generated bios that only imply it), or a file of real bios: "
+        "LabHC/bias_in_bios rows (.json/.jsonl) or a biosbias BIOS.pkl",
+    )
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder with counterfact/{train,test,rome_format}.json[.gz] "
+        "(default: $PASTA_LENS_DATA, else the cases shipped with "
+        "pasta_lens)",
+    )
+    p.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="recompute this command's rows instead of reusing them (rows of other tasks, methods or "
+        "settings in examples.jsonl are kept)",
+    )
+    p.add_argument(
+        "--allow-transfer",
+        action="store_true",
+        help="use a --profile made on other weights of the same shape (e.g. a base model's on its "
+        "fine-tune); without it such a profile is refused",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (default: torch's; 1 is much faster on a busy shared CPU)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=("auto", "hooks", "hf"),
+        default="auto",
+        help="generation loop: auto (HF's loop on a twin of the weights where it gives the hooked "
+        "result, else TransformerLens' hooks), hooks or hf; recorded in every row",
+    )
     add_placement_arguments(p)
     p.set_defaults(func=_cmd_evaluate)

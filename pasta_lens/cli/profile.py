@@ -31,11 +31,11 @@ import shlex
 import time
 from typing import Any, Sequence, Union
 
-from pasta_lens.cli import add_placement_arguments, int_list, intra_op_threads
+from pasta_lens.cli import add_placement_arguments, int_list
 from pasta_lens.cli.profile_learned import add_learned_arguments, check_learned_arguments, run_learned
 from pasta_lens.cli.profile_select import check_selection, choose, reused_scores, selection_command
 from pasta_lens.models import DEFAULT_MODEL
-from pasta_lens.profile import STRATEGIES
+from pasta_lens.head_profile import STRATEGIES
 from pasta_lens.profiling import METHODS
 
 DEFAULT_TASKS = "json,pronoun,biasbios,counterfact"
@@ -63,7 +63,7 @@ def recorded_command(args: argparse.Namespace) -> str:
     if args.k == "auto":
         parts += ["--ks", args.ks, "--val-n", str(args.val_n)]
         parts += selection_command(args)
-    parts += ["--strategy", args.strategy, "--seed", str(args.seed)]
+    parts += ["--strategy", args.strategy, "--seed", str(args.seed), "--bios", args.bios]
     if args.end_turn:
         parts += ["--end-turn"]
     if args.allow_attribution_tail:
@@ -74,14 +74,14 @@ def recorded_command(args: argparse.Namespace) -> str:
     return shlex.join(parts)
 
 
-def _examples(model: Any, tasks: Sequence[str], split: str, n: int, seed: int, end_turn: bool = False
-              ) -> dict[str, list]:
+def _examples(model: Any, tasks: Sequence[str], split: str, n: int, seed: int, end_turn: bool = False,
+              bios: str = "implied") -> dict[str, list]:
     try:
-        from pasta_lens.tasks import get_task
+        from pasta_lens.tasks import build_task
     except ImportError as err:
         raise ImportError(f"pasta-lens profile needs the task definitions (pasta_lens.tasks): {err}") from None
-    return {t: list(get_task(t).profiling_examples(model, split=split, n=n, seed=seed, end_turn=end_turn))
-            for t in tasks}
+    return {t: list(build_task(t, bios=bios).profiling_examples(model, split=split, n=n, seed=seed,
+                                                                end_turn=end_turn)) for t in tasks}
 
 
 def _check_arguments(args: argparse.Namespace) -> list[str]:
@@ -127,7 +127,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 
     if args.profile_command == "union":
         from pasta_lens.cli import read_profile
-        from pasta_lens.profile import union_profiles
+        from pasta_lens.profiling import union_profiles
 
         profiles = [read_profile(name, "profile union") for name in args.profiles]
         command = shlex.join(["pasta-lens", "profile", "union", *args.profiles, "--out", str(args.union_out)])
@@ -147,11 +147,10 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     from pasta_lens.distributed import current_world
 
     tasks = _check_arguments(args)
-    with intra_op_threads(args.threads):  # restored after the run (an in-process caller keeps its own count)
-        if not current_world().is_main:  # under torchrun rank 0 holds the lock for the whole run and alone writes
-            return _profile(args, tasks)
-        with file_lock(args.out, what="the profile output"):
-            return _profile(args, tasks)
+    if not current_world().is_main:  # under torchrun rank 0 holds the lock for the whole run and alone writes
+        return _profile(args, tasks)
+    with file_lock(args.out, what="the profile output"):
+        return _profile(args, tasks)
 
 
 def _profile(args: argparse.Namespace, tasks: list[str]) -> int:
@@ -162,10 +161,14 @@ def _profile(args: argparse.Namespace, tasks: list[str]) -> int:
     started = time.perf_counter()
     world = current_world()  # under torchrun: examples shared by rank, rank 0 writes and prints
     quiet = args.quiet or not world.is_main
+    if args.threads:  # on a shared CPU one intra-op thread per process avoids OpenMP spin-waiting
+        import torch  # (pasta_lens.cli.main restores the caller's count after the command)
+
+        torch.set_num_threads(args.threads)
     model = load_model_for(args)
     reused: dict[str, Any] = {}
-    examples = (_examples(model, tasks, "train", args.n, args.seed, args.end_turn) if not args.source_profile
-                else {})
+    examples = (_examples(model, tasks, "train", args.n, args.seed, args.end_turn, args.bios)
+                if not args.source_profile else {})
     if args.method == "learned":  # per-head strengths by gradient descent: pasta_lens/cli/profile_learned.py
         return run_learned(args, model, examples, started, quiet)
     checkpoint_dir = args.checkpoint_dir or f"{args.out}.ckpt"
@@ -194,7 +197,7 @@ def _profile(args: argparse.Namespace, tasks: list[str]) -> int:
         ks = [x for x in int_list(args.ks) if x <= total]
         selection_start = time.perf_counter()
         k, strategy, _ = choose(args, model, scores, tasks, ks, quiet, provenance,
-                                lambda: _examples(model, tasks, "validation", args.val_n, args.seed))
+                                lambda: _examples(model, tasks, "validation", args.val_n, args.seed, bios=args.bios))
         provenance["selection_wall_time_s"] = round(time.perf_counter() - selection_start, 1)
     # this run's wall time with its own profiling segment replaced by the profiling time of every segment
     provenance["total_wall_time_s"] = round(time.perf_counter() - started - this_segment + profiled, 1)
@@ -217,59 +220,67 @@ def add_parser(sub: Any) -> None:
     """Register ``profile`` (and ``profile plot``) on the ``pasta-lens`` sub-command parser."""
     p = sub.add_parser("profile", help="profile heads on tasks and save a head profile (or: profile plot)",
                        description="Score every attention head on the tasks' train examples, select heads "
-                                   "(per-task top-k combined), and save a HeadProfile JSON. "
-                                   "`pasta-lens profile plot PROFILE --out x.png` draws one; `pasta-lens profile union A B "
-                                   "--out C` combines profiles.")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default: {DEFAULT_MODEL})")
-    p.add_argument("--tasks", default=DEFAULT_TASKS, help=f"comma-separated tasks (default: {DEFAULT_TASKS})")
-    p.add_argument("--n", "--n-examples", dest="n", type=int, default=200,
+                                   "(per-task top-k combined), and save a HeadProfile JSON; or fit per-head "
+                                   "strengths (--method learned). `pasta-lens profile plot PROFILE --out x.png` "
+                                   "draws one; `pasta-lens profile union A B --out C` combines profiles.")
+    d = p.add_argument_group("what to profile on")
+    d.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default: {DEFAULT_MODEL})")
+    d.add_argument("--tasks", default=DEFAULT_TASKS, help=f"comma-separated tasks (default: {DEFAULT_TASKS})")
+    d.add_argument("--n", "--n-examples", dest="n", type=int, default=200,
                    help="train examples per task (default 200; spell it --n-examples under torchrun, whose own "
                         "parser reads --n as an abbreviation of its options)")
-    p.add_argument("--method", choices=METHODS + ("learned",), default="hybrid",
+    d.add_argument("--bios", choices=("named", "implied"), default="implied",
+                   help="biographies of json/pronoun/biasbios for profiling, selection and learning: implied "
+                        "(default: generated bios that only imply the occupation) or named (the first sentence "
+                        "names it; what profiles made before this option used)")
+    d.add_argument("--end-turn", action="store_true",
+                   help="chat tasks' targets end with the template's end-of-turn marker (<|im_end|> on SmolLM2), "
+                        "so the objective also rewards ending the answer (default: the answer alone)")
+    d.add_argument("--seed", type=int, default=0, help="seed for drawing task examples (default 0)")
+    h = p.add_argument_group("head scores", "every head's objective change under PASTA, per task (docs/profiling.md)")
+    h.add_argument("--method", choices=METHODS + ("learned",), default="hybrid",
                    help="head scores: attribution (gradient), exact (steer each head), hybrid (default); or "
                         "learned: per-head alphas fitted by gradient descent (options below)")
-    p.add_argument("--alpha", type=float, default=0.01, help="PASTA strength while profiling (default 0.01)")
-    p.add_argument("--top-m", type=int, default=None,
+    h.add_argument("--alpha", type=float, default=0.01, help="PASTA strength while profiling (default 0.01)")
+    h.add_argument("--top-m", type=int, default=None,
                    help="hybrid: heads re-scored exactly, the attribution top-m (default: the largest k of --k/--ks, "
                         "so that exact scores decide every selection)")
-    p.add_argument("--rescore-n", type=int, default=None,
+    h.add_argument("--rescore-n", type=int, default=None,
                    help="hybrid: re-score on the first N examples per task only (default: all)")
-    p.add_argument("--heads-per-batch", type=int, default=16, help="steered copies per forward (default 16)")
-    p.add_argument("--k", type=_k, default="auto",
+    h.add_argument("--heads-per-batch", type=int, default=16, help="steered copies per forward (default 16)")
+    h.add_argument("--allow-attribution-tail", action="store_true",
+                   help="hybrid: allow k > --top-m (heads beyond the exact block then come from attribution; the "
+                        "profile's method says so)")
+    h.add_argument("--from-profile", default=None,
+                   help="reuse the per-task scores of this saved profile (name or path; same model) instead of "
+                        "profiling again: only the selection runs")
+    k = p.add_argument_group("head selection", "per-task top-k sets combined into one; --k auto chooses k (and "
+                                               "more) on validation examples")
+    k.add_argument("--k", type=_k, default="auto",
                    help="per-task top-k, or 'auto' to choose it on validation examples (default auto)")
-    p.add_argument("--ks", default=DEFAULT_KS, help=f"candidate k for --k auto (default {DEFAULT_KS})")
-    p.add_argument("--val-n", type=int, default=20, help="validation examples per task for --k auto (default 20)")
-    p.add_argument("--strategy", choices=STRATEGIES, default="intersection",
+    k.add_argument("--ks", default=DEFAULT_KS, help=f"candidate k for --k auto (default {DEFAULT_KS})")
+    k.add_argument("--val-n", type=int, default=20, help="validation examples per task for --k auto (default 20)")
+    k.add_argument("--strategy", choices=STRATEGIES, default="intersection",
                    help="combine per-task top-k sets (default: intersection, as in the paper)")
-    # --k auto: what chooses (one block; see pasta_lens.cli.profile_select)
-    p.add_argument("--select-by", choices=("logprob", "metric"), default=None,
+    k.add_argument("--select-by", choices=("logprob", "metric"), default=None,
                    help="--k auto criterion: logprob (default: mean teacher-forced objective gain, fast) or metric "
                         "(the tasks' own metrics on validation generations, e.g. JSON F.Acc/P.Acc, with a fluency "
                         "floor; runs the evaluation harness, much slower)")
-    p.add_argument("--strategies", default=None,
+    k.add_argument("--strategies", default=None,
                    help="--k auto: compare these strategies and choose the best, e.g. intersection,union "
                         "(default: --strategy alone; task_specific with several tasks is compared, never chosen)")
-    p.add_argument("--schedules", default=None,
+    k.add_argument("--schedules", default=None,
                    help="--k auto --select-by metric: compare these steering schedules and choose one, e.g. "
                         "all,prompt,first:4 (default all); the choice is the profile's provenance['schedule']")
-    p.add_argument("--fluency-floor", type=float, default=None,
+    k.add_argument("--fluency-floor", type=float, default=None,
                    help="--select-by metric: a candidate must keep >= this fraction of the unsteered fluency on "
                         "every task that reports fluency (default 0.95)")
-    p.add_argument("--from-profile", default=None,
-                   help="reuse the per-task scores of this saved profile (name or path; same model) instead of "
-                        "profiling again: only the selection runs")
-    p.add_argument("--threads", type=int, default=None,
+    r = p.add_argument_group("the run")
+    r.add_argument("--out", default=None, help="where to write the profile JSON")
+    r.add_argument("--checkpoint-dir", default=None, help="per-task checkpoints (default: OUT.ckpt/)")
+    r.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (default: torch's; 1 is much faster on a busy shared CPU)")
-    p.add_argument("--seed", type=int, default=0, help="seed for drawing task examples (default 0)")
-    p.add_argument("--end-turn", action="store_true",
-                   help="chat tasks' targets end with the template's end-of-turn marker (<|im_end|> on SmolLM2), "
-                        "so the objective also rewards ending the answer (default: the answer alone)")
-    p.add_argument("--out", default=None, help="where to write the profile JSON")
-    p.add_argument("--checkpoint-dir", default=None, help="per-task checkpoints (default: OUT.ckpt/)")
-    p.add_argument("--allow-attribution-tail", action="store_true",
-                   help="hybrid: allow k > --top-m (heads beyond the exact block then come from attribution; the "
-                        "profile's method says so)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
     add_learned_arguments(p)
     add_placement_arguments(p)
     p.set_defaults(func=_cmd_profile, profile_command=None)

@@ -142,7 +142,8 @@ def learned_command(args: argparse.Namespace) -> str:
              "--method", "learned"]
     for name in LEARNED_DEFAULTS:
         parts += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
-    parts += ["--seed", str(args.seed)] + (["--end-turn"] if getattr(args, "end_turn", False) else [])
+    parts += ["--seed", str(args.seed), "--bios", getattr(args, "bios", "implied")]
+    parts += ["--end-turn"] if getattr(args, "end_turn", False) else []
     if getattr(args, "base_profile", None):
         parts += ["--base-profile", str(args.base_profile)]
     if getattr(args, "protect", None):
@@ -324,10 +325,11 @@ def run_learned(args: argparse.Namespace, model: Any, examples: dict[str, list],
     references = _protected(args)
     for task, reference in references.items():  # the protected task's train examples, or the (base-steered)
         from pasta_lens.profiling import own_continuations  # model's own start of their answers
-        from pasta_lens.tasks import get_task
+        from pasta_lens.tasks import build_task
 
         tick = time.perf_counter()
-        rows = get_task(task).profiling_examples(model, split="train", n=args.n, seed=args.seed, end_turn=True)
+        rows = build_task(task, bios=getattr(args, "bios", "implied")).profiling_examples(
+            model, split="train", n=args.n, seed=args.seed, end_turn=True)
         if args.protect_gen:
             rows = own_continuations(model, rows, args.protect_gen, base if reference == "base" else None,
                                      args.schedule)

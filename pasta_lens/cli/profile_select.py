@@ -13,7 +13,7 @@ import argparse
 from typing import Any, Callable
 
 from pasta_lens.cli import int_list
-from pasta_lens.profile import STRATEGIES
+from pasta_lens.head_profile import STRATEGIES
 
 
 def selection_command(args: argparse.Namespace) -> list[str]:
@@ -110,8 +110,11 @@ def choose(args: argparse.Namespace, model: Any, scores: Any, tasks: list[str], 
     if (args.select_by or "logprob") == "metric":
         from pasta_lens.evaluation import curve_record, metric_curve
 
+        from pasta_lens.tasks import build_task
+
         out = Path(args.checkpoint_dir or f"{args.out}.ckpt") / "selection"
-        curve = metric_curve(model, scores, ks, args.strategy_list, args.schedule_list, tasks=tasks,
+        curve = metric_curve(model, scores, ks, args.strategy_list, args.schedule_list,
+                             tasks=[build_task(t, bios=args.bios) for t in tasks],
                              split="validation", n=args.val_n, alpha=args.alpha, fluency_floor=fluency_floor(args),
                              seed=args.seed, out_dir=out, progress=not quiet)
         best = choose_point([p for p in curve if eligible(p)])

@@ -17,9 +17,10 @@ from pasta_lens.schedule import SCHEDULE_HELP
 
 
 def _cmd_steer(args: argparse.Namespace) -> int:
-    from pasta_lens.generation import default_profile, generate, select_engine
+    from pasta_lens.generation import generate, select_engine
     from pasta_lens.models import load_model
-    from pasta_lens.plan import resolve_plan
+    from pasta_lens.plan import is_profile, resolve_plan
+    from pasta_lens.registry import default_profile
 
     check_prompt_arguments(args)
     model = load_model(args.model)
@@ -30,6 +31,8 @@ def _cmd_steer(args: argparse.Namespace) -> int:
     plan = resolve_plan(model, spec, args.alpha, args.schedule, args.scale_position)  # what is steered, once
     if args.heads:
         plan = dataclasses.replace(plan, source="--heads")
+    elif not is_profile(spec):  # no shipped profile for this model (default_profile has warned)
+        plan = dataclasses.replace(plan, source="interim head set: every head of the last third of the layers")
     engine, _, why = select_engine(model, args.engine)
     common = dict(chat=args.chat, markers=parse_markers(args.markers), max_new_tokens=args.max_new_tokens,
                   engine=engine)

@@ -16,20 +16,33 @@ where every metric in it is a fraction; an average of one metric has that metric
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
+from pasta_lens.evaluation.specs import Method
 from pasta_lens.tasks import Task
 
-if TYPE_CHECKING:
-    from pasta_lens.evaluation.harness import Method
-
-LABELS = {"zero-shot": "Zero-shot", "star": "`*`-marked", "quote": '`"`-marked', "few-shot": "Few-shot (3)",
-          "all-heads": "PASTA, all heads", "random": "PASTA, random heads", "pasta": "PASTA, profile heads"}
-METRIC_LABELS = {"f_acc": "F.Acc", "p_acc": "P.Acc", "acc": "Acc", "a_acc": "A.Acc", "fluency": "Fluency",
-                 "fluent": "Fluent", "acc_fluent": "Acc (fluent)", "a_acc_fluent": "A.Acc (fluent)",
-                 "es": "ES", "ps": "PS", "f_acc_strict": "F.Acc (strict)"}
-TABLE_METRICS = {"json": ("f_acc", "p_acc", "f_acc_strict"), "pronoun": ("acc", "a_acc", "a_acc_fluent", "fluency"),
-                 "biasbios": ("acc",), "counterfact": ("es", "ps", "fluency")}
+METRIC_LABELS = {
+    "f_acc": "F.Acc",
+    "p_acc": "P.Acc",
+    "acc": "Acc",
+    "a_acc": "A.Acc",
+    "fluency": "Fluency",
+    "fluent": "Fluent",
+    "acc_fluent": "Acc (fluent)",
+    "a_acc_fluent": "A.Acc (fluent)",
+    "es": "ES",
+    "ps": "PS",
+    "es_rome": "ES (ROME mean)",
+    "ps_rome": "PS (ROME mean)",
+    "f_acc_strict": "F.Acc (strict)",
+}
+TABLE_METRICS = {
+    "json": ("f_acc", "p_acc", "f_acc_strict"),
+    "pronoun": ("acc", "a_acc", "a_acc_fluent", "fluency"),
+    "biasbios": ("acc",),
+    "counterfact": ("es", "ps", "es_rome", "ps_rome", "fluency"),
+}
 TASK_LABELS = {"json": "JSON", "pronoun": "Pronouns", "biasbios": "BiasBios", "counterfact": "CounterFact"}
 
 
@@ -52,7 +65,7 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def _standard_error(values: Sequence[float]) -> Optional[float]:
+def _standard_error(values: Sequence[float]) -> float | None:
     """The standard error of the mean (Bernoulli for 0/1 values, sample standard deviation otherwise)."""
     n = len(values)
     mean = sum(values) / n
@@ -63,7 +76,7 @@ def _standard_error(values: Sequence[float]) -> Optional[float]:
     return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
 
 
-def interval95(values: Sequence[float]) -> Optional[tuple[float, float]]:
+def interval95(values: Sequence[float]) -> tuple[float, float] | None:
     """95% interval of the mean of ``values``: Wilson for 0/1 values, else mean +- 1.96 SE (None if n < 2)."""
     if not values:
         return None
@@ -88,13 +101,17 @@ def summarize(rows: Sequence[dict[str, Any]], tasks: Sequence[Task], methods: Se
     """Means of every metric per task and method (each over the examples that have it), their 95% intervals
     (``ci95_<metric>``, ``[low, high]`` or None), and the average with its interval (``average_ci95``)."""
     out: dict[str, Any] = {"tasks": {}, "average": {}, "average_ci95": {}}
-    errors: dict[tuple[str, str, str], Optional[float]] = {}
+    errors: dict[tuple[str, str, str], float | None] = {}
     fractions: dict[tuple[str, str, str], bool] = {}
     for task in tasks:
         per_method = {}
         for method in methods:
             mine = [r for r in rows if r["task"] == task.name and r["method"] == method.name]
-            metrics: dict[str, Any] = {"n": len(mine), "synthetic": any(r.get("synthetic") for r in mine)}
+            metrics: dict[str, Any] = {
+                "n": len(mine),
+                "synthetic": any(r.get("synthetic") for r in mine),
+                "engine": "+".join(sorted({str(r.get("engine")) for r in mine})) or None,
+            }
             for name in task.metrics:
                 values = [r["metrics"][name] for r in mine if name in r["metrics"]]
                 metrics[name] = sum(values) / len(values) if values else None
@@ -106,35 +123,40 @@ def summarize(rows: Sequence[dict[str, Any]], tasks: Sequence[Task], methods: Se
             per_method[method.name] = metrics
         out["tasks"][task.name] = per_method
     for method in methods:
-        keys = [(t.name, m) for t in tasks for m in t.average_metrics
-                if out["tasks"][t.name][method.name][m] is not None]  # the metrics this method has
+        keys = [
+            (t.name, m) for t in tasks for m in t.average_metrics if out["tasks"][t.name][method.name][m] is not None
+        ]  # the metrics this method has
         values = [out["tasks"][task_name][method.name][m] for task_name, m in keys]
         out["average"][method.name] = sum(values) / len(values) if values else None
         ses = [errors[(task_name, method.name, m)] for task_name, m in keys]
         if len(keys) == 1:  # one metric: its own interval (Wilson for an accuracy, which stays inside [0, 1])
-            (task_name, metric), = keys
+            ((task_name, metric),) = keys
             out["average_ci95"][method.name] = out["tasks"][task_name][method.name][f"ci95_{metric}"]
         elif values and all(se is not None for se in ses):
             half = Z95 * math.sqrt(sum(se * se for se in ses)) / len(ses)  # type: ignore[operator]
             mean = out["average"][method.name]
-            low, high = _clip((mean - half, mean + half),
-                              all(fractions[(task_name, method.name, m)] for task_name, m in keys))
+            low, high = _clip(
+                (mean - half, mean + half), all(fractions[(task_name, method.name, m)] for task_name, m in keys)
+            )
             out["average_ci95"][method.name] = [low, high]
         else:
             out["average_ci95"][method.name] = None
     return out
 
 
-def _cell(value: Optional[float], metric: str) -> str:
+def format_cell(value: float | None, metric: str) -> str:
+    """A table cell: fluency in bits (``"3.95"``), every other metric in % (``"96.0"``), None as ``"–"``."""
     return "–" if value is None else (f"{value:.2f}" if metric == "fluency" else f"{100 * value:.1f}")
 
 
-def _interval_cell(ci: Optional[Sequence[float]], metric: str) -> str:
-    return "–" if ci is None else f"[{_cell(ci[0], metric)}, {_cell(ci[1], metric)}]"
+def format_interval(ci: Sequence[float] | None, metric: str) -> str:
+    """An interval cell ``"[92.3, 98.0]"`` in the units of :func:`format_cell` (None as ``"–"``)."""
+    return "–" if ci is None else f"[{format_cell(ci[0], metric)}, {format_cell(ci[1], metric)}]"
 
 
-def markdown_table(summary: dict[str, Any], tasks: Sequence[Task], methods: Sequence[Method],
-                   intervals: bool = True) -> str:
+def markdown_table(
+    summary: dict[str, Any], tasks: Sequence[Task], methods: Sequence[Method], intervals: bool = True
+) -> str:
     """Rows = methods; columns = each task's metrics (accuracies in %, fluency in bits) and the average.
 
     With ``intervals`` (default) a second table of the same layout gives each cell's 95% interval ``[low, high]``
@@ -144,34 +166,64 @@ def markdown_table(summary: dict[str, Any], tasks: Sequence[Task], methods: Sequ
     for task in tasks:
         synthetic = any(summary["tasks"][task.name][m.name]["synthetic"] for m in methods)
         for metric in TABLE_METRICS.get(task.name, task.metrics):
-            header.append(f"{TASK_LABELS.get(task.name, task.name)}{' †' if synthetic else ''} "
-                          f"{METRIC_LABELS.get(metric, metric)}")
+            header.append(
+                f"{TASK_LABELS.get(task.name, task.name)}{' †' if synthetic else ''} "
+                f"{METRIC_LABELS.get(metric, metric)}"
+            )
             cols.append((task.name, metric))
     header.append("Average")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method in methods:
         cells = [method.label]
         for task_name, metric in cols:
-            cells.append(_cell(summary["tasks"][task_name][method.name][metric], metric))
-        cells.append(_cell(summary["average"][method.name], "average"))
+            cells.append(format_cell(summary["tasks"][task_name][method.name][metric], metric))
+        cells.append(format_cell(summary["average"][method.name], "average"))
         lines.append("| " + " | ".join(cells) + " |")
     if intervals:
-        lines += ["", "95% intervals (Wilson for accuracies, mean +- 1.96 SE otherwise):", "",
-                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += [
+            "",
+            "95% intervals (Wilson for accuracies, mean +- 1.96 SE otherwise):",
+            "",
+            "| " + " | ".join(header) + " |",
+            "|" + "---|" * len(header),
+        ]
         for method in methods:
             cells = [method.label]
             for task_name, metric in cols + [("", "average")]:
-                ci = (summary.get("average_ci95", {}).get(method.name) if metric == "average"
-                      else summary["tasks"][task_name][method.name].get(f"ci95_{metric}"))
-                cells.append(_interval_cell(ci, metric))
+                ci = (
+                    summary.get("average_ci95", {}).get(method.name)
+                    if metric == "average"
+                    else summary["tasks"][task_name][method.name].get(f"ci95_{metric}")
+                )
+                cells.append(format_interval(ci, metric))
             lines.append("| " + " | ".join(cells) + " |")
     ns = {t.name: max(summary["tasks"][t.name][m.name]["n"] for m in methods) for t in tasks}
-    notes = ["", "Accuracies in %, fluency = ROME's weighted 2/3-gram entropy (bits) of the generations; n per task: "
-             + ", ".join(f"{TASK_LABELS.get(k, k)} {v}" for k, v in ns.items()) + ".",
-             "Average = mean of " + ", ".join(f"{TASK_LABELS.get(t.name, t.name)} "
-                                              + "/".join(METRIC_LABELS.get(m, m) for m in t.average_metrics)
-                                              for t in tasks) + "."]
+    notes = [
+        "",
+        "Accuracies in %, fluency = ROME's weighted 2/3-gram entropy (bits) of the generations; n per task: "
+        + ", ".join(f"{TASK_LABELS.get(k, k)} {v}" for k, v in ns.items())
+        + ".",
+        "Average = mean of "
+        + ", ".join(
+            f"{TASK_LABELS.get(t.name, t.name)} " + "/".join(METRIC_LABELS.get(m, m) for m in t.average_metrics)
+            for t in tasks
+        )
+        + ".",
+    ]
+    if any(t.name == "counterfact" for t in tasks):
+        notes.append(
+            "CounterFact ES / PS: P(new object) > P(old object) by the first token's log-prob after the "
+            "question (PS: mean over the case's paraphrases), as the official PASTA code computes them; "
+            "ES / PS (ROME mean): the same comparison of the mean per-token log-probs of the whole objects."
+        )
+    engines = sorted({e for t in tasks for m in methods if (e := summary["tasks"][t.name][m.name].get("engine"))})
+    if engines:
+        notes.append(
+            "Engine: " + ", ".join(engines) + " (hf: HF's loop on a twin of the bridge's weights; hooks: "
+            "TransformerLens' loop with the steering hooks; forward: choice queries only, teacher forcing)."
+        )
     if any("†" in h for h in header):
-        notes.append("† synthetic biographies (seeded generator over the 28 BiasBios occupations), not real "
-                     "BiasBios data.")
+        notes.append(
+            "† synthetic biographies (seeded generator over the 28 BiasBios occupations), not real BiasBios data."
+        )
     return "\n".join(lines + notes) + "\n"

@@ -2,7 +2,7 @@
 
 :func:`pasta_lens.profiling.ablation_curve` chooses k by the teacher-forced log-prob of the gold answer; on
 SmolLM2 that criterion picked head sets that raise the JSON objective by nats while greedy generation still never
-parses (issue 11). :func:`metric_curve` instead *generates*: for every candidate ``(k, strategy, schedule)`` it
+parses. :func:`metric_curve` instead *generates*: for every candidate ``(k, strategy, schedule)`` it
 runs the evaluation harness (:func:`~pasta_lens.evaluation.evaluate`, the same code and metrics as the reported
 tables) on validation examples and scores the point by
 
@@ -32,19 +32,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional, Sequence, Union
+from typing import Any
 
 from pasta_lens.distributed import current_world
 from pasta_lens.evaluation.harness import evaluate
+from pasta_lens.evaluation.rows import results_lock
+from pasta_lens.head_profile import STRATEGIES
 from pasta_lens.io import atomic_write_text
-from pasta_lens.profile import STRATEGIES
+from pasta_lens.plan import Head
 from pasta_lens.profiling.head_scores import HeadScores
-from pasta_lens.profiling.scoring import progress_bar
 from pasta_lens.profiling.selection import score_tables, select_heads
 from pasta_lens.schedule import Schedule
-from pasta_lens.plan import Head
 from pasta_lens.tasks import Task, get_task
 
 FLUENCY_FLOOR = 0.95
@@ -86,12 +87,25 @@ class MetricPoint:
     def to_dict(self, digits: int = 5) -> dict[str, Any]:
         """A JSON-ready record (rounded), as stored in a profile's ``provenance["metric_curve"]``."""
         r = lambda x: None if x is None else round(float(x), digits)  # noqa: E731
-        return {"k": self.k, "strategy": self.strategy, "schedule": self.schedule, "n_heads": self.n_heads,
-                "score": r(self.metric), "per_task": {t: r(v) for t, v in self.per_task.items()},
-                "fluency": {t: r(v) for t, v in self.fluency.items()},
-                "fluency_ratio": {t: r(v) for t, v in self.fluency_ratio.items()}, "passes_floor": self.passes_floor,
-                "metrics": {t: {m: r(v) for m, v in ms.items() if isinstance(v, (int, float)) and not
-                                isinstance(v, bool) and not m.startswith("n_")} for t, ms in self.metrics.items()}}
+        return {
+            "k": self.k,
+            "strategy": self.strategy,
+            "schedule": self.schedule,
+            "n_heads": self.n_heads,
+            "score": r(self.metric),
+            "per_task": {t: r(v) for t, v in self.per_task.items()},
+            "fluency": {t: r(v) for t, v in self.fluency.items()},
+            "fluency_ratio": {t: r(v) for t, v in self.fluency_ratio.items()},
+            "passes_floor": self.passes_floor,
+            "metrics": {
+                t: {
+                    m: r(v)
+                    for m, v in ms.items()
+                    if isinstance(v, (int, float)) and not isinstance(v, bool) and not m.startswith("n_")
+                }
+                for t, ms in self.metrics.items()
+            },
+        }
 
 
 @dataclass(frozen=True)
@@ -113,7 +127,7 @@ class MetricCurve:
     unsteered_fluency: Mapping[str, float]
     fluency_floor: float
     split: str
-    n: Optional[int]
+    n: int | None
 
     def __iter__(self) -> Iterator[MetricPoint]:
         return iter(self.points)
@@ -125,17 +139,18 @@ class MetricCurve:
         return self.points[i]
 
 
-def headline_metrics(task: Task, headline: Optional[Mapping[str, Sequence[str]]] = None) -> tuple[str, ...]:
+def headline_metrics(task: Task, headline: Mapping[str, Sequence[str]] | None = None) -> tuple[str, ...]:
     """The metrics that make a task's headline value: ``headline[task.name]`` if given, else
     ``task.average_metrics`` (the metrics of the tables' Average column)."""
     names = tuple((headline or {}).get(task.name, task.average_metrics))
     if not names:
-        raise ValueError(f"Task {task.name!r} has no headline metrics: pass headline={{{task.name!r}: "
-                         f"[...]}} with some of {task.metrics}.")
+        raise ValueError(
+            f"Task {task.name!r} has no headline metrics: pass headline={{{task.name!r}: "
+            f"[...]}} with some of {task.metrics}."
+        )
     unknown = [m for m in names if m not in task.metrics]
     if unknown:
-        raise ValueError(f"headline metrics {unknown} of task {task.name!r} are not among its metrics "
-                         f"{task.metrics}.")
+        raise ValueError(f"headline metrics {unknown} of task {task.name!r} are not among its metrics {task.metrics}.")
     return names
 
 
@@ -144,29 +159,29 @@ def _headline(metrics: Mapping[str, Any], names: Sequence[str]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def _fluency(metrics: Mapping[str, Any]) -> Optional[float]:
+def _fluency(metrics: Mapping[str, Any]) -> float | None:
     value = metrics.get("fluency")
     return None if value is None else float(value)
 
 
 def metric_curve(
     model: Any,
-    task_scores: Mapping[str, Union[HeadScores, Any]],
+    task_scores: Mapping[str, HeadScores | Any],
     ks: Sequence[int],
     strategies: Sequence[str] = ("intersection",),
-    schedules: Sequence[Union[str, Schedule]] = ("all",),
-    tasks: Optional[Sequence[Union[str, Task]]] = None,
+    schedules: Sequence[str | Schedule] = ("all",),
+    tasks: Sequence[str | Task] | None = None,
     split: str = "validation",
-    n: Optional[int] = 20,
+    n: int | None = 20,
     alpha: float = 0.01,
     fluency_floor: float = FLUENCY_FLOOR,
-    headline: Optional[Mapping[str, Sequence[str]]] = None,
+    headline: Mapping[str, Sequence[str]] | None = None,
     *,
     batch_size: int = 8,
-    max_new_tokens: Optional[int] = None,
+    max_new_tokens: int | None = None,
     seed: int = 0,
     variant: str = "default",
-    out_dir: Union[str, os.PathLike, None] = None,
+    out_dir: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> MetricCurve:
     """Generate with every candidate head set and schedule on validation examples; score them by task metrics.
@@ -205,11 +220,12 @@ def metric_curve(
         >>> [(p.k, p.strategy, p.schedule, round(p.metric, 3), p.passes_floor) for p in curve]
     """
     if split == "test":
-        raise ValueError("metric_curve chooses settings: run it on split='validation' (or 'train'), never on "
-                         "'test', whose numbers must stay unseen until the report.")
+        raise ValueError(
+            "metric_curve chooses settings: run it on split='validation' (or 'train'), never on "
+            "'test', whose numbers must stay unseen until the report."
+        )
     if not 0.0 <= fluency_floor <= 1.0:
-        raise ValueError(f"fluency_floor must be in [0, 1] (a fraction of the unsteered fluency); got "
-                         f"{fluency_floor}.")
+        raise ValueError(f"fluency_floor must be in [0, 1] (a fraction of the unsteered fluency); got {fluency_floor}.")
     if not ks or min(ks) < 1:
         raise ValueError(f"ks must be positive head counts, e.g. [60, 90, 120]; got {list(ks)}.")
     strategies, specs = list(strategies), [str(Schedule.parse(s)) for s in schedules]
@@ -226,66 +242,116 @@ def metric_curve(
     if "task_specific" in strategies:
         missing = [t.name for t in task_objs if t.name not in tables]
         if missing:
-            raise ValueError(f"strategy 'task_specific' steers each task with its own top-k: no scores for "
-                             f"{missing}; score them or drop 'task_specific'.")
+            raise ValueError(
+                f"strategy 'task_specific' steers each task with its own top-k: no scores for "
+                f"{missing}; score them or drop 'task_specific'."
+            )
     methods = [f"pasta:schedule={s}" for s in specs]
     out = Path(out_dir) if out_dir is not None else None
-    common = dict(split=split, n=n, alpha=alpha, batch_size=batch_size, seed=seed, variant=variant,
-                  max_new_tokens=max_new_tokens, progress=False)
+    common = dict(
+        split=split,
+        n=n,
+        alpha=alpha,
+        batch_size=batch_size,
+        seed=seed,
+        variant=variant,
+        max_new_tokens=max_new_tokens,
+        progress=False,
+    )
 
-    def run(run_tasks: Sequence[Task], method_specs: Sequence[str], heads: Optional[tuple[Head, ...]],
-            folder: str) -> dict[str, Any]:
-        res = evaluate(model, list(run_tasks), list(method_specs), heads=list(heads) if heads else None,
-                       out_dir=out / folder if out is not None else None, **common)  # type: ignore[arg-type]
-        return res.summary["tasks"]
+    from tqdm.auto import tqdm
 
-    unsteered_all = run(task_objs, ["zero-shot"], None, "unsteered")
-    unsteered = {t.name: unsteered_all[t.name]["zero-shot"] for t in task_objs}
-    base_fluency = {t: f for t, ms in unsteered.items() if (f := _fluency(ms)) is not None}
-    cache: dict[tuple[str, tuple[Head, ...]], dict[str, Any]] = {}  # (task, heads) -> {method: metrics}
+    with results_lock(out, current_world(), what="the metric-curve folder"):  # one writer of OUT at a time
 
-    def metrics_for(task: Task, heads: tuple[Head, ...]) -> dict[str, Any]:
-        if not heads:  # nothing to steer: every schedule is the unsteered run
-            return {m: unsteered[task.name] for m in methods}
-        if (task.name, heads) not in cache:
-            digest = hashlib.sha256(json.dumps(sorted(heads)).encode()).hexdigest()[:12]
-            cache[(task.name, heads)] = run([task], methods, heads, f"heads-{digest}")[task.name]
-        return cache[(task.name, heads)]
+        def run(
+            run_tasks: Sequence[Task], method_specs: Sequence[str], heads: tuple[Head, ...] | None, folder: str
+        ) -> dict[str, Any]:
+            res = evaluate(
+                model,
+                list(run_tasks),
+                list(method_specs),
+                heads=list(heads) if heads else None,
+                out_dir=out / folder if out is not None else None,
+                **common,
+            )  # type: ignore[arg-type]
+            return res.summary["tasks"]
 
-    points = []
-    grid = [(s, int(k)) for s in strategies for k in ks]
-    total = int(tables[next(iter(tables))].numel())
-    for strategy, k in progress_bar(grid, progress, "metric curve"):
-        if k > total:
-            raise ValueError(f"k={k} is more than the model's {total} heads; lower ks.")
-        heads = {t.name: select_heads(task_scores, k, strategy, task=t.name if strategy == "task_specific" else None)
-                 for t in task_objs}
-        by_task = {t.name: metrics_for(t, heads[t.name]) for t in task_objs}
-        for spec, method in zip(specs, methods):
-            metrics = {t: by_task[t][method] for t in by_task}
-            per_task = {t: _headline(metrics[t], names[t]) for t in metrics}
-            fluency = {t: f for t in base_fluency if (f := _fluency(metrics[t])) is not None}
-            ratio = {t: (fluency[t] / base_fluency[t] if base_fluency[t] > 0 else float("inf")) for t in fluency}
-            points.append(MetricPoint(
-                k=k, strategy=strategy, schedule=spec, n_heads=max(len(h) for h in heads.values()),
-                metric=sum(per_task.values()) / len(per_task), per_task=per_task, metrics=metrics, fluency=fluency,
-                fluency_ratio=ratio, passes_floor=all(r >= fluency_floor for r in ratio.values()),
-                heads=heads))
-    curve = MetricCurve(points=tuple(points), unsteered=unsteered,
-                        unsteered_score=sum(_headline(unsteered[t], names[t]) for t in names) / len(names),
-                        unsteered_fluency=base_fluency, fluency_floor=fluency_floor, split=split, n=n)
-    if out is not None and current_world().is_main:  # [distributed] rank 0 writes
-        atomic_write_text(out / "curve.json", json.dumps(curve_record(curve), indent=1) + "\n")
-    return curve
+        unsteered_all = run(task_objs, ["zero-shot"], None, "unsteered")
+        unsteered = {t.name: unsteered_all[t.name]["zero-shot"] for t in task_objs}
+        base_fluency = {t: f for t, ms in unsteered.items() if (f := _fluency(ms)) is not None}
+        cache: dict[tuple[str, tuple[Head, ...]], dict[str, Any]] = {}  # (task, heads) -> {method: metrics}
+
+        def metrics_for(task: Task, heads: tuple[Head, ...]) -> dict[str, Any]:
+            if not heads:  # nothing to steer: every schedule is the unsteered run
+                return {m: unsteered[task.name] for m in methods}
+            if (task.name, heads) not in cache:
+                digest = hashlib.sha256(json.dumps(sorted(heads)).encode()).hexdigest()[:12]
+                cache[(task.name, heads)] = run([task], methods, heads, f"heads-{digest}")[task.name]
+            return cache[(task.name, heads)]
+
+        points = []
+        grid = [(s, int(k)) for s in strategies for k in ks]
+        total = int(tables[next(iter(tables))].numel())
+        for strategy, k in tqdm(grid, desc="metric curve", leave=False, unit="it", disable=not progress):
+            if k > total:
+                raise ValueError(f"k={k} is more than the model's {total} heads; lower ks.")
+            heads = {
+                t.name: select_heads(task_scores, k, strategy, task=t.name if strategy == "task_specific" else None)
+                for t in task_objs
+            }
+            by_task = {t.name: metrics_for(t, heads[t.name]) for t in task_objs}
+            for spec, method in zip(specs, methods):
+                metrics = {t: by_task[t][method] for t in by_task}
+                per_task = {t: _headline(metrics[t], names[t]) for t in metrics}
+                fluency = {t: f for t in base_fluency if (f := _fluency(metrics[t])) is not None}
+                ratio = {t: (fluency[t] / base_fluency[t] if base_fluency[t] > 0 else float("inf")) for t in fluency}
+                points.append(
+                    MetricPoint(
+                        k=k,
+                        strategy=strategy,
+                        schedule=spec,
+                        n_heads=max(len(h) for h in heads.values()),
+                        metric=sum(per_task.values()) / len(per_task),
+                        per_task=per_task,
+                        metrics=metrics,
+                        fluency=fluency,
+                        fluency_ratio=ratio,
+                        passes_floor=all(r >= fluency_floor for r in ratio.values()),
+                        heads=heads,
+                    )
+                )
+        curve = MetricCurve(
+            points=tuple(points),
+            unsteered=unsteered,
+            unsteered_score=sum(_headline(unsteered[t], names[t]) for t in names) / len(names),
+            unsteered_fluency=base_fluency,
+            fluency_floor=fluency_floor,
+            split=split,
+            n=n,
+        )
+        if out is not None and current_world().is_main:  # rank 0 writes
+            atomic_write_text(out / "curve.json", json.dumps(curve_record(curve), indent=1) + "\n")
+        return curve
 
 
 def curve_record(curve: MetricCurve, digits: int = 5) -> dict[str, Any]:
     """A JSON-ready record of a curve: the rule, the unsteered reference and every point."""
     r = lambda x: round(float(x), digits)  # noqa: E731
-    return {"criterion": "metric", "split": curve.split, "n_per_task": curve.n, "fluency_floor": curve.fluency_floor,
-            "score": "mean over tasks of the mean of each task's headline metrics (average_metrics), as fractions",
-            "unsteered_score": r(curve.unsteered_score),
-            "unsteered": {t: {m: r(v) for m, v in ms.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-                              and not m.startswith("n_")} for t, ms in curve.unsteered.items()},
-            "unsteered_fluency": {t: r(v) for t, v in curve.unsteered_fluency.items()},
-            "points": [p.to_dict(digits) for p in curve.points]}
+    return {
+        "criterion": "metric",
+        "split": curve.split,
+        "n_per_task": curve.n,
+        "fluency_floor": curve.fluency_floor,
+        "score": "mean over tasks of the mean of each task's headline metrics (average_metrics), as fractions",
+        "unsteered_score": r(curve.unsteered_score),
+        "unsteered": {
+            t: {
+                m: r(v)
+                for m, v in ms.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and not m.startswith("n_")
+            }
+            for t, ms in curve.unsteered.items()
+        },
+        "unsteered_fluency": {t: r(v) for t, v in curve.unsteered_fluency.items()},
+        "points": [p.to_dict(digits) for p in curve.points],
+    }

@@ -26,24 +26,33 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any
 
+from pasta_lens.distributed import current_world
 from pasta_lens.evaluation.harness import evaluate
-from pasta_lens.evaluation.report import METRIC_LABELS, TASK_LABELS, _cell, _interval_cell
+from pasta_lens.evaluation.report import METRIC_LABELS, TASK_LABELS, format_cell, format_interval
+from pasta_lens.evaluation.rows import results_lock
+from pasta_lens.head_profile import HeadProfile
 from pasta_lens.io import atomic_write_text
-from pasta_lens.profile import HeadProfile
 from pasta_lens.profiling.selection import ablation_curve, choose_k, select_heads
 from pasta_lens.tasks import Task, get_task
 
 
-def _task(name: str, tasks: Optional[Mapping[str, Task]]) -> Task:
+def _task(name: str, tasks: Mapping[str, Task] | None) -> Task:
     return tasks[name] if tasks and name in tasks else get_task(name)
 
 
-_SELECTION_RECORD = ("selected_by", "metric_curve", "fluency_floor_met", "k_chosen_on", "selection_wall_time_s",
-                     "history")
+_SELECTION_RECORD = (
+    "selected_by",
+    "metric_curve",
+    "fluency_floor_met",
+    "k_chosen_on",
+    "selection_wall_time_s",
+    "history",
+)
 """Provenance fields that describe how the *source* profile's heads were chosen: not carried to a held-out
 profile, whose k is chosen here (its ``leave_one_out`` record says how). Everything else is kept, including
 ``schedule``: a held-out profile is steered the way the full profile is, so the two are compared like for like."""
@@ -54,11 +63,11 @@ def leave_one_out_profiles(
     profile: HeadProfile,
     ks: Sequence[int],
     val_n: int = 10,
-    strategy: Optional[str] = None,
-    alpha: Optional[float] = None,
+    strategy: str | None = None,
+    alpha: float | None = None,
     seed: int = 0,
     progress: bool = True,
-    tasks: Optional[Mapping[str, Task]] = None,
+    tasks: Mapping[str, Task] | None = None,
 ) -> dict[str, HeadProfile]:
     """For each task of ``profile``, a profile selected from the other tasks' scores only.
 
@@ -85,9 +94,11 @@ def leave_one_out_profiles(
     profile.validate_for(model)
     names = [t for t in profile.tasks if t in profile.scores]
     if len(names) < 2:
-        raise ValueError(f"Leave-one-task-out needs a profile scored on at least two tasks; "
-                         f"{profile.model_name!r} has score tables for {names or 'none'}. Profile more tasks with "
-                         "pasta-lens profile --tasks json,pronoun,biasbios,counterfact.")
+        raise ValueError(
+            f"Leave-one-task-out needs a profile scored on at least two tasks; "
+            f"{profile.model_name!r} has score tables for {names or 'none'}. Profile more tasks with "
+            "pasta-lens profile --tasks json,pronoun,biasbios,counterfact."
+        )
     strategy = strategy or profile.strategy or "intersection"
     if strategy == "task_specific":
         raise ValueError("Leave-one-task-out combines the other tasks: use strategy 'intersection' or 'union'.")
@@ -96,23 +107,34 @@ def leave_one_out_profiles(
     for held in names:
         others = [t for t in names if t != held]
         tables = {t: profile.score_table(t) for t in others}
-        val = {t: list(_task(t, tasks).profiling_examples(model, split="validation", n=val_n, seed=seed))
-               for t in others}
+        val = {
+            t: list(_task(t, tasks).profiling_examples(model, split="validation", n=val_n, seed=seed)) for t in others
+        }
         curve = ablation_curve(model, tables, val, list(ks), strategy, alpha, progress=progress)  # type: ignore
         k = choose_k(curve)
         heads = select_heads(tables, k, strategy)  # type: ignore[arg-type]
-        prov = {"leave_one_out": {
-            "held_out": held, "source_profile": profile.model_name, "source_heads": [list(h) for h in profile.heads],
-            "source_method": profile.method, "k_chosen_on": f"validation split of {others}, {val_n} examples per "
-                                                             "task (mean objective gain)",
-            "ablation_curve": [{"k": p.k, "n_heads": p.n_heads, "metric": round(p.metric, 5)} for p in curve]}}
+        prov = {
+            "leave_one_out": {
+                "held_out": held,
+                "source_profile": profile.model_name,
+                "source_heads": [list(h) for h in profile.heads],
+                "source_method": profile.method,
+                "k_chosen_on": f"validation split of {others}, {val_n} examples per task (mean objective gain)",
+                "ablation_curve": [{"k": p.k, "n_heads": p.n_heads, "metric": round(p.metric, 5)} for p in curve],
+            }
+        }
         out[held] = dataclasses.replace(
-            profile, heads=heads, head_alphas={}, tasks=tuple(others), k=int(k), strategy=strategy,
+            profile,
+            heads=heads,
+            head_alphas={},
+            tasks=tuple(others),
+            k=int(k),
+            strategy=strategy,
             method=f"{profile.method}; leave-one-out: selected without {held}",
             scores={t: profile.scores[t] for t in others},
             n_examples={t: v for t, v in profile.n_examples.items() if t in others},
-            provenance={**{key: v for key, v in profile.provenance.items() if key not in _SELECTION_RECORD},
-                        **prov})
+            provenance={**{key: v for key, v in profile.provenance.items() if key not in _SELECTION_RECORD}, **prov},
+        )
     return out
 
 
@@ -132,7 +154,7 @@ class TransferResult:
     rows: Mapping[str, Mapping[str, Mapping[str, Any]]]
     heads: Mapping[str, Mapping[str, int]]
     table: str
-    out_dir: Optional[Path]
+    out_dir: Path | None
 
 
 def _fmt(metrics: Mapping[str, Any], name: str) -> str:
@@ -140,12 +162,46 @@ def _fmt(metrics: Mapping[str, Any], name: str) -> str:
     value, ci = metrics.get(name), metrics.get(f"ci95_{name}")
     if value is None:
         return "–"
-    return _cell(value, name) + (f" {_interval_cell(ci, name)}" if ci else "")
+    return format_cell(value, name) + (f" {format_interval(ci, name)}" if ci else "")
 
 
-def _k_note(k: Optional[int]) -> str:
+def _k_note(k: int | None) -> str:
     """``", k=90"`` for a top-k selection; nothing for a profile without one (learned per-head strengths)."""
     return "" if k is None else f", k={int(k)}"
+
+
+def _table(
+    rows: Mapping[str, Mapping[str, Any]],
+    heads: Mapping[str, Mapping[str, Any]],
+    tasks: Mapping[str, Task] | None,
+    split: str,
+    n: int | None,
+) -> str:
+    lines = [
+        "| Held-out task | Metric | Zero-shot | Full profile | Leave-one-out profile | Leave-one-out beats zero-shot |",
+        "|---|---|---|---|---|---|",
+    ]
+    for task, by in rows.items():
+        t = _task(task, tasks)
+        for metric in tuple(t.average_metrics) + (("fluency",) if "fluency" in t.metrics else ()):
+            better = (
+                "–"
+                if metric == "fluency" or by["held-out"].get(metric) is None
+                else ("yes" if by["held-out"][metric] > by["zero-shot"][metric] else "no")
+            )
+            h = heads[task]
+            lines.append(
+                f"| {TASK_LABELS.get(task, task)} | {METRIC_LABELS.get(metric, metric)} | "
+                f"{_fmt(by['zero-shot'], metric)} | {_fmt(by['full'], metric)} ({h['full']} heads) | "
+                f"{_fmt(by['held-out'], metric)} ({h['held-out']} heads{_k_note(h['held-out k'])}) | "
+                f"{better} |"
+            )
+    note = (
+        f"{split} split, n = {n} per task; accuracies in %, fluency in bits; 95% intervals in brackets (Wilson "
+        "for accuracies, mean +- 1.96 SE otherwise). The leave-one-out profile of a task was made without it (its "
+        "examples and scores played no part)."
+    )
+    return "\n".join(lines + ["", note]) + "\n"
 
 
 def transfer(
@@ -153,12 +209,12 @@ def transfer(
     profile: HeadProfile,
     held_out: Mapping[str, HeadProfile],
     split: str = "test",
-    n: Optional[int] = 50,
-    out_dir: Union[str, os.PathLike, None] = None,
+    n: int | None = 50,
+    out_dir: str | os.PathLike | None = None,
     batch_size: int = 8,
     seed: int = 0,
     progress: bool = True,
-    tasks: Optional[Mapping[str, Task]] = None,
+    tasks: Mapping[str, Task] | None = None,
 ) -> TransferResult:
     """Evaluate each held-out task under zero-shot, the full ``profile`` and its leave-one-out profile.
 
@@ -169,37 +225,51 @@ def transfer(
     (default ``get_task(name)``), as in :func:`leave_one_out_profiles`.
     """
     out = Path(out_dir) if out_dir is not None else None
-    rows: dict[str, dict[str, Any]] = {}
-    heads: dict[str, dict[str, int]] = {}
-    for task, prof in held_out.items():
-        if out is not None:
-            prof.save(out / "profiles" / f"without-{task}.json")
-        t_obj = _task(task, tasks)
-        full = evaluate(model, [t_obj], ["zero-shot", "pasta"], split, n, profile=profile, batch_size=batch_size,
-                        seed=seed, progress=progress, out_dir=None if out is None else out / "full")
-        loo = evaluate(model, [t_obj], ["pasta"], split, n, profile=prof, batch_size=batch_size, seed=seed,
-                       progress=progress, out_dir=None if out is None else out / f"without-{task}")
-        mine = full.summary["tasks"][task]
-        rows[task] = {"zero-shot": mine["zero-shot"], "full": mine["pasta"],
-                      "held-out": loo.summary["tasks"][task]["pasta"]}
-        heads[task] = {"full": len(profile.heads), "held-out": len(prof.heads), "held-out k": prof.k}
-    lines = ["| Held-out task | Metric | Zero-shot | Full profile | Leave-one-out profile | Leave-one-out beats "
-             "zero-shot |", "|---|---|---|---|---|---|"]
-    for task, by in rows.items():
-        t = _task(task, tasks)
-        for metric in tuple(t.average_metrics) + (("fluency",) if "fluency" in t.metrics else ()):
-            better = ("–" if metric == "fluency" or by["held-out"].get(metric) is None
-                      else ("yes" if by["held-out"][metric] > by["zero-shot"][metric] else "no"))
-            h = heads[task]
-            lines.append(f"| {TASK_LABELS.get(task, task)} | {METRIC_LABELS.get(metric, metric)} | "
-                         f"{_fmt(by['zero-shot'], metric)} | {_fmt(by['full'], metric)} ({h['full']} heads) | "
-                         f"{_fmt(by['held-out'], metric)} ({h['held-out']} heads{_k_note(h['held-out k'])}) | {better} |")
-    note = (f"{split} split, n = {n} per task; accuracies in %, fluency in bits; 95% intervals in brackets (Wilson "
-            "for accuracies, mean +- 1.96 SE otherwise). The leave-one-out profile of a task was made without it (its "
-            "examples and scores played no part).")
-    table = "\n".join(lines + ["", note]) + "\n"
-    if out is not None:
-        atomic_write_text(out / "table.md", table)
-        atomic_write_text(out / "summary.json", json.dumps({"split": split, "n": n, "seed": seed, "rows": rows,
-                                                            "heads": heads}, indent=1) + "\n")
+    world = current_world()
+    writer = world.is_main  # under torchrun rank 0 writes (and holds the lock)
+    with results_lock(out, world, what="the transfer folder"):  # one writer of OUT at a time
+        rows: dict[str, dict[str, Any]] = {}
+        heads: dict[str, dict[str, int]] = {}
+        for task, prof in held_out.items():
+            if out is not None and writer:
+                prof.save(out / "profiles" / f"without-{task}.json")
+            t_obj = _task(task, tasks)
+            full = evaluate(
+                model,
+                [t_obj],
+                ["zero-shot", "pasta"],
+                split,
+                n,
+                profile=profile,
+                batch_size=batch_size,
+                seed=seed,
+                progress=progress,
+                out_dir=None if out is None else out / "full",
+            )
+            loo = evaluate(
+                model,
+                [t_obj],
+                ["pasta"],
+                split,
+                n,
+                profile=prof,
+                batch_size=batch_size,
+                seed=seed,
+                progress=progress,
+                out_dir=None if out is None else out / f"without-{task}",
+            )
+            mine = full.summary["tasks"][task]
+            rows[task] = {
+                "zero-shot": mine["zero-shot"],
+                "full": mine["pasta"],
+                "held-out": loo.summary["tasks"][task]["pasta"],
+            }
+            heads[task] = {"full": len(profile.heads), "held-out": len(prof.heads), "held-out k": prof.k}
+        table = _table(rows, heads, tasks, split, n)
+        if out is not None and writer:
+            atomic_write_text(out / "table.md", table)
+            atomic_write_text(
+                out / "summary.json",
+                json.dumps({"split": split, "n": n, "seed": seed, "rows": rows, "heads": heads}, indent=1) + "\n",
+            )
     return TransferResult(rows, heads, table, out)

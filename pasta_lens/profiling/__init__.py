@@ -47,12 +47,13 @@ The package follows the data flow: :mod:`~pasta_lens.profiling.estimators` (one 
 scores), :mod:`~pasta_lens.profiling.scoring` (their mean over a task's examples, for one task or several),
 :mod:`~pasta_lens.profiling.checkpoints` (the resumable per-example store it writes to),
 :mod:`~pasta_lens.profiling.head_scores` (:class:`HeadScores`: a task's table and its ranking),
-:mod:`~pasta_lens.profiling.selection` (rankings -> head set -> :class:`~pasta_lens.profile.HeadProfile`), and
-:mod:`~pasta_lens.profiling.learned` (per-head strengths fitted from the attribution start).
+:mod:`~pasta_lens.profiling.selection` (rankings -> head set -> :class:`~pasta_lens.head_profile.HeadProfile`),
+:mod:`~pasta_lens.profiling.learned` (per-head strengths fitted from the attribution start) and
+:mod:`~pasta_lens.profiling.union` (one profile steering every head of several).
 Everything is importable from ``pasta_lens.profiling``.
 """
 
-from pasta_lens.profile import STRATEGIES, HeadProfile
+from pasta_lens.head_profile import STRATEGIES, HeadProfile
 from pasta_lens.profiling.checkpoints import CHECKPOINT_VERSION
 from pasta_lens.profiling.estimators import attribution_scores, exact_scores, pasta_delta
 from pasta_lens.profiling.head_scores import METHODS, HeadScores, Method
@@ -61,6 +62,7 @@ from pasta_lens.profiling.learned import (LearnedAlphas, LearnedConfig, base_alp
 from pasta_lens.profiling.scoring import profile_heads, profile_tasks
 from pasta_lens.profiling.selection import (AblationPoint, Strategy, ablation_curve, choose_k, choose_point,
                                             make_profile, scores_from_profile, select_heads)
+from pasta_lens.profiling.union import union_profiles
 
 __all__ = [
     "CHECKPOINT_VERSION",
@@ -89,4 +91,5 @@ __all__ = [
     "profile_tasks",
     "scores_from_profile",
     "select_heads",
+    "union_profiles",
 ]

@@ -50,7 +50,7 @@ def forward_copies(model: Any, ex: ProfilingExample, copies: int, hooks: list) -
         return model(tokens, **kwargs)
 
 
-def objective_values(ex: ProfilingExample, logits: Float[Tensor, "batch pos vocab"]) -> Float[Tensor, "batch"]:
+def objective_values(ex: ProfilingExample, logits: Float[Tensor, "batch pos vocab"]) -> Float[Tensor, " batch"]:
     """``ex``'s objective on each batch row, as fp32, after checking it returns one value per row."""
     value = ex.objective(logits)
     if not isinstance(value, Tensor) or tuple(value.shape) != (logits.shape[0],):
@@ -150,7 +150,7 @@ def copy_hooks(heads: Sequence[Optional[Head]], key_mask: Tensor, alpha: float) 
 
 
 def exact_scores(model: Any, ex: ProfilingExample, alpha: float, heads: Sequence[Head],
-                 heads_per_batch: int = 16) -> tuple[float, Float[Tensor, "n"]]:
+                 heads_per_batch: int = 16) -> tuple[float, Float[Tensor, " n"]]:
     """The unsteered objective and the exact change for each of ``heads``, steered one at a time.
 
     Each forward pass holds ``heads_per_batch`` copies of the example, copy ``i`` steering only ``heads[i]``;

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from pasta_lens.distributed import ShardedCheckpoint, World, compute_missing, current_world, rank_file
 from pasta_lens.objectives import ProfilingExample
-from pasta_lens.profile import weights_hash
+from pasta_lens.fingerprint import weights_hash
 from pasta_lens.profiling.checkpoints import CHECKPOINT_VERSION, Checkpoint, example_digest, heads_digest
 from pasta_lens.profiling.estimators import attribution_scores, check_examples, exact_scores
 from pasta_lens.profiling.head_scores import METHODS, HeadScores, Method, ranking_by_score

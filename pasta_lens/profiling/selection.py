@@ -14,8 +14,8 @@ import torch
 from torch import Tensor
 
 from pasta_lens.objectives import ProfilingExample
-from pasta_lens.profile import STRATEGIES, HeadProfile, weights_hash
-from pasta_lens.fingerprint import ModelFingerprint
+from pasta_lens.head_profile import STRATEGIES, HeadProfile
+from pasta_lens.fingerprint import ModelFingerprint, weights_hash
 from pasta_lens.profiling.estimators import check_examples, forward_copies, objective_values
 from pasta_lens.profiling.head_scores import METHODS, HeadScores, check_k, ranking_by_score
 from pasta_lens.profiling.scoring import progress_bar
@@ -31,6 +31,9 @@ def score_tables(task_scores: Mapping[str, Union[HeadScores, Tensor]]) -> dict[s
     Example:
         >>> score_tables({"json": scores_json, "counterfact": torch.zeros(30, 9)})["counterfact"].shape
         torch.Size([30, 9])
+
+    Raises:
+        ValueError: no task, or tables of different shapes (not one model).
     """
     if not task_scores:
         raise ValueError("select_heads needs scores of at least one task: {task: HeadScores}.")

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any, Literal, Optional, Sequence
+from typing import Any, Callable, Literal, Optional, Sequence
 
 import torch
 from jaxtyping import Int
@@ -279,15 +279,27 @@ class Task:
                                 close=close, focus=focus)
 
     corrects_answers = False
-    """Whether :meth:`correct` applies the task's instruction to a model's own answer (the targets of
-    ``own_continuations(..., rewrite=task.correct)``: what the model writes, with the instruction carried out)."""
+    """Whether :meth:`correct` applies the task's instruction to *any* model answer without knowing the example (the
+    targets of ``own_continuations(..., rewrite=task.correct)``: what the model writes, with the instruction carried
+    out). Tasks whose rule depends on the example (which instruction it carries) say so through :meth:`corrector`."""
 
-    def correct(self, answer: str) -> str:
+    data_key: Optional[str] = None
+    """Which data a task object reads when its class can read several (``"implied"`` for implied biographies); an
+    evaluation keeps it in each row's configuration key. None: the task's one (or original) source."""
+
+    def correct(self, answer: str, example: Optional[TaskExample] = None) -> str:
         """A model's own answer with the task's instruction carried out on it (pronoun: every gendered pronoun
-        replaced by its "they" form), the target that stays closest to what the model writes; only tasks with
-        ``corrects_answers`` have such a rule."""
+        replaced by its "they" form), the target that stays closest to what the model writes. Tasks with
+        ``corrects_answers`` ignore ``example``; tasks whose rule depends on the example need it."""
         raise ValueError(f"Task {self.name!r} has no rule that corrects a model's own answer; tasks that have one: "
-                         "pronoun.")
+                         "pronoun (any answer), instructions (answers to its correctable instruction types).")
+
+    def corrector(self, example: TaskExample) -> Optional[Callable[[str], str]]:
+        """The rule that carries ``example``'s instruction out on a model's answer (text -> text), or None when the
+        task has none for it. Per example, so a learner can build own-answer targets one example at a time:
+        ``own_continuations(model, [p], F, rewrite=task.corrector(ex))`` for each ``(ex, p)`` of
+        ``zip(task.examples(split, n, seed), task.profiling_examples(model, split, n, seed))``."""
+        return self.correct if self.corrects_answers else None
 
     def focus_text(self, example: TaskExample) -> Optional[str]:
         """The part of the gold answer that carries its content (its last occurrence is the example's ``focus``;

@@ -12,6 +12,10 @@ Prompt templates (Zhang et al., 2024; the emphasised part in ``*...*``):
 * BiasBios (plain text, continued): ``*{first sentence}* {rest of context}. {person} has the occupation of``;
   the answer is the occupation with the highest summed log-probability among the 28.
 
+The bios come from the *named* generator (default), the *implied* one (``bios="implied"``: no word names the
+occupation) or a loaded list; beside the paper's metrics the JSON and pronoun tasks report strict ones
+(:mod:`pasta_lens.metrics.strict`; docs/tasks.md).
+
 Chat or not, decided per task and used alike for profiling and evaluation: the two instruction tasks need the
 instruct model's chat template to be instructions at all; BiasBios is a continuation (the answer is the next
 words of the text), so it is scored as plain text, like the paper's base models did.
@@ -20,13 +24,19 @@ words of the text), so it is scored as plain text, like the paper's base models 
 from __future__ import annotations
 
 import json
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
-from pasta_lens.metrics import (fluency, is_fluent, json_complete_ok, json_format_ok, json_occupation_ok,
+from pasta_lens.metrics import (fluency, is_fluent, is_rewrite, json_format_ok, json_occupation_ok,
+                                json_strict_object, json_strict_occupation_ok, names_occupation,
                                 no_gendered_pronouns, no_subject_pronouns)
 from pasta_lens.tasks.base import Query, Task, escape_markup
 from pasta_lens.tasks.biographies import (OCCUPATIONS, Biography, neutralise, occupation_text, split_biographies,
                                           synthetic_biographies, with_article)
+from pasta_lens.tasks.implied_bios import implied_biographies
+
+BIO_SOURCES: tuple[str, ...] = ("named", "implied")
+"""The generated biography sources: ``named`` (the first sentence names the occupation) and ``implied`` (no word
+names it; :mod:`pasta_lens.tasks.implied_bios`)."""
 
 JSON_INSTRUCTIONS = {
     "default": ('Answer the occupation of {person} and generate the answer as json format. Here is an example: '
@@ -53,23 +63,53 @@ def _capital(text: str) -> str:
 
 
 class BiographyTask(Task):
-    """Shared data handling: synthetic bios by default, or a loaded list of :class:`Biography`.
+    """Shared data handling: generated bios (``"named"`` or ``"implied"``) or a loaded list of :class:`Biography`.
 
     Args:
-        bios: None for the seeded synthetic generator, or biographies from :func:`load_bias_in_bios` /
-            :func:`load_biosbias_pkl` (split 80/10/10 into train/validation/test by a fixed seed).
+        bios: ``"named"`` (default; also None) for the seeded generator whose bios name the occupation in their first
+            sentence, ``"implied"`` for the seeded generator whose bios only imply it
+            (:func:`~pasta_lens.tasks.implied_bios.implied_biographies`), or biographies from
+            :func:`load_bias_in_bios` / :func:`load_biosbias_pkl` (split 80/10/10 into train/validation/test by a
+            fixed seed).
+
+    Example:
+        >>> JsonTask(bios="implied").examples("validation", n=1)[0].uid
+        'implied:validation:...'
     """
 
-    def __init__(self, bios: Optional[Sequence[Biography]] = None) -> None:
-        if bios is not None and not bios:
-            raise ValueError("bios is empty; pass loaded biographies or None for the synthetic generator.")
-        self.bios = tuple(bios) if bios is not None else None
+    def __init__(self, bios: Union[str, Sequence[Biography], None] = None) -> None:
+        if isinstance(bios, str):
+            if bios not in BIO_SOURCES:
+                raise ValueError(f"bios={bios!r}: use one of {BIO_SOURCES} for generated bios, or pass loaded "
+                                 "Biography objects.")
+            self.source, self.bios = bios, None
+        elif bios is None:
+            self.source, self.bios = "named", None
+        else:
+            if not bios:
+                raise ValueError("bios is empty; pass loaded biographies, 'named' or 'implied'.")
+            self.source, self.bios = "loaded", tuple(bios)
 
     @property
     def synthetic(self) -> bool:
         return self.bios is None
 
+    @property
+    def data_key(self) -> Optional[str]:
+        """``"implied"`` for implied bios (evaluation rows keep it in their configuration key); None for the named
+        generator and loaded bios, whose keys are as they always were."""
+        return "implied" if self.source == "implied" else None
+
+    def accepts(self, bio: Biography) -> bool:
+        """Whether an implied bio suits the task (all do, except where a subclass says otherwise)."""
+        return True
+
     def examples(self, split: str = "train", n: Optional[int] = None, seed: int = 0) -> list[Biography]:
+        if self.source == "implied":
+            if n is not None and n < 0:
+                raise ValueError(f"n must be >= 0 or None; got {n}.")
+            pool = [b for b in implied_biographies(split, None, seed) if self.accepts(b)]  # seeded order
+            return pool if n is None else pool[:n]
         if self.bios is None:
             return synthetic_biographies(split, n, seed)
         return split_biographies(list(self.bios), split, n, seed)
@@ -92,12 +132,19 @@ class _InstructionTask(BiographyTask):
 
 
 class JsonTask(_InstructionTask):
-    """JSON formatting: answer with ``{"name": ..., "occupation": ...}``; F.Acc and P.Acc (the paper's), and the
-    strict F.Acc (the first ``{`` opens an object that parses; :func:`~pasta_lens.metrics.json_complete_ok`)."""
+    """JSON formatting: answer with ``{"name": ..., "occupation": ...}``.
+
+    Metrics: the paper's F.Acc and P.Acc (``f_acc``, ``p_acc``; unchanged); strict F.Acc (``f_acc_strict``: the first
+    ``{`` opens a non-empty object that parses whole, :func:`~pasta_lens.metrics.json_strict_object`); strict P.Acc
+    (``p_acc_strict``: that object's ``"occupation"`` value names the occupation as whole words, listed synonyms
+    allowed, :func:`~pasta_lens.metrics.json_strict_occupation_ok`); and occupation in prose
+    (``occupation_named``: the answer names the occupation anywhere, JSON or not,
+    :func:`~pasta_lens.metrics.names_occupation`), the rate to compare an unsteered model's prose answers with.
+    """
 
     name = "json"
     chat = True
-    metrics = ("f_acc", "p_acc", "f_acc_strict")
+    metrics = ("f_acc", "p_acc", "f_acc_strict", "p_acc_strict", "occupation_named")
     average_metrics = ("f_acc", "p_acc")
     instructions = JSON_INSTRUCTIONS
     variants = tuple(JSON_INSTRUCTIONS)
@@ -107,18 +154,27 @@ class JsonTask(_InstructionTask):
         return json.dumps({"name": example.name, "occupation": occupation_text(example.occupation)})
 
     def metrics_from(self, example: Biography, results: dict[str, Any]) -> dict[str, float]:
-        out = str(results["output"])
+        out, occupation = str(results["output"]), example.occupation
         return {"f_acc": float(json_format_ok(out)),
-                "p_acc": float(json_occupation_ok(out, occupation_text(example.occupation))),
-                "f_acc_strict": float(json_complete_ok(out))}
+                "p_acc": float(json_occupation_ok(out, occupation_text(occupation))),
+                "f_acc_strict": float(json_strict_object(out) is not None),
+                "p_acc_strict": float(json_strict_occupation_ok(out, occupation)),
+                "occupation_named": float(names_occupation(out, occupation))}
 
 
 class PronounTask(_InstructionTask):
-    """Pronoun changing: rewrite the bio with "they"; Acc, A.Acc, fluency and the fluency-filtered accuracies."""
+    """Pronoun changing: rewrite the bio with "they".
+
+    Metrics: the paper's Acc and A.Acc; fluency and the fluency-filtered accuracies (``acc_fluent``,
+    ``a_acc_fluent``); ``rewrite`` (the answer keeps >= 50% of the bio's content words and has a they-form,
+    :func:`~pasta_lens.metrics.is_rewrite`) and ``a_acc_rewrite`` (A.Acc counted only on fluent rewrites: an answer
+    with no gendered pronoun that is also a fluent rewrite of the bio). On implied bios the task uses only bios with
+    a gendered pronoun (first-person bios and CVs without a pronoun have nothing to change).
+    """
 
     name = "pronoun"
     chat = True
-    metrics = ("acc", "a_acc", "fluency", "fluent", "acc_fluent", "a_acc_fluent")
+    metrics = ("acc", "a_acc", "fluency", "fluent", "acc_fluent", "a_acc_fluent", "rewrite", "a_acc_rewrite")
     average_metrics = ("acc_fluent", "a_acc_fluent")
     instructions = PRONOUN_INSTRUCTIONS
     variants = tuple(PRONOUN_INSTRUCTIONS)
@@ -126,9 +182,9 @@ class PronounTask(_InstructionTask):
 
     corrects_answers = True
 
-    def correct(self, answer: str) -> str:
+    def correct(self, answer: str, example: Optional[Biography] = None) -> str:
         """``answer`` with its gendered pronouns replaced by "they"-forms (:func:`neutralise`): the instruction
-        carried out on the model's own words.
+        carried out on the model's own words (the same rule for every example).
 
             >>> PronounTask().correct("She is a dentist. Her sister is a nurse.")
             'They are a dentist. Their sister is a nurse.'
@@ -142,8 +198,14 @@ class PronounTask(_InstructionTask):
     def metrics_from(self, example: Biography, results: dict[str, Any]) -> dict[str, float]:
         out = str(results["output"])
         acc, a_acc, ok = no_subject_pronouns(out), no_gendered_pronouns(out), is_fluent(out)
+        rewrite = is_rewrite(out, example.context)
         return {"acc": float(acc), "a_acc": float(a_acc), "fluency": fluency(out), "fluent": float(ok),
-                "acc_fluent": float(acc and ok), "a_acc_fluent": float(a_acc and ok)}
+                "acc_fluent": float(acc and ok), "a_acc_fluent": float(a_acc and ok), "rewrite": float(rewrite),
+                "a_acc_rewrite": float(a_acc and ok and rewrite)}
+
+    def accepts(self, bio: Biography) -> bool:
+        """Only bios with a gendered pronoun to change (their neutral form differs)."""
+        return bio.context != bio.neutral
 
 
 class BiasBiosTask(BiographyTask):

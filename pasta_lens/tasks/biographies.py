@@ -62,6 +62,8 @@ class Biography(TaskExample):
         first_sentence_end: ``context[:first_sentence_end]`` is its first sentence (emphasised in BiasBios).
         neutral: the biography with gender-neutral pronouns (exact for synthetic bios; a word-level
             substitution, see :func:`neutralise`, for real ones).
+        style: how an implied bio is written (``"third/long"``, ``"cv/short"``, ...; see
+            :mod:`pasta_lens.tasks.implied_bios`); "" for named and real bios.
     """
 
     name: str = ""
@@ -70,6 +72,7 @@ class Biography(TaskExample):
     context: str = ""
     first_sentence_end: int = 0
     neutral: str = ""
+    style: str = ""
 
     def __post_init__(self) -> None:
         super().__post_init__()

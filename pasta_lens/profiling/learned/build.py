@@ -1,4 +1,4 @@
-"""Learned strengths -> a :class:`~pasta_lens.profile.HeadProfile`: the heads worth steering, each at its alpha.
+"""Learned strengths -> a :class:`~pasta_lens.head_profile.HeadProfile`: the heads worth steering, each at its alpha.
 
 After training, the learned heads with ``alpha_h < keep_below`` (default 0.5: at least half of the attention
 outside the span removed before renormalising) form the profile's head set, each with its learned alpha
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional
 
-from pasta_lens.fingerprint import ModelFingerprint
-from pasta_lens.profile import HeadProfile, weights_hash
+from pasta_lens.fingerprint import ModelFingerprint, weights_hash
+from pasta_lens.head_profile import HeadProfile
 from pasta_lens.profiling.head_scores import HeadScores
 from pasta_lens.profiling.learned.config import KEEP_BELOW
 from pasta_lens.profiling.learned import losses
@@ -34,7 +34,7 @@ def learned_profile(
     base_profile: Optional[HeadProfile] = None,
     base_name: Optional[str] = None,
 ) -> HeadProfile:
-    """A :class:`~pasta_lens.profile.HeadProfile` of the heads with ``alpha < keep_below``, each at its alpha, and
+    """A :class:`~pasta_lens.head_profile.HeadProfile` of the heads with ``alpha < keep_below``, each at its alpha, and
     of the ``base`` heads the strengths were learned on top of (at their fixed alphas).
 
     ``base_profile``: the profile the base came from; its tasks (whose examples chose the base heads), example

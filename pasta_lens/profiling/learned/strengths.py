@@ -41,7 +41,7 @@ def init_logits(
     init_bias: float = -4.0,
     init_scale: float = 6.0,
 ) -> Float[Tensor, "layer head"]:
-    """Initial logits ``g = init_bias + init_scale * s`` from per-task head scores (:mod:`pasta_lens.profiling.learned`).
+    """Initial logits ``g = init_bias + init_scale * s`` from per-task head scores (attribution at ``alpha_min``).
 
     ``s_h`` is the mean over tasks of the head's score divided by that task's largest absolute score, so each task
     counts equally whatever the scale of its objective.

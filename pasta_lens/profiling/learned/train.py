@@ -33,7 +33,7 @@ from torch import Tensor
 
 from pasta_lens.io import atomic_write, file_lock
 from pasta_lens.objectives import ProfilingExample
-from pasta_lens.profile import weights_hash
+from pasta_lens.fingerprint import weights_hash
 from pasta_lens.profiling.checkpoints import example_digest
 from pasta_lens.profiling.estimators import check_examples
 from pasta_lens.profiling.learned.config import LearnedConfig
@@ -124,7 +124,7 @@ def learn_alphas(
     if not examples_by_task:
         raise ValueError("learn_alphas needs at least one task: {task: [ProfilingExample, ...]}.")
     examples = {str(t): list(e) for t, e in examples_by_task.items()}
-    for task, exs in examples.items():
+    for exs in examples.values():
         check_examples(exs, "learn_alphas")
     n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
     init = torch.as_tensor(init).detach().float().cpu()
