@@ -227,7 +227,7 @@ class ShardedCheckpoint:
     caller's refusal of a checkpoint from another run happens, for every file read.
 
     Example:
-        >>> ckpt = ShardedCheckpoint("cf.ckpt", current_world(), lambda p: _Checkpoint(p, fingerprint))
+        >>> ckpt = ShardedCheckpoint("cf.ckpt", current_world(), lambda p: Checkpoint(p, fingerprint))
     """
 
     def __init__(

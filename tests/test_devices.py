@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from pasta_lens import emphasize, load_model, pasta_hooks
-from pasta_lens.profiling.scoring import _copy_hooks, pasta_delta
+from pasta_lens.profiling.estimators import copy_hooks, pasta_delta
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def test_steering_hook_follows_the_pattern_device_on_every_call(em):
 def test_profiling_hooks_follow_the_pattern_device(em):
     k = em.tokens.shape[1]
     meta = torch.empty(3, 4, k, k, device="meta")
-    (_, hook), = _copy_hooks([None, (1, 0), (1, 3)], em.key_mask, 0.1)
+    (_, hook), = copy_hooks([None, (1, 0), (1, 3)], em.key_mask, 0.1)
     assert hook(meta, None).device.type == "meta"
     assert pasta_delta(meta, em.key_mask, 0.1).device.type == "meta"
     cpu = torch.rand(3, 4, k, k).softmax(-1)

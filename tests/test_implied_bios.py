@@ -147,11 +147,11 @@ def test_evaluation_rows_keep_the_sources_apart(llama, tmp_path):
 def test_cli_bios_options_and_defaults():
     from pasta_lens.cli import build_parser
     from pasta_lens.cli.evaluate import build_tasks
-    from pasta_lens.cli.profile import _command
+    from pasta_lens.cli.profile import recorded_command
     from pasta_lens.cli.profile_learned import learned_command
 
     profile = build_parser().parse_args(["profile", "--tasks", "json,counterfact", "--out", "p.json"])
-    assert profile.bios == "implied" and "--bios implied" in _command(profile)
+    assert profile.bios == "implied" and "--bios implied" in recorded_command(profile)
     learned = build_parser().parse_args(["profile", "--method", "learned", "--bios", "named", "--out", "p.json"])
     assert "--bios named" in learned_command(learned)
     evaluate_args = build_parser().parse_args(["evaluate", "--tasks", "json", "--out", "d"])

@@ -61,3 +61,35 @@ def test_every_experiment_says_in_the_readme_what_it_answered():
     readme = (experiments / "README.md").read_text()
     missing = [p.name for p in experiments.glob("*.py") if f"`{p.name}`" not in readme]
     assert not missing, f"add a line for {missing} to experiments/README.md (the question and where the answer is)"
+
+
+PROFILING = sorted((PACKAGE / "profiling").rglob("*.py")) + [
+    PACKAGE / "cli" / name for name in ("profile.py", "profile_learned.py", "profile_select.py")]
+
+
+def test_profiling_modules_import_no_private_names_and_stay_small():
+    """What one module of the profiler needs of another is public in its owner; each module keeps to one job."""
+    private, long = [], []
+    for path in PROFILING:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        private += [f"{path.relative_to(PACKAGE.parent)}: {node.module}.{alias.name}" for node in ast.walk(tree)
+                    if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pasta_lens")
+                    for alias in node.names if alias.name.startswith("_")]
+        if len(path.read_text(encoding="utf-8").splitlines()) >= 400:
+            long.append(str(path.relative_to(PACKAGE.parent)))
+    assert not private, f"private names imported across modules (make them public in their owner): {private}"
+    assert not long, f"modules of 400 lines or more (split them by job): {long}"
+
+
+def test_the_learner_modules_import_in_one_direction():
+    """config <- strengths <- targets <- losses <- train <- build: no module of pasta_lens.profiling.learned
+    imports one that comes after it (so the package has no import cycle)."""
+    order = ["config", "strengths", "targets", "losses", "train", "build"]
+    for name in order:
+        used = set()
+        for node in ast.walk(ast.parse((PACKAGE / "profiling" / "learned" / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pasta_lens.profiling.learned"):
+                used |= ({node.module.rsplit(".", 1)[-1]} if node.module != "pasta_lens.profiling.learned"
+                         else {alias.name for alias in node.names})
+        later = used & set(order[order.index(name):])
+        assert not later, f"profiling.learned.{name} imports {sorted(later)}, which come after it"

@@ -1,4 +1,5 @@
-"""Learned per-head strengths on tiny random models: gradients, training, resume, the profile, steering, harness, CLI."""
+"""Learned per-head strengths on tiny random models: config, gradients, training, resume, the profile, steering,
+harness, CLI."""
 
 import json
 import math
@@ -9,14 +10,21 @@ import torch
 from pasta_lens import HeadProfile, emphasize, pasta_hooks, steer
 from pasta_lens.evaluation import evaluate, ranked_heads
 from pasta_lens.objectives import ProfilingExample
-from pasta_lens.profiling import init_logits, learn_alphas, learned_profile, profile_tasks
-from pasta_lens.profiling.learned import LearnedAlphas, _hooks, example_loss, step_indices, strengths_to_alphas
+from pasta_lens.profiling import LearnedConfig, init_logits, learn_alphas, learned_profile, profile_tasks
+from pasta_lens.profiling.learned import (LearnedAlphas, example_loss, learned_hooks, protect_loss, protect_rows,
+                                         step_indices, strengths_to_alphas)
 from pasta_lens.tasks import get_task
 from tests.reference import additive_reference_hooks
 from tests.test_profiling import counterfact_examples
 from tests.tiny import tiny_model
 
 PROMPT = "Maria is a nurse who lives in Paris. *Answer in JSON.* Thanks."
+
+
+def learn(model, examples, init, *, protect=None, checkpoint=None, **settings):
+    """:func:`learn_alphas` with a :class:`LearnedConfig` of ``settings``, without a progress bar."""
+    return learn_alphas(model, examples, init, LearnedConfig(**settings), protect=protect, checkpoint=checkpoint,
+                        progress=False)
 
 
 def _logits(model, tokens, hooks=()):
@@ -61,7 +69,7 @@ def test_learned_hooks_equal_the_additive_reference(llama):
     for layer in range(llama.cfg.n_layers):
         for head in range(llama.cfg.n_heads):
             ref_hooks += additive_reference_hooks([(layer, head)], em.key_mask, float(alphas[layer, head]))
-    ours = _logits(llama, em.tokens, _hooks(g, 0.01, em.key_mask))
+    ours = _logits(llama, em.tokens, learned_hooks(g, 0.01, em.key_mask))
     ref = _logits(llama, em.tokens, ref_hooks)
     assert (ours - ref).abs().max() <= 1e-4
     assert (ours - _logits(llama, em.tokens)).abs().max() > 1e-2  # the steering does something
@@ -85,15 +93,15 @@ def test_gradient_matches_finite_differences(llama):
     g = torch.full((llama.cfg.n_layers, llama.cfg.n_heads), -1.0, dtype=torch.float64).float()
     g = g + torch.linspace(-1, 1, g.numel()).reshape(g.shape)
     g.requires_grad_(True)
-    loss, _ = example_loss(llama, ex, g, 0.01, kl_weight=1.0)
+    loss, _ = example_loss(llama, ex, g, LearnedConfig(kl_weight=1.0))
     (grad,) = torch.autograd.grad(loss, [g])
     eps = 1e-2
     for layer, head in [(0, 1), (1, 3), (2, 2)]:
         bump = torch.zeros_like(g)
         bump[layer, head] = eps
         with torch.no_grad():
-            up = float(example_loss(llama, ex, g.detach() + bump, 0.01, 1.0)[0])
-            down = float(example_loss(llama, ex, g.detach() - bump, 0.01, 1.0)[0])
+            up = float(example_loss(llama, ex, g.detach() + bump, LearnedConfig())[0])
+            down = float(example_loss(llama, ex, g.detach() - bump, LearnedConfig())[0])
         numeric = (up - down) / (2 * eps)
         assert abs(numeric - float(grad[layer, head])) <= 2e-3 + 0.05 * abs(numeric), (layer, head)
     assert float(grad.abs().max()) > 1e-4
@@ -104,7 +112,7 @@ def test_training_moves_g_only_and_leaves_the_model_bit_identical(llama):
     before = {name: p.detach().clone() for name, p in llama.named_parameters()}
     flags = {name: p.requires_grad for name, p in llama.named_parameters()}
     init = torch.zeros(llama.cfg.n_layers, llama.cfg.n_heads)
-    learned = learn_alphas(llama, examples, init, steps=3, lr=0.5, sparsity=0.0, progress=False)
+    learned = learn(llama, examples, init, steps=3, lr=0.5, sparsity=0.0)
     assert not torch.equal(learned.g, init)  # the gradient reached g
     for name, p in llama.named_parameters():
         assert torch.equal(p.detach(), before[name]), name  # weights bit-identical
@@ -116,7 +124,7 @@ def test_training_moves_g_only_and_leaves_the_model_bit_identical(llama):
 def test_loss_decreases_with_a_strong_objective(strong):
     model, examples = strong
     init = torch.full((model.cfg.n_layers, model.cfg.n_heads), -3.0)
-    learned = learn_alphas(model, examples, init, steps=20, lr=0.3, kl_weight=0.0, sparsity=0.0, progress=False)
+    learned = learn(model, examples, init, steps=20, lr=0.3, kl_weight=0.0, sparsity=0.0)
     losses = [h["loss"] for h in learned.history]
     assert len(losses) == 20
     assert losses[-1] < losses[0] - 1.0
@@ -130,8 +138,7 @@ def test_more_sparsity_keeps_fewer_heads(strong):
     init = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
     kept = {}
     for sparsity in (0.0, 2.0):
-        learned = learn_alphas(model, examples, init, steps=20, lr=0.3, kl_weight=0.0, sparsity=sparsity,
-                               progress=False)
+        learned = learn(model, examples, init, steps=20, lr=0.3, kl_weight=0.0, sparsity=sparsity)
         kept[sparsity] = learned.kept(0.5)
     assert len(kept[0.0]) > 0
     assert len(kept[2.0]) < len(kept[0.0])
@@ -142,8 +149,8 @@ def test_kl_term_is_zero_unsteered_and_positive_steered(llama):
     off = torch.full((llama.cfg.n_layers, llama.cfg.n_heads), -1e4)  # alpha = 1 everywhere: no steering
     on = torch.full((llama.cfg.n_layers, llama.cfg.n_heads), 10.0)
     with torch.no_grad():
-        _, parts_off = example_loss(llama, ex, off, 0.01, 1.0)
-        _, parts_on = example_loss(llama, ex, on, 0.01, 1.0)
+        _, parts_off = example_loss(llama, ex, off, LearnedConfig(kl_weight=1.0))
+        _, parts_on = example_loss(llama, ex, on, LearnedConfig(kl_weight=1.0))
     assert abs(parts_off["kl"]) < 1e-6 and abs(parts_off["task_gain"]) < 1e-5
     assert parts_on["kl"] > 1e-4
 
@@ -177,16 +184,16 @@ class _Interrupt:
 def test_interrupted_run_resumes_to_the_identical_result(strong, tmp_path):
     model, examples = strong
     init = torch.full((model.cfg.n_layers, model.cfg.n_heads), -2.0)
-    kw = dict(steps=7, lr=0.2, kl_weight=0.5, sparsity=0.01, per_step=1, seed=3, progress=False)
-    reference = learn_alphas(model, examples, init, **kw)
+    kw = dict(steps=7, lr=0.2, kl_weight=0.5, sparsity=0.01, per_step=1, seed=3)
+    reference = learn(model, examples, init, **kw)
     # each step calls each example's objective twice (unsteered + steered): call 11 is inside step 5
     broken = {t: [ProfilingExample(e.tokens, e.key_mask, _Interrupt(e.objective, 11), task=e.task) for e in exs]
               for t, exs in examples.items()}
     path = tmp_path / "learned.ckpt"
     with pytest.raises(KeyboardInterrupt):
-        learn_alphas(model, broken, init, checkpoint=path, checkpoint_every=2, **kw)
+        learn(model, broken, init, checkpoint=path, checkpoint_every=2, **kw)
     assert torch.load(path, weights_only=True)["step"] == 4  # the last checkpoint before the interruption
-    resumed = learn_alphas(model, examples, init, checkpoint=path, checkpoint_every=2, **kw)
+    resumed = learn(model, examples, init, checkpoint=path, checkpoint_every=2, **kw)
     assert torch.equal(resumed.g, reference.g)
     assert resumed.history == reference.history and resumed.steps == 7
     assert not path.with_name(path.name + ".lock").exists()
@@ -195,30 +202,80 @@ def test_interrupted_run_resumes_to_the_identical_result(strong, tmp_path):
 def test_finished_run_continues_with_more_steps_and_refuses_other_settings(strong, tmp_path):
     model, examples = strong
     init = torch.full((model.cfg.n_layers, model.cfg.n_heads), -2.0)
-    kw = dict(lr=0.2, kl_weight=0.5, sparsity=0.01, progress=False)
+    kw = dict(lr=0.2, kl_weight=0.5, sparsity=0.01)
     path = tmp_path / "learned.ckpt"
-    learn_alphas(model, examples, init, steps=3, checkpoint=path, **kw)
-    continued = learn_alphas(model, examples, init, steps=6, checkpoint=path, **kw)
-    straight = learn_alphas(model, examples, init, steps=6, **kw)
+    learn(model, examples, init, steps=3, checkpoint=path, **kw)
+    # the first segment's recorded time, made unmistakable: the resumed run must add it to its own
+    state = torch.load(path, weights_only=True)
+    assert len(state["segments_s"]) == 1
+    torch.save({**state, "segments_s": [1000.0]}, path)
+    continued = learn(model, examples, init, steps=6, checkpoint=path, **kw)
+    straight = learn(model, examples, init, steps=6, **kw)
     assert torch.equal(continued.g, straight.g) and continued.history == straight.history
-    assert continued.wall_time_s >= straight.wall_time_s * 0.3  # both segments counted
+    assert continued.wall_time_s >= 1000.0  # the earlier segment counted
+    assert torch.load(path, weights_only=True)["segments_s"][0] == 1000.0  # and kept in the file
     with pytest.raises(ValueError, match=r"different learned-alphas run \(differs in \['lr'\]\)"):
-        learn_alphas(model, examples, init, steps=6, checkpoint=path, **{**kw, "lr": 0.3})
+        learn(model, examples, init, steps=6, checkpoint=path, **{**kw, "lr": 0.3})
     with pytest.raises(ValueError, match="already taken 6 steps"):
-        learn_alphas(model, examples, init, steps=4, checkpoint=path, **kw)
+        learn(model, examples, init, steps=4, checkpoint=path, **kw)
 
 
 def test_bad_arguments_are_clear(llama):
     examples = {"cf": counterfact_examples(llama, n=1)}
     init = torch.zeros(llama.cfg.n_layers, llama.cfg.n_heads)
     with pytest.raises(ValueError, match=r"init must be a \[3, 4\]"):
-        learn_alphas(llama, examples, torch.zeros(2, 2), steps=1, progress=False)
-    with pytest.raises(ValueError, match="alpha_min must be in"):
-        learn_alphas(llama, examples, init, steps=1, alpha_min=1.0, progress=False)
-    with pytest.raises(ValueError, match="steps must be a positive integer"):
-        learn_alphas(llama, examples, init, steps=0, progress=False)
+        learn(llama, examples, torch.zeros(2, 2), steps=1)
     with pytest.raises(ValueError, match="at least one task"):
-        learn_alphas(llama, {}, init, progress=False)
+        learn(llama, {}, init)
+    with pytest.raises(ValueError, match="config must be a LearnedConfig"):
+        learn_alphas(llama, examples, init, {"steps": 1}, progress=False)
+
+
+@pytest.mark.parametrize("settings, match", [
+    (dict(steps=0), r"steps must be a positive integer; got 0 \(the default is 100\)"),
+    (dict(per_step=1.5), "per_step must be a positive integer"),
+    (dict(checkpoint_every=True), "checkpoint_every must be a positive integer"),
+    (dict(lr=0.0), r"lr must be a finite number > 0"),
+    (dict(kl_weight=-1.0), "kl_weight must be a finite number >= 0"),
+    (dict(sparsity=float("inf")), "sparsity must be a finite number >= 0"),
+    (dict(alpha_min=1.0), r"alpha_min must be in \[1e-30, 1\)"),
+    (dict(gain_cap=0.0), r"gain_cap must be a finite number of nats > 0 \(or None for no cap\)"),
+    (dict(close_weight=float("nan")), r"close_weight must be a finite number >= 0 \(0: off\)"),
+    (dict(protect_weight="x"), "protect_weight must be a finite number >= 0"),
+    (dict(schedule="later"), "Bad schedule"),
+    (dict(base={(0, 1): 2.0}), "alpha lies in"),
+    (dict(base={(-1, 1): 0.1}), "non-negative"),
+    (dict(base=[(0, 1)]), r"base must be a mapping \{\(layer, head\): alpha\}"),
+    (dict(protect_reference="steered"), "protect_reference must be one of"),
+    (dict(protect_reference={"pronoun": "base"}), r"protect_reference 'base' .* base=\.\.\. \(CLI: --base-profile\)"),
+    (dict(seed=1.0), "seed must be an integer"),
+])
+def test_learned_config_refuses_bad_settings_naming_the_fix(settings, match):
+    with pytest.raises(ValueError, match=match):
+        LearnedConfig(**settings)
+
+
+def test_learned_config_normalises_and_records_the_run():
+    config = LearnedConfig(schedule="decay:0.50", base={(2, 3): 0.05, (0, 1): 1}, close_weight=1, lr=1)
+    assert config.schedule == "decay:0.5" and (config.close_weight, config.lr) == (1.0, 1.0)
+    assert isinstance(config.close_weight, float) and isinstance(config.lr, float)
+    assert list(config.base.items()) == [((0, 1), 1.0), ((2, 3), 0.05)]  # sorted, floats
+    with pytest.raises(AttributeError):
+        config.steps = 5  # frozen
+    record = config.record()
+    assert record["base"] == [[0, 1, 1.0], [2, 3, 0.05]] and record["protect"] is None
+    # the record is what identifies a run: exactly these keys, so the checkpoints of earlier versions still resume
+    assert list(record) == ["lr", "kl_weight", "sparsity", "alpha_min", "per_step", "seed", "schedule", "gain_cap",
+                            "close_weight", "focus_weight", "early_weight", "protect", "base"]
+    assert "steps" not in record and "checkpoint_every" not in record
+    both = LearnedConfig(base={(0, 1): 0.1}, protect_reference={"cf": "base", "pronoun": "unsteered"},
+                         protect_each=True)
+    assert both.record(["cf", "pronoun"], 4)["protect"] == {
+        "tasks": ["cf", "pronoun"], "n": 4, "weight": 1.0, "each": True,
+        "reference": {"cf": "base", "pronoun": "unsteered"}}
+    assert LearnedConfig().record(["pronoun"], 2)["protect"] == {"tasks": ["pronoun"], "n": 2, "weight": 1.0}
+    with pytest.raises(ValueError, match="missing"):
+        both.record(["cf", "pronoun", "json"], 6)
 
 
 def test_init_logits_rank_heads_by_attribution(llama):
@@ -236,8 +293,7 @@ def test_init_logits_rank_heads_by_attribution(llama):
 def learned_tiny(llama):
     examples = steering_examples(llama)
     scores = profile_tasks(llama, examples, "attribution", progress=False)
-    learned = learn_alphas(llama, examples, init_logits(scores), steps=15, lr=0.3, kl_weight=0.0, sparsity=0.0,
-                           progress=False)
+    learned = learn(llama, examples, init_logits(scores), steps=15, lr=0.3, kl_weight=0.0, sparsity=0.0)
     return learned_profile(llama, "tiny-llama", learned, task_scores=scores, seed=0, command="test")
 
 
@@ -303,10 +359,26 @@ def test_steer_with_a_learned_profile_uses_its_alphas(llama, learned_tiny):
     assert torch.equal(plain, explicit)
 
 
-def test_harness_steers_pasta_at_the_profile_alphas(llama, learned_tiny):
-    from pasta_lens.evaluation import candidate_logprobs
+def _candidate_logprobs_by_hand(model, rendered, candidates, reduce, alphas):
+    """Each candidate's log-prob after the rendered prompt, with no code of the harness: one forward per candidate
+    (prompt + candidate tokens, no padding), PASTA as the official additive log(alpha) on each steered head's
+    scores (tests/reference.py, every row steered: schedule all), log_softmax by hand."""
+    em = emphasize(model, [rendered.text], char_ranges=[rendered.char_spans], prepend_bos=rendered.prepend_bos)
+    hooks = [hook for head, alpha in alphas.items() for hook in additive_reference_hooks([head], em.key_mask, alpha)]
+    n = em.tokens.shape[1]
+    out = []
+    for candidate in candidates:
+        ids = model.tokenizer(candidate, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        logits = _logits(model, torch.cat([em.tokens, ids.to(em.tokens.device)], 1), hooks)[0].float()
+        logp = torch.log_softmax(logits[n - 1:-1], dim=-1)
+        total = float(logp.gather(-1, ids[0, :, None].to(logp.device)).sum())
+        out.append(total / ids.shape[1] if reduce == "mean" else total)
+    return out
 
+
+def test_harness_steers_pasta_at_the_profile_alphas(llama, learned_tiny):
     profile = learned_tiny
+    assert str(profile.provenance["schedule"]) == "all"  # the reference steers every row
     task = get_task("counterfact")
     res = evaluate(llama, [task], ["pasta", "pasta:alpha=0.01", "random"], n=1, profile=profile,
                    max_new_tokens=2, progress=False)
@@ -314,16 +386,16 @@ def test_harness_steers_pasta_at_the_profile_alphas(llama, learned_tiny):
     ex = task.examples("test", 1, 0)[0]
     q = task.queries(ex)[0]
     rendered = task.render(llama, q.markup)
-    truth = candidate_logprobs(llama, rendered, q.candidates, q.reduce, heads=profile.heads,
-                               alpha=profile.head_alphas)
-    at_001 = candidate_logprobs(llama, rendered, q.candidates, q.reduce, heads=profile.heads, alpha=0.01)
-    assert by["pasta"]["outputs"][q.key] == pytest.approx(truth, abs=1e-6)
-    assert by["pasta:alpha=0.01"]["outputs"][q.key] == pytest.approx(at_001, abs=1e-6)
-    assert max(abs(a - b) for a, b in zip(truth, at_001)) > 1e-5
+    truth = _candidate_logprobs_by_hand(llama, rendered, q.candidates, q.reduce, profile.head_alphas)
+    at_001 = _candidate_logprobs_by_hand(llama, rendered, q.candidates, q.reduce,
+                                         {head: 0.01 for head in profile.heads})
+    assert max(abs(a - b) for a, b in zip(truth, at_001)) > 1e-3  # the two strengths really differ
+    assert by["pasta"]["outputs"][q.key] == pytest.approx(truth, abs=1e-5)
+    assert by["pasta:alpha=0.01"]["outputs"][q.key] == pytest.approx(at_001, abs=1e-5)
     assert "alpha: per head" in res.summary["config"]["plans"]["pasta"]
     # an explicit evaluation alpha wins for every method
     forced = evaluate(llama, [task], ["pasta"], n=1, profile=profile, alpha=0.01, max_new_tokens=2, progress=False)
-    assert forced.rows[0]["outputs"][q.key] == pytest.approx(at_001, abs=1e-6)
+    assert forced.rows[0]["outputs"][q.key] == pytest.approx(at_001, abs=1e-5)
 
 
 def test_ranking_of_a_learned_profile():
@@ -480,13 +552,14 @@ def test_learned_hooks_steer_the_rows_of_their_schedule(llama, schedule):
     g = torch.linspace(-3, 5, llama.cfg.n_layers * llama.cfg.n_heads).reshape(llama.cfg.n_layers, -1)
     alphas = strengths_to_alphas(g, 0.01)
     per_head = {(l, h): float(alphas[l, h]) for l in range(llama.cfg.n_layers) for h in range(llama.cfg.n_heads)}
-    ours = _logits(llama, tokens, _hooks(g, 0.01, em.key_mask, schedule))
+    ours = _logits(llama, tokens, learned_hooks(g, 0.01, em.key_mask, schedule))
     ref = _logits(llama, tokens, pasta_hooks(list(per_head), em.key_mask, alpha=per_head, schedule=schedule))
     assert (ours - ref).abs().max() <= 1e-5
     n_prompt = em.tokens.shape[1]
     unsteered = _logits(llama, tokens)
     assert (ours[:, :n_prompt] - unsteered[:, :n_prompt]).abs().max() > 1e-2  # prompt rows steered
-    answer_moved = (ours[:, n_prompt:] - _logits(llama, tokens, _hooks(g, 0.01, em.key_mask, "prompt"))[:, n_prompt:])
+    prompt_only = _logits(llama, tokens, learned_hooks(g, 0.01, em.key_mask, "prompt"))
+    answer_moved = ours[:, n_prompt:] - prompt_only[:, n_prompt:]
     if schedule == "prompt":
         assert float(answer_moved.abs().max()) == 0.0
     else:  # the answer rows are steered too: different from the prompt-only model there
@@ -505,8 +578,8 @@ def test_training_follows_its_schedule_and_the_profile_records_it(strong):
     objective.key = "test-answer-direction"
     ex = {"a": [ProfilingExample(tokens, em.key_mask, objective, task="a")]}
     init = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
-    kw = dict(steps=3, lr=0.3, kl_weight=0.0, sparsity=0.0, progress=False)
-    runs = {s: learn_alphas(model, ex, init, schedule=s, **kw) for s in ("all", "prompt")}
+    kw = dict(steps=3, lr=0.3, kl_weight=0.0, sparsity=0.0)
+    runs = {s: learn(model, ex, init, schedule=s, **kw) for s in ("all", "prompt")}
     assert not torch.equal(runs["all"].g, runs["prompt"].g)  # the schedule reaches the gradient
     assert runs["prompt"].settings["schedule"] == "prompt"
     profile = learned_profile(model, "tiny-llama", runs["prompt"], keep_below=0.999)
@@ -515,19 +588,19 @@ def test_training_follows_its_schedule_and_the_profile_records_it(strong):
 
     assert str(resolve_schedule(profile)) == "prompt"  # steered with the rows it was trained on
     with pytest.raises(ValueError, match="Bad schedule"):
-        learn_alphas(model, ex, init, schedule="prompt-only", **kw)
+        learn(model, ex, init, schedule="prompt-only", **kw)
 
 
 def test_a_checkpoint_of_another_schedule_or_cap_is_refused(strong, tmp_path):
     model, examples = strong
     init = torch.full((model.cfg.n_layers, model.cfg.n_heads), -2.0)
-    kw = dict(steps=2, lr=0.2, kl_weight=0.5, sparsity=0.01, progress=False)
+    kw = dict(steps=2, lr=0.2, kl_weight=0.5, sparsity=0.01)
     path = tmp_path / "learned.ckpt"
-    learn_alphas(model, examples, init, checkpoint=path, schedule="prompt", **kw)
+    learn(model, examples, init, checkpoint=path, schedule="prompt", **kw)
     with pytest.raises(ValueError, match=r"differs in \['schedule'\]"):
-        learn_alphas(model, examples, init, checkpoint=path, schedule="all", **kw)
+        learn(model, examples, init, checkpoint=path, schedule="all", **kw)
     with pytest.raises(ValueError, match=r"differs in \['gain_cap'\]"):
-        learn_alphas(model, examples, init, checkpoint=path, schedule="prompt", gain_cap=1.0, **kw)
+        learn(model, examples, init, checkpoint=path, schedule="prompt", gain_cap=1.0, **kw)
 
 
 def test_gain_cap_stops_an_example_pulling_once_it_gained_enough(strong):
@@ -536,19 +609,19 @@ def test_gain_cap_stops_an_example_pulling_once_it_gained_enough(strong):
     model, examples = strong
     ex = examples["a"][0]
     g = torch.full((model.cfg.n_layers, model.cfg.n_heads), 2.0, requires_grad=True)
-    loss, parts = example_loss(model, ex, g, 0.01, 0.0)
+    loss, parts = example_loss(model, ex, g, LearnedConfig(kl_weight=0.0))
     (free,) = torch.autograd.grad(loss, [g])
     assert parts["task_gain"] > 0.5 and float(free.abs().max()) > 1e-4
-    loss, capped_parts = example_loss(model, ex, g, 0.01, 0.0, gain_cap=0.1)
+    loss, capped_parts = example_loss(model, ex, g, LearnedConfig(kl_weight=0.0, gain_cap=0.1))
     (capped,) = torch.autograd.grad(loss, [g], allow_unused=True)
     assert capped is None or float(capped.abs().max()) == 0.0
     assert capped_parts["task_gain"] == pytest.approx(parts["task_gain"])  # reported uncapped
     assert capped_parts["term"] == pytest.approx(capped_parts["task"] - capped_parts["task_gain"] + 0.1, abs=1e-4)
-    loss, loose = example_loss(model, ex, g, 0.01, 0.0, gain_cap=1e6)
+    loss, loose = example_loss(model, ex, g, LearnedConfig(kl_weight=0.0, gain_cap=1e6))
     (same,) = torch.autograd.grad(loss, [g])
     assert torch.allclose(same, free)
     with pytest.raises(ValueError, match="gain_cap must be"):
-        learn_alphas(model, examples, g.detach(), steps=1, gain_cap=0.0, progress=False)
+        learn(model, examples, g.detach(), steps=1, gain_cap=0.0)
 
 
 def test_close_weight_adds_the_closing_tokens_logprob_to_the_task_term(llama):
@@ -559,27 +632,27 @@ def test_close_weight_adds_the_closing_tokens_logprob_to_the_task_term(llama):
     g = torch.linspace(-3, 3, llama.cfg.n_layers * llama.cfg.n_heads).reshape(llama.cfg.n_layers, -1)
     n_answer = ex.tokens.shape[1] - ex.n_prompt
     with torch.no_grad():
-        with llama.hooks(fwd_hooks=_hooks(g, 0.01, ex.key_mask, "prompt")):
+        with llama.hooks(fwd_hooks=learned_hooks(g, 0.01, ex.key_mask, "prompt")):
             steered = llama(ex.tokens)
         plain = llama(ex.tokens)
 
     def close_lp(logits):  # written out independently of the package's helper
         return float(torch.log_softmax(logits[0, -3].float(), -1)[ex.tokens[0, -2]])
 
-    _, off = example_loss(llama, ex, g, 0.01, 0.0, "prompt")
-    _, on = example_loss(llama, ex, g, 0.01, 0.0, "prompt", close_weight=2.0)
+    _, off = example_loss(llama, ex, g, LearnedConfig(kl_weight=0.0, schedule="prompt"))
+    _, on = example_loss(llama, ex, g, LearnedConfig(kl_weight=0.0, schedule="prompt", close_weight=2.0))
     assert off["task"] == pytest.approx(float(ex.objective(steered)[0]) / n_answer, abs=1e-4)
     assert on["task"] == pytest.approx(off["task"] + 2.0 * close_lp(steered), abs=1e-4)
     assert on["task_gain"] == pytest.approx(off["task_gain"] + 2.0 * (close_lp(steered) - close_lp(plain)), abs=1e-4)
     unclosed = ProfilingExample(ex.tokens, ex.key_mask, ex.objective, task="json")  # close None
-    _, same = example_loss(llama, unclosed, g, 0.01, 0.0, "prompt", close_weight=2.0)
+    _, same = example_loss(llama, unclosed, g, LearnedConfig(kl_weight=0.0, schedule="prompt", close_weight=2.0))
     assert same["task"] == pytest.approx(off["task"], abs=1e-6)
     with pytest.raises(ValueError, match="not a target position"):
         ProfilingExample(ex.tokens, ex.key_mask, ex.objective, close=ex.n_prompt - 1)
     with pytest.raises(ValueError, match="end_turn=True"):
-        learn_alphas(llama, {"json": [unclosed]}, g, steps=1, close_weight=1.0, progress=False)
+        learn(llama, {"json": [unclosed]}, g, steps=1, close_weight=1.0)
     with pytest.raises(ValueError, match="close_weight must be"):
-        learn_alphas(llama, {"json": [ex]}, g, steps=1, close_weight=-1.0, progress=False)
+        learn(llama, {"json": [ex]}, g, steps=1, close_weight=-1.0)
 
 
 def test_close_weight_training_raises_the_closing_token(llama):
@@ -587,17 +660,17 @@ def test_close_weight_training_raises_the_closing_token(llama):
     without it (same examples, same init): the term pulls where it should."""
     exs = get_task("json").profiling_examples(llama, "train", n=2, end_turn=True)
     init = torch.zeros(llama.cfg.n_layers, llama.cfg.n_heads)
-    kw = dict(steps=6, lr=0.5, kl_weight=0.0, sparsity=0.0, schedule="prompt", progress=False)
+    kw = dict(steps=6, lr=0.5, kl_weight=0.0, sparsity=0.0, schedule="prompt")
 
     def close_lp(learned):
         total = 0.0
         for ex in exs:
-            with torch.no_grad(), llama.hooks(fwd_hooks=_hooks(learned.g, 0.01, ex.key_mask, "prompt")):
+            with torch.no_grad(), llama.hooks(fwd_hooks=learned_hooks(learned.g, 0.01, ex.key_mask, "prompt")):
                 logits = llama(ex.tokens)
             total += float(torch.log_softmax(logits[0, ex.close - 1].float(), -1)[ex.tokens[0, ex.close]])
         return total
 
-    without, with_close = learn_alphas(llama, {"json": exs}, init, **kw), learn_alphas(
+    without, with_close = learn(llama, {"json": exs}, init, **kw), learn(
         llama, {"json": exs}, init, close_weight=20.0, **kw)
     assert with_close.settings["close_weight"] == 20.0 and without.settings["close_weight"] == 0.0
     assert close_lp(with_close) > close_lp(without) + 1e-3
@@ -611,12 +684,12 @@ def test_base_heads_are_steered_at_their_fixed_alphas_and_take_no_gradient(llama
     alphas = strengths_to_alphas(g, 0.01)
     per_head = {(l, h): base.get((l, h), float(alphas[l, h]))
                 for l in range(llama.cfg.n_layers) for h in range(llama.cfg.n_heads)}
-    ours = _logits(llama, tokens, _hooks(g, 0.01, em.key_mask, "prompt", base))
+    ours = _logits(llama, tokens, learned_hooks(g, 0.01, em.key_mask, "prompt", base))
     ref = _logits(llama, tokens, pasta_hooks(list(per_head), em.key_mask, alpha=per_head, schedule="prompt"))
     assert (ours - ref).abs().max() <= 1e-5
     ex = ProfilingExample(tokens, em.key_mask, lambda logits: logits[:, -1, :7].float().sum(-1), task="a")
     g = g.clone().requires_grad_(True)
-    loss, _ = example_loss(llama, ex, g, 0.01, 1.0, "prompt", base=base)
+    loss, _ = example_loss(llama, ex, g, LearnedConfig(kl_weight=1.0, schedule="prompt", base=base))
     (grad,) = torch.autograd.grad(loss, [g])
     assert float(grad[1, 2]) == 0.0 and float(grad[2, 0]) == 0.0 and float(grad.abs().max()) > 1e-6
 
@@ -627,8 +700,8 @@ def test_learning_on_top_of_a_base_keeps_it_and_adds_learned_heads(strong, tmp_p
     model, examples = strong
     base = {(0, 1): 0.02, (2, 3): 0.2}
     init = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
-    kw = dict(steps=4, lr=0.3, kl_weight=0.0, sparsity=0.5, progress=False)
-    learned = learn_alphas(model, examples, init, base=base, **kw)
+    kw = dict(steps=4, lr=0.3, kl_weight=0.0, sparsity=0.5)
+    learned = learn(model, examples, init, base=base, **kw)
     assert float(learned.g[0, 1]) == 0.0 and float(learned.g[2, 3]) == 0.0  # untouched: no gradient, no penalty
     assert learned.base == base and learned.settings["base"] == [[0, 1, 0.02], [2, 3, 0.2]]
     assert float(learned.alphas[0, 1]) == pytest.approx(0.02) and float(learned.alphas[2, 3]) == pytest.approx(0.2)
@@ -638,13 +711,13 @@ def test_learning_on_top_of_a_base_keeps_it_and_adds_learned_heads(strong, tmp_p
     assert set(profile.heads) == set(learned.kept(0.999)) | set(base) and "2 fixed base heads" in profile.method
     # the base is part of the run: a checkpoint of another base is refused
     path = tmp_path / "learned.ckpt"
-    learn_alphas(model, examples, init, base=base, checkpoint=path, **kw)
+    learn(model, examples, init, base=base, checkpoint=path, **kw)
     with pytest.raises(ValueError, match=r"differs in \['base'\]"):
-        learn_alphas(model, examples, init, base={(0, 1): 0.02}, checkpoint=path, **kw)
+        learn(model, examples, init, base={(0, 1): 0.02}, checkpoint=path, **kw)
     with pytest.raises(ValueError, match="outside this model"):
-        learn_alphas(model, examples, init, base={(9, 0): 0.1}, **kw)
+        learn(model, examples, init, base={(9, 0): 0.1}, **kw)
     with pytest.raises(ValueError, match="alpha lies in"):
-        learn_alphas(model, examples, init, base={(0, 0): 2.0}, **kw)
+        learn(model, examples, init, base={(0, 0): 2.0}, **kw)
     # a profile's steering alphas: its own per-head ones, else its alpha
     plain = HeadProfile(model_name="t", n_layers=3, n_heads=4, heads=[(0, 1), (2, 2)], alpha=0.05)
     assert base_alphas(plain) == {(0, 1): 0.05, (2, 2): 0.05}
@@ -709,7 +782,7 @@ def test_focus_and_early_weights_add_their_terms_to_the_task_term(llama):
     ex = get_task("json").profiling_examples(llama, "train", n=1, end_turn=True)[0]
     g = torch.linspace(-3, 3, llama.cfg.n_layers * llama.cfg.n_heads).reshape(llama.cfg.n_layers, -1)
     with torch.no_grad():
-        with llama.hooks(fwd_hooks=_hooks(g, 0.01, ex.key_mask, "prompt")):
+        with llama.hooks(fwd_hooks=learned_hooks(g, 0.01, ex.key_mask, "prompt")):
             steered = llama(ex.tokens)
         plain = llama(ex.tokens)
 
@@ -725,21 +798,72 @@ def test_focus_and_early_weights_add_their_terms_to_the_task_term(llama):
                 total += math.log1p(-float(torch.softmax(logits[0, i - 1].float(), -1)[close]))
         return total
 
-    _, off = example_loss(llama, ex, g, 0.01, 0.0, "prompt")
-    _, on = example_loss(llama, ex, g, 0.01, 0.0, "prompt", focus_weight=2.0, early_weight=3.0)
+    _, off = example_loss(llama, ex, g, LearnedConfig(kl_weight=0.0, schedule="prompt"))
+    both = LearnedConfig(kl_weight=0.0, schedule="prompt", focus_weight=2.0, early_weight=3.0)
+    _, on = example_loss(llama, ex, g, both)
     assert on["task"] == pytest.approx(off["task"] + 2.0 * focus_lp(steered) + 3.0 * early(steered), abs=1e-3)
     assert on["task_gain"] == pytest.approx(
         off["task_gain"] + 2.0 * (focus_lp(steered) - focus_lp(plain)) + 3.0 * (early(steered) - early(plain)),
         abs=1e-3)
     bare = ProfilingExample(ex.tokens, ex.key_mask, ex.objective, task="json")  # no close, no focus
-    _, same = example_loss(llama, bare, g, 0.01, 0.0, "prompt", focus_weight=2.0, early_weight=3.0)
+    _, same = example_loss(llama, bare, g, both)
     assert same["task"] == pytest.approx(off["task"], abs=1e-6)
     with pytest.raises(ValueError, match="focus_weight needs examples with focus tokens"):
-        learn_alphas(llama, {"json": [bare]}, g, steps=1, focus_weight=1.0, progress=False)
+        learn(llama, {"json": [bare]}, g, steps=1, focus_weight=1.0)
     with pytest.raises(ValueError, match="early_weight needs examples with a closing token"):
-        learn_alphas(llama, {"json": [bare]}, g, steps=1, early_weight=1.0, progress=False)
+        learn(llama, {"json": [bare]}, g, steps=1, early_weight=1.0)
     with pytest.raises(ValueError, match="focus_weight must be"):
-        learn_alphas(llama, {"json": [ex]}, g, steps=1, focus_weight=float("nan"), progress=False)
+        learn(llama, {"json": [ex]}, g, steps=1, focus_weight=float("nan"))
+
+
+def test_a_new_loss_term_is_a_table_entry_and_a_weight(llama, monkeypatch):
+    """The recipe of pasta_lens.profiling.learned.losses for a new term, followed here for a reward and a penalty:
+    a weight field (recorded only when set) and one table entry; the loss, the step history, the record, the
+    profile's method and provenance pick it up, and a run without it is recorded as before."""
+    from dataclasses import dataclass, field
+
+    from pasta_lens.profiling.learned import losses
+
+    @dataclass(frozen=True)
+    class Extended(LearnedConfig):
+        last_weight: float = field(default=0.0, metadata={"record": "when_set"})
+        drift_weight: float = field(default=0.0, metadata={"record": "when_set"})
+
+    def last_logprob(ex, logits):  # log P(the last target token)
+        return torch.log_softmax(logits[0, -2].float(), -1)[ex.tokens[0, -1]]
+
+    def drift(ex, steered, plain):  # mean squared change of the last position's logits
+        return (steered[0, -1].float() - plain[0, -1].float()).pow(2).mean()
+
+    monkeypatch.setattr(losses, "TASK_TERMS", losses.TASK_TERMS + (losses.TaskTerm(
+        "last_weight", last_logprob, "anything", lambda ex: True, "last token weight", "last_weight * log P(last)"),))
+    monkeypatch.setattr(losses, "PENALTIES", losses.PENALTIES + (losses.Penalty(
+        "drift", "drift_weight", drift, "drift", "mean squared change of the last logits"),))
+    assert Extended().record() == LearnedConfig().record()  # off: the fingerprint of earlier runs
+    assert Extended(last_weight=2).record()["last_weight"] == 2.0
+    with pytest.raises(ValueError, match="drift_weight must be a finite number >= 0"):
+        Extended(drift_weight=-1.0)
+
+    ex = get_task("json").profiling_examples(llama, "train", n=1, end_turn=True)[0]
+    g = torch.linspace(-3, 3, llama.cfg.n_layers * llama.cfg.n_heads).reshape(llama.cfg.n_layers, -1)
+    with torch.no_grad():
+        with llama.hooks(fwd_hooks=learned_hooks(g, 0.01, ex.key_mask, "prompt")):
+            steered = llama(ex.tokens)
+        plain = llama(ex.tokens)
+    _, off = example_loss(llama, ex, g, Extended(kl_weight=0.0, schedule="prompt"))
+    loss, on = example_loss(llama, ex, g, Extended(kl_weight=0.0, schedule="prompt", last_weight=2.0,
+                                                   drift_weight=3.0))
+    assert on["task"] == pytest.approx(off["task"] + 2.0 * float(last_logprob(ex, steered)), abs=1e-4)
+    assert on["drift"] == pytest.approx(float(drift(ex, steered, plain)), rel=1e-4) and on["drift"] > 0
+    assert float(loss.detach()) == pytest.approx(-on["term"] + 3.0 * on["drift"], abs=1e-4)
+
+    config = Extended(steps=1, kl_weight=0.0, sparsity=0.0, schedule="prompt", last_weight=2.0, drift_weight=3.0)
+    learned = learn_alphas(llama, {"json": [ex]}, g, config, progress=False)
+    assert "drift" in learned.history[0] and learned.settings["last_weight"] == 2.0
+    profile = learned_profile(llama, "tiny", learned, keep_below=0.999)
+    assert "last token weight 2" in profile.method
+    assert profile.provenance["learned"]["drift_term"] == "mean squared change of the last logits"
+    assert profile.provenance["learned"]["task_term"].endswith("; plus last_weight * log P(last)")
 
 
 def test_own_continuations_are_the_unsteered_greedy_tokens_up_to_the_end_of_turn(llama):
@@ -765,7 +889,14 @@ def test_own_continuations_are_the_unsteered_greedy_tokens_up_to_the_end_of_turn
     marked = ProfilingExample(torch.cat([ex.tokens[:, :ex.n_prompt], torch.tensor([[5, first]])], 1), ex.key_mask,
                               ex.objective, close=ex.n_prompt)
     assert own_continuations(llama, [marked], 6)[0].tokens[0, ex.n_prompt:].tolist() == [first]
-    assert own[0].tokens.shape[1] > ex.n_prompt + 1 or own[0].tokens[0, -1] == first
+    # without a marker (close None) nothing is cut: all max_new_tokens greedy tokens, the same as the loop's
+    unmarked = ProfilingExample(ex.tokens, ex.key_mask, ex.objective)
+    tokens = ex.tokens[:, :ex.n_prompt]
+    with torch.inference_mode():
+        for _ in range(6):
+            tokens = torch.cat([tokens, llama(tokens)[:, -1:].argmax(-1).cpu()], 1)
+    assert torch.equal(own_continuations(llama, [unmarked], 6)[0].tokens, tokens)
+    assert tokens.shape[1] == ex.n_prompt + 6
     with pytest.raises(ValueError, match="positive integer"):
         own_continuations(llama, exs, 0)
 
@@ -828,71 +959,70 @@ def test_protect_term_is_the_answer_kl_and_keeps_the_protected_answers(llama, tm
     """protect_loss is KL(steered || unsteered) over the rows that predict the target (0 when nothing is steered);
     training with it leaves the protected answers' KL lower than the same training without it; it is part of the
     run (recorded, fingerprinted) and an interrupted run with it resumes to the identical result."""
-    from pasta_lens.profiling.learned import protect_loss
 
     train = {"json": get_task("json").profiling_examples(llama, "train", n=2, end_turn=True)}
     protect = get_task("pronoun").profiling_examples(llama, "train", n=2, end_turn=True)
     ex = protect[0]
     g = torch.linspace(-3, 3, llama.cfg.n_layers * llama.cfg.n_heads).reshape(llama.cfg.n_layers, -1)
     with torch.no_grad():
-        with llama.hooks(fwd_hooks=_hooks(g, 0.01, ex.key_mask, "prompt")):
+        with llama.hooks(fwd_hooks=learned_hooks(g, 0.01, ex.key_mask, "prompt")):
             steered = llama(ex.tokens)
         plain = llama(ex.tokens)
     ls = torch.log_softmax(steered[0, ex.n_prompt - 1:-1].float(), -1)
     lu = torch.log_softmax(plain[0, ex.n_prompt - 1:-1].float(), -1)
     expected = float((ls.exp() * (ls - lu)).sum(-1).mean())
-    assert float(protect_loss(llama, ex, g, 0.01, "prompt").detach()) == pytest.approx(expected, abs=1e-5)
-    assert float(protect_loss(llama, ex, torch.full_like(g, -40.0), 0.01, "prompt").detach()) == pytest.approx(0, abs=1e-6)
+    prompt = LearnedConfig(schedule="prompt")
+    assert float(protect_loss(llama, ex, g, prompt).detach()) == pytest.approx(expected, abs=1e-5)
+    assert float(protect_loss(llama, ex, torch.full_like(g, -40.0), prompt).detach()) == pytest.approx(0, abs=1e-6)
 
     init = torch.zeros(llama.cfg.n_layers, llama.cfg.n_heads)
-    kw = dict(steps=5, lr=0.5, kl_weight=0.0, sparsity=0.0, schedule="prompt", progress=False)
-    free = learn_alphas(llama, train, init, **kw)
-    kept = learn_alphas(llama, train, init, protect=protect, protect_weight=50.0, **kw)
+    kw = dict(steps=5, lr=0.5, kl_weight=0.0, sparsity=0.0, schedule="prompt")
+    free = learn(llama, train, init, **kw)
+    kept = learn(llama, train, init, protect=protect, protect_weight=50.0, **kw)
 
     def protected_kl(learned):
-        return sum(float(protect_loss(llama, e, learned.g, 0.01, "prompt").detach()) for e in protect)
+        return sum(float(protect_loss(llama, e, learned.g, LearnedConfig(schedule="prompt")).detach()) for e in protect)
 
     assert protected_kl(kept) < protected_kl(free)
-    assert kept.settings["protect"] == {"tasks": ["pronoun"], "n": 2, "weight": 50.0} and "kl_protect" in kept.history[0]
+    assert kept.settings["protect"] == {"tasks": ["pronoun"], "n": 2, "weight": 50.0}
+    assert "kl_protect" in kept.history[0]
     assert free.settings["protect"] is None and "kl_protect" not in free.history[0]
     profile = learned_profile(llama, "tiny", kept, keep_below=0.999)
     assert "KL on 2 protected pronoun answers (weight 50)" in profile.method
     path = tmp_path / "learned.ckpt"
-    learn_alphas(llama, train, init, protect=protect, protect_weight=50.0, steps=2, checkpoint=path,
-                 **{k: v for k, v in kw.items() if k != "steps"})
-    resumed = learn_alphas(llama, train, init, protect=protect, protect_weight=50.0, checkpoint=path, **kw)
+    learn(llama, train, init, protect=protect, protect_weight=50.0, steps=2, checkpoint=path,
+          **{k: v for k, v in kw.items() if k != "steps"})
+    resumed = learn(llama, train, init, protect=protect, protect_weight=50.0, checkpoint=path, **kw)
     assert torch.equal(resumed.g, kept.g) and resumed.history == kept.history
     with pytest.raises(ValueError, match="protect"):
-        learn_alphas(llama, train, init, protect=protect[:1], protect_weight=50.0, checkpoint=path, **kw)
+        learn(llama, train, init, protect=protect[:1], protect_weight=50.0, checkpoint=path, **kw)
 
 
 def test_protect_each_gives_every_protected_task_its_own_rows(llama):
     """protect_each: per step, ``per_step`` rows of *each* protected task (a pool of two tasks gives ``per_step`` in
     all); the step's protect term is the sum of the tasks' mean KLs; recorded only when set (older runs: pool)."""
-    from pasta_lens.profiling.learned import _protect_rows, protect_loss
-
     train = {"json": get_task("json").profiling_examples(llama, "train", n=2, end_turn=True)}
     protect = (get_task("pronoun").profiling_examples(llama, "train", n=3, end_turn=True)
                + get_task("counterfact").profiling_examples(llama, "train", n=3))
-    pool = {"per_step": 2, "seed": 0, "protect": {"weight": 1.0}}
-    each = {"per_step": 2, "seed": 0, "protect": {"weight": 1.0, "each": True}}
+    pool = LearnedConfig(per_step=2, seed=0)
+    each = LearnedConfig(per_step=2, seed=0, protect_each=True)
     for step in range(4):
-        (rows,) = _protect_rows(protect, step, pool)
+        (rows,) = protect_rows(protect, step, pool)
         assert len(rows) == 2
-        by_task = _protect_rows(protect, step, each)
+        by_task = protect_rows(protect, step, each)
         assert [sorted({protect[i].task for i in r}) for r in by_task] == [["counterfact"], ["pronoun"]]
         assert all(len(r) == 2 for r in by_task)
-    seen = {i for step in range(3) for r in _protect_rows(protect, step, each) for i in r}
+    seen = {i for step in range(3) for r in protect_rows(protect, step, each) for i in r}
     assert seen == set(range(6))  # an epoch of each task's permutation covers it
     init = torch.linspace(-2, 2, llama.cfg.n_layers * llama.cfg.n_heads).reshape(llama.cfg.n_layers, -1)
-    kw = dict(steps=1, lr=0.5, kl_weight=0.0, sparsity=0.0, schedule="prompt", progress=False, per_step=2)
-    learned = learn_alphas(llama, train, init, protect=protect, protect_each=True, **kw)
+    kw = dict(steps=1, lr=0.5, kl_weight=0.0, sparsity=0.0, schedule="prompt", per_step=2)
+    learned = learn(llama, train, init, protect=protect, protect_each=True, **kw)
     assert learned.settings["protect"]["each"] is True
-    expected = sum(float(protect_loss(llama, protect[i], init, 0.01, "prompt").detach()) / 2
-                   for r in _protect_rows(protect, 0, learned.settings) for i in r)
+    expected = sum(float(protect_loss(llama, protect[i], init, LearnedConfig(schedule="prompt")).detach()) / 2
+                   for r in protect_rows(protect, 0, each) for i in r)
     assert learned.history[0]["kl_protect"] == pytest.approx(expected, rel=1e-5)
     assert "2 of each task per step" in learned_profile(llama, "tiny", learned, keep_below=0.999).method
-    pooled = learn_alphas(llama, train, init, protect=protect, **kw)
+    pooled = learn(llama, train, init, protect=protect, **kw)
     assert "each" not in pooled.settings["protect"]
     assert "of each task" not in learned_profile(llama, "tiny", pooled, keep_below=0.999).method
 
@@ -930,25 +1060,25 @@ def test_protect_against_the_base_keeps_what_the_base_does(llama):
     against the unsteered model then); own_continuations with the base are that model's greedy tokens; the
     per-task references are checked, recorded and named in the method."""
     from pasta_lens.profiling import own_continuations
-    from pasta_lens.profiling.learned import protect_loss
 
     base = {(0, 1): 0.01, (2, 3): 0.05}
     exs = get_task("counterfact").profiling_examples(llama, "train", n=2)
     ex = exs[0]
     g = torch.linspace(-3, 3, llama.cfg.n_layers * llama.cfg.n_heads).reshape(llama.cfg.n_layers, -1)
     off = torch.full_like(g, -math.inf)  # every learned head at alpha 1: the base alone steers
-    assert float(protect_loss(llama, ex, off, 0.01, "prompt", base, "base").detach()) == pytest.approx(0, abs=1e-6)
-    assert float(protect_loss(llama, ex, off, 0.01, "prompt", base, "unsteered").detach()) > 1e-4
+    on_base = LearnedConfig(schedule="prompt", base=base)
+    assert float(protect_loss(llama, ex, off, on_base, "base").detach()) == pytest.approx(0, abs=1e-6)
+    assert float(protect_loss(llama, ex, off, on_base, "unsteered").detach()) > 1e-4
     with torch.no_grad():
         reference = _logits(llama, ex.tokens, pasta_hooks(list(base), ex.key_mask, alpha=base,
                                                          schedule="prompt"))
-        steered = llama.run_with_hooks(ex.tokens, fwd_hooks=_hooks(g, 0.01, ex.key_mask, "prompt", base))
+        steered = llama.run_with_hooks(ex.tokens, fwd_hooks=learned_hooks(g, 0.01, ex.key_mask, "prompt", base))
     ls = torch.log_softmax(steered[0, ex.n_prompt - 1:-1].float(), -1)
     lr = torch.log_softmax(reference[0, ex.n_prompt - 1:-1].float(), -1)
     expected = float((ls.exp() * (ls - lr)).sum(-1).mean())
-    assert float(protect_loss(llama, ex, g, 0.01, "prompt", base, "base").detach()) == pytest.approx(expected, abs=1e-5)
+    assert float(protect_loss(llama, ex, g, on_base, "base").detach()) == pytest.approx(expected, abs=1e-5)
     with pytest.raises(ValueError, match="needs base heads"):
-        protect_loss(llama, ex, g, 0.01, "prompt", None, "base")
+        protect_loss(llama, ex, g, LearnedConfig(schedule="prompt"), "base")
 
     strong = {(layer, head): 0.01 for layer in range(llama.cfg.n_layers) for head in range(llama.cfg.n_heads)}
     for spec in (base, strong):
@@ -967,21 +1097,21 @@ def test_protect_against_the_base_keeps_what_the_base_does(llama):
     protect = own_continuations(llama, get_task("pronoun").profiling_examples(llama, "train", n=2, end_turn=True),
                                 3) + own
     init = torch.zeros(llama.cfg.n_layers, llama.cfg.n_heads)
-    kw = dict(steps=2, lr=0.5, kl_weight=0.0, sparsity=0.0, schedule="prompt", base=base, progress=False,
+    kw = dict(steps=2, lr=0.5, kl_weight=0.0, sparsity=0.0, schedule="prompt", base=base,
               protect=protect)
     references = {"pronoun": "unsteered", "counterfact": "base"}
-    learned = learn_alphas(llama, train, init, protect_reference=references, **kw)
+    learned = learn(llama, train, init, protect_reference=references, **kw)
     assert learned.settings["protect"]["reference"] == references
     assert "against counterfact: base, pronoun: unsteered" in learned_profile(llama, "tiny", learned,
                                                                                keep_below=0.999).method
-    unsteered = learn_alphas(llama, train, init, **kw)
+    unsteered = learn(llama, train, init, **kw)
     assert "reference" not in unsteered.settings["protect"] and not torch.equal(unsteered.g, learned.g)
     for bad, match in (({"pronoun": "base"}, "missing"), ({**references, "json": "base"}, "not protected"),
                        ({"pronoun": "unsteered", "counterfact": "steered"}, "must be one of")):
         with pytest.raises(ValueError, match=match):
-            learn_alphas(llama, train, init, protect_reference=bad, **kw)
+            learn(llama, train, init, protect_reference=bad, **kw)
     with pytest.raises(ValueError, match="base="):
-        learn_alphas(llama, train, init, protect_reference="base", **{**kw, "base": None})
+        learn(llama, train, init, protect_reference="base", **{**kw, "base": None})
 
 
 def test_cli_learned_protect_base(tiny_dir, tmp_path, capsys):

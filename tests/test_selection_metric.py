@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pasta_lens.cli import build_parser, main
-from pasta_lens.cli.profile import _command
+from pasta_lens.cli.profile import recorded_command
 from pasta_lens.evaluation import MetricPoint, evaluate, metric_curve
 from pasta_lens.profiling import (AblationPoint, ablation_curve, choose_k, choose_point, make_profile, profile_heads,
                                   scores_from_profile, select_heads)
@@ -191,7 +191,7 @@ def test_profile_select_by_metric_end_to_end(tiny_dir, tmp_path, capsys):
     assert (profile.k, profile.strategy, prov["schedule"]) == (best["k"], best["strategy"], best["schedule"])
     assert prov["fluency_floor_met"] is True
     assert profile.heads == select_heads(scores_from_profile(profile), profile.k, profile.strategy)
-    assert profile.command == _command(build_parser().parse_args(argv))
+    assert profile.command == recorded_command(build_parser().parse_args(argv))
     # rerun: every generation is reused from the kept rows, the same choice comes out
     rows = _rows(tmp_path / "tiny.json.ckpt" / "selection")
     assert rows > 0 and main(argv) == 0

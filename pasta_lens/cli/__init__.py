@@ -95,6 +95,18 @@ def split_list(text: str) -> list[str]:
     return [s.strip() for s in text.split(",") if s.strip()]
 
 
+def int_list(text: str) -> list[int]:
+    """``"3,5,10"`` -> ``[3, 5, 10]``: positive integers, comma-separated (an ``argparse`` type: anything else is a
+    usage error that shows the form)."""
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, e.g. 3,5,10,20; got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, e.g. 3,5,10,20; got {text!r}")
+    return values
+
+
 def add_placement_arguments(p: argparse.ArgumentParser) -> None:
     """Where the model goes: one device per process (the torchrun default), or one model split over devices."""
     p.add_argument("--device", default=None,

@@ -3,9 +3,11 @@
     pasta-lens profile --method learned --tasks json,pronoun,biasbios,counterfact --n 40 --steps 100 \\
         --out profiles/my-learned.json
 
-The steps mirror the Python API (:mod:`pasta_lens.profiling.learned`): attribution scores of every head on the
-train examples at ``--alpha-min`` (:func:`~pasta_lens.profiling.profile_tasks`, checkpointed per task in
-``OUT.ckpt/{task}.ckpt`` like the other methods), :func:`~pasta_lens.profiling.init_logits`,
+The options build a :class:`~pasta_lens.profiling.LearnedConfig` (:func:`learned_config`; ``--help`` shows them in
+its groups, the experimental ones marked), and the steps mirror the Python API (:mod:`pasta_lens.profiling.learned`):
+attribution scores of every head on the train examples at ``--alpha-min``
+(:func:`~pasta_lens.profiling.profile_tasks`, checkpointed per task in ``OUT.ckpt/{task}.ckpt`` like the other
+methods), :func:`~pasta_lens.profiling.init_logits`,
 :func:`~pasta_lens.profiling.learn_alphas` (checkpointed in ``OUT.ckpt/learned.ckpt``: rerun the same command to
 resume, or with a larger ``--steps`` to continue) and :func:`~pasta_lens.profiling.learned_profile` (the heads with
 alpha < ``--keep-below``, each at its learned alpha). ``--init-from P`` takes the initial logits from the attribution
@@ -16,16 +18,16 @@ the ``--base-profile`` alone has it (KL to the base-steered model, targets from 
 ``--protect-each`` gives each protected task its own ``--per-step`` rows per step (default: one shared pool).
 ``--own-targets F`` trains the tasks that can correct a model's own answer (pronoun) on the unsteered model's own
 first ``F`` answer tokens with the instruction carried out (:meth:`~pasta_lens.tasks.base.Task.correct`). The shipped
-SmolLM2 default was made by (the command its ``command`` records; without ``--protect-base`` it made
-``-protect-cli-seed2``, and that with ``--seed 0`` ``-protect-cli``):
+SmolLM2 default was made by (the command its ``command`` records; ``bench/profile_budget.py --profile
+smollm2-135m-instruct`` rebuilds it):
 
     pasta-lens profile --model smollm2-135m-instruct --tasks json --n 40 --method learned --steps 80 --per-step 2 \\
         --schedule prompt --end-turn --close-weight 0.5 --early-weight 0.5 --focus-weight 1 --protect pronoun \\
         --protect-base counterfact --protect-gen 16 --init-from smollm2-135m-instruct-attribution \\
         --base-profile smollm2-135m-instruct-metric --seed 2 --out profiles/my-default.json
 
-``--k``, ``--ks``, ``--val-n``, ``--strategy``,
-``--top-m`` and ``--rescore-n`` do not apply (no top-k selection is made).
+``--k``, ``--ks``, ``--val-n``, ``--strategy``, ``--top-m`` and ``--rescore-n`` do not apply (no top-k selection
+is made).
 """
 
 from __future__ import annotations
@@ -35,27 +37,37 @@ import shlex
 import time
 from typing import Any
 
-LEARNED_DEFAULTS = dict(steps=100, lr=0.1, kl_weight=1.0, sparsity=0.01, alpha_min=0.01, per_step=1,
-                        keep_below=0.5, init_bias=-4.0, init_scale=6.0, checkpoint_every=5, schedule="all",
-                        gain_cap=0.0, close_weight=0.0, early_weight=0.0, focus_weight=0.0, protect_weight=1.0,
-                        protect_gen=0)
+from pasta_lens.profiling.learned.config import KEEP_BELOW, LearnedConfig
+
+_CONFIG = LearnedConfig()
+LEARNED_DEFAULTS = dict(steps=_CONFIG.steps, lr=_CONFIG.lr, kl_weight=_CONFIG.kl_weight, sparsity=_CONFIG.sparsity,
+                        alpha_min=_CONFIG.alpha_min, per_step=_CONFIG.per_step, keep_below=KEEP_BELOW, init_bias=-4.0,
+                        init_scale=6.0, checkpoint_every=_CONFIG.checkpoint_every, schedule=_CONFIG.schedule,
+                        gain_cap=0.0, close_weight=_CONFIG.close_weight, early_weight=_CONFIG.early_weight,
+                        focus_weight=_CONFIG.focus_weight, protect_weight=_CONFIG.protect_weight, protect_gen=0)
+"""The options recorded with their value in every ``--method learned`` command, in this order (the defaults of
+:class:`~pasta_lens.profiling.LearnedConfig`; ``--gain-cap 0`` is its ``gain_cap=None``)."""
+
+EXPERIMENTAL = "[experimental] "
 
 
 def add_learned_arguments(p: argparse.ArgumentParser) -> None:
-    """The options of ``--method learned`` (one argument group)."""
+    """The options of ``--method learned``, in four argument groups (as :class:`LearnedConfig` groups its fields;
+    the last two, extra terms and protection, are marked experimental)."""
     d = LEARNED_DEFAULTS
-    g = p.add_argument_group("--method learned", "per-head strengths alpha_h = alpha_min ** sigmoid(g_h), fitted "
-                             "by Adam on the tasks' train objectives + a fluency (KL) and a sparsity term")
+    g = p.add_argument_group("--method learned: optimisation",
+                             "per-head strengths alpha_h = alpha_min ** sigmoid(g_h), fitted by Adam on the tasks' "
+                             "train objectives + a fluency (KL) and a sparsity term (docs/learned.md)")
     g.add_argument("--steps", type=int, default=d["steps"], help=f"Adam steps (default {d['steps']})")
     g.add_argument("--lr", type=float, default=d["lr"], help=f"learning rate on the logits g (default {d['lr']})")
+    g.add_argument("--per-step", type=int, default=d["per_step"],
+                   help=f"train examples per task in each step (default {d['per_step']})")
     g.add_argument("--kl-weight", type=float, default=d["kl_weight"],
                    help=f"weight of KL(steered || unsteered) on the prompt positions (default {d['kl_weight']})")
     g.add_argument("--sparsity", type=float, default=d["sparsity"],
                    help=f"weight of sum_h sigmoid(g_h): fewer heads when larger (default {d['sparsity']})")
     g.add_argument("--alpha-min", type=float, default=d["alpha_min"],
                    help=f"strongest alpha a head can learn; also the attribution alpha (default {d['alpha_min']})")
-    g.add_argument("--per-step", type=int, default=d["per_step"],
-                   help=f"train examples per task in each step (default {d['per_step']})")
     g.add_argument("--keep-below", type=float, default=d["keep_below"],
                    help=f"keep the heads whose learned alpha is below this (default {d['keep_below']})")
     g.add_argument("--init-bias", type=float, default=d["init_bias"],
@@ -68,53 +80,60 @@ def add_learned_arguments(p: argparse.ArgumentParser) -> None:
                         "attribution on the train examples (default: compute them)")
     g.add_argument("--checkpoint-every", type=int, default=d["checkpoint_every"],
                    help=f"write the training checkpoint every N steps (default {d['checkpoint_every']})")
-    g.add_argument("--schedule", default=d["schedule"],
+    f = p.add_argument_group("--method learned: what the strengths are fitted to")
+    f.add_argument("--schedule", default=d["schedule"],
                    help="query rows steered while training, as they will be when the profile is used: all "
                         "(prompt and answer rows, the paper's), prompt (the prompt only; the answer is written "
                         "unsteered), first:N, decay:G; the profile records it and is steered with it "
                         f"(default {d['schedule']})")
-    g.add_argument("--base-profile", default=None,
+    f.add_argument("--base-profile", default=None,
                    help="learn on top of this profile (a shipped name or a JSON path): its heads are steered at "
                         "their alphas throughout training and kept in the result beside the learned heads; its "
                         "recorded schedule must be --schedule")
-    g.add_argument("--gain-cap", type=float, default=d["gain_cap"],
-                   help="an example's task term counts at most this many nats per answer token above the "
-                        "unsteered value, so tasks that steering moves by many nats do not decide alone "
+    t = p.add_argument_group("--method learned: extra task terms (experimental)",
+                             "terms added to each example's task term; 0 = off")
+    t.add_argument("--gain-cap", type=float, default=d["gain_cap"],
+                   help=EXPERIMENTAL + "an example's task term counts at most this many nats per answer token above "
+                        "the unsteered value, so tasks that steering moves by many nats do not decide alone "
                         "(0: no cap; default 0)")
-    g.add_argument("--close-weight", type=float, default=d["close_weight"],
-                   help="with --end-turn: the log-prob of the answer's closing token (its last, before the "
-                        "end-of-turn marker; JSON's \"}) counts this many times more in a chat task's term, so "
-                        "the strengths learn to end the answer (0: off; default 0)")
-    g.add_argument("--early-weight", type=float, default=d["early_weight"],
-                   help="with --end-turn: add this times sum log(1 - P(closing token)) over the answer's earlier "
-                        "positions, so the answer does not close before its end (0: off; default 0)")
-    g.add_argument("--focus-weight", type=float, default=d["focus_weight"],
-                   help="add this times the mean log-prob of the answer's focus tokens (json, pronoun: the "
-                        "occupation) to the task term, so the content is not drowned by the format (0: off; "
-                        "default 0)")
-    g.add_argument("--protect", default=None, metavar="TASK",
-                   help="a task the strengths must not change (not in --tasks): each step also adds "
+    t.add_argument("--close-weight", type=float, default=d["close_weight"],
+                   help=EXPERIMENTAL + "with --end-turn: the log-prob of the answer's closing token (its last, "
+                        "before the end-of-turn marker; JSON's \"}) counts this many times more in a chat task's "
+                        "term, so the strengths learn to end the answer (0: off; default 0)")
+    t.add_argument("--early-weight", type=float, default=d["early_weight"],
+                   help=EXPERIMENTAL + "with --end-turn: add this times sum log(1 - P(closing token)) over the "
+                        "answer's earlier positions, so the answer does not close before its end (0: off; default 0)")
+    t.add_argument("--focus-weight", type=float, default=d["focus_weight"],
+                   help=EXPERIMENTAL + "add this times the mean log-prob of the answer's focus tokens (json, "
+                        "pronoun: the occupation) to the task term, so the content is not drowned by the format "
+                        "(0: off; default 0)")
+    t.add_argument("--own-targets", type=int, default=0, metavar="F",
+                   help=EXPERIMENTAL + "the trained tasks whose instruction can be carried out on a model's own "
+                        "answer (pronoun: gendered pronouns -> they) learn the unsteered model's own greedy first F "
+                        "answer tokens with the instruction carried out (to the end of turn) instead of their gold "
+                        "answers (0: the gold answers; default 0)")
+    k = p.add_argument_group("--method learned: keeping other tasks as they are (experimental)",
+                             "each step adds --protect-weight x KL(steered || reference) over the answers of "
+                             "--per-step protected train examples")
+    k.add_argument("--protect", default=None, metavar="TASK",
+                   help=EXPERIMENTAL + "a task the strengths must not change (not in --tasks): each step also adds "
                         "--protect-weight x KL(steered || unsteered) over the answers of --per-step of its --n train "
                         "examples (with the end-of-turn marker; one pool with --protect-base's unless --protect-each)")
-    g.add_argument("--protect-base", default=None, metavar="TASK",
-                   help="a task whose behaviour under --base-profile the strengths must not change (not in --tasks "
-                        "or --protect): its answers (with --protect-gen: the base-steered model's own first F "
-                        "tokens) join the protect term with KL(steered || base alone) instead of KL to the "
+    k.add_argument("--protect-base", default=None, metavar="TASK",
+                   help=EXPERIMENTAL + "a task whose behaviour under --base-profile the strengths must not change "
+                        "(not in --tasks or --protect): its answers (with --protect-gen: the base-steered model's own "
+                        "first F tokens) join the protect term with KL(steered || base alone) instead of KL to the "
                         "unsteered model")
-    g.add_argument("--own-targets", type=int, default=0, metavar="F",
-                   help="the trained tasks whose instruction can be carried out on a model's own answer (pronoun: "
-                        "gendered pronouns -> they) learn the unsteered model's own greedy first F answer tokens "
-                        "with the instruction carried out (to the end of turn) instead of their gold answers "
-                        "(0: the gold answers; default 0)")
-    g.add_argument("--protect-each", action="store_true",
-                   help="with --protect and --protect-base both: each protected task gets its own --per-step rows "
-                        "per step (as strongly protected as alone) instead of one shared pool of --per-step rows")
-    g.add_argument("--protect-weight", type=float, default=d["protect_weight"],
-                   help=f"weight of the --protect term (default {d['protect_weight']})")
-    g.add_argument("--protect-gen", type=int, default=d["protect_gen"], metavar="F",
-                   help="protect the unsteered model's own greedy first F answer tokens of --protect's prompts "
-                        "(what free generation starts with; for --protect-base the base-steered model's) instead of "
-                        "their gold answers (0: the gold answers; default 0)")
+    k.add_argument("--protect-each", action="store_true",
+                   help=EXPERIMENTAL + "with --protect and --protect-base both: each protected task gets its own "
+                        "--per-step rows per step (as strongly protected as alone) instead of one shared pool of "
+                        "--per-step rows")
+    k.add_argument("--protect-weight", type=float, default=d["protect_weight"],
+                   help=EXPERIMENTAL + f"weight of the --protect term (default {d['protect_weight']})")
+    k.add_argument("--protect-gen", type=int, default=d["protect_gen"], metavar="F",
+                   help=EXPERIMENTAL + "protect the unsteered model's own greedy first F answer tokens of "
+                        "--protect's prompts (what free generation starts with; for --protect-base the base-steered "
+                        "model's) instead of their gold answers (0: the gold answers; default 0)")
 
 
 def learned_command(args: argparse.Namespace) -> str:
@@ -234,6 +253,36 @@ def check_learned_arguments(args: argparse.Namespace) -> None:
         if getattr(args, name) < 0 or (name == "lr" and args.lr == 0):
             raise ValueError(f"--{name.replace('_', '-')} must be {'> 0' if name == 'lr' else '>= 0'}; got "
                              f"{getattr(args, name)}.")
+    args.learned_config = learned_config(args)
+
+
+def learned_config(args: argparse.Namespace) -> LearnedConfig:
+    """The :class:`~pasta_lens.profiling.LearnedConfig` of these options (the base from ``--base-profile``, read
+    by :func:`check_learned_arguments`; ``--protect`` kept as the unsteered model has it, ``--protect-base`` as
+    the base does).
+
+    Example:
+        >>> learned_config(build_parser().parse_args(["profile", "--method", "learned", "--steps", "80"])).steps
+        80
+    """
+    from pasta_lens.profiling import base_alphas
+
+    references = _protected(args)
+    base = getattr(args, "base", None)
+    return LearnedConfig(steps=args.steps, lr=args.lr, per_step=args.per_step, seed=args.seed,
+                         alpha_min=args.alpha_min, checkpoint_every=args.checkpoint_every, schedule=args.schedule,
+                         base=base_alphas(base) if base is not None else {}, kl_weight=args.kl_weight,
+                         sparsity=args.sparsity, gain_cap=args.gain_cap or None, close_weight=args.close_weight,
+                         early_weight=args.early_weight, focus_weight=args.focus_weight,
+                         protect_weight=args.protect_weight, protect_reference=references or "unsteered",
+                         protect_each=getattr(args, "protect_each", False))
+
+
+def _protected(args: argparse.Namespace) -> dict[str, str]:
+    """``{task: reference}``: ``--protect``'s task kept as the unsteered model has it, ``--protect-base``'s as the
+    base profile has it (in that order)."""
+    pairs = ((args.protect, "unsteered"), (getattr(args, "protect_base", None), "base"))
+    return {task: reference for task, reference in pairs if task}
 
 
 def run_learned(args: argparse.Namespace, model: Any, examples: dict[str, list], started: float,
@@ -242,7 +291,7 @@ def run_learned(args: argparse.Namespace, model: Any, examples: dict[str, list],
     from pathlib import Path
 
     from pasta_lens.distributed import current_world
-    from pasta_lens.profiling import base_alphas, init_logits, learn_alphas, learned_profile, profile_tasks
+    from pasta_lens.profiling import init_logits, learn_alphas, learned_profile, profile_tasks
 
     check_learned_arguments(args)
     if current_world().size > 1:
@@ -268,16 +317,14 @@ def run_learned(args: argparse.Namespace, model: Any, examples: dict[str, list],
         scores = profile_tasks(model, examples, "attribution", args.alpha_min, checkpoint_dir=checkpoint_dir,
                                progress=not quiet)
     init = init_logits(scores, args.init_bias, args.init_scale)
-    base = None
+    config = args.learned_config
+    base = config.base or None
     if args.base is not None:
         args.base.validate_for(model)
-        base = base_alphas(args.base)
-    protect, protect_s, references, counts = None, 0.0, {}, {}
-    protect_base = getattr(args, "protect_base", None)
-    for task, reference in ((args.protect, "unsteered"), (protect_base, "base")):
-        if not task:  # the protected task's train examples, or the (base-steered) model's own start of their answers
-            continue
-        from pasta_lens.profiling import own_continuations
+    protect, protect_s, counts = None, 0.0, {}
+    references = _protected(args)
+    for task, reference in references.items():  # the protected task's train examples, or the (base-steered)
+        from pasta_lens.profiling import own_continuations  # model's own start of their answers
         from pasta_lens.tasks import build_task
 
         tick = time.perf_counter()
@@ -287,17 +334,10 @@ def run_learned(args: argparse.Namespace, model: Any, examples: dict[str, list],
             rows = own_continuations(model, rows, args.protect_gen, base if reference == "base" else None,
                                      args.schedule)
         protect = (protect or []) + rows
-        references[task], counts[task] = reference, len(rows)
+        counts[task] = len(rows)
         protect_s += time.perf_counter() - tick
-    learned = learn_alphas(model, examples, init, steps=args.steps, lr=args.lr, kl_weight=args.kl_weight,
-                           sparsity=args.sparsity, alpha_min=args.alpha_min, per_step=args.per_step, seed=args.seed,
-                           schedule=args.schedule, gain_cap=args.gain_cap or None, base=base,
-                           close_weight=args.close_weight, focus_weight=args.focus_weight,
-                           early_weight=args.early_weight, protect=protect, protect_weight=args.protect_weight,
-                           protect_reference=references or "unsteered",
-                           protect_each=getattr(args, "protect_each", False),
-                           checkpoint=checkpoint_dir / "learned.ckpt", checkpoint_every=args.checkpoint_every,
-                           progress=not quiet)
+    learned = learn_alphas(model, examples, init, config, protect=protect,
+                           checkpoint=checkpoint_dir / "learned.ckpt", progress=not quiet)
     # every resumed segment of each (0: the tables were read from --init-from)
     attribution_s = 0.0 if args.init_profile is not None else sum(s.wall_time_s for s in scores.values())
     provenance: dict[str, Any] = {"split": "train", "processes": 1,

@@ -43,7 +43,7 @@ from pasta_lens.evaluation.rows import results_lock
 from pasta_lens.head_profile import STRATEGIES
 from pasta_lens.io import atomic_write_text
 from pasta_lens.plan import Head
-from pasta_lens.profiling.scoring import HeadScores
+from pasta_lens.profiling.head_scores import HeadScores
 from pasta_lens.profiling.selection import score_tables, select_heads
 from pasta_lens.schedule import Schedule
 from pasta_lens.tasks import Task, get_task

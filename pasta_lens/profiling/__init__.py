@@ -35,16 +35,18 @@ whole point). Choosing by the tasks' own metrics on generations instead (k, stra
 
 Beyond the paper, :mod:`~pasta_lens.profiling.learned` fits one steering strength per head,
 ``alpha_h = alpha_min ** sigmoid(g_h)``, by gradient descent on the tasks' objectives plus a fluency (KL) and a
-sparsity term, starting from the attribution scores (:func:`learn_alphas`, :func:`learned_profile`: a profile with
-per-head alphas).
+sparsity term, starting from the attribution scores (:func:`learn_alphas` with a :class:`LearnedConfig`,
+:func:`learned_profile`: a profile with per-head alphas).
 
 Long runs are resumable: with ``checkpoint=path`` the per-example results are written (atomically) after every
 example, and a restart with the same arguments skips the finished examples and returns an identical result. A row
 is reused only for the same example and objective (a changed contrast answer is recomputed); the file is locked
 while a run writes it, and the compute time of every segment is summed into ``HeadScores.wall_time_s``.
 
-The package follows the data flow: :mod:`~pasta_lens.profiling.scoring` (objective changes per head, for one task
-or several), :mod:`~pasta_lens.profiling.checkpoints` (the resumable per-example store it writes to) and
+The package follows the data flow: :mod:`~pasta_lens.profiling.estimators` (one example's exact or attribution
+scores), :mod:`~pasta_lens.profiling.scoring` (their mean over a task's examples, for one task or several),
+:mod:`~pasta_lens.profiling.checkpoints` (the resumable per-example store it writes to),
+:mod:`~pasta_lens.profiling.head_scores` (:class:`HeadScores`: a task's table and its ranking),
 :mod:`~pasta_lens.profiling.selection` (rankings -> head set -> :class:`~pasta_lens.head_profile.HeadProfile`),
 :mod:`~pasta_lens.profiling.learned` (per-head strengths fitted from the attribution start) and
 :mod:`~pasta_lens.profiling.union` (one profile steering every head of several).
@@ -53,10 +55,11 @@ Everything is importable from ``pasta_lens.profiling``.
 
 from pasta_lens.head_profile import STRATEGIES, HeadProfile
 from pasta_lens.profiling.checkpoints import CHECKPOINT_VERSION
-from pasta_lens.profiling.learned import (LearnedAlphas, base_alphas, init_logits, learn_alphas, learned_profile,
-                                         own_continuations)
-from pasta_lens.profiling.scoring import (METHODS, HeadScores, Method, attribution_scores, exact_scores, pasta_delta,
-                                          profile_heads, profile_tasks)
+from pasta_lens.profiling.estimators import attribution_scores, exact_scores, pasta_delta
+from pasta_lens.profiling.head_scores import METHODS, HeadScores, Method
+from pasta_lens.profiling.learned import (LearnedAlphas, LearnedConfig, base_alphas, init_logits, learn_alphas,
+                                          learned_profile, own_continuations)
+from pasta_lens.profiling.scoring import profile_heads, profile_tasks
 from pasta_lens.profiling.selection import (AblationPoint, Strategy, ablation_curve, choose_k, choose_point,
                                             make_profile, scores_from_profile, select_heads)
 from pasta_lens.profiling.union import union_profiles
@@ -69,6 +72,7 @@ __all__ = [
     "HeadProfile",
     "HeadScores",
     "LearnedAlphas",
+    "LearnedConfig",
     "Method",
     "Strategy",
     "ablation_curve",

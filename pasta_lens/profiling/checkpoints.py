@@ -52,8 +52,15 @@ def _objective_digest(ex: ProfilingExample, vocab: int) -> str:
     return "probe:" + repr([round(float(v), 5) for v in value.flatten()])
 
 
-def _example_digest(ex: ProfilingExample, vocab: int) -> str:
-    """Identity of an example for checkpoints: tokens, key mask, attention mask and the objective."""
+def example_digest(ex: ProfilingExample, vocab: int) -> str:
+    """Identity of an example for checkpoints: tokens, key mask, attention mask and the objective.
+
+    ``vocab`` is the model's vocabulary size (an objective without a ``key`` is probed on random logits of that
+    width). Two examples with the same digest give the same numbers, so a stored row may be reused for either.
+
+    Example:
+        >>> example_digest(get_task("json").profiling_examples(model, n=1)[0], model.cfg.d_vocab)   # 32 hex digits
+    """
     h = hashlib.sha256()
     for t in (ex.tokens, ex.key_mask, ex.attention_mask):
         h.update(repr(None if t is None else (str(t.dtype), tuple(t.shape))).encode())
@@ -63,7 +70,8 @@ def _example_digest(ex: ProfilingExample, vocab: int) -> str:
     return h.hexdigest()[:32]
 
 
-def _heads_digest(heads: Sequence[Head]) -> str:
+def heads_digest(heads: Sequence[Head]) -> str:
+    """Identity of a list of scored heads (exact rows are keyed by the example's digest and this)."""
     return hashlib.sha256(repr(list(heads)).encode()).hexdigest()[:16]
 
 
@@ -80,7 +88,7 @@ def _load(path: Path) -> dict[str, Any]:
     return state
 
 
-class _Checkpoint:
+class Checkpoint:
     """Per-example results on disk, rewritten atomically after each example; refuses other run settings.
 
     Results are keyed by the example's own digest (and, for exact scores, by the list of heads scored), so a run
@@ -97,7 +105,7 @@ class _Checkpoint:
         self._started = time.perf_counter()
         self._lock: Any = None
 
-    def __enter__(self) -> "_Checkpoint":
+    def __enter__(self) -> "Checkpoint":
         if self.path is None:
             return self
         from pasta_lens.io import file_lock

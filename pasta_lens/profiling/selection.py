@@ -16,8 +16,9 @@ from torch import Tensor
 from pasta_lens.objectives import ProfilingExample
 from pasta_lens.head_profile import STRATEGIES, HeadProfile
 from pasta_lens.fingerprint import ModelFingerprint, weights_hash
-from pasta_lens.profiling.scoring import (HeadScores, _check_examples, _check_k, _forward, _objective, _progress,
-                                          _ranking)
+from pasta_lens.profiling.estimators import check_examples, forward_copies, objective_values
+from pasta_lens.profiling.head_scores import METHODS, HeadScores, check_k, ranking_by_score
+from pasta_lens.profiling.scoring import progress_bar
 from pasta_lens.plan import Head
 from pasta_lens.steering import pasta_hooks
 
@@ -25,7 +26,11 @@ Strategy = Literal["intersection", "union", "task_specific"]
 
 
 def score_tables(task_scores: Mapping[str, Union[HeadScores, Tensor]]) -> dict[str, Tensor]:
-    """``{task: [n_layers, n_heads] score tensor}`` from ``HeadScores`` or bare tables, checked to share one shape.
+    """``{task: [n_layers, n_heads] table}`` from :class:`HeadScores` or bare tables, checked to be of one model.
+
+    Example:
+        >>> score_tables({"json": scores_json, "counterfact": torch.zeros(30, 9)})["counterfact"].shape
+        torch.Size([30, 9])
 
     Raises:
         ValueError: no task, or tables of different shapes (not one model).
@@ -42,7 +47,8 @@ def score_tables(task_scores: Mapping[str, Union[HeadScores, Tensor]]) -> dict[s
 def _rankings(task_scores: Mapping[str, Union[HeadScores, Tensor]]) -> dict[str, tuple[Head, ...]]:
     """Each task's ranking: :meth:`HeadScores.ranking` (a hybrid's own order), or a sort of a bare table."""
     tables = score_tables(task_scores)
-    return {t: (s.ranking() if isinstance(s, HeadScores) else _ranking(tables[t])) for t, s in task_scores.items()}
+    return {t: (s.ranking() if isinstance(s, HeadScores) else ranking_by_score(tables[t]))
+            for t, s in task_scores.items()}
 
 
 def select_heads(
@@ -69,7 +75,7 @@ def select_heads(
     """
     tables = score_tables(task_scores)
     shape = tuple(next(iter(tables.values())).shape)
-    _check_k(k, shape)  # type: ignore[arg-type]
+    check_k(k, shape)  # type: ignore[arg-type]
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}; got {strategy!r}.")
     tops = {t: set(r[:k]) for t, r in _rankings(task_scores).items()}
@@ -117,7 +123,7 @@ def _mean_change(model: Any, examples: Sequence[ProfilingExample], heads: Sequen
     with torch.inference_mode():
         for ex, base in zip(examples, baselines):
             hooks = pasta_hooks(heads, ex.key_mask, alpha)
-            changes.append(float(_objective(ex, _forward(model, ex, 1, hooks))[0]) - base)
+            changes.append(float(objective_values(ex, forward_copies(model, ex, 1, hooks))[0]) - base)
     return sum(changes) / len(changes)
 
 
@@ -145,12 +151,13 @@ def ablation_curve(
     if missing:
         raise ValueError(f"No validation examples for tasks {sorted(missing)}; give one list per scored task.")
     for t in tables:
-        _check_examples(val_examples_by_task[t], f"ablation_curve (validation examples of {t!r})")
+        check_examples(val_examples_by_task[t], f"ablation_curve (validation examples of {t!r})")
     with torch.inference_mode():
-        baselines = {t: [float(_objective(ex, _forward(model, ex, 1, []))[0]) for ex in val_examples_by_task[t]]
+        baselines = {t: [float(objective_values(ex, forward_copies(model, ex, 1, []))[0])
+                         for ex in val_examples_by_task[t]]
                      for t in tables}
     curve = []
-    for k in _progress(list(ks), progress, f"ablation ({strategy})"):
+    for k in progress_bar(list(ks), progress, f"ablation ({strategy})"):
         per_task, sizes = {}, []
         for t in tables:
             heads = select_heads(task_scores, k, strategy, task=t if strategy == "task_specific" else None)
@@ -279,8 +286,6 @@ def scores_from_profile(profile: HeadProfile, tasks: Optional[Sequence[str]] = N
         >>> scores = scores_from_profile(load_profile("smollm2-135m-instruct"))
         >>> select_heads(scores, k=120)
     """
-    from pasta_lens.profiling.scoring import METHODS, _ranking
-
     names = list(tasks) if tasks is not None else list(profile.tasks)
     missing = [t for t in names if t not in profile.scores]
     if missing:
@@ -303,7 +308,7 @@ def scores_from_profile(profile: HeadProfile, tasks: Optional[Sequence[str]] = N
                 raise ValueError(f"Profile {profile.model_name!r}: the hybrid scores of {t!r} lack "
                                  "provenance['estimators'][task]['exact_head_list'], so their ranking cannot be "
                                  "rebuilt; re-profile.")
-            rest = [h for h in _ranking(table) if h not in set(block)]
+            rest = [h for h in ranking_by_score(table) if h not in set(block)]
             exact = torch.zeros_like(table, dtype=torch.bool)
             for layer, head in block:
                 exact[layer, head] = True
