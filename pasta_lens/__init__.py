@@ -23,7 +23,7 @@ from pasta_lens.spans import Emphasis, emphasize, parse_markup
 from pasta_lens.plan import SteeringPlan, normalize_heads, resolve_plan
 from pasta_lens.steering import pasta_hooks, steer
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "AblationPoint",
