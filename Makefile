@@ -1,4 +1,5 @@
-# One command per job, from a fresh clone with only Python 3.10+ installed:
+# One command per job, from a fresh clone with only Python 3.11+ installed (the pinned transformers 5.23 needs 3.11;
+# the package itself supports 3.10 with an older transformers):
 #   make demo   steered vs unsteered generation on the offline SmolLM2-135M-Instruct (.venv, TransformerLens 4.3)
 #   make test   the test suite in both supported worlds:
 #                 .venv      TransformerLens 4.3.0 (TransformerBridge)                  constraints/tl4.txt
