@@ -257,12 +257,12 @@ def _summary_config(
 
 
 def _steered_schedule(plans: dict[str, SteeringPlan | None], explicit: Schedule | None) -> str | None:
-    """The schedule the steered methods ran with: the explicit one, else the one their plans share (None when
-    nothing is steered, ``"per method"`` when methods set their own)."""
+    """The schedule the steered methods ran with: the explicit one, else the one their plans share; None when
+    nothing is steered or the methods set different ones (``plans`` in the summary names each method's)."""
     if explicit is not None:
         return str(explicit)
     schedules = {str(p.schedule) for p in plans.values() if p is not None}
-    return schedules.pop() if len(schedules) == 1 else ("per method" if schedules else None)
+    return schedules.pop() if len(schedules) == 1 else None
 
 
 def _schedule_source(source: HeadSource, explicit: Schedule | None) -> str:

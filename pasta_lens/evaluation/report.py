@@ -36,10 +36,12 @@ METRIC_LABELS = {
     "es_rome": "ES (ROME mean)",
     "ps_rome": "PS (ROME mean)",
     "f_acc_strict": "F.Acc (strict)",
+    "p_acc_strict": "P.Acc (strict)",
+    "rewrite": "Rewrite",
 }
 TABLE_METRICS = {
-    "json": ("f_acc", "p_acc", "f_acc_strict"),
-    "pronoun": ("acc", "a_acc", "a_acc_fluent", "fluency"),
+    "json": ("f_acc", "p_acc", "f_acc_strict", "p_acc_strict"),
+    "pronoun": ("acc", "a_acc", "a_acc_fluent", "rewrite", "fluency"),
     "biasbios": ("acc",),
     "counterfact": ("es", "ps", "es_rome", "ps_rome", "fluency"),
 }
