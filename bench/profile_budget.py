@@ -56,7 +56,9 @@ def profile_path(name: str) -> Path:
 
 def recorded_command(profile: dict) -> list[str]:
     """The profile's ``pasta-lens`` command as argv (without ``pasta-lens``), minus ``--out`` (the caller names the
-    file the rebuild writes). A profile made by anything other than ``pasta-lens`` cannot be rebuilt here."""
+    file the rebuild writes), plus ``--bios named`` when a ``profile`` command names no ``--bios`` (it was recorded
+    before the option existed, when every profile was made on the named biographies; the option's default is now
+    ``implied``). A profile made by anything other than ``pasta-lens`` cannot be rebuilt here."""
     argv = shlex.split(profile["command"])
     if argv[:1] != ["pasta-lens"]:
         raise ValueError(f"the profile's command is not a pasta-lens command ({profile['command'][:60]!r}...): only "
@@ -75,6 +77,8 @@ def recorded_command(profile: dict) -> list[str]:
         if arg.startswith(tuple(f"{d}=" for d in drop)):
             continue
         out.append(arg)
+    if out[:1] == ["profile"] and not any(a == "--bios" or a.startswith("--bios=") for a in out):
+        out += ["--bios", "named"]  # recorded before --bios existed: such profiles were made on the named bios
     return out
 
 

@@ -27,6 +27,11 @@ def test_a_cli_profile_is_rebuilt_by_the_cli_into_the_given_file(budget, tmp_pat
     assert argv[argv.index("--out") + 1] == str(tmp_path / "p.json")
     assert argv[argv.index("--checkpoint-dir") + 1] == str(tmp_path / "ckpt")
     assert argv[argv.index("--threads") + 1] == "2"
+    # recorded before --bios existed: rebuilt on the named bios it was made on; a recorded --bios is kept
+    assert argv[argv.index("--bios") + 1] == "named"
+    implied = {"command": "pasta-lens profile --model m --tasks json --bios implied --out x.json"}
+    rebuilt = budget.rebuild_argv(implied, tmp_path, 2, tmp_path / "p.json")
+    assert rebuilt.count("--bios") == 1 and rebuilt[rebuilt.index("--bios") + 1] == "implied"
 
 
 def test_a_profile_not_made_by_pasta_lens_is_refused(budget, tmp_path):
