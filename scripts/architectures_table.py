@@ -19,6 +19,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PAGE = REPO / "docs" / "architectures.md"
+README = REPO / "README.md"
+README_KEY = "tl4-bridge"
+"""The one table the README also shows (the default world and backend), between the same markers."""
 
 
 def section_pattern(key: str) -> "re.Pattern[str]":
@@ -67,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         print("stale: " + ", ".join(stale) if stale else "docs/architectures.md is current")
         return 1 if stale else 0
     atomic_write_text(PAGE, page)
+    if README_KEY in {section_key(b) for b in available_backends()}:
+        atomic_write_text(README, write_section(README.read_text(), README_KEY, read_section(page, README_KEY)))
     print(f"wrote {', '.join(section_key(b) for b in available_backends())} into {PAGE.relative_to(REPO)}")
     return 0
 

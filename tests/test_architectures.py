@@ -108,3 +108,6 @@ def test_the_page_shows_what_the_checks_give(backend):
     script = _script()
     assert script.read_section(script.PAGE.read_text(), section_key(backend)) == table(backend), (
         f"docs/architectures.md is stale for {section_key(backend)}: run scripts/architectures_table.py")
+    if section_key(backend) == script.README_KEY:  # the README shows the default world's bridge table too
+        assert script.read_section(script.README.read_text(), script.README_KEY) == table(backend), (
+            "README.md's architecture table is stale: run scripts/architectures_table.py")
