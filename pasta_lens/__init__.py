@@ -16,11 +16,19 @@ from pasta_lens.generation import generate
 from pasta_lens.head_profile import HeadProfile
 from pasta_lens.hook_check import check_steerable
 from pasta_lens.models import load_model
-from pasta_lens.profiling import (AblationPoint, HeadScores, ablation_curve, choose_k, make_profile, profile_heads,
-                                  select_heads, union_profiles)
+from pasta_lens.plan import SteeringPlan, normalize_heads, resolve_plan
+from pasta_lens.profiling import (
+    AblationPoint,
+    HeadScores,
+    ablation_curve,
+    choose_k,
+    make_profile,
+    profile_heads,
+    select_heads,
+    union_profiles,
+)
 from pasta_lens.registry import default_heads, list_profiles, load_profile
 from pasta_lens.spans import Emphasis, emphasize, parse_markup
-from pasta_lens.plan import SteeringPlan, normalize_heads, resolve_plan
 from pasta_lens.steering import pasta_hooks, steer
 
 __version__ = "0.2.0"

@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import os
 import tempfile
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import torch
 from jaxtyping import Int
@@ -41,8 +41,10 @@ def hooked_class() -> Any:
     try:
         from transformer_lens import HookedTransformer
     except ImportError as err:  # TL 4.x raises ImportError even on attribute access
-        raise ImportError("backend='hooked' needs TransformerLens 3.x (HookedTransformer was removed in 4.0): "
-                          "`pip install 'transformer-lens==3.9.0'`, or use backend='bridge'.") from err
+        raise ImportError(
+            "backend='hooked' needs TransformerLens 3.x (HookedTransformer was removed in 4.0): "
+            "`pip install 'transformer-lens==3.9.0'`, or use backend='bridge'."
+        ) from err
     return HookedTransformer
 
 
@@ -51,8 +53,10 @@ def bridge_class() -> Any:
     try:
         from transformer_lens.model_bridge import TransformerBridge
     except ImportError as err:  # TL 2.x has no bridge
-        raise ImportError("backend='bridge' needs TransformerLens >= 3.9 (TransformerBridge): "
-                          "`pip install 'transformer-lens>=3.9,<5'`.") from err
+        raise ImportError(
+            "backend='bridge' needs TransformerLens >= 3.9 (TransformerBridge): "
+            "`pip install 'transformer-lens>=3.9,<5'`."
+        ) from err
     return TransformerBridge
 
 
@@ -86,8 +90,15 @@ def backend_of(model: Any) -> str:
     return "bridge"
 
 
-def hooked_from_hf(hf: Any, tokenizer: Any, *, name: Optional[str] = None, processing: bool = False,
-                   device: str = "cpu", dtype: torch.dtype = torch.float32) -> Any:
+def hooked_from_hf(
+    hf: Any,
+    tokenizer: Any,
+    *,
+    name: str | None = None,
+    processing: bool = False,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> Any:
     """A ``HookedTransformer`` holding the weights of the Hugging Face model ``hf``, built by TransformerLens.
 
     TransformerLens does every step, as its ``HookedTransformer.from_pretrained`` does: the config comes from
@@ -126,20 +137,27 @@ def hooked_from_hf(hf: Any, tokenizer: Any, *, name: Optional[str] = None, proce
             if architecture == "GPT2LMHeadModel" and "n_ctx" not in config.to_dict():
                 config.n_ctx = config.n_positions  # TL 3.9 reads n_ctx, which transformers 5 no longer writes
             config.save_pretrained(source)
-        cfg = loading.get_pretrained_model_config(source, hf_cfg=hf.config.to_dict(), fold_ln=processing,
-                                                  device=device, dtype=dtype)
+        cfg = loading.get_pretrained_model_config(
+            source, hf_cfg=hf.config.to_dict(), fold_ln=processing, device=device, dtype=dtype
+        )
         state_dict = loading.get_pretrained_state_dict(source, cfg, hf, dtype=dtype)
     cfg.model_name = label
     model = cls(cfg, tokenizer, move_to_device=False)
-    model.load_and_process_state_dict(state_dict, fold_ln=processing, center_writing_weights=processing,
-                                      center_unembed=processing, fold_value_biases=processing)
+    model.load_and_process_state_dict(
+        state_dict,
+        fold_ln=processing,
+        center_writing_weights=processing,
+        center_unembed=processing,
+        fold_value_biases=processing,
+    )
     model.move_model_modules_to_device()
     model.eval()
     return model
 
 
-def generate_padding_kwargs(model: Any, tokens: Int[Tensor, "batch pos"],
-                            attention_mask: Int[Tensor, "batch pos"]) -> dict[str, Any]:
+def generate_padding_kwargs(
+    model: Any, tokens: Int[Tensor, "batch pos"], attention_mask: Int[Tensor, "batch pos"]
+) -> dict[str, Any]:
     """Keyword arguments that make ``model.generate(tokens, ...)`` respect a left-padded ``attention_mask``.
 
     The bridge takes the mask itself. ``HookedTransformer.generate`` has no ``attention_mask`` argument: with
@@ -154,8 +172,10 @@ def generate_padding_kwargs(model: Any, tokens: Int[Tensor, "batch pos"],
     pad_id = model.tokenizer.pad_token_id
     leading_pad = (tokens == pad_id).long().cumprod(dim=-1).bool()
     if not torch.equal(leading_pad, ~mask):
-        raise ValueError("HookedTransformer.generate infers left padding from the pad token "
-                         f"(id {pad_id}), which does not reproduce this attention_mask (pad positions must hold the "
-                         "pad token and no prompt may start with it). Pad with model.tokenizer.pad_token_id (as "
-                         "pasta_lens.emphasize does), or generate the rows one by one.")
+        raise ValueError(
+            "HookedTransformer.generate infers left padding from the pad token "
+            f"(id {pad_id}), which does not reproduce this attention_mask (pad positions must hold the "
+            "pad token and no prompt may start with it). Pad with model.tokenizer.pad_token_id (as "
+            "pasta_lens.emphasize does), or generate the rows one by one."
+        )
     return {"padding_side": "left"}

@@ -12,11 +12,12 @@ content, splits there into ``prefix`` and ``suffix``, and checks that rendering 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence, Union
+from typing import Any
 
 from pasta_lens.offsets import CharRange, tokenizer_of
+
 
 @dataclass(frozen=True)
 class ChatRendering:
@@ -60,19 +61,26 @@ def assistant_turn_end(model_or_tokenizer: Any) -> str:
     """
     tok = tokenizer_of(model_or_tokenizer)
     if not getattr(tok, "chat_template", None):
-        raise ValueError("The end of an assistant turn needs a tokenizer with a chat template; this one has none "
-                         "(plain-text tasks have no turn to end).")
+        raise ValueError(
+            "The end of an assistant turn needs a tokenizer with a chat template; this one has none "
+            "(plain-text tasks have no turn to end)."
+        )
     sentinel = _SENTINEL.format("assistant")
-    text = tok.apply_chat_template([{"role": "user", "content": "?"}, {"role": "assistant", "content": sentinel}],
-                                   tokenize=False)
+    text = tok.apply_chat_template(
+        [{"role": "user", "content": "?"}, {"role": "assistant", "content": sentinel}], tokenize=False
+    )
     if text.count(sentinel) != 1:
-        raise ValueError("The chat template does not show the assistant's message exactly once, so its end-of-turn "
-                         "marker cannot be read off it.")
+        raise ValueError(
+            "The chat template does not show the assistant's message exactly once, so its end-of-turn "
+            "marker cannot be read off it."
+        )
     end = text.split(sentinel)[1].rstrip()
     end = end or (getattr(tok, "eos_token", None) or "")
     if not end:
-        raise ValueError("The chat template writes nothing after an assistant message and the tokenizer has no "
-                         "eos_token: there is no end-of-turn marker to score.")
+        raise ValueError(
+            "The chat template writes nothing after an assistant message and the tokenizer has no "
+            "eos_token: there is no end-of-turn marker to score."
+        )
     return end
 
 
@@ -80,7 +88,7 @@ def render_chat(
     model_or_tokenizer: Any,
     user_text: str,
     *,
-    system_prompt: Union[str, None] = None,
+    system_prompt: str | None = None,
     history: Sequence[Mapping[str, str]] = (),
 ) -> ChatRendering:
     """Render ``user_text`` as the last user turn of the chat template and say where it lies.
@@ -108,31 +116,40 @@ def render_chat(
     """
     tok = tokenizer_of(model_or_tokenizer)
     if not getattr(tok, "chat_template", None):
-        raise ValueError("chat=True needs a tokenizer with a chat template; this one has none. "
-                         "Use chat=False, or render the template yourself and mark the span in it.")
+        raise ValueError(
+            "chat=True needs a tokenizer with a chat template; this one has none. "
+            "Use chat=False, or render the template yourself and mark the span in it."
+        )
     if not isinstance(user_text, str):
         raise ValueError(f"The user text must be a string; got {type(user_text).__name__}.")
-    head = ([{"role": "system", "content": system_prompt}] if system_prompt is not None else [])
+    head = [{"role": "system", "content": system_prompt}] if system_prompt is not None else []
     head += [dict(m) for m in history]
 
     def rendered(content: str) -> str:
-        return tok.apply_chat_template(head + [{"role": "user", "content": content}], tokenize=False,
-                                       add_generation_prompt=True)
+        return tok.apply_chat_template(
+            head + [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+        )
 
     given = [user_text] + [str(m.get("content", "")) for m in head]
-    sentinel = next(c for c in (_SENTINEL.format(i) for i in range(len(given) + 1))
-                    if not any(c in g for g in given))
+    sentinel = next(c for c in (_SENTINEL.format(i) for i in range(len(given) + 1)) if not any(c in g for g in given))
     template = rendered(sentinel)
     if template.count(sentinel) != 1:
-        raise ValueError(f"The chat template shows the user turn {template.count(sentinel)} times instead of "
-                         "once, so the emphasised text cannot be located; render the prompt yourself and pass "
-                         "chat=False with the span marked in the rendered string.")
+        raise ValueError(
+            f"The chat template shows the user turn {template.count(sentinel)} times instead of "
+            "once, so the emphasised text cannot be located; render the prompt yourself and pass "
+            "chat=False with the span marked in the rendered string."
+        )
     prefix, suffix = template.split(sentinel)
     full = rendered(user_text)
     if full != prefix + user_text + suffix:
-        hint = (" (it strips leading/trailing whitespace: pass the text without it)"
-                if full == prefix + user_text.strip() + suffix else "")
-        raise ValueError(f"The chat template changes the user text{hint}, so the emphasised characters cannot "
-                         "be located exactly; render the prompt yourself and pass chat=False with the span "
-                         "marked in the rendered string.")
+        hint = (
+            " (it strips leading/trailing whitespace: pass the text without it)"
+            if full == prefix + user_text.strip() + suffix
+            else ""
+        )
+        raise ValueError(
+            f"The chat template changes the user text{hint}, so the emphasised characters cannot "
+            "be located exactly; render the prompt yourself and pass chat=False with the span "
+            "marked in the rendered string."
+        )
     return ChatRendering(full, len(prefix), len(prefix) + len(user_text))

@@ -30,8 +30,9 @@ against a model (:meth:`pasta_lens.HeadProfile.validate_for`, :func:`pasta_lens.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -72,7 +73,7 @@ def probe_tokens(d_vocab: int, length: int = PROBE_LENGTH, seed: int = PROBE_SEE
     return tuple(int(t) for t in torch.randint(0, d_vocab, (length,), generator=gen))
 
 
-def probe_logprobs(model: Any, probe: Sequence[int]) -> Float[Tensor, "pos"]:
+def probe_logprobs(model: Any, probe: Sequence[int]) -> Float[Tensor, " pos"]:
     """``log p(probe[t+1] | probe[:t+1])`` for each ``t``, in fp32 on the CPU: one forward pass of the weights alone
     (a user's hooks are taken off for it and put back: :func:`pasta_lens.model_hooks.hooks_disabled`)."""
     tokens = torch.tensor([list(probe)], dtype=torch.long, device=model.cfg.device)
@@ -99,12 +100,14 @@ class ModelFingerprint:
         object.__setattr__(self, "probe", tuple(int(t) for t in self.probe))
         object.__setattr__(self, "logprobs", tuple(float(x) for x in self.logprobs))
         if len(self.probe) < 2 or len(self.logprobs) != len(self.probe) - 1:
-            raise ValueError(f"A fingerprint needs a probe of at least 2 tokens and one log-prob per next token "
-                             f"({len(self.probe)} tokens, {len(self.logprobs)} log-probs); recompute it with "
-                             "ModelFingerprint.of(model).")
+            raise ValueError(
+                f"A fingerprint needs a probe of at least 2 tokens and one log-prob per next token "
+                f"({len(self.probe)} tokens, {len(self.logprobs)} log-probs); recompute it with "
+                "ModelFingerprint.of(model)."
+            )
 
     @classmethod
-    def of(cls, model: Any, length: int = PROBE_LENGTH) -> "ModelFingerprint":
+    def of(cls, model: Any, length: int = PROBE_LENGTH) -> ModelFingerprint:
         """The fingerprint of ``model`` on the standard probe for its vocabulary size."""
         probe = probe_tokens(int(model.cfg.d_vocab), length)
         return cls(probe, tuple(probe_logprobs(model, probe).tolist()), model_dtype(model))
@@ -128,11 +131,12 @@ class ModelFingerprint:
         return {"probe": list(self.probe), "logprobs": [round(x, 6) for x in self.logprobs], "dtype": self.dtype}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ModelFingerprint":
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelFingerprint:
         extra = set(d) - {"probe", "logprobs", "dtype"}
         if extra:
-            raise ValueError(f"Unknown fingerprint fields {sorted(extra)}; a fingerprint has probe, logprobs and "
-                             "dtype.")
+            raise ValueError(
+                f"Unknown fingerprint fields {sorted(extra)}; a fingerprint has probe, logprobs and dtype."
+            )
         return cls(tuple(d["probe"]), tuple(d["logprobs"]), str(d.get("dtype", "float32")))
 
 
@@ -160,7 +164,7 @@ def weights_hash(model: Any, n_samples: int = 64) -> str:
 
 
 # ------------------------------------------------------------------------------------- a profile vs a model
-def identity_mismatch(profile: Any, model: Any, cache: Optional[dict[str, Any]] = None) -> Optional[str]:
+def identity_mismatch(profile: Any, model: Any, cache: dict[str, Any] | None = None) -> str | None:
     """None if ``model`` has the weights ``profile`` was made on, else a sentence saying what differs.
 
     ``profile`` is anything with ``fingerprint`` and ``weights_hash`` attributes (a
@@ -182,9 +186,11 @@ def identity_mismatch(profile: Any, model: Any, cache: Optional[dict[str, Any]] 
         atol = fingerprint.tolerance_for(model)
         if cache[key] <= atol:
             return None
-        return (f"its probe log-probs differ by up to {cache[key]:.3g}, more than the {atol} that separates one "
-                f"model's backends and processing{'' if atol < FINGERPRINT_ATOL else ' and dtypes'} from other "
-                "weights")
+        return (
+            f"its probe log-probs differ by up to {cache[key]:.3g}, more than the {atol} that separates one "
+            f"model's backends and processing{'' if atol < FINGERPRINT_ATOL else ' and dtypes'} from other "
+            "weights"
+        )
     recorded = getattr(profile, "weights_hash", None)
     if recorded is None:
         return None
@@ -192,11 +198,13 @@ def identity_mismatch(profile: Any, model: Any, cache: Optional[dict[str, Any]] 
         cache["hash"] = weights_hash(model)
     if cache["hash"] == recorded:
         return None
-    return (f"weights hash {recorded}, this model {cache['hash']}; this profile predates fingerprints, so only the "
-            "exact weights in the profiled dtype match: re-stamp it with scripts/fingerprint.py")
+    return (
+        f"weights hash {recorded}, this model {cache['hash']}; this profile predates fingerprints, so only the "
+        "exact weights in the profiled dtype match: re-stamp it with scripts/fingerprint.py"
+    )
 
 
-def same_weights(a: Any, b: Any) -> Optional[bool]:
+def same_weights(a: Any, b: Any) -> bool | None:
     """Whether two profiles were made on the same weights: their fingerprints agree within the dtype tolerance,
     else their weights hashes are equal; None when neither can tell (imported profiles).
 

@@ -7,7 +7,8 @@ can be done by hand with hooks. Greedy decoding by default, so steered and unste
 
 from __future__ import annotations
 
-from typing import Any, Literal, Mapping, NamedTuple, Optional, Sequence, Union
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, NamedTuple
 
 import torch
 from jaxtyping import Int
@@ -15,9 +16,9 @@ from torch import Tensor
 
 from pasta_lens.backends import generate_padding_kwargs
 from pasta_lens.hf_engine import hf_engine_unavailable, hf_generate_tokens, hf_twin
-from pasta_lens.spans import Emphasis, emphasize
 from pasta_lens.plan import AlphaSpec, HeadSpec, ScalePosition, ScheduleSpec, resolve_plan
 from pasta_lens.registry import default_profile
+from pasta_lens.spans import Emphasis, emphasize
 from pasta_lens.steering import steer
 
 Engine = Literal["auto", "hooks", "hf"]
@@ -26,9 +27,13 @@ backend), ``"hf"`` (HF's ``generate`` on a plain twin of the bridge's weights: :
 ``"auto"`` (``"hf"`` where it gives the same result, else ``"hooks"``)."""
 
 
-def generate_new_tokens(model: Any, tokens: Int[Tensor, "batch pos"],
-                        attention_mask: Optional[Int[Tensor, "batch pos"]] = None, max_new_tokens: int = 40,
-                        **generate_kwargs: Any) -> Int[Tensor, "batch new"]:
+def generate_new_tokens(
+    model: Any,
+    tokens: Int[Tensor, "batch pos"],
+    attention_mask: Int[Tensor, "batch pos"] | None = None,
+    max_new_tokens: int = 40,
+    **generate_kwargs: Any,
+) -> Int[Tensor, "batch new"]:
     """Greedy-generate after ``tokens`` (KV cache, left padding respected); return only the new tokens.
 
     The one place where the package calls ``model.generate``, on either backend: ``attention_mask`` (default: no
@@ -46,21 +51,31 @@ def generate_new_tokens(model: Any, tokens: Int[Tensor, "batch pos"],
     with torch.inference_mode():
         # The bridge takes attention_mask=; HookedTransformer infers it from left pad tokens (checked there).
         kwargs.update(generate_padding_kwargs(model, tokens, attention_mask))
-        out = model.generate(tokens, prepend_bos=False, max_new_tokens=max_new_tokens, return_type="tokens",
-                             **kwargs)
-    return out[:, tokens.shape[1]:]
+        out = model.generate(tokens, prepend_bos=False, max_new_tokens=max_new_tokens, return_type="tokens", **kwargs)
+    return out[:, tokens.shape[1] :]
 
 
-def generate_tokens(model: Any, emphasis: Emphasis, max_new_tokens: int = 40,
-                    **generate_kwargs: Any) -> Int[Tensor, "batch new"]:
+def generate_tokens(
+    model: Any, emphasis: Emphasis, max_new_tokens: int = 40, **generate_kwargs: Any
+) -> Int[Tensor, "batch new"]:
     """Greedy-generate after ``emphasis.tokens`` (:func:`generate_new_tokens` with its attention mask)."""
     return generate_new_tokens(model, emphasis.tokens, emphasis.attention_mask, max_new_tokens, **generate_kwargs)
 
 
-def method_tokens(model: Any, emphasis: Emphasis, method: str, heads: Any = "all", max_new_tokens: int = 40, *,
-                  params: Optional[Mapping[str, Any]] = None, schedule: Optional[ScheduleSpec] = None,
-                  allow_transfer: bool = False, alpha: Optional[AlphaSpec] = None,
-                  scale_position: ScalePosition = "exclude", **generate_kwargs: Any) -> Int[Tensor, "batch new"]:
+def method_tokens(
+    model: Any,
+    emphasis: Emphasis,
+    method: str,
+    heads: Any = "all",
+    max_new_tokens: int = 40,
+    *,
+    params: Mapping[str, Any] | None = None,
+    schedule: ScheduleSpec | None = None,
+    allow_transfer: bool = False,
+    alpha: AlphaSpec | None = None,
+    scale_position: ScalePosition = "exclude",
+    **generate_kwargs: Any,
+) -> Int[Tensor, "batch new"]:
     """Greedy-generate after ``emphasis.tokens`` steered by a method of :mod:`pasta_lens.methods` (hooks engine).
 
     A two-pass method (SPA) generates from the doubled batch (prompt + anchor-free copy) and returns the first
@@ -72,14 +87,23 @@ def method_tokens(model: Any, emphasis: Emphasis, method: str, heads: Any = "all
     """
     from pasta_lens.methods.registry import steering_hooks  # the methods build on steering, which this imports
 
-    info, hooks = steering_hooks(model, heads, emphasis, method, params, schedule=schedule,
-                                 allow_transfer=allow_transfer, alpha=alpha, scale_position=scale_position)
+    info, hooks = steering_hooks(
+        model,
+        heads,
+        emphasis,
+        method,
+        params,
+        schedule=schedule,
+        allow_transfer=allow_transfer,
+        alpha=alpha,
+        scale_position=scale_position,
+    )
     tokens, mask = emphasis.tokens, emphasis.attention_mask
     if hooks:
         tokens, mask = info.batch(tokens), info.batch(mask)
     with model.hooks(fwd_hooks=hooks):
         new = generate_new_tokens(model, tokens, mask, max_new_tokens, **generate_kwargs)
-    return new[:emphasis.tokens.shape[0]]
+    return new[: emphasis.tokens.shape[0]]
 
 
 def decode_new(model: Any, new_tokens: Int[Tensor, "batch new"]) -> list[str]:
@@ -102,8 +126,7 @@ class EngineChoice(NamedTuple):
     why: str
 
 
-def select_engine(model: Any, engine: Engine = "auto", generate_kwargs: Optional[dict[str, Any]] = None
-                  ) -> EngineChoice:
+def select_engine(model: Any, engine: Engine = "auto", generate_kwargs: dict[str, Any] | None = None) -> EngineChoice:
     """Which loop :func:`generate` runs on ``model``: an :class:`EngineChoice` (``name``, ``twin``, ``why``).
 
     ``"auto"`` takes the twin only where it gives the hooked model's tokens (:func:`~pasta_lens.hf_engine.
@@ -135,28 +158,29 @@ def select_engine(model: Any, engine: Engine = "auto", generate_kwargs: Optional
         except ValueError as err:  # a model the twin does not reproduce: the hooks path gives the result
             why = str(err)
     if engine == "hf":
-        raise ValueError(f"engine='hf' cannot give the hooked model's result here: {why}. Use engine='auto' or "
-                         "engine='hooks'.")
+        raise ValueError(
+            f"engine='hf' cannot give the hooked model's result here: {why}. Use engine='auto' or engine='hooks'."
+        )
     return EngineChoice("hooks", None, why)
 
 
 def generate(
     model: Any,
-    text: Union[str, Sequence[str]],
-    heads: Union[HeadSpec, None] = None,
+    text: str | Sequence[str],
+    heads: HeadSpec | None = None,
     *,
-    alpha: Optional[AlphaSpec] = None,
+    alpha: AlphaSpec | None = None,
     chat: bool = False,
-    markers: Union[str, tuple[str, str]] = "*",
+    markers: str | tuple[str, str] = "*",
     scale_position: ScalePosition = "exclude",
     max_new_tokens: int = 40,
     steered: bool = True,
-    schedule: Optional[ScheduleSpec] = None,
+    schedule: ScheduleSpec | None = None,
     engine: Engine = "auto",
     method: str = "pasta",
-    method_params: Optional[Mapping[str, Any]] = None,
+    method_params: Mapping[str, Any] | None = None,
     **generate_kwargs: Any,
-) -> Union[str, list[str]]:
+) -> str | list[str]:
     """Generate a continuation of ``text`` with PASTA (or another method) steering towards its marked span(s).
 
     Args:
@@ -201,25 +225,47 @@ def generate(
         from pasta_lens.methods.registry import resolve
 
         if engine == "hf":
-            raise ValueError("engine='hf' runs PASTA given by heads= and alpha= only; a method spec, method_params or "
-                             "heads='all' generate with engine='hooks' (or 'auto').")
+            raise ValueError(
+                "engine='hf' runs PASTA given by heads= and alpha= only; a method spec, method_params or "
+                "heads='all' generate with engine='hooks' (or 'auto')."
+            )
         if heads is None:
             heads = default_profile(model)[0] if resolve(method, method_params)[0].name == "pasta" else "all"
         em = emphasize(model, text, chat=chat, markers=markers)
-        new = (method_tokens(model, em, method, heads, max_new_tokens, params=method_params, schedule=schedule,
-                             alpha=alpha, scale_position=scale_position, **generate_kwargs) if steered
-               else generate_tokens(model, em, max_new_tokens, **generate_kwargs))
+        new = (
+            method_tokens(
+                model,
+                em,
+                method,
+                heads,
+                max_new_tokens,
+                params=method_params,
+                schedule=schedule,
+                alpha=alpha,
+                scale_position=scale_position,
+                **generate_kwargs,
+            )
+            if steered
+            else generate_tokens(model, em, max_new_tokens, **generate_kwargs)
+        )
         texts = decode_new(model, new)
         return texts[0] if isinstance(text, str) else texts
     plan = None
     if steered:  # resolved once: what steer(model, plan, em) and the twin both carry out
-        plan = resolve_plan(model, default_profile(model)[0] if heads is None else heads, alpha, schedule,
-                            scale_position)
+        plan = resolve_plan(
+            model, default_profile(model)[0] if heads is None else heads, alpha, schedule, scale_position
+        )
     twin = select_engine(model, engine, generate_kwargs).twin
     em = emphasize(model, text, chat=chat, markers=markers)
     if twin is not None:
-        new = hf_generate_tokens(model, em, plan, max_new_tokens=max_new_tokens,
-                                 stop_at_eos=generate_kwargs.get("stop_at_eos", True), twin=twin)
+        new = hf_generate_tokens(
+            model,
+            em,
+            plan,
+            max_new_tokens=max_new_tokens,
+            stop_at_eos=generate_kwargs.get("stop_at_eos", True),
+            twin=twin,
+        )
     elif plan is None:
         new = generate_tokens(model, em, max_new_tokens, **generate_kwargs)
     else:

@@ -24,10 +24,11 @@ from __future__ import annotations
 import datetime
 import json
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -96,21 +97,21 @@ class HeadProfile:
     n_layers: int
     n_heads: int
     heads: tuple[Head, ...]
-    weights_hash: Optional[str] = None
+    weights_hash: str | None = None
     tasks: tuple[str, ...] = ()
     method: str = "unknown"
     alpha: float = 0.01
-    k: Optional[int] = None
-    strategy: Optional[str] = None
+    k: int | None = None
+    strategy: str | None = None
     n_examples: Mapping[str, int] = field(default_factory=dict)
-    seed: Optional[int] = None
+    seed: int | None = None
     library_version: str = field(default_factory=library_version)
     date: str = field(default_factory=_now)
-    command: Optional[str] = None
+    command: str | None = None
     scores: Mapping[str, tuple[tuple[float, ...], ...]] = field(default_factory=dict)
     provenance: Mapping[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
-    fingerprint: Optional[ModelFingerprint] = None
+    fingerprint: ModelFingerprint | None = None
     head_alphas: Mapping[Head, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -122,13 +123,17 @@ class HeadProfile:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"HeadProfile.{name} must be a positive integer; got {value!r}.")
         if self.schema_version != SCHEMA_VERSION:
-            raise ValueError(f"HeadProfile schema version {self.schema_version} is not supported by this "
-                             f"pasta-lens (schema {SCHEMA_VERSION}); upgrade pasta-lens or re-profile.")
+            raise ValueError(
+                f"HeadProfile schema version {self.schema_version} is not supported by this "
+                f"pasta-lens (schema {SCHEMA_VERSION}); upgrade pasta-lens or re-profile."
+            )
         try:
             heads = normalize_heads(self.heads)
         except ValueError as err:
-            raise ValueError(f"HeadProfile.heads: {err} An empty selection usually means k is too small for "
-                             "an intersection: choose a larger k.") from None
+            raise ValueError(
+                f"HeadProfile.heads: {err} An empty selection usually means k is too small for "
+                "an intersection: choose a larger k."
+            ) from None
         validate_heads(heads, self.n_layers, self.n_heads)
         set_("heads", heads)
         try:
@@ -143,16 +148,21 @@ class HeadProfile:
         set_("n_examples", {str(t): int(n) for t, n in dict(self.n_examples).items()})
         tables = {}
         for task, table in dict(self.scores).items():
-            rows = tuple(tuple(float(x) for x in row) for row in (table.tolist() if isinstance(table, Tensor)
-                                                                  else table))
+            rows = tuple(
+                tuple(float(x) for x in row) for row in (table.tolist() if isinstance(table, Tensor) else table)
+            )
             if len(rows) != self.n_layers or any(len(r) != self.n_heads for r in rows):
-                raise ValueError(f"HeadProfile.scores[{task!r}] must be a {self.n_layers} x {self.n_heads} "
-                                 "table (layers x heads) matching n_layers and n_heads.")
+                raise ValueError(
+                    f"HeadProfile.scores[{task!r}] must be a {self.n_layers} x {self.n_heads} "
+                    "table (layers x heads) matching n_layers and n_heads."
+                )
             tables[str(task)] = rows
         unknown = set(tables) - set(self.tasks)
         if unknown:
-            raise ValueError(f"HeadProfile.scores has tasks {sorted(unknown)} missing from tasks={self.tasks}; "
-                             "list every scored task in tasks.")
+            raise ValueError(
+                f"HeadProfile.scores has tasks {sorted(unknown)} missing from tasks={self.tasks}; "
+                "list every scored task in tasks."
+            )
         set_("scores", tables)
         set_("provenance", dict(self.provenance))
         set_("fingerprint", _coerce_fingerprint(self.fingerprint))
@@ -177,17 +187,21 @@ class HeadProfile:
         """
         n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
         if (n_layers, n_heads) != (self.n_layers, self.n_heads):
-            raise ValueError(f"Profile {self.model_name!r} is for a model with {self.n_layers} layers x "
-                             f"{self.n_heads} heads, but this model has {n_layers} x {n_heads}: load the "
-                             "profile made for this model, or profile it with `pasta-lens profile`.")
+            raise ValueError(
+                f"Profile {self.model_name!r} is for a model with {self.n_layers} layers x "
+                f"{self.n_heads} heads, but this model has {n_layers} x {n_heads}: load the "
+                "profile made for this model, or profile it with `pasta-lens profile`."
+            )
         if allow_transfer:
             return
         mismatch = identity_mismatch(self, model)
         if mismatch is not None:
-            raise ValueError(f"Profile {self.model_name!r} was made on other weights ({mismatch}). If this model "
-                             f"is a fine-tune of {self.model_name!r} and you want to transfer the heads (as the "
-                             "paper does for LLaMA -> Vicuna), pass allow_transfer=True; otherwise profile this "
-                             "model.")
+            raise ValueError(
+                f"Profile {self.model_name!r} was made on other weights ({mismatch}). If this model "
+                f"is a fine-tune of {self.model_name!r} and you want to transfer the heads (as the "
+                "paper does for LLaMA -> Vicuna), pass allow_transfer=True; otherwise profile this "
+                "model."
+            )
 
     # ------------------------------------------------------------------------------------------- storage
     def to_dict(self) -> dict[str, Any]:
@@ -197,15 +211,37 @@ class HeadProfile:
         d["tasks"] = list(self.tasks)
         d["scores"] = {t: [list(r) for r in rows] for t, rows in self.scores.items()}
         d["fingerprint"] = self.fingerprint.to_dict() if self.fingerprint is not None else None
-        d["head_alphas"] = [[layer, head, self.head_alphas[(layer, head)]] for layer, head in self.heads
-                            if (layer, head) in self.head_alphas]
-        order = ["schema_version", "model_name", "n_layers", "n_heads", "weights_hash", "fingerprint", "tasks",
-                 "method", "alpha", "k", "strategy", "n_examples", "seed", "library_version", "date", "command",
-                 "provenance", "heads", "head_alphas", "scores"]
+        d["head_alphas"] = [
+            [layer, head, self.head_alphas[(layer, head)]]
+            for layer, head in self.heads
+            if (layer, head) in self.head_alphas
+        ]
+        order = [
+            "schema_version",
+            "model_name",
+            "n_layers",
+            "n_heads",
+            "weights_hash",
+            "fingerprint",
+            "tasks",
+            "method",
+            "alpha",
+            "k",
+            "strategy",
+            "n_examples",
+            "seed",
+            "library_version",
+            "date",
+            "command",
+            "provenance",
+            "heads",
+            "head_alphas",
+            "scores",
+        ]
         return {key: d[key] for key in order if key != "head_alphas" or self.head_alphas}
 
     @classmethod
-    def from_dict(cls, d: Any) -> "HeadProfile":
+    def from_dict(cls, d: Any) -> HeadProfile:
         """Inverse of :meth:`to_dict`; unknown keys are an error (a typo must not pass silently).
 
         Raises:
@@ -213,25 +249,32 @@ class HeadProfile:
                 :meth:`from_pasta_json`), a missing or ill-typed field, or an unsupported schema version.
         """
         if not isinstance(d, Mapping):
-            raise ValueError(f"A profile is a JSON object with the fields HeadProfile.save writes; got a "
-                             f"{_json_type(d)} at the top level. Load a file written by HeadProfile.save, or "
-                             "make one with `pasta-lens profile`.")
+            raise ValueError(
+                f"A profile is a JSON object with the fields HeadProfile.save writes; got a "
+                f"{_json_type(d)} at the top level. Load a file written by HeadProfile.save, or "
+                "make one with `pasta-lens profile`."
+            )
         d = dict(d)
         if _looks_like_pasta_config(d):
-            raise ValueError("This is an official PASTA head config ({\"layer\": [head, ...]}), not a pasta-lens "
-                             "profile: import it with HeadProfile.from_pasta_json(path, model_name=..., "
-                             "n_layers=..., n_heads=...).")
+            raise ValueError(
+                'This is an official PASTA head config ({"layer": [head, ...]}), not a pasta-lens '
+                "profile: import it with HeadProfile.from_pasta_json(path, model_name=..., "
+                "n_layers=..., n_heads=...)."
+            )
         if "schema_version" not in d:
-            raise ValueError("The profile has no 'schema_version' field, so it was not written by "
-                             "HeadProfile.save; make profiles with `pasta-lens profile` (official PASTA head "
-                             "configs are imported with HeadProfile.from_pasta_json).")
+            raise ValueError(
+                "The profile has no 'schema_version' field, so it was not written by "
+                "HeadProfile.save; make profiles with `pasta-lens profile` (official PASTA head "
+                "configs are imported with HeadProfile.from_pasta_json)."
+            )
         version = d["schema_version"]
         if isinstance(version, bool) or not isinstance(version, int):
             raise ValueError(f"The profile's 'schema_version' must be an integer; got {version!r}.")
         if version not in READABLE_SCHEMAS:
             fix = "upgrade pasta-lens" if version > SCHEMA_VERSION else "re-profile the model"
-            raise ValueError(f"Profile schema version {version} is not supported (this pasta-lens reads "
-                             f"{READABLE_SCHEMAS}); {fix}.")
+            raise ValueError(
+                f"Profile schema version {version} is not supported (this pasta-lens reads {READABLE_SCHEMAS}); {fix}."
+            )
         d = _upgrade_schema(d)
         known = set(cls.__dataclass_fields__)
         extra = set(d) - known
@@ -242,10 +285,15 @@ class HeadProfile:
                 raise ValueError(f"The profile is missing the required field {name!r}.")
         heads = d["heads"]
         if not isinstance(heads, list) or not all(isinstance(h, list) and len(h) == 2 for h in heads):
-            raise ValueError(f"The profile's 'heads' must be a list of [layer, head] pairs; got "
-                             f"{_json_type(heads)} {heads!r:.60}.")
-        for name, kind, types in (("tasks", "a list of task names", list), ("n_examples", "an object", dict),
-                                  ("scores", "an object of tables", dict), ("provenance", "an object", dict)):
+            raise ValueError(
+                f"The profile's 'heads' must be a list of [layer, head] pairs; got {_json_type(heads)} {heads!r:.60}."
+            )
+        for name, kind, types in (
+            ("tasks", "a list of task names", list),
+            ("n_examples", "an object", dict),
+            ("scores", "an object of tables", dict),
+            ("provenance", "an object", dict),
+        ):
             if name in d and not isinstance(d[name], types):
                 raise ValueError(f"The profile's {name!r} must be {kind}; got {_json_type(d[name])}.")
         d["heads"] = tuple(tuple(h) for h in heads)
@@ -253,13 +301,17 @@ class HeadProfile:
         if "head_alphas" in d:
             rows = d["head_alphas"]
             if not isinstance(rows, list) or not all(isinstance(r, list) and len(r) == 3 for r in rows):
-                raise ValueError(f"The profile's 'head_alphas' must be a list of [layer, head, alpha] triples; got "
-                                 f"{_json_type(rows)} {rows!r:.60}.")
+                raise ValueError(
+                    f"The profile's 'head_alphas' must be a list of [layer, head, alpha] triples; got "
+                    f"{_json_type(rows)} {rows!r:.60}."
+                )
             try:
                 d["head_alphas"] = {(int(layer), int(head)): float(a) for layer, head, a in rows}
             except (TypeError, ValueError):
-                raise ValueError("The profile's 'head_alphas' must hold [layer, head, alpha] with integer layer "
-                                 "and head and a numeric alpha.") from None
+                raise ValueError(
+                    "The profile's 'head_alphas' must hold [layer, head, alpha] with integer layer "
+                    "and head and a numeric alpha."
+                ) from None
             if len(d["head_alphas"]) != len(rows):
                 raise ValueError("The profile's 'head_alphas' lists a head twice; give each head once.")
         try:
@@ -267,7 +319,7 @@ class HeadProfile:
         except (TypeError, ValueError) as err:
             raise ValueError(f"Invalid profile: {err}") from None
 
-    def save(self, path: Union[str, os.PathLike]) -> Path:
+    def save(self, path: str | os.PathLike) -> Path:
         """Write the profile as JSON, atomically (temporary file in the same folder, then ``os.replace``)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -276,12 +328,14 @@ class HeadProfile:
         return path
 
     @classmethod
-    def load(cls, path: Union[str, os.PathLike]) -> "HeadProfile":
+    def load(cls, path: str | os.PathLike) -> HeadProfile:
         """Read a profile written by :meth:`save`."""
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"No profile at {path}: give the path of a file written by HeadProfile.save, "
-                                    "or a shipped profile's name to pasta_lens.load_profile.")
+            raise FileNotFoundError(
+                f"No profile at {path}: give the path of a file written by HeadProfile.save, "
+                "or a shipped profile's name to pasta_lens.load_profile."
+            )
         try:
             data = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -294,17 +348,17 @@ class HeadProfile:
     @classmethod
     def from_pasta_json(
         cls,
-        path: Union[str, os.PathLike],
+        path: str | os.PathLike,
         *,
         model_name: str,
         n_layers: int,
         n_heads: int,
-        k: Optional[int] = None,
+        k: int | None = None,
         tasks: Sequence[str] = (),
-        strategy: Optional[str] = None,
-        provenance: Optional[Mapping[str, Any]] = None,
-        n_examples: Optional[Mapping[str, int]] = None,
-    ) -> "HeadProfile":
+        strategy: str | None = None,
+        provenance: Mapping[str, Any] | None = None,
+        n_examples: Mapping[str, int] | None = None,
+    ) -> HeadProfile:
         """Import an official PASTA head config (``{"layer": [head, ...]}``, as in QingruZhang/PASTA's
         ``config/head_config``).
 
@@ -320,25 +374,43 @@ class HeadProfile:
         except json.JSONDecodeError as err:
             raise ValueError(f"{path} is not valid JSON ({err}).") from None
         if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
-            raise ValueError(f"{path} is not a PASTA head config: expected {{\"layer\": [head, ...]}}, e.g. "
-                             "{\"16\": [16, 21], \"12\": [23, 26, 0]}.")
+            raise ValueError(
+                f'{path} is not a PASTA head config: expected {{"layer": [head, ...]}}, e.g. '
+                '{"16": [16, 21], "12": [23, 26, 0]}.'
+            )
         try:
             heads = tuple((int(layer), int(h)) for layer, hs in data.items() for h in hs)
         except (TypeError, ValueError):
             raise ValueError(f"{path}: layer keys and head ids must be integers.") from None
         prov = {"source_file": path.name}
         prov.update(provenance or {})
-        return cls(model_name=model_name, n_layers=n_layers, n_heads=n_heads, heads=heads, tasks=tuple(tasks),
-                   method="pasta-official", k=k, strategy=strategy, n_examples=dict(n_examples or {}),
-                   provenance=prov, command=None)
+        return cls(
+            model_name=model_name,
+            n_layers=n_layers,
+            n_heads=n_heads,
+            heads=heads,
+            tasks=tuple(tasks),
+            method="pasta-official",
+            k=k,
+            strategy=strategy,
+            n_examples=dict(n_examples or {}),
+            provenance=prov,
+            command=None,
+        )
 
 
 def _json_type(value: Any) -> str:
     """The JSON name of a parsed value's type, for error messages."""
     if value is None:
         return "null"
-    for kind, name in ((bool, "boolean"), (str, "string"), (int, "number"), (float, "number"), (list, "list"),
-                       (dict, "object")):
+    for kind, name in (
+        (bool, "boolean"),
+        (str, "string"),
+        (int, "number"),
+        (float, "number"),
+        (list, "list"),
+        (dict, "object"),
+    ):
         if isinstance(value, kind):
             return name
     return type(value).__name__
@@ -371,8 +443,9 @@ def _format_json(d: Mapping[str, Any]) -> str:
 def _check_head_alphas(value: Any, heads: tuple[Head, ...]) -> dict[Head, float]:
     """``head_alphas`` as ``{(layer, head): float}``: empty, or exactly the profile's heads, each alpha checked."""
     if not isinstance(value, Mapping):
-        raise ValueError(f"HeadProfile.head_alphas must be a mapping {{(layer, head): alpha}}; got "
-                         f"{type(value).__name__}.")
+        raise ValueError(
+            f"HeadProfile.head_alphas must be a mapping {{(layer, head): alpha}}; got {type(value).__name__}."
+        )
     if not value:
         return {}
     try:
@@ -381,8 +454,10 @@ def _check_head_alphas(value: Any, heads: tuple[Head, ...]) -> dict[Head, float]
         raise ValueError("HeadProfile.head_alphas keys must be (layer, head) pairs of integers.") from None
     missing, extra = sorted(set(heads) - set(given)), sorted(set(given) - set(heads))
     if missing or extra:
-        raise ValueError(f"HeadProfile.head_alphas must give an alpha to exactly the profile's heads (or be "
-                         f"empty); missing {missing}, not in heads {extra}.")
+        raise ValueError(
+            f"HeadProfile.head_alphas must give an alpha to exactly the profile's heads (or be "
+            f"empty); missing {missing}, not in heads {extra}."
+        )
     out = {}
     for head in heads:
         try:
@@ -392,7 +467,7 @@ def _check_head_alphas(value: Any, heads: tuple[Head, ...]) -> dict[Head, float]
     return out
 
 
-def _coerce_fingerprint(value: Any) -> Optional[ModelFingerprint]:
+def _coerce_fingerprint(value: Any) -> ModelFingerprint | None:
     if value is None or isinstance(value, ModelFingerprint):
         return value
     if isinstance(value, Mapping):

@@ -34,20 +34,26 @@ absolute positions (:class:`pasta_lens.kernels.KeyPositions`), so steering there
 from __future__ import annotations
 
 from contextlib import ExitStack
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
-from pasta_lens.schedule import Schedule, query_positions
-from pasta_lens.spans import Emphasis
 from pasta_lens.kernels import KeyPositions, key_mask_of, key_weights
 from pasta_lens.plan import ScalePosition, SteeringPlan, resolve_plan
+from pasta_lens.schedule import Schedule, query_positions
+from pasta_lens.spans import Emphasis
 from pasta_lens.twin import hf_engine_unavailable, hf_twin
 
-__all__ = ["hf_engine_unavailable", "hf_generate_tokens", "hf_twin", "mask_bias", "prompt_log_weights",
-           "steering_pre_hook"]
+__all__ = [
+    "hf_engine_unavailable",
+    "hf_generate_tokens",
+    "hf_twin",
+    "mask_bias",
+    "prompt_log_weights",
+    "steering_pre_hook",
+]
 
 
 def prompt_log_weights(
@@ -67,7 +73,7 @@ def prompt_log_weights(
 
 def mask_bias(
     log_w: Float[Tensor, "batch head 1 prompt"],
-    exponents: Float[Tensor, "query"],
+    exponents: Float[Tensor, " query"],
     n_keys: int,
     first_key: int = 0,
 ) -> Float[Tensor, "batch head query key"]:
@@ -80,11 +86,19 @@ def mask_bias(
     """
     bias = exponents.to(log_w.device)[None, None, :, None] * log_w
     bias = torch.nn.functional.pad(bias, (0, max(0, first_key + n_keys - log_w.shape[-1])))
-    return bias[..., first_key:first_key + n_keys]
+    return bias[..., first_key : first_key + n_keys]
 
 
-def steering_pre_hook(layer: int, key_mask: Tensor, heads: list[int], alphas: list[float], n_heads: int,
-                       scale_position: ScalePosition, schedule: Schedule, n_keys_max: int):
+def steering_pre_hook(
+    layer: int,
+    key_mask: Tensor,
+    heads: list[int],
+    alphas: list[float],
+    n_heads: int,
+    scale_position: ScalePosition,
+    schedule: Schedule,
+    n_keys_max: int,
+):
     """A forward pre-hook for one layer's attention that adds the steered heads' term to its attention mask.
 
     The keys' absolute positions come from the mask's shape, followed across the generation's forwards by
@@ -101,15 +115,19 @@ def steering_pre_hook(layer: int, key_mask: Tensor, heads: list[int], alphas: li
     def hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         mask = kwargs.get("attention_mask")
         if mask is None or mask.dtype == torch.bool or mask.ndim != 4:
-            raise RuntimeError(f"Layer {layer}'s attention got no additive 4-D attention mask "
-                               f"({None if mask is None else (mask.dtype, tuple(mask.shape))}); steer this model "
-                               "with engine='hooks'.")
+            raise RuntimeError(
+                f"Layer {layer}'s attention got no additive 4-D attention mask "
+                f"({None if mask is None else (mask.dtype, tuple(mask.shape))}); steer this model "
+                "with engine='hooks'."
+            )
         n_queries, n_keys = mask.shape[-2], mask.shape[-1]
         first_key = where.locate(n_queries, n_keys)
         n_positions = first_key + n_keys
         if n_positions < n_prompt:
-            raise RuntimeError(f"Layer {layer}'s attention mask reaches position {n_positions}, before the end of "
-                               f"the {n_prompt}-token prompt; steer this model with engine='hooks'.")
+            raise RuntimeError(
+                f"Layer {layer}'s attention mask reaches position {n_positions}, before the end of "
+                f"the {n_prompt}-token prompt; steer this model with engine='hooks'."
+            )
         log_w, term = built.get((mask.device, mask.dtype), (None, None))
         if term is None or term.shape[-1] < n_positions:
             log_w = prompt_log_weights(key_mask.to(mask.device), heads, alphas, n_heads, scale_position)
@@ -132,11 +150,11 @@ def steering_pre_hook(layer: int, key_mask: Tensor, heads: list[int], alphas: li
 def hf_generate_tokens(
     model: Any,
     emphasis: Emphasis,
-    plan: Optional[SteeringPlan] = None,
+    plan: SteeringPlan | None = None,
     *,
     max_new_tokens: int = 40,
     stop_at_eos: bool = True,
-    twin: Optional[tuple[nn.Module, dict[int, nn.Module]]] = None,
+    twin: tuple[nn.Module, dict[int, nn.Module]] | None = None,
 ) -> Int[Tensor, "batch new"]:
     """Greedy, KV-cached generation after ``emphasis.tokens`` on the HF twin; the new tokens (EOS-padded rows).
 
@@ -157,19 +175,33 @@ def hf_generate_tokens(
     eos = tok.eos_token_id
     # The twin's own generation config is replaced: HF fills every unset option from it (an eos_token_id left
     # None would come back from there), and nothing but these options may shape the loop.
-    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
-                              eos_token_id=eos if stop_at_eos else None, return_dict_in_generate=False,
-                              output_attentions=False, output_hidden_states=False, output_scores=False,
-                              pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else eos)
+    config = GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        use_cache=True,
+        eos_token_id=eos if stop_at_eos else None,
+        return_dict_in_generate=False,
+        output_attentions=False,
+        output_hidden_states=False,
+        output_scores=False,
+        pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else eos,
+    )
     hf.generation_config = config
     with ExitStack() as stack, torch.inference_mode():
         if plan is not None:
             plan = resolve_plan(model, plan)  # a plan is taken as is; this only checks its heads fit the model
             key_mask = key_mask_of(emphasis)
             for layer, layer_heads, alphas in plan.layers():
-                hook = steering_pre_hook(layer, key_mask, layer_heads, alphas, model.cfg.n_heads,
-                                          plan.scale_position, plan.schedule,
-                                          emphasis.tokens.shape[1] + max_new_tokens)
+                hook = steering_pre_hook(
+                    layer,
+                    key_mask,
+                    layer_heads,
+                    alphas,
+                    model.cfg.n_heads,
+                    plan.scale_position,
+                    plan.schedule,
+                    emphasis.tokens.shape[1] + max_new_tokens,
+                )
                 stack.callback(attention[layer].register_forward_pre_hook(hook, with_kwargs=True).remove)
         out = hf.generate(emphasis.tokens, attention_mask=emphasis.attention_mask, generation_config=config)
-    return out[:, emphasis.tokens.shape[1]:]
+    return out[:, emphasis.tokens.shape[1] :]

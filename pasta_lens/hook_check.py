@@ -22,7 +22,8 @@ edit at ``L_i`` reached the output (``P'`` differs from any real pattern, which 
 from __future__ import annotations
 
 import warnings
-from typing import Any, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -37,13 +38,17 @@ MIN_EFFECT = 1e-3
 """Smallest change of the logits (relative to their largest magnitude) that counts as "the edit took effect".
 A discarded edit leaves the rows identical (0); a real one changes them by ~1e-2 to 1."""
 
-FIX_MISSING = ("Load the model with eager attention (attn_implementation='eager'), or a TransformerLens version "
-               "whose bridge exposes hook_pattern for this architecture (TransformerLens added it for gemma3n / "
-               "gemma4 in its PR #1673), or backend='hooked' (TransformerLens 3.x) if it supports the family.")
-FIX_IGNORED = ("TransformerLens fires hook_pattern after the wrapped Hugging Face attention has computed its "
-               "output, so an edit is discarded. Load the model as a HookedTransformer (backend='hooked', "
-               "TransformerLens 3.x), whose attention is computed from the hooked pattern, or a TransformerLens "
-               "version whose bridge computes this architecture's attention itself.")
+FIX_MISSING = (
+    "Load the model with eager attention (attn_implementation='eager'), or a TransformerLens version "
+    "whose bridge exposes hook_pattern for this architecture (TransformerLens added it for gemma3n / "
+    "gemma4 in its PR #1673), or backend='hooked' (TransformerLens 3.x) if it supports the family."
+)
+FIX_IGNORED = (
+    "TransformerLens fires hook_pattern after the wrapped Hugging Face attention has computed its "
+    "output, so an edit is discarded. Load the model as a HookedTransformer (backend='hooked', "
+    "TransformerLens 3.x), whose attention is computed from the hooked pattern, or a TransformerLens "
+    "version whose bridge computes this architecture's attention itself."
+)
 
 
 def hook_names(where: str = "pattern") -> Any:
@@ -71,9 +76,11 @@ def require_hook_points(model: Any, layers: Iterable[int], where: str = "pattern
     missing = missing_hook_points(model, layers, where)
     if missing:
         name = hook_names(where)(missing[0])
-        raise ValueError(f"This model has no {name} (nor the {where} hook of layers {missing}), where PASTA "
-                         f"edits the attention: {type(model).__name__} does not expose this architecture's "
-                         f"attention pattern. {FIX_MISSING}")
+        raise ValueError(
+            f"This model has no {name} (nor the {where} hook of layers {missing}), where PASTA "
+            f"edits the attention: {type(model).__name__} does not expose this architecture's "
+            f"attention pattern. {FIX_MISSING}"
+        )
 
 
 def _probe_edit(pattern: Float[Tensor, "batch head query key"]) -> Float[Tensor, "batch head query key"]:
@@ -86,7 +93,7 @@ def _probe_edit(pattern: Float[Tensor, "batch head query key"]) -> Float[Tensor,
     return ((own + uniform) / 2).to(pattern.dtype).expand_as(pattern)
 
 
-def pattern_edit_effects(model: Any, layers: Optional[Iterable[int]] = None) -> dict[int, float]:
+def pattern_edit_effects(model: Any, layers: Iterable[int] | None = None) -> dict[int, float]:
     """Per layer: how much replacing its ``hook_pattern`` changes the logits (relative; 0 = the edit is ignored).
 
     One forward pass over :data:`PROBE_TEXT` with ``1 + len(layers)`` batch rows (see the module docstring);
@@ -103,8 +110,9 @@ def pattern_edit_effects(model: Any, layers: Optional[Iterable[int]] = None) -> 
     def make_hook(row: int):
         def hook(pattern: Tensor, hook: Any) -> Tensor:
             edited = pattern.clone()
-            edited[row] = _probe_edit(pattern[row:row + 1])[0]
+            edited[row] = _probe_edit(pattern[row : row + 1])[0]
             return edited
+
         return hook
 
     hooks = [(pattern_hook_name(layer), make_hook(i + 1)) for i, layer in enumerate(layers)]
@@ -116,7 +124,7 @@ def pattern_edit_effects(model: Any, layers: Optional[Iterable[int]] = None) -> 
     return {layer: float((logits[i + 1] - logits[0]).abs().max()) / scale for i, layer in enumerate(layers)}
 
 
-def check_steerable(model: Any, layers: Optional[Iterable[int]] = None) -> None:
+def check_steerable(model: Any, layers: Iterable[int] | None = None) -> None:
     """Raise ``ValueError`` naming the fix unless PASTA's edit of ``hook_pattern`` takes effect in ``layers``.
 
     Checks that the hook points exist (:func:`require_hook_points`) and that editing them changes the output
@@ -133,6 +141,8 @@ def check_steerable(model: Any, layers: Optional[Iterable[int]] = None) -> None:
     effects = pattern_edit_effects(model, layers)
     ignored = [layer for layer, effect in effects.items() if effect < MIN_EFFECT]
     if ignored:
-        raise ValueError(f"Editing {pattern_hook_name(ignored[0])} does not change this model's output (nor in "
-                         f"layers {ignored}; largest relative change {max(effects[x] for x in ignored):.1e}), so "
-                         f"PASTA would leave {type(model).__name__} silently unsteered. {FIX_IGNORED}")
+        raise ValueError(
+            f"Editing {pattern_hook_name(ignored[0])} does not change this model's output (nor in "
+            f"layers {ignored}; largest relative change {max(effects[x] for x in ignored):.1e}), so "
+            f"PASTA would leave {type(model).__name__} silently unsteered. {FIX_IGNORED}"
+        )

@@ -31,7 +31,8 @@ no hook to any model (:mod:`pasta_lens.steering` does, through TransformerLens).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Union
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from einops import rearrange
@@ -56,12 +57,14 @@ def scores_hook_name(layer: int) -> str:
     return f"blocks.{layer}.attn.hook_attn_scores"
 
 
-def key_mask_of(emphasis: Union[Emphasis, Tensor]) -> Bool[Tensor, "batch pos"]:
+def key_mask_of(emphasis: Emphasis | Tensor) -> Bool[Tensor, "batch pos"]:
     mask = emphasis.key_mask if isinstance(emphasis, Emphasis) else emphasis
     if not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.ndim != 2:
-        raise ValueError("emphasis must be an Emphasis (from emphasize(...)) or a bool key mask "
-                         f"[batch, pos]; got {type(mask).__name__} "
-                         f"{getattr(mask, 'dtype', '')} {tuple(getattr(mask, 'shape', ()))}.")
+        raise ValueError(
+            "emphasis must be an Emphasis (from emphasize(...)) or a bool key mask "
+            f"[batch, pos]; got {type(mask).__name__} "
+            f"{getattr(mask, 'dtype', '')} {tuple(getattr(mask, 'shape', ()))}."
+        )
     if not bool(mask.any()):
         raise ValueError("The key mask emphasises no token; mark a span with emphasize(model, '... *span* ...').")
     return mask
@@ -88,7 +91,7 @@ class KeyPositions:
     __slots__ = ("seen",)
 
     def __init__(self) -> None:
-        self.seen: Optional[int] = None
+        self.seen: int | None = None
 
     def locate(self, n_queries: int, n_keys: int) -> int:
         """The absolute position of key 0 of this forward's pattern (0 unless a cache dropped earlier keys)."""
@@ -102,7 +105,7 @@ class KeyPositions:
 def key_weights(
     key_mask: Bool[Tensor, "batch prompt"],
     n_keys: int,
-    alpha: Float[Tensor, "head"],
+    alpha: Float[Tensor, " head"],
     scale_position: ScalePosition = "exclude",
     first_key: int = 0,
 ) -> Float[Tensor, "batch head 1 key"]:
@@ -115,15 +118,16 @@ def key_weights(
     batch, n_prompt = key_mask.shape
     n_positions = first_key + n_keys
     if n_positions < n_prompt:
-        raise ValueError(f"The attention pattern reaches position {n_positions} ({n_keys} keys) but the emphasis "
-                         f"covers {n_prompt} prompt positions: run the model on emphasis.tokens (or a continuation "
-                         "of them). For KV-cached generation on a model with sliding-window attention (Gemma 2/3 "
-                         "local layers keep only the window's keys), add the steering hooks before the prefill "
-                         "(steer(...) around the whole generate), or generate with use_past_kv_cache=False.")
+        raise ValueError(
+            f"The attention pattern reaches position {n_positions} ({n_keys} keys) but the emphasis "
+            f"covers {n_prompt} prompt positions: run the model on emphasis.tokens (or a continuation "
+            "of them). For KV-cached generation on a model with sliding-window attention (Gemma 2/3 "
+            "local layers keep only the window's keys), add the steering hooks before the prefill "
+            "(steer(...) around the whole generate), or generate with use_past_kv_cache=False."
+        )
     scaled = ~key_mask if scale_position == "exclude" else key_mask
     w = torch.ones(batch, alpha.shape[0], 1, n_positions, dtype=torch.float32, device=key_mask.device)
-    prompt = torch.where(rearrange(scaled, "batch key -> batch 1 1 key"),
-                         rearrange(alpha, "head -> 1 head 1 1"), 1.0)
+    prompt = torch.where(rearrange(scaled, "batch key -> batch 1 1 key"), rearrange(alpha, "head -> 1 head 1 1"), 1.0)
     w[..., :n_prompt] = prompt
     return w[..., first_key:]
 
@@ -138,9 +142,13 @@ def rescale_rows(
     return scaled.to(pattern.dtype)
 
 
-def scheduled_rescale(pattern: Float[Tensor, "batch head query key"], weights: Float[Tensor, "batch head 1 key"],
-                      schedule: Schedule, n_prompt: int,
-                      n_positions: Optional[int] = None) -> Float[Tensor, "batch head query key"]:
+def scheduled_rescale(
+    pattern: Float[Tensor, "batch head query key"],
+    weights: Float[Tensor, "batch head 1 key"],
+    schedule: Schedule,
+    n_prompt: int,
+    n_positions: int | None = None,
+) -> Float[Tensor, "batch head query key"]:
     """:func:`rescale_rows` under a schedule: rows with exponent 0 are returned untouched (bit-identical).
 
     ``pattern`` holds the steered heads only; its query rows are absolute positions ``N - Q .. N - 1``, where
@@ -166,8 +174,10 @@ def layer_mask(layer: int, heads: list[int], act: Tensor, key_mask: Tensor) -> T
         raise ValueError(f"Layer {layer} has {n_heads} heads; cannot steer head {max(heads)}.")
     mask = key_mask.to(act.device)
     if mask.shape[0] not in (1, batch):
-        raise ValueError(f"The key mask has {mask.shape[0]} rows but the batch has {batch}: build the "
-                         "emphasis from the same prompts you run (or one row to broadcast).")
+        raise ValueError(
+            f"The key mask has {mask.shape[0]} rows but the batch has {batch}: build the "
+            "emphasis from the same prompts you run (or one row to broadcast)."
+        )
     return mask
 
 
@@ -182,12 +192,17 @@ def may_edit_in_place(act: Tensor, hook: Any) -> bool:
     ``index_copy`` makes, which is what costs on long prompts.
     """
     hooks = getattr(hook, "fwd_hooks", None)
-    return (act.dtype == torch.float32 and not (act.requires_grad and torch.is_grad_enabled())
-            and hooks is not None and len(hooks) == 1)
+    return (
+        act.dtype == torch.float32
+        and not (act.requires_grad and torch.is_grad_enabled())
+        and hooks is not None
+        and len(hooks) == 1
+    )
 
 
-def active_rows(schedule: Schedule, n_queries: int, n_positions: int, n_prompt: int,
-                 device: torch.device) -> Optional[tuple[int, int]]:
+def active_rows(
+    schedule: Schedule, n_queries: int, n_positions: int, n_prompt: int, device: torch.device
+) -> tuple[int, int] | None:
     """The steered query rows ``[lo, hi)`` when the schedule steers a contiguous block of rows at full strength
     (``all``, ``prompt``, ``first:N``), else None (``decay:G``: per-row strengths, edited out of place).
 
@@ -204,8 +219,12 @@ def active_rows(schedule: Schedule, n_queries: int, n_positions: int, n_prompt: 
     return (lo, hi) if hi - lo == len(rows) else None
 
 
-def rescale_rows_(pattern: Float[Tensor, "batch head query key"], heads: list[int],
-                  weights: Float[Tensor, "batch steered 1 key"], rows: tuple[int, int]) -> None:
+def rescale_rows_(
+    pattern: Float[Tensor, "batch head query key"],
+    heads: list[int],
+    weights: Float[Tensor, "batch steered 1 key"],
+    rows: tuple[int, int],
+) -> None:
     """In place: :func:`rescale_rows` on each of ``heads``' query rows ``rows`` of an fp32 pattern (same
     arithmetic, so the same numbers); nothing else of ``pattern`` is touched."""
     lo, hi = rows
@@ -215,8 +234,14 @@ def rescale_rows_(pattern: Float[Tensor, "batch head query key"], heads: list[in
         block.div_(block.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny))
 
 
-def pattern_layer_hook(layer: int, heads: list[int], alphas: list[float], key_mask: Tensor,
-                       scale_position: ScalePosition, schedule: Schedule = Schedule()) -> HookFn:
+def pattern_layer_hook(
+    layer: int,
+    heads: list[int],
+    alphas: list[float],
+    key_mask: Tensor,
+    scale_position: ScalePosition,
+    schedule: Schedule = Schedule(),
+) -> HookFn:
     """The ``hook_pattern`` hook of one layer: rescale ``heads``' rows (each at its alpha) under ``schedule``.
 
     The hook follows its layer's key positions across the forwards of a generation (:class:`KeyPositions`), so a
@@ -236,8 +261,7 @@ def pattern_layer_hook(layer: int, heads: list[int], alphas: list[float], key_ma
                 rescale_rows_(pattern, heads, weights, rows)
                 return pattern
         idx = torch.tensor(heads, device=pattern.device)
-        steered = scheduled_rescale(pattern.index_select(1, idx), weights, schedule, mask.shape[1],
-                                    first_key + n_keys)
+        steered = scheduled_rescale(pattern.index_select(1, idx), weights, schedule, mask.shape[1], first_key + n_keys)
         # Out of place when anyone else could see the difference: a cached or user-held reference to the
         # unsteered pattern stays unsteered, and autograd (gradient attribution) differentiates through the edit.
         return pattern.index_copy(1, idx, steered)
@@ -250,7 +274,7 @@ def key_bias(
     n_keys: int,
     n_heads: int,
     heads: list[int],
-    log_alpha: Float[Tensor, "steered"],
+    log_alpha: Float[Tensor, " steered"],
     scale_position: ScalePosition = "exclude",
     first_key: int = 0,
 ) -> Float[Tensor, "batch head 1 key"]:
@@ -263,10 +287,12 @@ def key_bias(
     batch, n_prompt = key_mask.shape
     n_positions = first_key + n_keys
     if n_positions < n_prompt:
-        raise ValueError(f"The attention scores reach position {n_positions} ({n_keys} keys) but the emphasis "
-                         f"covers {n_prompt} prompt positions: run the model on emphasis.tokens (or a continuation "
-                         "of them). For KV-cached generation on a model with sliding-window attention, add the "
-                         "steering hooks before the prefill, or generate with use_past_kv_cache=False.")
+        raise ValueError(
+            f"The attention scores reach position {n_positions} ({n_keys} keys) but the emphasis "
+            f"covers {n_prompt} prompt positions: run the model on emphasis.tokens (or a continuation "
+            "of them). For KV-cached generation on a model with sliding-window attention, add the "
+            "steering hooks before the prefill, or generate with use_past_kv_cache=False."
+        )
     scaled = ~key_mask if scale_position == "exclude" else key_mask
     per_head = torch.zeros(n_heads, dtype=torch.float32, device=key_mask.device)
     per_head[torch.tensor(heads, device=key_mask.device)] = log_alpha
@@ -275,8 +301,9 @@ def key_bias(
     return bias[..., first_key:]
 
 
-def scores_layer_hook(layer: int, heads: list[int], alphas: list[float], key_mask: Tensor,
-                      scale_position: ScalePosition) -> HookFn:
+def scores_layer_hook(
+    layer: int, heads: list[int], alphas: list[float], key_mask: Tensor, scale_position: ScalePosition
+) -> HookFn:
     """The ``hook_attn_scores`` hook of one layer: add ``log(alpha)`` to ``heads``' scaled keys (every row), on
     the keys' absolute positions (:class:`KeyPositions`)."""
     where = KeyPositions()
@@ -296,4 +323,3 @@ def scores_layer_hook(layer: int, heads: list[int], alphas: list[float], key_mas
         return scores + bias.to(scores.dtype)
 
     return hook
-

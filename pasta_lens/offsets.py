@@ -21,8 +21,9 @@ says so, never a guess.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Optional, Sequence
+from typing import Any, Literal
 
 CharRange = tuple[int, int]
 """A half-open character range ``(start, end)``; ``start == end`` holds no character."""
@@ -38,8 +39,10 @@ def tokenizer_of(model_or_tokenizer: Any) -> Any:
     """
     tok = getattr(model_or_tokenizer, "tokenizer", None) or model_or_tokenizer
     if not callable(tok) or not callable(getattr(tok, "decode", None)):
-        raise ValueError(f"Expected a TransformerLens model with a tokenizer or a Hugging Face tokenizer; got "
-                         f"{type(model_or_tokenizer).__name__}.")
+        raise ValueError(
+            f"Expected a TransformerLens model with a tokenizer or a Hugging Face tokenizer; got "
+            f"{type(model_or_tokenizer).__name__}."
+        )
     return tok
 
 
@@ -62,8 +65,9 @@ class TokenRanges:
 
     def __post_init__(self) -> None:
         if len(self.ids) != len(self.ranges):
-            raise ValueError(f"TokenRanges needs one range per token; got {len(self.ids)} ids and "
-                             f"{len(self.ranges)} ranges.")
+            raise ValueError(
+                f"TokenRanges needs one range per token; got {len(self.ids)} ids and {len(self.ranges)} ranges."
+            )
         if self.source not in ("offsets", "decoded"):
             raise ValueError(f"TokenRanges.source must be 'offsets' or 'decoded'; got {self.source!r}.")
 
@@ -72,7 +76,7 @@ def _decode(tok: Any, ids: Sequence[int]) -> str:
     return tok.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
 
-def reported_offsets(tok: Any, text: str) -> tuple[list[int], Optional[list[CharRange]], str]:
+def reported_offsets(tok: Any, text: str) -> tuple[list[int], list[CharRange] | None, str]:
     """``(ids, offsets, why)``: the tokenizer's ids and ``offset_mapping`` for ``text`` (no special tokens added);
     ``offsets`` is None, with ``why`` saying so, when the tokenizer cannot report them (a Python tokenizer)."""
     try:
@@ -104,8 +108,7 @@ def offsets_problem(tok: Any, text: str, ids: Sequence[int], offsets: Sequence[C
             return f"token {i} starts at {a}, before token {i - 1} (at {previous})"
         previous = a
         if a == b and _decode(tok, [ids[i]]):
-            return (f"token {i} ({_decode(tok, [ids[i]])!r}) has the zero-width range ({a}, {b}) although it "
-                    "holds text")
+            return f"token {i} ({_decode(tok, [ids[i]])!r}) has the zero-width range ({a}, {b}) although it holds text"
     return ""
 
 
@@ -118,9 +121,9 @@ def decoded_ranges(tok: Any, text: str, ids: Sequence[int]) -> tuple[CharRange, 
     # SentencePiece-style decoders drop the text's leading space (they take it for the one the tokenizer adds):
     # the decoded tokens then give the text from `base` on, and the first token holds the characters before it.
     full = _decode(tok, ids)
-    base = len(text) - len(full) if text.endswith(full) and text[:len(text) - len(full)].isspace() else 0
+    base = len(text) - len(full) if text.endswith(full) and text[: len(text) - len(full)].isspace() else 0
     body = text[base:]
-    ranges: list[Optional[CharRange]] = [None] * len(ids)
+    ranges: list[CharRange | None] = [None] * len(ids)
     done, pending = 0, []  # characters of `body` located so far; tokens waiting for a clean prefix
     for k in range(1, len(ids) + 1):
         pending.append(k - 1)
@@ -135,7 +138,8 @@ def decoded_ranges(tok: Any, text: str, ids: Sequence[int]) -> tuple[CharRange, 
             f"The tokenizer's offsets cannot be used and decoding its tokens does not give back the text "
             f"({_decode(tok, ids)[:60]!r} for {text[:60]!r}): it normalises the text, so the emphasised characters "
             "cannot be located. Use a fast tokenizer with correct offsets (tokenizers >= 0.20.1 fixes the "
-            "Llama-3 ones), or mark the span on the text as the tokenizer decodes it.")
+            "Llama-3 ones), or mark the span on the text as the tokenizer decodes it."
+        )
     return tuple(r for r in ranges if r is not None)
 
 
@@ -183,6 +187,8 @@ def emphasised_tokens(tok: Any, text: str, ranges: TokenRanges, spans: Sequence[
     mask = [m and not inserted_token(tok, i, text[a:b]) for m, i, (a, b) in zip(mask, ranges.ids, ranges.ranges)]
     for s, e in spans:
         if not any(a < e and s < b for a, b in ranges.ranges):
-            raise ValueError(f"Emphasised span {text[s:e]!r} at characters {s}:{e} covers no token of "
-                             f"{text!r}; widen the span to include at least one visible character.")
+            raise ValueError(
+                f"Emphasised span {text[s:e]!r} at characters {s}:{e} covers no token of "
+                f"{text!r}; widen the span to include at least one visible character."
+            )
     return mask

@@ -28,22 +28,22 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional, TypeVar, Union
+from typing import Any, Literal, TypeVar
 
 from pasta_lens.schedule import Schedule
 
 Head = tuple[int, int]
 """A ``(layer, query_head)`` pair."""
 
-HeadSpec = Union[Mapping[int, Iterable[int]], Iterable[Head], Any]
+HeadSpec = Mapping[int, Iterable[int]] | Iterable[Head] | Any
 """Heads to steer: ``{layer: [heads]}``, ``[(layer, head), ...]``, a :class:`SteeringPlan`, or an object with a
 ``heads`` attribute holding such pairs (a :class:`~pasta_lens.HeadProfile`, which is also checked against the
 model: see :func:`resolve_heads`)."""
 
-AlphaSpec = Union[float, Mapping[Head, float]]
+AlphaSpec = float | Mapping[Head, float]
 """One alpha for every head, or a mapping ``(layer, head) -> alpha`` that covers every steered head."""
 
-ScheduleSpec = Union[str, Schedule, None]
+ScheduleSpec = str | Schedule | None
 """When to steer: ``"all"`` (default), ``"prompt"``, ``"first:N"``, ``"decay:G"`` or a :class:`Schedule`."""
 
 ScalePosition = Literal["exclude", "include"]
@@ -86,12 +86,16 @@ def normalize_heads(heads: HeadSpec) -> tuple[Head, ...]:
         pairs = []
         for layer, hs in heads.items():
             if isinstance(hs, (str, bytes)) or not isinstance(hs, Iterable):
-                raise ValueError(f"The heads of layer {layer!r} must be a list of head indices; got {hs!r}. "
-                                 f"Use {{{layer!r}: [{hs!r}]}} for one head.")
+                raise ValueError(
+                    f"The heads of layer {layer!r} must be a list of head indices; got {hs!r}. "
+                    f"Use {{{layer!r}: [{hs!r}]}} for one head."
+                )
             pairs += [(layer, head) for head in hs]
     elif isinstance(heads, (str, bytes)) or not isinstance(heads, Iterable):
-        raise ValueError(f"Heads must be {{layer: [heads]}}, [(layer, head), ...] or a HeadProfile; got "
-                         f"{type(heads).__name__} {heads!r:.80}.")
+        raise ValueError(
+            f"Heads must be {{layer: [heads]}}, [(layer, head), ...] or a HeadProfile; got "
+            f"{type(heads).__name__} {heads!r:.80}."
+        )
     else:
         pairs = list(heads)
     out = set()
@@ -100,12 +104,16 @@ def normalize_heads(heads: HeadSpec) -> tuple[Head, ...]:
             layer, head = pair
             layer, head = _as_index(layer), _as_index(head)
         except (TypeError, ValueError):
-            raise ValueError(f"Each steered head must be a (layer, head) pair of non-negative integers; got "
-                             f"{pair!r}. Use {{20: [0, 3]}} or [(20, 0), (20, 3)].") from None
+            raise ValueError(
+                f"Each steered head must be a (layer, head) pair of non-negative integers; got "
+                f"{pair!r}. Use {{20: [0, 3]}} or [(20, 0), (20, 3)]."
+            ) from None
         out.add((layer, head))
     if not out:
-        raise ValueError("The head set is empty: name at least one (layer, head) to steer, "
-                         "e.g. {20: [0, 3]}, or load a profile with load_profile(...).")
+        raise ValueError(
+            "The head set is empty: name at least one (layer, head) to steer, "
+            "e.g. {20: [0, 3]}, or load a profile with load_profile(...)."
+        )
     return tuple(sorted(out))
 
 
@@ -134,8 +142,10 @@ def validate_heads(heads: tuple[Head, ...], n_layers: int, n_heads: int) -> None
     """Raise ``ValueError`` naming the valid range if a head lies outside an ``n_layers x n_heads`` model."""
     for layer, head in heads:
         if layer >= n_layers or head >= n_heads:
-            raise ValueError(f"Head ({layer}, {head}) is out of range for a model with {n_layers} layers and "
-                             f"{n_heads} query heads: use layers 0..{n_layers - 1} and heads 0..{n_heads - 1}.")
+            raise ValueError(
+                f"Head ({layer}, {head}) is out of range for a model with {n_layers} layers and "
+                f"{n_heads} query heads: use layers 0..{n_layers - 1} and heads 0..{n_heads - 1}."
+            )
 
 
 def is_profile(spec: Any) -> bool:
@@ -164,7 +174,7 @@ def resolve_heads(model: Any, heads: HeadSpec, *, allow_transfer: bool = False) 
 
 
 # ----------------------------------------------------------------------------------------- alpha, schedule
-def check_alpha(alpha: Any, head: Optional[Head] = None) -> float:
+def check_alpha(alpha: Any, head: Head | None = None) -> float:
     """``alpha`` as a float, or ``ValueError`` unless ``ALPHA_MIN <= alpha <= 1``."""
     where = f" for head {head}" if head is not None else ""
     try:
@@ -174,9 +184,11 @@ def check_alpha(alpha: Any, head: Optional[Head] = None) -> float:
     if not (0.0 < a <= 1.0) or math.isnan(a):
         raise ValueError(f"alpha must be in (0, 1] (1 = no steering, smaller = stronger); got {a}{where}.")
     if a < ALPHA_MIN:
-        raise ValueError(f"alpha {a:g}{where} is below the floor {ALPHA_MIN:g}: in fp32 the rescaled attention "
-                         "underflows (rows that see no emphasised key would no longer sum to 1). Use alpha >= "
-                         f"{ALPHA_MIN:g}; it already removes all but exp(-69) of the attention outside the span.")
+        raise ValueError(
+            f"alpha {a:g}{where} is below the floor {ALPHA_MIN:g}: in fp32 the rescaled attention "
+            "underflows (rows that see no emphasised key would no longer sum to 1). Use alpha >= "
+            f"{ALPHA_MIN:g}; it already removes all but exp(-69) of the attention outside the span."
+        )
     return a
 
 
@@ -187,7 +199,7 @@ def check_scale_position(scale_position: Any) -> ScalePosition:
     return scale_position  # type: ignore[no-any-return]
 
 
-def head_alphas(heads: tuple[Head, ...], spec: Any = None, alpha: Optional[AlphaSpec] = None) -> dict[Head, float]:
+def head_alphas(heads: tuple[Head, ...], spec: Any = None, alpha: AlphaSpec | None = None) -> dict[Head, float]:
     """One checked alpha per head, by the precedence rule: explicit ``alpha`` > ``spec``'s per-head alphas >
     ``spec``'s ``alpha`` > :data:`DEFAULT_ALPHA`.
 
@@ -205,8 +217,10 @@ def head_alphas(heads: tuple[Head, ...], spec: Any = None, alpha: Optional[Alpha
             given = {(int(k[0]), int(k[1])): v for k, v in alpha.items()}
             missing, extra = set(heads) - set(given), set(given) - set(heads)
             if missing or extra:
-                raise ValueError(f"A per-head alpha mapping must cover exactly the steered heads; missing "
-                                 f"{sorted(missing)}, not steered {sorted(extra)}.")
+                raise ValueError(
+                    f"A per-head alpha mapping must cover exactly the steered heads; missing "
+                    f"{sorted(missing)}, not steered {sorted(extra)}."
+                )
         else:
             given = {h: alpha for h in heads}
         return {h: check_alpha(given[h], h) for h in heads}
@@ -215,8 +229,10 @@ def head_alphas(heads: tuple[Head, ...], spec: Any = None, alpha: Optional[Alpha
         own = {(int(k[0]), int(k[1])): v for k, v in own.items()}
         missing = sorted(set(heads) - set(own))
         if missing:
-            raise ValueError(f"The profile's per-head alphas do not cover the steered heads {missing}: pass "
-                             "alpha= explicitly to steer heads it has no alpha for.")
+            raise ValueError(
+                f"The profile's per-head alphas do not cover the steered heads {missing}: pass "
+                "alpha= explicitly to steer heads it has no alpha for."
+            )
         return {h: check_alpha(own[h], h) for h in heads}
     own_alpha = getattr(spec, "alpha", None) if not isinstance(spec, Mapping) else None
     value = own_alpha if isinstance(own_alpha, (int, float)) and not isinstance(own_alpha, bool) else DEFAULT_ALPHA
@@ -239,7 +255,7 @@ def spec_schedule(spec: Any = None, schedule: ScheduleSpec = None) -> Schedule:
     return Schedule.parse(recorded)
 
 
-def describe_alpha(alphas: Union[AlphaSpec, Mapping[Head, float]]) -> str:
+def describe_alpha(alphas: AlphaSpec | Mapping[Head, float]) -> str:
     """A short human-readable form of alphas: ``"0.01"``, or ``"per head, 0.01-0.43"``."""
     if isinstance(alphas, Mapping):
         values = sorted({float(a) for a in alphas.values()})
@@ -285,11 +301,14 @@ class SteeringPlan:
         set_("schedule", Schedule.parse(self.schedule))
         check_scale_position(self.scale_position)
         if self.where not in ("pattern", "scores"):
-            raise ValueError(f"where must be 'pattern' (edit hook_pattern) or 'scores' (edit hook_attn_scores); "
-                             f"got {self.where!r}.")
+            raise ValueError(
+                f"where must be 'pattern' (edit hook_pattern) or 'scores' (edit hook_attn_scores); got {self.where!r}."
+            )
         if self.where == "scores" and not self.schedule.is_all:
-            raise ValueError("schedule= is applied on hook_pattern: use where='pattern' (the default) with a "
-                             f"schedule other than 'all' (got {str(self.schedule)!r}).")
+            raise ValueError(
+                "schedule= is applied on hook_pattern: use where='pattern' (the default) with a "
+                f"schedule other than 'all' (got {str(self.schedule)!r})."
+            )
 
     def layers(self) -> list[tuple[int, list[int], list[float]]]:
         """``(layer, heads, alphas)`` per steered layer, layers ascending: what one layer's hook needs.
@@ -298,8 +317,7 @@ class SteeringPlan:
             >>> SteeringPlan(((1, 0), (0, 2)), {(1, 0): 0.1, (0, 2): 0.01}).layers()
             [(0, [2], [0.01]), (1, [0], [0.1])]
         """
-        return [(layer, hs, [self.alphas[(layer, h)] for h in hs])
-                for layer, hs in group_by_layer(self.heads).items()]
+        return [(layer, hs, [self.alphas[(layer, h)] for h in hs]) for layer, hs in group_by_layer(self.heads).items()]
 
     def subset(self, heads: HeadSpec) -> SteeringPlan:
         """The same plan on some of its heads (each keeps its own alpha), e.g. a profile's top-k.
@@ -311,8 +329,9 @@ class SteeringPlan:
         extra = sorted(set(pairs) - set(self.heads))
         if extra:
             raise ValueError(f"Heads {extra} are not in this plan; a subset keeps the plan's own heads.")
-        return SteeringPlan(pairs, {h: self.alphas[h] for h in pairs}, self.schedule, self.scale_position,
-                            self.where, self.source)
+        return SteeringPlan(
+            pairs, {h: self.alphas[h] for h in pairs}, self.schedule, self.scale_position, self.where, self.source
+        )
 
     @property
     def alpha(self) -> AlphaSpec:
@@ -324,8 +343,7 @@ class SteeringPlan:
         """One line for logs and the CLI: ``heads: 70 (profile 'x')   alpha: per head, 0.01-0.44   schedule:
         prompt`` (plus the scaled side and hook point when they are not the defaults)."""
         source = f" ({self.source})" if self.source else ""
-        text = (f"heads: {len(self.heads)}{source}   alpha: {describe_alpha(self.alphas)}   "
-                f"schedule: {self.schedule}")
+        text = f"heads: {len(self.heads)}{source}   alpha: {describe_alpha(self.alphas)}   schedule: {self.schedule}"
         if self.scale_position != "exclude":
             text += f"   scale: {self.scale_position}"
         if self.where != "pattern":
@@ -340,20 +358,24 @@ def _source(spec: Any, heads: tuple[Head, ...]) -> str:
     return f"{len(heads)} head{'s' if len(heads) != 1 else ''} given"
 
 
-def _from_plan(plan: SteeringPlan, alpha: Optional[AlphaSpec], schedule: ScheduleSpec, scale_position: Any,
-               where: Any) -> SteeringPlan:
+def _from_plan(
+    plan: SteeringPlan, alpha: AlphaSpec | None, schedule: ScheduleSpec, scale_position: Any, where: Any
+) -> SteeringPlan:
     if alpha is not None or schedule is not None:
-        raise ValueError("A SteeringPlan is already resolved: pass alpha= and schedule= to resolve_plan, not "
-                         "beside a plan.")
+        raise ValueError(
+            "A SteeringPlan is already resolved: pass alpha= and schedule= to resolve_plan, not beside a plan."
+        )
     if (scale_position, where) not in ((plan.scale_position, plan.where), ("exclude", "pattern")):
-        raise ValueError("A SteeringPlan already fixes scale_position and where: build another plan with "
-                         "resolve_plan(...) to change them.")
+        raise ValueError(
+            "A SteeringPlan already fixes scale_position and where: build another plan with "
+            "resolve_plan(...) to change them."
+        )
     return plan
 
 
 def plan_from_spec(
     spec: HeadSpec,
-    alpha: Optional[AlphaSpec] = None,
+    alpha: AlphaSpec | None = None,
     schedule: ScheduleSpec = None,
     scale_position: ScalePosition = "exclude",
     where: Where = "pattern",
@@ -370,19 +392,27 @@ def plan_from_spec(
     if isinstance(spec, SteeringPlan):
         return _from_plan(spec, alpha, schedule, scale_position, where)
     if is_profile(spec):
-        raise ValueError("Got a profile but no model to check it against (a profile made on another model would "
-                         "be used silently): call resolve_plan(model, profile), pasta_hooks(profile, em, "
-                         "model=model) or steer(model, profile, em); pass profile.heads to skip the check on "
-                         "purpose.")
+        raise ValueError(
+            "Got a profile but no model to check it against (a profile made on another model would "
+            "be used silently): call resolve_plan(model, profile), pasta_hooks(profile, em, "
+            "model=model) or steer(model, profile, em); pass profile.heads to skip the check on "
+            "purpose."
+        )
     heads = normalize_heads(spec)
-    return SteeringPlan(heads, head_alphas(heads, spec, alpha), spec_schedule(spec, schedule), scale_position,
-                        where, _source(spec, heads))
+    return SteeringPlan(
+        heads,
+        head_alphas(heads, spec, alpha),
+        spec_schedule(spec, schedule),
+        scale_position,
+        where,
+        _source(spec, heads),
+    )
 
 
 def resolve_plan(
     model: Any,
     spec: HeadSpec,
-    alpha: Optional[AlphaSpec] = None,
+    alpha: AlphaSpec | None = None,
     schedule: ScheduleSpec = None,
     scale_position: ScalePosition = "exclude",
     where: Where = "pattern",
@@ -414,5 +444,11 @@ def resolve_plan(
         validate_heads(plan.heads, int(model.cfg.n_layers), int(model.cfg.n_heads))
         return plan
     heads = resolve_heads(model, spec, allow_transfer=allow_transfer)
-    return SteeringPlan(heads, head_alphas(heads, spec, alpha), spec_schedule(spec, schedule), scale_position,
-                        where, _source(spec, heads))
+    return SteeringPlan(
+        heads,
+        head_alphas(heads, spec, alpha),
+        spec_schedule(spec, schedule),
+        scale_position,
+        where,
+        _source(spec, heads),
+    )

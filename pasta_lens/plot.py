@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any, Optional, Union
+from typing import Any
 
 import numpy as np
 
@@ -60,7 +60,7 @@ def _array(x: ArrayLike, name: str, ndim: int) -> np.ndarray:
     return arr
 
 
-def _save(fig: Any, path: Optional[Union[str, os.PathLike]]) -> None:
+def _save(fig: Any, path: str | os.PathLike | None) -> None:
     if path is None:
         return
     path = os.fspath(path)
@@ -71,9 +71,9 @@ def _save(fig: Any, path: Optional[Union[str, os.PathLike]]) -> None:
 
 def plot_head_scores(
     scores: ArrayLike,
-    selected: Optional[Any] = None,
+    selected: Any | None = None,
     title: str = "Head scores",
-    path: Optional[Union[str, os.PathLike]] = None,
+    path: str | os.PathLike | None = None,
     *,
     colorbar_label: str = "score",
 ) -> Any:
@@ -109,8 +109,9 @@ def plot_head_scores(
     return fig
 
 
-def _draw_head_scores(fig: Any, ax: Any, arr: np.ndarray, heads: Sequence[tuple[int, int]], title: str,
-                      colorbar_label: str) -> None:
+def _draw_head_scores(
+    fig: Any, ax: Any, arr: np.ndarray, heads: Sequence[tuple[int, int]], title: str, colorbar_label: str
+) -> None:
     """One layer x head heatmap on ``ax``: NaN grey, diverging colours around 0, ``heads`` outlined."""
     import matplotlib  # importable: _new_figure checked
     from matplotlib.patches import Rectangle
@@ -121,8 +122,15 @@ def _draw_head_scores(fig: Any, ax: Any, arr: np.ndarray, heads: Sequence[tuple[
     diverging = finite.size > 0 and finite.min() < 0 < finite.max()
     # NaN = not measured: grey, distinct from a score of 0
     cmap = matplotlib.colormaps["RdBu_r" if diverging else "viridis"].with_extremes(bad="0.8")
-    im = ax.imshow(np.ma.masked_invalid(arr), aspect="auto", origin="lower", interpolation="nearest", cmap=cmap,
-                   vmin=-bound if diverging else None, vmax=bound if diverging else None)
+    im = ax.imshow(
+        np.ma.masked_invalid(arr),
+        aspect="auto",
+        origin="lower",
+        interpolation="nearest",
+        cmap=cmap,
+        vmin=-bound if diverging else None,
+        vmax=bound if diverging else None,
+    )
     fig.colorbar(im, ax=ax, label=colorbar_label)
     for layer, head in heads:
         ax.add_patch(Rectangle((head - 0.5, layer - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=2))
@@ -136,9 +144,9 @@ def _draw_head_scores(fig: Any, ax: Any, arr: np.ndarray, heads: Sequence[tuple[
 
 def plot_profile(
     profile: Any,
-    path: Optional[Union[str, os.PathLike]] = None,
+    path: str | os.PathLike | None = None,
     *,
-    tasks: Optional[Sequence[str]] = None,
+    tasks: Sequence[str] | None = None,
 ) -> Any:
     """One heatmap per task of a ``HeadProfile``'s head scores, the selected heads outlined.
 
@@ -169,8 +177,13 @@ def plot_profile(
         for layer, head in profile.heads:
             table[layer, head] = 1.0
         names, tables, label = ["selected heads"], [table], "selected"
-    fig, axes = _new_figure(1, len(tables), squeeze=False, layout="constrained",
-                            figsize=((1.6 + 0.45 * profile.n_heads) * len(tables), 1.6 + 0.22 * profile.n_layers))
+    fig, axes = _new_figure(
+        1,
+        len(tables),
+        squeeze=False,
+        layout="constrained",
+        figsize=((1.6 + 0.45 * profile.n_heads) * len(tables), 1.6 + 0.22 * profile.n_layers),
+    )
     for ax, name, table in zip(axes[0], names, tables):
         _draw_head_scores(fig, ax, table, profile.heads, name, label)
     fig.suptitle(f"{profile.model_name}: {profile.method}, alpha={profile.alpha}, k={profile.k}, {profile.strategy}")
@@ -181,10 +194,10 @@ def plot_profile(
 def plot_span_attention(
     unsteered: ArrayLike,
     steered: ArrayLike,
-    path: Optional[Union[str, os.PathLike]] = None,
+    path: str | os.PathLike | None = None,
     *,
     title: str = "Attention mass on the emphasised span",
-    steered_layers: Optional[Sequence[int]] = None,
+    steered_layers: Sequence[int] | None = None,
 ) -> Any:
     """Per layer, the attention mass on the emphasised span without and with steering.
 
@@ -204,8 +217,7 @@ def plot_span_attention(
     """
     before, after = _array(unsteered, "unsteered", 1), _array(steered, "steered", 1)
     if before.shape != after.shape:
-        raise ValueError(f"unsteered and steered need one value per layer each; got {before.shape} and "
-                         f"{after.shape}.")
+        raise ValueError(f"unsteered and steered need one value per layer each; got {before.shape} and {after.shape}.")
     layers = np.arange(len(before))
     fig, ax = _new_figure(figsize=(max(5.0, 0.25 * len(layers) + 2), 3.4))
     for layer in steered_layers or ():
@@ -229,10 +241,10 @@ def plot_attention_row(
     before: ArrayLike,
     after: ArrayLike,
     key_mask: ArrayLike,
-    path: Optional[Union[str, os.PathLike]] = None,
+    path: str | os.PathLike | None = None,
     *,
     title: str = "Attention of one query over the prompt",
-    html_path: Optional[Union[str, os.PathLike]] = None,
+    html_path: str | os.PathLike | None = None,
 ) -> Any:
     """One head's attention row (one query over all keys), before and after steering, as bars per token.
 
@@ -260,8 +272,10 @@ def plot_attention_row(
     mask = _array(key_mask, "key_mask", 1).astype(bool)
     tokens = [str(t) for t in tokens_str]
     if not (len(tokens) == b.shape[0] == a.shape[0] == mask.shape[0]):
-        raise ValueError(f"tokens_str, before, after and key_mask need one entry per key; got {len(tokens)}, "
-                         f"{b.shape[0]}, {a.shape[0]}, {mask.shape[0]}.")
+        raise ValueError(
+            f"tokens_str, before, after and key_mask need one entry per key; got {len(tokens)}, "
+            f"{b.shape[0]}, {a.shape[0]}, {mask.shape[0]}."
+        )
     n = len(tokens)
     fig, axes = _new_figure(2, 1, figsize=(max(6.0, 0.32 * n + 1.5), 5.2), sharex=True, sharey=True)
     colors = np.where(mask, "tab:orange", "tab:blue")
@@ -285,11 +299,14 @@ def plot_attention_row(
     return fig
 
 
-def _write_circuitsvis_row(tokens: list[str], before: np.ndarray, after: np.ndarray,
-                           html_path: Union[str, os.PathLike]) -> None:
+def _write_circuitsvis_row(
+    tokens: list[str], before: np.ndarray, after: np.ndarray, html_path: str | os.PathLike
+) -> None:
     if importlib.util.find_spec("circuitsvis") is None:
-        raise ImportError("html_path needs circuitsvis for the interactive view. Install it with:\n"
-                          "    pip install circuitsvis\nor leave html_path out (the PNG needs only matplotlib).")
+        raise ImportError(
+            "html_path needs circuitsvis for the interactive view. Install it with:\n"
+            "    pip install circuitsvis\nor leave html_path out (the PNG needs only matplotlib)."
+        )
     import torch
     from circuitsvis.tokens import colored_tokens_multi
 
@@ -301,7 +318,7 @@ def _write_circuitsvis_row(tokens: list[str], before: np.ndarray, after: np.ndar
 def plot_ablation(
     curves: Mapping[str, Sequence[tuple[float, float]]],
     xlabel: str,
-    path: Optional[Union[str, os.PathLike]] = None,
+    path: str | os.PathLike | None = None,
     *,
     ylabel: str = "metric",
     title: str = "",
@@ -330,8 +347,7 @@ def plot_ablation(
     for name, points in curves.items():
         pts = _array(list(points), f"curves[{name!r}]", 2)
         if pts.shape[1] != 2 or pts.shape[0] == 0:
-            raise ValueError(f"curves[{name!r}] must be a non-empty list of (x, metric) pairs; got shape "
-                             f"{pts.shape}.")
+            raise ValueError(f"curves[{name!r}] must be a non-empty list of (x, metric) pairs; got shape {pts.shape}.")
         pts = pts[np.argsort(pts[:, 0], kind="stable")]
         ax.plot(pts[:, 0], pts[:, 1], "o-", label=str(name))
     if logx:

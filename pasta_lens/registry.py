@@ -35,10 +35,11 @@ import json
 import os
 import re
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any
 
 from pasta_lens.fingerprint import identity_mismatch
 from pasta_lens.head_profile import HeadProfile
@@ -56,7 +57,8 @@ PROFILE_COMMAND = "pasta-lens profile --model NAME --out NAME.json"
 INTERIM_HEADS_NOTE = (
     "interim head set (no shipped profile matches this model): every head of the last third of the layers; "
     "steering that many heads follows the emphasis but costs fluency; profile the model for a better set "
-    f"(`{PROFILE_COMMAND}`)")
+    f"(`{PROFILE_COMMAND}`)"
+)
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -72,24 +74,30 @@ class ModelEntry:
     """
 
     model: str
-    default: Optional[str]
+    default: str | None
     profiles: Mapping[str, str]
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
             raise ValueError(f"An index entry's model must be the profiles' model_name; got {self.model!r}.")
         if not isinstance(self.profiles, Mapping) or not self.profiles:
-            raise ValueError(f"Index entry {self.model!r}: 'profiles' must map each shipped profile name to a "
-                             "one-line description; list at least one.")
+            raise ValueError(
+                f"Index entry {self.model!r}: 'profiles' must map each shipped profile name to a "
+                "one-line description; list at least one."
+            )
         for name, text in self.profiles.items():
             if not isinstance(name, str) or not _NAME.fullmatch(name) or name.endswith(".json"):
-                raise ValueError(f"Index entry {self.model!r}: {name!r} is not a profile name; use the file's "
-                                 "name without '.json' (letters, digits, '.', '_', '-').")
+                raise ValueError(
+                    f"Index entry {self.model!r}: {name!r} is not a profile name; use the file's "
+                    "name without '.json' (letters, digits, '.', '_', '-')."
+                )
             if not isinstance(text, str) or not text.strip() or "\n" in text:
                 raise ValueError(f"Index entry {self.model!r}: profile {name!r} needs a one-line description.")
         if self.default is not None and self.default not in self.profiles:
-            raise ValueError(f"Index entry {self.model!r}: its default {self.default!r} is not among its profiles "
-                             f"{sorted(self.profiles)}; list it there too, or set the default to null.")
+            raise ValueError(
+                f"Index entry {self.model!r}: its default {self.default!r} is not among its profiles "
+                f"{sorted(self.profiles)}; list it there too, or set the default to null."
+            )
         object.__setattr__(self, "profiles", dict(self.profiles))
 
 
@@ -114,39 +122,47 @@ class Registry:
         for entry in self.models:
             for name in entry.profiles:
                 if name in seen:
-                    raise ValueError(f"Profile {name!r} is indexed under both {seen[name]!r} and {entry.model!r}; "
-                                     "index each profile once, under the model it was made on.")
+                    raise ValueError(
+                        f"Profile {name!r} is indexed under both {seen[name]!r} and {entry.model!r}; "
+                        "index each profile once, under the model it was made on."
+                    )
                 seen[name] = entry.model
         if len({entry.model for entry in self.models}) != len(self.models):
             raise ValueError("The index lists a model twice; give each model one entry.")
 
     @classmethod
-    def from_dict(cls, root: Any, data: Any) -> "Registry":
+    def from_dict(cls, root: Any, data: Any) -> Registry:
         """The registry of ``root`` from its parsed ``index.json``."""
         if not isinstance(data, Mapping) or set(data) != {"index_version", "models"}:
             raise ValueError(f"{INDEX_FILE} must be an object with exactly 'index_version' and 'models'.")
         if data["index_version"] != INDEX_VERSION:
-            raise ValueError(f"{INDEX_FILE} has index_version {data['index_version']!r}; this pasta-lens reads "
-                             f"{INDEX_VERSION}: upgrade pasta-lens.")
+            raise ValueError(
+                f"{INDEX_FILE} has index_version {data['index_version']!r}; this pasta-lens reads "
+                f"{INDEX_VERSION}: upgrade pasta-lens."
+            )
         if not isinstance(data["models"], Mapping):
             raise ValueError(f"{INDEX_FILE}: 'models' must map each model name to its entry.")
         models = []
         for model, entry in data["models"].items():
             if not isinstance(entry, Mapping) or set(entry) != {"default", "profiles"}:
-                raise ValueError(f"{INDEX_FILE}: the entry of {model!r} must be an object with exactly 'default' "
-                                 "(a profile name or null) and 'profiles' ({name: one-line description}).")
+                raise ValueError(
+                    f"{INDEX_FILE}: the entry of {model!r} must be an object with exactly 'default' "
+                    "(a profile name or null) and 'profiles' ({name: one-line description})."
+                )
             models.append(ModelEntry(model, entry["default"], entry["profiles"]))
         return cls(root, tuple(models))
 
     @classmethod
-    def read(cls, root: Any) -> "Registry":
+    def read(cls, root: Any) -> Registry:
         """Read ``root / index.json`` (``root``: a folder path or a traversable)."""
         if isinstance(root, (str, os.PathLike)):
             root = Path(root)
         index = root / INDEX_FILE
         if not index.is_file():
-            raise ValueError(f"No {INDEX_FILE} in {root}: a profiles folder lists its models, their defaults and "
-                             "their profiles there (docs/registry.md).")
+            raise ValueError(
+                f"No {INDEX_FILE} in {root}: a profiles folder lists its models, their defaults and "
+                "their profiles there (docs/registry.md)."
+            )
         try:
             data = json.loads(index.read_text())
         except json.JSONDecodeError as err:
@@ -169,16 +185,20 @@ class Registry:
         for entry in self.models:
             if name in entry.profiles:
                 return entry
-        raise ValueError(f"No shipped profile named {name!r}; shipped: {', '.join(self.names()) or 'none'}. "
-                         "Pass a path to a profile file, or make one with `pasta-lens profile`.")
+        raise ValueError(
+            f"No shipped profile named {name!r}; shipped: {', '.join(self.names()) or 'none'}. "
+            "Pass a path to a profile file, or make one with `pasta-lens profile`."
+        )
 
     def load(self, name: str) -> HeadProfile:
         """Load the indexed profile ``name`` from ``root / NAME.json``."""
         self.entry(name)
         resource = self.root / f"{name}.json"
         if not resource.is_file():
-            raise ValueError(f"{INDEX_FILE} lists {name!r} but {self.root} has no {name}.json: add the file or "
-                             "remove the name from the index.")
+            raise ValueError(
+                f"{INDEX_FILE} lists {name!r} but {self.root} has no {name}.json: add the file or "
+                "remove the name from the index."
+            )
         with resources.as_file(resource) as path:
             return HeadProfile.load(path)
 
@@ -188,7 +208,7 @@ def shipped_registry() -> Registry:
     return Registry.read(resources.files(REGISTRY_PACKAGE))
 
 
-def list_profiles(registry: Optional[Registry] = None) -> tuple[str, ...]:
+def list_profiles(registry: Registry | None = None) -> tuple[str, ...]:
     """Names of the shipped profiles (``load_profile(name)`` loads them), sorted.
 
     Example:
@@ -198,7 +218,7 @@ def list_profiles(registry: Optional[Registry] = None) -> tuple[str, ...]:
     return (shipped_registry() if registry is None else registry).names()
 
 
-def load_profile(name_or_path: Union[str, os.PathLike], registry: Optional[Registry] = None) -> HeadProfile:
+def load_profile(name_or_path: str | os.PathLike, registry: Registry | None = None) -> HeadProfile:
     """Load a shipped profile by name (``"smollm2-135m-instruct"``) or any profile file by path.
 
     Example:
@@ -211,7 +231,7 @@ def load_profile(name_or_path: Union[str, os.PathLike], registry: Optional[Regis
     return (shipped_registry() if registry is None else registry).load(text)
 
 
-def find_profile(model: Any, registry: Optional[Registry] = None) -> Optional[tuple[str, HeadProfile]]:
+def find_profile(model: Any, registry: Registry | None = None) -> tuple[str, HeadProfile] | None:
     """The indexed default profile made on this model (same shape, same behaviour), with its name; else None.
 
     Only the index's defaults are candidates, in index order; a default must carry an identity (a fingerprint or
@@ -245,7 +265,7 @@ def interim_heads(model: Any) -> tuple[Head, ...]:
     return tuple((layer, head) for layer in range(first, n_layers) for head in range(n_heads))
 
 
-def default_profile(model: Any, registry: Optional[Registry] = None) -> tuple[Any, str]:
+def default_profile(model: Any, registry: Registry | None = None) -> tuple[Any, str]:
     """What is steered when no heads are given: the shipped default made on this very model, or the interim set.
 
     Returns ``(spec, note)``: the :class:`~pasta_lens.HeadProfile` found by :func:`find_profile`, so its own
@@ -258,19 +278,28 @@ def default_profile(model: Any, registry: Optional[Registry] = None) -> tuple[An
     """
     found = find_profile(model, registry)
     if found is None:
-        warnings.warn(f"No shipped profile matches this model, so the interim head set (every head of the last "
-                      f"third of the layers) is steered; make a profile for it with `{PROFILE_COMMAND}` and pass "
-                      "load_profile('NAME.json') as the heads.", UserWarning, stacklevel=2)
+        warnings.warn(
+            f"No shipped profile matches this model, so the interim head set (every head of the last "
+            f"third of the layers) is steered; make a profile for it with `{PROFILE_COMMAND}` and pass "
+            "load_profile('NAME.json') as the heads.",
+            UserWarning,
+            stacklevel=2,
+        )
         return interim_heads(model), INTERIM_HEADS_NOTE
     name, profile = found
     schedule = profile.provenance.get("schedule")
-    how = (f"{profile.strategy} of the per-task top-{profile.k} over {', '.join(profile.tasks)}"
-           if profile.k is not None else f"over {', '.join(profile.tasks)}")
-    return profile, (f"shipped profile {name!r}: {len(profile.heads)} heads, {how} ({profile.method})"
-                     + (f", chosen with schedule {schedule!r}" if schedule else ""))
+    how = (
+        f"{profile.strategy} of the per-task top-{profile.k} over {', '.join(profile.tasks)}"
+        if profile.k is not None
+        else f"over {', '.join(profile.tasks)}"
+    )
+    return profile, (
+        f"shipped profile {name!r}: {len(profile.heads)} heads, {how} ({profile.method})"
+        + (f", chosen with schedule {schedule!r}" if schedule else "")
+    )
 
 
-def default_heads(model: Any, registry: Optional[Registry] = None) -> tuple[tuple[Head, ...], str]:
+def default_heads(model: Any, registry: Registry | None = None) -> tuple[tuple[Head, ...], str]:
     """The head set used when none is given (:func:`default_profile`'s heads), with the sentence saying whence.
 
     Example:

@@ -34,7 +34,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional, Union
+from typing import Literal
 
 import torch
 from jaxtyping import Float, Int
@@ -66,19 +66,24 @@ class Schedule:
         if self.kind not in SCHEDULE_KINDS:
             raise ValueError(f"Unknown schedule kind {self.kind!r}; use one of: {SCHEDULE_HELP}.")
         if self.kind == "first" and (isinstance(self.n, bool) or int(self.n) != self.n or self.n < 0):
-            raise ValueError(f"first:N needs a whole number N >= 0 of generated tokens; got {self.n!r}. "
-                             "Use e.g. first:4 (first:0 is the same as prompt).")
+            raise ValueError(
+                f"first:N needs a whole number N >= 0 of generated tokens; got {self.n!r}. "
+                "Use e.g. first:4 (first:0 is the same as prompt)."
+            )
         if self.kind != "first" and self.n != 0:
             raise ValueError(f"n only applies to first:N schedules; got n={self.n} with kind {self.kind!r}.")
         if self.kind == "decay" and not (0.0 < float(self.gamma) <= 1.0):
-            raise ValueError(f"decay:G needs 0 < G <= 1 (the exponent on alpha shrinks by G per generated "
-                             f"token; decay:1 is all); got G={self.gamma!r}.")
+            raise ValueError(
+                f"decay:G needs 0 < G <= 1 (the exponent on alpha shrinks by G per generated "
+                f"token; decay:1 is all); got G={self.gamma!r}."
+            )
         if self.kind != "decay" and self.gamma != 1.0:
-            raise ValueError(f"gamma only applies to decay:G schedules; got gamma={self.gamma} with kind "
-                             f"{self.kind!r}.")
+            raise ValueError(
+                f"gamma only applies to decay:G schedules; got gamma={self.gamma} with kind {self.kind!r}."
+            )
 
     @classmethod
-    def parse(cls, spec: Union[str, Schedule, None]) -> Schedule:
+    def parse(cls, spec: str | Schedule | None) -> Schedule:
         """A schedule from ``"all"``, ``"prompt"``, ``"first:N"``, ``"decay:G"`` (or a Schedule / None = all).
 
         Raises:
@@ -93,8 +98,10 @@ class Schedule:
         if isinstance(spec, Schedule):
             return spec
         if not isinstance(spec, str):
-            raise ValueError(f"A schedule is a string such as 'prompt' or 'first:4', or a Schedule; got "
-                             f"{type(spec).__name__} {spec!r}.")
+            raise ValueError(
+                f"A schedule is a string such as 'prompt' or 'first:4', or a Schedule; got "
+                f"{type(spec).__name__} {spec!r}."
+            )
         kind, sep, value = spec.strip().lower().partition(":")
         bad = ValueError(f"Bad schedule {spec!r}; use one of: {SCHEDULE_HELP} (e.g. first:4, decay:0.5).")
         if kind in ("all", "prompt") and not sep:
@@ -119,7 +126,7 @@ class Schedule:
         """True when every row is steered fully (the paper's behaviour): the hook's fast path."""
         return self.kind == "all" or (self.kind == "decay" and self.gamma == 1.0)
 
-    def exponents(self, positions: Int[Tensor, "query"], n_prompt: int) -> Float[Tensor, "query"]:
+    def exponents(self, positions: Int[Tensor, " query"], n_prompt: int) -> Float[Tensor, " query"]:
         """The exponent ``e`` on alpha for each absolute query position (fp32; 1 = full, 0 = unsteered).
 
         Args:
@@ -130,20 +137,19 @@ class Schedule:
         if self.is_all:
             return torch.ones(positions.shape, dtype=torch.float32, device=positions.device)
         if self.kind == "decay":
-            return torch.pow(torch.tensor(float(self.gamma), dtype=torch.float32, device=positions.device),
-                             t.float())
+            return torch.pow(torch.tensor(float(self.gamma), dtype=torch.float32, device=positions.device), t.float())
         limit = 0 if self.kind == "prompt" else self.n
         return (t <= limit).float()
 
 
-def query_positions(n_queries: int, n_keys: int, device: Optional[torch.device] = None) -> Int[Tensor, "query"]:
+def query_positions(n_queries: int, n_keys: int, device: torch.device | None = None) -> Int[Tensor, " query"]:
     """Absolute positions of a pattern's query rows: ``K - Q .. K - 1`` (prefill: all; KV-cached decode: the last)."""
     return torch.arange(n_keys - n_queries, n_keys, device=device)
 
 
 def scheduled_weights(
     weights: Float[Tensor, "batch head 1 key"],
-    exponents: Float[Tensor, "query"],
+    exponents: Float[Tensor, " query"],
 ) -> Float[Tensor, "batch head query key"]:
     """Per-row key weights ``w ** e(q)``: rows with ``e = 1`` keep ``w`` exactly, ``e = 0`` rows become all 1.
 

@@ -28,9 +28,9 @@ the left padding are counted, so ``key_mask[b, j]`` describes key ``j`` of ``hoo
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence, Union
+from typing import Any
 
 import torch
 from jaxtyping import Bool, Int
@@ -42,7 +42,7 @@ from pasta_lens.offsets import emphasised_tokens, token_ranges, tokenizer_of
 CharSpan = tuple[int, int]
 """A half-open character range ``(start, end)`` in a string."""
 
-SubstringSpec = Union[str, tuple[str, int]]
+SubstringSpec = str | tuple[str, int]
 """A substring to emphasise, or ``(substring, n)`` for its n-th occurrence (1-based)."""
 
 
@@ -75,20 +75,21 @@ class Emphasis:
             raise ValueError(f"Emphasis.tokens must be [batch, pos]; got shape {shape}.")
         for name in ("attention_mask", "key_mask"):
             if tuple(getattr(self, name).shape) != shape:
-                raise ValueError(f"Emphasis.{name} must have the shape of tokens {shape}; "
-                                 f"got {tuple(getattr(self, name).shape)}.")
+                raise ValueError(
+                    f"Emphasis.{name} must have the shape of tokens {shape}; got {tuple(getattr(self, name).shape)}."
+                )
         if self.key_mask.dtype != torch.bool:
             raise ValueError("Emphasis.key_mask must be a bool tensor (True = emphasised).")
         if len(self.texts) != shape[0] or len(self.char_spans) != shape[0]:
             raise ValueError("Emphasis.texts and Emphasis.char_spans need one entry per batch row.")
 
     @property
-    def text(self) -> Union[str, tuple[str, ...]]:
+    def text(self) -> str | tuple[str, ...]:
         """The tokenised string (one prompt) or the tuple of strings (a batch)."""
         return self.texts[0] if len(self.texts) == 1 else self.texts
 
     @property
-    def spans(self) -> Union[tuple[CharSpan, ...], tuple[tuple[CharSpan, ...], ...]]:
+    def spans(self) -> tuple[CharSpan, ...] | tuple[tuple[CharSpan, ...], ...]:
         """Emphasised character ranges of ``text`` (one prompt) or per row (a batch)."""
         return self.char_spans[0] if len(self.char_spans) == 1 else self.char_spans
 
@@ -96,14 +97,21 @@ class Emphasis:
     def batch_size(self) -> int:
         return int(self.tokens.shape[0])
 
-    def to(self, device: Union[str, torch.device]) -> "Emphasis":
+    def to(self, device: str | torch.device) -> Emphasis:
         """A copy with the tensors on ``device``."""
-        return Emphasis(self.tokens.to(device), self.attention_mask.to(device), self.key_mask.to(device),
-                        self.texts, self.char_spans, self.prepend_bos)
+        return Emphasis(
+            self.tokens.to(device),
+            self.attention_mask.to(device),
+            self.key_mask.to(device),
+            self.texts,
+            self.char_spans,
+            self.prepend_bos,
+        )
 
 
-def parse_markup(text: str, markers: Union[str, tuple[str, str]] = "*",
-                 escape: str = "\\") -> tuple[str, tuple[CharSpan, ...]]:
+def parse_markup(
+    text: str, markers: str | tuple[str, str] = "*", escape: str = "\\"
+) -> tuple[str, tuple[CharSpan, ...]]:
     """Remove emphasis markers from ``text`` and return the clean text with the marked character ranges.
 
     Args:
@@ -128,11 +136,11 @@ def parse_markup(text: str, markers: Union[str, tuple[str, str]] = "*",
     out: list[str] = []
     length = 0  # len("".join(out)), kept as we go
     spans: list[CharSpan] = []
-    start: Union[int, None] = None
+    start: int | None = None
     i, n = 0, len(text)
     while i < n:
         if escape and text.startswith(escape, i):
-            rest = text[i + len(escape):]
+            rest = text[i + len(escape) :]
             literal = next((m for m in (escape, open_m, close_m) if rest.startswith(m)), None)
             if literal is not None:
                 out.append(literal)
@@ -144,28 +152,35 @@ def parse_markup(text: str, markers: Union[str, tuple[str, str]] = "*",
             i += len(open_m)
         elif start is not None and text.startswith(close_m, i):
             if length == start:
-                raise ValueError(f"Empty emphasis span at character {i} of {text!r}: put text between "
-                                 f"the markers {open_m!r}...{close_m!r}.")
+                raise ValueError(
+                    f"Empty emphasis span at character {i} of {text!r}: put text between "
+                    f"the markers {open_m!r}...{close_m!r}."
+                )
             spans.append((start, length))
             start = None
             i += len(close_m)
         elif start is None and text.startswith(close_m, i):
-            raise ValueError(f"Closing marker {close_m!r} at character {i} has no opening {open_m!r} in "
-                             f"{text!r}; escape it as {escape + close_m!r} to keep it as text.")
+            raise ValueError(
+                f"Closing marker {close_m!r} at character {i} has no opening {open_m!r} in "
+                f"{text!r}; escape it as {escape + close_m!r} to keep it as text."
+            )
         else:
             out.append(text[i])
             length += 1
             i += 1
     if start is not None:
-        raise ValueError(f"Unbalanced emphasis markers in {text!r}: an opening {open_m!r} is never closed "
-                         f"with {close_m!r}. Close it, or escape a literal marker as {escape + open_m!r}.")
+        raise ValueError(
+            f"Unbalanced emphasis markers in {text!r}: an opening {open_m!r} is never closed "
+            f"with {close_m!r}. Close it, or escape a literal marker as {escape + open_m!r}."
+        )
     return "".join(out), tuple(spans)
 
 
 def _is_occurrence_spec(spec: Any) -> bool:
     """``("the", 2)``-like: a substring and an occurrence number (not two substrings)."""
-    return (isinstance(spec, (tuple, list)) and len(spec) == 2 and isinstance(spec[0], str)
-            and not isinstance(spec[1], str))
+    return (
+        isinstance(spec, (tuple, list)) and len(spec) == 2 and isinstance(spec[0], str) and not isinstance(spec[1], str)
+    )
 
 
 def substring_specs(spec: Any) -> tuple[tuple[str, int], ...]:
@@ -180,8 +195,10 @@ def substring_specs(spec: Any) -> tuple[tuple[str, int], ...]:
     if isinstance(spec, str) or _is_occurrence_spec(spec):
         spec = [spec]
     if not isinstance(spec, (list, tuple)):
-        raise ValueError(f"substrings must be a string, a (string, n) pair or a list of them; got "
-                         f"{type(spec).__name__} {spec!r}. Example: substrings=['JSON', ('the', 2)].")
+        raise ValueError(
+            f"substrings must be a string, a (string, n) pair or a list of them; got "
+            f"{type(spec).__name__} {spec!r}. Example: substrings=['JSON', ('the', 2)]."
+        )
     out = []
     for item in spec:
         if isinstance(item, str):
@@ -189,12 +206,16 @@ def substring_specs(spec: Any) -> tuple[tuple[str, int], ...]:
         elif _is_occurrence_spec(item):
             sub, nth = item
             if not _is_index(nth):
-                raise ValueError(f"The occurrence number in {tuple(item)!r} must be a whole number >= 1 "
-                                 f"(1 = first occurrence); got {nth!r}. Example: ({sub!r}, 2) for the second.")
+                raise ValueError(
+                    f"The occurrence number in {tuple(item)!r} must be a whole number >= 1 "
+                    f"(1 = first occurrence); got {nth!r}. Example: ({sub!r}, 2) for the second."
+                )
             nth = operator.index(nth)
         else:
-            raise ValueError(f"Each emphasised substring is a string or a (string, n) pair for its n-th "
-                             f"occurrence; got {item!r}. Example: substrings=['JSON', ('the', 2)].")
+            raise ValueError(
+                f"Each emphasised substring is a string or a (string, n) pair for its n-th "
+                f"occurrence; got {item!r}. Example: substrings=['JSON', ('the', 2)]."
+            )
         if not sub:
             raise ValueError("An emphasised substring is empty; give the text to emphasise.")
         if nth < 1:
@@ -203,7 +224,7 @@ def substring_specs(spec: Any) -> tuple[tuple[str, int], ...]:
     return tuple(out)
 
 
-def find_substrings(text: str, substrings: Union[SubstringSpec, Sequence[SubstringSpec]]) -> tuple[CharSpan, ...]:
+def find_substrings(text: str, substrings: SubstringSpec | Sequence[SubstringSpec]) -> tuple[CharSpan, ...]:
     """Character ranges of ``substrings`` in ``text``; ``(s, n)`` picks the n-th occurrence (1-based).
 
     A bare string is one substring (see :func:`substring_specs`).
@@ -221,8 +242,10 @@ def find_substrings(text: str, substrings: Union[SubstringSpec, Sequence[Substri
         for _ in range(nth):
             at = text.find(sub, at + 1)
             if at < 0:
-                raise ValueError(f"Substring {sub!r} (occurrence {nth}) not found in {text!r}; pass a substring "
-                                 f"that occurs in the text (markers removed), or ({sub!r}, n) with a smaller n.")
+                raise ValueError(
+                    f"Substring {sub!r} (occurrence {nth}) not found in {text!r}; pass a substring "
+                    f"that occurs in the text (markers removed), or ({sub!r}, n) with a smaller n."
+                )
         spans.append((at, at + len(sub)))
     return tuple(spans)
 
@@ -248,17 +271,23 @@ def char_range_specs(spec: Any, length: int) -> tuple[CharSpan, ...]:
     if isinstance(spec, (tuple, list)) and len(spec) == 2 and not any(isinstance(x, (tuple, list)) for x in spec):
         spec = [spec]  # one bare pair, e.g. (0, 3); validated as a range below
     if isinstance(spec, str) or not isinstance(spec, (list, tuple)):
-        raise ValueError(f"char_ranges must be a (start, end) pair of integers or a list of them; got "
-                         f"{type(spec).__name__} {spec!r}. Example: char_ranges=[(0, 5), (18, 33)].")
+        raise ValueError(
+            f"char_ranges must be a (start, end) pair of integers or a list of them; got "
+            f"{type(spec).__name__} {spec!r}. Example: char_ranges=[(0, 5), (18, 33)]."
+        )
     out = []
     for item in spec:
         if not (isinstance(item, (tuple, list)) and len(item) == 2 and all(_is_index(x) for x in item)):
-            raise ValueError(f"Each character range is a (start, end) pair of integers; got {item!r}. "
-                             "Example: char_ranges=[(0, 5), (18, 33)].")
+            raise ValueError(
+                f"Each character range is a (start, end) pair of integers; got {item!r}. "
+                "Example: char_ranges=[(0, 5), (18, 33)]."
+            )
         s, e = operator.index(item[0]), operator.index(item[1])
         if not 0 <= s < e <= length:
-            raise ValueError(f"Character range ({s}, {e}) is empty or outside the text of length "
-                             f"{length}; use 0 <= start < end <= len(text).")
+            raise ValueError(
+                f"Character range ({s}, {e}) is empty or outside the text of length "
+                f"{length}; use 0 <= start < end <= len(text)."
+            )
         out.append((s, e))
     return tuple(out)
 
@@ -279,8 +308,7 @@ def _default_prepend_bos(model_or_tokenizer: Any) -> bool:
     return bool(getattr(cfg, "default_prepend_bos", True)) if cfg is not None else True
 
 
-def _tokenise_row(tok: Any, text: str, spans: tuple[CharSpan, ...], bos_id: Union[int, None]
-                  ) -> tuple[list[int], list[bool]]:
+def _tokenise_row(tok: Any, text: str, spans: tuple[CharSpan, ...], bos_id: int | None) -> tuple[list[int], list[bool]]:
     ranges = token_ranges(tok, text)
     ids, mask = list(ranges.ids), emphasised_tokens(tok, text, ranges, spans)
     if bos_id is not None:
@@ -290,14 +318,14 @@ def _tokenise_row(tok: Any, text: str, spans: tuple[CharSpan, ...], bos_id: Unio
 
 def emphasize(
     model_or_tokenizer: Any,
-    text: Union[str, Sequence[str]],
+    text: str | Sequence[str],
     *,
     chat: bool = False,
-    markers: Union[str, tuple[str, str]] = "*",
-    substrings: Union[SubstringSpec, Sequence[SubstringSpec], Sequence[Sequence[SubstringSpec]], None] = None,
-    char_ranges: Union[CharSpan, Sequence[CharSpan], Sequence[Sequence[CharSpan]], None] = None,
-    system_prompt: Union[str, None] = None,
-    prepend_bos: Union[bool, None] = None,
+    markers: str | tuple[str, str] = "*",
+    substrings: SubstringSpec | Sequence[SubstringSpec] | Sequence[Sequence[SubstringSpec]] | None = None,
+    char_ranges: CharSpan | Sequence[CharSpan] | Sequence[Sequence[CharSpan]] | None = None,
+    system_prompt: str | None = None,
+    prepend_bos: bool | None = None,
 ) -> Emphasis:
     """Tokenise ``text`` and mark the emphasised key positions.
 
@@ -333,15 +361,18 @@ def emphasize(
     tok = tokenizer_of(model_or_tokenizer)
     single = isinstance(text, str)
     if not single and (isinstance(text, (bytes, Mapping)) or not isinstance(text, Iterable)):
-        raise ValueError(f"emphasize takes a prompt string or a list of prompt strings; got "
-                         f"{type(text).__name__} {text!r:.80}.")
+        raise ValueError(
+            f"emphasize takes a prompt string or a list of prompt strings; got {type(text).__name__} {text!r:.80}."
+        )
     rows = [text] if single else list(text)
     if not rows:
         raise ValueError("emphasize got an empty list of texts; pass at least one prompt.")
     for row in rows:
         if not isinstance(row, str):
-            raise ValueError(f"emphasize takes a prompt string or a list of prompt strings; got an entry of "
-                             f"type {type(row).__name__}: {row!r:.80}.")
+            raise ValueError(
+                f"emphasize takes a prompt string or a list of prompt strings; got an entry of "
+                f"type {type(row).__name__}: {row!r:.80}."
+            )
     if substrings is not None and char_ranges is not None:
         raise ValueError("Pass either substrings or char_ranges, not both.")
     per_row_specs: list[Any] = [None] * len(rows)
@@ -351,8 +382,9 @@ def emphasize(
         if single:
             per_row_specs = [given]
         elif isinstance(given, str) or not isinstance(given, (list, tuple)):
-            raise ValueError(f"For a batch of {len(rows)} texts, {name} needs a list with one entry per text; "
-                             f"got {given!r:.80}.")
+            raise ValueError(
+                f"For a batch of {len(rows)} texts, {name} needs a list with one entry per text; got {given!r:.80}."
+            )
         else:
             per_row_specs = list(given)
         if len(per_row_specs) != len(rows):
@@ -373,8 +405,7 @@ def emphasize(
         else:
             clean, spans = parse_markup(row, markers)
         if not spans:
-            raise ValueError(f"No emphasis in {row!r}: mark a span like *this*, or pass substrings= or "
-                             "char_ranges=.")
+            raise ValueError(f"No emphasis in {row!r}: mark a span like *this*, or pass substrings= or char_ranges=.")
         spans = merge_spans(spans)
         if chat:
             rendering = render_chat(tok, clean, system_prompt=system_prompt)
@@ -382,8 +413,10 @@ def emphasize(
         ids, mask = _tokenise_row(tok, clean, spans, bos_id)
         if n_ctx is not None and len(ids) > int(n_ctx):
             which = "The prompt" if single else f"Prompt {index}"
-            raise ValueError(f"{which} is {len(ids)} tokens long but the model's context holds {int(n_ctx)} "
-                             "(cfg.n_ctx): shorten the prompt (and leave room for the tokens to generate).")
+            raise ValueError(
+                f"{which} is {len(ids)} tokens long but the model's context holds {int(n_ctx)} "
+                "(cfg.n_ctx): shorten the prompt (and leave room for the tokens to generate)."
+            )
         texts.append(clean)
         all_spans.append(spans)
         all_ids.append(ids)

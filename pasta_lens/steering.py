@@ -23,22 +23,36 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Optional, Union
+from typing import Any
 
 import torch
 from jaxtyping import Bool
 from torch import Tensor
 
 from pasta_lens.hook_check import require_hook_points
-from pasta_lens.kernels import (HookFn, key_mask_of, pattern_hook_name, pattern_layer_hook, scores_hook_name,
-                                scores_layer_hook)
-from pasta_lens.plan import (AlphaSpec, HeadSpec, ScalePosition, ScheduleSpec, SteeringPlan, Where, plan_from_spec,
-                             resolve_plan)
+from pasta_lens.kernels import (
+    HookFn,
+    key_mask_of,
+    pattern_hook_name,
+    pattern_layer_hook,
+    scores_hook_name,
+    scores_layer_hook,
+)
+from pasta_lens.plan import (
+    AlphaSpec,
+    HeadSpec,
+    ScalePosition,
+    ScheduleSpec,
+    SteeringPlan,
+    Where,
+    plan_from_spec,
+    resolve_plan,
+)
 from pasta_lens.spans import Emphasis
 
-EmphasisSpec = Union[Emphasis, Bool[Tensor, "batch pos"]]
+EmphasisSpec = Emphasis | Bool[Tensor, "batch pos"]
 """An :class:`~pasta_lens.spans.Emphasis`, or a bool key mask ``[batch, pos]`` (True = emphasised)."""
 
 
@@ -50,17 +64,20 @@ def plan_hooks(plan: SteeringPlan, emphasis: EmphasisSpec) -> list[tuple[str, Ho
     """
     key_mask = key_mask_of(emphasis)
     if plan.where == "scores":
-        return [(scores_hook_name(layer), scores_layer_hook(layer, hs, alphas, key_mask, plan.scale_position))
-                for layer, hs, alphas in plan.layers()]
-    return [(pattern_hook_name(layer),
-             pattern_layer_hook(layer, hs, alphas, key_mask, plan.scale_position, plan.schedule))
-            for layer, hs, alphas in plan.layers()]
+        return [
+            (scores_hook_name(layer), scores_layer_hook(layer, hs, alphas, key_mask, plan.scale_position))
+            for layer, hs, alphas in plan.layers()
+        ]
+    return [
+        (pattern_hook_name(layer), pattern_layer_hook(layer, hs, alphas, key_mask, plan.scale_position, plan.schedule))
+        for layer, hs, alphas in plan.layers()
+    ]
 
 
 def pasta_hooks(
     heads: HeadSpec,
     emphasis: EmphasisSpec,
-    alpha: Optional[AlphaSpec] = None,
+    alpha: AlphaSpec | None = None,
     scale_position: ScalePosition = "exclude",
     *,
     model: Any = None,
@@ -123,7 +140,7 @@ def pasta_hooks(
 def scores_hooks(
     heads: HeadSpec,
     emphasis: EmphasisSpec,
-    alpha: Optional[AlphaSpec] = None,
+    alpha: AlphaSpec | None = None,
     scale_position: ScalePosition = "exclude",
 ) -> list[tuple[str, HookFn]]:
     """PASTA as an additive ``log(alpha)`` on ``blocks.{L}.attn.hook_attn_scores``: ``where="scores"``.
@@ -148,7 +165,7 @@ EMBED_HOOK = "hook_embed"
 """HookedTransformer's hook on the token embeddings ``model.embed(tokens)`` (it has no hook on the ids)."""
 
 
-def tokens_check_hook(emphasis: Emphasis, embed: Optional[Callable[[Tensor], Tensor]] = None) -> HookFn:
+def tokens_check_hook(emphasis: Emphasis, embed: Callable[[Tensor], Tensor] | None = None) -> HookFn:
     """A hook that refuses a run whose tokens do not start with ``emphasis.tokens``.
 
     The key mask is aligned with ``emphasis.tokens``; a run on other tokens (a BOS added or dropped, another
@@ -173,10 +190,12 @@ def tokens_check_hook(emphasis: Emphasis, embed: Optional[Callable[[Tensor], Ten
             with torch.no_grad():
                 expected = embed(expected)
         if not torch.equal(act[:, :n_prompt], expected.expand(act.shape[0], *expected.shape[1:])):
-            raise ValueError(f"The steered run's tokens ({tuple(act.shape[:2])}) do not start with the "
-                             f"emphasis' {n_prompt} tokens, so the key mask would mark the wrong positions: run "
-                             "the model on emphasis.tokens (or a continuation of them), with the same BOS "
-                             "(emphasis.prepend_bos) and padding.")
+            raise ValueError(
+                f"The steered run's tokens ({tuple(act.shape[:2])}) do not start with the "
+                f"emphasis' {n_prompt} tokens, so the key mask would mark the wrong positions: run "
+                "the model on emphasis.tokens (or a continuation of them), with the same BOS "
+                "(emphasis.prepend_bos) and padding."
+            )
         return act
 
     return hook
@@ -194,20 +213,19 @@ def tokens_check(model: Any, emphasis: Any) -> list[tuple[str, HookFn]]:
     return []
 
 
-
 @contextmanager
 def steer(
     model: Any,
     heads: HeadSpec,
     emphasis: EmphasisSpec,
-    alpha: Optional[AlphaSpec] = None,
+    alpha: AlphaSpec | None = None,
     scale_position: ScalePosition = "exclude",
     *,
     allow_transfer: bool = False,
     schedule: ScheduleSpec = None,
     where: Where = "pattern",
     method: str = "pasta",
-    method_params: Optional[Mapping[str, Any]] = None,
+    method_params: Mapping[str, Any] | None = None,
 ) -> Iterator[Any]:
     """Steer ``model`` inside a ``with`` block; a thin wrapper over ``model.hooks(fwd_hooks=...)``.
 
@@ -219,7 +237,8 @@ def steer(
     continuation of them), through ``embed.hook_in`` (bridge) or ``hook_embed`` (HookedTransformer); a bare key
     mask is trusted to match. A model without the hook point of a steered layer is refused with the fix
     (:func:`pasta_lens.hook_check.require_hook_points`; whether edits there take effect is checked by
-    :func:`pasta_lens.hook_check.check_steerable`, which :func:`pasta_lens.load_model` runs). On exit, normal or by exception, exactly the hooks added here are removed.
+    :func:`pasta_lens.hook_check.check_steerable`, which :func:`pasta_lens.load_model` runs). On exit, normal or
+    by exception, exactly the hooks added here are removed.
     Arguments as in :func:`pasta_hooks`.
 
     ``method`` picks another steering method of :mod:`pasta_lens.methods` by name or spec string
@@ -238,9 +257,18 @@ def steer(
     if method != "pasta" or method_params or isinstance(heads, str):
         from pasta_lens.methods.registry import steering_hooks  # the methods build on this module
 
-        _, method_hooks = steering_hooks(model, heads, emphasis, method, method_params, schedule=schedule,
-                                         allow_transfer=allow_transfer, alpha=alpha, scale_position=scale_position,
-                                         where=where)
+        _, method_hooks = steering_hooks(
+            model,
+            heads,
+            emphasis,
+            method,
+            method_params,
+            schedule=schedule,
+            allow_transfer=allow_transfer,
+            alpha=alpha,
+            scale_position=scale_position,
+            where=where,
+        )
         with model.hooks(fwd_hooks=tokens_check(model, emphasis) + method_hooks):
             yield model
         return

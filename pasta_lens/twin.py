@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -54,27 +54,31 @@ def _stock_forward(cls: type) -> bool:
     fn = vars(owner)["forward"]
     if owner is nn.Module:
         return True
-    return (getattr(fn, "__module__", None) == owner.__module__
-            and getattr(fn, "__qualname__", None) == f"{owner.__qualname__}.forward")
+    return (
+        getattr(fn, "__module__", None) == owner.__module__
+        and getattr(fn, "__qualname__", None) == f"{owner.__qualname__}.forward"
+    )
 
 
 def _tl_class(cls: type) -> bool:
     return cls.__module__.startswith("transformer_lens.")
 
 
-def _replaced_forward(model: Any) -> Optional[str]:
+def _replaced_forward(model: Any) -> str | None:
     """Which module's ``forward`` is not its class's stock one, if any: assigned on an instance, or a class whose
     ``forward`` was replaced (:func:`_stock_forward`). The twin would not run the replacement as the bridge does."""
     for name, module in model_modules(model):
         if "forward" in vars(module):
             return f"module {name or '<root>'} has its own forward (an instance attribute)"
         if not _stock_forward(type(module)):
-            return (f"{type(module).__qualname__}.forward was replaced (it is "
-                    f"{getattr(type(module).forward, '__qualname__', type(module).forward)!r})")
+            return (
+                f"{type(module).__qualname__}.forward was replaced (it is "
+                f"{getattr(type(module).forward, '__qualname__', type(module).forward)!r})"
+            )
     return None
 
 
-def _foreign_module(model: Any, twin: nn.Module) -> Optional[str]:
+def _foreign_module(model: Any, twin: nn.Module) -> str | None:
     """Which module of the bridge is neither TransformerLens' own wiring nor the very class the plain HF model
     builds at that place (a subclass, a parametrization, an added adapter), if any."""
     stock = {name: type(m) for name, m in twin.named_modules()}
@@ -95,7 +99,7 @@ def _foreign_module(model: Any, twin: nn.Module) -> Optional[str]:
     return None
 
 
-def hf_engine_unavailable(model: Any, generate_kwargs: Optional[Mapping[str, Any]] = None) -> Optional[str]:
+def hf_engine_unavailable(model: Any, generate_kwargs: Mapping[str, Any] | None = None) -> str | None:
     """None when :func:`hf_generate_tokens` gives what the bridge's ``generate`` gives, else the reason it would
     not (one phrase): not a bridge, processed / compatibility-mode weights, parameters on several devices,
     non-greedy or unknown generation options, any hook on the model (a TransformerLens hook, a PyTorch module
@@ -131,8 +135,10 @@ def _meta_twin(hf: nn.Module, config: Any) -> nn.Module:
 
 def _tensors(module: nn.Module) -> dict[str, Tensor]:
     """Every parameter and buffer of ``module`` under every name it has (aliases and tied weights included)."""
-    return {**dict(module.named_parameters(remove_duplicate=False)),
-            **dict(module.named_buffers(remove_duplicate=False))}
+    return {
+        **dict(module.named_parameters(remove_duplicate=False)),
+        **dict(module.named_buffers(remove_duplicate=False)),
+    }
 
 
 def hf_twin(model: Any) -> tuple[nn.Module, dict[int, nn.Module]]:
@@ -163,8 +169,10 @@ def hf_twin(model: Any) -> tuple[nn.Module, dict[int, nn.Module]]:
     wanted = _tensors(twin)
     missing = sorted(set(wanted) - set(bridge))
     if missing:  # e.g. GPT-2, whose bridge renames c_attn to qkv: the names no longer say which tensor is which
-        raise ValueError(f"the bridge renames this architecture's modules, so a plain HF twin cannot find "
-                         f"{missing[0]!r} (and {len(missing) - 1} more) among the bridge's parameters")
+        raise ValueError(
+            f"the bridge renames this architecture's modules, so a plain HF twin cannot find "
+            f"{missing[0]!r} (and {len(missing) - 1} more) among the bridge's parameters"
+        )
     persistent = twin.state_dict(keep_vars=True)
     try:
         twin.load_state_dict({n: bridge[n] for n in persistent}, strict=True, assign=True)
@@ -193,16 +201,19 @@ def hf_twin(model: Any) -> tuple[nn.Module, dict[int, nn.Module]]:
                 del owner._parameters[leaf]
                 owner.register_buffer(leaf, bridge[name])
             continue
-        raise ValueError(f"the bridge holds {name!r}, which a plain HF model of this config does not have (a "
-                         "parameter or buffer added to the model, or one the bridge splits or renames, as GPT-2's "
-                         "c_attn into q, k, v): the twin would drop it")
+        raise ValueError(
+            f"the bridge holds {name!r}, which a plain HF model of this config does not have (a "
+            "parameter or buffer added to the model, or one the bridge splits or renames, as GPT-2's "
+            "c_attn into q, k, v): the twin would drop it"
+        )
     foreign = _foreign_module(model, twin)
     if foreign:
         raise ValueError(f"{foreign}: the twin would run the stock module instead")
     twin.eval()
     names = {id(m): _hf_name(n) for n, m in hf.named_modules()}
-    attention = {layer: twin.get_submodule(names[id(block.attn.original_component)])
-                 for layer, block in enumerate(model.blocks)}
+    attention = {
+        layer: twin.get_submodule(names[id(block.attn.original_component)]) for layer, block in enumerate(model.blocks)
+    }
     return twin, attention
 
 

@@ -10,7 +10,7 @@ as :func:`pasta_lens.generate` steers it: its own per-head alphas and recorded s
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Optional, Union
+from typing import Any
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -24,14 +24,15 @@ from pasta_lens.spans import Emphasis
 Metric = Callable[[Float[Tensor, "batch pos vocab"]], Tensor]
 """Logits -> a scalar or one value per batch row (higher = more of the steered behaviour)."""
 
-Prompt = Union[Emphasis, ProfilingExample]
+Prompt = Emphasis | ProfilingExample
 """What the helpers run: an :class:`Emphasis` (prompt tokens + key mask) or a task's
 :class:`~pasta_lens.objectives.ProfilingExample` (prompt + teacher-forced answer tokens + key mask over the prompt).
 """
 
 
-def prompt_inputs(prompt: Prompt) -> tuple[Int[Tensor, "batch pos"], Bool[Tensor, "batch prompt"],
-                                           Int[Tensor, "batch pos"]]:
+def prompt_inputs(
+    prompt: Prompt,
+) -> tuple[Int[Tensor, "batch pos"], Bool[Tensor, "batch prompt"], Int[Tensor, "batch pos"]]:
     """``(tokens, key_mask, attention_mask)`` of an Emphasis or a ProfilingExample (one without a mask: all ones).
 
     Example:
@@ -42,8 +43,10 @@ def prompt_inputs(prompt: Prompt) -> tuple[Int[Tensor, "batch pos"], Bool[Tensor
     if isinstance(prompt, ProfilingExample):
         mask = prompt.attention_mask
         return prompt.tokens, prompt.key_mask, torch.ones_like(prompt.tokens) if mask is None else mask
-    raise ValueError(f"Expected an Emphasis (from emphasize(...)) or a ProfilingExample (from a task's "
-                     f"profiling_examples(...)); got {type(prompt).__name__}.")
+    raise ValueError(
+        f"Expected an Emphasis (from emphasize(...)) or a ProfilingExample (from a task's "
+        f"profiling_examples(...)); got {type(prompt).__name__}."
+    )
 
 
 def unpadded_inputs(prompt: Prompt) -> tuple[Int[Tensor, "batch pos"], Bool[Tensor, "batch prompt"]]:
@@ -54,8 +57,10 @@ def unpadded_inputs(prompt: Prompt) -> tuple[Int[Tensor, "batch pos"], Bool[Tens
     """
     tokens, key_mask, attention_mask = prompt_inputs(prompt)
     if not bool(attention_mask.bool().all()):
-        raise ValueError("Head patching runs the tokens without an attention mask (as TransformerLens' patching "
-                         "utilities do), so the prompts must not be padded: patch one prompt at a time.")
+        raise ValueError(
+            "Head patching runs the tokens without an attention mask (as TransformerLens' patching "
+            "utilities do), so the prompts must not be padded: patch one prompt at a time."
+        )
     return tokens, key_mask
 
 
@@ -64,8 +69,13 @@ def z_hook_name(layer: int) -> str:
     return f"blocks.{layer}.attn.hook_z"
 
 
-def analysis_plan(model: Any, heads: Optional[HeadSpec], alpha: Optional[AlphaSpec] = None,
-                  scale_position: ScalePosition = "exclude", allow_transfer: bool = False) -> SteeringPlan:
+def analysis_plan(
+    model: Any,
+    heads: HeadSpec | None,
+    alpha: AlphaSpec | None = None,
+    scale_position: ScalePosition = "exclude",
+    allow_transfer: bool = False,
+) -> SteeringPlan:
     """What to steer on ``model``, resolved once (:func:`pasta_lens.plan.resolve_plan`).
 
     ``heads=None``: the model's default profile itself (:func:`pasta_lens.registry.default_profile`), so a learned

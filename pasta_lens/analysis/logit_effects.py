@@ -11,7 +11,7 @@ the head's *direct* contribution to ``logit[answer] - logit[contrast]`` (paths t
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -20,7 +20,7 @@ from torch import Tensor
 from pasta_lens.analysis.inputs import z_hook_name
 
 
-def logit_direction(model: Any, answer: int, contrast: Optional[int] = None) -> Float[Tensor, "d_model"]:
+def logit_direction(model: Any, answer: int, contrast: int | None = None) -> Float[Tensor, " d_model"]:
     """``W_U[:, answer] - W_U[:, contrast]`` (or ``W_U[:, answer]``), scaled by the final norm's weight.
 
     TransformerBridge does not fold the final norm's weight into ``W_U`` (a HookedTransformer with
@@ -38,7 +38,7 @@ def direct_logit_effect(
     model: Any,
     cache: Any,
     answer: int,
-    contrast: Optional[int] = None,
+    contrast: int | None = None,
     pos: int = -1,
 ) -> Float[Tensor, "layer head"]:
     """Each head's direct contribution to ``logit[answer] - logit[contrast]`` at position ``pos``.

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -29,7 +29,7 @@ from pasta_lens.plan import AlphaSpec, Head, HeadSpec, ScalePosition, group_by_l
 from pasta_lens.steering import steer
 
 
-def head_patch_hooks(source: Any, heads: Union[HeadSpec, Sequence[Head]]) -> list[tuple[str, HookFn]]:
+def head_patch_hooks(source: Any, heads: HeadSpec | Sequence[Head]) -> list[tuple[str, HookFn]]:
     """Forward hooks that overwrite ``hook_z[:, :, h]`` of ``heads`` with the values in ``source``.
 
     Args:
@@ -52,8 +52,10 @@ def head_patch_hooks(source: Any, heads: Union[HeadSpec, Sequence[Head]]) -> lis
         def hook(z: Float[Tensor, "batch pos head d_head"], hook: Any) -> Tensor:
             src = source[z_hook_name(layer)].to(z.device)
             if src.shape != z.shape:
-                raise ValueError(f"Cannot patch {z_hook_name(layer)}: source shape {tuple(src.shape)} != "
-                                 f"{tuple(z.shape)}. Cache the source from a run on the same tokens.")
+                raise ValueError(
+                    f"Cannot patch {z_hook_name(layer)}: source shape {tuple(src.shape)} != "
+                    f"{tuple(z.shape)}. Cache the source from a run on the same tokens."
+                )
             out = z.clone()
             out[:, :, hs] = src[:, :, hs].to(z.dtype)
             return out
@@ -78,8 +80,8 @@ class HeadPatching:
     heads: tuple[Head, ...]
     unsteered: float
     steered: float
-    into_unsteered: Float[Tensor, "n"]
-    into_steered: Float[Tensor, "n"]
+    into_unsteered: Float[Tensor, " n"]
+    into_steered: Float[Tensor, " n"]
 
     def __post_init__(self) -> None:
         n = len(self.heads)
@@ -92,7 +94,7 @@ class HeadPatching:
         return self.steered - self.unsteered
 
     @property
-    def recovered(self) -> Float[Tensor, "n"]:
+    def recovered(self) -> Float[Tensor, " n"]:
         """Fraction of the effect one head's steered output brings to the unsteered run (sufficiency).
 
         Undefined (inf/NaN) when steering does not change the metric (``effect == 0``).
@@ -100,7 +102,7 @@ class HeadPatching:
         return (self.into_unsteered - self.unsteered) / self.effect
 
     @property
-    def removed(self) -> Float[Tensor, "n"]:
+    def removed(self) -> Float[Tensor, " n"]:
         """Fraction of the effect lost when one head's output is reset to unsteered (necessity)."""
         return (self.steered - self.into_steered) / self.effect
 
@@ -133,10 +135,10 @@ def patch_steered_heads(
     emphasis: Prompt,
     heads: HeadSpec,
     metric: Metric,
-    alpha: Optional[AlphaSpec] = None,
+    alpha: AlphaSpec | None = None,
     scale_position: ScalePosition = "exclude",
     *,
-    candidates: Optional[HeadSpec] = None,
+    candidates: HeadSpec | None = None,
     allow_transfer: bool = False,
 ) -> HeadPatching:
     """Patch each head's ``hook_z`` between the unsteered and the steered run; measure the metric.
@@ -175,9 +177,13 @@ def patch_steered_heads(
     index_df = pd.DataFrame(list(patched), columns=["layer", "head_index"])
 
     def run_patch(clean_cache: Any) -> Tensor:
-        return patching.generic_activation_patch(model, tokens, clean_cache, scalar,
-                                                 patching.layer_head_vector_patch_setter, "z",
-                                                 index_df=index_df).float().cpu()
+        return (
+            patching.generic_activation_patch(
+                model, tokens, clean_cache, scalar, patching.layer_head_vector_patch_setter, "z", index_df=index_df
+            )
+            .float()
+            .cpu()
+        )
 
     with torch.inference_mode():
         logits, unsteered_cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
@@ -196,10 +202,10 @@ def cumulative_patching(
     heads: HeadSpec,
     order: Sequence[Head],
     metric: Metric,
-    alpha: Optional[AlphaSpec] = None,
+    alpha: AlphaSpec | None = None,
     scale_position: ScalePosition = "exclude",
     *,
-    ks: Optional[Sequence[int]] = None,
+    ks: Sequence[int] | None = None,
     allow_transfer: bool = False,
 ) -> list[tuple[int, float]]:
     """The metric of the unsteered run with the first k heads of ``order`` patched in jointly from the steered run.

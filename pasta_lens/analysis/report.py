@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any, Optional, Union
+from typing import Any
 
 import torch
 
@@ -22,14 +22,14 @@ from pasta_lens.steering import steer
 def attention_report(
     model: Any,
     text: str,
-    heads: Optional[Sequence[Head]] = None,
+    heads: Sequence[Head] | None = None,
     *,
-    alpha: Optional[float] = None,
+    alpha: float | None = None,
     chat: bool = False,
-    markers: Union[str, tuple[str, str]] = "*",
-    out: Union[str, os.PathLike, None] = None,
-    row_out: Union[str, os.PathLike, None] = None,
-    row_head: Optional[Head] = None,
+    markers: str | tuple[str, str] = "*",
+    out: str | os.PathLike | None = None,
+    row_out: str | os.PathLike | None = None,
+    row_head: Head | None = None,
 ) -> str:
     """The per-layer span-attention table as text; writes the pictures when ``out`` / ``row_out`` are given.
 
@@ -42,8 +42,7 @@ def attention_report(
     plan = analysis_plan(model, heads, alpha)  # resolved once: shown, measured and drawn with the same steering
     sa = span_attention(model, em, plan)
     before, after = sa.per_layer()
-    lines = [plan.describe(),
-             "layer  unsteered  steered   (attention on the span, mean over the layer's heads)"]
+    lines = [plan.describe(), "layer  unsteered  steered   (attention on the span, mean over the layer's heads)"]
     for layer, (b, a) in enumerate(zip(before.tolist(), after.tolist())):
         lines.append(f"{layer:5d}  {b:9.3f}  {a:7.3f}" + ("   steered" if layer in sa.steered_layers else ""))
     if out is not None:
@@ -60,7 +59,13 @@ def attention_report(
             _, cache = model.run_with_cache(em.tokens, names_filter=name)
             with steer(model, plan, em):
                 _, steered = model.run_with_cache(em.tokens, names_filter=name)
-        plot_attention_row(model.to_str_tokens(em.tokens[0]), cache[name][0, head, -1], steered[name][0, head, -1],
-                           em.key_mask[0], row_out, title=f"L{layer}H{head}, query = last token")
+        plot_attention_row(
+            model.to_str_tokens(em.tokens[0]),
+            cache[name][0, head, -1],
+            steered[name][0, head, -1],
+            em.key_mask[0],
+            row_out,
+            title=f"L{layer}H{head}, query = last token",
+        )
         lines.append(f"wrote {row_out}")
     return "\n".join(lines)

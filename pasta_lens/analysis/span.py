@@ -13,7 +13,7 @@ the mean).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -40,18 +40,20 @@ class SpanAttention:
 
     def __post_init__(self) -> None:
         if self.unsteered.ndim != 2 or self.unsteered.shape != self.steered.shape:
-            raise ValueError(f"SpanAttention needs two [layer, head] tensors of one shape; got "
-                             f"{tuple(self.unsteered.shape)} and {tuple(self.steered.shape)}.")
+            raise ValueError(
+                f"SpanAttention needs two [layer, head] tensors of one shape; got "
+                f"{tuple(self.unsteered.shape)} and {tuple(self.steered.shape)}."
+            )
 
     @property
     def steered_layers(self) -> tuple[int, ...]:
         return tuple(sorted({layer for layer, _ in self.heads}))
 
-    def per_layer(self) -> tuple[Float[Tensor, "layer"], Float[Tensor, "layer"]]:
+    def per_layer(self) -> tuple[Float[Tensor, " layer"], Float[Tensor, " layer"]]:
         """``(unsteered, steered)`` mass averaged over all heads of each layer."""
         return self.unsteered.mean(-1), self.steered.mean(-1)
 
-    def of_heads(self, heads: Optional[HeadSpec] = None) -> tuple[Float[Tensor, "n"], Float[Tensor, "n"]]:
+    def of_heads(self, heads: HeadSpec | None = None) -> tuple[Float[Tensor, " n"], Float[Tensor, " n"]]:
         """``(unsteered, steered)`` mass of the given heads (default: the steered ones), in sorted order."""
         pairs = self.heads if heads is None else normalize_heads(heads)
         validate_heads(pairs, *self.unsteered.shape)
@@ -62,8 +64,8 @@ class SpanAttention:
 def span_mass(
     pattern: Float[Tensor, "batch head query key"],
     key_mask: Bool[Tensor, "batch prompt"],
-    attention_mask: Optional[Int[Tensor, "batch pos"]] = None,
-) -> Float[Tensor, "head"]:
+    attention_mask: Int[Tensor, "batch pos"] | None = None,
+) -> Float[Tensor, " head"]:
     """Mean attention mass on the emphasised keys per head, over real query rows that can see the span.
 
     Keys and queries beyond ``key_mask.shape[1]`` (e.g. teacher-forced answer tokens) count as real queries;
@@ -72,14 +74,16 @@ def span_mass(
     batch, _, n_query, n_key = pattern.shape
     n_prompt = key_mask.shape[1]
     if n_key < n_prompt or n_query != n_key:
-        raise ValueError(f"span_mass needs a full [.., T, T] pattern of the emphasised prompt (T >= {n_prompt}); "
-                         f"got {tuple(pattern.shape)}. Run the model on the emphasis' tokens, without KV cache.")
+        raise ValueError(
+            f"span_mass needs a full [.., T, T] pattern of the emphasised prompt (T >= {n_prompt}); "
+            f"got {tuple(pattern.shape)}. Run the model on the emphasis' tokens, without KV cache."
+        )
     keys = torch.zeros(key_mask.shape[0], n_key, dtype=torch.bool, device=pattern.device)
     keys[:, :n_prompt] = key_mask.to(pattern.device)
     real = torch.ones(batch, n_query, dtype=torch.bool, device=pattern.device)
     if attention_mask is not None:  # [batch, prompt] or [batch, pos]; positions beyond it count as real
         given = attention_mask.to(pattern.device).bool()[:, :n_query]
-        real[:, :given.shape[1]] = given
+        real[:, : given.shape[1]] = given
     first = keys.float().argmax(-1)  # first emphasised position per row
     sees_span = torch.arange(n_query, device=pattern.device)[None, :] >= first[:, None]
     rows = (real & sees_span).float()  # [batch, query]
@@ -90,8 +94,8 @@ def span_mass(
 def span_attention(
     model: Any,
     emphasis: Prompt,
-    heads: Optional[HeadSpec] = None,
-    alpha: Optional[AlphaSpec] = None,
+    heads: HeadSpec | None = None,
+    alpha: AlphaSpec | None = None,
     scale_position: ScalePosition = "exclude",
     *,
     allow_transfer: bool = False,
@@ -123,8 +127,12 @@ def span_attention(
         return name.endswith("attn.hook_pattern")
 
     def masses(cache: Any) -> Tensor:
-        return torch.stack([span_mass(cache[f"blocks.{layer}.attn.hook_pattern"], key_mask, attention_mask)
-                            for layer in range(n_layers)]).cpu()
+        return torch.stack(
+            [
+                span_mass(cache[f"blocks.{layer}.attn.hook_pattern"], key_mask, attention_mask)
+                for layer in range(n_layers)
+            ]
+        ).cpu()
 
     with torch.inference_mode():
         _, cache = model.run_with_cache(tokens, attention_mask=attention_mask, names_filter=is_pattern)

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Sequence, Union
+from collections.abc import Sequence
+from typing import Any
 
 from pasta_lens.models import DEFAULT_MODEL
-from pasta_lens.schedule import Schedule
 from pasta_lens.plan import Head
+from pasta_lens.schedule import Schedule
 
 
 def parse_heads(spec: str, n_heads: int | None = None) -> tuple[Head, ...]:
@@ -37,7 +38,8 @@ def parse_heads(spec: str, n_heads: int | None = None) -> tuple[Head, ...]:
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"bad head {item!r}: use LAYER:HEAD pairs separated by commas, e.g. 20:0,20:3 (or 21:* for "
-                "every head of layer 21)") from None
+                "every head of layer 21)"
+            ) from None
     if not pairs:
         raise argparse.ArgumentTypeError("--heads is empty: give LAYER:HEAD pairs, e.g. 20:0,20:3")
     return tuple(pairs)
@@ -57,12 +59,19 @@ def add_prompt_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("text", help='prompt with the emphasised span marked, e.g. "Maria is a nurse. *Answer in JSON.*"')
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default: {DEFAULT_MODEL}, offline)")
     p.add_argument("--chat", action="store_true", help="render the model's chat template around the text")
-    p.add_argument("--heads", default=None,
-                   help="heads to steer as LAYER:HEAD pairs, e.g. 20:0,20:3 or 21:* (default: the model's "
-                        "default head set; the command prints which)")
-    p.add_argument("--alpha", type=float, default=None,
-                   help="factor on attention to non-emphasised prompt tokens, in (0, 1] (default: the profile's "
-                        "per-head alphas when it has them, else 0.01)")
+    p.add_argument(
+        "--heads",
+        default=None,
+        help="heads to steer as LAYER:HEAD pairs, e.g. 20:0,20:3 or 21:* (default: the model's "
+        "default head set; the command prints which)",
+    )
+    p.add_argument(
+        "--alpha",
+        type=float,
+        default=None,
+        help="factor on attention to non-emphasised prompt tokens, in (0, 1] (default: the profile's "
+        "per-head alphas when it has them, else 0.01)",
+    )
     p.add_argument("--markers", default="*", help="emphasis marker, or OPEN,CLOSE (e.g. '<em>,</em>')")
 
 
@@ -74,8 +83,10 @@ def check_prompt_arguments(args: argparse.Namespace) -> None:
     if args.heads:
         parse_heads(args.heads, n_heads=1)
     if not args.text.strip():
-        raise ValueError("The prompt text is empty; give the text with the span to emphasise marked, e.g. "
-                         '"Maria is a nurse. *Answer in JSON.*"')
+        raise ValueError(
+            "The prompt text is empty; give the text with the span to emphasise marked, e.g. "
+            '"Maria is a nurse. *Answer in JSON.*"'
+        )
 
 
 def add_prompt_command(sub: Any, name: str, help: str, description: str) -> argparse.ArgumentParser:
@@ -85,7 +96,7 @@ def add_prompt_command(sub: Any, name: str, help: str, description: str) -> argp
     return p
 
 
-def parse_markers(spec: str) -> Union[str, tuple[str, str]]:
+def parse_markers(spec: str) -> str | tuple[str, str]:
     """``"*"`` -> ``"*"``; ``"<em>,</em>"`` -> ``("<em>", "</em>")``."""
     return tuple(spec.split(",", 1)) if "," in spec else spec  # type: ignore[return-value]
 
@@ -109,16 +120,23 @@ def int_list(text: str) -> list[int]:
 
 def add_placement_arguments(p: argparse.ArgumentParser) -> None:
     """Where the model goes: one device per process (the torchrun default), or one model split over devices."""
-    p.add_argument("--device", default=None,
-                   help="device for the model (default: this process's GPU, cuda:LOCAL_RANK, when CUDA is "
-                        "available, else cpu)")
-    p.add_argument("--device-map", default=None,
-                   help="split a model too large for one device: auto or balanced (Hugging Face's dispatcher; "
-                        "one process only)")
-    p.add_argument("--n-devices", type=int, default=None,
-                   help="split the model over this many GPUs (one process only)")
-    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
-                   help="parameter dtype (default float32; steering arithmetic is fp32 either way)")
+    p.add_argument(
+        "--device",
+        default=None,
+        help="device for the model (default: this process's GPU, cuda:LOCAL_RANK, when CUDA is available, else cpu)",
+    )
+    p.add_argument(
+        "--device-map",
+        default=None,
+        help="split a model too large for one device: auto or balanced (Hugging Face's dispatcher; one process only)",
+    )
+    p.add_argument("--n-devices", type=int, default=None, help="split the model over this many GPUs (one process only)")
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "float16"),
+        default="float32",
+        help="parameter dtype (default float32; steering arithmetic is fp32 either way)",
+    )
 
 
 def load_model_for(args: argparse.Namespace) -> Any:
@@ -130,9 +148,11 @@ def load_model_for(args: argparse.Namespace) -> Any:
 
     split = args.device_map is not None or args.n_devices is not None
     if split and current_world().size > 1:
-        raise ValueError("--device-map / --n-devices split one model over the GPUs one process sees; under "
-                         "torchrun every process would claim the same GPUs. Run one process "
-                         "(python -m pasta_lens.cli ...), or use one GPU per process (--device, the default).")
+        raise ValueError(
+            "--device-map / --n-devices split one model over the GPUs one process sees; under "
+            "torchrun every process would claim the same GPUs. Run one process "
+            "(python -m pasta_lens.cli ...), or use one GPU per process (--device, the default)."
+        )
     dtype = getattr(torch, args.dtype)
     if split:
         return load_model(args.model, dtype=dtype, device_map=args.device_map, n_devices=args.n_devices)
@@ -140,11 +160,20 @@ def load_model_for(args: argparse.Namespace) -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pasta_lens.cli import (attention, evaluate, profile, steer,  # the commands import this module's helpers
-                                transfer)
+    from pasta_lens.cli import (  # the commands import this module's helpers
+        attention,
+        evaluate,
+        profile,
+        steer,
+        transfer,
+    )
 
-    parser = argparse.ArgumentParser(prog="pasta-lens", description=(
-        "PASTA attention steering on TransformerLens models. Mark the span to attend to with *asterisks*."))
+    parser = argparse.ArgumentParser(
+        prog="pasta-lens",
+        description=(
+            "PASTA attention steering on TransformerLens models. Mark the span to attend to with *asterisks*."
+        ),
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for command in (steer, profile, evaluate, attention, transfer):
         command.add_parser(sub)
@@ -154,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
 # What Ctrl-C says per command: where the finished work is kept, so that rerunning the same command resumes.
 RESUME_NOTES = {
     "profile": "finished examples are kept in the per-task checkpoints (OUT.ckpt/ or --checkpoint-dir); rerun the "
-               "same command to resume",
+    "same command to resume",
     "evaluate": "finished rows are kept in OUT/examples.jsonl; rerun the same command to resume",
     "transfer": "finished rows are kept in OUT/full and OUT/without-<task>; rerun the same command to resume",
 }
@@ -163,8 +192,9 @@ RESUME_NOTES = {
 def check_alpha(alpha: float, option: str = "--alpha") -> float:
     """``alpha`` in (0, 1] (1 = no steering), else a ValueError naming the option."""
     if not 0.0 < alpha <= 1.0:
-        raise ValueError(f"{option} must be in (0, 1] (the factor on attention outside the span; 1 = no "
-                         f"steering); got {alpha}.")
+        raise ValueError(
+            f"{option} must be in (0, 1] (the factor on attention outside the span; 1 = no steering); got {alpha}."
+        )
     return alpha
 
 
@@ -175,8 +205,10 @@ def read_profile(spec: str, option: str = "profile") -> Any:
     try:
         return load_profile(spec)
     except (TypeError, KeyError, AttributeError) as err:  # e.g. "heads": null, a list at top level
-        raise ValueError(f"{option} {spec}: not a readable head profile ({type(err).__name__}: {err}). Check the "
-                         "file (it must be written by HeadProfile.save), or give a shipped profile name.") from None
+        raise ValueError(
+            f"{option} {spec}: not a readable head profile ({type(err).__name__}: {err}). Check the "
+            "file (it must be written by HeadProfile.save), or give a shipped profile name."
+        ) from None
 
 
 def run_command(args: argparse.Namespace) -> int:

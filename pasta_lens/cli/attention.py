@@ -28,16 +28,31 @@ def _cmd_attention(args: argparse.Namespace) -> int:
     heads = parse_heads(args.heads, model.cfg.n_heads) if args.heads else None
     row_head = parse_heads(args.row_head)[0] if args.row_head else None
     markers = parse_markers(args.markers)
-    print(attention_report(model, args.text, heads, alpha=args.alpha, chat=args.chat, markers=markers,
-                           out=args.out, row_out=args.row_out, row_head=row_head))
+    print(
+        attention_report(
+            model,
+            args.text,
+            heads,
+            alpha=args.alpha,
+            chat=args.chat,
+            markers=markers,
+            out=args.out,
+            row_out=args.row_out,
+            row_head=row_head,
+        )
+    )
     return 0
 
 
 def add_parser(sub: Any) -> None:
     """Register ``attention`` on the ``pasta-lens`` sub-command parser."""
-    p = add_prompt_command(sub, "attention", help="attention on the emphasised span per layer, unsteered vs steered",
-                           description="Print (and optionally plot) the attention mass on the marked span per "
-                                       "layer, without and with PASTA steering.")
+    p = add_prompt_command(
+        sub,
+        "attention",
+        help="attention on the emphasised span per layer, unsteered vs steered",
+        description="Print (and optionally plot) the attention mass on the marked span per "
+        "layer, without and with PASTA steering.",
+    )
     p.add_argument("--out", default=None, help="write the per-layer plot to this PNG (needs matplotlib)")
     p.add_argument("--row-out", default=None, help="write one steered head's last attention row to this PNG")
     p.add_argument("--row-head", default=None, help="LAYER:HEAD for --row-out (default: the first steered head)")

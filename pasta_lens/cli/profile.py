@@ -29,20 +29,21 @@ from __future__ import annotations
 import argparse
 import shlex
 import time
-from typing import Any, Sequence, Union
+from collections.abc import Sequence
+from typing import Any
 
 from pasta_lens.cli import add_placement_arguments, int_list
 from pasta_lens.cli.profile_learned import add_learned_arguments, check_learned_arguments, run_learned
 from pasta_lens.cli.profile_select import check_selection, choose, reused_scores, selection_command
-from pasta_lens.models import DEFAULT_MODEL
 from pasta_lens.head_profile import STRATEGIES
+from pasta_lens.models import DEFAULT_MODEL
 from pasta_lens.profiling import METHODS
 
 DEFAULT_TASKS = "json,pronoun,biasbios,counterfact"
 DEFAULT_KS = "3,5,10,15,20,30,40,60,80"
 
 
-def _k(text: str) -> Union[int, str]:
+def _k(text: str) -> int | str:
     if text == "auto":
         return text
     value = int_list(text)
@@ -53,8 +54,20 @@ def _k(text: str) -> Union[int, str]:
 
 def recorded_command(args: argparse.Namespace) -> str:
     """The canonical command line that repeats this run (recorded in the profile)."""
-    parts = ["pasta-lens", "profile", "--model", args.model, "--tasks", args.tasks, "--n", str(args.n),
-             "--method", args.method, "--alpha", str(args.alpha)]
+    parts = [
+        "pasta-lens",
+        "profile",
+        "--model",
+        args.model,
+        "--tasks",
+        args.tasks,
+        "--n",
+        str(args.n),
+        "--method",
+        args.method,
+        "--alpha",
+        str(args.alpha),
+    ]
     if args.method == "hybrid":  # --top-m and --rescore-n change nothing for the other methods
         parts += ["--top-m", str(args.top_m)] if args.top_m is not None else []
         if args.rescore_n is not None:
@@ -74,14 +87,17 @@ def recorded_command(args: argparse.Namespace) -> str:
     return shlex.join(parts)
 
 
-def _examples(model: Any, tasks: Sequence[str], split: str, n: int, seed: int, end_turn: bool = False,
-              bios: str = "implied") -> dict[str, list]:
+def _examples(
+    model: Any, tasks: Sequence[str], split: str, n: int, seed: int, end_turn: bool = False, bios: str = "implied"
+) -> dict[str, list]:
     try:
         from pasta_lens.tasks import build_task
     except ImportError as err:
         raise ImportError(f"pasta-lens profile needs the task definitions (pasta_lens.tasks): {err}") from None
-    return {t: list(build_task(t, bios=bios).profiling_examples(model, split=split, n=n, seed=seed,
-                                                                end_turn=end_turn)) for t in tasks}
+    return {
+        t: list(build_task(t, bios=bios).profiling_examples(model, split=split, n=n, seed=seed, end_turn=end_turn))
+        for t in tasks
+    }
 
 
 def _check_arguments(args: argparse.Namespace) -> list[str]:
@@ -104,20 +120,26 @@ def _check_arguments(args: argparse.Namespace) -> list[str]:
         args.top_m = max(ks)
     for name in ("n", "top_m", "heads_per_batch", "val_n"):
         if getattr(args, name) < (2 if name == "heads_per_batch" else 1):
-            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer"
-                             f"{' >= 2' if name == 'heads_per_batch' else ''}; got {getattr(args, name)}.")
+            raise ValueError(
+                f"--{name.replace('_', '-')} must be a positive integer"
+                f"{' >= 2' if name == 'heads_per_batch' else ''}; got {getattr(args, name)}."
+            )
     if args.rescore_n is not None and args.rescore_n < 1:
         raise ValueError(f"--rescore-n must be a positive integer; got {args.rescore_n}.")
     if args.method == "hybrid" and max(ks) > args.top_m and not args.allow_attribution_tail:
-        raise ValueError(f"--method hybrid re-scores the top {args.top_m} heads exactly (--top-m), but k goes up to "
-                         f"{max(ks)}: beyond place {args.top_m} heads would be selected by attribution. Raise --top-m "
-                         f"to {max(ks)}, lower --k/--ks, use --method attribution, or pass --allow-attribution-tail "
-                         "(the profile's method then says so).")
+        raise ValueError(
+            f"--method hybrid re-scores the top {args.top_m} heads exactly (--top-m), but k goes up to "
+            f"{max(ks)}: beyond place {args.top_m} heads would be selected by attribution. Raise --top-m "
+            f"to {max(ks)}, lower --k/--ks, use --method attribution, or pass --allow-attribution-tail "
+            "(the profile's method then says so)."
+        )
     if args.method == "learned":
         check_learned_arguments(args)
         if getattr(args, "from_profile", None):
-            raise ValueError("--from-profile reuses a profile's scores for --k auto; --method learned trains its own "
-                             "strengths on train examples: drop one of them.")
+            raise ValueError(
+                "--from-profile reuses a profile's scores for --k auto; --method learned trains its own "
+                "strengths on train examples: drop one of them."
+            )
     check_selection(args, tasks)
     return tasks
 
@@ -133,13 +155,14 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         command = shlex.join(["pasta-lens", "profile", "union", *args.profiles, "--out", str(args.union_out)])
         union = union_profiles(profiles, names=args.profiles, command=command)
         union.save(args.union_out)
-        print(f"{len(union.heads)} heads ({' + '.join(str(len(p.heads)) for p in profiles)} in "
-              f"{', '.join(args.profiles)}), schedule {union.provenance['schedule']}. Wrote {args.union_out}")
+        print(
+            f"{len(union.heads)} heads ({' + '.join(str(len(p.heads)) for p in profiles)} in "
+            f"{', '.join(args.profiles)}), schedule {union.provenance['schedule']}. Wrote {args.union_out}"
+        )
         return 0
     if args.profile_command == "plot":
-        from pasta_lens.plot import plot_profile
-
         from pasta_lens.cli import read_profile
+        from pasta_lens.plot import plot_profile
 
         plot_profile(read_profile(args.profile), args.plot_out, tasks=args.task)
         print(f"wrote {args.plot_out}")
@@ -167,24 +190,41 @@ def _profile(args: argparse.Namespace, tasks: list[str]) -> int:
         torch.set_num_threads(args.threads)
     model = load_model_for(args)
     reused: dict[str, Any] = {}
-    examples = (_examples(model, tasks, "train", args.n, args.seed, args.end_turn, args.bios)
-                if not args.source_profile else {})
+    examples = (
+        _examples(model, tasks, "train", args.n, args.seed, args.end_turn, args.bios) if not args.source_profile else {}
+    )
     if args.method == "learned":  # per-head strengths by gradient descent: pasta_lens/cli/profile_learned.py
         return run_learned(args, model, examples, started, quiet)
     checkpoint_dir = args.checkpoint_dir or f"{args.out}.ckpt"
     profile_start = time.perf_counter()
-    scores = (profile_tasks(model, examples, args.method, args.alpha, args.top_m, args.heads_per_batch,
-                            checkpoint_dir, progress=not quiet, rescore_examples=args.rescore_n)
-              if not args.source_profile else reused_scores(args, model, tasks, reused))
+    scores = (
+        profile_tasks(
+            model,
+            examples,
+            args.method,
+            args.alpha,
+            args.top_m,
+            args.heads_per_batch,
+            checkpoint_dir,
+            progress=not quiet,
+            rescore_examples=args.rescore_n,
+        )
+        if not args.source_profile
+        else reused_scores(args, model, tasks, reused)
+    )
     # every resumed segment counts: each task's checkpoint sums its segments' compute time
     profiled = sum(s.wall_time_s for s in scores.values())
     profiled = profiled if profiled == profiled else 0.0  # NaN: reused scores without a recorded time
     this_segment = time.perf_counter() - profile_start
-    provenance: dict[str, Any] = {"profiling_wall_time_s": round(profiled, 1), "split": "train",
-                                  "profiling_wall_time_s_per_task": {t: round(s.wall_time_s, 1)
-                                                                     for t, s in scores.items()
-                                                                     if s.wall_time_s == s.wall_time_s},
-                                  "processes": world.size, **reused}
+    provenance: dict[str, Any] = {
+        "profiling_wall_time_s": round(profiled, 1),
+        "split": "train",
+        "profiling_wall_time_s_per_task": {
+            t: round(s.wall_time_s, 1) for t, s in scores.items() if s.wall_time_s == s.wall_time_s
+        },
+        "processes": world.size,
+        **reused,
+    }
     if args.method != "attribution":
         provenance["heads_per_batch"] = args.heads_per_batch
     if args.method == "hybrid":
@@ -196,104 +236,189 @@ def _profile(args: argparse.Namespace, tasks: list[str]) -> int:
         total = model.cfg.n_layers * model.cfg.n_heads
         ks = [x for x in int_list(args.ks) if x <= total]
         selection_start = time.perf_counter()
-        k, strategy, _ = choose(args, model, scores, tasks, ks, quiet, provenance,
-                                lambda: _examples(model, tasks, "validation", args.val_n, args.seed, bios=args.bios))
+        k, strategy, _ = choose(
+            args,
+            model,
+            scores,
+            tasks,
+            ks,
+            quiet,
+            provenance,
+            lambda: _examples(model, tasks, "validation", args.val_n, args.seed, bios=args.bios),
+        )
         provenance["selection_wall_time_s"] = round(time.perf_counter() - selection_start, 1)
     # this run's wall time with its own profiling segment replaced by the profiling time of every segment
     provenance["total_wall_time_s"] = round(time.perf_counter() - started - this_segment + profiled, 1)
-    profile = make_profile(model, args.model, scores, int(k), strategy,  # type: ignore[arg-type]
-                           task=tasks[0] if strategy == "task_specific" else None, seed=args.seed,
-                           command=recorded_command(args), provenance=provenance,
-                           allow_attribution_tail=args.allow_attribution_tail)
+    profile = make_profile(
+        model,
+        args.model,
+        scores,
+        int(k),
+        strategy,  # type: ignore[arg-type]
+        task=tasks[0] if strategy == "task_specific" else None,
+        seed=args.seed,
+        command=recorded_command(args),
+        provenance=provenance,
+        allow_attribution_tail=args.allow_attribution_tail,
+    )
     if not world.is_main:
         return 0
     profile.save(args.out)
     chosen = f", schedule {provenance['schedule']}" if "schedule" in provenance else ""
-    print(f"{args.model}: {len(profile.heads)} heads selected (k={k}, {strategy}{chosen}; "
-          f"{provenance.get('selected_by', 'fixed k')}) from "
-          f"{', '.join(f'{t} x {s.n_examples}' for t, s in scores.items())} examples, {profile.method}; "
-          f"{provenance['total_wall_time_s']:.0f} s. Wrote {args.out}")
+    print(
+        f"{args.model}: {len(profile.heads)} heads selected (k={k}, {strategy}{chosen}; "
+        f"{provenance.get('selected_by', 'fixed k')}) from "
+        f"{', '.join(f'{t} x {s.n_examples}' for t, s in scores.items())} examples, {profile.method}; "
+        f"{provenance['total_wall_time_s']:.0f} s. Wrote {args.out}"
+    )
     return 0
 
 
 def add_parser(sub: Any) -> None:
     """Register ``profile`` (and ``profile plot``) on the ``pasta-lens`` sub-command parser."""
-    p = sub.add_parser("profile", help="profile heads on tasks and save a head profile (or: profile plot)",
-                       description="Score every attention head on the tasks' train examples, select heads "
-                                   "(per-task top-k combined), and save a HeadProfile JSON; or fit per-head "
-                                   "strengths (--method learned). `pasta-lens profile plot PROFILE --out x.png` "
-                                   "draws one; `pasta-lens profile union A B --out C` combines profiles.")
+    p = sub.add_parser(
+        "profile",
+        help="profile heads on tasks and save a head profile (or: profile plot)",
+        description="Score every attention head on the tasks' train examples, select heads "
+        "(per-task top-k combined), and save a HeadProfile JSON; or fit per-head "
+        "strengths (--method learned). `pasta-lens profile plot PROFILE --out x.png` "
+        "draws one; `pasta-lens profile union A B --out C` combines profiles.",
+    )
     d = p.add_argument_group("what to profile on")
     d.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default: {DEFAULT_MODEL})")
     d.add_argument("--tasks", default=DEFAULT_TASKS, help=f"comma-separated tasks (default: {DEFAULT_TASKS})")
-    d.add_argument("--n", "--n-examples", dest="n", type=int, default=200,
-                   help="train examples per task (default 200; spell it --n-examples under torchrun, whose own "
-                        "parser reads --n as an abbreviation of its options)")
-    d.add_argument("--bios", choices=("named", "implied"), default="implied",
-                   help="biographies of json/pronoun/biasbios for profiling, selection and learning: implied "
-                        "(default: generated bios that only imply the occupation) or named (the first sentence "
-                        "names it; what profiles made before this option used)")
-    d.add_argument("--end-turn", action="store_true",
-                   help="chat tasks' targets end with the template's end-of-turn marker (<|im_end|> on SmolLM2), "
-                        "so the objective also rewards ending the answer (default: the answer alone)")
+    d.add_argument(
+        "--n",
+        "--n-examples",
+        dest="n",
+        type=int,
+        default=200,
+        help="train examples per task (default 200; spell it --n-examples under torchrun, whose own "
+        "parser reads --n as an abbreviation of its options)",
+    )
+    d.add_argument(
+        "--bios",
+        choices=("named", "implied"),
+        default="implied",
+        help="biographies of json/pronoun/biasbios for profiling, selection and learning: implied "
+        "(default: generated bios that only imply the occupation) or named (the first sentence "
+        "names it; what profiles made before this option used)",
+    )
+    d.add_argument(
+        "--end-turn",
+        action="store_true",
+        help="chat tasks' targets end with the template's end-of-turn marker (<|im_end|> on SmolLM2), "
+        "so the objective also rewards ending the answer (default: the answer alone)",
+    )
     d.add_argument("--seed", type=int, default=0, help="seed for drawing task examples (default 0)")
     h = p.add_argument_group("head scores", "every head's objective change under PASTA, per task (docs/profiling.md)")
-    h.add_argument("--method", choices=METHODS + ("learned",), default="hybrid",
-                   help="head scores: attribution (gradient), exact (steer each head), hybrid (default); or "
-                        "learned: per-head alphas fitted by gradient descent (options below)")
+    h.add_argument(
+        "--method",
+        choices=METHODS + ("learned",),
+        default="hybrid",
+        help="head scores: attribution (gradient), exact (steer each head), hybrid (default); or "
+        "learned: per-head alphas fitted by gradient descent (options below)",
+    )
     h.add_argument("--alpha", type=float, default=0.01, help="PASTA strength while profiling (default 0.01)")
-    h.add_argument("--top-m", type=int, default=None,
-                   help="hybrid: heads re-scored exactly, the attribution top-m (default: the largest k of --k/--ks, "
-                        "so that exact scores decide every selection)")
-    h.add_argument("--rescore-n", type=int, default=None,
-                   help="hybrid: re-score on the first N examples per task only (default: all)")
+    h.add_argument(
+        "--top-m",
+        type=int,
+        default=None,
+        help="hybrid: heads re-scored exactly, the attribution top-m (default: the largest k of --k/--ks, "
+        "so that exact scores decide every selection)",
+    )
+    h.add_argument(
+        "--rescore-n",
+        type=int,
+        default=None,
+        help="hybrid: re-score on the first N examples per task only (default: all)",
+    )
     h.add_argument("--heads-per-batch", type=int, default=16, help="steered copies per forward (default 16)")
-    h.add_argument("--allow-attribution-tail", action="store_true",
-                   help="hybrid: allow k > --top-m (heads beyond the exact block then come from attribution; the "
-                        "profile's method says so)")
-    h.add_argument("--from-profile", default=None,
-                   help="reuse the per-task scores of this saved profile (name or path; same model) instead of "
-                        "profiling again: only the selection runs")
-    k = p.add_argument_group("head selection", "per-task top-k sets combined into one; --k auto chooses k (and "
-                                               "more) on validation examples")
-    k.add_argument("--k", type=_k, default="auto",
-                   help="per-task top-k, or 'auto' to choose it on validation examples (default auto)")
+    h.add_argument(
+        "--allow-attribution-tail",
+        action="store_true",
+        help="hybrid: allow k > --top-m (heads beyond the exact block then come from attribution; the "
+        "profile's method says so)",
+    )
+    h.add_argument(
+        "--from-profile",
+        default=None,
+        help="reuse the per-task scores of this saved profile (name or path; same model) instead of "
+        "profiling again: only the selection runs",
+    )
+    k = p.add_argument_group(
+        "head selection", "per-task top-k sets combined into one; --k auto chooses k (and more) on validation examples"
+    )
+    k.add_argument(
+        "--k",
+        type=_k,
+        default="auto",
+        help="per-task top-k, or 'auto' to choose it on validation examples (default auto)",
+    )
     k.add_argument("--ks", default=DEFAULT_KS, help=f"candidate k for --k auto (default {DEFAULT_KS})")
     k.add_argument("--val-n", type=int, default=20, help="validation examples per task for --k auto (default 20)")
-    k.add_argument("--strategy", choices=STRATEGIES, default="intersection",
-                   help="combine per-task top-k sets (default: intersection, as in the paper)")
-    k.add_argument("--select-by", choices=("logprob", "metric"), default=None,
-                   help="--k auto criterion: logprob (default: mean teacher-forced objective gain, fast) or metric "
-                        "(the tasks' own metrics on validation generations, e.g. JSON F.Acc/P.Acc, with a fluency "
-                        "floor; runs the evaluation harness, much slower)")
-    k.add_argument("--strategies", default=None,
-                   help="--k auto: compare these strategies and choose the best, e.g. intersection,union "
-                        "(default: --strategy alone; task_specific with several tasks is compared, never chosen)")
-    k.add_argument("--schedules", default=None,
-                   help="--k auto --select-by metric: compare these steering schedules and choose one, e.g. "
-                        "all,prompt,first:4 (default all); the choice is the profile's provenance['schedule']")
-    k.add_argument("--fluency-floor", type=float, default=None,
-                   help="--select-by metric: a candidate must keep >= this fraction of the unsteered fluency on "
-                        "every task that reports fluency (default 0.95)")
+    k.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="intersection",
+        help="combine per-task top-k sets (default: intersection, as in the paper)",
+    )
+    k.add_argument(
+        "--select-by",
+        choices=("logprob", "metric"),
+        default=None,
+        help="--k auto criterion: logprob (default: mean teacher-forced objective gain, fast) or metric "
+        "(the tasks' own metrics on validation generations, e.g. JSON F.Acc/P.Acc, with a fluency "
+        "floor; runs the evaluation harness, much slower)",
+    )
+    k.add_argument(
+        "--strategies",
+        default=None,
+        help="--k auto: compare these strategies and choose the best, e.g. intersection,union "
+        "(default: --strategy alone; task_specific with several tasks is compared, never chosen)",
+    )
+    k.add_argument(
+        "--schedules",
+        default=None,
+        help="--k auto --select-by metric: compare these steering schedules and choose one, e.g. "
+        "all,prompt,first:4 (default all); the choice is the profile's provenance['schedule']",
+    )
+    k.add_argument(
+        "--fluency-floor",
+        type=float,
+        default=None,
+        help="--select-by metric: a candidate must keep >= this fraction of the unsteered fluency on "
+        "every task that reports fluency (default 0.95)",
+    )
     r = p.add_argument_group("the run")
     r.add_argument("--out", default=None, help="where to write the profile JSON")
     r.add_argument("--checkpoint-dir", default=None, help="per-task checkpoints (default: OUT.ckpt/)")
-    r.add_argument("--threads", type=int, default=None,
-                   help="torch intra-op threads (default: torch's; 1 is much faster on a busy shared CPU)")
+    r.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (default: torch's; 1 is much faster on a busy shared CPU)",
+    )
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     add_learned_arguments(p)
     add_placement_arguments(p)
     p.set_defaults(func=_cmd_profile, profile_command=None)
     plot_sub = p.add_subparsers(dest="profile_command")
-    plot = plot_sub.add_parser("plot", help="layer x head heatmap of a profile, selected heads marked",
-                               description="Write a PNG heatmap of a profile's per-task scores (layers x heads) "
-                                           "with the selected heads marked. Needs matplotlib.")
+    plot = plot_sub.add_parser(
+        "plot",
+        help="layer x head heatmap of a profile, selected heads marked",
+        description="Write a PNG heatmap of a profile's per-task scores (layers x heads) "
+        "with the selected heads marked. Needs matplotlib.",
+    )
     plot.add_argument("profile", help="a shipped profile name (e.g. smollm2-135m-instruct) or a JSON path")
     plot.add_argument("--out", dest="plot_out", required=True, help="PNG file to write")
     plot.add_argument("--task", action="append", default=None, help="plot only this task (repeatable)")
-    union = plot_sub.add_parser("union", help="one profile steering the heads of several (strongest alpha wins)",
-                                description="Combine profiles of one model and one schedule into one that steers "
-                                            "every head of each, a head in several at its smallest alpha "
-                                            "(e.g. the multi-task intersection plus heads learned for one task).")
+    union = plot_sub.add_parser(
+        "union",
+        help="one profile steering the heads of several (strongest alpha wins)",
+        description="Combine profiles of one model and one schedule into one that steers "
+        "every head of each, a head in several at its smallest alpha "
+        "(e.g. the multi-task intersection plus heads learned for one task).",
+    )
     union.add_argument("profiles", nargs="+", help="shipped profile names or JSON paths (two or more)")
     union.add_argument("--out", dest="union_out", required=True, help="where to write the combined profile JSON")

@@ -40,11 +40,25 @@ from typing import Any
 from pasta_lens.profiling.learned.config import KEEP_BELOW, LearnedConfig
 
 _CONFIG = LearnedConfig()
-LEARNED_DEFAULTS = dict(steps=_CONFIG.steps, lr=_CONFIG.lr, kl_weight=_CONFIG.kl_weight, sparsity=_CONFIG.sparsity,
-                        alpha_min=_CONFIG.alpha_min, per_step=_CONFIG.per_step, keep_below=KEEP_BELOW, init_bias=-4.0,
-                        init_scale=6.0, checkpoint_every=_CONFIG.checkpoint_every, schedule=_CONFIG.schedule,
-                        gain_cap=0.0, close_weight=_CONFIG.close_weight, early_weight=_CONFIG.early_weight,
-                        focus_weight=_CONFIG.focus_weight, protect_weight=_CONFIG.protect_weight, protect_gen=0)
+LEARNED_DEFAULTS = dict(
+    steps=_CONFIG.steps,
+    lr=_CONFIG.lr,
+    kl_weight=_CONFIG.kl_weight,
+    sparsity=_CONFIG.sparsity,
+    alpha_min=_CONFIG.alpha_min,
+    per_step=_CONFIG.per_step,
+    keep_below=KEEP_BELOW,
+    init_bias=-4.0,
+    init_scale=6.0,
+    checkpoint_every=_CONFIG.checkpoint_every,
+    schedule=_CONFIG.schedule,
+    gain_cap=0.0,
+    close_weight=_CONFIG.close_weight,
+    early_weight=_CONFIG.early_weight,
+    focus_weight=_CONFIG.focus_weight,
+    protect_weight=_CONFIG.protect_weight,
+    protect_gen=0,
+)
 """The options recorded with their value in every ``--method learned`` command, in this order (the defaults of
 :class:`~pasta_lens.profiling.LearnedConfig`; ``--gain-cap 0`` is its ``gain_cap=None``)."""
 
@@ -55,91 +69,188 @@ def add_learned_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``--method learned``, in four argument groups (as :class:`LearnedConfig` groups its fields;
     the last two, extra terms and protection, are marked experimental)."""
     d = LEARNED_DEFAULTS
-    g = p.add_argument_group("--method learned: optimisation",
-                             "per-head strengths alpha_h = alpha_min ** sigmoid(g_h), fitted by Adam on the tasks' "
-                             "train objectives + a fluency (KL) and a sparsity term (docs/learned.md)")
+    g = p.add_argument_group(
+        "--method learned: optimisation",
+        "per-head strengths alpha_h = alpha_min ** sigmoid(g_h), fitted by Adam on the tasks' "
+        "train objectives + a fluency (KL) and a sparsity term (docs/learned.md)",
+    )
     g.add_argument("--steps", type=int, default=d["steps"], help=f"Adam steps (default {d['steps']})")
     g.add_argument("--lr", type=float, default=d["lr"], help=f"learning rate on the logits g (default {d['lr']})")
-    g.add_argument("--per-step", type=int, default=d["per_step"],
-                   help=f"train examples per task in each step (default {d['per_step']})")
-    g.add_argument("--kl-weight", type=float, default=d["kl_weight"],
-                   help=f"weight of KL(steered || unsteered) on the prompt positions (default {d['kl_weight']})")
-    g.add_argument("--sparsity", type=float, default=d["sparsity"],
-                   help=f"weight of sum_h sigmoid(g_h): fewer heads when larger (default {d['sparsity']})")
-    g.add_argument("--alpha-min", type=float, default=d["alpha_min"],
-                   help=f"strongest alpha a head can learn; also the attribution alpha (default {d['alpha_min']})")
-    g.add_argument("--keep-below", type=float, default=d["keep_below"],
-                   help=f"keep the heads whose learned alpha is below this (default {d['keep_below']})")
-    g.add_argument("--init-bias", type=float, default=d["init_bias"],
-                   help=f"g at zero attribution (default {d['init_bias']}: alpha 0.92)")
-    g.add_argument("--init-scale", type=float, default=d["init_scale"],
-                   help=f"g added at the best normalised attribution (default {d['init_scale']})")
-    g.add_argument("--init-from", default=None,
-                   help="initialise from the attribution score tables stored in this profile (a shipped name or a "
-                        "JSON path, same model, e.g. smollm2-135m-instruct-attribution) instead of computing "
-                        "attribution on the train examples (default: compute them)")
-    g.add_argument("--checkpoint-every", type=int, default=d["checkpoint_every"],
-                   help=f"write the training checkpoint every N steps (default {d['checkpoint_every']})")
+    g.add_argument(
+        "--per-step",
+        type=int,
+        default=d["per_step"],
+        help=f"train examples per task in each step (default {d['per_step']})",
+    )
+    g.add_argument(
+        "--kl-weight",
+        type=float,
+        default=d["kl_weight"],
+        help=f"weight of KL(steered || unsteered) on the prompt positions (default {d['kl_weight']})",
+    )
+    g.add_argument(
+        "--sparsity",
+        type=float,
+        default=d["sparsity"],
+        help=f"weight of sum_h sigmoid(g_h): fewer heads when larger (default {d['sparsity']})",
+    )
+    g.add_argument(
+        "--alpha-min",
+        type=float,
+        default=d["alpha_min"],
+        help=f"strongest alpha a head can learn; also the attribution alpha (default {d['alpha_min']})",
+    )
+    g.add_argument(
+        "--keep-below",
+        type=float,
+        default=d["keep_below"],
+        help=f"keep the heads whose learned alpha is below this (default {d['keep_below']})",
+    )
+    g.add_argument(
+        "--init-bias",
+        type=float,
+        default=d["init_bias"],
+        help=f"g at zero attribution (default {d['init_bias']}: alpha 0.92)",
+    )
+    g.add_argument(
+        "--init-scale",
+        type=float,
+        default=d["init_scale"],
+        help=f"g added at the best normalised attribution (default {d['init_scale']})",
+    )
+    g.add_argument(
+        "--init-from",
+        default=None,
+        help="initialise from the attribution score tables stored in this profile (a shipped name or a "
+        "JSON path, same model, e.g. smollm2-135m-instruct-attribution) instead of computing "
+        "attribution on the train examples (default: compute them)",
+    )
+    g.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=d["checkpoint_every"],
+        help=f"write the training checkpoint every N steps (default {d['checkpoint_every']})",
+    )
     f = p.add_argument_group("--method learned: what the strengths are fitted to")
-    f.add_argument("--schedule", default=d["schedule"],
-                   help="query rows steered while training, as they will be when the profile is used: all "
-                        "(prompt and answer rows, the paper's), prompt (the prompt only; the answer is written "
-                        "unsteered), first:N, decay:G; the profile records it and is steered with it "
-                        f"(default {d['schedule']})")
-    f.add_argument("--base-profile", default=None,
-                   help="learn on top of this profile (a shipped name or a JSON path): its heads are steered at "
-                        "their alphas throughout training and kept in the result beside the learned heads; its "
-                        "recorded schedule must be --schedule")
-    t = p.add_argument_group("--method learned: extra task terms (experimental)",
-                             "terms added to each example's task term; 0 = off")
-    t.add_argument("--gain-cap", type=float, default=d["gain_cap"],
-                   help=EXPERIMENTAL + "an example's task term counts at most this many nats per answer token above "
-                        "the unsteered value, so tasks that steering moves by many nats do not decide alone "
-                        "(0: no cap; default 0)")
-    t.add_argument("--close-weight", type=float, default=d["close_weight"],
-                   help=EXPERIMENTAL + "with --end-turn: the log-prob of the answer's closing token (its last, "
-                        "before the end-of-turn marker; JSON's \"}) counts this many times more in a chat task's "
-                        "term, so the strengths learn to end the answer (0: off; default 0)")
-    t.add_argument("--early-weight", type=float, default=d["early_weight"],
-                   help=EXPERIMENTAL + "with --end-turn: add this times sum log(1 - P(closing token)) over the "
-                        "answer's earlier positions, so the answer does not close before its end (0: off; default 0)")
-    t.add_argument("--focus-weight", type=float, default=d["focus_weight"],
-                   help=EXPERIMENTAL + "add this times the mean log-prob of the answer's focus tokens (json, "
-                        "pronoun: the occupation) to the task term, so the content is not drowned by the format "
-                        "(0: off; default 0)")
-    t.add_argument("--own-targets", type=int, default=0, metavar="F",
-                   help=EXPERIMENTAL + "the trained tasks whose instruction can be carried out on a model's own "
-                        "answer (pronoun: gendered pronouns -> they) learn the unsteered model's own greedy first F "
-                        "answer tokens with the instruction carried out (to the end of turn) instead of their gold "
-                        "answers (0: the gold answers; default 0)")
-    k = p.add_argument_group("--method learned: keeping other tasks as they are (experimental)",
-                             "each step adds --protect-weight x KL(steered || reference) over the answers of "
-                             "--per-step protected train examples")
-    k.add_argument("--protect", default=None, metavar="TASK",
-                   help=EXPERIMENTAL + "a task the strengths must not change (not in --tasks): each step also adds "
-                        "--protect-weight x KL(steered || unsteered) over the answers of --per-step of its --n train "
-                        "examples (with the end-of-turn marker; one pool with --protect-base's unless --protect-each)")
-    k.add_argument("--protect-base", default=None, metavar="TASK",
-                   help=EXPERIMENTAL + "a task whose behaviour under --base-profile the strengths must not change "
-                        "(not in --tasks or --protect): its answers (with --protect-gen: the base-steered model's own "
-                        "first F tokens) join the protect term with KL(steered || base alone) instead of KL to the "
-                        "unsteered model")
-    k.add_argument("--protect-each", action="store_true",
-                   help=EXPERIMENTAL + "with --protect and --protect-base both: each protected task gets its own "
-                        "--per-step rows per step (as strongly protected as alone) instead of one shared pool of "
-                        "--per-step rows")
-    k.add_argument("--protect-weight", type=float, default=d["protect_weight"],
-                   help=EXPERIMENTAL + f"weight of the --protect term (default {d['protect_weight']})")
-    k.add_argument("--protect-gen", type=int, default=d["protect_gen"], metavar="F",
-                   help=EXPERIMENTAL + "protect the unsteered model's own greedy first F answer tokens of "
-                        "--protect's prompts (what free generation starts with; for --protect-base the base-steered "
-                        "model's) instead of their gold answers (0: the gold answers; default 0)")
+    f.add_argument(
+        "--schedule",
+        default=d["schedule"],
+        help="query rows steered while training, as they will be when the profile is used: all "
+        "(prompt and answer rows, the paper's), prompt (the prompt only; the answer is written "
+        "unsteered), first:N, decay:G; the profile records it and is steered with it "
+        f"(default {d['schedule']})",
+    )
+    f.add_argument(
+        "--base-profile",
+        default=None,
+        help="learn on top of this profile (a shipped name or a JSON path): its heads are steered at "
+        "their alphas throughout training and kept in the result beside the learned heads; its "
+        "recorded schedule must be --schedule",
+    )
+    t = p.add_argument_group(
+        "--method learned: extra task terms (experimental)", "terms added to each example's task term; 0 = off"
+    )
+    t.add_argument(
+        "--gain-cap",
+        type=float,
+        default=d["gain_cap"],
+        help=EXPERIMENTAL + "an example's task term counts at most this many nats per answer token above "
+        "the unsteered value, so tasks that steering moves by many nats do not decide alone "
+        "(0: no cap; default 0)",
+    )
+    t.add_argument(
+        "--close-weight",
+        type=float,
+        default=d["close_weight"],
+        help=EXPERIMENTAL + "with --end-turn: the log-prob of the answer's closing token (its last, "
+        "before the end-of-turn marker; JSON's \"}) counts this many times more in a chat task's "
+        "term, so the strengths learn to end the answer (0: off; default 0)",
+    )
+    t.add_argument(
+        "--early-weight",
+        type=float,
+        default=d["early_weight"],
+        help=EXPERIMENTAL + "with --end-turn: add this times sum log(1 - P(closing token)) over the "
+        "answer's earlier positions, so the answer does not close before its end (0: off; default 0)",
+    )
+    t.add_argument(
+        "--focus-weight",
+        type=float,
+        default=d["focus_weight"],
+        help=EXPERIMENTAL + "add this times the mean log-prob of the answer's focus tokens (json, "
+        "pronoun: the occupation) to the task term, so the content is not drowned by the format "
+        "(0: off; default 0)",
+    )
+    t.add_argument(
+        "--own-targets",
+        type=int,
+        default=0,
+        metavar="F",
+        help=EXPERIMENTAL + "the trained tasks whose instruction can be carried out on a model's own "
+        "answer (pronoun: gendered pronouns -> they) learn the unsteered model's own greedy first F "
+        "answer tokens with the instruction carried out (to the end of turn) instead of their gold "
+        "answers (0: the gold answers; default 0)",
+    )
+    k = p.add_argument_group(
+        "--method learned: keeping other tasks as they are (experimental)",
+        "each step adds --protect-weight x KL(steered || reference) over the answers of "
+        "--per-step protected train examples",
+    )
+    k.add_argument(
+        "--protect",
+        default=None,
+        metavar="TASK",
+        help=EXPERIMENTAL + "a task the strengths must not change (not in --tasks): each step also adds "
+        "--protect-weight x KL(steered || unsteered) over the answers of --per-step of its --n train "
+        "examples (with the end-of-turn marker; one pool with --protect-base's unless --protect-each)",
+    )
+    k.add_argument(
+        "--protect-base",
+        default=None,
+        metavar="TASK",
+        help=EXPERIMENTAL + "a task whose behaviour under --base-profile the strengths must not change "
+        "(not in --tasks or --protect): its answers (with --protect-gen: the base-steered model's own "
+        "first F tokens) join the protect term with KL(steered || base alone) instead of KL to the "
+        "unsteered model",
+    )
+    k.add_argument(
+        "--protect-each",
+        action="store_true",
+        help=EXPERIMENTAL + "with --protect and --protect-base both: each protected task gets its own "
+        "--per-step rows per step (as strongly protected as alone) instead of one shared pool of "
+        "--per-step rows",
+    )
+    k.add_argument(
+        "--protect-weight",
+        type=float,
+        default=d["protect_weight"],
+        help=EXPERIMENTAL + f"weight of the --protect term (default {d['protect_weight']})",
+    )
+    k.add_argument(
+        "--protect-gen",
+        type=int,
+        default=d["protect_gen"],
+        metavar="F",
+        help=EXPERIMENTAL + "protect the unsteered model's own greedy first F answer tokens of "
+        "--protect's prompts (what free generation starts with; for --protect-base the base-steered "
+        "model's) instead of their gold answers (0: the gold answers; default 0)",
+    )
 
 
 def learned_command(args: argparse.Namespace) -> str:
     """The canonical command line that repeats a ``--method learned`` run (recorded in the profile)."""
-    parts = ["pasta-lens", "profile", "--model", args.model, "--tasks", args.tasks, "--n", str(args.n),
-             "--method", "learned"]
+    parts = [
+        "pasta-lens",
+        "profile",
+        "--model",
+        args.model,
+        "--tasks",
+        args.tasks,
+        "--n",
+        str(args.n),
+        "--method",
+        "learned",
+    ]
     for name in LEARNED_DEFAULTS:
         parts += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
     parts += ["--seed", str(args.seed), "--bios", getattr(args, "bios", "implied")]
@@ -179,8 +290,9 @@ def check_learned_arguments(args: argparse.Namespace) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 0 (0: off); got {getattr(args, name)}.")
     for name in ("close_weight", "early_weight"):
         if getattr(args, name) and not getattr(args, "end_turn", False):
-            raise ValueError(f"--{name.replace('_', '-')} weights the token before the end-of-turn marker: pass "
-                             "--end-turn too.")
+            raise ValueError(
+                f"--{name.replace('_', '-')} weights the token before the end-of-turn marker: pass --end-turn too."
+            )
     own_targets = getattr(args, "own_targets", 0)
     if own_targets < 0:
         raise ValueError(f"--own-targets must be >= 0 tokens (0: the gold answers); got {own_targets}.")
@@ -190,8 +302,10 @@ def check_learned_arguments(args: argparse.Namespace) -> None:
         if not getattr(args, "end_turn", False):
             raise ValueError("--own-targets cuts the model's own answers at the end of its turn: pass --end-turn too.")
         if not any(get_task(t).corrects_answers for t in tasks):
-            raise ValueError(f"--own-targets corrects the model's own answers of a task with such a rule (pronoun); "
-                             f"none of --tasks {args.tasks} has one: add pronoun or drop --own-targets.")
+            raise ValueError(
+                f"--own-targets corrects the model's own answers of a task with such a rule (pronoun); "
+                f"none of --tasks {args.tasks} has one: add pronoun or drop --own-targets."
+            )
     if args.protect_gen < 0:
         raise ValueError(f"--protect-gen must be >= 0 tokens (0: the gold answers); got {args.protect_gen}.")
     protect_base = getattr(args, "protect_base", None)
@@ -205,17 +319,25 @@ def check_learned_arguments(args: argparse.Namespace) -> None:
         if task not in TASK_NAMES:
             raise ValueError(f"{option} {task!r} is not a task; choose one of {', '.join(TASK_NAMES)}.")
         if task in tasks:
-            raise ValueError(f"{option} {task} is also in --tasks: a task is either trained for or "
-                             "protected; drop it from one of them.")
+            raise ValueError(
+                f"{option} {task} is also in --tasks: a task is either trained for or "
+                "protected; drop it from one of them."
+            )
     if protect_base and protect_base == args.protect:
-        raise ValueError(f"--protect and --protect-base both name {protect_base}: a task's answers are kept either "
-                         "as the unsteered model has them or as the base profile has them; drop one.")
+        raise ValueError(
+            f"--protect and --protect-base both name {protect_base}: a task's answers are kept either "
+            "as the unsteered model has them or as the base profile has them; drop one."
+        )
     if getattr(args, "protect_each", False) and not (args.protect and protect_base):
-        raise ValueError("--protect-each gives each protected task its own rows: it needs two, --protect TASK and "
-                         "--protect-base TASK.")
+        raise ValueError(
+            "--protect-each gives each protected task its own rows: it needs two, --protect TASK and "
+            "--protect-base TASK."
+        )
     if protect_base and not args.base_profile:
-        raise ValueError("--protect-base keeps what the base profile does on a task: give the base with "
-                         "--base-profile, or use --protect (kept as the unsteered model has it).")
+        raise ValueError(
+            "--protect-base keeps what the base profile does on a task: give the base with "
+            "--base-profile, or use --protect (kept as the unsteered model has it)."
+        )
     from pasta_lens.schedule import Schedule
 
     try:
@@ -230,14 +352,18 @@ def check_learned_arguments(args: argparse.Namespace) -> None:
         args.init_profile = read_profile(args.init_from, "--init-from")
         missing = [t for t in tasks if t not in args.init_profile.scores]
         if missing:
-            raise ValueError(f"--init-from {args.init_from} has no score table for {missing} (it has "
-                             f"{sorted(args.init_profile.scores)}): drop it to compute attribution, or pick a "
-                             "profile of these tasks.")
+            raise ValueError(
+                f"--init-from {args.init_from} has no score table for {missing} (it has "
+                f"{sorted(args.init_profile.scores)}): drop it to compute attribution, or pick a "
+                "profile of these tasks."
+            )
         args.init_scores = scores_from_profile(args.init_profile, tasks)  # knows each table's estimator
         if any(s.method != "attribution" for s in args.init_scores.values()):
-            raise ValueError(f"--init-from {args.init_from}: its tables are not attribution scores (method "
-                             f"{args.init_profile.method!r}); the initialisation is defined on attribution. Give "
-                             "an attribution profile.")
+            raise ValueError(
+                f"--init-from {args.init_from}: its tables are not attribution scores (method "
+                f"{args.init_profile.method!r}); the initialisation is defined on attribution. Give "
+                "an attribution profile."
+            )
     args.base = None
     if args.base_profile:
         from pasta_lens.cli import read_profile
@@ -246,13 +372,16 @@ def check_learned_arguments(args: argparse.Namespace) -> None:
         args.base = read_profile(args.base_profile, "--base-profile")
         recorded = str(spec_schedule(args.base))  # what the base is steered with
         if recorded != args.schedule:
-            raise ValueError(f"--base-profile {args.base_profile} is steered with schedule {recorded}, but "
-                             f"--schedule is {args.schedule}: one profile is steered with one schedule; pass "
-                             f"--schedule {recorded}.")
+            raise ValueError(
+                f"--base-profile {args.base_profile} is steered with schedule {recorded}, but "
+                f"--schedule is {args.schedule}: one profile is steered with one schedule; pass "
+                f"--schedule {recorded}."
+            )
     for name in ("lr", "kl_weight", "sparsity"):
         if getattr(args, name) < 0 or (name == "lr" and args.lr == 0):
-            raise ValueError(f"--{name.replace('_', '-')} must be {'> 0' if name == 'lr' else '>= 0'}; got "
-                             f"{getattr(args, name)}.")
+            raise ValueError(
+                f"--{name.replace('_', '-')} must be {'> 0' if name == 'lr' else '>= 0'}; got {getattr(args, name)}."
+            )
     args.learned_config = learned_config(args)
 
 
@@ -269,13 +398,25 @@ def learned_config(args: argparse.Namespace) -> LearnedConfig:
 
     references = _protected(args)
     base = getattr(args, "base", None)
-    return LearnedConfig(steps=args.steps, lr=args.lr, per_step=args.per_step, seed=args.seed,
-                         alpha_min=args.alpha_min, checkpoint_every=args.checkpoint_every, schedule=args.schedule,
-                         base=base_alphas(base) if base is not None else {}, kl_weight=args.kl_weight,
-                         sparsity=args.sparsity, gain_cap=args.gain_cap or None, close_weight=args.close_weight,
-                         early_weight=args.early_weight, focus_weight=args.focus_weight,
-                         protect_weight=args.protect_weight, protect_reference=references or "unsteered",
-                         protect_each=getattr(args, "protect_each", False))
+    return LearnedConfig(
+        steps=args.steps,
+        lr=args.lr,
+        per_step=args.per_step,
+        seed=args.seed,
+        alpha_min=args.alpha_min,
+        checkpoint_every=args.checkpoint_every,
+        schedule=args.schedule,
+        base=base_alphas(base) if base is not None else {},
+        kl_weight=args.kl_weight,
+        sparsity=args.sparsity,
+        gain_cap=args.gain_cap or None,
+        close_weight=args.close_weight,
+        early_weight=args.early_weight,
+        focus_weight=args.focus_weight,
+        protect_weight=args.protect_weight,
+        protect_reference=references or "unsteered",
+        protect_each=getattr(args, "protect_each", False),
+    )
 
 
 def _protected(args: argparse.Namespace) -> dict[str, str]:
@@ -285,8 +426,7 @@ def _protected(args: argparse.Namespace) -> dict[str, str]:
     return {task: reference for task, reference in pairs if task}
 
 
-def run_learned(args: argparse.Namespace, model: Any, examples: dict[str, list], started: float,
-                quiet: bool) -> int:
+def run_learned(args: argparse.Namespace, model: Any, examples: dict[str, list], started: float, quiet: bool) -> int:
     """Attribution -> initial logits -> training -> profile; print one line and write ``--out``."""
     from pathlib import Path
 
@@ -295,8 +435,7 @@ def run_learned(args: argparse.Namespace, model: Any, examples: dict[str, list],
 
     check_learned_arguments(args)
     if current_world().size > 1:
-        raise ValueError("--method learned runs in one process (its steps are sequential); launch it without "
-                         "torchrun.")
+        raise ValueError("--method learned runs in one process (its steps are sequential); launch it without torchrun.")
     checkpoint_dir = Path(args.checkpoint_dir or f"{args.out}.ckpt")
     own: dict[str, Any] = {}
     if getattr(args, "own_targets", 0):  # the unsteered model's own answers, the instruction carried out on them
@@ -307,15 +446,19 @@ def run_learned(args: argparse.Namespace, model: Any, examples: dict[str, list],
         examples = dict(examples)
         for task in [t for t in examples if get_task(t).corrects_answers]:
             examples[task] = own_continuations(model, examples[task], args.own_targets, rewrite=get_task(task).correct)
-            own[task] = {"n": len(examples[task]), "targets": f"the unsteered model's own greedy first "
-                         f"{args.own_targets} answer tokens (to the end of turn) with the task's correct() applied"}
+            own[task] = {
+                "n": len(examples[task]),
+                "targets": f"the unsteered model's own greedy first "
+                f"{args.own_targets} answer tokens (to the end of turn) with the task's correct() applied",
+            }
         own_s = time.perf_counter() - tick
     if args.init_profile is not None:  # stored tables (read by check_learned_arguments): no attribution pass
         args.init_profile.validate_for(model)
         scores = args.init_scores
     else:
-        scores = profile_tasks(model, examples, "attribution", args.alpha_min, checkpoint_dir=checkpoint_dir,
-                               progress=not quiet)
+        scores = profile_tasks(
+            model, examples, "attribution", args.alpha_min, checkpoint_dir=checkpoint_dir, progress=not quiet
+        )
     init = init_logits(scores, args.init_bias, args.init_scale)
     config = args.learned_config
     base = config.base or None
@@ -329,44 +472,68 @@ def run_learned(args: argparse.Namespace, model: Any, examples: dict[str, list],
 
         tick = time.perf_counter()
         rows = build_task(task, bios=getattr(args, "bios", "implied")).profiling_examples(
-            model, split="train", n=args.n, seed=args.seed, end_turn=True)
+            model, split="train", n=args.n, seed=args.seed, end_turn=True
+        )
         if args.protect_gen:
-            rows = own_continuations(model, rows, args.protect_gen, base if reference == "base" else None,
-                                     args.schedule)
+            rows = own_continuations(
+                model, rows, args.protect_gen, base if reference == "base" else None, args.schedule
+            )
         protect = (protect or []) + rows
         counts[task] = len(rows)
         protect_s += time.perf_counter() - tick
-    learned = learn_alphas(model, examples, init, config, protect=protect,
-                           checkpoint=checkpoint_dir / "learned.ckpt", progress=not quiet)
+    learned = learn_alphas(
+        model, examples, init, config, protect=protect, checkpoint=checkpoint_dir / "learned.ckpt", progress=not quiet
+    )
     # every resumed segment of each (0: the tables were read from --init-from)
     attribution_s = 0.0 if args.init_profile is not None else sum(s.wall_time_s for s in scores.values())
-    provenance: dict[str, Any] = {"split": "train", "processes": 1,
-                  "attribution_wall_time_s": round(attribution_s, 1),
-                  "profiling_wall_time_s": round(attribution_s + protect_s + learned.wall_time_s, 1),
-                  "this_run_wall_time_s": round(time.perf_counter() - started, 1)}  # incl. model load; one segment
+    provenance: dict[str, Any] = {
+        "split": "train",
+        "processes": 1,
+        "attribution_wall_time_s": round(attribution_s, 1),
+        "profiling_wall_time_s": round(attribution_s + protect_s + learned.wall_time_s, 1),
+        "this_run_wall_time_s": round(time.perf_counter() - started, 1),
+    }  # incl. model load; one segment
     for task, reference in references.items():  # --protect's entry, then --protect-base's
         which = "unsteered" if reference == "unsteered" else "base-steered"
         provenance["protect" if reference == "unsteered" else "protect_base"] = {
-            "task": task, "n": counts[task], "weight": args.protect_weight,
+            "task": task,
+            "n": counts[task],
+            "weight": args.protect_weight,
             **({"reference": f"the base profile {args.base_profile} alone"} if reference == "base" else {}),
-            "targets": (f"the {which} model's own greedy first {args.protect_gen} answer tokens (to the end "
-                        "of turn)") if args.protect_gen else "the gold answers with the end-of-turn marker",
-            "wall_time_s": round(protect_s, 1)}  # this run's, all protected tasks' (recomputed when resumed)
+            "targets": (f"the {which} model's own greedy first {args.protect_gen} answer tokens (to the end of turn)")
+            if args.protect_gen
+            else "the gold answers with the end-of-turn marker",
+            "wall_time_s": round(protect_s, 1),
+        }  # this run's, all protected tasks' (recomputed when resumed)
     if own:
         provenance["own_targets"] = {"tokens": args.own_targets, "tasks": own, "wall_time_s": round(own_s, 1)}
         provenance["profiling_wall_time_s"] = round(provenance["profiling_wall_time_s"] + own_s, 1)
     if args.init_profile is not None:
-        provenance["init_scores_from"] = {"profile": args.init_from, "method": args.init_profile.method,
-                                          "n_examples": {t: args.init_profile.n_examples.get(t) for t in examples}}
-    profile = learned_profile(model, args.model, learned, keep_below=args.keep_below, task_scores=scores,
-                              seed=args.seed, command=learned_command(args), provenance=provenance,
-                              base_profile=args.base, base_name=args.base_profile)
+        provenance["init_scores_from"] = {
+            "profile": args.init_from,
+            "method": args.init_profile.method,
+            "n_examples": {t: args.init_profile.n_examples.get(t) for t in examples},
+        }
+    profile = learned_profile(
+        model,
+        args.model,
+        learned,
+        keep_below=args.keep_below,
+        task_scores=scores,
+        seed=args.seed,
+        command=learned_command(args),
+        provenance=provenance,
+        base_profile=args.base,
+        base_name=args.base_profile,
+    )
     profile.save(args.out)
     losses = learned.losses()
     on_base = f" ({len(learned.base)} of them the base profile's)" if learned.base else ""
-    print(f"{args.model}: {len(profile.heads)} heads with learned alphas{on_base} "
-          f"(min {min(profile.head_alphas.values()):.3g})"
-          f" after {learned.steps} steps on {', '.join(f'{t} x {len(e)}' for t, e in examples.items())} examples; "
-          f"loss {losses.get('loss_start', float('nan')):.4f} -> {losses.get('loss_end', float('nan')):.4f}; "
-          f"{provenance['profiling_wall_time_s']:.0f} s of profiling. Wrote {args.out}")
+    print(
+        f"{args.model}: {len(profile.heads)} heads with learned alphas{on_base} "
+        f"(min {min(profile.head_alphas.values()):.3g})"
+        f" after {learned.steps} steps on {', '.join(f'{t} x {len(e)}' for t, e in examples.items())} examples; "
+        f"loss {losses.get('loss_start', float('nan')):.4f} -> {losses.get('loss_end', float('nan')):.4f}; "
+        f"{provenance['profiling_wall_time_s']:.0f} s of profiling. Wrote {args.out}"
+    )
     return 0

@@ -10,7 +10,8 @@ floor), optionally over ``--strategies`` and ``--schedules``. Both pick with
 from __future__ import annotations
 
 import argparse
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pasta_lens.cli import int_list
 from pasta_lens.head_profile import STRATEGIES
@@ -41,19 +42,28 @@ def check_selection(args: argparse.Namespace, tasks: list[str]) -> None:
     from pasta_lens.cli import parse_schedule, read_profile, split_list
     from pasta_lens.profiling import scores_from_profile
 
-    chooser = [f"--{n.replace('_', '-')}" for n in ("select_by", "strategies", "schedules", "fluency_floor")
-               if getattr(args, n) is not None]
+    chooser = [
+        f"--{n.replace('_', '-')}"
+        for n in ("select_by", "strategies", "schedules", "fluency_floor")
+        if getattr(args, n) is not None
+    ]
     if args.k != "auto" and chooser:
-        raise ValueError(f"{', '.join(chooser)} choose among candidates on validation examples: use them with "
-                         f"--k auto (with --k {args.k} nothing is chosen).")
+        raise ValueError(
+            f"{', '.join(chooser)} choose among candidates on validation examples: use them with "
+            f"--k auto (with --k {args.k} nothing is chosen)."
+        )
     args.strategy_list = split_list(args.strategies) if args.strategies is not None else [args.strategy]
     bad = [s for s in args.strategy_list if s not in STRATEGIES]
     if bad or not args.strategy_list or len(set(args.strategy_list)) != len(args.strategy_list):
-        raise ValueError(f"--strategies takes distinct names among {', '.join(STRATEGIES)}, comma-separated; got "
-                         f"{args.strategies!r}.")
+        raise ValueError(
+            f"--strategies takes distinct names among {', '.join(STRATEGIES)}, comma-separated; got "
+            f"{args.strategies!r}."
+        )
     if len(tasks) > 1 and set(args.strategy_list) == {"task_specific"}:
-        raise ValueError("--strategies task_specific alone cannot make one profile of several tasks (each task "
-                         "would get its own heads): add intersection or union, or pass one task in --tasks.")
+        raise ValueError(
+            "--strategies task_specific alone cannot make one profile of several tasks (each task "
+            "would get its own heads): add intersection or union, or pass one task in --tasks."
+        )
     try:
         args.schedule_list = [str(parse_schedule(x)) for x in split_list(args.schedules or "all")]
     except argparse.ArgumentTypeError as err:
@@ -62,13 +72,16 @@ def check_selection(args: argparse.Namespace, tasks: list[str]) -> None:
         raise ValueError(f"--schedules takes distinct schedules, e.g. all,prompt,first:4; got {args.schedules!r}.")
     if (args.select_by or "logprob") == "logprob":
         if args.schedule_list != ["all"]:
-            raise ValueError("--schedules needs --select-by metric: the log-prob criterion teacher-forces the "
-                             "gold answer with every row steered and cannot tell schedules apart.")
+            raise ValueError(
+                "--schedules needs --select-by metric: the log-prob criterion teacher-forces the "
+                "gold answer with every row steered and cannot tell schedules apart."
+            )
         if args.fluency_floor is not None:
             raise ValueError("--fluency-floor needs --select-by metric (the log-prob criterion generates nothing).")
     if not 0.0 <= fluency_floor(args) <= 1.0:
-        raise ValueError(f"--fluency-floor is a fraction of the unsteered fluency, in [0, 1]; got "
-                         f"{fluency_floor(args)}.")
+        raise ValueError(
+            f"--fluency-floor is a fraction of the unsteered fluency, in [0, 1]; got {fluency_floor(args)}."
+        )
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be a positive integer; got {args.threads}.")
     args.source_profile = None
@@ -76,11 +89,15 @@ def check_selection(args: argparse.Namespace, tasks: list[str]) -> None:
         source = read_profile(args.from_profile, "--from-profile")
         missing = [t for t in tasks if t not in source.scores]
         if missing:
-            raise ValueError(f"--from-profile {args.from_profile} has no scores for {missing} (it has "
-                             f"{sorted(source.scores)}): choose --tasks among those.")
+            raise ValueError(
+                f"--from-profile {args.from_profile} has no scores for {missing} (it has "
+                f"{sorted(source.scores)}): choose --tasks among those."
+            )
         if abs(source.alpha - args.alpha) > 1e-12:
-            raise ValueError(f"--from-profile {args.from_profile} was scored at alpha={source.alpha}; pass --alpha "
-                             f"{source.alpha} (selection steers with the scores' alpha).")
+            raise ValueError(
+                f"--from-profile {args.from_profile} was scored at alpha={source.alpha}; pass --alpha "
+                f"{source.alpha} (selection steers with the scores' alpha)."
+            )
         args.source_profile = source
         # the recorded command and provenance describe the scores reused, not this parser's defaults
         reused = scores_from_profile(source, tasks)
@@ -92,13 +109,23 @@ def check_selection(args: argparse.Namespace, tasks: list[str]) -> None:
         args.top_m = min(hybrid) if hybrid else args.top_m
         ks = [args.k] if args.k != "auto" else int_list(args.ks)
         if hybrid and max(ks) > args.top_m and not args.allow_attribution_tail:
-            raise ValueError(f"--from-profile {args.from_profile}: its hybrid scores are exact for the top "
-                             f"{args.top_m} heads only, but k goes up to {max(ks)}; lower --k/--ks or pass "
-                             "--allow-attribution-tail.")
+            raise ValueError(
+                f"--from-profile {args.from_profile}: its hybrid scores are exact for the top "
+                f"{args.top_m} heads only, but k goes up to {max(ks)}; lower --k/--ks or pass "
+                "--allow-attribution-tail."
+            )
 
 
-def choose(args: argparse.Namespace, model: Any, scores: Any, tasks: list[str], ks: list[int], quiet: bool,
-           provenance: dict[str, Any], validation_examples: Callable[[], dict[str, list]]) -> tuple[int, str, str]:
+def choose(
+    args: argparse.Namespace,
+    model: Any,
+    scores: Any,
+    tasks: list[str],
+    ks: list[int],
+    quiet: bool,
+    provenance: dict[str, Any],
+    validation_examples: Callable[[], dict[str, list]],
+) -> tuple[int, str, str]:
     """``--k auto``: (k, strategy, schedule) chosen on validation examples; what chose them goes to provenance.
 
     ``validation_examples()`` gives the log-prob criterion its examples (the metric criterion draws its own)."""
@@ -109,37 +136,62 @@ def choose(args: argparse.Namespace, model: Any, scores: Any, tasks: list[str], 
     eligible = lambda p: len(tasks) == 1 or p.strategy != "task_specific"  # noqa: E731 (one profile, one set)
     if (args.select_by or "logprob") == "metric":
         from pasta_lens.evaluation import curve_record, metric_curve
-
         from pasta_lens.tasks import build_task
 
         out = Path(args.checkpoint_dir or f"{args.out}.ckpt") / "selection"
-        curve = metric_curve(model, scores, ks, args.strategy_list, args.schedule_list,
-                             tasks=[build_task(t, bios=args.bios) for t in tasks],
-                             split="validation", n=args.val_n, alpha=args.alpha, fluency_floor=fluency_floor(args),
-                             seed=args.seed, out_dir=out, progress=not quiet)
+        curve = metric_curve(
+            model,
+            scores,
+            ks,
+            args.strategy_list,
+            args.schedule_list,
+            tasks=[build_task(t, bios=args.bios) for t in tasks],
+            split="validation",
+            n=args.val_n,
+            alpha=args.alpha,
+            fluency_floor=fluency_floor(args),
+            seed=args.seed,
+            out_dir=out,
+            progress=not quiet,
+        )
         best = choose_point([p for p in curve if eligible(p)])
         provenance["metric_curve"] = curve_record(curve)
         provenance["selected_by"] = "metric"
         provenance["schedule"] = best.schedule
         provenance["fluency_floor_met"] = bool(best.passes_floor)
-        provenance["k_chosen_on"] = (f"validation split, {args.val_n} examples per task: the mean over tasks of "
-                                     "each task's headline metrics (average_metrics) on greedy generations, among "
-                                     f"points whose fluency is >= {fluency_floor(args)} x the unsteered fluency on "
-                                     "every task that reports one" + ("" if best.passes_floor else
-                                                               "; NO point passed the floor: best of all taken"))
+        provenance["k_chosen_on"] = (
+            f"validation split, {args.val_n} examples per task: the mean over tasks of "
+            "each task's headline metrics (average_metrics) on greedy generations, among "
+            f"points whose fluency is >= {fluency_floor(args)} x the unsteered fluency on "
+            "every task that reports one"
+            + ("" if best.passes_floor else "; NO point passed the floor: best of all taken")
+        )
         if not best.passes_floor and not quiet:
             import sys
 
-            print(f"warning: no candidate kept fluency >= {fluency_floor(args)} x unsteered on every task; chose the "
-                  "best score anyway (provenance fluency_floor_met = false)", file=sys.stderr)
+            print(
+                f"warning: no candidate kept fluency >= {fluency_floor(args)} x unsteered on every task; chose the "
+                "best score anyway (provenance fluency_floor_met = false)",
+                file=sys.stderr,
+            )
         return int(best.k), best.strategy, best.schedule
     val = validation_examples()
-    curve = [p for strategy in args.strategy_list
-             for p in ablation_curve(model, scores, val, ks, strategy, args.alpha, progress=not quiet)]
+    curve = [
+        p
+        for strategy in args.strategy_list
+        for p in ablation_curve(model, scores, val, ks, strategy, args.alpha, progress=not quiet)
+    ]
     best = choose_point([p for p in curve if eligible(p)])
-    provenance["ablation_curve"] = [{"k": p.k, "n_heads": p.n_heads, "metric": round(p.metric, 5),
-                                     "per_task": {t: round(v, 5) for t, v in p.per_task.items()},
-                                     "strategy": p.strategy} for p in curve]
+    provenance["ablation_curve"] = [
+        {
+            "k": p.k,
+            "n_heads": p.n_heads,
+            "metric": round(p.metric, 5),
+            "per_task": {t: round(v, 5) for t, v in p.per_task.items()},
+            "strategy": p.strategy,
+        }
+        for p in curve
+    ]
     provenance["selected_by"] = "logprob"
     provenance["k_chosen_on"] = f"validation split, {args.val_n} examples per task (mean objective gain)"
     return int(best.k), best.strategy, "all"
@@ -151,6 +203,10 @@ def reused_scores(args: argparse.Namespace, model: Any, tasks: list[str], proven
 
     source = args.source_profile
     source.validate_for(model)
-    provenance["scores_from"] = {"profile": str(args.from_profile), "command": source.command,
-                                 "date": source.date, "method": source.method}
+    provenance["scores_from"] = {
+        "profile": str(args.from_profile),
+        "command": source.command,
+        "date": source.date,
+        "method": source.method,
+    }
     return scores_from_profile(source, tasks)

@@ -19,18 +19,18 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from pasta_lens.methods.common import all_heads, last_layers
 from pasta_lens.methods.fit import fit_projections
 from pasta_lens.methods.projections import KeyProjections, load_projections
-from pasta_lens.methods.registry import (METHODS, MethodInfo, available, batch_for, get, hooks, parse_spec, resolve,
-                                         run)
+from pasta_lens.methods.registry import METHODS, MethodInfo, available, batch_for, get, hooks, parse_spec, resolve, run
 from pasta_lens.methods.spa import spa_batch
 from pasta_lens.methods.triplets import ContrastTriplet, synthetic_triplets
 
 
-def fit(name: str, model: Any, triplets: Optional[Sequence[ContrastTriplet]] = None, **settings: Any) -> KeyProjections:
+def fit(name: str, model: Any, triplets: Sequence[ContrastTriplet] | None = None, **settings: Any) -> KeyProjections:
     """Fit the artefact a method needs (SEKA, PRISM-Delta): :func:`pasta_lens.methods.fit.fit_projections`.
 
     Example:
@@ -38,11 +38,29 @@ def fit(name: str, model: Any, triplets: Optional[Sequence[ContrastTriplet]] = N
         >>> proj.save("prism-smollm2.safetensors")
     """
     if not get(name).fitted:
-        raise ValueError(f"{name} needs no fitting (fitted methods: "
-                         f"{', '.join(n for n, m in METHODS.items() if m.fitted)}).")
+        raise ValueError(
+            f"{name} needs no fitting (fitted methods: {', '.join(n for n, m in METHODS.items() if m.fitted)})."
+        )
     return fit_projections(model, name, triplets, **settings)
 
 
-__all__ = ["METHODS", "ContrastTriplet", "KeyProjections", "MethodInfo", "all_heads", "available", "batch_for", "fit",
-           "fit_projections", "get", "hooks", "last_layers", "load_projections", "parse_spec", "resolve", "run",
-           "spa_batch", "synthetic_triplets"]
+__all__ = [
+    "METHODS",
+    "ContrastTriplet",
+    "KeyProjections",
+    "MethodInfo",
+    "all_heads",
+    "available",
+    "batch_for",
+    "fit",
+    "fit_projections",
+    "get",
+    "hooks",
+    "last_layers",
+    "load_projections",
+    "parse_spec",
+    "resolve",
+    "run",
+    "spa_batch",
+    "synthetic_triplets",
+]

@@ -16,18 +16,19 @@ gather / scatter copies). :func:`edit_rows` keeps the rows a schedule leaves uns
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Union
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from pasta_lens.schedule import Schedule, query_positions
-from pasta_lens.spans import Emphasis
 from pasta_lens.kernels import key_mask_of, may_edit_in_place
 from pasta_lens.plan import Head, HeadSpec, ScheduleSpec, resolve_heads
+from pasta_lens.schedule import Schedule, query_positions
+from pasta_lens.spans import Emphasis
 
-HeadsArg = Union[str, HeadSpec]
+HeadsArg = str | HeadSpec
 """``"all"`` (every head of every layer) or any head spec :func:`pasta_lens.plan.resolve_heads` accepts."""
 
 
@@ -52,8 +53,9 @@ def method_heads(model: Any, heads: HeadsArg, *, allow_transfer: bool = False) -
     """The steered ``(layer, head)`` pairs: ``"all"``, or a head spec checked against ``model``."""
     if isinstance(heads, str):
         if heads != "all":
-            raise ValueError(f"heads must be 'all', {{layer: [heads]}}, [(layer, head), ...] or a HeadProfile; got "
-                             f"{heads!r}.")
+            raise ValueError(
+                f"heads must be 'all', {{layer: [heads]}}, [(layer, head), ...] or a HeadProfile; got {heads!r}."
+            )
         return all_heads(model)
     return resolve_heads(model, heads, allow_transfer=allow_transfer)
 
@@ -63,12 +65,12 @@ def n_kv_heads(model: Any) -> int:
     return int(getattr(model.cfg, "n_key_value_heads", None) or model.cfg.n_heads)
 
 
-def prompt_mask(emphasis: Union[Emphasis, Bool[Tensor, "batch pos"]]) -> Bool[Tensor, "batch prompt"]:
+def prompt_mask(emphasis: Emphasis | Bool[Tensor, "batch pos"]) -> Bool[Tensor, "batch prompt"]:
     """The checked key mask of the emphasis (see :func:`pasta_lens.kernels.key_mask_of`)."""
     return key_mask_of(emphasis)
 
 
-def real_tokens(emphasis: Union[Emphasis, Tensor]) -> Optional[Bool[Tensor, "batch prompt"]]:
+def real_tokens(emphasis: Emphasis | Tensor) -> Bool[Tensor, "batch prompt"] | None:
     """Which prompt positions hold real tokens (not left padding); None for a bare key mask (no padding known)."""
     return emphasis.attention_mask.bool() if isinstance(emphasis, Emphasis) else None
 
@@ -82,18 +84,23 @@ def keys_mask(mask: Bool[Tensor, "batch prompt"], act: Tensor, layer: int) -> Bo
     n_keys, batch = act.shape[-1], act.shape[0]
     n_prompt = mask.shape[1]
     if n_keys < n_prompt:
-        raise ValueError(f"Layer {layer} sees {n_keys} keys but the emphasis covers {n_prompt} prompt positions: run "
-                         "the model on emphasis.tokens (or a continuation of them).")
+        raise ValueError(
+            f"Layer {layer} sees {n_keys} keys but the emphasis covers {n_prompt} prompt positions: run "
+            "the model on emphasis.tokens (or a continuation of them)."
+        )
     if mask.shape[0] not in (1, batch):
-        raise ValueError(f"The key mask has {mask.shape[0]} rows but the batch has {batch}: build the emphasis from "
-                         "the same prompts you run (or one row to broadcast).")
+        raise ValueError(
+            f"The key mask has {mask.shape[0]} rows but the batch has {batch}: build the emphasis from "
+            "the same prompts you run (or one row to broadcast)."
+        )
     out = torch.zeros(mask.shape[0], n_keys, dtype=torch.bool, device=act.device)
     out[:, :n_prompt] = mask.to(act.device)
     return out
 
 
-def row_exponents(schedule: Schedule, n_queries: int, n_keys: int, n_prompt: int,
-                  device: torch.device) -> Optional[Float[Tensor, "query"]]:
+def row_exponents(
+    schedule: Schedule, n_queries: int, n_keys: int, n_prompt: int, device: torch.device
+) -> Float[Tensor, " query"] | None:
     """Each query row's strength exponent under ``schedule`` (1 = full, 0 = untouched); None when every row of this
     pass is full (e.g. ``"prompt"`` at prefill), so the edit takes its whole-tensor path."""
     if schedule.is_all:
@@ -102,8 +109,11 @@ def row_exponents(schedule: Schedule, n_queries: int, n_keys: int, n_prompt: int
     return None if bool((exponents == 1).all()) else exponents
 
 
-def edit_rows(act: Float[Tensor, "batch head query key"], edited: Float[Tensor, "batch head query key"],
-              exponents: Optional[Float[Tensor, "query"]]) -> Float[Tensor, "batch head query key"]:
+def edit_rows(
+    act: Float[Tensor, "batch head query key"],
+    edited: Float[Tensor, "batch head query key"],
+    exponents: Float[Tensor, " query"] | None,
+) -> Float[Tensor, "batch head query key"]:
     """``edited`` on the rows a schedule steers, ``act`` (bit-identical) on the rows it leaves alone."""
     if exponents is None:
         return edited
@@ -139,7 +149,7 @@ def edit_heads(act: Tensor, heads: list[int], layer: int, hook: Any, edit: EditF
     return act.index_copy(1, idx, edit(act.index_select(1, idx).float(), True).to(act.dtype))
 
 
-def check_schedule(name: str, schedule: ScheduleSpec, why: Optional[str] = None) -> Schedule:
+def check_schedule(name: str, schedule: ScheduleSpec, why: str | None = None) -> Schedule:
     """The parsed schedule; for a method without per-row strength (``why`` says why), ``ValueError`` unless it is
     ``"all"``."""
     parsed = Schedule.parse(schedule)

@@ -24,7 +24,8 @@ token ``i`` of ``H`` with token ``i`` of ``H+``); the artefact records how many 
 from __future__ import annotations
 
 import time
-from typing import Any, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -51,9 +52,11 @@ def key_point(model: Any) -> str:
     if "blocks.0.attn.hook_k_normed" in points:
         return "hook_k_normed"
     if getattr(model.cfg, "use_qk_norm", False):
-        raise ValueError("This model normalises its keys (use_qk_norm) but has no hook after the norm: the key "
-                         "edits of SEKA / PRISM-Delta act on the normed key before RoPE. Load it as a "
-                         "TransformerBridge (load_model(..., backend='bridge')), which has hook_k_normed.")
+        raise ValueError(
+            "This model normalises its keys (use_qk_norm) but has no hook after the norm: the key "
+            "edits of SEKA / PRISM-Delta act on the normed key before RoPE. Load it as a "
+            "TransformerBridge (load_model(..., backend='bridge')), which has hook_k_normed."
+        )
     return "hook_k"
 
 
@@ -76,16 +79,22 @@ def answer_positions(tokenizer: Any, text: str, answer: str) -> list[int]:
     return []
 
 
-def _statistics(model: Any, triplets: Sequence[ContrastTriplet], layers: Sequence[int], points: dict[str, str],
-                batch_size: int) -> tuple[dict[str, dict[str, Tensor]], int, int, dict[str, str]]:
+def _statistics(
+    model: Any, triplets: Sequence[ContrastTriplet], layers: Sequence[int], points: dict[str, str], batch_size: int
+) -> tuple[dict[str, dict[str, Tensor]], int, int, dict[str, str]]:
     """Per point kind: float64 sums ``cross_pos``, ``cross_neg`` [L, H, d, d], ``sq_diff`` [L, H]; N (answer tokens),
     the triplets used, and each point's activation layout."""
     tok = model.tokenizer
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     n_kv, d = n_kv_heads(model), int(model.cfg.d_head)
-    sums = {kind: {"cross_pos": torch.zeros(len(layers), n_kv, d, d, dtype=torch.float64),
-                   "cross_neg": torch.zeros(len(layers), n_kv, d, d, dtype=torch.float64),
-                   "sq_diff": torch.zeros(len(layers), n_kv, dtype=torch.float64)} for kind in points}
+    sums = {
+        kind: {
+            "cross_pos": torch.zeros(len(layers), n_kv, d, d, dtype=torch.float64),
+            "cross_neg": torch.zeros(len(layers), n_kv, d, d, dtype=torch.float64),
+            "sq_diff": torch.zeros(len(layers), n_kv, dtype=torch.float64),
+        }
+        for kind in points
+    }
     jobs = []  # (ids of the three texts, answer positions of the three)
     for t in triplets:
         texts = t.texts()
@@ -93,24 +102,25 @@ def _statistics(model: Any, triplets: Sequence[ContrastTriplet], layers: Sequenc
         if not all(pos) or len({len(p) for p in pos}) != 1:
             continue
         jobs.append(([tok(text, add_special_tokens=False)["input_ids"] for text in texts], pos))
-    names = {f"blocks.{layer}.attn.{point}": (kind, i) for kind, point in points.items()
-             for i, layer in enumerate(layers)}
+    names = {
+        f"blocks.{layer}.attn.{point}": (kind, i) for kind, point in points.items() for i, layer in enumerate(layers)
+    }
     layouts: dict[str, str] = {}
     n_tokens = 0
     device = getattr(model.cfg, "device", None) or "cpu"
     for b in range(0, len(jobs), batch_size):
-        chunk = jobs[b:b + batch_size]
+        chunk = jobs[b : b + batch_size]
         rows = [ids for ids_3, _ in chunk for ids in ids_3]
         tokens = torch.full((len(rows), max(map(len, rows))), pad, dtype=torch.long)
         for r, ids in enumerate(rows):
-            tokens[r, :len(ids)] = torch.tensor(ids, dtype=torch.long)
+            tokens[r, : len(ids)] = torch.tensor(ids, dtype=torch.long)
         with torch.inference_mode():
             _, cache = model.run_with_cache(tokens.to(device), names_filter=lambda name: name in names)
         for name, (kind, i) in names.items():
             layout = detect_layout(tuple(cache[name].shape), tokens.shape[1], n_kv, d)
             if layouts.setdefault(kind, layout) != layout:
                 raise ValueError(f"{name} changes layout across layers ({layouts[kind]} vs {layout}).")
-            act = as_bshd(cache[name], layout, n_kv, d).to("cpu", torch.float64)   # [rows, pos, H, d]
+            act = as_bshd(cache[name], layout, n_kv, d).to("cpu", torch.float64)  # [rows, pos, H, d]
             for j, (_, pos) in enumerate(chunk):
                 h, hp, hn = (act[3 * j + r, pos[r]] for r in range(3))  # [n, H, d] each
                 sums[kind]["cross_pos"][i] += torch.einsum("nhd,nhe->hde", h, hp)
@@ -118,33 +128,35 @@ def _statistics(model: Any, triplets: Sequence[ContrastTriplet], layers: Sequenc
                 sums[kind]["sq_diff"][i] += ((hp - hn) ** 2).sum(dim=(0, 2))
         n_tokens += sum(len(pos[0]) for _, pos in chunk)
     if not jobs:
-        raise ValueError("No triplet could be used: the answer must tokenise to the same number of tokens in the "
-                         "three texts of a triplet (check that each answer occurs in its context).")
+        raise ValueError(
+            "No triplet could be used: the answer must tokenise to the same number of tokens in the "
+            "three texts of a triplet (check that each answer occurs in its context)."
+        )
     return sums, n_tokens, len(jobs), layouts
 
 
 def subspace(omega: Tensor, top_pct: float, complement: bool = False) -> Tensor:
     """``U[:, :k] U[:, :k]^T`` (or the complement ``U[:, k:] U[:, k:]^T``) per head, for a batch ``[..., d, d]``."""
     u, s, _ = torch.linalg.svd(omega.float(), full_matrices=False)
-    k = ((s.cumsum(-1) / s.sum(-1, keepdim=True)) < top_pct).sum(-1, keepdim=True) + 1   # [..., 1]
+    k = ((s.cumsum(-1) / s.sum(-1, keepdim=True)) < top_pct).sum(-1, keepdim=True) + 1  # [..., 1]
     cols = torch.arange(s.shape[-1])
-    keep = (cols >= k) if complement else (cols < k)                                     # [..., d]
+    keep = (cols >= k) if complement else (cols < k)  # [..., d]
     return (u * keep[..., None, :]) @ u.transpose(-1, -2)
 
 
 def fit_projections(
     model: Any,
     method: str,
-    triplets: Optional[Sequence[ContrastTriplet]] = None,
+    triplets: Sequence[ContrastTriplet] | None = None,
     *,
     n: int = 200,
     seed: int = 0,
-    top_pct: Optional[float] = None,
-    min_diff: Optional[float] = None,
+    top_pct: float | None = None,
+    min_diff: float | None = None,
     values: bool = False,
-    layers: Union[str, Sequence[int]] = "all",
+    layers: str | Sequence[int] = "all",
     batch_size: int = 8,
-    command: Optional[str] = None,
+    command: str | None = None,
 ) -> KeyProjections:
     """Fit SEKA's (``method="seka"``) or PRISM-Delta's (``"prism_delta"``) projections on ``model``.
 
@@ -191,11 +203,29 @@ def fit_projections(
         else:
             tensors[prefix + "diff"] = subspace((s["cross_pos"] - s["cross_neg"]) / n_tokens, top_pct) * keep
         tensors[prefix + "norm_diffs"] = norm_diff
-    settings = {"top_pct": top_pct, "min_diff": min_diff, "n_triplets": used, "n_triplets_given": len(triplets),
-                "n_tokens": n_tokens, "seed": seed, "data": data, "text_formats": dict(TEXT_FORMATS),
-                "fit_seconds": round(time.perf_counter() - start, 2)}
+    settings = {
+        "top_pct": top_pct,
+        "min_diff": min_diff,
+        "n_triplets": used,
+        "n_triplets_given": len(triplets),
+        "n_tokens": n_tokens,
+        "seed": seed,
+        "data": data,
+        "text_formats": dict(TEXT_FORMATS),
+        "fit_seconds": round(time.perf_counter() - start, 2),
+    }
     return KeyProjections(
-        method=method, model_name=str(getattr(model.cfg, "model_name", "") or type(model).__name__),
-        n_layers=n_layers, n_heads=int(model.cfg.n_heads), n_kv_heads=n_kv_heads(model), d_head=int(model.cfg.d_head),
-        key_point=points["key"], layers=tuple(layers), tensors=tensors, settings=settings,
-        fingerprint=ModelFingerprint.of(model), command=command, layouts=layouts)
+        method=method,
+        model_name=str(getattr(model.cfg, "model_name", "") or type(model).__name__),
+        n_layers=n_layers,
+        n_heads=int(model.cfg.n_heads),
+        n_kv_heads=n_kv_heads(model),
+        d_head=int(model.cfg.d_head),
+        key_point=points["key"],
+        layers=tuple(layers),
+        tensors=tensors,
+        settings=settings,
+        fingerprint=ModelFingerprint.of(model),
+        command=command,
+        layouts=layouts,
+    )

@@ -22,25 +22,37 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any
 
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from pasta_lens.methods.common import (HeadsArg, check_schedule, edit_heads, keys_mask, method_heads, prompt_mask,
-                                       row_exponents)
-from pasta_lens.spans import Emphasis
 from pasta_lens.kernels import HookFn, scores_hook_name
+from pasta_lens.methods.common import (
+    HeadsArg,
+    check_schedule,
+    edit_heads,
+    keys_mask,
+    method_heads,
+    prompt_mask,
+    row_exponents,
+)
 from pasta_lens.plan import ScheduleSpec, group_by_layer
+from pasta_lens.spans import Emphasis
 
 DEFAULT_DELTA = 1.0
 DEFAULT_SCHEDULE = "prompt"
 """The original steers the prefill only (it skips one-query forward passes, i.e. KV-cached decode steps)."""
 
 
-def add_delta(scores: Float[Tensor, "batch head query key"], span: Bool[Tensor, "batch key"], delta: float,
-              exponents: Union[Tensor, None], in_place: bool) -> Float[Tensor, "batch head query key"]:
+def add_delta(
+    scores: Float[Tensor, "batch head query key"],
+    span: Bool[Tensor, "batch key"],
+    delta: float,
+    exponents: Tensor | None,
+    in_place: bool,
+) -> Float[Tensor, "batch head query key"]:
     """``s + delta * e(q)`` on ``span`` keys; zero elsewhere, so untouched entries stay bit-identical."""
     if exponents is None:
         bias = (span.float() * delta)[:, None, None, :]
@@ -53,15 +65,22 @@ def _layer_hook(layer: int, heads: list[int], mask: Tensor, delta: float, schedu
     def hook(scores: Float[Tensor, "batch head query key"], hook: Any) -> Float[Tensor, "batch head query key"]:
         span = keys_mask(mask, scores, layer)
         exponents = row_exponents(schedule, scores.shape[-2], scores.shape[-1], mask.shape[1], scores.device)
-        return edit_heads(scores, heads, layer, hook,
-                          lambda x, in_place: add_delta(x, span, delta, exponents, in_place))
+        return edit_heads(
+            scores, heads, layer, hook, lambda x, in_place: add_delta(x, span, delta, exponents, in_place)
+        )
 
     return hook
 
 
-def guide_hooks(model: Any, emphasis: Union[Emphasis, Tensor], heads: HeadsArg = "all", *,
-                delta: float = DEFAULT_DELTA, schedule: ScheduleSpec = DEFAULT_SCHEDULE,
-                allow_transfer: bool = False) -> list[tuple[str, HookFn]]:
+def guide_hooks(
+    model: Any,
+    emphasis: Emphasis | Tensor,
+    heads: HeadsArg = "all",
+    *,
+    delta: float = DEFAULT_DELTA,
+    schedule: ScheduleSpec = DEFAULT_SCHEDULE,
+    allow_transfer: bool = False,
+) -> list[tuple[str, HookFn]]:
     """GUIDE hooks on ``blocks.L.attn.hook_attn_scores``: ``+delta`` on the emphasised keys' scores.
 
     Args:
@@ -85,5 +104,7 @@ def guide_hooks(model: Any, emphasis: Union[Emphasis, Tensor], heads: HeadsArg =
     mask = prompt_mask(emphasis)
     if delta == 0.0:
         return []
-    return [(scores_hook_name(layer), _layer_hook(layer, hs, mask, delta, sched))
-            for layer, hs in group_by_layer(pairs).items()]
+    return [
+        (scores_hook_name(layer), _layer_hook(layer, hs, mask, delta, sched))
+        for layer, hs in group_by_layer(pairs).items()
+    ]

@@ -23,24 +23,38 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any
 
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from pasta_lens.methods.common import (HeadsArg, check_schedule, edit_heads, edit_rows, keys_mask, method_heads,
-                                       positive, prompt_mask, row_exponents)
-from pasta_lens.spans import Emphasis
 from pasta_lens.kernels import HookFn, pattern_hook_name
+from pasta_lens.methods.common import (
+    HeadsArg,
+    check_schedule,
+    edit_heads,
+    edit_rows,
+    keys_mask,
+    method_heads,
+    positive,
+    prompt_mask,
+    row_exponents,
+)
 from pasta_lens.plan import ScheduleSpec, group_by_layer
+from pasta_lens.spans import Emphasis
 
 DEFAULT_FACTOR = 5.0
 """A middle point of the authors' validation grid (1, 3, ..., 19): tune it on validation."""
 
 
-def boost(pattern: Float[Tensor, "batch head query key"], span: Bool[Tensor, "batch key"], factor: float,
-          exponents: Union[Tensor, None], in_place: bool) -> Float[Tensor, "batch head query key"]:
+def boost(
+    pattern: Float[Tensor, "batch head query key"],
+    span: Bool[Tensor, "batch key"],
+    factor: float,
+    exponents: Tensor | None,
+    in_place: bool,
+) -> Float[Tensor, "batch head query key"]:
     """``A * w / sum(A * w)`` with ``w = factor ** e(q)`` on ``span`` keys (fp32 in, fp32 out)."""
     tiny = torch.finfo(torch.float32).tiny
     if exponents is None:
@@ -60,15 +74,20 @@ def _layer_hook(layer: int, heads: list[int], mask: Tensor, factor: float, sched
     def hook(pattern: Float[Tensor, "batch head query key"], hook: Any) -> Float[Tensor, "batch head query key"]:
         span = keys_mask(mask, pattern, layer)
         exponents = row_exponents(schedule, pattern.shape[-2], pattern.shape[-1], mask.shape[1], pattern.device)
-        return edit_heads(pattern, heads, layer, hook,
-                          lambda x, in_place: boost(x, span, factor, exponents, in_place))
+        return edit_heads(pattern, heads, layer, hook, lambda x, in_place: boost(x, span, factor, exponents, in_place))
 
     return hook
 
 
-def instaboost_hooks(model: Any, emphasis: Union[Emphasis, Tensor], heads: HeadsArg = "all", *,
-                     factor: float = DEFAULT_FACTOR, schedule: ScheduleSpec = None,
-                     allow_transfer: bool = False) -> list[tuple[str, HookFn]]:
+def instaboost_hooks(
+    model: Any,
+    emphasis: Emphasis | Tensor,
+    heads: HeadsArg = "all",
+    *,
+    factor: float = DEFAULT_FACTOR,
+    schedule: ScheduleSpec = None,
+    allow_transfer: bool = False,
+) -> list[tuple[str, HookFn]]:
     """InstABoost hooks on ``blocks.L.attn.hook_pattern`` (the paper's: every head of every layer, every row).
 
     Args:
@@ -87,5 +106,7 @@ def instaboost_hooks(model: Any, emphasis: Union[Emphasis, Tensor], heads: Heads
     mask = prompt_mask(emphasis)
     if factor == 1.0:
         return []
-    return [(pattern_hook_name(layer), _layer_hook(layer, hs, mask, factor, sched))
-            for layer, hs in group_by_layer(pairs).items()]
+    return [
+        (pattern_hook_name(layer), _layer_hook(layer, hs, mask, factor, sched))
+        for layer, hs in group_by_layer(pairs).items()
+    ]

@@ -28,41 +28,48 @@ continuation are edited); the optional feature maps ``phi`` (tanh, elu) are not 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Union
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from pasta_lens.methods.common import (HeadsArg, check_schedule, method_heads, n_kv_heads, positive, prompt_mask)
+from pasta_lens.kernels import HookFn
+from pasta_lens.methods.common import HeadsArg, check_schedule, method_heads, n_kv_heads, positive, prompt_mask
 from pasta_lens.methods.fit import key_point
 from pasta_lens.methods.projections import KeyProjections, as_bshd, from_bshd, load_projections
-from pasta_lens.spans import Emphasis
-from pasta_lens.kernels import HookFn
 from pasta_lens.plan import ScheduleSpec, group_by_layer
+from pasta_lens.spans import Emphasis
 
 SEKA_GAINS = (0.8, 0.2)
 EDITS_KEYS = "it edits keys, which every later query row reads"
 PRISM_GAIN, PRISM_VALUE_GAIN = 0.4, 0.0
 DeltaFn = Callable[[Tensor], Tensor]
 """``f(x [tokens, steered_kv, d] fp32) -> delta`` of the same shape."""
-LayerEdit = Callable[[int, list[int]], Optional[tuple[list[int], DeltaFn]]]
+LayerEdit = Callable[[int, list[int]], tuple[list[int], DeltaFn] | None]
 """``make(layer, kv_heads) -> (kv heads actually edited, delta)``, or None when the layer needs no hook."""
 
 
 def _projections(model: Any, projections: Any, method: str, allow_transfer: bool) -> KeyProjections:
     if projections is None:
-        raise ValueError(f"{method} needs fitted projections: proj = pasta_lens.methods.fit({method!r}, model) (save "
-                         "it with proj.save(path)), then pass projections=proj or projections=path.")
+        raise ValueError(
+            f"{method} needs fitted projections: proj = pasta_lens.methods.fit({method!r}, model) (save "
+            "it with proj.save(path)), then pass projections=proj or projections=path."
+        )
     if not isinstance(projections, KeyProjections):
         projections = load_projections(projections)
     if projections.method != method:
-        raise ValueError(f"These projections were fitted for {projections.method!r}, not {method!r}: fit "
-                         f"pasta_lens.methods.fit({method!r}, model).")
+        raise ValueError(
+            f"These projections were fitted for {projections.method!r}, not {method!r}: fit "
+            f"pasta_lens.methods.fit({method!r}, model)."
+        )
     projections.validate_for(model, allow_transfer=allow_transfer)
     point = key_point(model)
     if projections.key_point != point:
-        raise ValueError(f"The projections were fitted on {projections.key_point} but this model's keys are edited at "
-                         f"{point}: fit them on this backend.")
+        raise ValueError(
+            f"The projections were fitted on {projections.key_point} but this model's keys are edited at "
+            f"{point}: fit them on this backend."
+        )
     return projections
 
 
@@ -84,28 +91,31 @@ def kv_selection(model: Any, heads: HeadsArg, layers: tuple[int, ...], allow_tra
                 chosen.append(g)
             elif members & set(qs):
                 got = sorted(members & set(qs))
-                raise ValueError(f"Key/value head {g} of layer {layer} is read by query heads {sorted(members)}; a "
-                                 f"key edit changes all of them, so list all or none (got {got}).")
+                raise ValueError(
+                    f"Key/value head {g} of layer {layer} is read by query heads {sorted(members)}; a "
+                    f"key edit changes all of them, so list all or none (got {got})."
+                )
         out[layer] = chosen
     return out
 
 
-def _edit_hook(layer: int, kv: list[int], mask: Tensor, delta: DeltaFn, layout: str, n_kv: int,
-               d_head: int) -> HookFn:
+def _edit_hook(layer: int, kv: list[int], mask: Tensor, delta: DeltaFn, layout: str, n_kv: int, d_head: int) -> HookFn:
     n_prompt = mask.shape[1]
 
     def hook(x: Tensor, hook: Any) -> Tensor:
-        view = as_bshd(x, layout, n_kv, d_head)                                 # [batch, pos, kv, d]
+        view = as_bshd(x, layout, n_kv, d_head)  # [batch, pos, kv, d]
         if view.shape[1] < n_prompt:  # a KV-cached decode step: its keys are generated tokens, never emphasised
             return x
         if mask.shape[0] not in (1, x.shape[0]):
-            raise ValueError(f"The key mask has {mask.shape[0]} rows but the batch has {x.shape[0]}: build the "
-                             "emphasis from the same prompts you run (or one row to broadcast).")
+            raise ValueError(
+                f"The key mask has {mask.shape[0]} rows but the batch has {x.shape[0]}: build the "
+                "emphasis from the same prompts you run (or one row to broadcast)."
+            )
         rows, positions = mask.to(x.device).expand(x.shape[0], n_prompt).nonzero(as_tuple=True)
         idx = torch.tensor(kv, device=x.device)
         out = view.clone()
-        tokens = out[rows, positions]                                           # [emphasised, kv, d]
-        sel = tokens.index_select(1, idx).float()                               # [emphasised, steered, d]
+        tokens = out[rows, positions]  # [emphasised, kv, d]
+        sel = tokens.index_select(1, idx).float()  # [emphasised, steered, d]
         tokens.index_copy_(1, idx, (sel + delta(sel)).to(x.dtype))
         out[rows, positions] = tokens  # only the emphasised tokens' steered heads change
         return from_bshd(out, layout, x.shape)
@@ -123,18 +133,24 @@ def _project(p: Tensor, kv: list[int]) -> Callable[[Tensor], Tensor]:
     return apply
 
 
-def _hooks(model: Any, emphasis: Union[Emphasis, Tensor], selection: dict[int, list[int]], point: str, layout: str,
-           make: LayerEdit) -> list[tuple[str, HookFn]]:
+def _hooks(
+    model: Any, emphasis: Emphasis | Tensor, selection: dict[int, list[int]], point: str, layout: str, make: LayerEdit
+) -> list[tuple[str, HookFn]]:
     mask = prompt_mask(emphasis)
     if mask.shape[1] < 2:
-        raise ValueError("Key edits need a prompt of at least 2 tokens (a 1-token decode step could not be told from "
-                         "the prompt).")
+        raise ValueError(
+            "Key edits need a prompt of at least 2 tokens (a 1-token decode step could not be told from the prompt)."
+        )
     out = []
     for layer, kv in sorted(selection.items()):
         made = make(layer, kv)
         if made is not None:
-            out.append((f"blocks.{layer}.attn.{point}", _edit_hook(layer, made[0], mask, made[1], layout,
-                                                                   n_kv_heads(model), int(model.cfg.d_head))))
+            out.append(
+                (
+                    f"blocks.{layer}.attn.{point}",
+                    _edit_hook(layer, made[0], mask, made[1], layout, n_kv_heads(model), int(model.cfg.d_head)),
+                )
+            )
     return out
 
 
@@ -143,9 +159,17 @@ def _nonzero(p: Tensor, kv: list[int]) -> list[int]:
     return [g for g in kv if bool(p[g].abs().sum() > 0)]
 
 
-def seka_hooks(model: Any, emphasis: Union[Emphasis, Tensor], heads: HeadsArg = "all", *, projections: Any = None,
-               gain_pos: float = SEKA_GAINS[0], gain_neg: Optional[float] = SEKA_GAINS[1],
-               schedule: ScheduleSpec = None, allow_transfer: bool = False) -> list[tuple[str, HookFn]]:
+def seka_hooks(
+    model: Any,
+    emphasis: Emphasis | Tensor,
+    heads: HeadsArg = "all",
+    *,
+    projections: Any = None,
+    gain_pos: float = SEKA_GAINS[0],
+    gain_neg: float | None = SEKA_GAINS[1],
+    schedule: ScheduleSpec = None,
+    allow_transfer: bool = False,
+) -> list[tuple[str, HookFn]]:
     """SEKA hooks: ``k' = k + (g+ k P+ + g- k P-) / 2`` on the emphasised keys (``gain_neg=None``: ``k + g+ k P+``).
 
     Args:
@@ -163,7 +187,7 @@ def seka_hooks(model: Any, emphasis: Union[Emphasis, Tensor], heads: HeadsArg = 
     g_neg = None if gain_neg is None else positive("SEKA's gain_neg", gain_neg, allow_zero=True)
     selection = kv_selection(model, heads, proj.layers, allow_transfer)
 
-    def make(layer: int, kv: list[int]) -> Optional[tuple[list[int], DeltaFn]]:
+    def make(layer: int, kv: list[int]) -> tuple[list[int], DeltaFn] | None:
         i = proj.layer_index(layer)
         kv = _nonzero(proj.tensors["pos"][i], kv)
         if not kv or (g_pos == 0 and not g_neg):
@@ -176,9 +200,17 @@ def seka_hooks(model: Any, emphasis: Union[Emphasis, Tensor], heads: HeadsArg = 
     return _hooks(model, emphasis, selection, proj.key_point, proj.layouts["key"], make)
 
 
-def prism_delta_hooks(model: Any, emphasis: Union[Emphasis, Tensor], heads: HeadsArg = "all", *,
-                      projections: Any = None, gain: float = PRISM_GAIN, gain_v: float = PRISM_VALUE_GAIN,
-                      schedule: ScheduleSpec = None, allow_transfer: bool = False) -> list[tuple[str, HookFn]]:
+def prism_delta_hooks(
+    model: Any,
+    emphasis: Emphasis | Tensor,
+    heads: HeadsArg = "all",
+    *,
+    projections: Any = None,
+    gain: float = PRISM_GAIN,
+    gain_v: float = PRISM_VALUE_GAIN,
+    schedule: ScheduleSpec = None,
+    allow_transfer: bool = False,
+) -> list[tuple[str, HookFn]]:
     """PRISM-Delta hooks: ``k' = k + g w_h k P_delta`` on the emphasised keys (and ``v`` with ``gain_v > 0``).
 
     Args:
@@ -200,18 +232,20 @@ def prism_delta_hooks(model: Any, emphasis: Union[Emphasis, Tensor], heads: Head
     min_diff = float(proj.settings["min_diff"])
 
     def maker(matrix: str, norms: str, gain_: float) -> LayerEdit:
-        def make(layer: int, kv: list[int]) -> Optional[tuple[list[int], DeltaFn]]:
+        def make(layer: int, kv: list[int]) -> tuple[list[int], DeltaFn] | None:
             i = proj.layer_index(layer)
             kv = _nonzero(proj.tensors[matrix][i], kv)
             if not kv or gain_ == 0:
                 return None
             project = _project(proj.tensors[matrix][i], kv)
-            w = torch.nn.functional.softplus(proj.tensors[norms][i] - min_diff)[kv]        # [steered]
+            w = torch.nn.functional.softplus(proj.tensors[norms][i] - min_diff)[kv]  # [steered]
             return kv, lambda x: gain_ * w.to(x.device)[:, None] * project(x)
+
         return make
 
     hooks = _hooks(model, emphasis, selection, proj.key_point, proj.layouts["key"], maker("diff", "norm_diffs", g))
     if g_v > 0:
-        hooks += _hooks(model, emphasis, selection, "hook_v", proj.layouts["value"],
-                        maker("value_diff", "value_norm_diffs", g_v))
+        hooks += _hooks(
+            model, emphasis, selection, "hook_v", proj.layouts["value"], maker("value_diff", "value_norm_diffs", g_v)
+        )
     return hooks

@@ -30,17 +30,17 @@ from __future__ import annotations
 import datetime
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from pasta_lens.fingerprint import ModelFingerprint
-from pasta_lens.io import atomic_write
-from pasta_lens.fingerprint import identity_mismatch
+from pasta_lens.fingerprint import ModelFingerprint, identity_mismatch
 from pasta_lens.head_profile import library_version
+from pasta_lens.io import atomic_write
 
 SCHEMA_VERSION = 1
 FORMAT = "pasta_lens.key_projections"
@@ -58,9 +58,11 @@ def detect_layout(shape: tuple[int, ...], n_pos: int, n_kv: int, d_head: int) ->
             return "bshd"
         if shape[1:3] == (n_kv, n_pos):
             return "bhsd"
-    raise ValueError(f"Cannot tell the layout of a key/value activation of shape {tuple(shape)} ({n_pos} positions, "
-                     f"{n_kv} heads of {d_head}): expected [batch, pos, head, d], [batch, head, pos, d] or "
-                     "[batch, pos, head * d].")
+    raise ValueError(
+        f"Cannot tell the layout of a key/value activation of shape {tuple(shape)} ({n_pos} positions, "
+        f"{n_kv} heads of {d_head}): expected [batch, pos, head, d], [batch, head, pos, d] or "
+        "[batch, pos, head * d]."
+    )
 
 
 def as_bshd(x: Tensor, layout: str, n_kv: int, d_head: int) -> Tensor:
@@ -79,6 +81,8 @@ def from_bshd(y: Tensor, layout: str, shape: torch.Size) -> Tensor:
     if layout == "bs(hd)":
         return y.reshape(shape)
     return y
+
+
 REQUIRED = {"seka": ("pos", "neg", "norm_diffs"), "prism_delta": ("diff", "norm_diffs")}
 OPTIONAL = {"seka": (), "prism_delta": ("value_diff", "value_norm_diffs")}
 
@@ -118,11 +122,11 @@ class KeyProjections:
     layers: tuple[int, ...]
     tensors: Mapping[str, Tensor] = field(repr=False)
     settings: Mapping[str, Any] = field(default_factory=dict)
-    fingerprint: Optional[ModelFingerprint] = None
-    weights_hash: Optional[str] = None
+    fingerprint: ModelFingerprint | None = None
+    weights_hash: str | None = None
     library_version: str = field(default_factory=library_version)
     date: str = field(default_factory=_now)
-    command: Optional[str] = None
+    command: str | None = None
     provenance: Mapping[str, Any] = field(default_factory=dict)
     layouts: Mapping[str, str] = field(default_factory=lambda: {"key": "bshd"})
     schema_version: int = SCHEMA_VERSION
@@ -134,8 +138,10 @@ class KeyProjections:
         if self.key_point not in KEY_POINTS:
             raise ValueError(f"KeyProjections.key_point must be one of {KEY_POINTS}; got {self.key_point!r}.")
         if self.schema_version != SCHEMA_VERSION:
-            raise ValueError(f"Key projections schema {self.schema_version} is not supported (this pasta-lens reads "
-                             f"{SCHEMA_VERSION}); upgrade pasta-lens or fit again.")
+            raise ValueError(
+                f"Key projections schema {self.schema_version} is not supported (this pasta-lens reads "
+                f"{SCHEMA_VERSION}); upgrade pasta-lens or fit again."
+            )
         for name in ("n_layers", "n_heads", "n_kv_heads", "d_head"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -144,17 +150,23 @@ class KeyProjections:
             raise ValueError(f"n_heads ({self.n_heads}) must be a multiple of n_kv_heads ({self.n_kv_heads}).")
         layers = tuple(int(x) for x in self.layers)
         if not layers or list(layers) != sorted(set(layers)) or layers[-1] >= self.n_layers or layers[0] < 0:
-            raise ValueError(f"KeyProjections.layers must be distinct ascending layers of 0..{self.n_layers - 1}; got "
-                             f"{self.layers!r}.")
+            raise ValueError(
+                f"KeyProjections.layers must be distinct ascending layers of 0..{self.n_layers - 1}; got "
+                f"{self.layers!r}."
+            )
         set_("layers", layers)
-        tensors = {str(k): (v.detach().to("cpu", torch.float32).contiguous() if isinstance(v, Tensor) else v)
-                   for k, v in dict(self.tensors).items()}
+        tensors = {
+            str(k): (v.detach().to("cpu", torch.float32).contiguous() if isinstance(v, Tensor) else v)
+            for k, v in dict(self.tensors).items()
+        }
         known = REQUIRED[self.method] + OPTIONAL[self.method]
         missing = [k for k in REQUIRED[self.method] if k not in tensors]
         extra = [k for k in tensors if k not in known]
         if missing or extra:
-            raise ValueError(f"{self.method} projections need tensors {list(REQUIRED[self.method])} (optional "
-                             f"{list(OPTIONAL[self.method])}); missing {missing}, unknown {extra}.")
+            raise ValueError(
+                f"{self.method} projections need tensors {list(REQUIRED[self.method])} (optional "
+                f"{list(OPTIONAL[self.method])}); missing {missing}, unknown {extra}."
+            )
         if ("value_diff" in tensors) != ("value_norm_diffs" in tensors):
             raise ValueError("value_diff and value_norm_diffs come together (PRISM-Delta-V); give both or neither.")
         square = (len(layers), self.n_kv_heads, self.d_head, self.d_head)
@@ -163,9 +175,11 @@ class KeyProjections:
                 raise ValueError(f"KeyProjections.tensors[{name!r}] must be a tensor; got {type(value).__name__}.")
             want = square[:2] if name.endswith("norm_diffs") else square
             if tuple(value.shape) != want:
-                raise ValueError(f"KeyProjections.tensors[{name!r}] must have shape {want} (layers x kv heads"
-                                 f"{'' if name.endswith('norm_diffs') else ' x d_head x d_head'}); got "
-                                 f"{tuple(value.shape)}.")
+                raise ValueError(
+                    f"KeyProjections.tensors[{name!r}] must have shape {want} (layers x kv heads"
+                    f"{'' if name.endswith('norm_diffs') else ' x d_head x d_head'}); got "
+                    f"{tuple(value.shape)}."
+                )
         set_("tensors", tensors)
         for name in ("top_pct", "min_diff"):
             if name not in self.settings:
@@ -173,10 +187,16 @@ class KeyProjections:
         set_("settings", dict(self.settings))
         set_("provenance", dict(self.provenance))
         layouts = dict(self.layouts)
-        if "key" not in layouts or set(layouts) - {"key", "value"} or not set(layouts.values()) <= set(LAYOUTS) \
-                or (("value" in layouts) != ("value_diff" in tensors)):
-            raise ValueError(f"KeyProjections.layouts must give the 'key' (and, with value projections, 'value') "
-                             f"hook's layout, one of {LAYOUTS}; got {self.layouts!r}.")
+        if (
+            "key" not in layouts
+            or set(layouts) - {"key", "value"}
+            or not set(layouts.values()) <= set(LAYOUTS)
+            or (("value" in layouts) != ("value_diff" in tensors))
+        ):
+            raise ValueError(
+                f"KeyProjections.layouts must give the 'key' (and, with value projections, 'value') "
+                f"hook's layout, one of {LAYOUTS}; got {self.layouts!r}."
+            )
         set_("layouts", layouts)
         if isinstance(self.fingerprint, Mapping):
             set_("fingerprint", ModelFingerprint.from_dict(self.fingerprint))
@@ -189,40 +209,63 @@ class KeyProjections:
     def layer_index(self, layer: int) -> int:
         """The position of ``layer`` along the tensors' first axis (``ValueError`` if it was not fitted)."""
         if layer not in self.layers:
-            raise ValueError(f"Layer {layer} has no fitted projection (fitted layers: {self.layers[0]}.."
-                             f"{self.layers[-1]}); fit it (fit(..., layers=...)) or steer fitted layers only.")
+            raise ValueError(
+                f"Layer {layer} has no fitted projection (fitted layers: {self.layers[0]}.."
+                f"{self.layers[-1]}); fit it (fit(..., layers=...)) or steer fitted layers only."
+            )
         return self.layers.index(layer)
 
     def validate_for(self, model: Any, allow_transfer: bool = False) -> None:
         """Raise ``ValueError`` unless these projections were fitted on ``model`` (shape always, weights unless
         ``allow_transfer``)."""
         cfg = model.cfg
-        shape = (int(cfg.n_layers), int(cfg.n_heads), int(getattr(cfg, "n_key_value_heads", None) or cfg.n_heads),
-                 int(cfg.d_head))
+        shape = (
+            int(cfg.n_layers),
+            int(cfg.n_heads),
+            int(getattr(cfg, "n_key_value_heads", None) or cfg.n_heads),
+            int(cfg.d_head),
+        )
         mine = (self.n_layers, self.n_heads, self.n_kv_heads, self.d_head)
         if shape != mine:
-            raise ValueError(f"These {self.method} projections were fitted on {self.model_name!r} (layers, heads, kv "
-                             f"heads, d_head = {mine}); this model has {shape}: fit them on this model with "
-                             f"pasta_lens.methods.fit({self.method!r}, model).")
+            raise ValueError(
+                f"These {self.method} projections were fitted on {self.model_name!r} (layers, heads, kv "
+                f"heads, d_head = {mine}); this model has {shape}: fit them on this model with "
+                f"pasta_lens.methods.fit({self.method!r}, model)."
+            )
         if allow_transfer:
             return
         mismatch = identity_mismatch(self, model)
         if mismatch is not None:
-            raise ValueError(f"These {self.method} projections were fitted on other weights ({mismatch}): fit them on "
-                             "this model, or pass allow_transfer=True to use them anyway.")
+            raise ValueError(
+                f"These {self.method} projections were fitted on other weights ({mismatch}): fit them on "
+                "this model, or pass allow_transfer=True to use them anyway."
+            )
 
     # ------------------------------------------------------------------------------------------- storage
     def header(self) -> dict[str, Any]:
         """The JSON header (everything but the tensors)."""
-        return {"format": FORMAT, "schema_version": self.schema_version, "method": self.method,
-                "model_name": self.model_name, "n_layers": self.n_layers, "n_heads": self.n_heads,
-                "n_kv_heads": self.n_kv_heads, "d_head": self.d_head, "key_point": self.key_point,
-                "layers": list(self.layers), "settings": dict(self.settings),
-                "fingerprint": self.fingerprint.to_dict() if self.fingerprint is not None else None,
-                "weights_hash": self.weights_hash, "library_version": self.library_version, "date": self.date,
-                "command": self.command, "provenance": dict(self.provenance), "layouts": dict(self.layouts)}
+        return {
+            "format": FORMAT,
+            "schema_version": self.schema_version,
+            "method": self.method,
+            "model_name": self.model_name,
+            "n_layers": self.n_layers,
+            "n_heads": self.n_heads,
+            "n_kv_heads": self.n_kv_heads,
+            "d_head": self.d_head,
+            "key_point": self.key_point,
+            "layers": list(self.layers),
+            "settings": dict(self.settings),
+            "fingerprint": self.fingerprint.to_dict() if self.fingerprint is not None else None,
+            "weights_hash": self.weights_hash,
+            "library_version": self.library_version,
+            "date": self.date,
+            "command": self.command,
+            "provenance": dict(self.provenance),
+            "layouts": dict(self.layouts),
+        }
 
-    def save(self, path: Union[str, os.PathLike]) -> Path:
+    def save(self, path: str | os.PathLike) -> Path:
         """Write the tensors and the JSON header to one ``.safetensors`` file, atomically.
 
         Example:
@@ -231,12 +274,12 @@ class KeyProjections:
         from safetensors.torch import save_file
 
         header = json.dumps(self.header(), sort_keys=True)
-        return atomic_write(path, lambda tmp: save_file(dict(self.tensors), tmp, metadata={"pasta_lens": header}),
-                            suffix=".safetensors")
+        return atomic_write(
+            path, lambda tmp: save_file(dict(self.tensors), tmp, metadata={"pasta_lens": header}), suffix=".safetensors"
+        )
 
 
-def load_projections(path: Union[str, os.PathLike], model: Any = None, *,
-                     allow_transfer: bool = False) -> KeyProjections:
+def load_projections(path: str | os.PathLike, model: Any = None, *, allow_transfer: bool = False) -> KeyProjections:
     """Read a file written by :meth:`KeyProjections.save`; with ``model``, check it was fitted on that model.
 
     Raises:
@@ -257,8 +300,10 @@ def load_projections(path: Union[str, os.PathLike], model: Any = None, *,
     except (SafetensorError, OSError) as err:
         raise ValueError(f"{path} is not a safetensors file ({err}); was it written by KeyProjections.save?") from None
     if "pasta_lens" not in meta:
-        raise ValueError(f"{path} has no pasta_lens header: it was not written by KeyProjections.save (the authors' "
-                         ".pt projection files are not read; fit on your model with pasta_lens.methods.fit).")
+        raise ValueError(
+            f"{path} has no pasta_lens header: it was not written by KeyProjections.save (the authors' "
+            ".pt projection files are not read; fit on your model with pasta_lens.methods.fit)."
+        )
     header = json.loads(meta["pasta_lens"])
     if header.pop("format", None) != FORMAT:
         raise ValueError(f"{path}: the header's format is not {FORMAT!r}.")

@@ -23,28 +23,45 @@ spa            hook_embed, hook_attn_scores, unembed        strength (1.4), modu
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional, Union
+from typing import Any
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from pasta_lens.kernels import HookFn
 from pasta_lens.methods import guide, instaboost, key_edit, spa, spotlight
 from pasta_lens.methods.common import HeadsArg, all_heads
 from pasta_lens.spans import Emphasis
-from pasta_lens.kernels import HookFn
 from pasta_lens.steering import pasta_hooks
 
 
-def _pasta(model: Any, emphasis: Any, heads: HeadsArg = "all", *, alpha: Optional[float] = None,
-           scale_position: str = "exclude", schedule: Any = None, where: str = "pattern",
-           allow_transfer: bool = False) -> list[tuple[str, HookFn]]:
+def _pasta(
+    model: Any,
+    emphasis: Any,
+    heads: HeadsArg = "all",
+    *,
+    alpha: float | None = None,
+    scale_position: str = "exclude",
+    schedule: Any = None,
+    where: str = "pattern",
+    allow_transfer: bool = False,
+) -> list[tuple[str, HookFn]]:
     """PASTA through :func:`pasta_lens.pasta_hooks` (``heads="all"``: every head; a profile keeps its alphas and
     schedule)."""
     spec = all_heads(model) if isinstance(heads, str) and heads == "all" else heads
-    return pasta_hooks(spec, emphasis, alpha, scale_position,  # type: ignore[arg-type]
-                       model=model, allow_transfer=allow_transfer, schedule=schedule, where=where)  # type: ignore
+    return pasta_hooks(
+        spec,
+        emphasis,
+        alpha,
+        scale_position,  # type: ignore[arg-type]
+        model=model,
+        allow_transfer=allow_transfer,
+        schedule=schedule,
+        where=where,
+    )  # type: ignore
 
 
 def _bool(text: str) -> bool:
@@ -55,7 +72,7 @@ def _bool(text: str) -> bool:
     raise ValueError(f"expected true or false, got {text!r}")
 
 
-def _optional_float(text: str) -> Optional[float]:
+def _optional_float(text: str) -> float | None:
     return None if text.lower() == "none" else float(text)
 
 
@@ -95,34 +112,85 @@ class MethodInfo:
 
 
 SCHEDULE = (str, None)
-METHODS: dict[str, MethodInfo] = {m.name: m for m in (
-    MethodInfo("pasta", "Zhang et al., ICLR 2024", "QingruZhang/PASTA pastalib/pasta.py", "hook_pattern",
-               _pasta, {"alpha": (_optional_float, None), "scale_position": (str, "exclude"), "schedule": SCHEDULE,
-                        "where": (str, "pattern")}),
-    MethodInfo("instaboost", "Guardieiro et al., 2025 (arXiv 2506.13734)",
-               "BrachioLab/InstABoost src/model_interaction_utils.py", "hook_pattern", instaboost.instaboost_hooks,
-               {"factor": (float, instaboost.DEFAULT_FACTOR), "schedule": SCHEDULE}),
-    MethodInfo("guide", "Silva et al., 2024, Pay Attention to What Matters (arXiv 2409.19001)",
-               "netop-team/pay_attention_experiment src/attention_saver.py", "hook_attn_scores", guide.guide_hooks,
-               {"delta": (float, guide.DEFAULT_DELTA), "schedule": (str, guide.DEFAULT_SCHEDULE)}),
-    MethodInfo("spotlight", "Venkateswaran & Contractor, 2025 (arXiv 2505.12025)",
-               "IBM agent-lifecycle-toolkit altk/pre_llm/spotlight/spotlight.py", "hook_pattern",
-               spotlight.spotlight_hooks, {"target": (float, spotlight.DEFAULT_TARGET),
-                                           "granularity": (str, "sample"), "schedule": SCHEDULE}),
-    MethodInfo("seka", "Li et al., ICLR 2026, Spectral Attention Steering for Prompt Highlighting",
-               "waylonli/SEKA src/model/seka_llm.py (and its copy in YuyaoGe/PRISM-DELTA)",
-               "hook_k / hook_k_normed (before RoPE)", key_edit.seka_hooks,
-               {"projections": (str, None), "gain_pos": (float, key_edit.SEKA_GAINS[0]),
-                "gain_neg": (_optional_float, key_edit.SEKA_GAINS[1]), "schedule": SCHEDULE}, fitted=True),
-    MethodInfo("prism_delta", "Ge et al., COLM 2026 (arXiv 2603.10705)", "YuyaoGe/PRISM-DELTA src/model/prism_llm.py",
-               "hook_k / hook_k_normed (before RoPE), optionally hook_v", key_edit.prism_delta_hooks,
-               {"projections": (str, None), "gain": (float, key_edit.PRISM_GAIN),
-                "gain_v": (float, key_edit.PRISM_VALUE_GAIN), "schedule": SCHEDULE}, fitted=True),
-    MethodInfo("spa", "Tian & Zhang, ICML 2025, Selective Prompt Anchoring (arXiv 2408.09121)",
-               "magic-YuanTian/Selective-Prompt-Anchoring spa.py", "hook_embed, hook_attn_scores, unembed.hook_out",
-               spa.spa_hooks, {"strength": (float, spa.DEFAULT_STRENGTH), "modulated": (_bool, True),
-                               "schedule": SCHEDULE}, passes=2),
-)}
+METHODS: dict[str, MethodInfo] = {
+    m.name: m
+    for m in (
+        MethodInfo(
+            "pasta",
+            "Zhang et al., ICLR 2024",
+            "QingruZhang/PASTA pastalib/pasta.py",
+            "hook_pattern",
+            _pasta,
+            {
+                "alpha": (_optional_float, None),
+                "scale_position": (str, "exclude"),
+                "schedule": SCHEDULE,
+                "where": (str, "pattern"),
+            },
+        ),
+        MethodInfo(
+            "instaboost",
+            "Guardieiro et al., 2025 (arXiv 2506.13734)",
+            "BrachioLab/InstABoost src/model_interaction_utils.py",
+            "hook_pattern",
+            instaboost.instaboost_hooks,
+            {"factor": (float, instaboost.DEFAULT_FACTOR), "schedule": SCHEDULE},
+        ),
+        MethodInfo(
+            "guide",
+            "Silva et al., 2024, Pay Attention to What Matters (arXiv 2409.19001)",
+            "netop-team/pay_attention_experiment src/attention_saver.py",
+            "hook_attn_scores",
+            guide.guide_hooks,
+            {"delta": (float, guide.DEFAULT_DELTA), "schedule": (str, guide.DEFAULT_SCHEDULE)},
+        ),
+        MethodInfo(
+            "spotlight",
+            "Venkateswaran & Contractor, 2025 (arXiv 2505.12025)",
+            "IBM agent-lifecycle-toolkit altk/pre_llm/spotlight/spotlight.py",
+            "hook_pattern",
+            spotlight.spotlight_hooks,
+            {"target": (float, spotlight.DEFAULT_TARGET), "granularity": (str, "sample"), "schedule": SCHEDULE},
+        ),
+        MethodInfo(
+            "seka",
+            "Li et al., ICLR 2026, Spectral Attention Steering for Prompt Highlighting",
+            "waylonli/SEKA src/model/seka_llm.py (and its copy in YuyaoGe/PRISM-DELTA)",
+            "hook_k / hook_k_normed (before RoPE)",
+            key_edit.seka_hooks,
+            {
+                "projections": (str, None),
+                "gain_pos": (float, key_edit.SEKA_GAINS[0]),
+                "gain_neg": (_optional_float, key_edit.SEKA_GAINS[1]),
+                "schedule": SCHEDULE,
+            },
+            fitted=True,
+        ),
+        MethodInfo(
+            "prism_delta",
+            "Ge et al., COLM 2026 (arXiv 2603.10705)",
+            "YuyaoGe/PRISM-DELTA src/model/prism_llm.py",
+            "hook_k / hook_k_normed (before RoPE), optionally hook_v",
+            key_edit.prism_delta_hooks,
+            {
+                "projections": (str, None),
+                "gain": (float, key_edit.PRISM_GAIN),
+                "gain_v": (float, key_edit.PRISM_VALUE_GAIN),
+                "schedule": SCHEDULE,
+            },
+            fitted=True,
+        ),
+        MethodInfo(
+            "spa",
+            "Tian & Zhang, ICML 2025, Selective Prompt Anchoring (arXiv 2408.09121)",
+            "magic-YuanTian/Selective-Prompt-Anchoring spa.py",
+            "hook_embed, hook_attn_scores, unembed.hook_out",
+            spa.spa_hooks,
+            {"strength": (float, spa.DEFAULT_STRENGTH), "modulated": (_bool, True), "schedule": SCHEDULE},
+            passes=2,
+        ),
+    )
+}
 
 
 def available() -> tuple[str, ...]:
@@ -155,8 +223,10 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     for item in filter(None, (x.strip() for x in opts.split(","))):
         key, sep, value = item.partition("=")
         if not sep or key not in info.params:
-            raise ValueError(f"Bad option {item!r} in {spec!r}: {name} takes "
-                             f"{', '.join(f'{k}=' for k in info.params) or 'no options'}.")
+            raise ValueError(
+                f"Bad option {item!r} in {spec!r}: {name} takes "
+                f"{', '.join(f'{k}=' for k in info.params) or 'no options'}."
+            )
         try:
             params[key] = info.params[key][0](value)
         except ValueError as err:
@@ -164,7 +234,7 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     return name, params
 
 
-def resolve(method: str, params: Optional[Mapping[str, Any]] = None) -> tuple[MethodInfo, dict[str, Any]]:
+def resolve(method: str, params: Mapping[str, Any] | None = None) -> tuple[MethodInfo, dict[str, Any]]:
     """The method and its parameters from a name or spec string plus explicit ``params`` (which may not repeat
     the spec's)."""
     name, from_spec = parse_spec(method)
@@ -180,8 +250,15 @@ def resolve(method: str, params: Optional[Mapping[str, Any]] = None) -> tuple[Me
     return info, merged
 
 
-def hooks(name: str, model: Any, emphasis: Union[Emphasis, Tensor], heads: HeadsArg = "all", *,
-          allow_transfer: bool = False, **params: Any) -> list[tuple[str, HookFn]]:
+def hooks(
+    name: str,
+    model: Any,
+    emphasis: Emphasis | Tensor,
+    heads: HeadsArg = "all",
+    *,
+    allow_transfer: bool = False,
+    **params: Any,
+) -> list[tuple[str, HookFn]]:
     """TransformerLens ``fwd_hooks`` that steer ``model`` towards the emphasis with the method ``name``.
 
     Args:
@@ -214,9 +291,17 @@ def batch_for(name: str, x: Tensor) -> Tensor:
     return get(parse_spec(name)[0]).batch(x)
 
 
-def run(model: Any, tokens: Int[Tensor, "batch pos"], emphasis: Union[Emphasis, Tensor], name: str = "pasta",
-        heads: HeadsArg = "all", *, attention_mask: Optional[Tensor] = None, allow_transfer: bool = False,
-        **params: Any) -> Float[Tensor, "batch pos vocab"]:
+def run(
+    model: Any,
+    tokens: Int[Tensor, "batch pos"],
+    emphasis: Emphasis | Tensor,
+    name: str = "pasta",
+    heads: HeadsArg = "all",
+    *,
+    attention_mask: Tensor | None = None,
+    allow_transfer: bool = False,
+    **params: Any,
+) -> Float[Tensor, "batch pos vocab"]:
     """One steered forward pass: the logits of ``tokens`` (the emphasis' tokens or a continuation) under ``name``.
 
     For a two-pass method (SPA) the batch is doubled (:func:`pasta_lens.methods.spa.spa_batch`) and the first half
@@ -242,9 +327,17 @@ PASTA_ARGUMENTS = {"alpha": None, "scale_position": "exclude", "where": "pattern
 """The arguments :func:`pasta_lens.steer` and :func:`pasta_lens.generate` take for PASTA, with their defaults."""
 
 
-def steering_hooks(model: Any, heads: HeadsArg, emphasis: Union[Emphasis, Tensor], method: str = "pasta",
-                   params: Optional[Mapping[str, Any]] = None, *, schedule: Any = None, allow_transfer: bool = False,
-                   **pasta_arguments: Any) -> tuple[MethodInfo, list[tuple[str, HookFn]]]:
+def steering_hooks(
+    model: Any,
+    heads: HeadsArg,
+    emphasis: Emphasis | Tensor,
+    method: str = "pasta",
+    params: Mapping[str, Any] | None = None,
+    *,
+    schedule: Any = None,
+    allow_transfer: bool = False,
+    **pasta_arguments: Any,
+) -> tuple[MethodInfo, list[tuple[str, HookFn]]]:
     """The hooks of ``steer(..., method=...)`` / ``generate(..., method=...)``: the method (name or spec string),
     its ``params``, the ``schedule`` and, for PASTA only, ``alpha`` / ``scale_position`` / ``where`` (each given
     once: in the spec, in ``params`` or as an argument).
@@ -258,9 +351,11 @@ def steering_hooks(model: Any, heads: HeadsArg, emphasis: Union[Emphasis, Tensor
     if unknown:
         raise ValueError(f"Unknown steering arguments {sorted(unknown)}.")
     if given and info.name != "pasta":
-        raise ValueError(f"{', '.join(sorted(given))} {'is' if len(given) == 1 else 'are'} PASTA's; {info.name} takes "
-                         f"{', '.join(info.params)}: pass them as method_params={{...}} or in the spec "
-                         f"('{info.name}:{next(iter(info.params))}=...').")
+        raise ValueError(
+            f"{', '.join(sorted(given))} {'is' if len(given) == 1 else 'are'} PASTA's; {info.name} takes "
+            f"{', '.join(info.params)}: pass them as method_params={{...}} or in the spec "
+            f"('{info.name}:{next(iter(info.params))}=...')."
+        )
     if schedule is not None:
         given["schedule"] = schedule
     both = set(given) & set(merged)

@@ -27,16 +27,16 @@ the whole batch (which couples the rows of a batch); the original's ``nan_to_num
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from pasta_lens.methods.common import HeadsArg, check_schedule, keys_mask, no_other_reader, prompt_mask
-from pasta_lens.spans import Emphasis
 from pasta_lens.kernels import HookFn, scores_hook_name
+from pasta_lens.methods.common import HeadsArg, check_schedule, keys_mask, no_other_reader, prompt_mask
 from pasta_lens.plan import ScheduleSpec
+from pasta_lens.spans import Emphasis
 
 DEFAULT_STRENGTH = 1.4
 """The authors' pipeline default ``anchoring_strength`` (with ``modulated_by_prob=True``)."""
@@ -54,8 +54,9 @@ def spa_batch(x: Int[Tensor, "batch pos"]) -> Int[Tensor, "two_batch pos"]:
     return torch.cat([x, x], dim=0)
 
 
-def combine(s: Float[Tensor, "... vocab"], s_aux: Float[Tensor, "... vocab"], strength: float,
-            modulated: bool) -> Float[Tensor, "... vocab"]:
+def combine(
+    s: Float[Tensor, "... vocab"], s_aux: Float[Tensor, "... vocab"], strength: float, modulated: bool
+) -> Float[Tensor, "... vocab"]:
     """SPA's logits from the main and auxiliary logits (fp32; see the module docstring)."""
     if abs(strength - 1.0) < 1e-4:
         return s
@@ -74,9 +75,11 @@ def combine(s: Float[Tensor, "... vocab"], s_aux: Float[Tensor, "... vocab"], st
 
 def _halves(act: Tensor) -> int:
     if act.shape[0] % 2:
-        raise ValueError(f"SPA runs the prompt and its anchor-free copy in one batch, but this batch has "
-                         f"{act.shape[0]} rows: call model(pasta_lens.methods.spa_batch(tokens)) (and spa_batch of "
-                         "the attention mask), or use pasta_lens.generate / pasta_lens.methods.run, which do it.")
+        raise ValueError(
+            f"SPA runs the prompt and its anchor-free copy in one batch, but this batch has "
+            f"{act.shape[0]} rows: call model(pasta_lens.methods.spa_batch(tokens)) (and spa_batch of "
+            "the attention mask), or use pasta_lens.generate / pasta_lens.methods.run, which do it."
+        )
     return act.shape[0] // 2
 
 
@@ -90,7 +93,7 @@ def _sync_hook(act: Tensor, hook: Any) -> Tensor:
 def _mask_hook(layer: int, mask: Tensor) -> HookFn:
     def hook(scores: Float[Tensor, "batch head query key"], hook: Any) -> Float[Tensor, "batch head query key"]:
         b = _halves(scores)
-        span = keys_mask(mask, scores[:b], layer)                        # [rows, key]
+        span = keys_mask(mask, scores[:b], layer)  # [rows, key]
         out = scores if no_other_reader(scores, hook) else scores.clone()
         out[b:].masked_fill_(span[:, None, None, :], torch.finfo(scores.dtype).min)
         return out
@@ -109,9 +112,16 @@ def _logits_hook(strength: float, modulated: bool) -> HookFn:
     return hook
 
 
-def spa_hooks(model: Any, emphasis: Union[Emphasis, Tensor], heads: HeadsArg = "all", *,
-              strength: float = DEFAULT_STRENGTH, modulated: bool = True, schedule: ScheduleSpec = None,
-              allow_transfer: bool = False) -> list[tuple[str, HookFn]]:
+def spa_hooks(
+    model: Any,
+    emphasis: Emphasis | Tensor,
+    heads: HeadsArg = "all",
+    *,
+    strength: float = DEFAULT_STRENGTH,
+    modulated: bool = True,
+    schedule: ScheduleSpec = None,
+    allow_transfer: bool = False,
+) -> list[tuple[str, HookFn]]:
     """SPA hooks for a doubled batch (:func:`spa_batch`): the anchored tokens are the emphasised ones.
 
     Args:
@@ -141,7 +151,8 @@ def spa_hooks(model: Any, emphasis: Union[Emphasis, Tensor], heads: HeadsArg = "
     for point in (EMBED_HOOK, LOGITS_HOOK):
         if point not in getattr(model, "hook_dict", {}):
             raise ValueError(f"SPA needs the hook point {point!r}, which this model lacks.")
-    return ([(EMBED_HOOK, _sync_hook)]
-            + [(scores_hook_name(layer), _mask_hook(layer, mask)) for layer in range(int(model.cfg.n_layers))]
-            + [(LOGITS_HOOK, _logits_hook(strength, modulated))])
-
+    return (
+        [(EMBED_HOOK, _sync_hook)]
+        + [(scores_hook_name(layer), _mask_hook(layer, mask)) for layer in range(int(model.cfg.n_layers))]
+        + [(LOGITS_HOOK, _logits_hook(strength, modulated))]
+    )

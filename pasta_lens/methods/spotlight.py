@@ -29,18 +29,27 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal
 
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from pasta_lens.methods.common import (HeadsArg, check_schedule, edit_heads, keys_mask, method_heads, positive,
-                                       prompt_mask, real_tokens, row_exponents)
+from pasta_lens.kernels import HookFn, pattern_hook_name
+from pasta_lens.methods.common import (
+    HeadsArg,
+    check_schedule,
+    edit_heads,
+    keys_mask,
+    method_heads,
+    positive,
+    prompt_mask,
+    real_tokens,
+    row_exponents,
+)
+from pasta_lens.plan import ScheduleSpec, group_by_layer
 from pasta_lens.schedule import query_positions
 from pasta_lens.spans import Emphasis
-from pasta_lens.kernels import HookFn, pattern_hook_name
-from pasta_lens.plan import ScheduleSpec, group_by_layer
 
 DEFAULT_TARGET = 0.2
 """The original's default target proportion (``SpotLightMetadata.alpha``)."""
@@ -48,7 +57,7 @@ DEFAULT_TARGET = 0.2
 Granularity = Literal["sample", "row"]
 
 
-def real_rows(real: Optional[Tensor], n_queries: int, n_keys: int, batch: int, device: torch.device) -> Tensor:
+def real_rows(real: Tensor | None, n_queries: int, n_keys: int, batch: int, device: torch.device) -> Tensor:
     """``[batch, query]``: True for query rows that are real tokens (prompt positions not padded, or generated)."""
     if real is None:
         return torch.ones(batch, n_queries, dtype=torch.bool, device=device)
@@ -60,9 +69,16 @@ def real_rows(real: Optional[Tensor], n_queries: int, n_keys: int, batch: int, d
     return out.expand(batch, n_queries) if out.shape[0] == 1 else out
 
 
-def spotlight(pattern: Float[Tensor, "batch head query key"], span: Bool[Tensor, "batch key"], target: float,
-              granularity: Granularity, rows: Bool[Tensor, "batch query"], prompt_rows: Bool[Tensor, "query"],
-              exponents: Optional[Tensor], in_place: bool = False) -> Float[Tensor, "batch head query key"]:
+def spotlight(
+    pattern: Float[Tensor, "batch head query key"],
+    span: Bool[Tensor, "batch key"],
+    target: float,
+    granularity: Granularity,
+    rows: Bool[Tensor, "batch query"],
+    prompt_rows: Bool[Tensor, " query"],
+    exponents: Tensor | None,
+    in_place: bool = False,
+) -> Float[Tensor, "batch head query key"]:
     """Rescale the span's attention towards ``target`` (fp32 in, fp32 out; see the module docstring).
 
     ``rows``: the real (not padding) query rows; ``prompt_rows``: the rows at prompt positions. Only the span's
@@ -72,14 +88,14 @@ def spotlight(pattern: Float[Tensor, "batch head query key"], span: Bool[Tensor,
     one_mask = span.shape[0] == 1
     idx = span[0].nonzero()[:, 0] if one_mask else None
     on_span = (pattern.index_select(-1, idx) if one_mask else pattern * span[:, None, None, :]).sum(dim=-1)
-    total = pattern.sum(dim=-1)                                       # [batch, head, query]
+    total = pattern.sum(dim=-1)  # [batch, head, query]
     if granularity == "sample":
         weight = rows[:, None, :].float()
-        row_on, row_total = (on_span * weight).sum(dim=1), (total * weight).sum(dim=1)      # [batch, query]
+        row_on, row_total = (on_span * weight).sum(dim=1), (total * weight).sum(dim=1)  # [batch, query]
         prompt = prompt_rows[None, :].float()
         pooled = (row_on * prompt).sum(-1) / (row_total * prompt).sum(-1).clamp_min(1e-30)  # [batch]
         share = torch.where(prompt_rows[None, :], pooled[:, None], row_on / row_total.clamp_min(1e-30))
-        share = share[:, None, :]                                     # [batch, 1, query]
+        share = share[:, None, :]  # [batch, 1, query]
     else:
         share = on_span / total.clamp_min(1e-30)
     ratio = torch.where((share > 0) & (share < target), target / share.clamp_min(1e-30), 1.0).expand(on_span.shape)
@@ -94,24 +110,42 @@ def spotlight(pattern: Float[Tensor, "batch head query key"], span: Bool[Tensor,
     return out.div_(denom.clamp_min(torch.finfo(torch.float32).tiny)[..., None])
 
 
-def _layer_hook(layer: int, heads: list[int], mask: Tensor, real: Optional[Tensor], target: float,
-                granularity: Granularity, schedule: Any) -> HookFn:
+def _layer_hook(
+    layer: int,
+    heads: list[int],
+    mask: Tensor,
+    real: Tensor | None,
+    target: float,
+    granularity: Granularity,
+    schedule: Any,
+) -> HookFn:
     def hook(pattern: Float[Tensor, "batch head query key"], hook: Any) -> Float[Tensor, "batch head query key"]:
         span = keys_mask(mask, pattern, layer)
         n_queries, n_keys = pattern.shape[-2], pattern.shape[-1]
         rows = real_rows(real, n_queries, n_keys, pattern.shape[0], pattern.device)
         prompt_rows = query_positions(n_queries, n_keys, device=pattern.device) < mask.shape[1]
         exponents = row_exponents(schedule, n_queries, n_keys, mask.shape[1], pattern.device)
-        return edit_heads(pattern, heads, layer, hook,
-                          lambda x, in_place: spotlight(x, span, target, granularity, rows, prompt_rows, exponents,
-                                                        in_place))
+        return edit_heads(
+            pattern,
+            heads,
+            layer,
+            hook,
+            lambda x, in_place: spotlight(x, span, target, granularity, rows, prompt_rows, exponents, in_place),
+        )
 
     return hook
 
 
-def spotlight_hooks(model: Any, emphasis: Union[Emphasis, Tensor], heads: HeadsArg = "all", *,
-                    target: float = DEFAULT_TARGET, granularity: Granularity = "sample",
-                    schedule: ScheduleSpec = None, allow_transfer: bool = False) -> list[tuple[str, HookFn]]:
+def spotlight_hooks(
+    model: Any,
+    emphasis: Emphasis | Tensor,
+    heads: HeadsArg = "all",
+    *,
+    target: float = DEFAULT_TARGET,
+    granularity: Granularity = "sample",
+    schedule: ScheduleSpec = None,
+    allow_transfer: bool = False,
+) -> list[tuple[str, HookFn]]:
     """Spotlight hooks on ``blocks.L.attn.hook_pattern``.
 
     Args:
@@ -136,5 +170,7 @@ def spotlight_hooks(model: Any, emphasis: Union[Emphasis, Tensor], heads: HeadsA
     pairs = method_heads(model, heads, allow_transfer=allow_transfer)
     mask = prompt_mask(emphasis)
     real = real_tokens(emphasis)
-    return [(pattern_hook_name(layer), _layer_hook(layer, hs, mask, real, target, granularity, sched))
-            for layer, hs in group_by_layer(pairs).items()]
+    return [
+        (pattern_hook_name(layer), _layer_hook(layer, hs, mask, real, target, granularity, sched))
+        for layer, hs in group_by_layer(pairs).items()
+    ]

@@ -20,23 +20,85 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-NAMES = ("Maria", "John", "Aiko", "Omar", "Lena", "Carlos", "Priya", "Tomas", "Grace", "Yusuf", "Elena", "Kofi",
-         "Ingrid", "Mateo", "Hana", "Dmitri", "Amara", "Felix", "Sofia", "Ravi")
+NAMES = (
+    "Maria",
+    "John",
+    "Aiko",
+    "Omar",
+    "Lena",
+    "Carlos",
+    "Priya",
+    "Tomas",
+    "Grace",
+    "Yusuf",
+    "Elena",
+    "Kofi",
+    "Ingrid",
+    "Mateo",
+    "Hana",
+    "Dmitri",
+    "Amara",
+    "Felix",
+    "Sofia",
+    "Ravi",
+)
 ATTRIBUTES = {
-    "job": (["nurse", "plumber", "architect", "baker", "pilot", "librarian", "chemist", "farmer", "lawyer",
-             "carpenter", "dentist", "journalist"],
-            "{name} works as a {value}.", "What is {name}'s job?"),
-    "city": (["Lisbon", "Nairobi", "Osaka", "Toronto", "Krakow", "Lima", "Dublin", "Hanoi", "Cairo", "Oslo",
-              "Quito", "Perth"],
-             "{name} lives in {value}.", "Which city does {name} live in?"),
-    "instrument": (["violin", "cello", "trumpet", "harp", "banjo", "flute", "drums", "piano", "oboe", "accordion"],
-                   "{name} plays the {value}.", "Which instrument does {name} play?"),
-    "pet": (["parrot", "tortoise", "hamster", "goldfish", "rabbit", "ferret", "beagle", "kitten", "gecko"],
-            "{name} keeps a {value} at home.", "What pet does {name} keep?"),
-    "colour": (["green", "orange", "purple", "yellow", "crimson", "turquoise", "silver", "maroon"],
-               "{name}'s favourite colour is {value}.", "What is {name}'s favourite colour?"),
-    "sport": (["tennis", "rowing", "cricket", "fencing", "hockey", "climbing", "archery", "volleyball"],
-              "On weekends {name} plays {value}.", "Which sport does {name} play?"),
+    "job": (
+        [
+            "nurse",
+            "plumber",
+            "architect",
+            "baker",
+            "pilot",
+            "librarian",
+            "chemist",
+            "farmer",
+            "lawyer",
+            "carpenter",
+            "dentist",
+            "journalist",
+        ],
+        "{name} works as a {value}.",
+        "What is {name}'s job?",
+    ),
+    "city": (
+        [
+            "Lisbon",
+            "Nairobi",
+            "Osaka",
+            "Toronto",
+            "Krakow",
+            "Lima",
+            "Dublin",
+            "Hanoi",
+            "Cairo",
+            "Oslo",
+            "Quito",
+            "Perth",
+        ],
+        "{name} lives in {value}.",
+        "Which city does {name} live in?",
+    ),
+    "instrument": (
+        ["violin", "cello", "trumpet", "harp", "banjo", "flute", "drums", "piano", "oboe", "accordion"],
+        "{name} plays the {value}.",
+        "Which instrument does {name} play?",
+    ),
+    "pet": (
+        ["parrot", "tortoise", "hamster", "goldfish", "rabbit", "ferret", "beagle", "kitten", "gecko"],
+        "{name} keeps a {value} at home.",
+        "What pet does {name} keep?",
+    ),
+    "colour": (
+        ["green", "orange", "purple", "yellow", "crimson", "turquoise", "silver", "maroon"],
+        "{name}'s favourite colour is {value}.",
+        "What is {name}'s favourite colour?",
+    ),
+    "sport": (
+        ["tennis", "rowing", "cricket", "fencing", "hockey", "climbing", "archery", "volleyball"],
+        "On weekends {name} plays {value}.",
+        "Which sport does {name} play?",
+    ),
 }
 TEXT_FORMATS = {
     "neutral": "Context: {context} ",
@@ -65,8 +127,10 @@ class ContrastTriplet:
             if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
                 raise ValueError(f"ContrastTriplet.{name} must be a non-empty string.")
         if self.answer.lower() not in self.context.lower():
-            raise ValueError(f"ContrastTriplet.answer {self.answer!r} must occur in the context (its keys are read "
-                             "there); got a context without it.")
+            raise ValueError(
+                f"ContrastTriplet.answer {self.answer!r} must occur in the context (its keys are read "
+                "there); got a context without it."
+            )
 
     def texts(self) -> tuple[str, str, str]:
         """The neutral, relevant and irrelevant texts (:data:`TEXT_FORMATS`)."""
@@ -82,8 +146,9 @@ def synthetic_triplets(n: int, seed: int = 0, n_facts: int = 4) -> list[Contrast
         True
     """
     if n < 1 or not 2 <= n_facts <= len(ATTRIBUTES):
-        raise ValueError(f"synthetic_triplets needs n >= 1 and 2 <= n_facts <= {len(ATTRIBUTES)}; got n={n}, "
-                         f"n_facts={n_facts}.")
+        raise ValueError(
+            f"synthetic_triplets needs n >= 1 and 2 <= n_facts <= {len(ATTRIBUTES)}; got n={n}, n_facts={n_facts}."
+        )
     rng = random.Random(f"contrast-triplets:{seed}")
     out = []
     for _ in range(n):
@@ -92,6 +157,9 @@ def synthetic_triplets(n: int, seed: int = 0, n_facts: int = 4) -> list[Contrast
         values = {k: rng.choice(ATTRIBUTES[k][0]) for k in kinds}
         context = " ".join(ATTRIBUTES[k][1].format(name=name, value=values[k]) for k in kinds)
         asked, other = rng.sample(kinds, 2)
-        out.append(ContrastTriplet(context, ATTRIBUTES[asked][2].format(name=name), values[asked],
-                                   ATTRIBUTES[other][2].format(name=name)))
+        out.append(
+            ContrastTriplet(
+                context, ATTRIBUTES[asked][2].format(name=name), values[asked], ATTRIBUTES[other][2].format(name=name)
+            )
+        )
     return out

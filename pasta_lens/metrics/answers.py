@@ -15,15 +15,17 @@ is not counted correct, so the cheapest cheats (copy the document, list every va
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def normalise_answer(text: str) -> str:
     """The words of an answer, formatting removed (see the module docstring).
 
     Example:
-        >>> normalise_answer('{"answer": "11:30 AM"}'), normalise_answer("1,240 units."), normalise_answer('"PEAR CIDER"')
-        ('answer 11:30 am', '1240 units', 'pear cider')
+        >>> normalise_answer('{"answer": "11:30 AM"}')
+        'answer 11:30 am'
+        >>> normalise_answer("1,240 units."), normalise_answer('"PEAR CIDER"')
+        ('1240 units', 'pear cider')
     """
     text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text.lower())
     text = re.sub(r"[^a-z0-9:.]", " ", text)
@@ -48,10 +50,11 @@ def answer_found(output: str, answers: Sequence[str], distractors: Sequence[str]
     """Correctness: one of ``answers`` occurs in ``output`` as whole words and none of ``distractors`` does.
 
     Example:
-        >>> answer_found("THURSDAY", ["Thursday"], ["Monday"]), answer_found("Monday or Thursday", ["Thursday"], ["Monday"])
-        (True, False)
+        >>> answer_found("THURSDAY", ["Thursday"], ["Monday"])
+        True
+        >>> answer_found("Monday or Thursday", ["Thursday"], ["Monday"])
+        False
     """
     if not answers:
         raise ValueError("answer_found needs at least one accepted form of the gold answer.")
-    return (any(contains_words(output, a) for a in answers)
-            and not any(contains_words(output, d) for d in distractors))
+    return any(contains_words(output, a) for a in answers) and not any(contains_words(output, d) for d in distractors)

@@ -12,11 +12,13 @@ A method keeps the content when ``kept >= 0.95``. The function reads the ``summa
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 
-def content_kept_ratios(summary: Mapping[str, Any], task: str = "context_qa", metric: str = "correct",
-                        reference: str = "zero-shot") -> dict[str, Optional[float]]:
+def content_kept_ratios(
+    summary: Mapping[str, Any], task: str = "context_qa", metric: str = "correct", reference: str = "zero-shot"
+) -> dict[str, float | None]:
     """``{method: metric(method) / metric(reference)}`` for every method of ``task`` in an evaluation summary (None
     where a value is missing or the reference is 0).
 
@@ -30,10 +32,12 @@ def content_kept_ratios(summary: Mapping[str, Any], task: str = "context_qa", me
         raise ValueError(f"The summary has no task {task!r} (it has {sorted(tasks)}); evaluate it first.")
     methods = tasks[task]
     if reference not in methods:
-        raise ValueError(f"The summary has no {reference!r} run of {task!r} (methods: {sorted(methods)}); add "
-                         f"{reference} to the evaluated methods.")
+        raise ValueError(
+            f"The summary has no {reference!r} run of {task!r} (methods: {sorted(methods)}); add "
+            f"{reference} to the evaluated methods."
+        )
     base = methods[reference].get(metric)
-    out: dict[str, Optional[float]] = {}
+    out: dict[str, float | None] = {}
     for name, cell in methods.items():
         value = cell.get(metric)
         out[name] = None if value is None or not base else float(value) / float(base)

@@ -18,12 +18,14 @@ line or both removed and/or markdown ``*`` removed (what a chat model adds aroun
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from pasta_lens.metrics.strict import json_strict_object
 
-IFEVAL_HINT = ("the instruction checkers come from the if-verifiable package (Python >= 3.11): "
-               "pip install if-verifiable==0.1.2")
+IFEVAL_HINT = (
+    "the instruction checkers come from the if-verifiable package (Python >= 3.11): pip install if-verifiable==0.1.2"
+)
 
 
 def _registry() -> Mapping[str, Any]:
@@ -38,8 +40,10 @@ def ifeval_check(instruction_id: str, kwargs: Mapping[str, Any], text: str) -> b
     """Whether ``text`` follows IFEval's instruction ``instruction_id`` with arguments ``kwargs`` (strict).
 
     Example:
-        >>> ifeval_check("punctuation:no_comma", {}, "No commas here."), ifeval_check("punctuation:no_comma", {}, "a, b")
-        (True, False)
+        >>> ifeval_check("punctuation:no_comma", {}, "No commas here.")
+        True
+        >>> ifeval_check("punctuation:no_comma", {}, "a, b")
+        False
     """
     registry = _registry()
     if instruction_id not in registry:
@@ -100,7 +104,7 @@ def wrapped_in(text: str, opening: str, closing: str) -> bool:
         (True, False)
     """
     t = text.strip()
-    inner = t[len(opening):len(t) - len(closing)] if len(t) >= len(opening) + len(closing) else ""
+    inner = t[len(opening) : len(t) - len(closing)] if len(t) >= len(opening) + len(closing) else ""
     return t.startswith(opening) and t.endswith(closing) and bool(inner.strip())
 
 
@@ -151,5 +155,6 @@ def json_with_key(text: str, key: str) -> bool:
     if obj is None:
         return False
     values = [v for k, v in obj.items() if str(k).strip().lower() == key.lower()]
-    return any((isinstance(v, str) and v.strip()) or (isinstance(v, (int, float)) and not isinstance(v, bool))
-               for v in values)
+    return any(
+        (isinstance(v, str) and v.strip()) or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values
+    )

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Optional
+from typing import Any
 
 OCCUPATION_NAMES: dict[str, tuple[str, ...]] = {
     "accountant": ("accountant", "cpa"),
@@ -59,13 +59,15 @@ OCCUPATION_NAMES: dict[str, tuple[str, ...]] = {
 }
 """Each BiasBios occupation's label in prose and the synonyms the strict metrics accept (and nothing else)."""
 
-STOPWORDS = frozenset("""
+STOPWORDS = frozenset(
+    """
 the and for with that this from have has had was were are been being into onto over under about after before
 than then them they their theirs themselves she her hers herself his him himself its our ours your yours who whom
 whose which what when where while also very more most much many some such each every other another any all both
 few own same just only not nor but yet out off who's it's one two three four five six seven eight nine ten
 there here how why can could would should will shall may might must does did doing done per via
-""".split())
+""".split()
+)
 """Words that carry no content of a biography (function words, pronouns, small numbers)."""
 
 THEY_FORMS = ("they", "them", "their", "theirs", "themselves", "themself")
@@ -92,8 +94,9 @@ def occupation_names(occupation: str) -> tuple[str, ...]:
     """
     key = occupation.strip().lower().replace(" ", "_")
     if key not in OCCUPATION_NAMES:
-        raise ValueError(f"Unknown occupation {occupation!r}; use one of the 28 BiasBios labels "
-                         f"{tuple(OCCUPATION_NAMES)}.")
+        raise ValueError(
+            f"Unknown occupation {occupation!r}; use one of the 28 BiasBios labels {tuple(OCCUPATION_NAMES)}."
+        )
     return OCCUPATION_NAMES[key]
 
 
@@ -106,8 +109,11 @@ def mentions(text: str, phrases: tuple[str, ...]) -> bool:
         (True, False)
     """
     norm = normalise_text(text)
-    return any(re.search(r"(?<![a-z0-9])" + re.escape(normalise_text(p)) + r"(?:e?s)?(?![a-z0-9])", norm)
-               for p in phrases if p.strip())
+    return any(
+        re.search(r"(?<![a-z0-9])" + re.escape(normalise_text(p)) + r"(?:e?s)?(?![a-z0-9])", norm)
+        for p in phrases
+        if p.strip()
+    )
 
 
 def names_occupation(text: str, occupation: str) -> bool:
@@ -120,12 +126,14 @@ def names_occupation(text: str, occupation: str) -> bool:
     return mentions(text, occupation_names(occupation))
 
 
-def json_strict_object(text: str) -> Optional[dict[str, Any]]:
+def json_strict_object(text: str) -> dict[str, Any] | None:
     """Strict F.Acc: the object the output's *first* ``{`` opens, when it parses whole and is not empty; else None.
 
     Example:
-        >>> json_strict_object('Sure: {"name": "Ana"} ok'), json_strict_object("{}"), json_strict_object('{"a": {"b": 1}')
-        ({'name': 'Ana'}, None, None)
+        >>> json_strict_object('Sure: {"name": "Ana"} ok')
+        {'name': 'Ana'}
+        >>> json_strict_object("{}"), json_strict_object('{"a": {"b": 1}')
+        (None, None)
     """
     at = text.find("{")
     if at < 0:

@@ -26,7 +26,8 @@ import json
 import math
 import re
 from collections import Counter
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 FEMALE_MALE_SUBJECT = ("she", "he")
 GENDERED_PRONOUNS = ("she", "he", "her", "him", "hers", "his", "herself", "himself")
@@ -153,7 +154,7 @@ def no_gendered_pronouns(text: str) -> bool:
 def ngram_entropy(text: str, n: int) -> float:
     """Entropy (bits) of the n-gram frequency distribution of ``text``'s words; 0 for fewer than n words."""
     words = word_tokens(text)
-    grams = Counter(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
+    grams = Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
     total = sum(grams.values())
     return -sum(c / total * math.log2(c / total) for c in grams.values()) if total else 0.0
 

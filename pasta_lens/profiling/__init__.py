@@ -57,11 +57,26 @@ from pasta_lens.head_profile import STRATEGIES, HeadProfile
 from pasta_lens.profiling.checkpoints import CHECKPOINT_VERSION
 from pasta_lens.profiling.estimators import attribution_scores, exact_scores, pasta_delta
 from pasta_lens.profiling.head_scores import METHODS, HeadScores, Method
-from pasta_lens.profiling.learned import (LearnedAlphas, LearnedConfig, base_alphas, init_logits, learn_alphas,
-                                          learned_profile, own_continuations)
+from pasta_lens.profiling.learned import (
+    LearnedAlphas,
+    LearnedConfig,
+    base_alphas,
+    init_logits,
+    learn_alphas,
+    learned_profile,
+    own_continuations,
+)
 from pasta_lens.profiling.scoring import profile_heads, profile_tasks
-from pasta_lens.profiling.selection import (AblationPoint, Strategy, ablation_curve, choose_k, choose_point,
-                                            make_profile, scores_from_profile, select_heads)
+from pasta_lens.profiling.selection import (
+    AblationPoint,
+    Strategy,
+    ablation_curve,
+    choose_k,
+    choose_point,
+    make_profile,
+    scores_from_profile,
+    select_heads,
+)
 from pasta_lens.profiling.union import union_profiles
 
 __all__ = [

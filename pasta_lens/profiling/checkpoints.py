@@ -26,8 +26,9 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any
 
 import torch
 
@@ -81,8 +82,9 @@ def _load(path: Path) -> dict[str, Any]:
         state = torch.load(path, weights_only=True)
     except Exception as err:  # empty, cut or foreign file: pickle, zip and EOF errors all land here
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"Checkpoint {path} is empty or corrupted and cannot be read ({type(err).__name__}: "
-                         f"{first[:200]}); {fix}.") from None
+        raise ValueError(
+            f"Checkpoint {path} is empty or corrupted and cannot be read ({type(err).__name__}: {first[:200]}); {fix}."
+        ) from None
     if not isinstance(state, dict) or not {"fingerprint", "attribution", "exact"} <= set(state):
         raise ValueError(f"Checkpoint {path} is not a pasta-lens profiling checkpoint; {fix}.")
     return state
@@ -96,8 +98,7 @@ class Checkpoint:
     file is locked while the run lasts.
     """
 
-    def __init__(self, path: Optional[Union[str, os.PathLike]], fingerprint: dict[str, Any],
-                 lock: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike | None, fingerprint: dict[str, Any], lock: bool = True) -> None:
         self.path = Path(path) if path is not None else None
         self.lock = lock  # False: read another process' file (a torchrun rank's) without taking its lock
         self.fingerprint = fingerprint
@@ -105,7 +106,7 @@ class Checkpoint:
         self._started = time.perf_counter()
         self._lock: Any = None
 
-    def __enter__(self) -> "Checkpoint":
+    def __enter__(self) -> Checkpoint:
         if self.path is None:
             return self
         from pasta_lens.io import file_lock
@@ -118,10 +119,11 @@ class Checkpoint:
                 state = _load(self.path)
                 if state.get("fingerprint") != self.fingerprint:
                     old = state.get("fingerprint") if isinstance(state.get("fingerprint"), dict) else {}
-                    diff = sorted(k for k in set(self.fingerprint) | set(old)
-                                  if old.get(k) != self.fingerprint.get(k))
-                    raise ValueError(f"Checkpoint {self.path} belongs to a different profiling run (differs in "
-                                     f"{diff}); delete it, or pass another checkpoint path.")
+                    diff = sorted(k for k in set(self.fingerprint) | set(old) if old.get(k) != self.fingerprint.get(k))
+                    raise ValueError(
+                        f"Checkpoint {self.path} belongs to a different profiling run (differs in "
+                        f"{diff}); delete it, or pass another checkpoint path."
+                    )
                 state.setdefault("segments_s", [])
                 self.state = state
         except BaseException:

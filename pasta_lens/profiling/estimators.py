@@ -13,7 +13,8 @@ examples (and checkpoints them); the learner uses :func:`forward_copies` / :func
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from jaxtyping import Bool, Float
@@ -28,8 +29,10 @@ def check_examples(examples: Sequence[ProfilingExample], where: str = "profile_h
     """Refuse an empty list, a non-example or an empty emphasis (naming ``where``); return the tasks, joined."""
     examples = list(examples)
     if not examples:
-        raise ValueError(f"{where} got no examples; pass at least one ProfilingExample (e.g. from "
-                         "get_task(name).profiling_examples(model, split='train', n=200)).")
+        raise ValueError(
+            f"{where} got no examples; pass at least one ProfilingExample (e.g. from "
+            "get_task(name).profiling_examples(model, split='train', n=200))."
+        )
     for ex in examples:
         if not isinstance(ex, ProfilingExample):
             raise ValueError(f"{where} takes ProfilingExample objects; got {type(ex).__name__}.")
@@ -54,9 +57,11 @@ def objective_values(ex: ProfilingExample, logits: Float[Tensor, "batch pos voca
     """``ex``'s objective on each batch row, as fp32, after checking it returns one value per row."""
     value = ex.objective(logits)
     if not isinstance(value, Tensor) or tuple(value.shape) != (logits.shape[0],):
-        raise ValueError(f"The objective of a {ex.task or 'task'!r} example must return one value per batch row "
-                         f"(shape [{logits.shape[0]}]); got {tuple(getattr(value, 'shape', ()))}. Reduce over "
-                         "positions inside the objective, not over the batch.")
+        raise ValueError(
+            f"The objective of a {ex.task or 'task'!r} example must return one value per batch row "
+            f"(shape [{logits.shape[0]}]); got {tuple(getattr(value, 'shape', ()))}. Reduce over "
+            "positions inside the objective, not over the batch."
+        )
     return value.float()
 
 
@@ -71,8 +76,9 @@ def pasta_delta(
         >>> pasta_delta(pattern, em.key_mask, 0.01).sum(-1)       # ~0: both rows sum to 1
     """
     n_heads = pattern.shape[1]
-    weights = key_weights(key_mask.to(pattern.device), pattern.shape[-1],
-                          torch.full((n_heads,), float(alpha), device=pattern.device))
+    weights = key_weights(
+        key_mask.to(pattern.device), pattern.shape[-1], torch.full((n_heads,), float(alpha), device=pattern.device)
+    )
     return rescale_rows(pattern, weights).float() - pattern.float()
 
 
@@ -95,6 +101,7 @@ def attribution_scores(model: Any, ex: ProfilingExample, alpha: float) -> tuple[
             patterns[layer] = pattern.detach()
             zeros[layer] = torch.zeros_like(pattern, requires_grad=True)
             return pattern + zeros[layer]
+
         return hook
 
     hooks = [(pattern_hook_name(layer), make_hook(layer)) for layer in range(n_layers)]
@@ -104,18 +111,22 @@ def attribution_scores(model: Any, ex: ProfilingExample, alpha: float) -> tuple[
         order = sorted(zeros)
         missing = [layer for layer in range(n_layers) if layer not in zeros]
         if missing:
-            raise ValueError(f"Attribution needs {pattern_hook_name(missing[0])} (and the pattern hooks of layers "
-                             f"{missing}), but the forward pass never called them: this model computes attention "
-                             "without exposing the pattern (a fused / SDPA / flash implementation). Load it with "
-                             "eager attention (attn_implementation='eager'), or use method='exact'.")
+            raise ValueError(
+                f"Attribution needs {pattern_hook_name(missing[0])} (and the pattern hooks of layers "
+                f"{missing}), but the forward pass never called them: this model computes attention "
+                "without exposing the pattern (a fused / SDPA / flash implementation). Load it with "
+                "eager attention (attn_implementation='eager'), or use method='exact'."
+            )
         grads = torch.autograd.grad(value.sum(), [zeros[layer] for layer in order], allow_unused=True)
     unused = [layer for layer, grad in zip(order, grads) if grad is None]
     if unused:
-        raise ValueError(f"The objective does not depend on {pattern_hook_name(unused[0])} (nor on the pattern "
-                         f"of layers {unused}): the pattern there is not on the path to the output, so every "
-                         "attribution score would be 0. Usually a hook of yours detaches or replaces an "
-                         "activation after the pattern (e.g. returns z.detach()), or the attention does not use "
-                         "the hooked pattern (non-eager attention). Remove that hook or use method='exact'.")
+        raise ValueError(
+            f"The objective does not depend on {pattern_hook_name(unused[0])} (nor on the pattern "
+            f"of layers {unused}): the pattern there is not on the path to the output, so every "
+            "attribution score would be 0. Usually a hook of yours detaches or replaces an "
+            "activation after the pattern (e.g. returns z.detach()), or the attention does not use "
+            "the hooked pattern (non-eager attention). Remove that hook or use method='exact'."
+        )
     scores = torch.zeros(n_layers, model.cfg.n_heads)
     with torch.no_grad():
         for layer, grad in zip(order, grads):
@@ -124,7 +135,7 @@ def attribution_scores(model: Any, ex: ProfilingExample, alpha: float) -> tuple[
     return float(value.detach()[0]), scores
 
 
-def copy_hooks(heads: Sequence[Optional[Head]], key_mask: Tensor, alpha: float) -> list:
+def copy_hooks(heads: Sequence[Head | None], key_mask: Tensor, alpha: float) -> list:
     """Hooks that steer head ``heads[i]`` only in batch row ``i`` (``None`` = an unsteered row).
 
     Built on :func:`key_weights` and :func:`rescale_rows`, the same arithmetic as :func:`pasta_hooks`.
@@ -143,14 +154,18 @@ def copy_hooks(heads: Sequence[Optional[Head]], key_mask: Tensor, alpha: float) 
             weights = key_weights(key_mask.to(pattern.device), pattern.shape[-1], alpha_t)
             steered = rescale_rows(pattern[rows_t, heads_t][:, None], weights)[:, 0]
             return pattern.index_put((rows_t, heads_t), steered)
+
         return hook
 
-    return [(pattern_hook_name(layer), make_hook([r for r, _ in pairs], [h for _, h in pairs]))
-            for layer, pairs in by_layer.items()]
+    return [
+        (pattern_hook_name(layer), make_hook([r for r, _ in pairs], [h for _, h in pairs]))
+        for layer, pairs in by_layer.items()
+    ]
 
 
-def exact_scores(model: Any, ex: ProfilingExample, alpha: float, heads: Sequence[Head],
-                 heads_per_batch: int = 16) -> tuple[float, Float[Tensor, " n"]]:
+def exact_scores(
+    model: Any, ex: ProfilingExample, alpha: float, heads: Sequence[Head], heads_per_batch: int = 16
+) -> tuple[float, Float[Tensor, " n"]]:
     """The unsteered objective and the exact change for each of ``heads``, steered one at a time.
 
     Each forward pass holds ``heads_per_batch`` copies of the example, copy ``i`` steering only ``heads[i]``;
@@ -161,16 +176,16 @@ def exact_scores(model: Any, ex: ProfilingExample, alpha: float, heads: Sequence
     """
     heads = list(heads)
     changes = torch.zeros(len(heads))
-    base: Optional[float] = None
+    base: float | None = None
     start = 0
     with torch.inference_mode():
         while start < len(heads) or base is None:
-            chunk = heads[start:start + heads_per_batch - (1 if base is None else 0)]
-            rows: list[Optional[Head]] = ([None] if base is None else []) + chunk
+            chunk = heads[start : start + heads_per_batch - (1 if base is None else 0)]
+            rows: list[Head | None] = ([None] if base is None else []) + chunk
             hooks = copy_hooks(rows, ex.key_mask, alpha)
             values = objective_values(ex, forward_copies(model, ex, len(rows), hooks)).cpu()
             if base is None:
                 base, values = float(values[0]), values[1:]
-            changes[start:start + len(chunk)] = values - base
+            changes[start : start + len(chunk)] = values - base
             start += len(chunk)
     return base, changes

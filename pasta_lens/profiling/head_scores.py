@@ -10,7 +10,7 @@ every selection rule uses. A bare table ranks by :func:`ranking_by_score`: desce
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal
 
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
@@ -59,14 +59,14 @@ class HeadScores:
     alpha: float
     n_examples: int
     task: str = ""
-    std: Optional[Float[Tensor, "layer head"]] = None
-    exact: Optional[Bool[Tensor, "layer head"]] = None
+    std: Float[Tensor, "layer head"] | None = None
+    exact: Bool[Tensor, "layer head"] | None = None
     baseline: float = float("nan")
-    per_example: Optional[Float[Tensor, "example layer head"]] = None
-    exact_per_example: Optional[Float[Tensor, "n_exact layer head"]] = None
-    counts: Optional[Int[Tensor, "layer head"]] = None
+    per_example: Float[Tensor, "example layer head"] | None = None
+    exact_per_example: Float[Tensor, "n_exact layer head"] | None = None
+    counts: Int[Tensor, "layer head"] | None = None
     order: tuple[Head, ...] = ()
-    top_m: Optional[int] = None
+    top_m: int | None = None
     n_exact: int = 0
     wall_time_s: float = float("nan")
 
@@ -113,8 +113,10 @@ class HeadScores:
             return f"attribution (all {total} heads, {self.n_examples} examples)"
         if self.method == "exact":
             return f"exact (all {total} heads, {self.n_examples} examples)"
-        return (f"hybrid (attribution ranking of all {total} heads on {self.n_examples} examples; its top "
-                f"{self.top_m} re-ordered by exact scores on the first {self.n_exact} examples)")
+        return (
+            f"hybrid (attribution ranking of all {total} heads on {self.n_examples} examples; its top "
+            f"{self.top_m} re-ordered by exact scores on the first {self.n_exact} examples)"
+        )
 
 
 def ranking_by_score(scores: Float[Tensor, "layer head"]) -> tuple[Head, ...]:
@@ -134,5 +136,7 @@ def check_k(k: int, shape: tuple[int, int]) -> None:
     """Raise ``ValueError`` unless ``k`` is an integer in ``1 .. n_layers * n_heads`` (``shape``)."""
     total = shape[0] * shape[1]
     if isinstance(k, bool) or int(k) != k or not 1 <= k <= total:
-        raise ValueError(f"k must be an integer between 1 and the number of heads ({shape[0]} layers x "
-                         f"{shape[1]} heads = {total}); got {k!r}.")
+        raise ValueError(
+            f"k must be an integer between 1 and the number of heads ({shape[0]} layers x "
+            f"{shape[1]} heads = {total}); got {k!r}."
+        )

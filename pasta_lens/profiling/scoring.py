@@ -13,16 +13,17 @@ example is stored at once in a :class:`~pasta_lens.profiling.checkpoints.Checkpo
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Sequence, TypeVar, Union
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
 
 from pasta_lens.distributed import ShardedCheckpoint, World, compute_missing, current_world, rank_file
-from pasta_lens.objectives import ProfilingExample
 from pasta_lens.fingerprint import weights_hash
+from pasta_lens.objectives import ProfilingExample
 from pasta_lens.profiling.checkpoints import CHECKPOINT_VERSION, Checkpoint, example_digest, heads_digest
 from pasta_lens.profiling.estimators import attribution_scores, check_examples, exact_scores
 from pasta_lens.profiling.head_scores import METHODS, HeadScores, Method, ranking_by_score
@@ -50,9 +51,9 @@ def profile_heads(
     alpha: float = 0.01,
     top_m: int = 32,
     heads_per_batch: int = 16,
-    checkpoint: Optional[Union[str, os.PathLike]] = None,
+    checkpoint: str | os.PathLike | None = None,
     progress: bool = True,
-    rescore_examples: Optional[int] = None,
+    rescore_examples: int | None = None,
 ) -> HeadScores:
     """Score every head of ``model`` on ``examples`` (one task): the mean objective change when it alone is steered.
 
@@ -106,28 +107,53 @@ def profile_heads(
     if n_rescore < 1:
         raise ValueError("rescore_examples must be at least 1.")
     # heads_per_batch is left out on purpose: it changes how many copies share a forward pass, never a value.
-    fingerprint = dict(version=CHECKPOINT_VERSION, alpha=float(alpha), shape=(n_layers, n_heads),
-                       weights=weights_hash(model))
+    fingerprint = dict(
+        version=CHECKPOINT_VERSION, alpha=float(alpha), shape=(n_layers, n_heads), weights=weights_hash(model)
+    )
     vocab = int(getattr(model.cfg, "d_vocab", 0) or model.tokenizer.vocab_size)
     digests = [example_digest(ex, vocab) for ex in examples]
     world = current_world()  # [distributed] torch.distributed's rank/size; one process: World(0, 1)
     own = rank_file(checkpoint, world.rank) if checkpoint is not None else None
     with ExitStack() as stack:  # [distributed] this rank's file locked and written; the other ranks' files read
-        def open_store(path: Optional[Path]) -> Checkpoint:
+
+        def open_store(path: Path | None) -> Checkpoint:
             return stack.enter_context(Checkpoint(path, fingerprint, lock=path == own))
 
         ckpt = ShardedCheckpoint(checkpoint, world, open_store)
-        return _score(model, examples, digests, ckpt, world, method, float(alpha), int(top_m), int(heads_per_batch),
-                      n_rescore, progress, task)
+        return _score(
+            model,
+            examples,
+            digests,
+            ckpt,
+            world,
+            method,
+            float(alpha),
+            int(top_m),
+            int(heads_per_batch),
+            n_rescore,
+            progress,
+            task,
+        )
 
 
 def _std(values: Tensor) -> Tensor:
     return values.std(0, unbiased=True) if values.shape[0] > 1 else torch.zeros(values.shape[1:])
 
 
-def _score(model: Any, examples: list[ProfilingExample], digests: list[str], ckpt: ShardedCheckpoint, world: World,
-           method: str, alpha: float, top_m: int, heads_per_batch: int, n_rescore: int, progress: bool, task: str
-           ) -> HeadScores:
+def _score(
+    model: Any,
+    examples: list[ProfilingExample],
+    digests: list[str],
+    ckpt: ShardedCheckpoint,
+    world: World,
+    method: str,
+    alpha: float,
+    top_m: int,
+    heads_per_batch: int,
+    n_rescore: int,
+    progress: bool,
+    task: str,
+) -> HeadScores:
     n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
     all_heads = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
     n = len(examples)
@@ -135,8 +161,15 @@ def _score(model: Any, examples: list[ProfilingExample], digests: list[str], ckp
     baselines = torch.zeros(n)
 
     if method in ("attribution", "hybrid"):
-        compute_missing(ckpt, "attribution", digests, lambda i: attribution_scores(model, examples[i], alpha),
-                        world, progress, f"{task or 'task'}: attribution")  # [distributed] this rank's share
+        compute_missing(
+            ckpt,
+            "attribution",
+            digests,
+            lambda i: attribution_scores(model, examples[i], alpha),
+            world,
+            progress,
+            f"{task or 'task'}: attribution",
+        )  # [distributed] this rank's share
         for i in progress_bar(range(n), progress, f"{task or 'task'}: attribution"):
             done = ckpt.get("attribution", digests[i])
             if done is None:
@@ -153,9 +186,15 @@ def _score(model: Any, examples: list[ProfilingExample], digests: list[str], ckp
         rescored, exact_rows = [], range(0)
     exact_values = torch.zeros(len(exact_rows), len(rescored))
     heads_key = heads_digest(rescored)
-    compute_missing(ckpt, "exact", [f"{digests[i]}:{heads_key}" for i in exact_rows],  # [distributed]
-                    lambda j: exact_scores(model, examples[exact_rows[j]], alpha, rescored, heads_per_batch),
-                    world, progress, f"{task or 'task'}: exact")
+    compute_missing(
+        ckpt,
+        "exact",
+        [f"{digests[i]}:{heads_key}" for i in exact_rows],  # [distributed]
+        lambda j: exact_scores(model, examples[exact_rows[j]], alpha, rescored, heads_per_batch),
+        world,
+        progress,
+        f"{task or 'task'}: exact",
+    )
     for j, i in enumerate(progress_bar(exact_rows, progress and bool(rescored), f"{task or 'task'}: exact")):
         done = ckpt.get("exact", f"{digests[i]}:{heads_key}")
         if done is None:
@@ -164,17 +203,34 @@ def _score(model: Any, examples: list[ProfilingExample], digests: list[str], ckp
         exact_values[j] = done[1]
         if method == "exact":
             baselines[i] = done[0]
-    common = dict(method=method, alpha=alpha, n_examples=n, task=task, baseline=float(baselines.mean()),
-                  wall_time_s=round(ckpt.own.elapsed_s(), 3))
+    common = dict(
+        method=method,
+        alpha=alpha,
+        n_examples=n,
+        task=task,
+        baseline=float(baselines.mean()),
+        wall_time_s=round(ckpt.own.elapsed_s(), 3),
+    )
     if method == "attribution":
-        return HeadScores(scores=attribution_mean, std=_std(per_example),
-                          exact=torch.zeros(n_layers, n_heads, dtype=torch.bool),
-                          counts=torch.full((n_layers, n_heads), n), per_example=per_example, **common)
+        return HeadScores(
+            scores=attribution_mean,
+            std=_std(per_example),
+            exact=torch.zeros(n_layers, n_heads, dtype=torch.bool),
+            counts=torch.full((n_layers, n_heads), n),
+            per_example=per_example,
+            **common,
+        )
     if method == "exact":
         values = exact_values.reshape(n, n_layers, n_heads)  # rescored = all heads in row-major order
-        return HeadScores(scores=values.mean(0), std=_std(values),
-                          exact=torch.ones(n_layers, n_heads, dtype=torch.bool),
-                          counts=torch.full((n_layers, n_heads), n), per_example=values, n_exact=n, **common)
+        return HeadScores(
+            scores=values.mean(0),
+            std=_std(values),
+            exact=torch.ones(n_layers, n_heads, dtype=torch.bool),
+            counts=torch.full((n_layers, n_heads), n),
+            per_example=values,
+            n_exact=n,
+            **common,
+        )
     # hybrid: exact numbers only where measured, each over the same first n_rescore examples
     exact_full = torch.full((n_rescore, n_layers, n_heads), float("nan"))
     layers_t = torch.tensor([h[0] for h in rescored])
@@ -187,9 +243,19 @@ def _score(model: Any, examples: list[ProfilingExample], digests: list[str], ckp
     counts = torch.where(exact_mask, torch.tensor(n_rescore), torch.tensor(n))
     block_means = exact_values.mean(0).tolist()
     block = sorted(range(len(rescored)), key=lambda c: (-block_means[c], rescored[c]))
-    order = tuple(rescored[c] for c in block) + tuple(ranking_by_score(attribution_mean)[len(rescored):])
-    return HeadScores(scores=scores, std=std, exact=exact_mask, counts=counts, per_example=per_example,
-                      exact_per_example=exact_full, order=order, top_m=len(rescored), n_exact=n_rescore, **common)
+    order = tuple(rescored[c] for c in block) + tuple(ranking_by_score(attribution_mean)[len(rescored) :])
+    return HeadScores(
+        scores=scores,
+        std=std,
+        exact=exact_mask,
+        counts=counts,
+        per_example=per_example,
+        exact_per_example=exact_full,
+        order=order,
+        top_m=len(rescored),
+        n_exact=n_rescore,
+        **common,
+    )
 
 
 def profile_tasks(
@@ -199,9 +265,9 @@ def profile_tasks(
     alpha: float = 0.01,
     top_m: int = 32,
     heads_per_batch: int = 16,
-    checkpoint_dir: Optional[Union[str, os.PathLike]] = None,
+    checkpoint_dir: str | os.PathLike | None = None,
     progress: bool = True,
-    rescore_examples: Optional[int] = None,
+    rescore_examples: int | None = None,
 ) -> dict[str, HeadScores]:
     """:func:`profile_heads` for several tasks, one checkpoint file per task (``checkpoint_dir/{task}.ckpt``).
 
@@ -215,6 +281,7 @@ def profile_tasks(
     names = list(examples_by_task)
     for task in progress_bar(names, progress and len(names) > 1, "tasks"):
         ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / f"{task}.ckpt"
-        out[task] = profile_heads(model, examples_by_task[task], method, alpha, top_m, heads_per_batch, ckpt,
-                                  progress, rescore_examples)
+        out[task] = profile_heads(
+            model, examples_by_task[task], method, alpha, top_m, heads_per_batch, ckpt, progress, rescore_examples
+        )
     return out

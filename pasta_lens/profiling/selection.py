@@ -8,24 +8,25 @@ reports the objective gain against the number of heads; :func:`choose_k` picks k
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Literal, Mapping, NamedTuple, Optional, Sequence, Union
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import Tensor
 
-from pasta_lens.objectives import ProfilingExample
-from pasta_lens.head_profile import STRATEGIES, HeadProfile
 from pasta_lens.fingerprint import ModelFingerprint, weights_hash
+from pasta_lens.head_profile import STRATEGIES, HeadProfile
+from pasta_lens.objectives import ProfilingExample
+from pasta_lens.plan import Head
 from pasta_lens.profiling.estimators import check_examples, forward_copies, objective_values
 from pasta_lens.profiling.head_scores import METHODS, HeadScores, check_k, ranking_by_score
 from pasta_lens.profiling.scoring import progress_bar
-from pasta_lens.plan import Head
 from pasta_lens.steering import pasta_hooks
 
 Strategy = Literal["intersection", "union", "task_specific"]
 
 
-def score_tables(task_scores: Mapping[str, Union[HeadScores, Tensor]]) -> dict[str, Tensor]:
+def score_tables(task_scores: Mapping[str, HeadScores | Tensor]) -> dict[str, Tensor]:
     """``{task: [n_layers, n_heads] table}`` from :class:`HeadScores` or bare tables, checked to be of one model.
 
     Example:
@@ -44,18 +45,19 @@ def score_tables(task_scores: Mapping[str, Union[HeadScores, Tensor]]) -> dict[s
     return tables
 
 
-def _rankings(task_scores: Mapping[str, Union[HeadScores, Tensor]]) -> dict[str, tuple[Head, ...]]:
+def _rankings(task_scores: Mapping[str, HeadScores | Tensor]) -> dict[str, tuple[Head, ...]]:
     """Each task's ranking: :meth:`HeadScores.ranking` (a hybrid's own order), or a sort of a bare table."""
     tables = score_tables(task_scores)
-    return {t: (s.ranking() if isinstance(s, HeadScores) else ranking_by_score(tables[t]))
-            for t, s in task_scores.items()}
+    return {
+        t: (s.ranking() if isinstance(s, HeadScores) else ranking_by_score(tables[t])) for t, s in task_scores.items()
+    }
 
 
 def select_heads(
-    task_scores: Mapping[str, Union[HeadScores, Tensor]],
+    task_scores: Mapping[str, HeadScores | Tensor],
     k: int,
     strategy: Strategy = "intersection",
-    task: Optional[str] = None,
+    task: str | None = None,
 ) -> tuple[Head, ...]:
     """Combine per-task rankings into one head set (the paper's multi-task selection).
 
@@ -106,8 +108,15 @@ class AblationPoint(_Point):
     strategy: str
     criterion: str
 
-    def __new__(cls, k: int, n_heads: int, metric: float, per_task: Optional[Mapping[str, float]] = None,
-                strategy: str = "intersection", criterion: str = "logprob") -> "AblationPoint":
+    def __new__(
+        cls,
+        k: int,
+        n_heads: int,
+        metric: float,
+        per_task: Mapping[str, float] | None = None,
+        strategy: str = "intersection",
+        criterion: str = "logprob",
+    ) -> AblationPoint:
         point = super().__new__(cls, k, n_heads, metric)
         point.per_task = dict(per_task or {})
         point.strategy = strategy
@@ -115,8 +124,9 @@ class AblationPoint(_Point):
         return point
 
 
-def _mean_change(model: Any, examples: Sequence[ProfilingExample], heads: Sequence[Head], alpha: float,
-                 baselines: list[float]) -> float:
+def _mean_change(
+    model: Any, examples: Sequence[ProfilingExample], heads: Sequence[Head], alpha: float, baselines: list[float]
+) -> float:
     if not heads:
         return 0.0
     changes = []
@@ -129,7 +139,7 @@ def _mean_change(model: Any, examples: Sequence[ProfilingExample], heads: Sequen
 
 def ablation_curve(
     model: Any,
-    task_scores: Mapping[str, Union[HeadScores, Tensor]],
+    task_scores: Mapping[str, HeadScores | Tensor],
     val_examples_by_task: Mapping[str, Sequence[ProfilingExample]],
     ks: Sequence[int],
     strategy: Strategy = "intersection",
@@ -153,9 +163,10 @@ def ablation_curve(
     for t in tables:
         check_examples(val_examples_by_task[t], f"ablation_curve (validation examples of {t!r})")
     with torch.inference_mode():
-        baselines = {t: [float(objective_values(ex, forward_copies(model, ex, 1, []))[0])
-                         for ex in val_examples_by_task[t]]
-                     for t in tables}
+        baselines = {
+            t: [float(objective_values(ex, forward_copies(model, ex, 1, []))[0]) for ex in val_examples_by_task[t]]
+            for t in tables
+        }
     curve = []
     for k in progress_bar(list(ks), progress, f"ablation ({strategy})"):
         per_task, sizes = {}, []
@@ -183,8 +194,10 @@ def choose_point(curve: Iterable[Any]) -> Any:
     """
     points = list(curve)
     if not points:
-        raise ValueError("choose_k needs a non-empty curve; compute one with ablation_curve(...) or "
-                         "pasta_lens.evaluation.metric_curve(...).")
+        raise ValueError(
+            "choose_k needs a non-empty curve; compute one with ablation_curve(...) or "
+            "pasta_lens.evaluation.metric_curve(...)."
+        )
     candidates = [p for p in points if p.n_heads > 0] or points
     candidates = [p for p in candidates if getattr(p, "passes_floor", True)] or candidates
     order = {id(p): i for i, p in enumerate(points)}
@@ -211,13 +224,18 @@ def estimators(task_scores: Mapping[str, HeadScores], k: int) -> tuple[str, dict
     for t, s in task_scores.items():
         line = s.describe()
         if k > s.exact_through():
-            line += (f"; top-{k} beyond place {s.exact_through()} by attribution" if s.method == "hybrid" else "")
+            line += f"; top-{k} beyond place {s.exact_through()} by attribution" if s.method == "hybrid" else ""
         lines[t] = line
-        meta[t] = {"method": s.method, "n_examples": s.n_examples, "exact_examples": s.n_exact,
-                   "exact_places": s.exact_through(), "exact_heads": int(s.exact.sum()) if s.exact is not None else 0,
-                   "k_within_exact": k <= s.exact_through()}
+        meta[t] = {
+            "method": s.method,
+            "n_examples": s.n_examples,
+            "exact_examples": s.n_exact,
+            "exact_places": s.exact_through(),
+            "exact_heads": int(s.exact.sum()) if s.exact is not None else 0,
+            "k_within_exact": k <= s.exact_through(),
+        }
         if s.method == "hybrid" and s.exact is not None:
-            meta[t]["exact_head_list"] = [list(h) for h in s.ranking()[:s.exact_through()]]
+            meta[t]["exact_head_list"] = [list(h) for h in s.ranking()[: s.exact_through()]]
     distinct = sorted(set(lines.values()))
     method = distinct[0] if len(distinct) == 1 else "; ".join(f"{t}: {line}" for t, line in lines.items())
     return method, meta
@@ -229,10 +247,10 @@ def make_profile(
     task_scores: Mapping[str, HeadScores],
     k: int,
     strategy: Strategy = "intersection",
-    task: Optional[str] = None,
-    seed: Optional[int] = None,
-    command: Optional[str] = None,
-    provenance: Optional[Mapping[str, Any]] = None,
+    task: str | None = None,
+    seed: int | None = None,
+    command: str | None = None,
+    provenance: Mapping[str, Any] | None = None,
     allow_attribution_tail: bool = False,
 ) -> HeadProfile:
     """Select heads and wrap them with their scores and provenance in a :class:`HeadProfile`.
@@ -250,10 +268,12 @@ def make_profile(
     tail = sorted(t for t, s in task_scores.items() if s.method == "hybrid" and k > s.exact_through())
     if tail and not allow_attribution_tail:
         m = min(task_scores[t].exact_through() for t in tail)
-        raise ValueError(f"k={k} exceeds the exactly re-scored block (top_m={m}) of the hybrid scores of {tail}: "
-                         "heads beyond it would be chosen by attribution, not by exact scores. Profile with "
-                         f"top_m >= {k}, choose k <= {m}, use method='attribution', or pass "
-                         "allow_attribution_tail=True to accept it (the profile's method then says so).")
+        raise ValueError(
+            f"k={k} exceeds the exactly re-scored block (top_m={m}) of the hybrid scores of {tail}: "
+            "heads beyond it would be chosen by attribution, not by exact scores. Profile with "
+            f"top_m >= {k}, choose k <= {m}, use method='attribution', or pass "
+            "allow_attribution_tail=True to accept it (the profile's method then says so)."
+        )
     method, meta = estimators(task_scores, int(k))
     prov = dict(provenance or {})
     prov["estimators"] = meta
@@ -261,15 +281,26 @@ def make_profile(
     if len(alphas) != 1:
         raise ValueError(f"All tasks must be profiled with one alpha to share a profile; got {sorted(alphas)}.")
     return HeadProfile(
-        model_name=model_name, n_layers=int(model.cfg.n_layers), n_heads=int(model.cfg.n_heads), heads=heads,
-        weights_hash=weights_hash(model), fingerprint=ModelFingerprint.of(model), tasks=tuple(task_scores),
+        model_name=model_name,
+        n_layers=int(model.cfg.n_layers),
+        n_heads=int(model.cfg.n_heads),
+        heads=heads,
+        weights_hash=weights_hash(model),
+        fingerprint=ModelFingerprint.of(model),
+        tasks=tuple(task_scores),
         method=method,
-        alpha=alphas.pop(), k=int(k), strategy=strategy,
-        n_examples={t: s.n_examples for t, s in task_scores.items()}, seed=seed, command=command,
-        scores={t: s.scores for t, s in task_scores.items()}, provenance=prov)
+        alpha=alphas.pop(),
+        k=int(k),
+        strategy=strategy,
+        n_examples={t: s.n_examples for t, s in task_scores.items()},
+        seed=seed,
+        command=command,
+        scores={t: s.scores for t, s in task_scores.items()},
+        provenance=prov,
+    )
 
 
-def scores_from_profile(profile: HeadProfile, tasks: Optional[Sequence[str]] = None) -> dict[str, HeadScores]:
+def scores_from_profile(profile: HeadProfile, tasks: Sequence[str] | None = None) -> dict[str, HeadScores]:
     """Rebuild each task's :class:`HeadScores` from a saved profile, to select again without re-profiling.
 
     A profile stores every task's ``[n_layers, n_heads]`` score table and, in ``provenance["estimators"]``, what
@@ -289,8 +320,10 @@ def scores_from_profile(profile: HeadProfile, tasks: Optional[Sequence[str]] = N
     names = list(tasks) if tasks is not None else list(profile.tasks)
     missing = [t for t in names if t not in profile.scores]
     if missing:
-        raise ValueError(f"Profile {profile.model_name!r} has no scores for tasks {missing} (it has "
-                         f"{sorted(profile.scores)}); choose --tasks among those, or profile them.")
+        raise ValueError(
+            f"Profile {profile.model_name!r} has no scores for tasks {missing} (it has "
+            f"{sorted(profile.scores)}); choose --tasks among those, or profile them."
+        )
     meta = dict(profile.provenance.get("estimators") or {})
     out = {}
     for t in names:
@@ -298,23 +331,35 @@ def scores_from_profile(profile: HeadProfile, tasks: Optional[Sequence[str]] = N
         info = dict(meta.get(t) or {})
         method = info.get("method") or next((m for m in METHODS if profile.method.startswith(m)), None)
         if method not in METHODS:
-            raise ValueError(f"Profile {profile.model_name!r} does not say how task {t!r} was scored (method "
-                             f"{profile.method!r}); only profiles written by make_profile can be reused.")
+            raise ValueError(
+                f"Profile {profile.model_name!r} does not say how task {t!r} was scored (method "
+                f"{profile.method!r}); only profiles written by make_profile can be reused."
+            )
         n = int(info.get("n_examples") or profile.n_examples.get(t) or 1)
         kwargs: dict[str, Any] = {}
         if method == "hybrid":
             block = [(int(h[0]), int(h[1])) for h in info.get("exact_head_list") or []]
             if not block:
-                raise ValueError(f"Profile {profile.model_name!r}: the hybrid scores of {t!r} lack "
-                                 "provenance['estimators'][task]['exact_head_list'], so their ranking cannot be "
-                                 "rebuilt; re-profile.")
+                raise ValueError(
+                    f"Profile {profile.model_name!r}: the hybrid scores of {t!r} lack "
+                    "provenance['estimators'][task]['exact_head_list'], so their ranking cannot be "
+                    "rebuilt; re-profile."
+                )
             rest = [h for h in ranking_by_score(table) if h not in set(block)]
             exact = torch.zeros_like(table, dtype=torch.bool)
             for layer, head in block:
                 exact[layer, head] = True
-            kwargs = dict(order=tuple(block + rest), top_m=len(block), exact=exact,
-                          n_exact=int(info.get("exact_examples") or 0))
+            kwargs = dict(
+                order=tuple(block + rest), top_m=len(block), exact=exact, n_exact=int(info.get("exact_examples") or 0)
+            )
         seconds = dict(profile.provenance.get("profiling_wall_time_s_per_task") or {}).get(t)
-        out[t] = HeadScores(scores=table, method=method, alpha=profile.alpha, n_examples=n, task=t,
-                            wall_time_s=float(seconds) if seconds is not None else float("nan"), **kwargs)
+        out[t] = HeadScores(
+            scores=table,
+            method=method,
+            alpha=profile.alpha,
+            n_examples=n,
+            task=t,
+            wall_time_s=float(seconds) if seconds is not None else float("nan"),
+            **kwargs,
+        )
     return out

@@ -13,15 +13,17 @@ e.g. the multi-task intersection plus heads learned for the one task it misses (
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from pasta_lens.fingerprint import same_weights
 from pasta_lens.head_profile import HeadProfile
 from pasta_lens.plan import Head, head_alphas, spec_schedule
 
 
-def union_profiles(profiles: Sequence[HeadProfile], names: Optional[Sequence[str]] = None,
-                   command: Optional[str] = None) -> HeadProfile:
+def union_profiles(
+    profiles: Sequence[HeadProfile], names: Sequence[str] | None = None, command: str | None = None
+) -> HeadProfile:
     """One profile steering every head of ``profiles``: the paper's ``union`` strategy, lifted from per-task
     top-k sets to whole profiles (e.g. the multi-task intersection plus heads learned for the one task it misses).
 
@@ -47,15 +49,20 @@ def union_profiles(profiles: Sequence[HeadProfile], names: Optional[Sequence[str
     first = profiles[0]
     for name, p in zip(names[1:], profiles[1:]):
         if (p.n_layers, p.n_heads) != (first.n_layers, first.n_heads):
-            raise ValueError(f"{name} is for a {p.n_layers} x {p.n_heads} model, {names[0]} for {first.n_layers} x "
-                             f"{first.n_heads}: a union needs profiles of one model.")
+            raise ValueError(
+                f"{name} is for a {p.n_layers} x {p.n_heads} model, {names[0]} for {first.n_layers} x "
+                f"{first.n_heads}: a union needs profiles of one model."
+            )
         if same_weights(p, first) is False:
-            raise ValueError(f"{name} and {names[0]} were made on different weights: a union needs profiles of one "
-                             "model.")
+            raise ValueError(
+                f"{name} and {names[0]} were made on different weights: a union needs profiles of one model."
+            )
     schedules = {str(spec_schedule(p)) for p in profiles}
     if len(schedules) != 1:
-        raise ValueError(f"The profiles are steered with different schedules ({', '.join(sorted(schedules))}); one "
-                         "profile is steered with one schedule: make them with the same --schedule.")
+        raise ValueError(
+            f"The profiles are steered with different schedules ({', '.join(sorted(schedules))}); one "
+            "profile is steered with one schedule: make them with the same --schedule."
+        )
     alphas: dict[Head, float] = {}
     for p in profiles:
         for head, a in head_alphas(p.heads, p).items():  # each profile as it is steered (pasta_lens.plan)
@@ -70,14 +77,34 @@ def union_profiles(profiles: Sequence[HeadProfile], names: Optional[Sequence[str
             n_examples.setdefault(task, n)
     uniform = len(set(alphas.values())) == 1
     return HeadProfile(
-        model_name=first.model_name, n_layers=first.n_layers, n_heads=first.n_heads, heads=tuple(alphas),
-        weights_hash=first.weights_hash, fingerprint=first.fingerprint, tasks=tasks,
+        model_name=first.model_name,
+        n_layers=first.n_layers,
+        n_heads=first.n_heads,
+        heads=tuple(alphas),
+        weights_hash=first.weights_hash,
+        fingerprint=first.fingerprint,
+        tasks=tasks,
         method="union of: " + " | ".join(f"{n}: {p.method}" for n, p in zip(names, profiles)),
-        alpha=next(iter(alphas.values())) if uniform else min(alphas.values()), k=None, strategy=None,
-        n_examples=n_examples, command=command, scores=scores,
+        alpha=next(iter(alphas.values())) if uniform else min(alphas.values()),
+        k=None,
+        strategy=None,
+        n_examples=n_examples,
+        command=command,
+        scores=scores,
         head_alphas={} if uniform else alphas,
-        provenance={"schedule": schedules.pop(),
-                    "union_of": [{"profile": n, "method": p.method, "command": p.command, "date": p.date,
-                                  "tasks": list(p.tasks), "heads": [list(h) for h in p.heads],
-                                  "head_alphas": [[h[0], h[1], a] for h, a in sorted(p.head_alphas.items())]}
-                                 for n, p in zip(names, profiles)]})
+        provenance={
+            "schedule": schedules.pop(),
+            "union_of": [
+                {
+                    "profile": n,
+                    "method": p.method,
+                    "command": p.command,
+                    "date": p.date,
+                    "tasks": list(p.tasks),
+                    "heads": [list(h) for h in p.heads],
+                    "head_alphas": [[h[0], h[1], a] for h, a in sorted(p.head_alphas.items())],
+                }
+                for n, p in zip(names, profiles)
+            ],
+        },
+    )

@@ -24,17 +24,34 @@ from typing import Any
 
 from pasta_lens.tasks.base import Query, Rendered, Rendering, Task, TaskExample, escape_markup, render
 from pasta_lens.tasks.bio_tasks import BIO_SOURCES, BiasBiosTask, BiographyTask, JsonTask, PronounTask
-from pasta_lens.tasks.biographies import (OCCUPATIONS, Biography, load_bias_in_bios, load_biosbias_pkl,
-                                          synthetic_biographies)
+from pasta_lens.tasks.biographies import (
+    OCCUPATIONS,
+    Biography,
+    load_bias_in_bios,
+    load_biosbias_pkl,
+    synthetic_biographies,
+)
 from pasta_lens.tasks.context_qa import ContextQAExample, ContextQATask, context_qa_examples
-from pasta_lens.tasks.counterfact import (CounterFactTask, Fact, data_file, default_data_dir, load_counterfact_split,
-                                          load_rome_counterfact, shipped_data_dir)
+from pasta_lens.tasks.counterfact import (
+    CounterFactTask,
+    Fact,
+    data_file,
+    default_data_dir,
+    load_counterfact_split,
+    load_rome_counterfact,
+    shipped_data_dir,
+)
 from pasta_lens.tasks.implied_bios import implied_biographies
 from pasta_lens.tasks.instructions import InstructionExample, InstructionTask, instruction_examples, type_accuracy
 
-TASKS: dict[str, type[Task]] = {"json": JsonTask, "pronoun": PronounTask, "biasbios": BiasBiosTask,
-                                "counterfact": CounterFactTask, "instructions": InstructionTask,
-                                "context_qa": ContextQATask}
+TASKS: dict[str, type[Task]] = {
+    "json": JsonTask,
+    "pronoun": PronounTask,
+    "biasbios": BiasBiosTask,
+    "counterfact": CounterFactTask,
+    "instructions": InstructionTask,
+    "context_qa": ContextQATask,
+}
 TASK_NAMES: tuple[str, ...] = ("json", "pronoun", "biasbios", "counterfact")
 """The PASTA paper's four tasks (what ``"all"`` means in ``evaluate`` and the CLI)."""
 TRANSFER_TASK_NAMES: tuple[str, ...] = ("instructions", "context_qa")
@@ -72,10 +89,42 @@ def build_task(name: str, bios: Any = None, data_dir: Any = None) -> Task:
     return TASKS[name]()
 
 
-__all__ = ["BIO_SOURCES", "BiasBiosTask", "Biography", "BiographyTask", "ContextQAExample", "ContextQATask",
-           "CounterFactTask", "Fact", "InstructionExample", "InstructionTask", "JsonTask", "OCCUPATIONS",
-           "PronounTask", "Query", "Rendered", "Rendering", "TASK_NAMES", "TASKS", "TRANSFER_TASK_NAMES", "Task",
-           "TaskExample", "build_task", "context_qa_examples", "data_file", "default_data_dir", "escape_markup",
-           "get_task", "implied_biographies", "instruction_examples", "load_bias_in_bios", "load_biosbias_pkl",
-           "load_counterfact_split", "load_rome_counterfact", "render", "shipped_data_dir", "synthetic_biographies",
-           "type_accuracy"]
+__all__ = [
+    "BIO_SOURCES",
+    "BiasBiosTask",
+    "Biography",
+    "BiographyTask",
+    "ContextQAExample",
+    "ContextQATask",
+    "CounterFactTask",
+    "Fact",
+    "InstructionExample",
+    "InstructionTask",
+    "JsonTask",
+    "OCCUPATIONS",
+    "PronounTask",
+    "Query",
+    "Rendered",
+    "Rendering",
+    "TASK_NAMES",
+    "TASKS",
+    "TRANSFER_TASK_NAMES",
+    "Task",
+    "TaskExample",
+    "build_task",
+    "context_qa_examples",
+    "data_file",
+    "default_data_dir",
+    "escape_markup",
+    "get_task",
+    "implied_biographies",
+    "instruction_examples",
+    "load_bias_in_bios",
+    "load_biosbias_pkl",
+    "load_counterfact_split",
+    "load_rome_counterfact",
+    "render",
+    "shipped_data_dir",
+    "synthetic_biographies",
+    "type_accuracy",
+]

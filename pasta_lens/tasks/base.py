@@ -22,8 +22,9 @@ prompt (:func:`pasta_lens.objectives.target_logprob`), with the emphasis over th
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Optional, Sequence
+from typing import Any, Literal
 
 import torch
 from jaxtyping import Int
@@ -50,8 +51,10 @@ def escape_markup(text: str) -> str:
 
 def check_split(split: str) -> None:
     if split not in SPLITS:
-        raise ValueError(f"Unknown split {split!r}; use one of {SPLITS} (profile and tune on 'train' or "
-                         "'validation', report on 'test').")
+        raise ValueError(
+            f"Unknown split {split!r}; use one of {SPLITS} (profile and tune on 'train' or "
+            "'validation', report on 'test')."
+        )
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,7 @@ class Rendered:
 
     text: str
     char_spans: tuple[CharSpan, ...]
-    prepend_bos: Optional[bool]  # None: the model's default (plain text); False for chat-templated text
+    prepend_bos: bool | None  # None: the model's default (plain text); False for chat-templated text
 
     def __post_init__(self) -> None:
         if not self.char_spans:
@@ -153,8 +156,14 @@ def _tokenizer(model_or_tokenizer: Any) -> Any:
     return getattr(model_or_tokenizer, "tokenizer", None) or model_or_tokenizer
 
 
-def render(model_or_tokenizer: Any, markup: str, *, chat: bool, rendering: Rendering = Rendering(),
-           system_prompt: Optional[str] = None) -> Rendered:
+def render(
+    model_or_tokenizer: Any,
+    markup: str,
+    *,
+    chat: bool,
+    rendering: Rendering = Rendering(),
+    system_prompt: str | None = None,
+) -> Rendered:
     """The final prompt string for ``markup`` under ``rendering`` and where its emphasis lies.
 
     Args:
@@ -175,7 +184,7 @@ def render(model_or_tokenizer: Any, markup: str, *, chat: bool, rendering: Rende
             history += [{"role": "user", "content": p}, {"role": "assistant", "content": a}]
         turn = render_chat(model_or_tokenizer, text, system_prompt=system_prompt, history=history)
         full, at = turn.text, turn.start
-        prepend_bos: Optional[bool] = False
+        prepend_bos: bool | None = False
     else:
         prefix = "".join(f"{p}{a}\n\n" for p, a in demo_pairs)  # plain answers carry their leading space
         full, at, prepend_bos = prefix + text, len(prefix), None
@@ -187,11 +196,12 @@ def emphasis_of(model: Any, rendered: Sequence[Rendered]) -> Emphasis:
     flags = {r.prepend_bos for r in rendered}
     if len(flags) != 1:
         raise ValueError("A batch mixes chat-templated and plain prompts; batch them separately.")
-    return emphasize(model, [r.text for r in rendered], char_ranges=[r.char_spans for r in rendered],
-                     prepend_bos=flags.pop())
+    return emphasize(
+        model, [r.text for r in rendered], char_ranges=[r.char_spans for r in rendered], prepend_bos=flags.pop()
+    )
 
 
-def answer_ids(model: Any, answer: str) -> Int[Tensor, "n"]:
+def answer_ids(model: Any, answer: str) -> Int[Tensor, " n"]:
     """Token ids of an answer continued after a prompt (no special tokens)."""
     ids = _tokenizer(model)(answer, add_special_tokens=False)["input_ids"]
     if not ids:
@@ -218,7 +228,7 @@ class Task:
     variants: tuple[str, ...] = ("default",)
     max_new_tokens = 48
 
-    def examples(self, split: str = "train", n: Optional[int] = None, seed: int = 0) -> list[TaskExample]:
+    def examples(self, split: str = "train", n: int | None = None, seed: int = 0) -> list[TaskExample]:
         """``n`` examples of ``split`` (all when None), chosen and ordered by ``seed``."""
         raise NotImplementedError
 
@@ -253,8 +263,9 @@ class Task:
     def render(self, model: Any, markup: str, rendering: Rendering = Rendering()) -> Rendered:
         return render(model, markup, chat=self.chat, rendering=rendering)
 
-    def profiling_example(self, model: Any, example: TaskExample, variant: str = "default",
-                          end_turn: bool = False) -> ProfilingExample:
+    def profiling_example(
+        self, model: Any, example: TaskExample, variant: str = "default", end_turn: bool = False
+    ) -> ProfilingExample:
         """Prompt (rendered as in evaluation, markers removed) + gold answer, and its log-prob objective.
 
         ``end_turn``: for a chat task, the target is the gold answer *followed by the template's end-of-turn
@@ -275,44 +286,58 @@ class Task:
         contrast_ids = answer_ids(model, contrast).to(em.tokens.device) if contrast is not None else None
         tokens = torch.cat([em.tokens, target[None]], dim=1)
         focus = focus_positions(model, self.answer(example), self.focus_text(example), n_prompt)
-        return ProfilingExample(tokens=tokens, key_mask=em.key_mask,
-                                objective=target_logprob(n_prompt, target, contrast_ids), task=self.name,
-                                close=close, focus=focus)
+        return ProfilingExample(
+            tokens=tokens,
+            key_mask=em.key_mask,
+            objective=target_logprob(n_prompt, target, contrast_ids),
+            task=self.name,
+            close=close,
+            focus=focus,
+        )
 
     corrects_answers = False
     """Whether :meth:`correct` applies the task's instruction to *any* model answer without knowing the example (the
     targets of ``own_continuations(..., rewrite=task.correct)``: what the model writes, with the instruction carried
     out). Tasks whose rule depends on the example (which instruction it carries) say so through :meth:`corrector`."""
 
-    data_key: Optional[str] = None
+    data_key: str | None = None
     """Which data a task object reads when its class can read several (``"implied"`` for implied biographies); an
     evaluation keeps it in each row's configuration key. None: the task's one (or original) source."""
 
-    def correct(self, answer: str, example: Optional[TaskExample] = None) -> str:
+    def correct(self, answer: str, example: TaskExample | None = None) -> str:
         """A model's own answer with the task's instruction carried out on it (pronoun: every gendered pronoun
         replaced by its "they" form), the target that stays closest to what the model writes. Tasks with
         ``corrects_answers`` ignore ``example``; tasks whose rule depends on the example need it."""
-        raise ValueError(f"Task {self.name!r} has no rule that corrects a model's own answer; tasks that have one: "
-                         "pronoun (any answer), instructions (answers to its correctable instruction types).")
+        raise ValueError(
+            f"Task {self.name!r} has no rule that corrects a model's own answer; tasks that have one: "
+            "pronoun (any answer), instructions (answers to its correctable instruction types)."
+        )
 
-    def corrector(self, example: TaskExample) -> Optional[Callable[[str], str]]:
+    def corrector(self, example: TaskExample) -> Callable[[str], str] | None:
         """The rule that carries ``example``'s instruction out on a model's answer (text -> text), or None when the
         task has none for it. Per example, so a learner can build own-answer targets one example at a time:
         ``own_continuations(model, [p], F, rewrite=task.corrector(ex))`` for each ``(ex, p)`` of
         ``zip(task.examples(split, n, seed), task.profiling_examples(model, split, n, seed))``."""
         return self.correct if self.corrects_answers else None
 
-    def focus_text(self, example: TaskExample) -> Optional[str]:
+    def focus_text(self, example: TaskExample) -> str | None:
         """The part of the gold answer that carries its content (its last occurrence is the example's ``focus``;
         ``focus_weight`` of :func:`~pasta_lens.profiling.learn_alphas` weights its tokens); None: no focus."""
         return None
 
-    def contrast(self, example: TaskExample) -> Optional[str]:
+    def contrast(self, example: TaskExample) -> str | None:
         """An answer whose first-token log-prob is subtracted in the objective (CounterFact: the old object)."""
         return None
 
-    def profiling_examples(self, model: Any, split: str = "train", n: int = 32, seed: int = 0,
-                           variant: str = "default", end_turn: bool = False) -> list[ProfilingExample]:
+    def profiling_examples(
+        self,
+        model: Any,
+        split: str = "train",
+        n: int = 32,
+        seed: int = 0,
+        variant: str = "default",
+        end_turn: bool = False,
+    ) -> list[ProfilingExample]:
         """``n`` profiling examples from ``split`` (never profile on 'test'); ``end_turn`` as in
         :meth:`profiling_example`.
 
@@ -321,12 +346,14 @@ class Task:
             >>> exs[0].objective(model(exs[0].tokens))  # log-prob of the gold JSON answer, shape [1]
         """
         if split == "test":
-            raise ValueError("Profiling on the test split would leak it into the reported results; use "
-                             "split='train' (or 'validation').")
+            raise ValueError(
+                "Profiling on the test split would leak it into the reported results; use "
+                "split='train' (or 'validation')."
+            )
         return [self.profiling_example(model, ex, variant, end_turn) for ex in self.examples(split, n, seed)]
 
 
-def focus_positions(model: Any, answer: str, part: Optional[str], n_prompt: int) -> Optional[tuple[int, ...]]:
+def focus_positions(model: Any, answer: str, part: str | None, n_prompt: int) -> tuple[int, ...] | None:
     """Positions (in prompt + answer tokens) of the answer tokens that overlap the last occurrence of ``part`` in
     ``answer``: token ``j`` is in when its decoded text ends after ``part`` starts and the text before it ends
     before ``part`` ends. None when ``part`` is None.
@@ -341,11 +368,11 @@ def focus_positions(model: Any, answer: str, part: Optional[str], n_prompt: int)
     start = answer.rindex(part)
     end = start + len(part)
     ids = answer_ids(model, answer).tolist()
-    ends = [len(model.tokenizer.decode(ids[:j + 1])) for j in range(len(ids))]
+    ends = [len(model.tokenizer.decode(ids[: j + 1])) for j in range(len(ids))]
     return tuple(n_prompt + j for j, e in enumerate(ends) if e > start and (j == 0 or ends[j - 1] < end))
 
 
-def seeded_sample(items: Sequence[Any], n: Optional[int], seed: int, salt: str) -> list[Any]:
+def seeded_sample(items: Sequence[Any], n: int | None, seed: int, salt: str) -> list[Any]:
     """A seeded shuffle of ``items`` cut to ``n`` (all when None); the same (seed, salt) gives the same list."""
     order = list(items)
     random.Random(f"{salt}:{seed}").shuffle(order)

@@ -24,14 +24,31 @@ words of the text), so it is scored as plain text, like the paper's base models 
 from __future__ import annotations
 
 import json
-from typing import Any, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any
 
-from pasta_lens.metrics import (fluency, is_fluent, is_rewrite, json_format_ok, json_occupation_ok,
-                                json_strict_object, json_strict_occupation_ok, names_occupation,
-                                no_gendered_pronouns, no_subject_pronouns)
+from pasta_lens.metrics import (
+    fluency,
+    is_fluent,
+    is_rewrite,
+    json_format_ok,
+    json_occupation_ok,
+    json_strict_object,
+    json_strict_occupation_ok,
+    names_occupation,
+    no_gendered_pronouns,
+    no_subject_pronouns,
+)
 from pasta_lens.tasks.base import Query, Task, escape_markup
-from pasta_lens.tasks.biographies import (OCCUPATIONS, Biography, neutralise, occupation_text, split_biographies,
-                                          synthetic_biographies, with_article)
+from pasta_lens.tasks.biographies import (
+    OCCUPATIONS,
+    Biography,
+    neutralise,
+    occupation_text,
+    split_biographies,
+    synthetic_biographies,
+    with_article,
+)
 from pasta_lens.tasks.implied_bios import implied_biographies
 
 BIO_SOURCES: tuple[str, ...] = ("named", "implied")
@@ -39,15 +56,21 @@ BIO_SOURCES: tuple[str, ...] = ("named", "implied")
 names it; :mod:`pasta_lens.tasks.implied_bios`)."""
 
 JSON_INSTRUCTIONS = {
-    "default": ('Answer the occupation of {person} and generate the answer as json format. Here is an example: '
-                '{{"name": , "occupation": ,}}. Now generate the answer.'),
+    "default": (
+        "Answer the occupation of {person} and generate the answer as json format. Here is an example: "
+        '{{"name": , "occupation": ,}}. Now generate the answer.'
+    ),
     "short": "Answer the occupation of {person} and generate the answer as json format.",
-    "rephrased": ('Give the occupation of {person} in json format, following this example: '
-                  '{{"name": , "occupation": ,}}. Now write the json.'),
+    "rephrased": (
+        "Give the occupation of {person} in json format, following this example: "
+        '{{"name": , "occupation": ,}}. Now write the json.'
+    ),
 }
 PRONOUN_INSTRUCTIONS = {
-    "default": ("For the aforementioned text, substitute 'she' and 'he' with 'they' and generate the occupation "
-                "of {person} after changing pronouns."),
+    "default": (
+        "For the aforementioned text, substitute 'she' and 'he' with 'they' and generate the occupation "
+        "of {person} after changing pronouns."
+    ),
     "short": "Substitute 'she' and 'he' with 'they' and give the occupation of {person}.",
 }
 
@@ -77,11 +100,12 @@ class BiographyTask(Task):
         'implied:validation:...'
     """
 
-    def __init__(self, bios: Union[str, Sequence[Biography], None] = None) -> None:
+    def __init__(self, bios: str | Sequence[Biography] | None = None) -> None:
         if isinstance(bios, str):
             if bios not in BIO_SOURCES:
-                raise ValueError(f"bios={bios!r}: use one of {BIO_SOURCES} for generated bios, or pass loaded "
-                                 "Biography objects.")
+                raise ValueError(
+                    f"bios={bios!r}: use one of {BIO_SOURCES} for generated bios, or pass loaded Biography objects."
+                )
             self.source, self.bios = bios, None
         elif bios is None:
             self.source, self.bios = "named", None
@@ -95,7 +119,7 @@ class BiographyTask(Task):
         return self.bios is None
 
     @property
-    def data_key(self) -> Optional[str]:
+    def data_key(self) -> str | None:
         """``"implied"`` for implied bios (evaluation rows keep it in their configuration key); None for the named
         generator and loaded bios, whose keys are as they always were."""
         return "implied" if self.source == "implied" else None
@@ -104,7 +128,7 @@ class BiographyTask(Task):
         """Whether an implied bio suits the task (all do, except where a subclass says otherwise)."""
         return True
 
-    def examples(self, split: str = "train", n: Optional[int] = None, seed: int = 0) -> list[Biography]:
+    def examples(self, split: str = "train", n: int | None = None, seed: int = 0) -> list[Biography]:
         if self.source == "implied":
             if n is not None and n < 0:
                 raise ValueError(f"n must be >= 0 or None; got {n}.")
@@ -125,7 +149,7 @@ class _InstructionTask(BiographyTask):
         instruction = self.instructions[variant].format(person=example.person)
         return f"{escape_markup(_context(example))}. *{escape_markup(instruction)}*"
 
-    def focus_text(self, example: Biography) -> Optional[str]:
+    def focus_text(self, example: Biography) -> str | None:
         """The occupation, the content the answer must get right (JSON's P.Acc; the pronoun rewrite's last
         sentence)."""
         return occupation_text(example.occupation)
@@ -155,11 +179,13 @@ class JsonTask(_InstructionTask):
 
     def metrics_from(self, example: Biography, results: dict[str, Any]) -> dict[str, float]:
         out, occupation = str(results["output"]), example.occupation
-        return {"f_acc": float(json_format_ok(out)),
-                "p_acc": float(json_occupation_ok(out, occupation_text(occupation))),
-                "f_acc_strict": float(json_strict_object(out) is not None),
-                "p_acc_strict": float(json_strict_occupation_ok(out, occupation)),
-                "occupation_named": float(names_occupation(out, occupation))}
+        return {
+            "f_acc": float(json_format_ok(out)),
+            "p_acc": float(json_occupation_ok(out, occupation_text(occupation))),
+            "f_acc_strict": float(json_strict_object(out) is not None),
+            "p_acc_strict": float(json_strict_occupation_ok(out, occupation)),
+            "occupation_named": float(names_occupation(out, occupation)),
+        }
 
 
 class PronounTask(_InstructionTask):
@@ -182,7 +208,7 @@ class PronounTask(_InstructionTask):
 
     corrects_answers = True
 
-    def correct(self, answer: str, example: Optional[Biography] = None) -> str:
+    def correct(self, answer: str, example: Biography | None = None) -> str:
         """``answer`` with its gendered pronouns replaced by "they"-forms (:func:`neutralise`): the instruction
         carried out on the model's own words (the same rule for every example).
 
@@ -192,16 +218,25 @@ class PronounTask(_InstructionTask):
         return neutralise(answer)
 
     def answer(self, example: Biography) -> str:
-        return (f"{example.neutral.rstrip()} {_capital(example.person)} is "
-                f"{with_article(occupation_text(example.occupation))}.")
+        return (
+            f"{example.neutral.rstrip()} {_capital(example.person)} is "
+            f"{with_article(occupation_text(example.occupation))}."
+        )
 
     def metrics_from(self, example: Biography, results: dict[str, Any]) -> dict[str, float]:
         out = str(results["output"])
         acc, a_acc, ok = no_subject_pronouns(out), no_gendered_pronouns(out), is_fluent(out)
         rewrite = is_rewrite(out, example.context)
-        return {"acc": float(acc), "a_acc": float(a_acc), "fluency": fluency(out), "fluent": float(ok),
-                "acc_fluent": float(acc and ok), "a_acc_fluent": float(a_acc and ok), "rewrite": float(rewrite),
-                "a_acc_rewrite": float(a_acc and ok and rewrite)}
+        return {
+            "acc": float(acc),
+            "a_acc": float(a_acc),
+            "fluency": fluency(out),
+            "fluent": float(ok),
+            "acc_fluent": float(acc and ok),
+            "a_acc_fluent": float(a_acc and ok),
+            "rewrite": float(rewrite),
+            "a_acc_rewrite": float(a_acc and ok and rewrite),
+        }
 
     def accepts(self, bio: Biography) -> bool:
         """Only bios with a gendered pronoun to change (their neutral form differs)."""
@@ -222,11 +257,13 @@ class BiasBiosTask(BiographyTask):
         ctx = _context(example)
         end = min(example.first_sentence_end, len(ctx))
         first, rest = ctx[:end].rstrip(), ctx[end:]
-        tail = ctx[len(first):end] + rest
+        tail = ctx[len(first) : end] + rest
         if not first.strip():
             raise ValueError(f"Biography {example.uid} has an empty first sentence to emphasise.")
-        return (f"*{escape_markup(first)}*{escape_markup(tail)}. "
-                f"{escape_markup(_capital(example.person))} has the occupation of")
+        return (
+            f"*{escape_markup(first)}*{escape_markup(tail)}. "
+            f"{escape_markup(_capital(example.person))} has the occupation of"
+        )
 
     def answer(self, example: Biography) -> str:
         return " " + occupation_text(example.occupation)
@@ -237,8 +274,7 @@ class BiasBiosTask(BiographyTask):
     def metrics_from(self, example: Biography, results: dict[str, Any]) -> dict[str, float]:
         logprobs = list(results["choice"])
         if len(logprobs) != len(OCCUPATIONS):
-            raise ValueError(f"BiasBios needs one log-prob per occupation ({len(OCCUPATIONS)}); got "
-                             f"{len(logprobs)}.")
+            raise ValueError(f"BiasBios needs one log-prob per occupation ({len(OCCUPATIONS)}); got {len(logprobs)}.")
         best = max(range(len(logprobs)), key=logprobs.__getitem__)
         return {"acc": float(OCCUPATIONS[best] == example.occupation)}
 

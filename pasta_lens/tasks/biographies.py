@@ -26,22 +26,49 @@ import os
 import pickle
 import random
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Optional, Union
 
 from pasta_lens.tasks.base import TaskExample, check_split, seeded_sample
 
 OCCUPATIONS: tuple[str, ...] = (
-    "accountant", "architect", "attorney", "chiropractor", "comedian", "composer", "dentist", "dietitian", "dj",
-    "filmmaker", "interior_designer", "journalist", "model", "nurse", "painter", "paralegal", "pastor",
-    "personal_trainer", "photographer", "physician", "poet", "professor", "psychologist", "rapper",
-    "software_engineer", "surgeon", "teacher", "yoga_teacher",
+    "accountant",
+    "architect",
+    "attorney",
+    "chiropractor",
+    "comedian",
+    "composer",
+    "dentist",
+    "dietitian",
+    "dj",
+    "filmmaker",
+    "interior_designer",
+    "journalist",
+    "model",
+    "nurse",
+    "painter",
+    "paralegal",
+    "pastor",
+    "personal_trainer",
+    "photographer",
+    "physician",
+    "poet",
+    "professor",
+    "psychologist",
+    "rapper",
+    "software_engineer",
+    "surgeon",
+    "teacher",
+    "yoga_teacher",
 )
 """The 28 BiasBios occupations; the position is ``LabHC/bias_in_bios``'s ``profession`` label."""
 
 
 def occupation_text(occupation: str) -> str:
-    """How an occupation is written in prose: ``"software_engineer"`` -> ``"software engineer"``, ``"dj"`` -> ``"DJ"``."""
+    """How an occupation is written in prose.
+
+    ``"software_engineer"`` -> ``"software engineer"``, ``"dj"`` -> ``"DJ"``.
+    """
     return "DJ" if occupation == "dj" else occupation.replace("_", " ")
 
 
@@ -77,15 +104,17 @@ class Biography(TaskExample):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.occupation not in OCCUPATIONS:
-            raise ValueError(f"Unknown occupation {self.occupation!r}; use one of the 28 BiasBios occupations "
-                             f"{OCCUPATIONS}.")
+            raise ValueError(
+                f"Unknown occupation {self.occupation!r}; use one of the 28 BiasBios occupations {OCCUPATIONS}."
+            )
         if self.gender not in ("F", "M", ""):
             raise ValueError(f"Biography.gender must be 'F', 'M' or ''; got {self.gender!r}.")
         if not self.context.strip():
             raise ValueError("Biography.context is empty; give the biography text.")
         if not 0 < self.first_sentence_end <= len(self.context):
-            raise ValueError(f"first_sentence_end={self.first_sentence_end} is outside the context "
-                             f"(length {len(self.context)}).")
+            raise ValueError(
+                f"first_sentence_end={self.first_sentence_end} is outside the context (length {len(self.context)})."
+            )
 
     @property
     def person(self) -> str:
@@ -94,7 +123,7 @@ class Biography(TaskExample):
 
     @property
     def first_sentence(self) -> str:
-        return self.context[:self.first_sentence_end]
+        return self.context[: self.first_sentence_end]
 
 
 def first_sentence_end(text: str) -> int:
@@ -103,8 +132,16 @@ def first_sentence_end(text: str) -> int:
     return m.end() if m else len(text)
 
 
-_NEUTRAL = {"she": "they", "he": "they", "her": "their", "him": "them", "his": "their", "hers": "theirs",
-            "herself": "themselves", "himself": "themselves"}
+_NEUTRAL = {
+    "she": "they",
+    "he": "they",
+    "her": "their",
+    "him": "them",
+    "his": "their",
+    "hers": "theirs",
+    "herself": "themselves",
+    "himself": "themselves",
+}
 
 
 _AGREE = {"is": "are", "was": "were", "has": "have", "does": "do"}
@@ -121,6 +158,7 @@ def neutralise(text: str) -> str:
         >>> neutralise("She said his book is hers. He has one.")
         'They said their book is theirs. They have one.'
     """
+
     def swap(m: re.Match) -> str:
         word = m.group(0)
         new = _NEUTRAL[word.lower()]
@@ -131,7 +169,7 @@ def neutralise(text: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- real formats
-def _rows(source: Union[str, os.PathLike, Iterable[dict]]) -> Iterable[dict]:
+def _rows(source: str | os.PathLike | Iterable[dict]) -> Iterable[dict]:
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         if not os.path.exists(path):
@@ -143,7 +181,7 @@ def _rows(source: Union[str, os.PathLike, Iterable[dict]]) -> Iterable[dict]:
     return source
 
 
-def load_bias_in_bios(source: Union[str, os.PathLike, Iterable[dict]], split_name: str = "") -> list[Biography]:
+def load_bias_in_bios(source: str | os.PathLike | Iterable[dict], split_name: str = "") -> list[Biography]:
     """Biographies from ``LabHC/bias_in_bios`` rows (``hard_text``, ``profession``, ``gender``).
 
     Args:
@@ -164,18 +202,29 @@ def load_bias_in_bios(source: Union[str, os.PathLike, Iterable[dict]], split_nam
         try:
             text, prof, gender = str(row["hard_text"]).strip(), int(row["profession"]), int(row["gender"])
         except (KeyError, TypeError, ValueError):
-            raise ValueError(f"Row {i} is not a LabHC/bias_in_bios row with hard_text, profession, gender: "
-                             f"{str(row)[:200]}") from None
+            raise ValueError(
+                f"Row {i} is not a LabHC/bias_in_bios row with hard_text, profession, gender: {str(row)[:200]}"
+            ) from None
         if not 0 <= prof < len(OCCUPATIONS) or gender not in (0, 1):
-            raise ValueError(f"Row {i}: profession must be 0..27 and gender 0 (male) or 1 (female); got "
-                             f"{prof}, {gender}.")
-        out.append(Biography(uid=f"bias_in_bios:{split_name}:{i}", source="bias_in_bios", name="",
-                             occupation=OCCUPATIONS[prof], gender="MF"[gender], context=text,
-                             first_sentence_end=first_sentence_end(text), neutral=neutralise(text)))
+            raise ValueError(
+                f"Row {i}: profession must be 0..27 and gender 0 (male) or 1 (female); got {prof}, {gender}."
+            )
+        out.append(
+            Biography(
+                uid=f"bias_in_bios:{split_name}:{i}",
+                source="bias_in_bios",
+                name="",
+                occupation=OCCUPATIONS[prof],
+                gender="MF"[gender],
+                context=text,
+                first_sentence_end=first_sentence_end(text),
+                neutral=neutralise(text),
+            )
+        )
     return out
 
 
-def load_biosbias_pkl(source: Union[str, os.PathLike, Iterable[dict]]) -> list[Biography]:
+def load_biosbias_pkl(source: str | os.PathLike | Iterable[dict]) -> list[Biography]:
     """Biographies from the ``BIOS.pkl`` of ``microsoft/biosbias`` (a pickled list of dicts).
 
     Uses ``raw`` (the whole bio) as context, ``raw[:start_pos]`` as the first sentence, ``name`` = first and
@@ -196,8 +245,9 @@ def load_biosbias_pkl(source: Union[str, os.PathLike, Iterable[dict]]) -> list[B
             raw, start, title, gender = str(row["raw"]), int(row["start_pos"]), str(row["title"]), row["gender"]
             name = row.get("name") or ()
         except (KeyError, TypeError, ValueError):
-            raise ValueError(f"Row {i} is not a biosbias row with raw, start_pos, title, gender, name: "
-                             f"{str(row)[:200]}") from None
+            raise ValueError(
+                f"Row {i} is not a biosbias row with raw, start_pos, title, gender, name: {str(row)[:200]}"
+            ) from None
         title = title.strip().lower().replace(" ", "_")
         if title not in OCCUPATIONS:
             continue
@@ -205,13 +255,22 @@ def load_biosbias_pkl(source: Union[str, os.PathLike, Iterable[dict]]) -> list[B
         full = " ".join(dict.fromkeys(parts))  # first and last name (deduplicated when they coincide)
         raw = raw.strip()
         end = min(max(start, 1), len(raw))
-        out.append(Biography(uid=f"biosbias:{i}", source="biosbias", name=full, occupation=title,
-                             gender=gender if gender in ("F", "M") else "", context=raw,
-                             first_sentence_end=end, neutral=neutralise(raw)))
+        out.append(
+            Biography(
+                uid=f"biosbias:{i}",
+                source="biosbias",
+                name=full,
+                occupation=title,
+                gender=gender if gender in ("F", "M") else "",
+                context=raw,
+                first_sentence_end=end,
+                neutral=neutralise(raw),
+            )
+        )
     return out
 
 
-def split_biographies(bios: list[Biography], split: str, n: Optional[int], seed: int) -> list[Biography]:
+def split_biographies(bios: list[Biography], split: str, n: int | None, seed: int) -> list[Biography]:
     """A fixed 80/10/10 train/validation/test partition of a loaded list (seeded by nothing but the uids)."""
     check_split(split)
     ordered = seeded_sample(sorted(bios, key=lambda b: b.uid), None, 0, "bio-partition")
@@ -222,21 +281,126 @@ def split_biographies(bios: list[Biography], split: str, n: Optional[int], seed:
 
 # ------------------------------------------------------------------------------------------------- synthetic
 FIRST_NAMES = {
-    "F": ("Maria", "Aisha", "Emily", "Sofia", "Hannah", "Priya", "Olivia", "Mei", "Laura", "Fatima", "Grace",
-          "Elena", "Chloe", "Amara", "Julia", "Nadia", "Rachel", "Ingrid", "Lucia", "Keiko"),
-    "M": ("James", "Omar", "Daniel", "Lucas", "Ethan", "Ravi", "Samuel", "Wei", "Mark", "Karim", "Thomas",
-          "Mateo", "Noah", "Kwame", "Adrian", "Felix", "David", "Lars", "Diego", "Hiroshi"),
+    "F": (
+        "Maria",
+        "Aisha",
+        "Emily",
+        "Sofia",
+        "Hannah",
+        "Priya",
+        "Olivia",
+        "Mei",
+        "Laura",
+        "Fatima",
+        "Grace",
+        "Elena",
+        "Chloe",
+        "Amara",
+        "Julia",
+        "Nadia",
+        "Rachel",
+        "Ingrid",
+        "Lucia",
+        "Keiko",
+    ),
+    "M": (
+        "James",
+        "Omar",
+        "Daniel",
+        "Lucas",
+        "Ethan",
+        "Ravi",
+        "Samuel",
+        "Wei",
+        "Mark",
+        "Karim",
+        "Thomas",
+        "Mateo",
+        "Noah",
+        "Kwame",
+        "Adrian",
+        "Felix",
+        "David",
+        "Lars",
+        "Diego",
+        "Hiroshi",
+    ),
 }
-LAST_NAMES = ("Lopez", "Okafor", "Smith", "Novak", "Chen", "Patel", "Johansson", "Rossi", "Kim", "Haddad",
-              "Murphy", "Garcia", "Schmidt", "Tanaka", "Dubois", "Mensah", "Kowalski", "Silva", "Brown", "Ivanova",
-              "Nguyen", "Cohen", "Walker", "Moreau", "Andersen", "Costa", "Reyes", "Bauer", "Singh", "Martin")
-CITIES = ("Chicago", "Toronto", "Lisbon", "Melbourne", "Denver", "Manchester", "Austin", "Dublin", "Seattle",
-          "Vancouver", "Boston", "Cape Town", "Auckland", "Edinburgh", "Portland")
-SCHOOLS = ("the University of Michigan", "McGill University", "the University of Leeds", "Boston University",
-           "the University of Texas", "Trinity College Dublin", "the University of Melbourne",
-           "Ohio State University", "the University of Washington", "Rutgers University")
-HOBBIES = ("hiking", "baking bread", "playing chess", "gardening", "running marathons", "reading mystery novels",
-           "cycling", "learning languages", "sailing", "birdwatching", "playing the piano", "pottery")
+LAST_NAMES = (
+    "Lopez",
+    "Okafor",
+    "Smith",
+    "Novak",
+    "Chen",
+    "Patel",
+    "Johansson",
+    "Rossi",
+    "Kim",
+    "Haddad",
+    "Murphy",
+    "Garcia",
+    "Schmidt",
+    "Tanaka",
+    "Dubois",
+    "Mensah",
+    "Kowalski",
+    "Silva",
+    "Brown",
+    "Ivanova",
+    "Nguyen",
+    "Cohen",
+    "Walker",
+    "Moreau",
+    "Andersen",
+    "Costa",
+    "Reyes",
+    "Bauer",
+    "Singh",
+    "Martin",
+)
+CITIES = (
+    "Chicago",
+    "Toronto",
+    "Lisbon",
+    "Melbourne",
+    "Denver",
+    "Manchester",
+    "Austin",
+    "Dublin",
+    "Seattle",
+    "Vancouver",
+    "Boston",
+    "Cape Town",
+    "Auckland",
+    "Edinburgh",
+    "Portland",
+)
+SCHOOLS = (
+    "the University of Michigan",
+    "McGill University",
+    "the University of Leeds",
+    "Boston University",
+    "the University of Texas",
+    "Trinity College Dublin",
+    "the University of Melbourne",
+    "Ohio State University",
+    "the University of Washington",
+    "Rutgers University",
+)
+HOBBIES = (
+    "hiking",
+    "baking bread",
+    "playing chess",
+    "gardening",
+    "running marathons",
+    "reading mystery novels",
+    "cycling",
+    "learning languages",
+    "sailing",
+    "birdwatching",
+    "playing the piano",
+    "pottery",
+)
 RELATIVES = ("sister", "brother", "cousin", "neighbour", "best friend", "uncle", "aunt")
 
 # Sentence templates after the first one. {S} subject, {O} object, {P} possessive, {R} reflexive pronoun,
@@ -266,30 +430,45 @@ def _fill(template: str, form: str, values: dict[str, str]) -> str:
     return text.format(**values)
 
 
-def synthetic_biography(rng: random.Random, uid: str, occupation: Optional[str] = None) -> Biography:
+def synthetic_biography(rng: random.Random, uid: str, occupation: str | None = None) -> Biography:
     """One seeded synthetic biography (see :func:`synthetic_biographies`)."""
     gender = rng.choice(("F", "M"))
     occupation = occupation or rng.choice(OCCUPATIONS)
     other = rng.choice([o for o in OCCUPATIONS if o != occupation])
     name = f"{rng.choice(FIRST_NAMES[gender])} {rng.choice(LAST_NAMES)}"
     city, city2 = rng.sample(CITIES, 2)
-    values = dict(school=rng.choice(SCHOOLS), year=str(rng.randint(1985, 2018)), city=city, city2=city2,
-                  k=str(rng.randint(2, 20)), hobby=rng.choice(HOBBIES), relative=rng.choice(RELATIVES),
-                  a_other=with_article(occupation_text(other)),
-                  other_name=f"{rng.choice(FIRST_NAMES[rng.choice('FM')])} {rng.choice(LAST_NAMES)}")
+    values = dict(
+        school=rng.choice(SCHOOLS),
+        year=str(rng.randint(1985, 2018)),
+        city=city,
+        city2=city2,
+        k=str(rng.randint(2, 20)),
+        hobby=rng.choice(HOBBIES),
+        relative=rng.choice(RELATIVES),
+        a_other=with_article(occupation_text(other)),
+        other_name=f"{rng.choice(FIRST_NAMES[rng.choice('FM')])} {rng.choice(LAST_NAMES)}",
+    )
     first = f"{name} is {with_article(occupation_text(occupation))} based in {city}."
     body = rng.sample(TEMPLATES, 4)
     gendered = " ".join([first] + [_fill(t, gender, values) for t in body])
     neutral = " ".join([first] + [_fill(t, "N", values) for t in body])
-    return Biography(uid=uid, source="synthetic", name=name, occupation=occupation, gender=gender,
-                     context=gendered, first_sentence_end=len(first), neutral=neutral)
+    return Biography(
+        uid=uid,
+        source="synthetic",
+        name=name,
+        occupation=occupation,
+        gender=gender,
+        context=gendered,
+        first_sentence_end=len(first),
+        neutral=neutral,
+    )
 
 
 SPLIT_SIZES = {"train": 2000, "validation": 500, "test": 2000}
 """How many synthetic bios each split has (disjoint random streams per split)."""
 
 
-def synthetic_biographies(split: str = "train", n: Optional[int] = None, seed: int = 0) -> list[Biography]:
+def synthetic_biographies(split: str = "train", n: int | None = None, seed: int = 0) -> list[Biography]:
     """Seeded synthetic biographies over the 28 BiasBios occupations (labelled ``source="synthetic"``).
 
     Each split is a fixed list generated from its own random stream (``random.Random("synthetic-bios:<split>")``),
@@ -307,6 +486,7 @@ def synthetic_biographies(split: str = "train", n: Optional[int] = None, seed: i
 @functools.lru_cache(maxsize=3)
 def _all_synthetic(split: str) -> tuple[Biography, ...]:
     rng = random.Random(f"synthetic-bios:{split}")
-    return tuple(synthetic_biography(rng, f"synthetic:{split}:{i}", OCCUPATIONS[i % len(OCCUPATIONS)])
-                 for i in range(SPLIT_SIZES[split]))
-
+    return tuple(
+        synthetic_biography(rng, f"synthetic:{split}:{i}", OCCUPATIONS[i % len(OCCUPATIONS)])
+        for i in range(SPLIT_SIZES[split])
+    )

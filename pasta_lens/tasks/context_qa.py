@@ -29,11 +29,21 @@ from __future__ import annotations
 import functools
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any
 
-from pasta_lens.metrics import (all_lower, all_upper, answer_found, content_kept, json_with_key, one_word, starts_with,
-                                word_tokens, wrapped_in)
+from pasta_lens.metrics import (
+    all_lower,
+    all_upper,
+    answer_found,
+    content_kept,
+    json_with_key,
+    one_word,
+    starts_with,
+    word_tokens,
+    wrapped_in,
+)
 from pasta_lens.tasks.base import Task, TaskExample, check_split, escape_markup, seeded_sample
 from pasta_lens.tasks.biographies import synthetic_biographies
 from pasta_lens.tasks.documents import GENERATORS, Question, bio_questions
@@ -57,21 +67,44 @@ class Format:
     suits: Callable[[str], bool] = lambda gold: True
 
 
-FORMATS: dict[str, Format] = {f.id: f for f in (
-    Format("capitals", "Answer in capital letters only.", all_upper, str.upper,
-           lambda g: any(c.isalpha() for c in g)),
-    Format("lowercase", "Answer in lowercase letters only.", all_lower, str.lower,
-           lambda g: any(c.isalpha() for c in g)),
-    Format("one_word", "Answer in one word.", one_word, lambda g: g, lambda g: " " not in g.strip()),
-    Format("json", 'Answer in JSON with the key "answer".', lambda t: json_with_key(t, "answer"),
-           lambda g: json.dumps({"answer": g})),
-    Format("prefix", "Start your answer with 'Answer:'.", lambda t: starts_with(t, "Answer:"),
-           lambda g: f"Answer: {g}"),
-    Format("no_commas", "Do not use any commas in your answer.",
-           lambda t: bool(t.strip()) and "," not in t, lambda g: g, lambda g: "," not in g),
-    Format("quotes", "Wrap your answer in double quotation marks.", lambda t: wrapped_in(t, '"', '"'),
-           lambda g: f'"{g}"'),
-)}
+FORMATS: dict[str, Format] = {
+    f.id: f
+    for f in (
+        Format(
+            "capitals", "Answer in capital letters only.", all_upper, str.upper, lambda g: any(c.isalpha() for c in g)
+        ),
+        Format(
+            "lowercase",
+            "Answer in lowercase letters only.",
+            all_lower,
+            str.lower,
+            lambda g: any(c.isalpha() for c in g),
+        ),
+        Format("one_word", "Answer in one word.", one_word, lambda g: g, lambda g: " " not in g.strip()),
+        Format(
+            "json",
+            'Answer in JSON with the key "answer".',
+            lambda t: json_with_key(t, "answer"),
+            lambda g: json.dumps({"answer": g}),
+        ),
+        Format(
+            "prefix", "Start your answer with 'Answer:'.", lambda t: starts_with(t, "Answer:"), lambda g: f"Answer: {g}"
+        ),
+        Format(
+            "no_commas",
+            "Do not use any commas in your answer.",
+            lambda t: bool(t.strip()) and "," not in t,
+            lambda g: g,
+            lambda g: "," not in g,
+        ),
+        Format(
+            "quotes",
+            "Wrap your answer in double quotation marks.",
+            lambda t: wrapped_in(t, '"', '"'),
+            lambda g: f'"{g}"',
+        ),
+    )
+}
 
 SPLIT_SIZES = {"train": 600, "validation": 200, "test": 400}
 KINDS = ("bio", "schedule", "recipe", "product", "report")
@@ -115,11 +148,19 @@ def make_example(rng: random.Random, uid: str, kind: str, split: str) -> Context
             document, questions = GENERATORS[kind](rng)
     q = rng.choice(questions)
     fmt = rng.choice([f for f in FORMATS.values() if f.suits(q.gold)])
-    return ContextQAExample(uid=uid, source="synthetic", kind=kind, document=document, question=q.text,
-                            answers=q.answers, distractors=q.distractors, format_id=fmt.id)
+    return ContextQAExample(
+        uid=uid,
+        source="synthetic",
+        kind=kind,
+        document=document,
+        question=q.text,
+        answers=q.answers,
+        distractors=q.distractors,
+        format_id=fmt.id,
+    )
 
 
-def context_qa_examples(split: str = "train", n: Optional[int] = None, seed: int = 0) -> list[ContextQAExample]:
+def context_qa_examples(split: str = "train", n: int | None = None, seed: int = 0) -> list[ContextQAExample]:
     """The examples of ``split``; ``seed`` chooses and orders ``n`` of them.
 
     Example:
@@ -165,27 +206,33 @@ class ContextQATask(Task):
     average_metrics = ("correct", "format")
     max_new_tokens = 48
 
-    def examples(self, split: str = "train", n: Optional[int] = None, seed: int = 0) -> list[ContextQAExample]:
+    def examples(self, split: str = "train", n: int | None = None, seed: int = 0) -> list[ContextQAExample]:
         return context_qa_examples(split, n, seed)
 
     def prompt(self, example: ContextQAExample, variant: str = "default") -> str:
         self.check_variant(variant)
-        return (f"{escape_markup(example.document)}\n\nQuestion: {escape_markup(example.question)} "
-                f"*{escape_markup(FORMATS[example.format_id].text)}*")
+        return (
+            f"{escape_markup(example.document)}\n\nQuestion: {escape_markup(example.question)} "
+            f"*{escape_markup(FORMATS[example.format_id].text)}*"
+        )
 
     def answer(self, example: ContextQAExample) -> str:
         """The gold answer in the asked format (the profiling target)."""
         return FORMATS[example.format_id].apply(example.gold)
 
-    def focus_text(self, example: ContextQAExample) -> Optional[str]:
+    def focus_text(self, example: ContextQAExample) -> str | None:
         """The gold value as it is written inside the formatted answer (the content the answer must get right)."""
         fmt = example.format_id
-        return example.gold.upper() if fmt == "capitals" else example.gold.lower() if fmt == "lowercase" \
-            else example.gold
+        return (
+            example.gold.upper() if fmt == "capitals" else example.gold.lower() if fmt == "lowercase" else example.gold
+        )
 
     def metrics_from(self, example: ContextQAExample, results: dict[str, Any]) -> dict[str, float]:
         out = str(results["output"])
-        correct = (answer_found(out, example.answers, example.distractors) and _n_words(out) <= MAX_WORDS
-                   and content_kept(out, example.document) < MAX_KEPT)
+        correct = (
+            answer_found(out, example.answers, example.distractors)
+            and _n_words(out) <= MAX_WORDS
+            and content_kept(out, example.document) < MAX_KEPT
+        )
         followed = FORMATS[example.format_id].check(out)
         return {"correct": float(correct), "format": float(followed), "both": float(correct and followed)}

@@ -21,8 +21,29 @@ from dataclasses import dataclass
 from pasta_lens.metrics import contains_words
 from pasta_lens.tasks.biographies import CITIES, OCCUPATIONS, SCHOOLS, Biography, occupation_text
 
-NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
-                "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty")
+NUMBER_WORDS = (
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+    "twenty",
+)
 
 
 @dataclass(frozen=True)
@@ -37,8 +58,10 @@ class Question:
         if not self.answers or not all(a.strip() for a in self.answers):
             raise ValueError(f"Question {self.text!r} needs at least one non-empty accepted answer.")
         if any(contains_words(a, d) for a in self.answers for d in self.distractors):
-            raise ValueError(f"Question {self.text!r}: a distractor is part of an accepted answer, so the gold "
-                             "answer itself would count as wrong.")
+            raise ValueError(
+                f"Question {self.text!r}: a distractor is part of an accepted answer, so the gold "
+                "answer itself would count as wrong."
+            )
 
     @property
     def gold(self) -> str:
@@ -68,20 +91,36 @@ def bio_questions(bio: Biography) -> list[Question]:
     named = occupation_text(bio.occupation) in bio.first_sentence
     if named:
         gold = occupation_text(bio.occupation)
-        others = [occupation_text(o) for o in OCCUPATIONS if o != bio.occupation and occupation_text(o) in text
-                  and not contains_words(gold, occupation_text(o))]  # "teacher" is part of "yoga teacher"
+        others = [
+            occupation_text(o)
+            for o in OCCUPATIONS
+            if o != bio.occupation and occupation_text(o) in text and not contains_words(gold, occupation_text(o))
+        ]  # "teacher" is part of "yoga teacher"
         out.append(Question(f"What is {bio.name}'s job?", (occupation_text(bio.occupation),), tuple(others)))
         city = bio.first_sentence.rstrip(".").split(" based in ")[-1]
         out.append(Question(f"In which city is {bio.name} based?", (city,), tuple(c for c in cities if c != city)))
     if len(schools) == 1:
         school = schools[0]
-        out.append(Question(f"Where did {bio.name} study or train?", (school, school.removeprefix("the ")),
-                            tuple(s for s in SCHOOLS if s != school and s in text)))
+        out.append(
+            Question(
+                f"Where did {bio.name} study or train?",
+                (school, school.removeprefix("the ")),
+                tuple(s for s in SCHOOLS if s != school and s in text),
+            )
+        )
     return out
 
 
-EVENTS = ("stand-up meeting", "design review", "client call", "budget meeting", "team lunch", "safety briefing",
-          "product demo", "interview")
+EVENTS = (
+    "stand-up meeting",
+    "design review",
+    "client call",
+    "budget meeting",
+    "team lunch",
+    "safety briefing",
+    "product demo",
+    "interview",
+)
 
 
 def schedule(rng: random.Random) -> tuple[str, list[Question]]:
@@ -95,9 +134,12 @@ def schedule(rng: random.Random) -> tuple[str, list[Question]]:
     doc = f"Schedule for {day}: " + "; ".join(lines) + "."
     i = rng.randrange(4)
     others = [f for j in range(4) if j != i for f in time_forms(*times[j])[:1]]
-    return doc, [Question(f"What time is the {events[i]}?", time_forms(*times[i]), tuple(others)),
-                 Question(f"In which room is the {events[i]}?", (str(rooms[i]),),
-                          tuple(str(r) for j, r in enumerate(rooms) if j != i))]
+    return doc, [
+        Question(f"What time is the {events[i]}?", time_forms(*times[i]), tuple(others)),
+        Question(
+            f"In which room is the {events[i]}?", (str(rooms[i]),), tuple(str(r) for j, r in enumerate(rooms) if j != i)
+        ),
+    ]
 
 
 DISHES = ("lemon pasta", "lentil soup", "vegetable curry", "mushroom risotto", "bean chili", "tomato tart")
@@ -110,12 +152,16 @@ def recipe(rng: random.Random) -> tuple[str, list[Question]]:
     serves, minutes, grams = rng.randint(2, 8), rng.randrange(10, 45, 5), rng.randrange(150, 600, 50)
     spoons = rng.choice([x for x in (1, 2, 3) if x != serves])
     herb, other = rng.sample(HERBS, 2)
-    doc = (f"{dish.capitalize()} (serves {serves}). Fry an onion in {spoons} spoons of oil, add {grams} g of the main "
-           f"ingredient and cook for {minutes} minutes. Season with {other} while it cooks and stir in fresh {herb} "
-           "just before serving.")
-    return doc, [Question(f"How many minutes does the {dish} cook?", number_forms(minutes)),
-                 Question("Which herb is stirred in just before serving?", (herb,), (other,)),
-                 Question(f"How many people does the {dish} serve?", number_forms(serves))]
+    doc = (
+        f"{dish.capitalize()} (serves {serves}). Fry an onion in {spoons} spoons of oil, add {grams} g of the main "
+        f"ingredient and cook for {minutes} minutes. Season with {other} while it cooks and stir in fresh {herb} "
+        "just before serving."
+    )
+    return doc, [
+        Question(f"How many minutes does the {dish} cook?", number_forms(minutes)),
+        Question("Which herb is stirred in just before serving?", (herb,), (other,)),
+        Question(f"How many people does the {dish} serve?", number_forms(serves)),
+    ]
 
 
 PRODUCTS = ("kettle", "desk lamp", "blender", "toaster", "radio", "coffee grinder")
@@ -129,11 +175,15 @@ def product(rng: random.Random) -> tuple[str, list[Question]]:
     price, years, weeks = rng.randrange(25, 190, 5), rng.randint(2, 5), rng.randint(2, 8)
     if weeks == years:
         weeks += 1
-    doc = (f"The {name} {kind} costs {price} euros and ships within {weeks} weeks. It comes in three colours and "
-           f"carries a warranty of {years} years. Spare parts are sold separately.")
-    return doc, [Question(f"How many years of warranty does the {name} have?", number_forms(years)),
-                 Question(f"How much does the {name} cost in euros?", (str(price),)),
-                 Question(f"Within how many weeks does the {name} ship?", number_forms(weeks))]
+    doc = (
+        f"The {name} {kind} costs {price} euros and ships within {weeks} weeks. It comes in three colours and "
+        f"carries a warranty of {years} years. Spare parts are sold separately."
+    )
+    return doc, [
+        Question(f"How many years of warranty does the {name} have?", number_forms(years)),
+        Question(f"How much does the {name} cost in euros?", (str(price),)),
+        Question(f"Within how many weeks does the {name} ship?", number_forms(weeks)),
+    ]
 
 
 def report(rng: random.Random) -> tuple[str, list[Question]]:
@@ -144,13 +194,17 @@ def report(rng: random.Random) -> tuple[str, list[Question]]:
     pct = rng.randint(2, 9)
     quarter = rng.choice(("first", "second", "third", "fourth"))
     parts = [f"the {stores[j]} store sold {units[j]:,} units" for j in order]
-    doc = (f"Sales report, {quarter} quarter: {parts[0]}, {parts[1]} and {parts[2]}. Returns fell to {pct} "
-           "percent.")
+    doc = f"Sales report, {quarter} quarter: {parts[0]}, {parts[1]} and {parts[2]}. Returns fell to {pct} percent."
     k = rng.randrange(3)
-    return doc, [Question("Which store sold the most units?", (stores[0],), tuple(stores[1:])),
-                 Question(f"How many units did the {stores[k]} store sell?", (str(units[k]),),
-                          tuple(str(u) for j, u in enumerate(units) if j != k)),
-                 Question("To what percentage did returns fall?", number_forms(pct))]
+    return doc, [
+        Question("Which store sold the most units?", (stores[0],), tuple(stores[1:])),
+        Question(
+            f"How many units did the {stores[k]} store sell?",
+            (str(units[k]),),
+            tuple(str(u) for j, u in enumerate(units) if j != k),
+        ),
+        Question("To what percentage did returns fall?", number_forms(pct)),
+    ]
 
 
 GENERATORS = {"schedule": schedule, "recipe": recipe, "product": product, "report": report}

@@ -24,11 +24,18 @@ from __future__ import annotations
 import functools
 import random
 import re
-from typing import Optional
 
 from pasta_lens.tasks.base import check_split, seeded_sample
-from pasta_lens.tasks.biographies import (CITIES, HOBBIES, OCCUPATIONS, RELATIVES, SCHOOLS, Biography, occupation_text,
-                                          with_article)
+from pasta_lens.tasks.biographies import (
+    CITIES,
+    HOBBIES,
+    OCCUPATIONS,
+    RELATIVES,
+    SCHOOLS,
+    Biography,
+    occupation_text,
+    with_article,
+)
 from pasta_lens.tasks.occupation_facts import FACTS, split_items
 
 STYLES = ("third", "first", "cv", "news")
@@ -40,113 +47,364 @@ KINDS = ("duty", "workplace", "tools", "training", "colleagues", "milestone")
 # a name subject (always -s); {duty_base}/{duty2_base}: the base form. The last template of each list is test-only.
 TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
     "third": {
-        "opening": ("{name} grew up in {city2} and now lives in {city}.", "{name} lives in {city} with {P} family.",
-                    "Born in {city2}, {name} moved to {city} in {year}.",
-                    "{name} has spent the last {years} years in {city}.", "{name} has called {city} home since {year}."),
-        "duty": ("{Sc} {duty} and {S} also {duty2}.", "Most days {S} {duty}.", "{Pc} work is to {duty_base} and to "
-                 "{duty2_base}.", "On a typical day {S} {duty}.", "These days {S} mostly {duty}."),
-        "workplace": ("{Sc} [works|work] {workplace}.", "For {years} years {S} [has|have] worked {workplace}.",
-                      "Today {S} [works|work] mostly {workplace}.", "{Sc} [has|have] been working {workplace} since "
-                      "{year}."),
-        "tools": ("{Pc} days are spent with {tool}.", "{Sc} [relies|rely] on {tool} every day.",
-                  "{Sc} [keeps|keep] {tool} close at hand.", "Ask {O} about {tool} and {S} will talk for an hour."),
-        "training": ("{Sc} [holds|hold] {training} from {school}.", "After earning {training} at {school}, {S} "
-                     "[moved|moved] to {city}.", "{Sc} [trained|trained] at {school}, where {S} [earned|earned] "
-                     "{training}.", "{Pc} training includes {training} from {school}."),
-        "colleagues": ("{Sc} [works|work] closely with {colleague}.", "{Pc} days are shared with {colleague}.",
-                       "{Sc} [spends|spend] much of the week with {colleague}.",
-                       "{Sc} [says|say] the best part of the work is the time with {colleague}."),
-        "milestone": ("Last year {S} {milestone}.", "In {year3} {S} {milestone}.", "{Sc} once {milestone}.",
-                      "Colleagues still talk about the time {S} {milestone}."),
-        "personal": ("In {P} free time {S} [enjoys|enjoy] {hobby}.", "{Pc} {relative} is {a_other}.",
-                     "Outside work, {S} [is|are] usually {hobby}.", "{Sc} [lives|live] in {city} with two cats.",
-                     "{Pc} {relative}, who works as {a_other}, lives nearby."),
+        "opening": (
+            "{name} grew up in {city2} and now lives in {city}.",
+            "{name} lives in {city} with {P} family.",
+            "Born in {city2}, {name} moved to {city} in {year}.",
+            "{name} has spent the last {years} years in {city}.",
+            "{name} has called {city} home since {year}.",
+        ),
+        "duty": (
+            "{Sc} {duty} and {S} also {duty2}.",
+            "Most days {S} {duty}.",
+            "{Pc} work is to {duty_base} and to {duty2_base}.",
+            "On a typical day {S} {duty}.",
+            "These days {S} mostly {duty}.",
+        ),
+        "workplace": (
+            "{Sc} [works|work] {workplace}.",
+            "For {years} years {S} [has|have] worked {workplace}.",
+            "Today {S} [works|work] mostly {workplace}.",
+            "{Sc} [has|have] been working {workplace} since {year}.",
+        ),
+        "tools": (
+            "{Pc} days are spent with {tool}.",
+            "{Sc} [relies|rely] on {tool} every day.",
+            "{Sc} [keeps|keep] {tool} close at hand.",
+            "Ask {O} about {tool} and {S} will talk for an hour.",
+        ),
+        "training": (
+            "{Sc} [holds|hold] {training} from {school}.",
+            "After earning {training} at {school}, {S} [moved|moved] to {city}.",
+            "{Sc} [trained|trained] at {school}, where {S} [earned|earned] {training}.",
+            "{Pc} training includes {training} from {school}.",
+        ),
+        "colleagues": (
+            "{Sc} [works|work] closely with {colleague}.",
+            "{Pc} days are shared with {colleague}.",
+            "{Sc} [spends|spend] much of the week with {colleague}.",
+            "{Sc} [says|say] the best part of the work is the time with {colleague}.",
+        ),
+        "milestone": (
+            "Last year {S} {milestone}.",
+            "In {year3} {S} {milestone}.",
+            "{Sc} once {milestone}.",
+            "Colleagues still talk about the time {S} {milestone}.",
+        ),
+        "personal": (
+            "In {P} free time {S} [enjoys|enjoy] {hobby}.",
+            "{Pc} {relative} is {a_other}.",
+            "Outside work, {S} [is|are] usually {hobby}.",
+            "{Sc} [lives|live] in {city} with two cats.",
+            "{Pc} {relative}, who works as {a_other}, lives nearby.",
+        ),
     },
     "first": {
-        "opening": ("My name is {name}, and I live in {city}.", "I'm {name}, originally from {city2}.",
-                    "Hi, I'm {name} and I have lived in {city} since {year}.", "{name} here, writing from {city}."),
-        "duty": ("I {duty} and I also {duty2}.", "Most days I {duty}.", "My job is to {duty_base}.",
-                 "What I love most is getting to {duty_base}."),
-        "workplace": ("I work {workplace}.", "For {years} years I have worked {workplace}.",
-                      "Right now I work mostly {workplace}.", "I have been working {workplace} since {year}."),
-        "tools": ("I rely on {tool} every day.", "I never start the day without {tool}.",
-                  "I keep {tool} close at hand.", "You will rarely see me without {tool}."),
-        "training": ("I earned {training} at {school}.", "I trained at {school}, where I earned {training}.",
-                     "Before all this I earned {training} from {school}."),
-        "colleagues": ("I work closely with {colleague}.", "I spend much of my week with {colleague}.",
-                       "The best part of my day is the time with {colleague}."),
-        "milestone": ("Last year I {milestone}.", "In {year3} I {milestone}.", "I once {milestone}.",
-                      "I am proudest of the year I {milestone}."),
-        "personal": ("Outside work I enjoy {hobby}.", "My {relative} is {a_other}, so dinners at home are lively.",
-                     "I live in {city} with my family.", "When I am not working, I am usually {hobby}."),
+        "opening": (
+            "My name is {name}, and I live in {city}.",
+            "I'm {name}, originally from {city2}.",
+            "Hi, I'm {name} and I have lived in {city} since {year}.",
+            "{name} here, writing from {city}.",
+        ),
+        "duty": (
+            "I {duty} and I also {duty2}.",
+            "Most days I {duty}.",
+            "My job is to {duty_base}.",
+            "What I love most is getting to {duty_base}.",
+        ),
+        "workplace": (
+            "I work {workplace}.",
+            "For {years} years I have worked {workplace}.",
+            "Right now I work mostly {workplace}.",
+            "I have been working {workplace} since {year}.",
+        ),
+        "tools": (
+            "I rely on {tool} every day.",
+            "I never start the day without {tool}.",
+            "I keep {tool} close at hand.",
+            "You will rarely see me without {tool}.",
+        ),
+        "training": (
+            "I earned {training} at {school}.",
+            "I trained at {school}, where I earned {training}.",
+            "Before all this I earned {training} from {school}.",
+        ),
+        "colleagues": (
+            "I work closely with {colleague}.",
+            "I spend much of my week with {colleague}.",
+            "The best part of my day is the time with {colleague}.",
+        ),
+        "milestone": (
+            "Last year I {milestone}.",
+            "In {year3} I {milestone}.",
+            "I once {milestone}.",
+            "I am proudest of the year I {milestone}.",
+        ),
+        "personal": (
+            "Outside work I enjoy {hobby}.",
+            "My {relative} is {a_other}, so dinners at home are lively.",
+            "I live in {city} with my family.",
+            "When I am not working, I am usually {hobby}.",
+        ),
     },
     "cv": {
-        "opening": ("Name: {name}. Location: {city}.", "{name} ({city}): curriculum vitae.",
-                    "Profile of {name}, based in {city}.", "Resume: {name}, {city}."),
-        "duty": ("Duties: {duty_base}; {duty2_base}.", "Main responsibilities: {duty_base} and {duty2_base}.",
-                 "Day to day: {duty_base}.", "Core tasks: {duty_base}; also {duty2_base}."),
-        "workplace": ("Experience: {years} years {workplace}.", "Current post: {workplace} (since {year}).",
-                      "Previous post: {years} years {workplace}.", "Employment: {workplace}, {year} to present."),
+        "opening": (
+            "Name: {name}. Location: {city}.",
+            "{name} ({city}): curriculum vitae.",
+            "Profile of {name}, based in {city}.",
+            "Resume: {name}, {city}.",
+        ),
+        "duty": (
+            "Duties: {duty_base}; {duty2_base}.",
+            "Main responsibilities: {duty_base} and {duty2_base}.",
+            "Day to day: {duty_base}.",
+            "Core tasks: {duty_base}; also {duty2_base}.",
+        ),
+        "workplace": (
+            "Experience: {years} years {workplace}.",
+            "Current post: {workplace} (since {year}).",
+            "Previous post: {years} years {workplace}.",
+            "Employment: {workplace}, {year} to present.",
+        ),
         "tools": ("Tools: {tool}.", "Equipment used daily: {tool}.", "Kit: {tool}."),
-        "training": ("Education: {training}, {school}.", "Qualifications: {training} ({school}, {year2}).",
-                     "Training: {training} from {school}."),
+        "training": (
+            "Education: {training}, {school}.",
+            "Qualifications: {training} ({school}, {year2}).",
+            "Training: {training} from {school}.",
+        ),
         "colleagues": ("Works with: {colleague}.", "Team: {colleague}.", "Collaborators: {colleague}."),
-        "milestone": ("Highlight: {milestone}.", "Achievements: {milestone}.", "Notable: {milestone} in {year3}.",
-                      "Proudest moment: {milestone}."),
-        "personal": ("Summary: {Sc} [has|have] {years} years of experience and [is|are] known for careful work.",
-                     "About: {Sc} [enjoys|enjoy] {hobby} at weekends.", "Interests: {hobby}.",
-                     "References: {Pc} former manager, {other_name}.",
-                     "Note: {Sc} [is|are] happy to relocate for the right post."),
+        "milestone": (
+            "Highlight: {milestone}.",
+            "Achievements: {milestone}.",
+            "Notable: {milestone} in {year3}.",
+            "Proudest moment: {milestone}.",
+        ),
+        "personal": (
+            "Summary: {Sc} [has|have] {years} years of experience and [is|are] known for careful work.",
+            "About: {Sc} [enjoys|enjoy] {hobby} at weekends.",
+            "Interests: {hobby}.",
+            "References: {Pc} former manager, {other_name}.",
+            "Note: {Sc} [is|are] happy to relocate for the right post.",
+        ),
     },
     "news": {
-        "opening": ("{city_upper}: {name} has spent {years} years in {city}.",
-                    "When {name} started out in {year}, {S} had no plan to stay in {city}.",
-                    "{name}, {age}, has lived in {city} since {year}.",
-                    "For {name}, a long week in {city} is a normal week."),
-        "duty": ("These days {S} {duty}, and {S} also {duty2}.", "{last} {duty_s} most days.",
-                 "The work is demanding: {S} {duty}.", "Asked about a typical day, {S} said {S} [tries|try] to "
-                 "{duty_base}."),
-        "workplace": ("{last} works {workplace}.", "{Sc} [has|have] worked {workplace} for {years} years.",
-                      "{Sc} [is|are] now based {workplace}."),
-        "tools": ("{Pc} tools of the trade: {tool}.", "{last} rarely goes anywhere without {tool}.",
-                  "{Sc} [swears|swear] by {tool}.", "Visitors notice {tool} first."),
-        "training": ("{last} earned {training} at {school} in {year2}.", "{Sc} [holds|hold] {training} from {school}.",
-                     "A graduate of {school}, {S} also [holds|hold] {training}."),
-        "colleagues": ("{Sc} [works|work] alongside {colleague}.", "Among {P} closest colleagues are {colleague}.",
-                       "{last} credits {colleague} for much of {P} success."),
-        "milestone": ("In {year3}, {S} {milestone}.", "{last} {milestone} last spring.",
-                      "Earlier this year {S} {milestone}.", "{Sc} first made headlines when {S} {milestone}."),
-        "personal": ("Away from work, {S} [enjoys|enjoy] {hobby}.", "{Pc} {relative} is {a_other}.",
-                     "{last} lives in {city} with {P} family.", "Friends say {S} [is|are] happiest when {hobby}."),
+        "opening": (
+            "{city_upper}: {name} has spent {years} years in {city}.",
+            "When {name} started out in {year}, {S} had no plan to stay in {city}.",
+            "{name}, {age}, has lived in {city} since {year}.",
+            "For {name}, a long week in {city} is a normal week.",
+        ),
+        "duty": (
+            "These days {S} {duty}, and {S} also {duty2}.",
+            "{last} {duty_s} most days.",
+            "The work is demanding: {S} {duty}.",
+            "Asked about a typical day, {S} said {S} [tries|try] to {duty_base}.",
+        ),
+        "workplace": (
+            "{last} works {workplace}.",
+            "{Sc} [has|have] worked {workplace} for {years} years.",
+            "{Sc} [is|are] now based {workplace}.",
+        ),
+        "tools": (
+            "{Pc} tools of the trade: {tool}.",
+            "{last} rarely goes anywhere without {tool}.",
+            "{Sc} [swears|swear] by {tool}.",
+            "Visitors notice {tool} first.",
+        ),
+        "training": (
+            "{last} earned {training} at {school} in {year2}.",
+            "{Sc} [holds|hold] {training} from {school}.",
+            "A graduate of {school}, {S} also [holds|hold] {training}.",
+        ),
+        "colleagues": (
+            "{Sc} [works|work] alongside {colleague}.",
+            "Among {P} closest colleagues are {colleague}.",
+            "{last} credits {colleague} for much of {P} success.",
+        ),
+        "milestone": (
+            "In {year3}, {S} {milestone}.",
+            "{last} {milestone} last spring.",
+            "Earlier this year {S} {milestone}.",
+            "{Sc} first made headlines when {S} {milestone}.",
+        ),
+        "personal": (
+            "Away from work, {S} [enjoys|enjoy] {hobby}.",
+            "{Pc} {relative} is {a_other}.",
+            "{last} lives in {city} with {P} family.",
+            "Friends say {S} [is|are] happiest when {hobby}.",
+        ),
     },
 }
 
 FIRST_NAMES = {
-    "F": ("Ana", "Beatriz", "Camille", "Daria", "Elif", "Freya", "Gabriela", "Hana", "Imani", "Jana", "Kaia", "Leila",
-          "Marta", "Noor", "Oksana", "Paula", "Quinn", "Rosa", "Sara", "Tamar", "Ursula", "Vera", "Wanda", "Ximena",
-          "Yara", "Zofia", "Alice", "Brigid", "Clara", "Dina", "Esme", "Fiona", "Greta", "Helen", "Irene", "Joy",
-          "Kirsten", "Lena", "Mira", "Nina", "Olga", "Petra", "Renata", "Selin", "Thea"),
-    "M": ("Aaron", "Bruno", "Carlos", "Dmitri", "Emil", "Farid", "Goran", "Hugo", "Ivan", "Jonas", "Kenji", "Leon",
-          "Milan", "Nikolai", "Oscar", "Pablo", "Quentin", "Rafael", "Stefan", "Tomas", "Umar", "Viktor", "Walter",
-          "Xavier", "Yusuf", "Zoran", "Andre", "Boris", "Cyril", "Dario", "Elias", "Finn", "Gustav", "Henrik", "Igor",
-          "Jorge", "Kofi", "Lukas", "Marco", "Nils", "Otto", "Pedro", "Ruben", "Simon", "Tariq"),
+    "F": (
+        "Ana",
+        "Beatriz",
+        "Camille",
+        "Daria",
+        "Elif",
+        "Freya",
+        "Gabriela",
+        "Hana",
+        "Imani",
+        "Jana",
+        "Kaia",
+        "Leila",
+        "Marta",
+        "Noor",
+        "Oksana",
+        "Paula",
+        "Quinn",
+        "Rosa",
+        "Sara",
+        "Tamar",
+        "Ursula",
+        "Vera",
+        "Wanda",
+        "Ximena",
+        "Yara",
+        "Zofia",
+        "Alice",
+        "Brigid",
+        "Clara",
+        "Dina",
+        "Esme",
+        "Fiona",
+        "Greta",
+        "Helen",
+        "Irene",
+        "Joy",
+        "Kirsten",
+        "Lena",
+        "Mira",
+        "Nina",
+        "Olga",
+        "Petra",
+        "Renata",
+        "Selin",
+        "Thea",
+    ),
+    "M": (
+        "Aaron",
+        "Bruno",
+        "Carlos",
+        "Dmitri",
+        "Emil",
+        "Farid",
+        "Goran",
+        "Hugo",
+        "Ivan",
+        "Jonas",
+        "Kenji",
+        "Leon",
+        "Milan",
+        "Nikolai",
+        "Oscar",
+        "Pablo",
+        "Quentin",
+        "Rafael",
+        "Stefan",
+        "Tomas",
+        "Umar",
+        "Viktor",
+        "Walter",
+        "Xavier",
+        "Yusuf",
+        "Zoran",
+        "Andre",
+        "Boris",
+        "Cyril",
+        "Dario",
+        "Elias",
+        "Finn",
+        "Gustav",
+        "Henrik",
+        "Igor",
+        "Jorge",
+        "Kofi",
+        "Lukas",
+        "Marco",
+        "Nils",
+        "Otto",
+        "Pedro",
+        "Ruben",
+        "Simon",
+        "Tariq",
+    ),
 }
-LAST_NAMES = ("Abbott", "Bergstrom", "Castillo", "Dimitrov", "Eriksen", "Fontaine", "Gallagher", "Horvat", "Ibrahim",
-              "Jensen", "Kovacs", "Lindqvist", "Moreno", "Nakamura", "Oduya", "Petrov", "Quinlan", "Ramos", "Sato",
-              "Torres", "Ueda", "Vasquez", "Weber", "Yilmaz", "Zhou", "Adeyemi", "Bianchi", "Carvalho", "Duarte",
-              "Engel", "Ferreira", "Gruber", "Hughes", "Ito", "Jovanovic", "Keller", "Larsen", "Mwangi", "Novotny",
-              "Olsen", "Park", "Rahman", "Sandoval", "Thornton", "Varga", "Wojcik", "Alvarez", "Brennan", "Chowdhury",
-              "Dalton", "Ekstrom", "Farouk", "Gonzaga", "Hale", "Iqbal", "Jaramillo", "Kaplan", "Lombardi", "Mendes",
-              "Nowak")
+LAST_NAMES = (
+    "Abbott",
+    "Bergstrom",
+    "Castillo",
+    "Dimitrov",
+    "Eriksen",
+    "Fontaine",
+    "Gallagher",
+    "Horvat",
+    "Ibrahim",
+    "Jensen",
+    "Kovacs",
+    "Lindqvist",
+    "Moreno",
+    "Nakamura",
+    "Oduya",
+    "Petrov",
+    "Quinlan",
+    "Ramos",
+    "Sato",
+    "Torres",
+    "Ueda",
+    "Vasquez",
+    "Weber",
+    "Yilmaz",
+    "Zhou",
+    "Adeyemi",
+    "Bianchi",
+    "Carvalho",
+    "Duarte",
+    "Engel",
+    "Ferreira",
+    "Gruber",
+    "Hughes",
+    "Ito",
+    "Jovanovic",
+    "Keller",
+    "Larsen",
+    "Mwangi",
+    "Novotny",
+    "Olsen",
+    "Park",
+    "Rahman",
+    "Sandoval",
+    "Thornton",
+    "Varga",
+    "Wojcik",
+    "Alvarez",
+    "Brennan",
+    "Chowdhury",
+    "Dalton",
+    "Ekstrom",
+    "Farouk",
+    "Gonzaga",
+    "Hale",
+    "Iqbal",
+    "Jaramillo",
+    "Kaplan",
+    "Lombardi",
+    "Mendes",
+    "Nowak",
+)
 SPLIT_OF_INDEX = {0: "train", 1: "train", 2: "train", 3: "validation", 4: "test"}
 """A name at position ``i`` of its pool belongs to split ``SPLIT_OF_INDEX[i % 5]``: no person is in two splits."""
 
 SPLIT_SIZES = {"train": 2000, "validation": 500, "test": 2000}
 
-PRONOUNS = {"F": {"S": "she", "O": "her", "P": "her", "R": "herself"},
-            "M": {"S": "he", "O": "him", "P": "his", "R": "himself"},
-            "N": {"S": "they", "O": "them", "P": "their", "R": "themselves"},
-            "I": {"S": "I", "O": "me", "P": "my", "R": "myself"}}
+PRONOUNS = {
+    "F": {"S": "she", "O": "her", "P": "her", "R": "herself"},
+    "M": {"S": "he", "O": "him", "P": "his", "R": "himself"},
+    "N": {"S": "they", "O": "them", "P": "their", "R": "themselves"},
+    "I": {"S": "I", "O": "me", "P": "my", "R": "myself"},
+}
 
 
 def split_names(pool: tuple[str, ...], split: str) -> tuple[str, ...]:
@@ -201,8 +459,9 @@ def names_own_occupation(text: str, occupation: str) -> bool:
     return _forbidden(occupation).search(text.replace("-", " ")) is not None
 
 
-def implied_biography(rng: random.Random, uid: str, occupation: str, split: str,
-                      style: Optional[str] = None, length: Optional[str] = None) -> Biography:
+def implied_biography(
+    rng: random.Random, uid: str, occupation: str, split: str, style: str | None = None, length: str | None = None
+) -> Biography:
     """One seeded implied biography of ``occupation`` from ``split``'s names, templates and facts."""
     facts = FACTS[occupation]
     style = style or rng.choice(STYLES)
@@ -213,15 +472,33 @@ def implied_biography(rng: random.Random, uid: str, occupation: str, split: str,
     city, city2 = rng.sample(CITIES, 2)
     duty, duty2 = rng.sample(split_items(facts.duties, split), 2)
     pick = lambda items: rng.choice(split_items(items, split))  # noqa: E731
-    values = dict(name=f"{first} {last}", first=first, last=last, city=city, city2=city2, city_upper=city.upper(),
-                  year=str(rng.randint(1990, 2021)), year2=str(rng.randint(1985, 2015)),
-                  year3=str(rng.randint(2005, 2023)), years=str(rng.randint(3, 25)), age=str(rng.randint(27, 63)),
-                  school=rng.choice(SCHOOLS), hobby=rng.choice(HOBBIES), relative=rng.choice(RELATIVES),
-                  a_other=with_article(occupation_text(rng.choice(others))), duty_base=duty, duty2_base=duty2,
-                  duty_s=third_singular(duty), workplace=pick(facts.workplaces), tool=pick(facts.tools),
-                  training=pick(facts.training), colleague=pick(facts.colleagues), milestone=pick(facts.milestones),
-                  other_name=f"{rng.choice(split_names(FIRST_NAMES[rng.choice('FM')], split))} "
-                             f"{rng.choice(split_names(LAST_NAMES, split))}")
+    values = dict(
+        name=f"{first} {last}",
+        first=first,
+        last=last,
+        city=city,
+        city2=city2,
+        city_upper=city.upper(),
+        year=str(rng.randint(1990, 2021)),
+        year2=str(rng.randint(1985, 2015)),
+        year3=str(rng.randint(2005, 2023)),
+        years=str(rng.randint(3, 25)),
+        age=str(rng.randint(27, 63)),
+        school=rng.choice(SCHOOLS),
+        hobby=rng.choice(HOBBIES),
+        relative=rng.choice(RELATIVES),
+        a_other=with_article(occupation_text(rng.choice(others))),
+        duty_base=duty,
+        duty2_base=duty2,
+        duty_s=third_singular(duty),
+        workplace=pick(facts.workplaces),
+        tool=pick(facts.tools),
+        training=pick(facts.training),
+        colleague=pick(facts.colleagues),
+        milestone=pick(facts.milestones),
+        other_name=f"{rng.choice(split_names(FIRST_NAMES[rng.choice('FM')], split))} "
+        f"{rng.choice(split_names(LAST_NAMES, split))}",
+    )
     table = TEMPLATES[style]
     n_work, n_personal = (2, 0) if length == "short" else (rng.randint(4, 5), rng.randint(1, 2))
     kinds = ["duty"] + rng.sample([k for k in KINDS if k != "duty"], n_work - 1)
@@ -233,12 +510,20 @@ def implied_biography(rng: random.Random, uid: str, occupation: str, split: str,
     sep = "\n" if style == "cv" else " "
     gendered = [fill(t, forms[0], values) for t in chosen]
     neutral = [fill(t, forms[1], values) for t in chosen]
-    return Biography(uid=uid, source="synthetic", name=values["name"], occupation=occupation, gender=gender,
-                     context=sep.join(gendered), first_sentence_end=len(gendered[0]), neutral=sep.join(neutral),
-                     style=f"{style}/{length}")
+    return Biography(
+        uid=uid,
+        source="synthetic",
+        name=values["name"],
+        occupation=occupation,
+        gender=gender,
+        context=sep.join(gendered),
+        first_sentence_end=len(gendered[0]),
+        neutral=sep.join(neutral),
+        style=f"{style}/{length}",
+    )
 
 
-def implied_biographies(split: str = "train", n: Optional[int] = None, seed: int = 0) -> list[Biography]:
+def implied_biographies(split: str = "train", n: int | None = None, seed: int = 0) -> list[Biography]:
     """Seeded implied biographies over the 28 BiasBios occupations (``source="synthetic"``, uids ``implied:...``).
 
     Each split is a fixed list from its own random stream (``random.Random("implied-bios:<split>")``), with its own
@@ -256,5 +541,7 @@ def implied_biographies(split: str = "train", n: Optional[int] = None, seed: int
 @functools.lru_cache(maxsize=3)
 def _all_implied(split: str) -> tuple[Biography, ...]:
     rng = random.Random(f"implied-bios:{split}")
-    return tuple(implied_biography(rng, f"implied:{split}:{i}", OCCUPATIONS[i % len(OCCUPATIONS)], split)
-                 for i in range(SPLIT_SIZES[split]))
+    return tuple(
+        implied_biography(rng, f"implied:{split}:{i}", OCCUPATIONS[i % len(OCCUPATIONS)], split)
+        for i in range(SPLIT_SIZES[split])
+    )

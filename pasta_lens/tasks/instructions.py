@@ -29,8 +29,9 @@ import functools
 import json
 import random
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 from pasta_lens.metrics import fluency, is_fluent, loose_variants
 from pasta_lens.tasks.base import Task, TaskExample, check_split, escape_markup
@@ -39,8 +40,16 @@ from pasta_lens.tasks.requests import REQUESTS
 
 SPLIT_SIZES = {"train": 400, "validation": 240, "test": 350}
 PAIR_RATE = 0.35
-REWRITE_ORDER = ("start_phrase", "end_phrase", "no_comma", "lowercase", "uppercase", "quotation", "square_brackets",
-                 "json_format")
+REWRITE_ORDER = (
+    "start_phrase",
+    "end_phrase",
+    "no_comma",
+    "lowercase",
+    "uppercase",
+    "quotation",
+    "square_brackets",
+    "json_format",
+)
 """The order in which rewrites are applied: phrases, then commas and case, then the wrappers."""
 
 
@@ -67,8 +76,9 @@ class InstructionExample(TaskExample):
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.types or len(self.types) != len(self.texts) or any(t not in BY_ID for t in self.types):
-            raise ValueError(f"Instruction example {self.uid}: types {self.types} must be known instruction types, "
-                             "one text each.")
+            raise ValueError(
+                f"Instruction example {self.uid}: types {self.types} must be known instruction types, one text each."
+            )
         if len(json.loads(self.params_json)) != len(self.types):
             raise ValueError(f"Instruction example {self.uid}: one parameter dict per instruction type.")
 
@@ -92,12 +102,19 @@ def make_example(rng: random.Random, uid: str, first: str, pool: Sequence[str]) 
     requests = [r for r in REQUESTS if not (any(k.needs_short_request for k in kinds) and r.has_passage)]
     request = rng.choice(requests)
     made = [_instruction(k, rng, request) for k in kinds]
-    return InstructionExample(uid=uid, source="generated", request=request.text, words=request.words,
-                              types=tuple(k.id for k in kinds), texts=tuple(t for t, _ in made),
-                              params_json=json.dumps([p for _, p in made]), before=rng.random() < 0.25)
+    return InstructionExample(
+        uid=uid,
+        source="generated",
+        request=request.text,
+        words=request.words,
+        types=tuple(k.id for k in kinds),
+        texts=tuple(t for t, _ in made),
+        params_json=json.dumps([p for _, p in made]),
+        before=rng.random() < 0.25,
+    )
 
 
-def instruction_examples(split: str = "train", n: Optional[int] = None, seed: int = 0) -> list[InstructionExample]:
+def instruction_examples(split: str = "train", n: int | None = None, seed: int = 0) -> list[InstructionExample]:
     """The prompts of ``split`` (instruction types of that split only), ``n`` of them chosen and ordered by ``seed``.
 
     Example:
@@ -114,8 +131,9 @@ def instruction_examples(split: str = "train", n: Optional[int] = None, seed: in
 def _all_examples(split: str) -> tuple[InstructionExample, ...]:
     rng = random.Random(f"instructions:{split}")
     types = SPLIT_TYPES[split]
-    return tuple(make_example(rng, f"instructions:{split}:{i}", types[i % len(types)], types)
-                 for i in range(SPLIT_SIZES[split]))
+    return tuple(
+        make_example(rng, f"instructions:{split}:{i}", types[i % len(types)], types) for i in range(SPLIT_SIZES[split])
+    )
 
 
 def on_topic(answer: str, words: Sequence[str]) -> bool:
@@ -149,12 +167,19 @@ class InstructionTask(Task):
 
     name = "instructions"
     chat = True
-    metrics = ("prompt_strict", "prompt_loose", "inst_strict", "inst_loose", "attempt", "prompt_loose_attempt",
-               "fluency")
+    metrics = (
+        "prompt_strict",
+        "prompt_loose",
+        "inst_strict",
+        "inst_loose",
+        "attempt",
+        "prompt_loose_attempt",
+        "fluency",
+    )
     average_metrics = ("prompt_loose_attempt",)
     max_new_tokens = 96
 
-    def examples(self, split: str = "train", n: Optional[int] = None, seed: int = 0) -> list[InstructionExample]:
+    def examples(self, split: str = "train", n: int | None = None, seed: int = 0) -> list[InstructionExample]:
         return instruction_examples(split, n, seed)
 
     def prompt(self, example: InstructionExample, variant: str = "default") -> str:
@@ -178,15 +203,20 @@ class InstructionTask(Task):
         done = self.followed(example, out)
         strict, loose = [s for s, _ in done], [lo for _, lo in done]
         attempt = is_fluent(out) and on_topic(out, example.words)
-        metrics = {"prompt_strict": float(all(strict)), "prompt_loose": float(all(loose)),
-                   "inst_strict": sum(strict) / len(strict), "inst_loose": sum(loose) / len(loose),
-                   "attempt": float(attempt), "prompt_loose_attempt": float(all(loose) and attempt),
-                   "fluency": fluency(out)}
+        metrics = {
+            "prompt_strict": float(all(strict)),
+            "prompt_loose": float(all(loose)),
+            "inst_strict": sum(strict) / len(strict),
+            "inst_loose": sum(loose) / len(loose),
+            "attempt": float(attempt),
+            "prompt_loose_attempt": float(all(loose) and attempt),
+            "fluency": fluency(out),
+        }
         metrics.update({f"type:{t}": float(lo) for t, lo in zip(example.types, loose)})
         return metrics
 
     # ----------------------------------------------------------------------------- profiling and own answers
-    def opening(self, example: InstructionExample) -> Optional[str]:
+    def opening(self, example: InstructionExample) -> str | None:
         """What every answer that follows ``example``'s instructions starts with, when its instructions fix one
         (a start phrase, ``"``, ``{``, ``[``, ``<<``, ``SECTION 1``, the repeated request); else None."""
         for type_id, params in zip(example.types, example.params):
@@ -200,32 +230,45 @@ class InstructionTask(Task):
         answers, so examples without an opening have none (and :meth:`profiling_examples` skips them)."""
         opening = self.opening(example)
         if opening is None:
-            raise ValueError(f"{example.uid} ({', '.join(example.types)}) fixes no opening of the answer: it has no "
-                             "gold answer. Profile on examples with one (profiling_examples picks them).")
+            raise ValueError(
+                f"{example.uid} ({', '.join(example.types)}) fixes no opening of the answer: it has no "
+                "gold answer. Profile on examples with one (profiling_examples picks them)."
+            )
         return opening
 
     def demos(self, n: int = 3, seed: int = 0) -> tuple[tuple[str, str], ...]:
-        raise ValueError("The instructions task has no full gold answers to show as demonstrations; evaluate it "
-                         "without the few-shot method.")
+        raise ValueError(
+            "The instructions task has no full gold answers to show as demonstrations; evaluate it "
+            "without the few-shot method."
+        )
 
-    def profiling_examples(self, model: Any, split: str = "train", n: int = 32, seed: int = 0,
-                           variant: str = "default", end_turn: bool = False) -> list:
+    def profiling_examples(
+        self,
+        model: Any,
+        split: str = "train",
+        n: int = 32,
+        seed: int = 0,
+        variant: str = "default",
+        end_turn: bool = False,
+    ) -> list:
         """``n`` profiling examples from the prompts of ``split`` whose instructions fix an opening (target: that
         opening; never the test split)."""
         if split == "test":
-            raise ValueError("Profiling on the test split would leak it into the reported results; use "
-                             "split='train' (or 'validation').")
+            raise ValueError(
+                "Profiling on the test split would leak it into the reported results; use "
+                "split='train' (or 'validation')."
+            )
         chosen = [ex for ex in self.examples(split, None, seed) if self.opening(ex) is not None][:n]
         return [self.profiling_example(model, ex, variant, end_turn=False) for ex in chosen]
 
-    def corrector(self, example: InstructionExample) -> Optional[Callable[[str], str]]:
+    def corrector(self, example: InstructionExample) -> Callable[[str], str] | None:
         """The rule that carries out every instruction of ``example`` on an answer, or None when one of them has no
         rewrite (keywords, lengths, counts, ...)."""
         if any(BY_ID[t].rewrite is None for t in example.types):
             return None
         return lambda answer: self.correct(answer, example)
 
-    def correct(self, answer: str, example: Optional[TaskExample] = None) -> str:
+    def correct(self, answer: str, example: TaskExample | None = None) -> str:
         """``answer`` with ``example``'s instructions carried out (phrases added, commas removed, case changed,
         wrapped in quotes / brackets / JSON), in :data:`REWRITE_ORDER`.
 
@@ -233,14 +276,20 @@ class InstructionTask(Task):
             'hi all.'
         """
         if not isinstance(example, InstructionExample):
-            raise ValueError("The instructions task corrects an answer for one example: pass example= (its rule "
-                             "depends on the example's instructions; task.corrector(example) gives it as a function).")
-        pairs = sorted(zip(example.types, example.params), key=lambda tp: REWRITE_ORDER.index(tp[0])
-                       if tp[0] in REWRITE_ORDER else len(REWRITE_ORDER))
+            raise ValueError(
+                "The instructions task corrects an answer for one example: pass example= (its rule "
+                "depends on the example's instructions; task.corrector(example) gives it as a function)."
+            )
+        pairs = sorted(
+            zip(example.types, example.params),
+            key=lambda tp: REWRITE_ORDER.index(tp[0]) if tp[0] in REWRITE_ORDER else len(REWRITE_ORDER),
+        )
         for type_id, params in pairs:
             rewrite = BY_ID[type_id].rewrite
             if rewrite is None:
-                raise ValueError(f"{example.uid}: the instruction {type_id!r} cannot be carried out by a rewrite; "
-                                 "use task.corrector(example), which is None for such examples.")
+                raise ValueError(
+                    f"{example.uid}: the instruction {type_id!r} cannot be carried out by a rewrite; "
+                    "use task.corrector(example), which is None for such examples."
+                )
             answer = rewrite(answer, params)
         return answer

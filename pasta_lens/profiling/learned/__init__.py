@@ -52,10 +52,14 @@ Example:
 
 from pasta_lens.profiling.learned.build import learned_profile
 from pasta_lens.profiling.learned.config import KEEP_BELOW, PROTECT_REFERENCES, LearnedConfig
-from pasta_lens.profiling.learned.losses import (PENALTIES, TASK_TERMS, Penalty, TaskTerm, example_loss,
-                                                 protect_loss)
-from pasta_lens.profiling.learned.strengths import (LearnedAlphas, base_alphas, init_logits, learned_hooks,
-                                                    strengths_to_alphas)
+from pasta_lens.profiling.learned.losses import PENALTIES, TASK_TERMS, Penalty, TaskTerm, example_loss, protect_loss
+from pasta_lens.profiling.learned.strengths import (
+    LearnedAlphas,
+    base_alphas,
+    init_logits,
+    learned_hooks,
+    strengths_to_alphas,
+)
 from pasta_lens.profiling.learned.targets import own_continuations
 from pasta_lens.profiling.learned.train import LEARNED_CHECKPOINT_VERSION, learn_alphas, protect_rows, step_indices
 

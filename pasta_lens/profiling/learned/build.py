@@ -11,13 +11,14 @@ at all. That cut is a difference from the trained soft model, which the recorded
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 from pasta_lens.fingerprint import ModelFingerprint, weights_hash
 from pasta_lens.head_profile import HeadProfile
 from pasta_lens.profiling.head_scores import HeadScores
-from pasta_lens.profiling.learned.config import KEEP_BELOW
 from pasta_lens.profiling.learned import losses
+from pasta_lens.profiling.learned.config import KEEP_BELOW
 from pasta_lens.profiling.learned.strengths import LearnedAlphas
 
 
@@ -27,12 +28,12 @@ def learned_profile(
     learned: LearnedAlphas,
     *,
     keep_below: float = KEEP_BELOW,
-    task_scores: Optional[Mapping[str, HeadScores]] = None,
-    seed: Optional[int] = None,
-    command: Optional[str] = None,
-    provenance: Optional[Mapping[str, Any]] = None,
-    base_profile: Optional[HeadProfile] = None,
-    base_name: Optional[str] = None,
+    task_scores: Mapping[str, HeadScores] | None = None,
+    seed: int | None = None,
+    command: str | None = None,
+    provenance: Mapping[str, Any] | None = None,
+    base_profile: HeadProfile | None = None,
+    base_name: str | None = None,
 ) -> HeadProfile:
     """A :class:`~pasta_lens.head_profile.HeadProfile` of the heads with ``alpha < keep_below``, each at its alpha, and
     of the ``base`` heads the strengths were learned on top of (at their fixed alphas).
@@ -60,33 +61,47 @@ def learned_profile(
     kept = learned.kept(keep_below)
     if not kept and not learned.base:
         best = float(learned.alphas.min())
-        raise ValueError(f"No head learned an alpha below {keep_below} (the strongest is {best:.3g}): lower the "
-                         "sparsity or the KL weight, train for more steps, or raise keep_below.")
+        raise ValueError(
+            f"No head learned an alpha below {keep_below} (the strongest is {best:.3g}): lower the "
+            "sparsity or the KL weight, train for more steps, or raise keep_below."
+        )
     tasks = tuple(learned.n_examples)
     sizes = sorted(set(learned.n_examples.values()))
     per_task = str(sizes[0]) if len(sizes) == 1 else "/".join(str(learned.n_examples[t]) for t in tasks)
     st = learned.settings
     schedule = str(st.get("schedule", "all"))
-    method = (f"learned (per-head alphas alpha_min**sigmoid(g), alpha_min {st['alpha_min']:g}; {learned.steps} Adam "
-              f"steps of {st['per_step']} example(s) per task from {per_task} train examples per task; "
-              f"lr {st['lr']:g}, kl_weight {st['kl_weight']:g}, sparsity {st['sparsity']:g}{_extra_terms(st)}; "
-              f"trained and steered with schedule {schedule}; initialised from attribution; {len(kept)} heads with "
-              f"alpha < {keep_below:g} kept" + (f", on top of {len(learned.base)} fixed base heads)" if learned.base
-                                                  else ")"))
+    method = (
+        f"learned (per-head alphas alpha_min**sigmoid(g), alpha_min {st['alpha_min']:g}; {learned.steps} Adam "
+        f"steps of {st['per_step']} example(s) per task from {per_task} train examples per task; "
+        f"lr {st['lr']:g}, kl_weight {st['kl_weight']:g}, sparsity {st['sparsity']:g}{_extra_terms(st)}; "
+        f"trained and steered with schedule {schedule}; initialised from attribution; {len(kept)} heads with "
+        f"alpha < {keep_below:g} kept" + (f", on top of {len(learned.base)} fixed base heads)" if learned.base else ")")
+    )
     steered = {**kept, **dict(learned.base)}
     prov = dict(provenance or {})
     if base_profile is not None:
-        prov["base_profile"] = {"profile": base_name, "method": base_profile.method, "command": base_profile.command,
-                                "heads": [list(h) for h in base_profile.heads]}
-    prov.update({
-        "schedule": schedule,  # steer the profile with the rows it was trained on (pasta_lens.plan.spec_schedule)
-        "learned": {**st, "steps": learned.steps, "keep_below": keep_below, **_term_formulas(st),
-                    "init": "g = init_bias + init_scale * mean_t(attribution_t / max|attribution_t|)"},
-        "losses": learned.losses(),
-        "learning_wall_time_s": round(learned.wall_time_s, 1),
-        "alphas_all": [[round(float(a), 5) for a in row] for row in learned.alphas.tolist()],
-        "init_logits": [[round(float(x), 4) for x in row] for row in learned.init_g.tolist()],
-    })
+        prov["base_profile"] = {
+            "profile": base_name,
+            "method": base_profile.method,
+            "command": base_profile.command,
+            "heads": [list(h) for h in base_profile.heads],
+        }
+    prov.update(
+        {
+            "schedule": schedule,  # steer the profile with the rows it was trained on (pasta_lens.plan.spec_schedule)
+            "learned": {
+                **st,
+                "steps": learned.steps,
+                "keep_below": keep_below,
+                **_term_formulas(st),
+                "init": "g = init_bias + init_scale * mean_t(attribution_t / max|attribution_t|)",
+            },
+            "losses": learned.losses(),
+            "learning_wall_time_s": round(learned.wall_time_s, 1),
+            "alphas_all": [[round(float(a), 5) for a in row] for row in learned.alphas.tolist()],
+            "init_logits": [[round(float(x), 4) for x in row] for row in learned.init_g.tolist()],
+        }
+    )
     scores = {t: s.scores for t, s in (task_scores or {}).items()}
     n_examples = dict(learned.n_examples)
     if base_profile is not None:
@@ -94,11 +109,24 @@ def learned_profile(
         scores = {**dict(base_profile.scores), **scores}
         n_examples = {**dict(base_profile.n_examples), **n_examples}
     return HeadProfile(
-        model_name=model_name, n_layers=int(model.cfg.n_layers), n_heads=int(model.cfg.n_heads),
-        heads=tuple(steered), head_alphas=steered, weights_hash=weights_hash(model),
+        model_name=model_name,
+        n_layers=int(model.cfg.n_layers),
+        n_heads=int(model.cfg.n_heads),
+        heads=tuple(steered),
+        head_alphas=steered,
+        weights_hash=weights_hash(model),
         fingerprint=ModelFingerprint.of(model),
-        tasks=tasks, method=method, alpha=st["alpha_min"], k=None, strategy=None,
-        n_examples=n_examples, seed=seed, command=command, scores=scores, provenance=prov)
+        tasks=tasks,
+        method=method,
+        alpha=st["alpha_min"],
+        k=None,
+        strategy=None,
+        n_examples=n_examples,
+        seed=seed,
+        command=command,
+        scores=scores,
+        provenance=prov,
+    )
 
 
 def _extra_terms(st: Mapping[str, Any]) -> str:
@@ -111,8 +139,10 @@ def _extra_terms(st: Mapping[str, Any]) -> str:
         against = st["protect"].get("reference")
         against = "" if not against else "; against " + ", ".join(f"{t}: {r}" for t, r in against.items())
         each = f"; {st['per_step']} of each task per step" if st["protect"].get("each") else ""
-        text += (f", KL on {st['protect']['n']} protected {'/'.join(st['protect']['tasks'])} answers (weight "
-                 f"{st['protect']['weight']:g}{against}{each})")
+        text += (
+            f", KL on {st['protect']['n']} protected {'/'.join(st['protect']['tasks'])} answers (weight "
+            f"{st['protect']['weight']:g}{against}{each})"
+        )
     return text
 
 
@@ -124,7 +154,9 @@ def _term_formulas(st: Mapping[str, Any]) -> dict[str, str]:
         task += "; at most gain_cap above the unsteered value per example"
     out["task_term"] = task + "".join(f"; plus {term.formula}" for term in losses.TASK_TERMS if st.get(term.weight))
     if st.get("protect"):
-        out["protect_term"] = ("protect weight * KL(steered || reference) over the positions predicting the "
-                               "protected examples' targets, per_step of them per step; reference: the unsteered "
-                               "model, or the base heads alone for a task whose protect.reference is 'base'")
+        out["protect_term"] = (
+            "protect weight * KL(steered || reference) over the positions predicting the "
+            "protected examples' targets, per_step of them per step; reference: the unsteered "
+            "model, or the base heads alone for a task whose protect.reference is 'base'"
+        )
     return out

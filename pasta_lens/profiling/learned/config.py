@@ -22,8 +22,9 @@ enters the record only when non-zero, so the fingerprints of earlier runs stay v
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any
 
 from pasta_lens.plan import ALPHA_MIN, Head
 from pasta_lens.schedule import Schedule
@@ -107,13 +108,13 @@ class LearnedConfig:
     schedule: str = "all"
     base: Mapping[Head, float] = field(default_factory=dict)
     # extra task terms (experimental)
-    gain_cap: Optional[float] = None
+    gain_cap: float | None = None
     close_weight: float = 0.0
     early_weight: float = 0.0
     focus_weight: float = 0.0
     # keeping other tasks as they are (experimental)
     protect_weight: float = 1.0
-    protect_reference: Union[str, Mapping[str, str]] = "unsteered"
+    protect_reference: str | Mapping[str, str] = "unsteered"
     protect_each: bool = False
 
     def __post_init__(self) -> None:
@@ -133,13 +134,16 @@ class LearnedConfig:
             if f.metadata.get("record") == "when_set":
                 set_(f.name, _weight(f.name, getattr(self, f.name)))
         if not (ALPHA_MIN <= float(self.alpha_min) < 1.0):
-            raise ValueError(f"alpha_min must be in [{ALPHA_MIN:g}, 1) (the strongest alpha a head may learn); got "
-                             f"{self.alpha_min} (the default is 0.01).")
+            raise ValueError(
+                f"alpha_min must be in [{ALPHA_MIN:g}, 1) (the strongest alpha a head may learn); got "
+                f"{self.alpha_min} (the default is 0.01)."
+            )
         set_("alpha_min", float(self.alpha_min))
         if self.gain_cap is not None:
             if isinstance(self.gain_cap, bool) or not (math.isfinite(float(self.gain_cap)) and self.gain_cap > 0):
-                raise ValueError(f"gain_cap must be a finite number of nats > 0 (or None for no cap); got "
-                                 f"{self.gain_cap}.")
+                raise ValueError(
+                    f"gain_cap must be a finite number of nats > 0 (or None for no cap); got {self.gain_cap}."
+                )
             set_("gain_cap", float(self.gain_cap))
         set_("schedule", str(Schedule.parse(self.schedule)))  # a bad spec raises naming the accepted forms
         set_("base", _check_base(self.base))
@@ -151,11 +155,15 @@ class LearnedConfig:
         values = [spec] if isinstance(spec, str) else list(dict(spec).values())
         bad = [r for r in values if r not in PROTECT_REFERENCES]
         if bad:
-            raise ValueError(f"protect_reference must be one of {PROTECT_REFERENCES} (or a mapping of protected tasks "
-                             f"to them); got {spec!r}.")
+            raise ValueError(
+                f"protect_reference must be one of {PROTECT_REFERENCES} (or a mapping of protected tasks "
+                f"to them); got {spec!r}."
+            )
         if "base" in values and not self.base:
-            raise ValueError("protect_reference 'base' keeps what the base heads do: give them with base=... (CLI: "
-                             "--base-profile), or protect against 'unsteered'.")
+            raise ValueError(
+                "protect_reference 'base' keeps what the base heads do: give them with base=... (CLI: "
+                "--base-profile), or protect against 'unsteered'."
+            )
         if not isinstance(spec, str):
             object.__setattr__(self, "protect_reference", {str(t): r for t, r in dict(spec).items()})
 
@@ -172,8 +180,10 @@ class LearnedConfig:
             return {task: spec for task in tasks}
         extra, missing = sorted(set(spec) - set(tasks)), sorted(set(tasks) - set(spec))
         if extra or missing:
-            raise ValueError(f"protect_reference must name exactly the protected tasks {list(tasks)}; "
-                             + (f"it names {extra}, which are not protected" if extra else f"{missing} are missing"))
+            raise ValueError(
+                f"protect_reference must name exactly the protected tasks {list(tasks)}; "
+                + (f"it names {extra}, which are not protected" if extra else f"{missing} are missing")
+            )
         return {t: spec[t] for t in tasks}
 
     def record(self, protected_tasks: Sequence[str] = (), n_protected: int = 0) -> dict[str, Any]:
@@ -186,17 +196,31 @@ class LearnedConfig:
             >>> LearnedConfig().record()["schedule"]
             'all'
         """
-        protect: Optional[dict[str, Any]] = None
+        protect: dict[str, Any] | None = None
         if n_protected:
             references = self.references(list(protected_tasks))
-            protect = {"tasks": list(protected_tasks), "n": int(n_protected), "weight": self.protect_weight,
-                       **({"each": True} if self.protect_each else {}),
-                       **({"reference": references} if "base" in references.values() else {})}
+            protect = {
+                "tasks": list(protected_tasks),
+                "n": int(n_protected),
+                "weight": self.protect_weight,
+                **({"each": True} if self.protect_each else {}),
+                **({"reference": references} if "base" in references.values() else {}),
+            }
         out: dict[str, Any] = dict(
-            lr=self.lr, kl_weight=self.kl_weight, sparsity=self.sparsity, alpha_min=self.alpha_min,
-            per_step=self.per_step, seed=self.seed, schedule=self.schedule, gain_cap=self.gain_cap,
-            close_weight=self.close_weight, focus_weight=self.focus_weight, early_weight=self.early_weight,
-            protect=protect, base=[[layer, head, alpha] for (layer, head), alpha in sorted(self.base.items())])
+            lr=self.lr,
+            kl_weight=self.kl_weight,
+            sparsity=self.sparsity,
+            alpha_min=self.alpha_min,
+            per_step=self.per_step,
+            seed=self.seed,
+            schedule=self.schedule,
+            gain_cap=self.gain_cap,
+            close_weight=self.close_weight,
+            focus_weight=self.focus_weight,
+            early_weight=self.early_weight,
+            protect=protect,
+            base=[[layer, head, alpha] for (layer, head), alpha in sorted(self.base.items())],
+        )
         for f in fields(self):
             if f.metadata.get("record") == "when_set" and getattr(self, f.name):
                 out[f.name] = getattr(self, f.name)
@@ -211,8 +235,9 @@ def _check_base(base: Any) -> dict[Head, float]:
     if base is None:
         return {}
     if not isinstance(base, Mapping):
-        raise ValueError(f"base must be a mapping {{(layer, head): alpha}} (e.g. base_alphas(profile)); got "
-                         f"{type(base).__name__}.")
+        raise ValueError(
+            f"base must be a mapping {{(layer, head): alpha}} (e.g. base_alphas(profile)); got {type(base).__name__}."
+        )
     out = {}
     for head, alpha in base.items():
         try:

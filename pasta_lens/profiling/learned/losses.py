@@ -32,8 +32,9 @@ run, None when the example lacks what it needs) and add a :class:`TaskTerm` to :
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any
 
 import torch
 from jaxtyping import Bool, Float
@@ -68,7 +69,7 @@ def mean_kl(steered: Logits, reference: Logits, start: int, stop: int) -> Float[
 
 
 # ------------------------------------------------------------------------------------------- task terms
-def close_logprob(ex: ProfilingExample, logits: Logits) -> Optional[Tensor]:
+def close_logprob(ex: ProfilingExample, logits: Logits) -> Tensor | None:
     """``log P(x_close | x_<close)``: the answer's closing token (``ex.close``) at the position that predicts it.
 
     Averaged over the answer, the one token where it must stop weighs ``1 / n_answer``; this term gives it full
@@ -78,19 +79,19 @@ def close_logprob(ex: ProfilingExample, logits: Logits) -> Optional[Tensor]:
     return torch.log_softmax(logits[0, ex.close - 1].float(), dim=-1)[ex.tokens[0, ex.close]]
 
 
-def early_close(ex: ProfilingExample, logits: Logits) -> Optional[Tensor]:
+def early_close(ex: ProfilingExample, logits: Logits) -> Tensor | None:
     """``sum_{n_prompt <= i < close, x_i != c} log(1 - P(c | x_<i))`` with ``c`` the closing token: high when the
     answer does not close before its end. None without a closing token."""
     if ex.close is None:
         return None
-    logp = torch.log_softmax(logits[0, ex.n_prompt - 1:ex.close - 1].float(), dim=-1)
+    logp = torch.log_softmax(logits[0, ex.n_prompt - 1 : ex.close - 1].float(), dim=-1)
     close_token = ex.tokens[0, ex.close]
-    gold = ex.tokens[0, ex.n_prompt:ex.close].to(logp.device)
+    gold = ex.tokens[0, ex.n_prompt : ex.close].to(logp.device)
     p_close = logp[:, close_token].exp()
     return torch.log1p(-p_close.clamp(max=1 - 1e-6))[gold != close_token].sum()
 
 
-def focus_logprob(ex: ProfilingExample, logits: Logits) -> Optional[Tensor]:
+def focus_logprob(ex: ProfilingExample, logits: Logits) -> Tensor | None:
     """``mean_{i in focus} log P(x_i | x_<i)``: the few tokens that carry the answer's content (``ex.focus``; the
     biography instruction tasks mark the occupation), which the many format tokens would outweigh. None without."""
     if ex.focus is None:
@@ -115,7 +116,7 @@ class TaskTerm:
     """
 
     weight: str
-    value: Callable[[ProfilingExample, Logits], Optional[Tensor]]
+    value: Callable[[ProfilingExample, Logits], Tensor | None]
     needs: str
     applies: Callable[[ProfilingExample], bool]
     label: str
@@ -123,18 +124,30 @@ class TaskTerm:
 
 
 TASK_TERMS: tuple[TaskTerm, ...] = (
-    TaskTerm("close_weight", close_logprob,
-             "examples with a closing token: build a chat task's examples with end_turn=True (CLI: --end-turn)",
-             lambda ex: ex.close is not None, "closing token weight",
-             "close_weight * log P(the answer's closing token) for chat targets that end the turn"),
-    TaskTerm("early_weight", early_close,
-             "examples with a closing token: build a chat task's examples with end_turn=True (CLI: --end-turn)",
-             lambda ex: ex.close is not None, "early-close weight",
-             "early_weight * sum log(1 - P(closing token)) at the answer's earlier positions"),
-    TaskTerm("focus_weight", focus_logprob,
-             "examples with focus tokens (the json and pronoun tasks mark the occupation); train on such a task",
-             lambda ex: ex.focus is not None, "focus token weight",
-             "focus_weight * mean log P(focus tokens: the occupation in the gold answer)"),
+    TaskTerm(
+        "close_weight",
+        close_logprob,
+        "examples with a closing token: build a chat task's examples with end_turn=True (CLI: --end-turn)",
+        lambda ex: ex.close is not None,
+        "closing token weight",
+        "close_weight * log P(the answer's closing token) for chat targets that end the turn",
+    ),
+    TaskTerm(
+        "early_weight",
+        early_close,
+        "examples with a closing token: build a chat task's examples with end_turn=True (CLI: --end-turn)",
+        lambda ex: ex.close is not None,
+        "early-close weight",
+        "early_weight * sum log(1 - P(closing token)) at the answer's earlier positions",
+    ),
+    TaskTerm(
+        "focus_weight",
+        focus_logprob,
+        "examples with focus tokens (the json and pronoun tasks mark the occupation); train on such a task",
+        lambda ex: ex.focus is not None,
+        "focus token weight",
+        "focus_weight * mean log P(focus tokens: the occupation in the gold answer)",
+    ),
 )
 """The rewards added to the per-token objective, in this order (the order of the floating-point sum)."""
 
@@ -181,15 +194,21 @@ class Penalty:
 
 
 PENALTIES: tuple[Penalty, ...] = (
-    Penalty("kl", "kl_weight", prompt_kl, "fluency",
-            "KL(steered || unsteered) of next-token distributions, mean over prompt positions 0..n_prompt-2"),
+    Penalty(
+        "kl",
+        "kl_weight",
+        prompt_kl,
+        "fluency",
+        "KL(steered || unsteered) of next-token distributions, mean over prompt positions 0..n_prompt-2",
+    ),
 )
 """The penalties on a trained example, in this order (the order of the floating-point sum)."""
 
 
 # ------------------------------------------------------------------------------------------ per example
-def example_loss(model: Any, ex: ProfilingExample, g: Float[Tensor, "layer head"], config: LearnedConfig
-                 ) -> tuple[Float[Tensor, ""], dict[str, float]]:
+def example_loss(
+    model: Any, ex: ProfilingExample, g: Float[Tensor, "layer head"], config: LearnedConfig
+) -> tuple[Float[Tensor, ""], dict[str, float]]:
     """One training example's loss (differentiable in ``g``) and its parts, as in the module docstring.
 
     The steered run uses ``g`` on ``config.schedule``'s rows, with ``config.base`` at its fixed alphas; gains and
@@ -215,12 +234,21 @@ def example_loss(model: Any, ex: ProfilingExample, g: Float[Tensor, "layer head"
             penalties[penalty.name] = penalty.value(ex, logits, plain_logits)
             loss = loss + getattr(config, penalty.weight) * penalties[penalty.name]
     value = float(task.detach())
-    return loss, {"task": value, "task_gain": value - plain, "term": float(term.detach()),
-                  **{name: float(part.detach()) for name, part in penalties.items()}}
+    return loss, {
+        "task": value,
+        "task_gain": value - plain,
+        "term": float(term.detach()),
+        **{name: float(part.detach()) for name, part in penalties.items()},
+    }
 
 
-def protect_loss(model: Any, ex: ProfilingExample, g: Float[Tensor, "layer head"], config: LearnedConfig,
-                 reference: str = "unsteered") -> Float[Tensor, ""]:
+def protect_loss(
+    model: Any,
+    ex: ProfilingExample,
+    g: Float[Tensor, "layer head"],
+    config: LearnedConfig,
+    reference: str = "unsteered",
+) -> Float[Tensor, ""]:
     """``mean_{i = n_prompt-1 .. pos-2} KL(steered || reference)``: the positions that predict ``ex``'s target
     tokens (differentiable in ``g``). Keeps a task's answer (e.g. the model's own greedy start,
     :func:`~pasta_lens.profiling.own_continuations`) unchanged by the steering.
@@ -239,8 +267,9 @@ def protect_loss(model: Any, ex: ProfilingExample, g: Float[Tensor, "layer head"
         return mean_kl(steered, plain, ex.n_prompt - 1, int(steered.shape[1]) - 1)
 
 
-def sparsity_penalty(g: Float[Tensor, "layer head"], free: Bool[Tensor, "layer head"], weight: float
-                     ) -> Float[Tensor, ""]:
+def sparsity_penalty(
+    g: Float[Tensor, "layer head"], free: Bool[Tensor, "layer head"], weight: float
+) -> Float[Tensor, ""]:
     """``weight * sum_{h free} sigmoid(g_h)``: each learned head's strength on a 0..1 scale (``log alpha_h /
     log alpha_min``), an L1 penalty; a head must raise the per-token objective by more than ``weight`` nats at full
     strength to be worth steering. Base heads (``free`` False) are not the learner's to pay for."""

@@ -13,8 +13,9 @@ attribution scores, scaled per task) and returns a :class:`LearnedAlphas`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional, Union
+from typing import Any
 
 import torch
 from jaxtyping import Bool, Float
@@ -37,7 +38,7 @@ def strengths_to_alphas(g: Float[Tensor, "layer head"], alpha_min: float) -> Flo
 
 
 def init_logits(
-    task_scores: Mapping[str, Union[HeadScores, Tensor]],
+    task_scores: Mapping[str, HeadScores | Tensor],
     init_bias: float = -4.0,
     init_scale: float = 6.0,
 ) -> Float[Tensor, "layer head"]:
@@ -55,8 +56,9 @@ def init_logits(
     for task, s in task_scores.items():
         table = (s.scores if isinstance(s, HeadScores) else torch.as_tensor(s)).detach().float().cpu()
         if table.ndim != 2:
-            raise ValueError(f"The scores of task {task!r} must be a [n_layers, n_heads] table; got "
-                             f"{tuple(table.shape)}.")
+            raise ValueError(
+                f"The scores of task {task!r} must be a [n_layers, n_heads] table; got {tuple(table.shape)}."
+            )
         top = float(table.abs().max())
         tables.append(table / top if top > 0 else table)
     shapes = {tuple(t.shape) for t in tables}
@@ -109,9 +111,11 @@ class LearnedAlphas:
         """``{(layer, head): alpha}`` of the learned heads with ``alpha < keep_below`` (possibly empty; base
         heads are not among them)."""
         alphas = self.alphas
-        return {(int(layer), int(head)): float(alphas[layer, head])
-                for layer, head in torch.nonzero(alphas < keep_below).tolist()
-                if (int(layer), int(head)) not in self.base}
+        return {
+            (int(layer), int(head)): float(alphas[layer, head])
+            for layer, head in torch.nonzero(alphas < keep_below).tolist()
+            if (int(layer), int(head)) not in self.base
+        }
 
     def losses(self, window: int = 10) -> dict[str, float]:
         """The loss terms averaged over the first and the last ``window`` steps (the per-step values are
@@ -126,8 +130,7 @@ class LearnedAlphas:
         return out
 
 
-def with_base(alphas: Float[Tensor, "layer head"], base: Optional[Mapping[Head, float]]
-               ) -> Float[Tensor, "layer head"]:
+def with_base(alphas: Float[Tensor, "layer head"], base: Mapping[Head, float] | None) -> Float[Tensor, "layer head"]:
     """``alphas`` with every base head replaced by its fixed alpha (no gradient reaches those heads' logits).
 
     Example:
@@ -142,10 +145,13 @@ def with_base(alphas: Float[Tensor, "layer head"], base: Optional[Mapping[Head, 
     return torch.where(mask.to(alphas.device), fixed.to(alphas.device, alphas.dtype), alphas)
 
 
-
-def learned_hooks(g: Float[Tensor, "layer head"], alpha_min: float, key_mask: Bool[Tensor, "batch prompt"],
-                  schedule: ScheduleSpec = None, base: Optional[Mapping[Head, float]] = None
-                  ) -> list[tuple[str, Callable[[Tensor, Any], Tensor]]]:
+def learned_hooks(
+    g: Float[Tensor, "layer head"],
+    alpha_min: float,
+    key_mask: Bool[Tensor, "batch prompt"],
+    schedule: ScheduleSpec = None,
+    base: Mapping[Head, float] | None = None,
+) -> list[tuple[str, Callable[[Tensor, Any], Tensor]]]:
     """One hook per layer, steering all its heads at ``alpha_min ** sigmoid(g[layer])`` (gradient flows to g; a
     ``base`` head at its fixed alpha), on the query rows ``schedule`` steers (teacher-forced answer tokens play
     the generated tokens' part).
@@ -166,12 +172,13 @@ def learned_hooks(g: Float[Tensor, "layer head"], alpha_min: float, key_mask: Bo
             # mask and alpha moved to the pattern's device at call time (never cached)
             weights = key_weights(key_mask.to(pattern.device), pattern.shape[-1], alphas[layer].to(pattern.device))
             return scheduled_rescale(pattern, weights, rows, n_prompt)
+
         return hook
 
     return [(pattern_hook_name(layer), make(layer)) for layer in range(g.shape[0])]
 
 
-def base_alphas(profile: Any, alpha: Optional[float] = None) -> dict[Head, float]:
+def base_alphas(profile: Any, alpha: float | None = None) -> dict[Head, float]:
     """A profile's heads with the alphas it is steered at (:func:`pasta_lens.plan.head_alphas`: ``alpha`` when
     given, else its per-head alphas, else its own ``alpha``, else 0.01): the ``base`` of :class:`LearnedConfig`.
 

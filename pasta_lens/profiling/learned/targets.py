@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any, Callable, Mapping, Optional, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from jaxtyping import Bool
@@ -32,9 +33,14 @@ from pasta_lens.steering import steer
 from pasta_lens.tasks.base import answer_ids
 
 
-def reference_hooks(shape: tuple[int, int], alpha_min: float, key_mask: Bool[Tensor, "batch prompt"],
-                    schedule: ScheduleSpec, base: Optional[Mapping[Head, float]], reference: str
-                    ) -> list[tuple[str, Callable[[Tensor, Any], Tensor]]]:
+def reference_hooks(
+    shape: tuple[int, int],
+    alpha_min: float,
+    key_mask: Bool[Tensor, "batch prompt"],
+    schedule: ScheduleSpec,
+    base: Mapping[Head, float] | None,
+    reference: str,
+) -> list[tuple[str, Callable[[Tensor, Any], Tensor]]]:
     """The hooks of the model a protected answer is kept as: none (``"unsteered"``), or the ``base`` heads alone
     at their alphas on ``schedule``'s rows, every learned head at alpha 1 (``"base"``).
 
@@ -47,14 +53,21 @@ def reference_hooks(shape: tuple[int, int], alpha_min: float, key_mask: Bool[Ten
     if reference == "unsteered":
         return []
     if not base:
-        raise ValueError("reference='base' needs base heads (LearnedConfig(base=...)): without them it is the "
-                         "unsteered model; pass reference='unsteered'.")
+        raise ValueError(
+            "reference='base' needs base heads (LearnedConfig(base=...)): without them it is the "
+            "unsteered model; pass reference='unsteered'."
+        )
     return learned_hooks(torch.full(tuple(shape), -math.inf), alpha_min, key_mask, schedule, base)
 
 
-def own_continuations(model: Any, examples: Sequence[ProfilingExample], max_new_tokens: int,
-                      base: Optional[Mapping[Head, float]] = None, schedule: ScheduleSpec = None,
-                      rewrite: Optional[Callable[[str], str]] = None) -> list[ProfilingExample]:
+def own_continuations(
+    model: Any,
+    examples: Sequence[ProfilingExample],
+    max_new_tokens: int,
+    base: Mapping[Head, float] | None = None,
+    schedule: ScheduleSpec = None,
+    rewrite: Callable[[str], str] | None = None,
+) -> list[ProfilingExample]:
     """The examples with their target replaced by the *unsteered* model's own greedy continuation of the prompt:
     at most ``max_new_tokens`` tokens, cut after the end-of-turn marker when the example ends the turn (``close``
     set: the marker is the tokens after it). With ``base`` (``{(layer, head): alpha}``) the continuation is the
@@ -84,28 +97,38 @@ def own_continuations(model: Any, examples: Sequence[ProfilingExample], max_new_
     for ex in examples:
         if ex.attention_mask is not None and not bool(ex.attention_mask.all()):
             raise ValueError("own_continuations takes unpadded examples (one prompt each, no attention mask).")
-        prompt = ex.tokens[:, :ex.n_prompt].to(model.cfg.device)
-        stop = [] if ex.close is None else ex.tokens[0, ex.close + 1:].tolist()
-        steering = (contextlib.nullcontext() if not base else
-                    steer(model, list(base), ex.key_mask, alpha=dict(base), schedule=schedule))
+        prompt = ex.tokens[:, : ex.n_prompt].to(model.cfg.device)
+        stop = [] if ex.close is None else ex.tokens[0, ex.close + 1 :].tolist()
+        steering = (
+            contextlib.nullcontext()
+            if not base
+            else steer(model, list(base), ex.key_mask, alpha=dict(base), schedule=schedule)
+        )
         with steering:
             new = generate_new_tokens(model, prompt, max_new_tokens=int(max_new_tokens), stop_at_eos=False)
         new = new[0].tolist()
         ended = False
         for end in range(len(stop), len(new) + 1):  # cut after the first end-of-turn marker
-            if stop and new[end - len(stop):end] == stop:
+            if stop and new[end - len(stop) : end] == stop:
                 new, ended = new[:end], True
                 break
         close = None
         if rewrite is not None:
-            body = new[:len(new) - len(stop)] if ended else new
+            body = new[: len(new) - len(stop)] if ended else new
             text = rewrite(model.tokenizer.decode(body))
             new = (answer_ids(model, text).tolist() if text else []) + (stop if ended else [])
             if not new:
                 raise ValueError(f"rewrite left nothing of the continuation {model.tokenizer.decode(body)!r}.")
             close = ex.n_prompt + len(new) - len(stop) - 1 if ended and len(new) > len(stop) else None
         target = torch.tensor(new, dtype=ex.tokens.dtype)
-        tokens = torch.cat([ex.tokens[:, :ex.n_prompt].cpu(), target[None]], dim=1)
-        out.append(ProfilingExample(tokens=tokens, key_mask=ex.key_mask, task=ex.task,
-                                    objective=target_logprob(ex.n_prompt, target), close=close))
+        tokens = torch.cat([ex.tokens[:, : ex.n_prompt].cpu(), target[None]], dim=1)
+        out.append(
+            ProfilingExample(
+                tokens=tokens,
+                key_mask=ex.key_mask,
+                task=ex.task,
+                objective=target_logprob(ex.n_prompt, target),
+                close=close,
+            )
+        )
     return out

@@ -24,20 +24,21 @@ import hashlib
 import os
 import time
 import zlib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from pasta_lens.fingerprint import weights_hash
 from pasta_lens.io import atomic_write, file_lock
 from pasta_lens.objectives import ProfilingExample
-from pasta_lens.fingerprint import weights_hash
 from pasta_lens.profiling.checkpoints import example_digest
 from pasta_lens.profiling.estimators import check_examples
-from pasta_lens.profiling.learned.config import LearnedConfig
 from pasta_lens.profiling.learned import losses
+from pasta_lens.profiling.learned.config import LearnedConfig
 from pasta_lens.profiling.learned.losses import example_loss, protect_loss, sparsity_penalty
 from pasta_lens.profiling.learned.strengths import LearnedAlphas
 
@@ -76,8 +77,10 @@ def protect_rows(protect: Sequence[ProfilingExample], step: int, config: Learned
     groups: dict[str, list[int]] = {}
     for i, ex in enumerate(protect):
         groups.setdefault(ex.task, []).append(i)
-    return [[groups[task][j] for j in step_indices({f"protect:{task}": len(rows)}, step, per_step, seed)[
-        f"protect:{task}"]] for task, rows in sorted(groups.items())]
+    return [
+        [groups[task][j] for j in step_indices({f"protect:{task}": len(rows)}, step, per_step, seed)[f"protect:{task}"]]
+        for task, rows in sorted(groups.items())
+    ]
 
 
 def learn_alphas(
@@ -86,8 +89,8 @@ def learn_alphas(
     init: Float[Tensor, "layer head"],
     config: LearnedConfig = LearnedConfig(),
     *,
-    protect: Optional[Sequence[ProfilingExample]] = None,
-    checkpoint: Optional[Union[str, os.PathLike]] = None,
+    protect: Sequence[ProfilingExample] | None = None,
+    checkpoint: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> LearnedAlphas:
     """Fit one steering strength per head on several tasks' objectives (the loss: :mod:`.losses`).
@@ -119,8 +122,9 @@ def learn_alphas(
         >>> learned.kept()        # {(layer, head): alpha} with alpha < 0.5
     """
     if not isinstance(config, LearnedConfig):
-        raise ValueError(f"config must be a LearnedConfig (e.g. LearnedConfig(steps=100, lr=0.1)); got "
-                         f"{type(config).__name__}.")
+        raise ValueError(
+            f"config must be a LearnedConfig (e.g. LearnedConfig(steps=100, lr=0.1)); got {type(config).__name__}."
+        )
     if not examples_by_task:
         raise ValueError("learn_alphas needs at least one task: {task: [ProfilingExample, ...]}.")
     examples = {str(t): list(e) for t, e in examples_by_task.items()}
@@ -129,14 +133,12 @@ def learn_alphas(
     n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
     init = torch.as_tensor(init).detach().float().cpu()
     if tuple(init.shape) != (n_layers, n_heads):
-        raise ValueError(f"init must be a [{n_layers}, {n_heads}] logit table for this model; got "
-                         f"{tuple(init.shape)}.")
+        raise ValueError(f"init must be a [{n_layers}, {n_heads}] logit table for this model; got {tuple(init.shape)}.")
     if not torch.isfinite(init).all():
         raise ValueError("init holds NaN or infinite logits; give finite values (e.g. init_logits(scores)).")
     for layer, head in config.base:
         if not (layer < n_layers and head < n_heads):
-            raise ValueError(f"base head {(layer, head)} is outside this model's {n_layers} layers x {n_heads} "
-                             "heads.")
+            raise ValueError(f"base head {(layer, head)} is outside this model's {n_layers} layers x {n_heads} heads.")
     for term in losses.TASK_TERMS:
         if getattr(config, term.weight) and not any(term.applies(ex) for exs in examples.values() for ex in exs):
             raise ValueError(f"{term.weight} needs {term.needs}, or set {term.weight}=0.")
@@ -147,10 +149,15 @@ def learn_alphas(
     config.references(protected_tasks)  # a per-task mapping must name exactly the protected tasks
     settings = config.record(protected_tasks, len(protected))
     vocab = int(getattr(model.cfg, "d_vocab", 0) or model.tokenizer.vocab_size)
-    fingerprint = dict(version=LEARNED_CHECKPOINT_VERSION, shape=(n_layers, n_heads), weights=weights_hash(model),
-                       init=_digest(init), examples={t: [example_digest(ex, vocab) for ex in exs]
-                                                     for t, exs in examples.items()},
-                       protect_examples=[example_digest(ex, vocab) for ex in protected], **settings)
+    fingerprint = dict(
+        version=LEARNED_CHECKPOINT_VERSION,
+        shape=(n_layers, n_heads),
+        weights=weights_hash(model),
+        init=_digest(init),
+        examples={t: [example_digest(ex, vocab) for ex in exs] for t, exs in examples.items()},
+        protect_examples=[example_digest(ex, vocab) for ex in protected],
+        **settings,
+    )
     path = Path(checkpoint) if checkpoint is not None else None
     if path is None:
         return _train(model, examples, init, config, settings, None, fingerprint, progress, protected)
@@ -162,7 +169,7 @@ def _digest(t: Tensor) -> str:
     return hashlib.sha256(t.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
-def _load_state(path: Path, fingerprint: dict[str, Any]) -> Optional[dict[str, Any]]:
+def _load_state(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
     if not path.exists():
         return None
     fix = f"delete {path} to start the learned-alphas run from scratch"
@@ -175,14 +182,24 @@ def _load_state(path: Path, fingerprint: dict[str, Any]) -> Optional[dict[str, A
     if state["fingerprint"] != fingerprint:
         old = state["fingerprint"] if isinstance(state["fingerprint"], dict) else {}
         diff = sorted(k for k in set(fingerprint) | set(old) if old.get(k) != fingerprint.get(k))
-        raise ValueError(f"Checkpoint {path} belongs to a different learned-alphas run (differs in {diff}); {fix}, "
-                         "or pass another checkpoint path.")
+        raise ValueError(
+            f"Checkpoint {path} belongs to a different learned-alphas run (differs in {diff}); {fix}, "
+            "or pass another checkpoint path."
+        )
     return state
 
 
-def _train(model: Any, examples: dict[str, list[ProfilingExample]], init: Tensor, config: LearnedConfig,
-           settings: dict[str, Any], path: Optional[Path], fingerprint: dict[str, Any], progress: bool,
-           protect: Sequence[ProfilingExample] = ()) -> LearnedAlphas:
+def _train(
+    model: Any,
+    examples: dict[str, list[ProfilingExample]],
+    init: Tensor,
+    config: LearnedConfig,
+    settings: dict[str, Any],
+    path: Path | None,
+    fingerprint: dict[str, Any],
+    progress: bool,
+    protect: Sequence[ProfilingExample] = (),
+) -> LearnedAlphas:
     steps = config.steps
     g = init.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([g], lr=config.lr)
@@ -190,8 +207,10 @@ def _train(model: Any, examples: dict[str, list[ProfilingExample]], init: Tensor
     state = _load_state(path, fingerprint) if path is not None else None
     if state is not None:
         if int(state["step"]) > steps:
-            raise ValueError(f"Checkpoint {path} has already taken {state['step']} steps, more than steps={steps}: "
-                             f"pass steps >= {state['step']} to continue it, or delete it to start again.")
+            raise ValueError(
+                f"Checkpoint {path} has already taken {state['step']} steps, more than steps={steps}: "
+                f"pass steps >= {state['step']} to continue it, or delete it to start again."
+            )
         with torch.no_grad():
             g.copy_(state["g"])
         optimizer.load_state_dict(state["optimizer"])
@@ -204,9 +223,14 @@ def _train(model: Any, examples: dict[str, list[ProfilingExample]], init: Tensor
     def save() -> None:
         if path is None:
             return
-        snapshot = {"fingerprint": fingerprint, "step": step, "g": g.detach().clone(),
-                    "optimizer": optimizer.state_dict(), "history": history,
-                    "segments_s": previous_s + [time.perf_counter() - started]}
+        snapshot = {
+            "fingerprint": fingerprint,
+            "step": step,
+            "g": g.detach().clone(),
+            "optimizer": optimizer.state_dict(),
+            "history": history,
+            "segments_s": previous_s + [time.perf_counter() - started],
+        }
         atomic_write(path, lambda tmp: torch.save(snapshot, tmp))
 
     sizes = {t: len(e) for t, e in examples.items()}
@@ -259,10 +283,17 @@ def _train(model: Any, examples: dict[str, list[ProfilingExample]], init: Tensor
         history.append(record)
         step = s + 1
         if hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{record['loss']:.3f}", kl=f"{record['kl']:.3f}",
-                            gain=f"{record['task_gain']:.3f}")
+            bar.set_postfix(loss=f"{record['loss']:.3f}", kl=f"{record['kl']:.3f}", gain=f"{record['task_gain']:.3f}")
         if step % config.checkpoint_every == 0 or step == steps:
             save()
-    return LearnedAlphas(g=g.detach().clone(), init_g=init.clone(), alpha_min=config.alpha_min, steps=step,
-                         history=tuple(history), n_examples=sizes, settings=settings,
-                         wall_time_s=round(elapsed(), 3), base=dict(config.base))
+    return LearnedAlphas(
+        g=g.detach().clone(),
+        init_g=init.clone(),
+        alpha_min=config.alpha_min,
+        steps=step,
+        history=tuple(history),
+        n_examples=sizes,
+        settings=settings,
+        wall_time_s=round(elapsed(), 3),
+        base=dict(config.base),
+    )
