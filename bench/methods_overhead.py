@@ -30,6 +30,7 @@ import time
 from typing import Any, Callable
 
 import torch
+from procstat import status_kb
 
 from pasta_lens import emphasize, load_model, methods
 from pasta_lens.methods.fit import key_point
@@ -55,24 +56,16 @@ def prompt_of(model: Any, n_tokens: int) -> str:
     return f"{half} {INSTRUCTION} {half}"
 
 
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(field)
-
-
 def measured_fit(name: str, model: Any, n: int) -> tuple[Any, float, float, float]:
     """``(projections, CPU seconds, wall seconds, peak MiB above the resident size before)``."""
     gc.collect()
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset VmHWM to the current RSS
-    before = _status_kb("VmRSS")
+    before = status_kb("VmRSS")
     c0, t0 = time.process_time(), time.perf_counter()
     proj = methods.fit(name, model, n=n, command=f"bench/methods_overhead.py ({name}, n={n})")
     cpu, wall = time.process_time() - c0, time.perf_counter() - t0
-    return proj, cpu, wall, (_status_kb("VmHWM") - before) / 1024
+    return proj, cpu, wall, (status_kb("VmHWM") - before) / 1024
 
 
 # --- bare versions: each method's arithmetic and nothing else ---------------------------------------------------

@@ -46,6 +46,7 @@ import time
 from contextlib import nullcontext
 
 import torch
+from procstat import status_kb
 
 from pasta_lens import emphasize, load_model, steer
 from pasta_lens.generation import generate_tokens
@@ -287,14 +288,6 @@ def part_hook(calls: int = 20000, n_prompt: int = 120, n_keys: int = 180) -> Non
                   f"(mask {list(mask.shape)}, {calls} calls)")
 
 
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(field)
-
-
 def memory_worker(mode: str, n_tokens: int) -> None:
     """One forward in this fresh process; print the resident high-water increment over the loaded model."""
     torch.set_num_threads(1)
@@ -317,11 +310,11 @@ def memory_worker(mode: str, n_tokens: int) -> None:
     gc.collect()
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset VmHWM to the current resident size
-    before = _status_kb("VmRSS")
+    before = status_kb("VmRSS")
     with ctx(), torch.inference_mode():
         out = run()
         del out
-    print(json.dumps({"increment_kb": _status_kb("VmHWM") - before, "n_tokens": pair.em.tokens.shape[1]}))
+    print(json.dumps({"increment_kb": status_kb("VmHWM") - before, "n_tokens": pair.em.tokens.shape[1]}))
 
 
 def part_memory(reps: int, lengths=(512, 1024, 2048)) -> None:

@@ -27,6 +27,7 @@ import sys
 import time
 
 import torch
+from procstat import status_kb
 
 from pasta_lens import emphasize, load_model, steer
 from pasta_lens.generation import generate_tokens
@@ -50,24 +51,16 @@ def prompt_of(model, n_tokens: int) -> str:
     return text
 
 
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(field)
-
-
 def peak_forward_kb(model, tokens, hooks_ctx) -> tuple[int, int]:
     """(process peak, increment over the resident size before the pass) in kB for one forward."""
     gc.collect()
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset VmHWM to the current RSS
-    before = _status_kb("VmRSS")
+    before = status_kb("VmRSS")
     with hooks_ctx, torch.inference_mode():
         logits = model(tokens)
         del logits
-    peak = _status_kb("VmHWM")
+    peak = status_kb("VmHWM")
     return peak, peak - before
 
 
