@@ -69,8 +69,8 @@ docs: $(VENV)/.docs-installed
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 lint: $(VENV)/.lint-installed
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check pasta_lens
+	$(VENV)/bin/ruff format --check pasta_lens
 	$(VENV)/bin/mypy
 
 clean:

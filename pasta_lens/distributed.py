@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import torch
 
@@ -202,6 +202,9 @@ class Store(Protocol):
     def put(self, phase: str, key: str, value: Any) -> None: ...
 
 
+StoreT = TypeVar("StoreT", bound=Store)
+
+
 def rank_file(path: str | os.PathLike, rank: int) -> Path:
     """The checkpoint file rank ``rank`` writes: ``path`` itself for rank 0, ``STEM.rank{r}SUFFIX`` beside it."""
     path = Path(path)
@@ -218,8 +221,11 @@ def rank_files(path: str | os.PathLike) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-class ShardedCheckpoint:
+class ShardedCheckpoint(Generic[StoreT]):
     """One rank's view of a checkpoint spread over per-rank files: writes its own, reads everyone's.
+
+    Generic in the store class, so a caller keeps its own store's methods on ``own`` (the profiler reads
+    ``ckpt.own.elapsed_s()`` of its :class:`~pasta_lens.profiling.checkpoints.Checkpoint`).
 
     ``get`` looks in this rank's file, then in what other ranks sent during this run (:meth:`remember`, kept in
     memory only, as the sender has it on disk), then in the other ranks' files as they were at start; ``put``
@@ -231,7 +237,7 @@ class ShardedCheckpoint:
     """
 
     def __init__(
-        self, path: str | os.PathLike | None, world: World, open_store: Callable[[Path | None], Store]
+        self, path: str | os.PathLike | None, world: World, open_store: Callable[[Path | None], StoreT]
     ) -> None:
         own = rank_file(path, world.rank) if path is not None else None
         self.own = open_store(own)

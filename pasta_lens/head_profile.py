@@ -46,6 +46,19 @@ READABLE_SCHEMAS = (1, 2)
 
 STRATEGIES = ("intersection", "union", "task_specific")
 
+ScoreTable = tuple[tuple[float, ...], ...]
+"""A ``[n_layers][n_heads]`` table of per-head scores, as :attr:`HeadProfile.scores` holds it."""
+
+
+def score_table(table: Tensor | Sequence[Sequence[float]]) -> ScoreTable:
+    """``table`` (a tensor or nested sequences, layers x heads) as the nested tuples of floats a profile holds.
+
+    Example:
+        >>> score_table(torch.tensor([[0.5, -1.0], [0.0, 2.0]]))
+        ((0.5, -1.0), (0.0, 2.0))
+    """
+    return tuple(tuple(float(x) for x in row) for row in (table.tolist() if isinstance(table, Tensor) else table))
+
 
 def library_version() -> str:
     """The installed pasta-lens version (``"unknown"`` when run from a tree that was never installed)."""
@@ -108,7 +121,7 @@ class HeadProfile:
     library_version: str = field(default_factory=library_version)
     date: str = field(default_factory=_now)
     command: str | None = None
-    scores: Mapping[str, tuple[tuple[float, ...], ...]] = field(default_factory=dict)
+    scores: Mapping[str, ScoreTable] = field(default_factory=dict)
     provenance: Mapping[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
     fingerprint: ModelFingerprint | None = None
@@ -146,11 +159,9 @@ class HeadProfile:
             raise ValueError(f"HeadProfile.strategy must be one of {STRATEGIES} or None; got {self.strategy!r}.")
         set_("tasks", tuple(str(t) for t in self.tasks))
         set_("n_examples", {str(t): int(n) for t, n in dict(self.n_examples).items()})
-        tables = {}
+        tables: dict[str, ScoreTable] = {}
         for task, table in dict(self.scores).items():
-            rows = tuple(
-                tuple(float(x) for x in row) for row in (table.tolist() if isinstance(table, Tensor) else table)
-            )
+            rows = score_table(table)
             if len(rows) != self.n_layers or any(len(r) != self.n_heads for r in rows):
                 raise ValueError(
                     f"HeadProfile.scores[{task!r}] must be a {self.n_layers} x {self.n_heads} "

@@ -34,7 +34,7 @@ absolute positions (:class:`pasta_lens.kernels.KeyPositions`), so steering there
 from __future__ import annotations
 
 from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -45,6 +45,9 @@ from pasta_lens.plan import ScalePosition, SteeringPlan, resolve_plan
 from pasta_lens.schedule import Schedule, query_positions
 from pasta_lens.spans import Emphasis
 from pasta_lens.twin import hf_engine_unavailable, hf_twin
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 __all__ = [
     "hf_engine_unavailable",
@@ -128,11 +131,13 @@ def steering_pre_hook(
                 f"Layer {layer}'s attention mask reaches position {n_positions}, before the end of "
                 f"the {n_prompt}-token prompt; steer this model with engine='hooks'."
             )
-        log_w, term = built.get((mask.device, mask.dtype), (None, None))
-        if term is None or term.shape[-1] < n_positions:
+        cached = built.get((mask.device, mask.dtype))
+        if cached is None or cached[1].shape[-1] < n_positions:
             log_w = prompt_log_weights(key_mask.to(mask.device), heads, alphas, n_heads, scale_position)
             term = torch.nn.functional.pad(log_w, (0, max(n_positions, n_keys_max) - log_w.shape[-1])).to(mask.dtype)
             built[(mask.device, mask.dtype)] = log_w, term
+        else:
+            log_w, term = cached
         if schedule.is_all:  # every row at e = 1: mask_bias is the padded prompt term itself (the hot path)
             if first_key >= n_prompt:
                 return args, kwargs  # a window past the prompt: no prompt key left to scale
@@ -154,7 +159,7 @@ def hf_generate_tokens(
     *,
     max_new_tokens: int = 40,
     stop_at_eos: bool = True,
-    twin: tuple[nn.Module, dict[int, nn.Module]] | None = None,
+    twin: tuple[PreTrainedModel, dict[int, nn.Module]] | None = None,
 ) -> Int[Tensor, "batch new"]:
     """Greedy, KV-cached generation after ``emphasis.tokens`` on the HF twin; the new tokens (EOS-padded rows).
 
@@ -168,9 +173,11 @@ def hf_generate_tokens(
     differently: :func:`pasta_lens.generation.decode_new` gives the same text for both. ``twin``: what
     :func:`hf_twin` returned, to reuse (default: built here, ~40 ms on SmolLM2).
     """
-    from transformers import GenerationConfig
+    from transformers import GenerationConfig, GenerationMixin
 
     hf, attention = twin or hf_twin(model)
+    if not isinstance(hf, GenerationMixin):  # every *ForCausalLM class is one
+        raise ValueError(f"The HF twin ({type(hf).__name__}) cannot generate; use engine='hooks'.")
     tok = model.tokenizer
     eos = tok.eos_token_id
     # The twin's own generation config is replaced: HF fills every unset option from it (an eos_token_id left
@@ -203,5 +210,7 @@ def hf_generate_tokens(
                     emphasis.tokens.shape[1] + max_new_tokens,
                 )
                 stack.callback(attention[layer].register_forward_pre_hook(hook, with_kwargs=True).remove)
-        out = hf.generate(emphasis.tokens, attention_mask=emphasis.attention_mask, generation_config=config)
+        out = hf.generate(  # type: ignore[misc]  # transformers' self-type Protocol (written for ty) rejects its models
+            emphasis.tokens, attention_mask=emphasis.attention_mask, generation_config=config
+        )
     return out[:, emphasis.tokens.shape[1] :]

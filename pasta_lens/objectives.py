@@ -7,7 +7,7 @@ forcing: the prompt is followed by the target tokens, and
     objective = sum_t log p(target_t | prompt, target_<t)          (positions n_prompt-1 .. n_prompt+n_target-2)
 
 optionally minus the same for a contrast answer's first token (CounterFact: log P(new) - log P(old)).
-:func:`target_logprob` tags the function it returns with a ``key`` attribute naming exactly what it computes, so a
+:func:`target_logprob` returns a :class:`KeyedObjective`, whose ``key`` names exactly what it computes, so a
 resumed profiling run can tell a changed objective from the same one (other objectives are fingerprinted by their
 values on fixed random logits, see :mod:`pasta_lens.profiling.checkpoints`).
 
@@ -26,6 +26,25 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 Objective = Callable[[Float[Tensor, "batch pos vocab"]], Float[Tensor, " batch"]]
+
+
+class KeyedObjective:
+    """An objective with a ``key`` naming exactly what it computes: two objectives with the same key give the same
+    value on the same logits, so a resumed profiling run (:mod:`pasta_lens.profiling.checkpoints`) may reuse the
+    rows it finished; an objective without one is fingerprinted by its values instead.
+
+    Example:
+        >>> objective = target_logprob(12, torch.tensor([5, 9]))
+        >>> objective.key
+        'target_logprob:v1:12:[5, 9]:None'
+    """
+
+    def __init__(self, fn: Objective, key: str) -> None:
+        self.fn = fn
+        self.key = key
+
+    def __call__(self, logits: Float[Tensor, "batch pos vocab"]) -> Float[Tensor, " batch"]:
+        return self.fn(logits)
 
 
 @dataclass(frozen=True)
@@ -87,7 +106,7 @@ def target_logprob(
     n_prompt: int,
     target_ids: Int[Tensor, " n_target"],
     contrast_ids: Int[Tensor, " n_contrast"] | None = None,
-) -> Objective:
+) -> KeyedObjective:
     """Objective: summed log-prob of ``target_ids`` placed right after the prompt (teacher forcing).
 
     With ``contrast_ids``, subtract the log-prob of the contrast's *first* token at the answer position
@@ -106,8 +125,5 @@ def target_logprob(
             score = score - logp[:, 0, int(contrast_ids.flatten()[0])]
         return score
 
-    # What the objective computes, for checkpoints (pasta_lens.profiling.checkpoints): two objectives with the same
-    # key give the same value on the same logits, so finished rows may be reused; anything else must not be.
     first_contrast = None if contrast_ids is None else int(contrast_ids.flatten()[0])
-    objective.key = f"target_logprob:v1:{int(n_prompt)}:{target_ids.tolist()}:{first_contrast}"  # type: ignore[attr-defined]
-    return objective
+    return KeyedObjective(objective, f"target_logprob:v1:{int(n_prompt)}:{target_ids.tolist()}:{first_contrast}")

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeGuard, TypeVar
 
 from pasta_lens.schedule import Schedule
 
@@ -82,6 +82,7 @@ def normalize_heads(heads: HeadSpec) -> tuple[Head, ...]:
     """
     if hasattr(heads, "heads") and not isinstance(heads, Mapping):
         heads = heads.heads
+    pairs: list[Any]  # entries checked one by one below
     if isinstance(heads, Mapping):
         pairs = []
         for layer, hs in heads.items():
@@ -98,7 +99,7 @@ def normalize_heads(heads: HeadSpec) -> tuple[Head, ...]:
         )
     else:
         pairs = list(heads)
-    out = set()
+    out: set[Head] = set()
     for pair in pairs:
         try:
             layer, head = pair
@@ -148,7 +149,13 @@ def validate_heads(heads: tuple[Head, ...], n_layers: int, n_heads: int) -> None
             )
 
 
-def is_profile(spec: Any) -> bool:
+class ProfileLike(Protocol):
+    """What :func:`resolve_heads` needs of a profile: a check against the model it steers."""
+
+    def validate_for(self, model: Any, *, allow_transfer: bool = False) -> None: ...
+
+
+def is_profile(spec: Any) -> TypeGuard[ProfileLike]:
     """Whether ``spec`` is a profile (it can check itself against a model: ``validate_for``)."""
     return callable(getattr(spec, "validate_for", None)) and not isinstance(spec, SteeringPlan)
 
@@ -196,7 +203,7 @@ def check_scale_position(scale_position: Any) -> ScalePosition:
     """``scale_position`` itself, after checking it is ``"exclude"`` or ``"include"``."""
     if scale_position not in ("exclude", "include"):
         raise ValueError(f"scale_position must be 'exclude' or 'include'; got {scale_position!r}.")
-    return scale_position  # type: ignore[no-any-return]
+    return scale_position
 
 
 def head_alphas(heads: tuple[Head, ...], spec: Any = None, alpha: AlphaSpec | None = None) -> dict[Head, float]:
@@ -227,10 +234,10 @@ def head_alphas(heads: tuple[Head, ...], spec: Any = None, alpha: AlphaSpec | No
     own = getattr(spec, "head_alphas", None) if not isinstance(spec, Mapping) else None
     if isinstance(own, Mapping) and own:
         own = {(int(k[0]), int(k[1])): v for k, v in own.items()}
-        missing = sorted(set(heads) - set(own))
-        if missing:
+        uncovered = sorted(set(heads) - set(own))
+        if uncovered:
             raise ValueError(
-                f"The profile's per-head alphas do not cover the steered heads {missing}: pass "
+                f"The profile's per-head alphas do not cover the steered heads {uncovered}: pass "
                 "alpha= explicitly to steer heads it has no alpha for."
             )
         return {h: check_alpha(own[h], h) for h in heads}

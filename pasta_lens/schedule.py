@@ -104,15 +104,23 @@ class Schedule:
             )
         kind, sep, value = spec.strip().lower().partition(":")
         bad = ValueError(f"Bad schedule {spec!r}; use one of: {SCHEDULE_HELP} (e.g. first:4, decay:0.5).")
-        if kind in ("all", "prompt") and not sep:
-            return cls(kind)  # type: ignore[arg-type]
+        if kind == "all" and not sep:
+            return cls("all")
+        if kind == "prompt" and not sep:
+            return cls("prompt")
         if kind not in ("first", "decay") or not sep:
             raise bad
+        if kind == "first":
+            try:
+                count = int(value)
+            except ValueError:
+                raise bad from None
+            return cls("first", n=count)
         try:
-            number = int(value) if kind == "first" else float(value)
+            gamma = float(value)
         except ValueError:
             raise bad from None
-        return cls("first", n=number) if kind == "first" else cls("decay", gamma=number)  # type: ignore[arg-type]
+        return cls("decay", gamma=gamma)
 
     def __str__(self) -> str:
         if self.kind == "first":

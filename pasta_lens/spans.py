@@ -364,7 +364,7 @@ def emphasize(
         raise ValueError(
             f"emphasize takes a prompt string or a list of prompt strings; got {type(text).__name__} {text!r:.80}."
         )
-    rows = [text] if single else list(text)
+    rows: list[str] = [text] if isinstance(text, str) else list(text)
     if not rows:
         raise ValueError("emphasize got an empty list of texts; pass at least one prompt.")
     for row in rows:

@@ -27,13 +27,16 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from pasta_lens.backends import backend_of
 from pasta_lens.model_hooks import find_process_wide_hook, find_user_hook, model_modules
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 WRAPPER = "._original_component"
 """How the bridge names a wrapped HF module's parameters: ``model.layers.0._original_component.self_attn...``;
@@ -125,7 +128,7 @@ def hf_engine_unavailable(model: Any, generate_kwargs: Mapping[str, Any] | None 
     return None
 
 
-def _meta_twin(hf: nn.Module, config: Any) -> nn.Module:
+def _meta_twin(hf: PreTrainedModel, config: Any) -> PreTrainedModel:
     from transformers.initialization import no_init_weights  # what from_pretrained itself uses
 
     config.output_attentions = config.output_hidden_states = False  # TransformerLens may have switched them on
@@ -141,7 +144,7 @@ def _tensors(module: nn.Module) -> dict[str, Tensor]:
     }
 
 
-def hf_twin(model: Any) -> tuple[nn.Module, dict[int, nn.Module]]:
+def hf_twin(model: Any) -> tuple[PreTrainedModel, dict[int, nn.Module]]:
     """A plain HF model holding ``model.original_model``'s very tensors, and its attention module per layer.
 
     Built on the meta device from a copy of the config (no weight init, no memory), then every parameter and
@@ -179,8 +182,8 @@ def hf_twin(model: Any) -> tuple[nn.Module, dict[int, nn.Module]]:
     except RuntimeError as err:  # shapes differ
         raise ValueError(f"the bridge's tensors do not fit a plain HF model of its config: {err}") from None
     for name in set(wanted) - set(persistent):  # non-persistent buffers (rotary inv_freq): not in a state dict
-        owner, _, leaf = name.rpartition(".")
-        twin.get_submodule(owner)._buffers[leaf] = bridge[name]
+        owner_name, _, leaf = name.rpartition(".")
+        twin.get_submodule(owner_name)._buffers[leaf] = bridge[name]
     used = {id(t) for t in _tensors(twin).values()}
     unused: dict[int, list[str]] = {}  # tensors of the bridge the twin has not taken, with all their names
     for name, tensor in bridge.items():
@@ -210,9 +213,10 @@ def hf_twin(model: Any) -> tuple[nn.Module, dict[int, nn.Module]]:
     if foreign:
         raise ValueError(f"{foreign}: the twin would run the stock module instead")
     twin.eval()
-    names = {id(m): _hf_name(n) for n, m in hf.named_modules()}
+    hf_names = {id(m): _hf_name(n) for n, m in hf.named_modules()}
     attention = {
-        layer: twin.get_submodule(names[id(block.attn.original_component)]) for layer, block in enumerate(model.blocks)
+        layer: twin.get_submodule(hf_names[id(block.attn.original_component)])
+        for layer, block in enumerate(model.blocks)
     }
     return twin, attention
 

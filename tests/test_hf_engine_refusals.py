@@ -210,3 +210,9 @@ def test_the_libraries_own_hooks_do_not_count_as_a_users(own_llama):
         model.original_model(tokens, output_attentions=True, output_hidden_states=True)
     assert any(m._forward_hooks or m._forward_pre_hooks for m in model.original_model.modules())
     assert hf_engine_unavailable(model) is None
+
+
+def test_a_twin_that_cannot_generate_is_refused_by_name():
+    # hf_generate_tokens checks the twin before it reads anything of the model
+    with pytest.raises(ValueError, match="Linear.*cannot generate.*engine='hooks'"):
+        hf_generate_tokens(None, None, twin=(nn.Linear(2, 2), {}))

@@ -243,3 +243,15 @@ def test_cli_profile_union(llama, tmp_path, capsys):
     c = _profile(llama, heads=[(1, 1)]).save(tmp_path / "c.json")  # schedule all
     assert main(["profile", "union", str(a), str(c), "--out", str(tmp_path / "ac.json")]) == 2
     assert "different schedules" in capsys.readouterr().err
+
+
+def test_score_table_is_what_a_profile_holds_from_a_tensor_or_rows():
+    from pasta_lens.head_profile import score_table
+
+    table = torch.tensor([[0.5, -1.0, 2.0], [0.0, 3.25, -0.125]])
+    expected = ((0.5, -1.0, 2.0), (0.0, 3.25, -0.125))
+    assert score_table(table) == expected and score_table(table.tolist()) == expected
+    assert all(type(x) is float for row in score_table([[1, 2, 3]]) for x in row)  # ints become floats
+    profile = HeadProfile(model_name="m", n_layers=2, n_heads=3, heads=[(0, 0)], tasks=("json",),
+                          scores={"json": table})
+    assert profile.scores["json"] == expected  # a tensor given to HeadProfile is held as the same tuples

@@ -121,3 +121,12 @@ def test_cli_transfer_takes_held_out_profiles_made_elsewhere(tmp_path, capsys):
                       ("biasbios", "TASK=PATH")):
         assert main(argv[:3] + ["--model", "no-such-model", "--out", str(out), "--held-out", spec]) == 2
         assert why in capsys.readouterr().err
+
+
+def test_leave_one_out_refuses_a_strategy_that_does_not_combine_the_tasks(llama, bio_tasks):
+    profile = _profile(llama)
+    with pytest.raises(ValueError, match="combines the other tasks"):
+        leave_one_out_profiles(llama, profile, ks=[4], val_n=1, strategy="task_specific", progress=False,
+                               tasks=bio_tasks)
+    with pytest.raises(ValueError, match=r"strategy must be one of .*got 'bogus'"):
+        leave_one_out_profiles(llama, profile, ks=[4], val_n=1, strategy="bogus", progress=False, tasks=bio_tasks)

@@ -225,7 +225,7 @@ def cumulative_patching(
     """
     tokens, key_mask = unpadded_inputs(emphasis)
     plan = analysis_plan(model, heads, alpha, scale_position, allow_transfer)
-    order = tuple(tuple(h) for h in order)
+    order = tuple((layer, head) for layer, head in order)  # lists (from JSON) become hashable pairs
     ks = list(range(len(order) + 1)) if ks is None else [int(k) for k in ks]
     if any(not 0 <= k <= len(order) for k in ks):
         raise ValueError(f"every k must be in 0..{len(order)} (the number of heads in order); got {ks}.")

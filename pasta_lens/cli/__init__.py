@@ -23,7 +23,7 @@ from pasta_lens.schedule import Schedule
 
 def parse_heads(spec: str, n_heads: int | None = None) -> tuple[Head, ...]:
     """Parse ``"20:0,20:3,21:5"`` (``"21:*"`` = every head of layer 21, needs ``n_heads``) into pairs."""
-    pairs = []
+    pairs: list[Head] = []
     for item in filter(None, (s.strip() for s in spec.split(","))):
         layer, sep, head = item.partition(":")
         try:
@@ -98,7 +98,10 @@ def add_prompt_command(sub: Any, name: str, help: str, description: str) -> argp
 
 def parse_markers(spec: str) -> str | tuple[str, str]:
     """``"*"`` -> ``"*"``; ``"<em>,</em>"`` -> ``("<em>", "</em>")``."""
-    return tuple(spec.split(",", 1)) if "," in spec else spec  # type: ignore[return-value]
+    if "," not in spec:
+        return spec
+    start, end = spec.split(",", 1)
+    return start, end
 
 
 def split_list(text: str) -> list[str]:

@@ -9,6 +9,7 @@ holds ``--out``'s lock: a second run on the same folder is refused with one line
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -116,10 +117,8 @@ def _cmd_evaluate(args: Any) -> int:
     for method, plan in config["plans"].items():
         if plan is not None:
             print(f"{method}: {plan}   engine: {config['engine']}")
-    print(
-        f"rows: {res.out_dir / 'examples.jsonl'}\nsummary: {res.out_dir / 'summary.json'}\n"
-        f"table: {res.out_dir / 'table.md'}"
-    )
+    out = Path(args.out)  # --out is required: the folder evaluate wrote
+    print(f"rows: {out / 'examples.jsonl'}\nsummary: {out / 'summary.json'}\ntable: {out / 'table.md'}")
     return 0
 
 

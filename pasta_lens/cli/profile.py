@@ -254,7 +254,7 @@ def _profile(args: argparse.Namespace, tasks: list[str]) -> int:
         args.model,
         scores,
         int(k),
-        strategy,  # type: ignore[arg-type]
+        strategy,
         task=tasks[0] if strategy == "task_specific" else None,
         seed=args.seed,
         command=recorded_command(args),

@@ -176,12 +176,12 @@ def choose(
             )
         return int(best.k), best.strategy, best.schedule
     val = validation_examples()
-    curve = [
+    points = [
         p
         for strategy in args.strategy_list
         for p in ablation_curve(model, scores, val, ks, strategy, args.alpha, progress=not quiet)
     ]
-    best = choose_point([p for p in curve if eligible(p)])
+    best = choose_point([p for p in points if eligible(p)])
     provenance["ablation_curve"] = [
         {
             "k": p.k,
@@ -190,7 +190,7 @@ def choose(
             "per_task": {t: round(v, 5) for t, v in p.per_task.items()},
             "strategy": p.strategy,
         }
-        for p in curve
+        for p in points
     ]
     provenance["selected_by"] = "logprob"
     provenance["k_chosen_on"] = f"validation split, {args.val_n} examples per task (mean objective gain)"

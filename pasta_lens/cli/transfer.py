@@ -17,6 +17,7 @@ The run holds ``--out``'s lock (a second run on it is refused). Writes
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pasta_lens.cli import add_placement_arguments, read_profile, split_list
@@ -69,7 +70,8 @@ def _cmd_transfer(args: Any) -> int:
         progress=not args.quiet,
     )
     print(res.table)
-    print(f"profiles: {res.out_dir / 'profiles'}\ntable: {res.out_dir / 'table.md'}")
+    out = Path(args.out)  # --out is required: the folder transfer wrote
+    print(f"profiles: {out / 'profiles'}\ntable: {out / 'table.md'}")
     return 0
 
 

@@ -40,6 +40,7 @@ from pasta_lens.evaluation.scoring import (
     reduce_logprobs,
 )
 from pasta_lens.evaluation.specs import Method, parse_methods
+from pasta_lens.generation import Engine as EngineName
 from pasta_lens.io import atomic_write_text
 from pasta_lens.plan import SteeringPlan
 from pasta_lens.schedule import Schedule
@@ -135,7 +136,7 @@ def evaluate(
     max_new_tokens: int | None = None,
     progress: bool = True,
     allow_transfer: bool = False,
-    engine: str = "auto",
+    engine: EngineName = "auto",
 ) -> EvaluationResult:
     """Evaluate ``methods`` on ``tasks``; write per-example JSONL, ``summary.json`` and ``table.md``.
 

@@ -130,12 +130,13 @@ def summarize(rows: Sequence[dict[str, Any]], tasks: Sequence[Task], methods: Se
         ]  # the metrics this method has
         values = [out["tasks"][task_name][method.name][m] for task_name, m in keys]
         out["average"][method.name] = sum(values) / len(values) if values else None
-        ses = [errors[(task_name, method.name, m)] for task_name, m in keys]
+        errs = [errors[(task_name, method.name, m)] for task_name, m in keys]
+        ses = [se for se in errs if se is not None]
         if len(keys) == 1:  # one metric: its own interval (Wilson for an accuracy, which stays inside [0, 1])
             ((task_name, metric),) = keys
             out["average_ci95"][method.name] = out["tasks"][task_name][method.name][f"ci95_{metric}"]
-        elif values and all(se is not None for se in ses):
-            half = Z95 * math.sqrt(sum(se * se for se in ses)) / len(ses)  # type: ignore[operator]
+        elif values and len(ses) == len(keys):  # every metric has its standard error
+            half = Z95 * math.sqrt(sum(se * se for se in ses)) / len(ses)
             mean = out["average"][method.name]
             low, high = _clip(
                 (mean - half, mean + half), all(fractions[(task_name, method.name, m)] for task_name, m in keys)

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from pasta_lens.evaluation.specs import Method, steering_registry
+from pasta_lens.generation import Engine as EngineName
 from pasta_lens.generation import decode_new, generate_new_tokens, generate_tokens, select_engine
 from pasta_lens.hf_engine import hf_generate_tokens
 from pasta_lens.plan import AlphaSpec, HeadSpec, ScheduleSpec, SteeringPlan, plan_from_spec
@@ -60,13 +61,13 @@ class Engine:
             raise ValueError("Engine: a twin goes with name 'hf' and only with it.")
 
 
-def choose_engine(model: Any, engine: str = "auto") -> Engine:
+def choose_engine(model: Any, engine: EngineName = "auto") -> Engine:
     """The engine :func:`pasta_lens.generate` would pick (``"auto"``), or the one asked for (``"hf"``, ``"hooks"``).
 
     Raises:
         ValueError: ``engine="hf"`` where the twin cannot give the hooked model's result (the reason is named).
     """
-    name, twin, why = select_engine(model, engine)  # type: ignore[arg-type]
+    name, twin, why = select_engine(model, engine)
     return Engine(name, why, twin)
 
 

@@ -248,7 +248,7 @@ def metric_curve(
             )
     methods = [f"pasta:schedule={s}" for s in specs]
     out = Path(out_dir) if out_dir is not None else None
-    common = dict(
+    common: dict[str, Any] = dict(
         split=split,
         n=n,
         alpha=alpha,
@@ -273,7 +273,7 @@ def metric_curve(
                 heads=list(heads) if heads else None,
                 out_dir=out / folder if out is not None else None,
                 **common,
-            )  # type: ignore[arg-type]
+            )
             return res.summary["tasks"]
 
         unsteered_all = run(task_objs, ["zero-shot"], None, "unsteered")

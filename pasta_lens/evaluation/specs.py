@@ -123,7 +123,7 @@ def steering_registry() -> ModuleType | None:
     (the batch the hooks run on: ``x``, or ``x`` stacked on itself for a two-pass method such as SPA).
     """
     try:
-        from pasta_lens import methods  # type: ignore[attr-defined]
+        from pasta_lens import methods
     except ImportError:
         return None
     return methods
@@ -148,11 +148,11 @@ def parse_method(spec: str) -> Method:
         0.1
     """
     base, _, opts = spec.strip().partition(":")
-    if base not in PRESETS and _registered(base):
-        name, params = steering_registry().parse_spec(spec.strip())  # type: ignore[union-attr]
+    registry = steering_registry()
+    if base not in PRESETS and registry is not None and _registered(base):
+        name, params = registry.parse_spec(spec.strip())
         return Method(name=spec.strip(), heads="all", steering=name, params=tuple(sorted(params.items())))
     if base not in PRESETS:
-        registry = steering_registry()
         others = [m for m in (registry.available() if registry is not None else ()) if m != "pasta"]
         raise ValueError(
             f"Unknown method {spec!r}; use one of {BASELINES}, optionally with options such as "

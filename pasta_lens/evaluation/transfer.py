@@ -35,9 +35,9 @@ from pasta_lens.distributed import current_world
 from pasta_lens.evaluation.harness import evaluate
 from pasta_lens.evaluation.report import METRIC_LABELS, TASK_LABELS, format_cell, format_interval
 from pasta_lens.evaluation.rows import results_lock
-from pasta_lens.head_profile import HeadProfile
+from pasta_lens.head_profile import STRATEGIES, HeadProfile
 from pasta_lens.io import atomic_write_text
-from pasta_lens.profiling.selection import ablation_curve, choose_k, select_heads
+from pasta_lens.profiling.selection import Strategy, ablation_curve, choose_k, select_heads
 from pasta_lens.tasks import Task, get_task
 
 
@@ -99,9 +99,12 @@ def leave_one_out_profiles(
             f"{profile.model_name!r} has score tables for {names or 'none'}. Profile more tasks with "
             "pasta-lens profile --tasks json,pronoun,biasbios,counterfact."
         )
-    strategy = strategy or profile.strategy or "intersection"
-    if strategy == "task_specific":
+    chosen = strategy or profile.strategy or "intersection"
+    if chosen == "task_specific":
         raise ValueError("Leave-one-task-out combines the other tasks: use strategy 'intersection' or 'union'.")
+    if chosen not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}; got {chosen!r}.")
+    combine: Strategy = "union" if chosen == "union" else "intersection"
     alpha = profile.alpha if alpha is None else alpha
     out = {}
     for held in names:
@@ -110,9 +113,9 @@ def leave_one_out_profiles(
         val = {
             t: list(_task(t, tasks).profiling_examples(model, split="validation", n=val_n, seed=seed)) for t in others
         }
-        curve = ablation_curve(model, tables, val, list(ks), strategy, alpha, progress=progress)  # type: ignore
+        curve = ablation_curve(model, tables, val, list(ks), combine, alpha, progress=progress)
         k = choose_k(curve)
-        heads = select_heads(tables, k, strategy)  # type: ignore[arg-type]
+        heads = select_heads(tables, k, combine)
         prov = {
             "leave_one_out": {
                 "held_out": held,
@@ -129,7 +132,7 @@ def leave_one_out_profiles(
             head_alphas={},
             tasks=tuple(others),
             k=int(k),
-            strategy=strategy,
+            strategy=combine,
             method=f"{profile.method}; leave-one-out: selected without {held}",
             scores={t: profile.scores[t] for t in others},
             n_examples={t: v for t, v in profile.n_examples.items() if t in others},
@@ -152,7 +155,7 @@ class TransferResult:
     """
 
     rows: Mapping[str, Mapping[str, Mapping[str, Any]]]
-    heads: Mapping[str, Mapping[str, int]]
+    heads: Mapping[str, Mapping[str, int | None]]
     table: str
     out_dir: Path | None
 
@@ -229,7 +232,7 @@ def transfer(
     writer = world.is_main  # under torchrun rank 0 writes (and holds the lock)
     with results_lock(out, world, what="the transfer folder"):  # one writer of OUT at a time
         rows: dict[str, dict[str, Any]] = {}
-        heads: dict[str, dict[str, int]] = {}
+        heads: dict[str, dict[str, int | None]] = {}  # held-out k: None for a profile without one
         for task, prof in held_out.items():
             if out is not None and writer:
                 prof.save(out / "profiles" / f"without-{task}.json")

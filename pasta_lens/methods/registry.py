@@ -34,6 +34,7 @@ from torch import Tensor
 from pasta_lens.kernels import HookFn
 from pasta_lens.methods import guide, instaboost, key_edit, spa, spotlight
 from pasta_lens.methods.common import HeadsArg, all_heads
+from pasta_lens.plan import ScalePosition, Where
 from pasta_lens.spans import Emphasis
 from pasta_lens.steering import pasta_hooks
 
@@ -44,9 +45,9 @@ def _pasta(
     heads: HeadsArg = "all",
     *,
     alpha: float | None = None,
-    scale_position: str = "exclude",
+    scale_position: ScalePosition = "exclude",
     schedule: Any = None,
-    where: str = "pattern",
+    where: Where = "pattern",
     allow_transfer: bool = False,
 ) -> list[tuple[str, HookFn]]:
     """PASTA through :func:`pasta_lens.pasta_hooks` (``heads="all"``: every head; a profile keeps its alphas and
@@ -56,12 +57,12 @@ def _pasta(
         spec,
         emphasis,
         alpha,
-        scale_position,  # type: ignore[arg-type]
+        scale_position,
         model=model,
         allow_transfer=allow_transfer,
         schedule=schedule,
         where=where,
-    )  # type: ignore
+    )
 
 
 def _bool(text: str) -> bool:

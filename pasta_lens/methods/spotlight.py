@@ -85,9 +85,8 @@ def spotlight(
     columns are multiplied and each row is divided by its new sum ``total + (r - 1) * on_span``; rows with ``r = 1``
     are divided by exactly 1, so they stay bit-identical.
     """
-    one_mask = span.shape[0] == 1
-    idx = span[0].nonzero()[:, 0] if one_mask else None
-    on_span = (pattern.index_select(-1, idx) if one_mask else pattern * span[:, None, None, :]).sum(dim=-1)
+    idx = span[0].nonzero()[:, 0] if span.shape[0] == 1 else None  # one mask for every row: its span's columns
+    on_span = (pattern.index_select(-1, idx) if idx is not None else pattern * span[:, None, None, :]).sum(dim=-1)
     total = pattern.sum(dim=-1)  # [batch, head, query]
     if granularity == "sample":
         weight = rows[:, None, :].float()
@@ -103,7 +102,7 @@ def spotlight(
         ratio = torch.pow(ratio, exponents[None, None, :])
     denom = torch.where(ratio == 1.0, 1.0, total + (ratio - 1.0) * on_span)
     out = pattern if in_place else pattern.clone()
-    if one_mask:
+    if idx is not None:
         out.index_copy_(-1, idx, out.index_select(-1, idx) * ratio[..., None])
     else:
         out.mul_(torch.where(span[:, None, None, :], ratio[..., None], 1.0))

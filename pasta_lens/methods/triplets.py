@@ -135,7 +135,10 @@ class ContrastTriplet:
     def texts(self) -> tuple[str, str, str]:
         """The neutral, relevant and irrelevant texts (:data:`TEXT_FORMATS`)."""
         values = dict(context=self.context, question=self.question, distractor=self.distractor)
-        return tuple(TEXT_FORMATS[k].format(**values) for k in ("neutral", "relevant", "irrelevant"))  # type: ignore
+        neutral, relevant, irrelevant = (
+            TEXT_FORMATS[k].format(**values) for k in ("neutral", "relevant", "irrelevant")
+        )
+        return neutral, relevant, irrelevant
 
 
 def synthetic_triplets(n: int, seed: int = 0, n_facts: int = 4) -> list[ContrastTriplet]:

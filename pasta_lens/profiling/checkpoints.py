@@ -118,7 +118,8 @@ class Checkpoint:
             if self.path.exists():
                 state = _load(self.path)
                 if state.get("fingerprint") != self.fingerprint:
-                    old = state.get("fingerprint") if isinstance(state.get("fingerprint"), dict) else {}
+                    stored = state.get("fingerprint")
+                    old: dict[str, Any] = stored if isinstance(stored, dict) else {}
                     diff = sorted(k for k in set(self.fingerprint) | set(old) if old.get(k) != self.fingerprint.get(k))
                     raise ValueError(
                         f"Checkpoint {self.path} belongs to a different profiling run (differs in "

@@ -144,7 +144,7 @@ def _score(
     model: Any,
     examples: list[ProfilingExample],
     digests: list[str],
-    ckpt: ShardedCheckpoint,
+    ckpt: ShardedCheckpoint[Checkpoint],
     world: World,
     method: str,
     alpha: float,
@@ -203,7 +203,7 @@ def _score(
         exact_values[j] = done[1]
         if method == "exact":
             baselines[i] = done[0]
-    common = dict(
+    common: dict[str, Any] = dict(
         method=method,
         alpha=alpha,
         n_examples=n,

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from pasta_lens.fingerprint import ModelFingerprint, weights_hash
-from pasta_lens.head_profile import STRATEGIES, HeadProfile
+from pasta_lens.head_profile import STRATEGIES, HeadProfile, score_table
 from pasta_lens.objectives import ProfilingExample
 from pasta_lens.plan import Head
 from pasta_lens.profiling.estimators import check_examples, forward_copies, objective_values
@@ -295,7 +295,7 @@ def make_profile(
         n_examples={t: s.n_examples for t, s in task_scores.items()},
         seed=seed,
         command=command,
-        scores={t: s.scores for t, s in task_scores.items()},
+        scores={t: score_table(s.scores) for t, s in task_scores.items()},
         provenance=prov,
     )
 

@@ -82,11 +82,12 @@ def build_task(name: str, bios: Any = None, data_dir: Any = None) -> Task:
     """
     if name not in TASKS:
         raise ValueError(f"Unknown task {name!r}; choose from {tuple(TASKS)}.")
-    if issubclass(TASKS[name], BiographyTask) and bios is not None:
-        return TASKS[name](bios=bios)
-    if name == "counterfact" and data_dir is not None:
-        return TASKS[name](data_dir=data_dir)
-    return TASKS[name]()
+    cls = TASKS[name]
+    if issubclass(cls, BiographyTask) and bios is not None:
+        return cls(bios=bios)
+    if issubclass(cls, CounterFactTask) and data_dir is not None:
+        return cls(data_dir=data_dir)
+    return cls()
 
 
 __all__ = [

@@ -24,7 +24,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import torch
 from jaxtyping import Int
@@ -209,8 +209,13 @@ def answer_ids(model: Any, answer: str) -> Int[Tensor, " n"]:
     return torch.tensor(ids, dtype=torch.long)
 
 
-class Task:
-    """Base class of the four tasks. Subclasses set the class attributes and implement the abstract methods.
+ExampleT = TypeVar("ExampleT", bound=TaskExample)
+"""The example class of a task (``Task[Fact]``: CounterFact's methods take and return :class:`Fact`)."""
+
+
+class Task(Generic[ExampleT]):
+    """Base class of the tasks, generic in their example class. Subclasses set the class attributes and implement
+    the abstract methods.
 
     Attributes (class level):
         name: registry name.
@@ -228,27 +233,27 @@ class Task:
     variants: tuple[str, ...] = ("default",)
     max_new_tokens = 48
 
-    def examples(self, split: str = "train", n: int | None = None, seed: int = 0) -> list[TaskExample]:
+    def examples(self, split: str = "train", n: int | None = None, seed: int = 0) -> list[ExampleT]:
         """``n`` examples of ``split`` (all when None), chosen and ordered by ``seed``."""
         raise NotImplementedError
 
-    def prompt(self, example: TaskExample, variant: str = "default") -> str:
+    def prompt(self, example: ExampleT, variant: str = "default") -> str:
         """The main prompt of ``example`` with the emphasis marked ``*...*``."""
         raise NotImplementedError
 
-    def answer(self, example: TaskExample) -> str:
+    def answer(self, example: ExampleT) -> str:
         """The gold answer after :meth:`prompt` (the profiling target and the few-shot demonstration)."""
         raise NotImplementedError
 
-    def queries(self, example: TaskExample, variant: str = "default") -> list[Query]:
+    def queries(self, example: ExampleT, variant: str = "default") -> list[Query]:
         """Every prompt evaluated for ``example``; by default one generation of :meth:`prompt`."""
         return [Query("output", self.prompt(example, variant))]
 
-    def metrics_from(self, example: TaskExample, results: dict[str, Any]) -> dict[str, float]:
+    def metrics_from(self, example: ExampleT, results: dict[str, Any]) -> dict[str, float]:
         """Metric values of one example from its query results (generated text, or candidate log-probs)."""
         raise NotImplementedError
 
-    def score(self, example: TaskExample, output_text: str) -> dict[str, float]:
+    def score(self, example: ExampleT, output_text: str) -> dict[str, float]:
         """Metrics of one generated output of the main prompt (generation tasks)."""
         return self.metrics_from(example, {"output": output_text})
 
@@ -264,7 +269,7 @@ class Task:
         return render(model, markup, chat=self.chat, rendering=rendering)
 
     def profiling_example(
-        self, model: Any, example: TaskExample, variant: str = "default", end_turn: bool = False
+        self, model: Any, example: ExampleT, variant: str = "default", end_turn: bool = False
     ) -> ProfilingExample:
         """Prompt (rendered as in evaluation, markers removed) + gold answer, and its log-prob objective.
 
@@ -300,11 +305,13 @@ class Task:
     targets of ``own_continuations(..., rewrite=task.correct)``: what the model writes, with the instruction carried
     out). Tasks whose rule depends on the example (which instruction it carries) say so through :meth:`corrector`."""
 
-    data_key: str | None = None
-    """Which data a task object reads when its class can read several (``"implied"`` for implied biographies); an
-    evaluation keeps it in each row's configuration key. None: the task's one (or original) source."""
+    @property
+    def data_key(self) -> str | None:
+        """Which data a task object reads when its class can read several (``"implied"`` for implied biographies);
+        an evaluation keeps it in each row's configuration key. None: the task's one (or original) source."""
+        return None
 
-    def correct(self, answer: str, example: TaskExample | None = None) -> str:
+    def correct(self, answer: str, example: ExampleT | None = None) -> str:
         """A model's own answer with the task's instruction carried out on it (pronoun: every gendered pronoun
         replaced by its "they" form), the target that stays closest to what the model writes. Tasks with
         ``corrects_answers`` ignore ``example``; tasks whose rule depends on the example need it."""
@@ -313,19 +320,19 @@ class Task:
             "pronoun (any answer), instructions (answers to its correctable instruction types)."
         )
 
-    def corrector(self, example: TaskExample) -> Callable[[str], str] | None:
+    def corrector(self, example: ExampleT) -> Callable[[str], str] | None:
         """The rule that carries ``example``'s instruction out on a model's answer (text -> text), or None when the
         task has none for it. Per example, so a learner can build own-answer targets one example at a time:
         ``own_continuations(model, [p], F, rewrite=task.corrector(ex))`` for each ``(ex, p)`` of
         ``zip(task.examples(split, n, seed), task.profiling_examples(model, split, n, seed))``."""
         return self.correct if self.corrects_answers else None
 
-    def focus_text(self, example: TaskExample) -> str | None:
+    def focus_text(self, example: ExampleT) -> str | None:
         """The part of the gold answer that carries its content (its last occurrence is the example's ``focus``;
         ``focus_weight`` of :func:`~pasta_lens.profiling.learn_alphas` weights its tokens); None: no focus."""
         return None
 
-    def contrast(self, example: TaskExample) -> str | None:
+    def contrast(self, example: ExampleT) -> str | None:
         """An answer whose first-token log-prob is subtracted in the objective (CounterFact: the old object)."""
         return None
 

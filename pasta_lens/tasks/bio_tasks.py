@@ -85,7 +85,7 @@ def _capital(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-class BiographyTask(Task):
+class BiographyTask(Task[Biography]):
     """Shared data handling: generated bios (``"named"`` or ``"implied"``) or a loaded list of :class:`Biography`.
 
     Args:

@@ -26,7 +26,7 @@ import os
 import pickle
 import random
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from pasta_lens.tasks.base import TaskExample, check_split, seeded_sample
@@ -243,7 +243,7 @@ def load_biosbias_pkl(source: str | os.PathLike | Iterable[dict]) -> list[Biogra
     for i, row in enumerate(rows):
         try:
             raw, start, title, gender = str(row["raw"]), int(row["start_pos"]), str(row["title"]), row["gender"]
-            name = row.get("name") or ()
+            name: Sequence[str] = row.get("name") or ()  # (first, middle, last) or empty
         except (KeyError, TypeError, ValueError):
             raise ValueError(
                 f"Row {i} is not a biosbias row with raw, start_pos, title, gender, name: {str(row)[:200]}"

@@ -190,7 +190,7 @@ def _n_words(text: str) -> int:
     return len([w for w in word_tokens(text) if w[0].isalnum()])
 
 
-class ContextQATask(Task):
+class ContextQATask(Task[ContextQAExample]):
     """Context QA with an emphasised format instruction; answer correctness and format followed, apart.
 
     Example:

@@ -244,7 +244,7 @@ def partition(facts: Sequence[Fact]) -> dict[str, tuple[Fact, ...]]:
     return {"train": tuple(shuffled[:k1]), "validation": tuple(shuffled[k1:k2]), "test": tuple(shuffled[k2:])}
 
 
-class CounterFactTask(Task):
+class CounterFactTask(Task[Fact]):
     """CounterFact: ES and PS by first-token probability (the paper's), their ROME mean versions, fluency.
 
     Args:
@@ -293,7 +293,7 @@ class CounterFactTask(Task):
     def answer(self, example: Fact) -> str:
         return " " + example.target_new.strip()
 
-    def contrast(self, example: Fact) -> str | None:
+    def contrast(self, example: Fact) -> str:
         return " " + example.target_true.strip()
 
     def queries(self, example: Fact, variant: str = "default") -> list[Query]:

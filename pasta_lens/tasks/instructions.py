@@ -156,7 +156,7 @@ def type_accuracy(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     return {k: sum(v) / len(v) for k, v in sorted(seen.items())}
 
 
-class InstructionTask(Task):
+class InstructionTask(Task[InstructionExample]):
     """General instruction following over written requests; splits by instruction type (see the module docstring).
 
     Example:

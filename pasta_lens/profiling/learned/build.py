@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pasta_lens.fingerprint import ModelFingerprint, weights_hash
-from pasta_lens.head_profile import HeadProfile
+from pasta_lens.head_profile import HeadProfile, score_table
 from pasta_lens.profiling.head_scores import HeadScores
 from pasta_lens.profiling.learned import losses
 from pasta_lens.profiling.learned.config import KEEP_BELOW
@@ -102,7 +102,7 @@ def learned_profile(
             "init_logits": [[round(float(x), 4) for x in row] for row in learned.init_g.tolist()],
         }
     )
-    scores = {t: s.scores for t, s in (task_scores or {}).items()}
+    scores = {t: score_table(s.scores) for t, s in (task_scores or {}).items()}
     n_examples = dict(learned.n_examples)
     if base_profile is not None:
         tasks = tuple(dict.fromkeys(tuple(base_profile.tasks) + tasks))

@@ -227,7 +227,7 @@ class LearnedConfig:
         return out
 
 
-_DEFAULTS = {f.name: f.default for f in fields(LearnedConfig)}
+_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(LearnedConfig)}
 
 
 def _check_base(base: Any) -> dict[Head, float]:

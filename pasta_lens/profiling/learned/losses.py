@@ -259,7 +259,9 @@ def protect_loss(
     Example:
         >>> protect_loss(model, pronoun_ex, g, LearnedConfig(schedule="prompt"))      # 0 when g steers nothing
     """
-    hooks = reference_hooks(tuple(g.shape), config.alpha_min, ex.key_mask, config.schedule, config.base, reference)
+    hooks = reference_hooks(
+        (g.shape[0], g.shape[1]), config.alpha_min, ex.key_mask, config.schedule, config.base, reference
+    )
     with torch.no_grad():
         plain = run(model, ex, hooks)
     with torch.enable_grad():

@@ -105,8 +105,8 @@ def own_continuations(
             else steer(model, list(base), ex.key_mask, alpha=dict(base), schedule=schedule)
         )
         with steering:
-            new = generate_new_tokens(model, prompt, max_new_tokens=int(max_new_tokens), stop_at_eos=False)
-        new = new[0].tolist()
+            generated = generate_new_tokens(model, prompt, max_new_tokens=int(max_new_tokens), stop_at_eos=False)
+        new: list[int] = generated[0].tolist()
         ended = False
         for end in range(len(stop), len(new) + 1):  # cut after the first end-of-turn marker
             if stop and new[end - len(stop) : end] == stop:
