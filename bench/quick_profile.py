@@ -13,7 +13,8 @@ metric-and-fluency-floor selection, all counted), then prints
   (default: test, examples the selection never saw: choosing on validation and reporting on it would flatter);
 - the load average (1/5/15 min) before and after, and the CPU time the run used: the budget is for 2 cores, and
   on a shared machine other jobs take some of them, so a wall time means "2 idle cores" only if the load average
-  is low; CPU time / 2 is a lower bound of the wall time on 2 idle cores.
+  is low. CPU time is no better a yardstick under load: OpenMP threads spin-wait for a core and burn CPU time
+  without progress, so with other jobs running it overstates the work.
 
 The evaluation after the profile is not part of the timed budget. ``--out FILE`` also writes the report there.
 """
@@ -79,8 +80,8 @@ def main() -> int:
         f"(recorded: profiling {prov.get('profiling_wall_time_s')} s, selection {prov.get('selection_wall_time_s')} s)"
     )
     say(
-        f"CPU time of the run: {cpu:.0f} s (user + system) = {cpu / wall:.2f} cores busy on average; on 2 idle cores "
-        f"the run needs at least {cpu / 2:.0f} s"
+        f"CPU time of the run: {cpu:.0f} s (user + system) = {cpu / wall:.2f} cores busy on average (spin-waiting "
+        "included: under load it overstates the work)"
     )
     heads = [tuple(h) for h in profile["heads"]]
     say(

@@ -13,8 +13,9 @@ task ranks the heads (one forward and backward each). Candidates are the union o
 unlike an intersection of small top-k sets), each steered on every row or on the prompt only; k and the schedule
 are chosen by the tasks' own metrics on 8 validation examples per task (:func:`~pasta_lens.evaluation.metric_curve`)
 among candidates that keep >= 0.95 x the unsteered fluency. The floor is the point: choosing k by the
-teacher-forced objective alone picks head sets that win CounterFact by repeating one word. Sized to run in <= 10
-minutes for a model of <= 300M parameters on 2 CPU cores (``bench/quick_profile.py`` measures it).
+teacher-forced objective alone picks head sets that win CounterFact by repeating one word. Aimed at <= 10 minutes
+for a model of <= 300M parameters on 2 idle CPU cores (``bench/quick_profile.py`` measures it; docs/profiling.md
+has the measurements).
 
 With an explicit ``--k N`` the selection options (``--ks``, ``--val-n``, ``--select-by``, ``--strategies``,
 ``--schedules``, ``--fluency-floor``) are not filled in: nothing is chosen. The profile's ``provenance["preset"]``
