@@ -21,7 +21,8 @@ entry plus its files.
 shape and its behaviour (:func:`pasta_lens.fingerprint.identity_mismatch`, computed with every user hook taken
 off the model, so an ablation or a patch on the model never changes the answer). A model with no shipped default
 is steered with the :func:`interim_heads` (every head of the last third of the layers), and :func:`default_profile`
-warns that it is, naming the command that makes a profile (:data:`PROFILE_COMMAND`).
+warns that it is, naming the command that makes a profile for that very model (:func:`profile_command`: the
+quick preset, minutes on a CPU for a small model).
 
 Example:
     >>> list_profiles()[:2]
@@ -34,6 +35,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -51,14 +53,41 @@ REGISTRY_PACKAGE = "pasta_lens.profiles"
 INDEX_FILE = "index.json"
 INDEX_VERSION = 1
 
-PROFILE_COMMAND = "pasta-lens profile --model NAME --out NAME.json"
-"""The command that makes a profile for a model with none shipped, as the interim-set warning names it."""
+PROFILE_COMMAND = "pasta-lens profile --model NAME --preset quick --out NAME.json"
+"""The command that makes a profile for a model with none shipped, as the interim-set warning names it (with the
+model's name for ``NAME``: :func:`profile_command`)."""
 
 INTERIM_HEADS_NOTE = (
     "interim head set (no shipped profile matches this model): every head of the last third of the layers; "
     "steering that many heads follows the emphasis but costs fluency; profile the model for a better set "
     f"(`{PROFILE_COMMAND}`)"
 )
+
+
+def model_name(model: Any) -> str:
+    """The name to pass to ``pasta-lens profile --model`` for a loaded model: the offline name when the model is
+    one of :data:`pasta_lens.models.OFFLINE_MODELS` (``"gemma-3-270m"``), else ``cfg.model_name``, else ``NAME``."""
+    from pasta_lens.models import OFFLINE_MODELS
+
+    name = str(getattr(getattr(model, "cfg", None), "model_name", "") or "")
+    for offline, spec in OFFLINE_MODELS.items():
+        if name in (offline, spec["hub_name"], spec["hub_name"].rsplit("/", 1)[-1]):
+            return offline
+    return name or "NAME"
+
+
+def profile_command(name: str) -> str:
+    """The exact command that makes a quick profile for model ``name`` (:data:`PROFILE_COMMAND`, filled in).
+
+    Example:
+        >>> profile_command("gemma-3-270m")
+        'pasta-lens profile --model gemma-3-270m --preset quick --out gemma-3-270m.json'
+    """
+    out = name.rstrip("/").rsplit("/", 1)[-1] + ".json"
+    return PROFILE_COMMAND.replace("--model NAME", f"--model {shlex.quote(name)}").replace(
+        "--out NAME.json", f"--out {shlex.quote(out)}"
+    )
+
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -265,12 +294,13 @@ def interim_heads(model: Any) -> tuple[Head, ...]:
     return tuple((layer, head) for layer in range(first, n_layers) for head in range(n_heads))
 
 
-def default_profile(model: Any, registry: Registry | None = None) -> tuple[Any, str]:
+def default_profile(model: Any, registry: Registry | None = None, name: str | None = None) -> tuple[Any, str]:
     """What is steered when no heads are given: the shipped default made on this very model, or the interim set.
 
     Returns ``(spec, note)``: the :class:`~pasta_lens.HeadProfile` found by :func:`find_profile`, so its own
     schedule and per-head alphas apply, or for a model with no shipped default the :func:`interim_heads`, with a
-    ``UserWarning`` that names :data:`PROFILE_COMMAND`; ``note`` says which, in one sentence.
+    ``UserWarning`` that says there is no profile for this model and names the command that makes one
+    (:func:`profile_command` of ``name``, default :func:`model_name`); ``note`` says which, in one sentence.
 
     Example:
         >>> spec, note = default_profile(model)
@@ -278,10 +308,12 @@ def default_profile(model: Any, registry: Registry | None = None) -> tuple[Any, 
     """
     found = find_profile(model, registry)
     if found is None:
+        command = profile_command(name or model_name(model))
+        out = command.rsplit(" ", 1)[-1]
         warnings.warn(
-            f"No shipped profile matches this model, so the interim head set (every head of the last "
-            f"third of the layers) is steered; make a profile for it with `{PROFILE_COMMAND}` and pass "
-            "load_profile('NAME.json') as the heads.",
+            f"There is no profile for this model (none shipped matches it), so the interim head set (every "
+            f"head of the last third of the layers) is steered; make a profile for it in minutes with "
+            f"`{command}` and pass load_profile({out!r}) as the heads.",
             UserWarning,
             stacklevel=2,
         )

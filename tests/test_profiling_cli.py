@@ -6,6 +6,7 @@ import torch
 from pasta_lens.cli import build_parser, main
 from pasta_lens.profiling import make_profile, profile_heads, profile_tasks
 from pasta_lens.cli.profile import recorded_command
+from pasta_lens.cli.profile_preset import apply_preset
 from pasta_lens.plot import plot_profile
 from tests.test_profiling import counterfact_examples
 
@@ -23,10 +24,10 @@ def test_profile_tasks_checkpoints_each_task(llama, tmp_path):
 def test_recorded_command_parses_back_to_the_same_arguments():
     argv = ["profile", "--model", "smollm2-135m-instruct", "--tasks", "json,counterfact", "--n", "50",
             "--method", "hybrid", "--rescore-n", "10", "--k", "auto", "--out", "profiles/x.json"]
-    args = build_parser().parse_args(argv)
+    args = apply_preset(build_parser().parse_args(argv))  # the defaults the run sees (the parser leaves None)
     command = recorded_command(args)
     assert command.startswith("pasta-lens profile --model smollm2-135m-instruct --tasks json,counterfact --n 50")
-    again = build_parser().parse_args(command.split()[1:])
+    again = apply_preset(build_parser().parse_args(command.split()[1:]))
     for key in ("model", "tasks", "n", "method", "alpha", "top_m", "rescore_n", "k", "ks", "val_n", "strategy",
                 "seed", "out"):
         assert getattr(again, key) == getattr(args, key), key

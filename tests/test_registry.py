@@ -169,11 +169,14 @@ def test_user_hooks_never_change_which_default_is_found(llama, tmp_path):
 
 
 def test_the_interim_set_is_announced_with_the_command_that_makes_a_profile(llama, tmp_path):
-    with pytest.warns(UserWarning, match=re.escape(PROFILE_COMMAND)) as caught:
+    command = "pasta-lens profile --model tiny-llama --preset quick --out tiny-llama.json"  # the model's own name
+    with pytest.warns(UserWarning, match=re.escape(command)) as caught:
         spec, note = default_profile(llama)  # nothing shipped for a tiny random model
-    assert spec == interim_heads(llama) and "interim" in note
+    assert spec == interim_heads(llama) and "interim" in note and "--preset quick" in PROFILE_COMMAND
     message = str(caught[0].message)
+    assert message.startswith("There is no profile for this model")
     assert "interim head set" in message and message.count(". ") == 0 and message.endswith(".")  # one sentence
+    assert "load_profile('tiny-llama.json')" in message
     with pytest.warns(UserWarning, match="interim head set"):
         text = generate(llama, TEXT, max_new_tokens=4)
     em = emphasize(llama, TEXT)
@@ -184,6 +187,19 @@ def test_the_interim_set_is_announced_with_the_command_that_makes_a_profile(llam
         default_profile(llama, tiny_registry(llama, tmp_path))  # a shipped default: no warning
 
 
+def test_the_command_names_the_offline_model_as_load_model_takes_it():
+    from types import SimpleNamespace
+
+    from pasta_lens.registry import model_name, profile_command
+
+    gemma = SimpleNamespace(cfg=SimpleNamespace(model_name="google/gemma-3-270m"))
+    assert model_name(gemma) == "gemma-3-270m"
+    assert model_name(SimpleNamespace(cfg=SimpleNamespace(model_name="org/some-model"))) == "org/some-model"
+    assert profile_command("org/some-model") == (
+        "pasta-lens profile --model org/some-model --preset quick --out some-model.json")
+    assert model_name(SimpleNamespace()) == "NAME"
+
+
 def test_cli_steer_says_which_head_set_it_used(tmp_path, capsys):
     from pasta_lens.cli import main
     from tests.tiny import tiny_hf_model
@@ -191,7 +207,8 @@ def test_cli_steer_says_which_head_set_it_used(tmp_path, capsys):
     hf, tok = tiny_hf_model("llama")
     hf.save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)
-    with pytest.warns(UserWarning, match=re.escape(PROFILE_COMMAND)):
+    command = f"pasta-lens profile --model {tmp_path} --preset quick --out {tmp_path.name}.json"
+    with pytest.warns(UserWarning, match=re.escape(command)):  # the name the user typed, to paste back
         assert main(["steer", "Maria is a nurse. *Answer in JSON.*", "--model", str(tmp_path),
                      "--max-new-tokens", "2"]) == 0
     line = capsys.readouterr().out.splitlines()[0]

@@ -86,7 +86,7 @@ def _cmd_evaluate(args: Any) -> int:
     model = load_model_for(args)
     source: Any = profile or (parse_heads(args.heads, model.cfg.n_heads) if args.heads else None)
     if source is None and any(parse_method(m).heads in ("profile", "random") for m in methods):
-        source, note = default_profile(model)  # the shipped profile (with its schedule) or the interim heads
+        source, note = default_profile(model, name=args.model)  # the shipped profile (its schedule) or the interim set
         if world.is_main:
             print(f"no --profile/--heads given: using the {note}", file=sys.stderr)
     as_profile = profile is not None or hasattr(source, "provenance")

@@ -34,13 +34,22 @@ from typing import Any
 
 from pasta_lens.cli import add_placement_arguments, int_list
 from pasta_lens.cli.profile_learned import add_learned_arguments, check_learned_arguments, run_learned
+from pasta_lens.cli.profile_preset import (
+    PLAIN_DEFAULTS,
+    add_preset_argument,
+    apply_preset,
+    apply_preset_tasks,
+    check_preset,
+    pre_load_tasks,
+    preset_provenance,
+)
 from pasta_lens.cli.profile_select import check_selection, choose, reused_scores, selection_command
 from pasta_lens.head_profile import STRATEGIES
 from pasta_lens.models import DEFAULT_MODEL
 from pasta_lens.profiling import METHODS
 
-DEFAULT_TASKS = "json,pronoun,biasbios,counterfact"
-DEFAULT_KS = "3,5,10,15,20,30,40,60,80"
+DEFAULT_TASKS = PLAIN_DEFAULTS["tasks"]
+DEFAULT_KS = PLAIN_DEFAULTS["ks"]
 
 
 def _k(text: str) -> int | str:
@@ -53,10 +62,12 @@ def _k(text: str) -> int | str:
 
 
 def recorded_command(args: argparse.Namespace) -> str:
-    """The canonical command line that repeats this run (recorded in the profile)."""
-    parts = [
-        "pasta-lens",
-        "profile",
+    """The canonical command line that repeats this run (recorded in the profile): every option spelled out, so
+    that the line means the same whatever the defaults or the preset become (``--preset`` is kept, and changes
+    nothing, since every option it fills in is given)."""
+    args = apply_preset(argparse.Namespace(**vars(args)), chat=False)  # a copy: parsed-only args get their defaults
+    parts = ["pasta-lens", "profile"] + (["--preset", args.preset] if getattr(args, "preset", None) else [])
+    parts += [
         "--model",
         args.model,
         "--tasks",
@@ -106,11 +117,12 @@ def _check_arguments(args: argparse.Namespace) -> list[str]:
 
     if args.out is None:
         raise ValueError("pasta-lens profile needs --out PATH for the profile JSON (e.g. profiles/my-model.json).")
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    tasks = [t.strip() for t in pre_load_tasks(args).split(",") if t.strip()]
     if not tasks:
         raise ValueError(f"--tasks is empty; give task names separated by commas, e.g. {DEFAULT_TASKS}.")
     for t in tasks:
         get_task(t)  # an unknown name raises with the list of names
+    check_preset(args)
     if args.strategy == "task_specific" and len(tasks) != 1:
         raise ValueError("--strategy task_specific profiles one task: pass exactly one name in --tasks.")
     if not 0.0 < args.alpha < 1.0:
@@ -169,6 +181,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         return 0
     from pasta_lens.distributed import current_world
 
+    apply_preset(args)  # the preset's options (or the plain defaults) where the user gave none
     tasks = _check_arguments(args)
     if not current_world().is_main:  # under torchrun rank 0 holds the lock for the whole run and alone writes
         return _profile(args, tasks)
@@ -189,6 +202,9 @@ def _profile(args: argparse.Namespace, tasks: list[str]) -> int:
 
         torch.set_num_threads(args.threads)
     model = load_model_for(args)
+    if args.tasks is None:  # --preset without --tasks: the model's chat template decides the tasks
+        apply_preset_tasks(args, model)
+        tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     reused: dict[str, Any] = {}
     examples = (
         _examples(model, tasks, "train", args.n, args.seed, args.end_turn, args.bios) if not args.source_profile else {}
@@ -223,6 +239,7 @@ def _profile(args: argparse.Namespace, tasks: list[str]) -> int:
             t: round(s.wall_time_s, 1) for t, s in scores.items() if s.wall_time_s == s.wall_time_s
         },
         "processes": world.size,
+        **preset_provenance(args),
         **reused,
     }
     if args.method != "attribution":
@@ -286,13 +303,14 @@ def add_parser(sub: Any) -> None:
     )
     d = p.add_argument_group("what to profile on")
     d.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default: {DEFAULT_MODEL})")
-    d.add_argument("--tasks", default=DEFAULT_TASKS, help=f"comma-separated tasks (default: {DEFAULT_TASKS})")
+    add_preset_argument(d)
+    d.add_argument("--tasks", default=None, help=f"comma-separated tasks (default: {DEFAULT_TASKS})")
     d.add_argument(
         "--n",
         "--n-examples",
         dest="n",
         type=int,
-        default=200,
+        default=None,
         help="train examples per task (default 200; spell it --n-examples under torchrun, whose own "
         "parser reads --n as an abbreviation of its options)",
     )
@@ -315,7 +333,7 @@ def add_parser(sub: Any) -> None:
     h.add_argument(
         "--method",
         choices=METHODS + ("learned",),
-        default="hybrid",
+        default=None,
         help="head scores: attribution (gradient), exact (steer each head), hybrid (default); or "
         "learned: per-head alphas fitted by gradient descent (options below)",
     )
@@ -352,11 +370,11 @@ def add_parser(sub: Any) -> None:
     k.add_argument(
         "--k",
         type=_k,
-        default="auto",
+        default=None,
         help="per-task top-k, or 'auto' to choose it on validation examples (default auto)",
     )
-    k.add_argument("--ks", default=DEFAULT_KS, help=f"candidate k for --k auto (default {DEFAULT_KS})")
-    k.add_argument("--val-n", type=int, default=20, help="validation examples per task for --k auto (default 20)")
+    k.add_argument("--ks", default=None, help=f"candidate k for --k auto (default {DEFAULT_KS})")
+    k.add_argument("--val-n", type=int, default=None, help="validation examples per task for --k auto (default 20)")
     k.add_argument(
         "--strategy",
         choices=STRATEGIES,

@@ -239,6 +239,9 @@ def add_learned_arguments(p: argparse.ArgumentParser) -> None:
 
 def learned_command(args: argparse.Namespace) -> str:
     """The canonical command line that repeats a ``--method learned`` run (recorded in the profile)."""
+    from pasta_lens.cli.profile_preset import apply_preset
+
+    args = apply_preset(argparse.Namespace(**vars(args)), chat=False)  # a copy, with the defaults filled in
     parts = [
         "pasta-lens",
         "profile",

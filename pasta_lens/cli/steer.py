@@ -26,7 +26,7 @@ def _cmd_steer(args: argparse.Namespace) -> int:
     if args.heads:
         spec = parse_heads(args.heads, model.cfg.n_heads)
     else:
-        spec = default_profile(model)[0]  # the shipped profile, steered at its own alphas and schedule
+        spec = default_profile(model, name=args.model)[0]  # the shipped profile, steered at its own alphas and schedule
     plan = resolve_plan(model, spec, args.alpha, args.schedule, args.scale_position)  # what is steered, once
     if args.heads:
         plan = dataclasses.replace(plan, source="--heads")
