@@ -16,7 +16,8 @@ to ``--checkpoint-dir`` (default: ``OUT.ckpt/``): rerun the same command after a
 ``--k auto --select-by metric`` chooses k, and with ``--strategies`` / ``--schedules`` the selection strategy and
 the steering schedule, by the tasks' own metrics on validation *generations*
 (:func:`~pasta_lens.evaluation.metric_curve`: mean over tasks of each task's headline metrics, subject to a
-fluency floor; its rows are kept in ``CHECKPOINT_DIR/selection/`` so a rerun resumes). ``--select-by logprob``
+fluency floor and, with ``context_qa`` among the tasks, a content floor ``--content-floor``; its rows are kept in
+``CHECKPOINT_DIR/selection/`` so a rerun resumes). ``--select-by logprob``
 (the default: no generation, minutes instead of tens of minutes) keeps the teacher-forced objective gain.
 ``--from-profile P`` reuses the per-task scores of a saved profile instead of profiling again.
 
@@ -407,6 +408,14 @@ def add_parser(sub: Any) -> None:
         default=None,
         help="--select-by metric: a candidate must keep >= this fraction of the unsteered fluency on "
         "every task that reports fluency (default 0.95)",
+    )
+    k.add_argument(
+        "--content-floor",
+        type=float,
+        default=None,
+        help="--select-by metric with context_qa in --tasks: a candidate must keep >= this fraction of "
+        "the unsteered context_qa answer correctness on the same examples (default 0.95; always "
+        "applied when context_qa is a task)",
     )
     r = p.add_argument_group("the run")
     r.add_argument("--out", default=None, help="where to write the profile JSON")

@@ -16,6 +16,10 @@ tables stored in profile ``P`` instead of computing them (no attribution pass). 
 protect term of :func:`~pasta_lens.profiling.learn_alphas`; ``--protect-base T`` does the same for a task kept as
 the ``--base-profile`` alone has it (KL to the base-steered model, targets from the base-steered model);
 ``--protect-each`` gives each protected task its own ``--per-step`` rows per step (default: one shared pool).
+``--content-weight W`` adds the content term: ``--n`` context-QA train prompts with the unsteered model's own first
+:data:`CONTENT_ANSWER_TOKENS` answer tokens (:func:`~pasta_lens.profiling.content_targets`), and each step
+``W x KL(unsteered || steered)`` over the answer tokens copied from the document, so the steered model still reads
+it.
 ``--own-targets F`` trains the tasks that can correct a model's own answer (pronoun) on the unsteered model's own
 first ``F`` answer tokens with the instruction carried out (:meth:`~pasta_lens.tasks.base.Task.correct`). The shipped
 SmolLM2 default was made by (the command its ``command`` records; ``bench/profile_budget.py --profile
@@ -63,6 +67,11 @@ LEARNED_DEFAULTS = dict(
 :class:`~pasta_lens.profiling.LearnedConfig`; ``--gain-cap 0`` is its ``gain_cap=None``)."""
 
 EXPERIMENTAL = "[experimental] "
+
+CONTENT_TASK = "context_qa"
+"""The task whose prompts the content term (``--content-weight``) is built from."""
+CONTENT_ANSWER_TOKENS = 24
+"""The content term's targets: the unsteered model's own greedy first this many answer tokens (to its end of turn)."""
 
 
 def add_learned_arguments(p: argparse.ArgumentParser) -> None:
@@ -227,6 +236,16 @@ def add_learned_arguments(p: argparse.ArgumentParser) -> None:
         help=EXPERIMENTAL + f"weight of the --protect term (default {d['protect_weight']})",
     )
     k.add_argument(
+        "--content-weight",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help=EXPERIMENTAL + "content term: each step adds W x KL(unsteered || steered) over the answer "
+        f"tokens copied from the document of --per-step {CONTENT_TASK} train prompts (their unsteered "
+        f"model's own first {CONTENT_ANSWER_TOKENS} answer tokens, --n of them), so the steered model still "
+        "reads the document (0: off; default 0)",
+    )
+    k.add_argument(
         "--protect-gen",
         type=int,
         default=d["protect_gen"],
@@ -270,6 +289,8 @@ def learned_command(args: argparse.Namespace) -> str:
         parts += ["--own-targets", str(args.own_targets)]
     if getattr(args, "protect_each", False):
         parts += ["--protect-each"]
+    if getattr(args, "content_weight", 0.0):
+        parts += ["--content-weight", str(args.content_weight)]
     parts += ["--out", str(args.out)]
     return shlex.join(parts)
 
@@ -288,7 +309,8 @@ def check_learned_arguments(args: argparse.Namespace) -> None:
         raise ValueError(f"--keep-below must be in (0, 1]; got {args.keep_below}.")
     if not args.gain_cap >= 0:
         raise ValueError(f"--gain-cap must be >= 0 nats (0: no cap); got {args.gain_cap}.")
-    for name in ("close_weight", "early_weight", "focus_weight", "protect_weight"):
+    args.content_weight = getattr(args, "content_weight", 0.0)
+    for name in ("close_weight", "early_weight", "focus_weight", "protect_weight", "content_weight"):
         if not getattr(args, name) >= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 0 (0: off); got {getattr(args, name)}.")
     for name in ("close_weight", "early_weight"):
@@ -419,6 +441,7 @@ def learned_config(args: argparse.Namespace) -> LearnedConfig:
         protect_weight=args.protect_weight,
         protect_reference=references or "unsteered",
         protect_each=getattr(args, "protect_each", False),
+        content_weight=getattr(args, "content_weight", 0.0),
     )
 
 
@@ -484,8 +507,26 @@ def run_learned(args: argparse.Namespace, model: Any, examples: dict[str, list],
         protect = (protect or []) + rows
         counts[task] = len(rows)
         protect_s += time.perf_counter() - tick
+    content, content_s = None, 0.0
+    if config.content_weight:  # context-QA prompts + the unsteered model's own answers, document tokens in focus
+        from pasta_lens.profiling import content_targets
+        from pasta_lens.tasks import ContextQAExample, build_task
+
+        tick = time.perf_counter()
+        qa = build_task(CONTENT_TASK, bios=getattr(args, "bios", "implied"))
+        documents = [e.document for e in qa.examples("train", args.n, args.seed) if isinstance(e, ContextQAExample)]
+        rows = qa.profiling_examples(model, split="train", n=args.n, seed=args.seed, end_turn=True)
+        content = content_targets(model, rows, documents, CONTENT_ANSWER_TOKENS)
+        content_s = time.perf_counter() - tick
     learned = learn_alphas(
-        model, examples, init, config, protect=protect, checkpoint=checkpoint_dir / "learned.ckpt", progress=not quiet
+        model,
+        examples,
+        init,
+        config,
+        protect=protect,
+        checkpoint=checkpoint_dir / "learned.ckpt",
+        progress=not quiet,
+        content=content,
     )
     # every resumed segment of each (0: the tables were read from --init-from)
     attribution_s = 0.0 if args.init_profile is not None else sum(s.wall_time_s for s in scores.values())
@@ -508,6 +549,19 @@ def run_learned(args: argparse.Namespace, model: Any, examples: dict[str, list],
             else "the gold answers with the end-of-turn marker",
             "wall_time_s": round(protect_s, 1),
         }  # this run's, all protected tasks' (recomputed when resumed)
+    if content is not None:
+        provenance["content"] = {
+            "task": CONTENT_TASK,
+            "n": len(content),
+            "of": args.n,
+            "weight": config.content_weight,
+            "targets": f"the unsteered model's own greedy first {CONTENT_ANSWER_TOKENS} answer tokens (to the end "
+            "of turn) of train prompts; focus: the answer tokens copied from the document (prompts whose answer "
+            "copies none left out)",
+            "term": "content_weight * mean_{focus i} KL(p_unsteered(.|i) || p_steered(.|i))",
+            "wall_time_s": round(content_s, 1),
+        }
+        provenance["profiling_wall_time_s"] = round(provenance["profiling_wall_time_s"] + content_s, 1)
     if own:
         provenance["own_targets"] = {"tokens": args.own_targets, "tasks": own, "wall_time_s": round(own_s, 1)}
         provenance["profiling_wall_time_s"] = round(provenance["profiling_wall_time_s"] + own_s, 1)

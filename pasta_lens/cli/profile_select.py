@@ -3,7 +3,8 @@
 ``--select-by logprob`` (the default) steers each candidate head set on validation examples and keeps the largest
 mean teacher-forced objective gain (:func:`~pasta_lens.profiling.ablation_curve`); ``--select-by metric`` compares
 the tasks' own metrics on validation generations (:func:`~pasta_lens.evaluation.metric_curve`, with a fluency
-floor), optionally over ``--strategies`` and ``--schedules``. Both pick with
+floor, and with the context-QA task among ``--tasks`` a content floor, ``--content-floor``), optionally over
+``--strategies`` and ``--schedules``. Both pick with
 :func:`~pasta_lens.profiling.choose_point`. ``--from-profile P`` reuses the per-task scores of a saved profile.
 """
 
@@ -26,7 +27,25 @@ def selection_command(args: argparse.Namespace) -> list[str]:
         parts += ["--schedules", args.schedules]
     if (args.select_by or "logprob") == "metric":
         parts += ["--fluency-floor", str(fluency_floor(args))]
+        if content_applies(args):
+            parts += ["--content-floor", str(content_floor(args))]
     return parts
+
+
+def content_applies(args: argparse.Namespace) -> bool:
+    """Whether the content floor applies: the context-QA task is among ``--tasks``."""
+    from pasta_lens.cli import split_list
+    from pasta_lens.evaluation import CONTENT_TASK
+
+    return CONTENT_TASK in split_list(args.tasks)
+
+
+def content_floor(args: argparse.Namespace) -> float:
+    """``--content-floor``, or the evaluation's default content floor."""
+    from pasta_lens.evaluation import CONTENT_FLOOR
+
+    value = getattr(args, "content_floor", None)
+    return CONTENT_FLOOR if value is None else float(value)
 
 
 def fluency_floor(args: argparse.Namespace) -> float:
@@ -37,15 +56,16 @@ def fluency_floor(args: argparse.Namespace) -> float:
 
 
 def check_selection(args: argparse.Namespace, tasks: list[str]) -> None:
-    """The selection arguments (--select-by, --strategies, --schedules, --fluency-floor, --from-profile), checked
-    before the model loads. Leaves ``args.strategy_list``, ``args.schedule_list`` and ``args.source_profile``."""
+    """The selection arguments (--select-by, --strategies, --schedules, --fluency-floor, --content-floor,
+    --from-profile), checked before the model loads. Leaves ``args.strategy_list``, ``args.schedule_list`` and
+    ``args.source_profile``."""
     from pasta_lens.cli import parse_schedule, read_profile, split_list
     from pasta_lens.profiling import scores_from_profile
 
     chooser = [
         f"--{n.replace('_', '-')}"
-        for n in ("select_by", "strategies", "schedules", "fluency_floor")
-        if getattr(args, n) is not None
+        for n in ("select_by", "strategies", "schedules", "fluency_floor", "content_floor")
+        if getattr(args, n, None) is not None
     ]
     if args.k != "auto" and chooser:
         raise ValueError(
@@ -78,9 +98,21 @@ def check_selection(args: argparse.Namespace, tasks: list[str]) -> None:
             )
         if args.fluency_floor is not None:
             raise ValueError("--fluency-floor needs --select-by metric (the log-prob criterion generates nothing).")
+        if getattr(args, "content_floor", None) is not None:
+            raise ValueError("--content-floor needs --select-by metric (the log-prob criterion generates nothing).")
     if not 0.0 <= fluency_floor(args) <= 1.0:
         raise ValueError(
             f"--fluency-floor is a fraction of the unsteered fluency, in [0, 1]; got {fluency_floor(args)}."
+        )
+    if not 0.0 <= content_floor(args) <= 1.0:
+        raise ValueError(
+            f"--content-floor is a fraction of the unsteered context-QA correctness, in [0, 1]; got "
+            f"{content_floor(args)}."
+        )
+    if getattr(args, "content_floor", None) is not None and not content_applies(args):
+        raise ValueError(
+            "--content-floor is measured on the context_qa task's answer correctness: add context_qa to --tasks, "
+            "or drop --content-floor."
         )
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be a positive integer; got {args.threads}.")
@@ -150,6 +182,7 @@ def choose(
             n=args.val_n,
             alpha=args.alpha,
             fluency_floor=fluency_floor(args),
+            content_floor=content_floor(args),
             seed=args.seed,
             out_dir=out,
             progress=not quiet,
@@ -158,20 +191,31 @@ def choose(
         provenance["metric_curve"] = curve_record(curve)
         provenance["selected_by"] = "metric"
         provenance["schedule"] = best.schedule
-        provenance["fluency_floor_met"] = bool(best.passes_floor)
+        provenance["fluency_floor_met"] = all(r >= curve.fluency_floor for r in best.fluency_ratio.values())
+        content = ""
+        if curve.content_floor is not None:
+            provenance["content_floor"] = curve.content_floor
+            provenance["content_floor_met"] = bool(best.passes_content)
+            content = (
+                f" and whose context_qa answer correctness is >= {curve.content_floor} x the unsteered "
+                "correctness (content floor)"
+            )
+        floors = "floors" if content else "floor"
         provenance["k_chosen_on"] = (
             f"validation split, {args.val_n} examples per task: the mean over tasks of "
             "each task's headline metrics (average_metrics) on greedy generations, among "
             f"points whose fluency is >= {fluency_floor(args)} x the unsteered fluency on "
-            "every task that reports one"
-            + ("" if best.passes_floor else "; NO point passed the floor: best of all taken")
+            f"every task that reports one{content}"
+            + ("" if best.passes_floor else f"; NO point passed the {floors}: best of all taken")
         )
         if not best.passes_floor and not quiet:
             import sys
 
+            kept = f" and context_qa correctness >= {curve.content_floor} x unsteered" if content else ""
+            met = "fluency_floor_met / content_floor_met" if content else "fluency_floor_met = false"
             print(
-                f"warning: no candidate kept fluency >= {fluency_floor(args)} x unsteered on every task; chose the "
-                "best score anyway (provenance fluency_floor_met = false)",
+                f"warning: no candidate kept fluency >= {fluency_floor(args)} x unsteered on every task{kept}; "
+                f"chose the best score anyway (provenance {met})",
                 file=sys.stderr,
             )
         return int(best.k), best.strategy, best.schedule

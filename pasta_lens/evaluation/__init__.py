@@ -8,6 +8,7 @@ Data flows one way through the package's modules:
     rows       ``examples.jsonl``: configuration keys, read / append / dedup, the folder lock
     report     rows -> summary means with 95% intervals -> Markdown table
     harness    :func:`evaluate`: the loop over tasks, methods and batches (resumable, locked)
+    content_floor  the content floor of selection: a point keeps >= F x the unsteered context-QA correctness
     selection  :func:`metric_curve`: the harness on validation examples to choose k, strategy and schedule
     transfer   :func:`transfer`: the leave-one-task-out test of the paper's transfer claim
 
@@ -19,6 +20,7 @@ Example:
     >>> print(res.table)
 """
 
+from pasta_lens.evaluation.content_floor import CONTENT_FLOOR, CONTENT_TASK, content_check
 from pasta_lens.evaluation.harness import EvaluationResult, evaluate
 from pasta_lens.evaluation.plans import HeadSource, load_source, method_plan, random_heads, ranked_heads
 from pasta_lens.evaluation.report import (
@@ -61,6 +63,8 @@ from pasta_lens.evaluation.transfer import TransferResult, leave_one_out_profile
 __all__ = [
     "ALPHAS",
     "BASELINES",
+    "CONTENT_FLOOR",
+    "CONTENT_TASK",
     "FLUENCY_FLOOR",
     "LABELS",
     "METRIC_LABELS",
@@ -79,6 +83,7 @@ __all__ = [
     "candidate_token_logprobs",
     "choose_engine",
     "config_key",
+    "content_check",
     "curve_record",
     "dedup_rows",
     "evaluate",

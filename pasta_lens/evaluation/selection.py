@@ -16,8 +16,13 @@ on the same validation examples. JSON is not held to the floor: a correct JSON a
 n-gram entropy is low by construction, so a floor would punish the right answer (a looping JSON output already
 scores 0, since it does not parse); BiasBios generates nothing.
 
+A **content floor** guards against steering that wins the format by no longer reading the document: with the
+context-QA task among the tasks, a point passes only if its answer correctness keeps ``content_floor`` (default
+0.95) of the unsteered correctness on the same examples (:func:`~pasta_lens.evaluation.content_check`). Without
+that task nothing about a point or the curve changes.
+
 :func:`~pasta_lens.profiling.choose_point` then takes the point with the highest score among those that pass the
-floor and steer at least one head (ties: fewer heads, then smaller k, then the earlier point); when no point
+floors and steer at least one head (ties: fewer heads, then smaller k, then the earlier point); when no point
 passes, the best of all is returned with ``passes_floor=False``, so the caller can say so.
 
 Example:
@@ -38,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from pasta_lens.distributed import current_world
+from pasta_lens.evaluation.content_floor import CONTENT_FLOOR, CONTENT_METRIC, CONTENT_TASK, content_check
 from pasta_lens.evaluation.harness import evaluate
 from pasta_lens.evaluation.rows import results_lock
 from pasta_lens.head_profile import STRATEGIES
@@ -66,9 +72,13 @@ class MetricPoint:
         metrics: each task's mean of every metric the harness reports (``evaluate(...).summary``).
         fluency: mean fluency per task that reports one.
         fluency_ratio: ``fluency / unsteered fluency`` per such task.
-        passes_floor: every ratio is ``>= fluency_floor``.
+        passes_floor: every fluency ratio is ``>= fluency_floor`` and, with the context-QA task, the content floor
+            passes too: what :func:`~pasta_lens.profiling.choose_point` reads.
         heads: the steered heads per task.
         criterion: always ``"metric"`` (:class:`~pasta_lens.profiling.AblationPoint` says ``"logprob"``).
+        content: the context-QA answer correctness of the point (None: the task is not among the curve's).
+        content_ratio: ``content / unsteered content`` (None without the task, or when the unsteered is 0).
+        passes_content: ``content >= content_floor x unsteered content`` (None without the task).
     """
 
     k: int
@@ -83,10 +93,21 @@ class MetricPoint:
     passes_floor: bool
     heads: Mapping[str, tuple[Head, ...]] = field(repr=False)
     criterion: str = "metric"
+    content: float | None = None
+    content_ratio: float | None = None
+    passes_content: bool | None = None
 
     def to_dict(self, digits: int = 5) -> dict[str, Any]:
-        """A JSON-ready record (rounded), as stored in a profile's ``provenance["metric_curve"]``."""
+        """A JSON-ready record (rounded), as stored in a profile's ``provenance["metric_curve"]`` (the content keys
+        only when the context-QA task was evaluated)."""
         r = lambda x: None if x is None else round(float(x), digits)  # noqa: E731
+        content: dict[str, Any] = {}
+        if self.passes_content is not None:
+            content = {
+                "content": r(self.content),
+                "content_ratio": r(self.content_ratio),
+                "passes_content": self.passes_content,
+            }
         return {
             "k": self.k,
             "strategy": self.strategy,
@@ -105,6 +126,7 @@ class MetricPoint:
                 }
                 for t, ms in self.metrics.items()
             },
+            **content,
         }
 
 
@@ -119,6 +141,8 @@ class MetricCurve:
         unsteered_fluency: the fluency the floor is relative to, per task that reports one.
         fluency_floor: the floor used.
         split, n: the examples (``n`` per task).
+        content_floor: the content floor used (None: the context-QA task is not among the curve's).
+        unsteered_content: the unsteered context-QA correctness the content floor is relative to (None: no task).
     """
 
     points: tuple[MetricPoint, ...]
@@ -128,6 +152,8 @@ class MetricCurve:
     fluency_floor: float
     split: str
     n: int | None
+    content_floor: float | None = None
+    unsteered_content: float | None = None
 
     def __iter__(self) -> Iterator[MetricPoint]:
         return iter(self.points)
@@ -177,6 +203,7 @@ def metric_curve(
     fluency_floor: float = FLUENCY_FLOOR,
     headline: Mapping[str, Sequence[str]] | None = None,
     *,
+    content_floor: float = CONTENT_FLOOR,
     batch_size: int = 8,
     max_new_tokens: int | None = None,
     seed: int = 0,
@@ -205,6 +232,8 @@ def metric_curve(
         alpha: steering strength.
         fluency_floor: fraction of the unsteered fluency every fluency-reporting task must keep, in [0, 1].
         headline: ``{task: [metrics]}`` to override a task's headline metrics (default ``average_metrics``).
+        content_floor: fraction of the unsteered context-QA answer correctness a point must keep, in [0, 1]; applies
+            when ``"context_qa"`` is among the tasks (see the module docstring).
         batch_size, max_new_tokens, seed, variant: passed to :func:`~pasta_lens.evaluation.evaluate`.
         out_dir: keep each run's rows (``OUT/unsteered``, ``OUT/heads-<digest>``: rerunning resumes) and write
             ``OUT/curve.json``; None keeps nothing.
@@ -226,6 +255,11 @@ def metric_curve(
         )
     if not 0.0 <= fluency_floor <= 1.0:
         raise ValueError(f"fluency_floor must be in [0, 1] (a fraction of the unsteered fluency); got {fluency_floor}.")
+    if not 0.0 <= content_floor <= 1.0:
+        raise ValueError(
+            f"content_floor must be in [0, 1] (a fraction of the unsteered context-QA correctness); got "
+            f"{content_floor}."
+        )
     if not ks or min(ks) < 1:
         raise ValueError(f"ks must be positive head counts, e.g. [60, 90, 120]; got {list(ks)}.")
     strategies, specs = list(strategies), [str(Schedule.parse(s)) for s in schedules]
@@ -305,6 +339,9 @@ def metric_curve(
                 per_task = {t: _headline(metrics[t], names[t]) for t in metrics}
                 fluency = {t: f for t in base_fluency if (f := _fluency(metrics[t])) is not None}
                 ratio = {t: (fluency[t] / base_fluency[t] if base_fluency[t] > 0 else float("inf")) for t in fluency}
+                content: tuple[float | None, float | None, bool | None] = (None, None, None)
+                if CONTENT_TASK in metrics:
+                    content = content_check(metrics[CONTENT_TASK], unsteered[CONTENT_TASK], content_floor)
                 points.append(
                     MetricPoint(
                         k=k,
@@ -316,8 +353,11 @@ def metric_curve(
                         metrics=metrics,
                         fluency=fluency,
                         fluency_ratio=ratio,
-                        passes_floor=all(r >= fluency_floor for r in ratio.values()),
+                        passes_floor=all(r >= fluency_floor for r in ratio.values()) and content[2] is not False,
                         heads=heads,
+                        content=content[0],
+                        content_ratio=content[1],
+                        passes_content=content[2],
                     )
                 )
         curve = MetricCurve(
@@ -328,6 +368,10 @@ def metric_curve(
             fluency_floor=fluency_floor,
             split=split,
             n=n,
+            content_floor=content_floor if CONTENT_TASK in unsteered else None,
+            unsteered_content=float(unsteered[CONTENT_TASK].get(CONTENT_METRIC) or 0.0)
+            if CONTENT_TASK in unsteered
+            else None,
         )
         if out is not None and current_world().is_main:  # rank 0 writes
             atomic_write_text(out / "curve.json", json.dumps(curve_record(curve), indent=1) + "\n")
@@ -335,8 +379,16 @@ def metric_curve(
 
 
 def curve_record(curve: MetricCurve, digits: int = 5) -> dict[str, Any]:
-    """A JSON-ready record of a curve: the rule, the unsteered reference and every point."""
+    """A JSON-ready record of a curve: the rule, the unsteered reference and every point (the content floor and
+    the unsteered correctness only when the context-QA task was evaluated)."""
     r = lambda x: round(float(x), digits)  # noqa: E731
+    content: dict[str, Any] = {}
+    if curve.content_floor is not None:
+        content = {
+            "content_floor": curve.content_floor,
+            "content_rule": f"{CONTENT_TASK} {CONTENT_METRIC} >= content_floor x unsteered {CONTENT_METRIC}",
+            "unsteered_content": None if curve.unsteered_content is None else r(curve.unsteered_content),
+        }
     return {
         "criterion": "metric",
         "split": curve.split,
@@ -353,5 +405,6 @@ def curve_record(curve: MetricCurve, digits: int = 5) -> dict[str, Any]:
             for t, ms in curve.unsteered.items()
         },
         "unsteered_fluency": {t: r(v) for t, v in curve.unsteered_fluency.items()},
+        **content,
         "points": [p.to_dict(digits) for p in curve.points],
     }

@@ -15,7 +15,7 @@ with), minimising per step
            + sparsity * sum_h sigmoid(g_h)                                                        (sparsity term)
 
 plus the optional terms of :mod:`~pasta_lens.profiling.learned.losses` (a gain cap, the closing, early-close and
-focus tokens, the protect term). The model is never modified: only ``g`` requires grad.
+focus tokens, the protect term, the content term). The model is never modified: only ``g`` requires grad.
 
 The package follows the data flow, one job per module:
 
@@ -23,7 +23,8 @@ The package follows the data flow, one job per module:
 - :mod:`~pasta_lens.profiling.learned.strengths`: ``g -> alpha``, the differentiable hooks, the initial logits
   from attribution (:func:`init_logits`), the result (:class:`LearnedAlphas`);
 - :mod:`~pasta_lens.profiling.learned.targets`: the model's own continuations as targets
-  (:func:`own_continuations`) and the reference model of a protected task;
+  (:func:`own_continuations`), the reference model of a protected task and the content term's examples
+  (:func:`content_targets`);
 - :mod:`~pasta_lens.profiling.learned.losses`: each loss term a small function, composed in one place;
 - :mod:`~pasta_lens.profiling.learned.train`: the resumable training loop (:func:`learn_alphas`);
 - :mod:`~pasta_lens.profiling.learned.build`: the profile of the heads worth steering (:func:`learned_profile`).
@@ -52,7 +53,16 @@ Example:
 
 from pasta_lens.profiling.learned.build import learned_profile
 from pasta_lens.profiling.learned.config import KEEP_BELOW, PROTECT_REFERENCES, LearnedConfig
-from pasta_lens.profiling.learned.losses import PENALTIES, TASK_TERMS, Penalty, TaskTerm, example_loss, protect_loss
+from pasta_lens.profiling.learned.losses import (
+    PENALTIES,
+    TASK_TERMS,
+    Penalty,
+    TaskTerm,
+    content_loss,
+    content_teacher,
+    example_loss,
+    protect_loss,
+)
 from pasta_lens.profiling.learned.strengths import (
     LearnedAlphas,
     base_alphas,
@@ -60,7 +70,7 @@ from pasta_lens.profiling.learned.strengths import (
     learned_hooks,
     strengths_to_alphas,
 )
-from pasta_lens.profiling.learned.targets import own_continuations
+from pasta_lens.profiling.learned.targets import content_targets, document_positions, own_continuations
 from pasta_lens.profiling.learned.train import LEARNED_CHECKPOINT_VERSION, learn_alphas, protect_rows, step_indices
 
 __all__ = [
@@ -74,6 +84,10 @@ __all__ = [
     "Penalty",
     "TaskTerm",
     "base_alphas",
+    "content_loss",
+    "content_targets",
+    "content_teacher",
+    "document_positions",
     "example_loss",
     "init_logits",
     "learn_alphas",

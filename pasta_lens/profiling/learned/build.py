@@ -143,6 +143,12 @@ def _extra_terms(st: Mapping[str, Any]) -> str:
             f", KL on {st['protect']['n']} protected {'/'.join(st['protect']['tasks'])} answers (weight "
             f"{st['protect']['weight']:g}{against}{each})"
         )
+    if st.get("content_weight"):
+        content = st.get("content") or {}
+        text += (
+            f", content KL on the document-dependent answer tokens of {content.get('n', '?')} "
+            f"{'/'.join(content.get('tasks', ['context_qa']))} answers (weight {st['content_weight']:g})"
+        )
     return text
 
 
@@ -158,5 +164,11 @@ def _term_formulas(st: Mapping[str, Any]) -> dict[str, str]:
             "protect weight * KL(steered || reference) over the positions predicting the "
             "protected examples' targets, per_step of them per step; reference: the unsteered "
             "model, or the base heads alone for a task whose protect.reference is 'base'"
+        )
+    if st.get("content_weight"):
+        out["content_term"] = (
+            "content_weight * mean over per_step content examples per step of mean_{i in focus} "
+            "KL(p_unsteered(.|i) || p_steered(.|i)); the examples: context_qa prompts with the unsteered "
+            "model's own greedy answer, focus = the answer tokens copied from the document"
         )
     return out

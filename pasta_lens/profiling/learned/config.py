@@ -8,7 +8,8 @@ The fields fall into the groups of ``pasta-lens profile --help`` (the CLI builds
 - **what the strengths are fitted to**: ``schedule`` (the query rows steered while training, as when used) and
   ``base`` (heads steered at fixed alphas, learned on top of);
 - **extra task terms** (experimental): ``gain_cap``, ``close_weight``, ``early_weight``, ``focus_weight``;
-- **keeping other tasks as they are** (experimental): ``protect_weight``, ``protect_reference``, ``protect_each``.
+- **keeping other tasks as they are** (experimental): ``protect_weight``, ``protect_reference``, ``protect_each``;
+  ``content_weight`` (the document kept readable: a KL on context-QA answer tokens copied from the document).
 
 :meth:`LearnedConfig.record` is what identifies the run: it goes into the checkpoint's fingerprint (a checkpoint of
 another record is refused) and the profile's ``provenance["learned"]``. ``steps`` and ``checkpoint_every`` are not
@@ -85,6 +86,10 @@ class LearnedConfig:
             (``{"pronoun": "unsteered", "counterfact": "base"}``).
         protect_each: with several protected tasks, each gets its own ``per_step`` rows per step (False: one pool
             of ``per_step`` rows drawn across them).
+        content_weight: weight of the content term: ``mean KL(unsteered || steered)`` over the document-dependent
+            answer positions of ``per_step`` content examples per step (context-QA prompts with the unsteered
+            model's own answer, :func:`~pasta_lens.profiling.learned.content_targets`), so that the steered model
+            still reads the document (0: off, the default).
 
     Raises:
         ValueError: a value out of range, naming the field and what it accepts.
@@ -116,6 +121,7 @@ class LearnedConfig:
     protect_weight: float = 1.0
     protect_reference: str | Mapping[str, str] = "unsteered"
     protect_each: bool = False
+    content_weight: float = field(default=0.0, metadata={"record": "when_set"})
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)

@@ -7,10 +7,12 @@ For one training example ``e`` (prompt + teacher-forced answer of ``n_answer`` t
 
     value_e(logits) = f_e(logits) / n_answer  +  sum_t  weight_t * term_t(e; logits)      (TASK_TERMS)
 
-and per step adds ``sparsity * sum_h sigmoid(g_h)`` (:func:`sparsity_penalty`) and, for examples of tasks that are
+and per step adds ``sparsity * sum_h sigmoid(g_h)`` (:func:`sparsity_penalty`), for examples of tasks that are
 protected rather than trained, ``protect_weight * KL(steered || reference)`` on their answer positions
-(:func:`protect_loss`). ``f_e`` is the example's objective (log-prob of the gold answer; CounterFact: log P(new) -
-log P(old)); dividing by ``n_answer`` lets a task of long answers (JSON) weigh as much as one of one-token answers.
+(:func:`protect_loss`), and for context-QA content examples ``content_weight * KL(unsteered || steered)`` on their
+document-dependent answer positions (:func:`content_loss`). ``f_e`` is the example's objective (log-prob of the
+gold answer; CounterFact: log P(new) - log P(old)); dividing by ``n_answer`` lets a task of long answers (JSON)
+weigh as much as one of one-token answers.
 
 The terms, each with its weight (formulas at each function):
 
@@ -20,6 +22,8 @@ The terms, each with its weight (formulas at each function):
 - :func:`focus_logprob` (``focus_weight``): the content tokens (``ex.focus``, e.g. the occupation);
 - :func:`prompt_kl` (``kl_weight``): fluency, KL(steered || unsteered) on the prompt positions;
 - :func:`protect_loss` (``protect_weight``): another task's answers kept as a reference model has them;
+- :func:`content_loss` (``content_weight``): the document still read, ``mean_{i in focus} KL(p_u(.|i) || p_s(.|i))``
+  over the answer tokens copied from the document, the teacher ``p_u`` the unsteered model (:func:`content_teacher`);
 - :func:`sparsity_penalty` (``sparsity``): few heads, ``sum_h sigmoid(g_h)``.
 
 **Adding a term** is one entry here plus its weight: write ``term(ex, logits) -> Tensor | None`` (a reward on one
@@ -267,6 +271,47 @@ def protect_loss(
     with torch.enable_grad():
         steered = run(model, ex, learned_hooks(g, config.alpha_min, ex.key_mask, config.schedule, config.base))
         return mean_kl(steered, plain, ex.n_prompt - 1, int(steered.shape[1]) - 1)
+
+
+def content_teacher(model: Any, ex: ProfilingExample) -> Float[Tensor, "focus vocab"]:
+    """The unsteered model's next-token log-probs at the positions that predict ``ex.focus`` (the content term's
+    teacher; no gradient). Computed once per content example and kept by the training loop.
+
+    Example:
+        >>> teacher = content_teacher(model, content[0])          # [len(content[0].focus), d_vocab]
+    """
+    if not ex.focus:
+        raise ValueError("A content example needs focus positions (the answer tokens copied from its document).")
+    with torch.no_grad():
+        logits = run(model, ex, [])
+        at = torch.tensor(ex.focus, device=logits.device) - 1
+        return torch.log_softmax(logits[0, at].float(), dim=-1)
+
+
+def content_loss(
+    model: Any,
+    ex: ProfilingExample,
+    g: Float[Tensor, "layer head"],
+    config: LearnedConfig,
+    teacher: Float[Tensor, "focus vocab"],
+) -> Float[Tensor, ""]:
+    """``mean_{i in focus} KL(p_unsteered(. | x_<i) || p_steered(. | x_<i))``: at the answer tokens copied from the
+    document (``ex.focus``, :func:`~pasta_lens.profiling.learned.content_targets`), the steered model must predict
+    what the unsteered model does (``teacher``, :func:`content_teacher`). KL(unsteered || steered), not the
+    reverse: the unsteered model's answer losing its mass (the document no longer read) costs most. Differentiable
+    in ``g``; 0 when ``g`` steers nothing.
+
+    Example:
+        >>> content_loss(model, ex, g, LearnedConfig(content_weight=1.0), content_teacher(model, ex))
+    """
+    if not ex.focus:
+        raise ValueError("A content example needs focus positions (the answer tokens copied from its document).")
+    with torch.enable_grad():
+        steered = run(model, ex, learned_hooks(g, config.alpha_min, ex.key_mask, config.schedule, config.base))
+        at = torch.tensor(ex.focus, device=steered.device) - 1
+        log_s = torch.log_softmax(steered[0, at].float(), dim=-1)
+        log_u = teacher.to(log_s.device)
+        return (log_u.exp() * (log_u - log_s)).sum(-1).mean()
 
 
 def sparsity_penalty(

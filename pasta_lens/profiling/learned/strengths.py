@@ -124,7 +124,8 @@ class LearnedAlphas:
         if not self.history:
             return out
         first, last = self.history[:window], self.history[-window:]
-        for key in ("loss", "task_gain", "kl", "sparsity"):
+        extra = tuple(key for key in ("kl_content",) if key in self.history[0])  # terms of some runs only
+        for key in ("loss", "task_gain", "kl", "sparsity") + extra:
             out[f"{key}_start"] = round(sum(h[key] for h in first) / len(first), 5)
             out[f"{key}_end"] = round(sum(h[key] for h in last) / len(last), 5)
         return out

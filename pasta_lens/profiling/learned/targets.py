@@ -11,12 +11,24 @@ a task rule (pronoun: "She is a dentist." -> "They are a dentist."):
 The protect term keeps a task that is *not* trained for as a reference model has it (:func:`reference_hooks`):
 the unsteered model (``"unsteered"``), or the model steered by the ``base`` heads alone (``"base"``, so that the
 learned strengths may not undo what a selected profile already does on that task).
+
+The content term keeps the document readable (:func:`content_targets`): a context-QA prompt (document, question,
+emphasised format instruction) with the unsteered model's own greedy answer as target, and as its ``focus`` the
+answer positions whose token is copied from the document (:func:`document_positions`):
+
+    focus(ex) = { i : the text of answer token x_i overlaps a word of the answer that is also a word of the
+                      document (case-insensitive; 2+ characters or a number; not a stopword) }
+
+so the term compares the steered model with the unsteered one where the answer reads the document ("Thursday",
+"204"), not where a format instruction may rightly change it ("Answer:", "{").
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -25,12 +37,15 @@ from jaxtyping import Bool
 from torch import Tensor
 
 from pasta_lens.generation import generate_new_tokens
+from pasta_lens.metrics import STOPWORDS
 from pasta_lens.objectives import ProfilingExample, target_logprob
 from pasta_lens.plan import Head, ScheduleSpec
 from pasta_lens.profiling.learned.config import PROTECT_REFERENCES
 from pasta_lens.profiling.learned.strengths import learned_hooks
 from pasta_lens.steering import steer
 from pasta_lens.tasks.base import answer_ids
+
+_WORD = re.compile(r"[^\W_]+")  # a word: a run of letters and digits
 
 
 def reference_hooks(
@@ -130,5 +145,67 @@ def own_continuations(
                 objective=target_logprob(ex.n_prompt, target),
                 close=close,
             )
+        )
+    return out
+
+
+def document_positions(model: Any, ex: ProfilingExample, document: str) -> tuple[int, ...]:
+    """Positions (in ``ex.tokens``) of the target tokens that spell a word of ``document``: the target is decoded,
+    its words (runs of letters and digits) that are also words of the document (case-insensitive; two or more
+    characters or a number; not a stopword) are found, and every target token whose text overlaps one of them is
+    in. Empty when the answer copies no word of the document.
+
+    Example:
+        >>> document_positions(model, ex, "The design review is at 11:30 in room 310.")   # the tokens of "11", "30"
+    """
+    words = {w.lower() for w in _WORD.findall(document)}
+    keep = {w for w in words if (len(w) >= 2 or w.isdigit()) and w not in STOPWORDS}
+    ids = [int(t) for t in ex.tokens[0, ex.n_prompt :].tolist()]
+    text = str(model.tokenizer.decode(ids))
+    spans = [(m.start(), m.end()) for m in _WORD.finditer(text) if m.group().lower() in keep]
+    ends = [len(str(model.tokenizer.decode(ids[: j + 1]))) for j in range(len(ids))]
+    out = []
+    for j, end in enumerate(ends):
+        start = ends[j - 1] if j else 0
+        if any(start < e and s < end for s, e in spans):
+            out.append(ex.n_prompt + j)
+    return tuple(out)
+
+
+def content_targets(
+    model: Any, examples: Sequence[ProfilingExample], documents: Sequence[str], max_new_tokens: int
+) -> list[ProfilingExample]:
+    """The content term's examples: each prompt with the *unsteered* model's own greedy answer as target
+    (:func:`own_continuations`, at most ``max_new_tokens`` tokens, cut at the end of turn when the example ends it)
+    and, as ``focus``, the answer positions copied from its document (:func:`document_positions`). Examples whose
+    answer copies nothing of the document carry no content to keep and are left out.
+
+    Computed once before training, like the other targets; the learner compares the steered model's next-token
+    distribution at the focus positions with the unsteered model's (``content_weight`` of
+    :class:`~pasta_lens.profiling.LearnedConfig`).
+
+    Raises:
+        ValueError: ``documents`` does not match ``examples`` one to one, or no answer copies anything.
+
+    Example:
+        >>> task = get_task("context_qa")
+        >>> exs = task.examples("train", n=40)
+        >>> content = content_targets(model, task.profiling_examples(model, n=40, end_turn=True),
+        ...                           [e.document for e in exs], 24)
+    """
+    if len(documents) != len(examples):
+        raise ValueError(
+            f"content_targets needs one document per example; got {len(documents)} documents for "
+            f"{len(examples)} examples (context-QA: [e.document for e in task.examples(split, n, seed)])."
+        )
+    out = []
+    for ex, document in zip(own_continuations(model, examples, max_new_tokens), documents):
+        focus = document_positions(model, ex, document)
+        if focus:
+            out.append(dataclasses.replace(ex, focus=focus))
+    if not out:
+        raise ValueError(
+            f"None of the {len(examples)} unsteered answers copies a word of its document, so the content term has "
+            "nothing to keep: give more examples or a longer answer (max_new_tokens), or set content_weight=0."
         )
     return out

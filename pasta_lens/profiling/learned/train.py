@@ -3,9 +3,11 @@
 Each step draws ``per_step`` examples per task (:func:`step_indices`), sums the gradients of their losses
 (:func:`~pasta_lens.profiling.learned.losses.example_loss`, each divided by the number of terms, so the step's loss
 is the mean over tasks of the mean over its examples), adds the protect term on ``per_step`` protected rows
-(:func:`protect_rows`) and the sparsity penalty, and takes one Adam step:
+(:func:`protect_rows`), the content term on ``per_step`` content examples (when ``content_weight`` is set) and the
+sparsity penalty, and takes one Adam step:
 
-    g <- Adam( g, d/dg [ mean_{t, e} loss_e  +  protect_weight * mean_rows KL_protect  +  sparsity * sum sigmoid(g) ] )
+    g <- Adam( g, d/dg [ mean_{t, e} loss_e  +  protect_weight * mean_rows KL_protect
+                         +  content_weight * mean_rows KL_content  +  sparsity * sum sigmoid(g) ] )
 
 The gradient is taken with ``torch.autograd.grad(loss, [g])`` only: no parameter gradient is computed or stored,
 no ``requires_grad`` flag of the model is touched, its weights stay bit-identical.
@@ -39,7 +41,13 @@ from pasta_lens.profiling.checkpoints import example_digest
 from pasta_lens.profiling.estimators import check_examples
 from pasta_lens.profiling.learned import losses
 from pasta_lens.profiling.learned.config import LearnedConfig
-from pasta_lens.profiling.learned.losses import example_loss, protect_loss, sparsity_penalty
+from pasta_lens.profiling.learned.losses import (
+    content_loss,
+    content_teacher,
+    example_loss,
+    protect_loss,
+    sparsity_penalty,
+)
 from pasta_lens.profiling.learned.strengths import LearnedAlphas
 
 LEARNED_CHECKPOINT_VERSION = 4  # 2: schedule and gain cap; 3: closing weight; 4: focus, early-close, protect
@@ -92,6 +100,7 @@ def learn_alphas(
     protect: Sequence[ProfilingExample] | None = None,
     checkpoint: str | os.PathLike | None = None,
     progress: bool = True,
+    content: Sequence[ProfilingExample] | None = None,
 ) -> LearnedAlphas:
     """Fit one steering strength per head on several tasks' objectives (the loss: :mod:`.losses`).
 
@@ -106,6 +115,11 @@ def learn_alphas(
             carry no task term. Their reference per task: ``config.protect_reference``.
         checkpoint: file holding ``g``, the Adam state, the step and the history; resumed from if it exists.
         progress: a tqdm bar over the steps.
+        content: the content term's examples (:func:`~pasta_lens.profiling.learned.content_targets`: context-QA
+            prompts with the unsteered model's own answers, ``focus`` on the tokens copied from the document); each
+            step adds ``content_weight * KL(unsteered || steered)`` over the focus positions of ``per_step`` of them
+            (their own seeded permutation); the unsteered log-probs are computed once per example and kept. Needs
+            ``config.content_weight > 0``.
 
     Returns:
         :class:`LearnedAlphas`.
@@ -147,7 +161,24 @@ def learn_alphas(
         check_examples(protected, "learn_alphas(protect=...)")
     protected_tasks = sorted({ex.task for ex in protected})
     config.references(protected_tasks)  # a per-task mapping must name exactly the protected tasks
+    content_rows = list(content or [])
+    if config.content_weight and not content_rows:
+        raise ValueError(
+            "content_weight needs content examples: content=content_targets(model, context_qa examples, their "
+            "documents, F) (CLI: --content-weight builds them), or set content_weight=0."
+        )
+    if content_rows and not config.content_weight:
+        raise ValueError("content examples were given but content_weight is 0: set content_weight > 0 or drop them.")
+    if content_rows:
+        check_examples(content_rows, "learn_alphas(content=...)")
+        if any(not ex.focus for ex in content_rows):
+            raise ValueError(
+                "every content example needs focus positions (the answer tokens copied from its document): build "
+                "them with content_targets(...)."
+            )
     settings = config.record(protected_tasks, len(protected))
+    if content_rows:  # recorded only when the term is on: the fingerprints of earlier runs stay valid
+        settings["content"] = {"tasks": sorted({ex.task for ex in content_rows}), "n": len(content_rows)}
     vocab = int(getattr(model.cfg, "d_vocab", 0) or model.tokenizer.vocab_size)
     fingerprint = dict(
         version=LEARNED_CHECKPOINT_VERSION,
@@ -158,11 +189,13 @@ def learn_alphas(
         protect_examples=[example_digest(ex, vocab) for ex in protected],
         **settings,
     )
+    if content_rows:
+        fingerprint["content_examples"] = [[example_digest(ex, vocab), list(ex.focus or ())] for ex in content_rows]
     path = Path(checkpoint) if checkpoint is not None else None
     if path is None:
-        return _train(model, examples, init, config, settings, None, fingerprint, progress, protected)
+        return _train(model, examples, init, config, settings, None, fingerprint, progress, protected, content_rows)
     with file_lock(path, what="the learned-alphas checkpoint"):
-        return _train(model, examples, init, config, settings, path, fingerprint, progress, protected)
+        return _train(model, examples, init, config, settings, path, fingerprint, progress, protected, content_rows)
 
 
 def _digest(t: Tensor) -> str:
@@ -199,6 +232,7 @@ def _train(
     fingerprint: dict[str, Any],
     progress: bool,
     protect: Sequence[ProfilingExample] = (),
+    content: Sequence[ProfilingExample] = (),
 ) -> LearnedAlphas:
     steps = config.steps
     g = init.clone().requires_grad_(True)
@@ -238,6 +272,7 @@ def _train(
     for layer, head in config.base:
         free[layer, head] = False
     n_terms = len(examples) * config.per_step
+    teachers: dict[int, Tensor] = {}  # the content examples' unsteered log-probs, computed once each
     parts_summed = ("task", "task_gain", "term") + tuple(p.name for p in losses.PENALTIES)
     bar: Any = range(step, steps)
     if progress:
@@ -267,6 +302,16 @@ def _train(
                     (dg,) = torch.autograd.grad(config.protect_weight * kl_protect / config.per_step, [g])
                     grad += dg
                     record["kl_protect"] += float(kl_protect.detach()) / config.per_step
+        if content:  # KL(unsteered || steered) on the answer tokens copied from the document
+            record["kl_content"] = 0.0
+            rows = step_indices({"content": len(content)}, s, config.per_step, config.seed)["content"]
+            for i in rows:
+                if i not in teachers:
+                    teachers[i] = content_teacher(model, content[i])
+                kl_content = content_loss(model, content[i], g, config, teachers[i])
+                (dg,) = torch.autograd.grad(config.content_weight * kl_content / config.per_step, [g])
+                grad += dg
+                record["kl_content"] += float(kl_content.detach()) / config.per_step
         with torch.enable_grad():
             penalty = sparsity_penalty(g, free, config.sparsity)
             (dp,) = torch.autograd.grad(penalty, [g])
@@ -277,6 +322,8 @@ def _train(
         record["loss"] = total + record["sparsity"]
         if protect:
             record["loss"] += config.protect_weight * record["kl_protect"]
+        if content:
+            record["loss"] += config.content_weight * record["kl_content"]
         g.grad = grad + dp
         optimizer.step()
         g.grad = None
