@@ -64,7 +64,8 @@ def test_every_experiment_says_in_the_readme_what_it_answered():
 
 
 PROFILING = sorted((PACKAGE / "profiling").rglob("*.py")) + [
-    PACKAGE / "cli" / name for name in ("profile.py", "profile_learned.py", "profile_select.py")]
+    PACKAGE / "cli" / name for name in ("profile.py", "profile_options.py", "profile_preset.py", "profile_learned.py",
+                                 "profile_learned_options.py", "profile_select.py")]
 
 
 def test_profiling_modules_import_no_private_names_and_stay_small():
