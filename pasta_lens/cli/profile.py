@@ -188,8 +188,7 @@ def _profile(args: argparse.Namespace, tasks: list[str]) -> int:
         torch.set_num_threads(args.threads)
     model = load_model_for(args)
     if args.tasks is None:  # --preset without --tasks: the model's chat template decides the tasks
-        apply_preset_tasks(args, model)
-        tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+        tasks = [t.strip() for t in apply_preset_tasks(args, model).split(",") if t.strip()]
     reused: dict[str, Any] = {}
     examples = (
         _examples(model, tasks, "train", args.n, args.seed, args.end_turn, args.bios) if not args.source_profile else {}

@@ -172,11 +172,15 @@ def pre_load_tasks(args: argparse.Namespace) -> str:
     return ",".join(PRESETS[args.preset].base_tasks)
 
 
-def apply_preset_tasks(args: argparse.Namespace, model: Any) -> None:
-    """After loading: the preset's tasks for this model (its chat template decides), unless ``--tasks`` was given."""
+def apply_preset_tasks(args: argparse.Namespace, model: Any) -> str:
+    """After loading: the preset's tasks for this model (its chat template decides), unless ``--tasks`` was given;
+    returns ``args.tasks``."""
     if args.tasks is None:
         tokenizer = getattr(model, "tokenizer", None)
         apply_preset(args, chat=bool(getattr(tokenizer, "chat_template", None)))
+    if not isinstance(args.tasks, str):
+        raise ValueError("No --tasks and no --preset to choose them: give --tasks, e.g. --tasks counterfact,biasbios.")
+    return args.tasks
 
 
 def preset_provenance(args: argparse.Namespace) -> dict[str, Any]:
