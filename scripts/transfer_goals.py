@@ -314,7 +314,7 @@ def _judge(
         elif cell.value(key) is None:
             missing.append(f"{cell.where()} has no {key}")
     if missing:
-        return Verdict(goal, rule, "; ".join(missing), "no data")
+        return Verdict(goal, rule, "; ".join(dict.fromkeys(missing)), "no data")  # each reason once
     ok, measured = check([cells[(task, role)].value(key) for task, role, key in needs])
     small = min(cells[(task, role)].count(key) for task, role, key in needs)
     if small < MIN_N:
