@@ -41,3 +41,25 @@ def content_check(
     correct = float(steered.get(CONTENT_METRIC) or 0.0)
     base = float(unsteered.get(CONTENT_METRIC) or 0.0)
     return correct, (correct / base if base > 0 else None), correct >= floor * base
+
+
+def content_record(floor: float | None, unsteered_content: float | None, digits: int = 5) -> dict[str, Any]:
+    """The content floor's part of a selection curve's JSON record: the floor, its rule and the unsteered
+    correctness; empty when the context-QA task was not evaluated (``floor`` None)."""
+    if floor is None:
+        return {}
+    return {
+        "content_floor": floor,
+        "content_rule": f"{CONTENT_TASK} {CONTENT_METRIC} >= content_floor x unsteered {CONTENT_METRIC}",
+        "unsteered_content": None if unsteered_content is None else round(float(unsteered_content), digits),
+    }
+
+
+def point_content_record(
+    content: float | None, ratio: float | None, passes: bool | None, digits: int = 5
+) -> dict[str, Any]:
+    """The content floor's part of one selection point's JSON record; empty when it was not measured."""
+    if passes is None:
+        return {}
+    r = lambda x: None if x is None else round(float(x), digits)  # noqa: E731
+    return {"content": r(content), "content_ratio": r(ratio), "passes_content": passes}

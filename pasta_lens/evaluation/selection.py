@@ -43,7 +43,14 @@ from pathlib import Path
 from typing import Any
 
 from pasta_lens.distributed import current_world
-from pasta_lens.evaluation.content_floor import CONTENT_FLOOR, CONTENT_METRIC, CONTENT_TASK, content_check
+from pasta_lens.evaluation.content_floor import (
+    CONTENT_FLOOR,
+    CONTENT_METRIC,
+    CONTENT_TASK,
+    content_check,
+    content_record,
+    point_content_record,
+)
 from pasta_lens.evaluation.harness import evaluate
 from pasta_lens.evaluation.rows import results_lock
 from pasta_lens.head_profile import STRATEGIES
@@ -101,13 +108,6 @@ class MetricPoint:
         """A JSON-ready record (rounded), as stored in a profile's ``provenance["metric_curve"]`` (the content keys
         only when the context-QA task was evaluated)."""
         r = lambda x: None if x is None else round(float(x), digits)  # noqa: E731
-        content: dict[str, Any] = {}
-        if self.passes_content is not None:
-            content = {
-                "content": r(self.content),
-                "content_ratio": r(self.content_ratio),
-                "passes_content": self.passes_content,
-            }
         return {
             "k": self.k,
             "strategy": self.strategy,
@@ -118,15 +118,8 @@ class MetricPoint:
             "fluency": {t: r(v) for t, v in self.fluency.items()},
             "fluency_ratio": {t: r(v) for t, v in self.fluency_ratio.items()},
             "passes_floor": self.passes_floor,
-            "metrics": {
-                t: {
-                    m: r(v)
-                    for m, v in ms.items()
-                    if isinstance(v, (int, float)) and not isinstance(v, bool) and not m.startswith("n_")
-                }
-                for t, ms in self.metrics.items()
-            },
-            **content,
+            "metrics": {t: numbers(ms, digits) for t, ms in self.metrics.items()},
+            **point_content_record(self.content, self.content_ratio, self.passes_content, digits),
         }
 
 
@@ -378,17 +371,16 @@ def metric_curve(
         return curve
 
 
+def numbers(metrics: Mapping[str, Any], digits: int = 5) -> dict[str, float]:
+    """A task's numeric metrics, rounded (counts ``n_*`` and flags left out): what a curve's record keeps."""
+    keep = {m: v for m, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {m: round(float(v), digits) for m, v in keep.items() if not m.startswith("n_")}
+
+
 def curve_record(curve: MetricCurve, digits: int = 5) -> dict[str, Any]:
     """A JSON-ready record of a curve: the rule, the unsteered reference and every point (the content floor and
     the unsteered correctness only when the context-QA task was evaluated)."""
     r = lambda x: round(float(x), digits)  # noqa: E731
-    content: dict[str, Any] = {}
-    if curve.content_floor is not None:
-        content = {
-            "content_floor": curve.content_floor,
-            "content_rule": f"{CONTENT_TASK} {CONTENT_METRIC} >= content_floor x unsteered {CONTENT_METRIC}",
-            "unsteered_content": None if curve.unsteered_content is None else r(curve.unsteered_content),
-        }
     return {
         "criterion": "metric",
         "split": curve.split,
@@ -396,15 +388,8 @@ def curve_record(curve: MetricCurve, digits: int = 5) -> dict[str, Any]:
         "fluency_floor": curve.fluency_floor,
         "score": "mean over tasks of the mean of each task's headline metrics (average_metrics), as fractions",
         "unsteered_score": r(curve.unsteered_score),
-        "unsteered": {
-            t: {
-                m: r(v)
-                for m, v in ms.items()
-                if isinstance(v, (int, float)) and not isinstance(v, bool) and not m.startswith("n_")
-            }
-            for t, ms in curve.unsteered.items()
-        },
+        "unsteered": {t: numbers(ms, digits) for t, ms in curve.unsteered.items()},
         "unsteered_fluency": {t: r(v) for t, v in curve.unsteered_fluency.items()},
-        **content,
+        **content_record(curve.content_floor, curve.unsteered_content, digits),
         "points": [p.to_dict(digits) for p in curve.points],
     }
