@@ -112,9 +112,9 @@ def profile_heads(
     )
     vocab = int(getattr(model.cfg, "d_vocab", 0) or model.tokenizer.vocab_size)
     digests = [example_digest(ex, vocab) for ex in examples]
-    world = current_world()  # [distributed] torch.distributed's rank/size; one process: World(0, 1)
+    world = current_world()  # under torchrun: torch.distributed's rank/size; one process: World(0, 1)
     own = rank_file(checkpoint, world.rank) if checkpoint is not None else None
-    with ExitStack() as stack:  # [distributed] this rank's file locked and written; the other ranks' files read
+    with ExitStack() as stack:  # under torchrun: this rank's file locked and written; the other ranks' files read
 
         def open_store(path: Path | None) -> Checkpoint:
             return stack.enter_context(Checkpoint(path, fingerprint, lock=path == own))
@@ -169,7 +169,7 @@ def _score(
             world,
             progress,
             f"{task or 'task'}: attribution",
-        )  # [distributed] this rank's share
+        )  # under torchrun: this rank's share
         for i in progress_bar(range(n), progress, f"{task or 'task'}: attribution"):
             done = ckpt.get("attribution", digests[i])
             if done is None:
@@ -189,7 +189,7 @@ def _score(
     compute_missing(
         ckpt,
         "exact",
-        [f"{digests[i]}:{heads_key}" for i in exact_rows],  # [distributed]
+        [f"{digests[i]}:{heads_key}" for i in exact_rows],  # under torchrun: this rank's rows
         lambda j: exact_scores(model, examples[exact_rows[j]], alpha, rescored, heads_per_batch),
         world,
         progress,
