@@ -312,7 +312,7 @@ def default_profile(model: Any, registry: Registry | None = None, name: str | No
         out = command.rsplit(" ", 1)[-1]
         warnings.warn(
             f"There is no profile for this model (none shipped matches it), so the interim head set (every "
-            f"head of the last third of the layers) is steered; make a profile for it in minutes with "
+            f"head of the last third of the layers) is steered; make a quick profile for it with "
             f"`{command}` and pass load_profile({out!r}) as the heads.",
             UserWarning,
             stacklevel=2,

@@ -1,4 +1,4 @@
-"""``pasta-lens profile --preset quick``: a named bundle of profiling options, for a usable head set in minutes.
+"""``pasta-lens profile --preset quick``: a named bundle of profiling options, for a head set from a small sample.
 
 A preset is nothing but defaults: :data:`QUICK` is a frozen :class:`Preset` that fills in every profiling option the
 user did not type, and an option given on the command line always wins over the preset's value. It expands to
@@ -203,7 +203,7 @@ def add_preset_argument(group: Any) -> None:
         "--preset",
         choices=tuple(PRESETS),
         default=None,
-        help="a named bundle of the options below, for a usable profile in minutes; an option given explicitly "
+        help="a named bundle of the options below, for a profile from a small sample; an option given explicitly "
         "overrides the preset's. " + "; ".join(f"{p.name}: {p.expansion()}" for p in PRESETS.values()),
     )
 
