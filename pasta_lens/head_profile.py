@@ -35,8 +35,8 @@ from jaxtyping import Float
 from torch import Tensor
 
 from pasta_lens.fingerprint import ModelFingerprint, identity_mismatch
+from pasta_lens.head_specs import Head, check_alpha, normalize_heads, validate_heads
 from pasta_lens.io import atomic_write_text
-from pasta_lens.plan import Head, check_alpha, normalize_heads, validate_heads
 
 SCHEMA_VERSION = 2
 """Version of the JSON layout written by :meth:`HeadProfile.save`; bumped on incompatible changes."""
