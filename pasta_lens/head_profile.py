@@ -6,7 +6,8 @@ shape, the model's identity, tasks, method, alpha, k, strategy, examples per tas
 the command that made it). :meth:`HeadProfile.save` writes it atomically (temporary file + ``os.replace``), so an
 interrupted write never leaves half a profile behind; :meth:`HeadProfile.load` checks every field and names the
 file and the field in its errors (an official PASTA head config, ``{"layer": [head, ...]}``, is pointed to
-:meth:`HeadProfile.from_pasta_json`, which imports it).
+:meth:`HeadProfile.from_pasta_json`, which imports it). The file's layout and those checks are
+:mod:`pasta_lens.profile_json`'s; this module holds the dataclass, its validation and its use.
 
 Refusing the wrong model: ``profile.validate_for(model)`` checks the shape against ``model.cfg`` and the weights
 with :func:`pasta_lens.fingerprint.identity_mismatch` (the behavioural fingerprint, so the same weights are
@@ -37,12 +38,14 @@ from torch import Tensor
 from pasta_lens.fingerprint import ModelFingerprint, identity_mismatch
 from pasta_lens.head_specs import Head, check_alpha, normalize_heads, validate_heads
 from pasta_lens.io import atomic_write_text
-
-SCHEMA_VERSION = 2
-"""Version of the JSON layout written by :meth:`HeadProfile.save`; bumped on incompatible changes."""
-
-READABLE_SCHEMAS = (1, 2)
-"""Layouts :meth:`HeadProfile.from_dict` reads: 1 (no fingerprint; identity by weights hash only) and 2."""
+from pasta_lens.profile_json import (
+    FIELD_ORDER,
+    SCHEMA_VERSION,
+    format_profile,
+    profile_fields,
+    read_pasta_head_config,
+)
+from pasta_lens.profile_json import READABLE_SCHEMAS as READABLE_SCHEMAS  # re-exported: the layout's versions
 
 STRATEGIES = ("intersection", "union", "task_specific")
 
@@ -227,29 +230,7 @@ class HeadProfile:
             for layer, head in self.heads
             if (layer, head) in self.head_alphas
         ]
-        order = [
-            "schema_version",
-            "model_name",
-            "n_layers",
-            "n_heads",
-            "weights_hash",
-            "fingerprint",
-            "tasks",
-            "method",
-            "alpha",
-            "k",
-            "strategy",
-            "n_examples",
-            "seed",
-            "library_version",
-            "date",
-            "command",
-            "provenance",
-            "heads",
-            "head_alphas",
-            "scores",
-        ]
-        return {key: d[key] for key in order if key != "head_alphas" or self.head_alphas}
+        return {key: d[key] for key in FIELD_ORDER if key != "head_alphas" or self.head_alphas}
 
     @classmethod
     def from_dict(cls, d: Any) -> HeadProfile:
@@ -259,72 +240,7 @@ class HeadProfile:
             ValueError: not a profile object, an official PASTA head config (import it with
                 :meth:`from_pasta_json`), a missing or ill-typed field, or an unsupported schema version.
         """
-        if not isinstance(d, Mapping):
-            raise ValueError(
-                f"A profile is a JSON object with the fields HeadProfile.save writes; got a "
-                f"{_json_type(d)} at the top level. Load a file written by HeadProfile.save, or "
-                "make one with `pasta-lens profile`."
-            )
-        d = dict(d)
-        if _looks_like_pasta_config(d):
-            raise ValueError(
-                'This is an official PASTA head config ({"layer": [head, ...]}), not a pasta-lens '
-                "profile: import it with HeadProfile.from_pasta_json(path, model_name=..., "
-                "n_layers=..., n_heads=...)."
-            )
-        if "schema_version" not in d:
-            raise ValueError(
-                "The profile has no 'schema_version' field, so it was not written by "
-                "HeadProfile.save; make profiles with `pasta-lens profile` (official PASTA head "
-                "configs are imported with HeadProfile.from_pasta_json)."
-            )
-        version = d["schema_version"]
-        if isinstance(version, bool) or not isinstance(version, int):
-            raise ValueError(f"The profile's 'schema_version' must be an integer; got {version!r}.")
-        if version not in READABLE_SCHEMAS:
-            fix = "upgrade pasta-lens" if version > SCHEMA_VERSION else "re-profile the model"
-            raise ValueError(
-                f"Profile schema version {version} is not supported (this pasta-lens reads {READABLE_SCHEMAS}); {fix}."
-            )
-        d = _upgrade_schema(d)
-        known = set(cls.__dataclass_fields__)
-        extra = set(d) - known
-        if extra:
-            raise ValueError(f"Unknown profile fields {sorted(extra)}; known fields: {sorted(known)}.")
-        for name in ("model_name", "n_layers", "n_heads", "heads"):
-            if name not in d:
-                raise ValueError(f"The profile is missing the required field {name!r}.")
-        heads = d["heads"]
-        if not isinstance(heads, list) or not all(isinstance(h, list) and len(h) == 2 for h in heads):
-            raise ValueError(
-                f"The profile's 'heads' must be a list of [layer, head] pairs; got {_json_type(heads)} {heads!r:.60}."
-            )
-        for name, kind, types in (
-            ("tasks", "a list of task names", list),
-            ("n_examples", "an object", dict),
-            ("scores", "an object of tables", dict),
-            ("provenance", "an object", dict),
-        ):
-            if name in d and not isinstance(d[name], types):
-                raise ValueError(f"The profile's {name!r} must be {kind}; got {_json_type(d[name])}.")
-        d["heads"] = tuple(tuple(h) for h in heads)
-        d["tasks"] = tuple(d.get("tasks", ()))
-        if "head_alphas" in d:
-            rows = d["head_alphas"]
-            if not isinstance(rows, list) or not all(isinstance(r, list) and len(r) == 3 for r in rows):
-                raise ValueError(
-                    f"The profile's 'head_alphas' must be a list of [layer, head, alpha] triples; got "
-                    f"{_json_type(rows)} {rows!r:.60}."
-                )
-            try:
-                d["head_alphas"] = {(int(layer), int(head)): float(a) for layer, head, a in rows}
-            except (TypeError, ValueError):
-                raise ValueError(
-                    "The profile's 'head_alphas' must hold [layer, head, alpha] with integer layer "
-                    "and head and a numeric alpha."
-                ) from None
-            if len(d["head_alphas"]) != len(rows):
-                raise ValueError("The profile's 'head_alphas' lists a head twice; give each head once.")
+        d = profile_fields(d, known_fields=cls.__dataclass_fields__)
         try:
             return cls(**d)
         except (TypeError, ValueError) as err:
@@ -334,7 +250,7 @@ class HeadProfile:
         """Write the profile as JSON, atomically (temporary file in the same folder, then ``os.replace``)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        text = _format_json(self.to_dict())
+        text = format_profile(self.to_dict())
         atomic_write_text(path, text)
         return path
 
@@ -380,19 +296,7 @@ class HeadProfile:
             ...                             n_layers=32, n_heads=32, k=300, strategy="intersection")
         """
         path = Path(path)
-        try:
-            data = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path} is not valid JSON ({err}).") from None
-        if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
-            raise ValueError(
-                f'{path} is not a PASTA head config: expected {{"layer": [head, ...]}}, e.g. '
-                '{"16": [16, 21], "12": [23, 26, 0]}.'
-            )
-        try:
-            heads = tuple((int(layer), int(h)) for layer, hs in data.items() for h in hs)
-        except (TypeError, ValueError):
-            raise ValueError(f"{path}: layer keys and head ids must be integers.") from None
+        heads = read_pasta_head_config(path)
         prov = {"source_file": path.name}
         prov.update(provenance or {})
         return cls(
@@ -408,47 +312,6 @@ class HeadProfile:
             provenance=prov,
             command=None,
         )
-
-
-def _json_type(value: Any) -> str:
-    """The JSON name of a parsed value's type, for error messages."""
-    if value is None:
-        return "null"
-    for kind, name in (
-        (bool, "boolean"),
-        (str, "string"),
-        (int, "number"),
-        (float, "number"),
-        (list, "list"),
-        (dict, "object"),
-    ):
-        if isinstance(value, kind):
-            return name
-    return type(value).__name__
-
-
-def _looks_like_pasta_config(d: Mapping[str, Any]) -> bool:
-    """``{"16": [16, 21], "12": [23, 26, 0]}``: layer numbers as keys, lists of head ids as values."""
-    return bool(d) and all(isinstance(k, str) and k.strip().isdigit() and isinstance(v, list) for k, v in d.items())
-
-
-def _format_json(d: Mapping[str, Any]) -> str:
-    """Readable JSON: one line per field, per head pair and per score-table row."""
-    lines = []
-    for key, value in d.items():
-        if key in ("heads", "head_alphas"):
-            body = ",\n  ".join(json.dumps(h) for h in value)
-            text = f"[\n  {body}\n ]" if value else "[]"
-        elif key == "scores":
-            tasks = []
-            for task, rows in value.items():
-                body = ",\n   ".join(json.dumps(r) for r in rows)
-                tasks.append(f"  {json.dumps(task)}: [\n   {body}\n  ]")
-            text = "{\n" + ",\n".join(tasks) + "\n }" if tasks else "{}"
-        else:
-            text = json.dumps(value)
-        lines.append(f" {json.dumps(key)}: {text}")
-    return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
 def _check_head_alphas(value: Any, heads: tuple[Head, ...]) -> dict[Head, float]:
@@ -484,13 +347,3 @@ def _coerce_fingerprint(value: Any) -> ModelFingerprint | None:
     if isinstance(value, Mapping):
         return ModelFingerprint.from_dict(value)
     raise ValueError(f"HeadProfile.fingerprint must be a ModelFingerprint, its dict, or None; got {type(value)}.")
-
-
-def _upgrade_schema(d: Mapping[str, Any]) -> dict[str, Any]:
-    """A profile dict in the current layout; older readable layouts are upgraded (schema 1: no fingerprint)."""
-    d = dict(d)  # from_dict has checked that its schema_version is readable
-    if d["schema_version"] == 1:
-        if "fingerprint" in d:
-            raise ValueError("A schema-1 profile has no fingerprint field; set schema_version to 2.")
-        d["schema_version"] = SCHEMA_VERSION
-    return d
