@@ -134,15 +134,19 @@ def test_an_installed_wheel_finds_its_own_data(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for name in ("train.json.gz", "test.json.gz", "rome_format.json.gz", "SOURCES.md", "LICENSE"):
         assert f"pasta_lens/data/counterfact/{name}" in names
+    assert "pasta_lens/tasks/occupation_facts.json" in names  # the implied bios' facts, read when tasks imports
     subprocess.run(pip[:3] + ["install"] + pip[3:] + ["--no-index", "--no-deps", "--target",
                                                       str(tmp_path / "site"), str(wheel)], check=True, cwd=tmp_path)
     shutil.rmtree(src)  # nothing of the sources is left to fall back on
     code = ("import json, pasta_lens.tasks as t; s = t.CounterFactTask().splits(); "
-            "print(json.dumps([t.__file__, str(t.default_data_dir()), {k: len(v) for k, v in s.items()}]))")
+            "from pasta_lens.tasks.occupation_facts import FACTS_FILE; "
+            "print(json.dumps([t.__file__, str(t.default_data_dir()), {k: len(v) for k, v in s.items()}, "
+            "str(FACTS_FILE), len(t.implied_biographies('test', 5))]))")
     env = {k: v for k, v in os.environ.items() if k not in ("PASTA_LENS_DATA", "PYTHONPATH")}
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=tmp_path,
                          env={**env, "PYTHONPATH": str(tmp_path / "site")}).stdout
-    module, data_dir, counts = json.loads(out.strip().splitlines()[-1])
+    module, data_dir, counts, facts_file, n_implied = json.loads(out.strip().splitlines()[-1])
     site = (tmp_path / "site").resolve()
     assert Path(module).resolve().is_relative_to(site) and Path(data_dir).resolve() == site / "pasta_lens" / "data"
+    assert Path(facts_file).resolve() == site / "pasta_lens" / "tasks" / "occupation_facts.json" and n_implied == 5
     assert counts == {"train": 9000, "validation": 1000, "test": 10000}

@@ -12,7 +12,7 @@ from pasta_lens.tasks import OCCUPATIONS, get_task, synthetic_biographies
 from pasta_lens.tasks.biographies import TEMPLATES as NAMED_TEMPLATES
 from pasta_lens.tasks.implied_bios import (LENGTHS, STYLES, TEMPLATES, implied_biographies, names_own_occupation,
                                            third_singular)
-from pasta_lens.tasks.occupation_facts import FACTS
+from pasta_lens.tasks.occupation_facts import FACTS, FACTS_FILE, load_facts
 
 SPLITS = ("train", "validation", "test")
 
@@ -43,6 +43,22 @@ def _all(split):
 
 def test_giveaway_list_covers_every_occupation():
     assert sorted(GIVEAWAYS) == sorted(OCCUPATIONS) == sorted(FACTS) == sorted(OCCUPATION_NAMES)
+
+
+def test_the_facts_file_is_checked_when_read(tmp_path):
+    import json
+
+    data = json.loads(FACTS_FILE.read_text(encoding="utf-8"))
+    assert list(data) == list(FACTS) and FACTS["nurse"].duties == tuple(data["nurse"]["duties"])
+    one = {"nurse": data["nurse"]}
+    (tmp_path / "ok.json").write_text(json.dumps(one))
+    assert load_facts(tmp_path / "ok.json") == {"nurse": FACTS["nurse"]}
+    for broken in ({k: v for k, v in data["nurse"].items() if k != "tools"},      # a field missing
+                   {**data["nurse"], "hobbies": ["chess"]},                          # a field unknown
+                   {**data["nurse"], "tools": ["a stethoscope", 3]}):                # not a string
+        (tmp_path / "bad.json").write_text(json.dumps({"nurse": broken}))
+        with pytest.raises(ValueError, match="the facts of 'nurse'"):
+            load_facts(tmp_path / "bad.json")
 
 
 @pytest.mark.parametrize("split", SPLITS)
