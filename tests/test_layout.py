@@ -1,4 +1,5 @@
-"""The package's shape: the CLI is the end of the chain, and every sub-package is installed."""
+"""The package's shape: the CLI is the end of the chain, every sub-package is installed, every module is small
+and imports only public names, imports never go round in a circle, and a split module still exports its names."""
 
 import ast
 from pathlib import Path
@@ -63,15 +64,13 @@ def test_every_experiment_says_in_the_readme_what_it_answered():
     assert not missing, f"add a line for {missing} to experiments/README.md (the question and where the answer is)"
 
 
-PROFILING = sorted((PACKAGE / "profiling").rglob("*.py")) + [
-    PACKAGE / "cli" / name for name in ("profile.py", "profile_options.py", "profile_preset.py", "profile_learned.py",
-                                 "profile_learned_options.py", "profile_select.py")]
+MODULES = sorted(PACKAGE.rglob("*.py"))
 
 
-def test_profiling_modules_import_no_private_names_and_stay_small():
-    """What one module of the profiler needs of another is public in its owner; each module keeps to one job."""
+def test_library_modules_import_no_private_names_and_stay_small():
+    """What one module needs of another is public in its owner; each module keeps to one job (under 400 lines)."""
     private, long = [], []
-    for path in PROFILING:
+    for path in MODULES:
         tree = ast.parse(path.read_text(encoding="utf-8"))
         private += [f"{path.relative_to(PACKAGE.parent)}: {node.module}.{alias.name}" for node in ast.walk(tree)
                     if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pasta_lens")
@@ -80,6 +79,73 @@ def test_profiling_modules_import_no_private_names_and_stay_small():
             long.append(str(path.relative_to(PACKAGE.parent)))
     assert not private, f"private names imported across modules (make them public in their owner): {private}"
     assert not long, f"modules of 400 lines or more (split them by job): {long}"
+
+
+def _module_name(path):
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_no_import_cycle_between_library_modules():
+    """Data flows one way: following the imports made when a module loads (its top-level ``import`` / ``from``
+    statements; an import inside a function runs later and is left out) never leads back to the module."""
+    names = {_module_name(path): path for path in MODULES}
+    graph = {}
+    for name, path in names.items():
+        targets = set()
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pasta_lens"):
+                targets |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+            elif isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names if a.name.startswith("pasta_lens")}
+        # importing a.b.c loads the packages a and a.b first (but a package's own modules do not load it again)
+        graph[name] = {".".join(t.split(".")[:i]) for t in targets for i in range(1, t.count(".") + 2)} & set(names)
+        graph[name] -= {name} | {p for p in graph[name] if name.startswith(p + ".")}
+
+    def cycle_from(start):
+        stack, seen = [(start, (start,))], set()
+        while stack:
+            node, trail = stack.pop()
+            for nxt in graph[node]:
+                if nxt == start:
+                    return trail + (start,)
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, trail + (nxt,)))
+        return None
+
+    cycles = [c for c in map(cycle_from, sorted(graph)) if c]
+    assert not cycles, f"import cycles (move what both need into a module both import): {cycles[:3]}"
+
+
+# The names each split module had before it was split, every one still importable from it (a public name moved to
+# a new module is re-exported by the old one, so no user's import breaks).
+KEPT_NAMES = {
+    "pasta_lens.plan": "Head HeadSpec AlphaSpec ScheduleSpec ScalePosition Where DEFAULT_ALPHA ALPHA_MIN "
+                       "normalize_heads group_by_layer validate_heads ProfileLike is_profile resolve_heads check_alpha "
+                       "check_scale_position head_alphas spec_schedule describe_alpha SteeringPlan plan_from_spec "
+                       "resolve_plan",
+    "pasta_lens.head_profile": "SCHEMA_VERSION READABLE_SCHEMAS STRATEGIES ScoreTable score_table library_version "
+                               "HeadProfile",
+    "pasta_lens.spans": "CharSpan SubstringSpec Emphasis parse_markup substring_specs find_substrings "
+                        "char_range_specs merge_spans emphasize",
+    "pasta_lens.tasks.biographies": "OCCUPATIONS occupation_text with_article Biography first_sentence_end "
+                                    "neutralise load_bias_in_bios load_biosbias_pkl split_biographies FIRST_NAMES "
+                                    "LAST_NAMES CITIES SCHOOLS HOBBIES RELATIVES TEMPLATES PRONOUNS "
+                                    "synthetic_biography SPLIT_SIZES synthetic_biographies",
+    "pasta_lens.tasks.implied_bios": "STYLES LENGTHS KINDS TEMPLATES FIRST_NAMES LAST_NAMES SPLIT_OF_INDEX "
+                                     "SPLIT_SIZES PRONOUNS split_names split_templates third_singular fill "
+                                     "names_own_occupation implied_biography implied_biographies",
+    "pasta_lens.tasks.occupation_facts": "OccupationFacts split_items FACTS",
+}
+
+
+def test_split_modules_still_export_their_names():
+    import importlib
+
+    missing = {module: [n for n in names.split() if not hasattr(importlib.import_module(module), n)]
+               for module, names in KEPT_NAMES.items()}
+    assert not any(missing.values()), f"re-export these from their old module: {missing}"
 
 
 def test_the_learner_modules_import_in_one_direction():
