@@ -75,6 +75,19 @@ def tok():
     return tiny_tokenizer()
 
 
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    """A folder holding the tiny Llama of ``tests.tiny.tiny_hf_model`` (weights + tokenizer with a chat template),
+    to run the CLI on as ``--model DIR``; one copy per test module."""
+    from tests.tiny import tiny_hf_model
+
+    path = tmp_path_factory.mktemp("tiny_llama_model")
+    hf, tok = tiny_hf_model("llama")
+    hf.save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
 @pytest.fixture(scope="session")
 def smollm2():
     """The real offline model (slow tests only)."""

@@ -87,17 +87,6 @@ def test_a_preset_is_validated():
         Preset("x", ("counterfact",), (), 4, "attribution", "auto", (2,), 4, "metric", ("union",), ("all",), 2.0)
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    from tests.tiny import tiny_hf_model
-
-    path = tmp_path_factory.mktemp("tiny_llama_model")
-    hf, tok = tiny_hf_model("llama")
-    hf.save_pretrained(path)
-    tok.save_pretrained(path)
-    return str(path)
-
-
 def test_a_quick_profile_end_to_end_records_the_preset(tiny_dir, tmp_path, capsys):
     """On a tiny Llama with a chat template: the preset's four tasks, chosen by the metric with the floor; the
     provenance names the preset, its expansion and the overrides; the command repeats the run."""

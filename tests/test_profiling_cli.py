@@ -53,17 +53,6 @@ def test_plot_command_writes_a_png(llama, tmp_path):
         plot_profile(path, tasks=["json"])
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    from tests.tiny import tiny_hf_model
-
-    path = tmp_path_factory.mktemp("tiny_llama_model")
-    hf, tok = tiny_hf_model("llama")
-    hf.save_pretrained(path)
-    tok.save_pretrained(path)
-    return str(path)
-
-
 def test_profile_command_end_to_end_and_resume(tiny_dir, tmp_path, capsys):
     from pasta_lens import HeadProfile
     from pasta_lens.models import load_model
