@@ -96,17 +96,6 @@ def test_content_check_and_bad_floors():
             metric_curve(None, {"json": torch.zeros(3, 4)}, [1], content_floor=bad, progress=False)
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    from tests.tiny import tiny_hf_model
-
-    path = tmp_path_factory.mktemp("tiny_llama_content")
-    hf, tok = tiny_hf_model("llama")
-    hf.save_pretrained(path)
-    tok.save_pretrained(path)
-    return str(path)
-
-
 @pytest.mark.parametrize("argv,message", [
     (["--tasks", "context_qa", "--select-by", "metric", "--content-floor", "1.5"], "--content-floor is a fraction"),
     (["--tasks", "context_qa", "--content-floor", "0.9"], "--content-floor needs --select-by metric"),

@@ -55,17 +55,6 @@ def test_profiling_hooks_follow_the_pattern_device(em):
     assert torch.equal(out[0], cpu[0])
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    from tests.tiny import tiny_hf_model
-
-    path = tmp_path_factory.mktemp("tiny_llama_devices")
-    hf, tok = tiny_hf_model("llama")
-    hf.save_pretrained(path)
-    tok.save_pretrained(path)
-    return str(path)
-
-
 def test_a_disk_offloaded_split_steers_like_one_device(tiny_dir):
     from importlib.metadata import version
 

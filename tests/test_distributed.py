@@ -237,17 +237,6 @@ def test_torchrun_teardown_frees_the_process_group_and_its_threads(tmp_path):
         assert report["warnings"] == []
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    from tests.tiny import tiny_hf_model
-
-    path = tmp_path_factory.mktemp("tiny_llama_dist")
-    hf, tok = tiny_hf_model("llama")
-    hf.save_pretrained(path)
-    tok.save_pretrained(path)
-    return str(path)
-
-
 def _torchrun(args, cwd):
     """``torchrun --nproc-per-node 2 -m pasta_lens.cli ARGS`` (see :func:`torchrun`); exit 0 from every rank and
     no warning that the process group outlived its teardown."""
