@@ -100,7 +100,8 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from pasta_lens import evaluate, load_model
+    from pasta_lens import load_model
+    from pasta_lens.evaluation import evaluate
     from pasta_lens.head_profile import HeadProfile
 
     started = time.perf_counter()

@@ -21,7 +21,7 @@ QUICK_BASE = {
     "val_n": 8,
     "select_by": "metric",
     "strategies": "union",
-    "schedules": "all,prompt",
+    "schedules": "prompt",
     "fluency_floor": 0.95,
 }
 PLAIN = {"tasks": "json,pronoun,biasbios,counterfact", "n": 200, "method": "hybrid", "k": "auto",
@@ -46,7 +46,7 @@ def test_quick_expands_to_the_documented_options():
     assert values(apply_preset(parsed())) == PLAIN  # no preset: the defaults of old
     help_text = " ".join(build_parser()._subparsers._group_actions[0].choices["profile"].format_help().split())
     assert "quick: --tasks counterfact,biasbios (+json,pronoun with a chat template) --n 16 --method attribution " \
-           "--k auto --ks 2,4,8 --val-n 8 --select-by metric --strategies union --schedules all,prompt " \
+           "--k auto --ks 2,4,8 --val-n 8 --select-by metric --strategies union --schedules prompt " \
            "--fluency-floor 0.95" in help_text
 
 
@@ -68,7 +68,7 @@ def test_recorded_command_spells_out_the_expansion_and_parses_back():
     command = recorded_command(args)
     assert command.startswith("pasta-lens profile --preset quick --model gemma-3-270m --tasks counterfact,biasbios "
                               "--n 16 --method attribution")
-    assert "--val-n 4" in command and "--schedules all,prompt" in command and "--fluency-floor 0.95" in command
+    assert "--val-n 4" in command and "--schedules prompt" in command and "--fluency-floor 0.95" in command
     again = apply_preset(build_parser().parse_args(shlex.split(command)[1:]), chat=False)
     assert values(again) == {**QUICK_BASE, "val_n": 4}
 
@@ -105,7 +105,7 @@ def test_a_quick_profile_end_to_end_records_the_preset(tiny_dir, tmp_path, capsy
     assert prov["preset"]["name"] == "quick" and prov["preset"]["overridden"] == ["--n", "--val-n"]
     assert prov["preset"]["expands_to"].startswith("--tasks counterfact,biasbios (+json,pronoun")
     assert prov["selected_by"] == "metric" and prov["metric_curve"]["fluency_floor"] == 0.95
-    assert prov["schedule"] in ("all", "prompt") and len(prov["metric_curve"]["points"]) == 6  # 3 k x 2 schedules
+    assert prov["schedule"] == "prompt" and len(prov["metric_curve"]["points"]) == 3  # 3 k x the prompt schedule
     assert profile.command.startswith("pasta-lens profile --preset quick --model ")
     assert "--tasks counterfact,biasbios,json,pronoun --n 2 --method attribution" in profile.command
     json.loads(out.read_text())  # a plain JSON file

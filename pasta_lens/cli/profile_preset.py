@@ -5,17 +5,17 @@ user did not type, and an option given on the command line always wins over the 
 
     --tasks counterfact,biasbios[,json,pronoun] --n 16 --method attribution
     --k auto --ks 2,4,8 --val-n 8 --select-by metric --strategies union
-    --schedules all,prompt --fluency-floor 0.95
+    --schedules prompt --fluency-floor 0.95
 
-The tasks follow the model: CounterFact and BiasBios (plain text) for every model, plus JSON and Pronouns when
-the tokenizer has a chat template (those tasks are chat prompts). Gradient attribution on 16 train examples per
-task ranks the heads (one forward and backward each). Candidates are the union of the tasks' top-k (never empty,
-unlike an intersection of small top-k sets), each steered on every row or on the prompt only; k and the schedule
-are chosen by the tasks' own metrics on 8 validation examples per task (:func:`~pasta_lens.evaluation.metric_curve`)
-among candidates that keep >= 0.95 x the unsteered fluency. The floor is the point: choosing k by the
-teacher-forced objective alone picks head sets that win CounterFact by repeating one word. Aimed at <= 10 minutes
-for a model of <= 300M parameters on 2 idle CPU cores (``bench/quick_profile.py`` measures it; docs/profiling.md
-has the measurements).
+The tasks follow the model: CounterFact and BiasBios (plain text) for every model, plus JSON and Pronouns when the
+tokenizer has a chat template (those tasks are chat prompts). Gradient attribution on 16 train examples per task
+ranks the heads (one forward and backward each). Candidates are the union of the tasks' top-k (never empty, unlike
+an intersection of small top-k sets), each steered on the prompt only (steering every row failed the fluency floor
+at every k on Gemma 3 270M); k is chosen by the tasks' own metrics on 8 validation examples per task
+(:func:`~pasta_lens.evaluation.metric_curve`) among candidates that keep >= 0.95 x the unsteered fluency. The floor
+is the point: choosing k by the teacher-forced objective alone picks head sets that win CounterFact by repeating one
+word. Aimed at <= 10 minutes for a model of <= 300M parameters on 2 idle CPU cores (``bench/quick_profile.py``
+measures it; docs/profiling.md has the measurements).
 
 With an explicit ``--k N`` the selection options (``--ks``, ``--val-n``, ``--select-by``, ``--strategies``,
 ``--schedules``, ``--fluency-floor``) are not filled in: nothing is chosen. The profile's ``provenance["preset"]``
@@ -119,7 +119,7 @@ QUICK = Preset(
     val_n=8,
     select_by="metric",
     strategies=("union",),
-    schedules=("all", "prompt"),
+    schedules=("prompt",),
     fluency_floor=0.95,
 )
 
