@@ -11,6 +11,7 @@ Mark part of a prompt (``*like this*``) and steer chosen attention heads towards
 """
 
 from pasta_lens import methods
+from pasta_lens.evaluation import evaluate
 from pasta_lens.fingerprint import weights_hash
 from pasta_lens.generation import generate
 from pasta_lens.head_profile import HeadProfile
@@ -43,6 +44,7 @@ __all__ = [
     "choose_k",
     "default_heads",
     "emphasize",
+    "evaluate",
     "generate",
     "list_profiles",
     "load_model",

@@ -160,3 +160,14 @@ def test_the_learner_modules_import_in_one_direction():
                          else {alias.name for alias in node.names})
         later = used & set(order[order.index(name):])
         assert not later, f"profiling.learned.{name} imports {sorted(later)}, which come after it"
+
+
+def test_the_public_api_names_import_from_the_top_level():
+    import pasta_lens
+
+    names = "load_model emphasize pasta_hooks steer generate profile_heads HeadProfile load_profile evaluate methods"
+    missing = [n for n in names.split() if not hasattr(pasta_lens, n) or n not in pasta_lens.__all__]
+    assert not missing, f"export these from pasta_lens/__init__.py and list them in __all__: {missing}"
+    from pasta_lens.evaluation import evaluate
+
+    assert pasta_lens.evaluate is evaluate  # the harness itself, not a wrapper
