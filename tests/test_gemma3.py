@@ -63,3 +63,20 @@ def test_both_backends_give_the_same_log_probs(gemma, gemma_hooked):
             b = gemma_hooked(em.tokens).log_softmax(-1)
         delta = float((a - b).abs().max())
         assert delta < LOGPROB_ATOL, delta
+
+
+@pytest.mark.parametrize("which", ["gemma", "gemma_hooked"])
+def test_the_shipped_default_is_found_on_both_backends(which, request):
+    """A Gemma 3 270M user gets its shipped profile, with its own schedule, and no interim-set warning."""
+    import warnings
+
+    from pasta_lens import load_profile
+    from pasta_lens.registry import default_profile
+
+    model = request.getfixturevalue(which)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        spec, note = default_profile(model)
+    assert spec == load_profile("gemma-3-270m") and "shipped profile 'gemma-3-270m'" in note
+    assert spec.provenance["schedule"] == "prompt" and spec.fingerprint is not None
+    assert load_profile("gemma-3-270m-quick").validate_for(model) is None  # the quick one matches too

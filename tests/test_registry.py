@@ -63,12 +63,16 @@ def test_the_shipped_index_and_the_files_agree():
             assert default.fingerprint is not None or default.weights_hash is not None, entry.default
 
 
-def test_the_shipped_index_names_smollm2s_default_and_the_paper_head_sets():
+def test_the_shipped_index_names_the_offline_models_defaults_and_the_paper_head_sets():
     by_model = {entry.model: entry for entry in shipped_registry().models}
     smollm2 = by_model["smollm2-135m-instruct"]
     assert smollm2.default == "smollm2-135m-instruct"
     assert set(smollm2.profiles) == {"smollm2-135m-instruct", "smollm2-135m-instruct-metric",
                                      "smollm2-135m-instruct-attribution"}
+    gemma = by_model["gemma-3-270m"]
+    assert gemma.default == "gemma-3-270m" and set(gemma.profiles) == {"gemma-3-270m", "gemma-3-270m-quick"}
+    quick = load_profile("gemma-3-270m-quick")
+    assert quick.provenance["preset"]["name"] == "quick" and quick.command.startswith("pasta-lens profile --preset quick")
     for model, prefix in (("huggyllama/llama-7b", "llama-7b-pasta-top"), ("EleutherAI/gpt-j-6b", "gpt-j-6b-pasta-top")):
         entry = by_model[model]
         assert entry.default is None  # no fingerprint: they can never be found for a model, only loaded by name
