@@ -35,10 +35,10 @@ def test_every_sub_package_is_in_the_explicit_package_list():
     assert found - listed == set(), f"add {sorted(found - listed)} to [tool.setuptools] packages in pyproject.toml"
 
 
-def test_the_wheel_ships_only_the_default_its_two_siblings_and_the_published_head_sets():
-    """profiles/ installs into every user's wheel: SmolLM2's default, -metric and -attribution, the paper's
-    imported LLaMA-7B / GPT-J head sets and the SEKA repository's imported Qwen3 / Gemma-3 PASTA head sets
-    (``*-seka-pasta``). Earlier variants live in experiments/profiles/ (not packaged)."""
+def test_the_wheel_ships_only_the_defaults_their_siblings_and_the_published_head_sets():
+    """profiles/ installs into every user's wheel: SmolLM2's default, -metric and -attribution, Gemma 3 270M's
+    default and -quick, the paper's imported LLaMA-7B / GPT-J head sets and the SEKA repository's imported Qwen3 /
+    Gemma-3 PASTA head sets (``*-seka-pasta``). Earlier variants live in experiments/profiles/ (not packaged)."""
     import json
     import re
 
@@ -46,8 +46,10 @@ def test_the_wheel_ships_only_the_default_its_two_siblings_and_the_published_hea
                 if "model_name" in json.loads(p.read_text())}  # head profiles, not an index file beside them
     smollm2 = {n for n in profiles if n.startswith("smollm2-")}
     assert smollm2 == {"smollm2-135m-instruct", "smollm2-135m-instruct-metric", "smollm2-135m-instruct-attribution"}
+    gemma = {n for n in profiles if n.startswith("gemma-3-270m")}
+    assert gemma == {"gemma-3-270m", "gemma-3-270m-quick"}
     published = r"(llama-7b|gpt-j-6b)-pasta-top\d+|(qwen3-(4b|8b|14b)-base|gemma-3-(4b|12b)-pt)-seka-pasta"
-    imported = sorted(n for n in profiles - smollm2 if not re.fullmatch(published, n))
+    imported = sorted(n for n in profiles - smollm2 - gemma if not re.fullmatch(published, n))
     assert not imported, f"{imported}: only the default and published imports ship; move others to experiments/"
 
 
