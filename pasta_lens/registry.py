@@ -20,7 +20,8 @@ entry plus its files.
 "This model" is decided by identity, never by name: a default is found for a model when it has the default's
 shape and its behaviour (:func:`pasta_lens.fingerprint.identity_mismatch`, computed with every user hook taken
 off the model, so an ablation or a patch on the model never changes the answer). A model with no shipped default
-is steered with the :func:`interim_heads` (every head of the last third of the layers), and :func:`default_profile`
+is steered with the :func:`interim_profile` (every head of the last third of the layers at alpha 0.1, prompt only),
+and :func:`default_profile`
 warns that it is, naming the command that makes a profile for that very model (:func:`profile_command`: the
 quick preset, minutes on a CPU for a small model).
 
@@ -57,10 +58,15 @@ PROFILE_COMMAND = "pasta-lens profile --model NAME --preset quick --out NAME.jso
 """The command that makes a profile for a model with none shipped, as the interim-set warning names it (with the
 model's name for ``NAME``: :func:`profile_command`)."""
 
+INTERIM_ALPHA = 0.1
+INTERIM_SCHEDULE = "prompt"
+"""How the interim set is steered: alpha 0.1 on the prompt only, the best blind choice on validation on both offline
+models under the fluency floor; alpha 0.01 on every row followed the emphasis as well but cost a third of the
+fluency (``results/no-profile.md``)."""
+
 INTERIM_HEADS_NOTE = (
-    "interim head set (no shipped profile matches this model): every head of the last third of the layers; "
-    "steering that many heads follows the emphasis but costs fluency; profile the model for a better set "
-    f"(`{PROFILE_COMMAND}`)"
+    f"interim head set (no shipped profile matches this model): every head of the last third of the layers at alpha "
+    f"{INTERIM_ALPHA}, prompt only; profile the model for a better set (`{PROFILE_COMMAND}`)"
 )
 
 
@@ -294,11 +300,34 @@ def interim_heads(model: Any) -> tuple[Head, ...]:
     return tuple((layer, head) for layer in range(first, n_layers) for head in range(n_heads))
 
 
+def interim_profile(model: Any) -> HeadProfile:
+    """The interim set as a profile: :func:`interim_heads` at :data:`INTERIM_ALPHA` on the
+    :data:`INTERIM_SCHEDULE`, so that ``generate``, ``steer`` and ``evaluate`` steer it like any profile.
+
+    It carries no identity (no fingerprint): it fits every model of its shape, which is the point.
+
+    Example:
+        >>> interim_profile(model).alpha, interim_profile(model).provenance["schedule"]
+        (0.1, 'prompt')
+    """
+    return HeadProfile(
+        model_name=model_name(model),
+        n_layers=int(model.cfg.n_layers),
+        n_heads=int(model.cfg.n_heads),
+        heads=interim_heads(model),
+        method="interim head set",
+        alpha=INTERIM_ALPHA,
+        date="",
+        command=None,
+        provenance={"schedule": INTERIM_SCHEDULE, "chosen_in": "results/no-profile.md"},
+    )
+
+
 def default_profile(model: Any, registry: Registry | None = None, name: str | None = None) -> tuple[Any, str]:
     """What is steered when no heads are given: the shipped default made on this very model, or the interim set.
 
     Returns ``(spec, note)``: the :class:`~pasta_lens.HeadProfile` found by :func:`find_profile`, so its own
-    schedule and per-head alphas apply, or for a model with no shipped default the :func:`interim_heads`, with a
+    schedule and per-head alphas apply, or for a model with no shipped default the :func:`interim_profile`, with a
     ``UserWarning`` that says there is no profile for this model and names the command that makes one
     (:func:`profile_command` of ``name``, default :func:`model_name`); ``note`` says which, in one sentence.
 
@@ -312,12 +341,12 @@ def default_profile(model: Any, registry: Registry | None = None, name: str | No
         out = command.rsplit(" ", 1)[-1]
         warnings.warn(
             f"There is no profile for this model (none shipped matches it), so the interim head set (every "
-            f"head of the last third of the layers) is steered; make a quick profile for it with "
-            f"`{command}` and pass load_profile({out!r}) as the heads.",
+            f"head of the last third of the layers, alpha {INTERIM_ALPHA}, prompt only) is steered; make a quick "
+            f"profile for it with `{command}` and pass load_profile({out!r}) as the heads.",
             UserWarning,
             stacklevel=2,
         )
-        return interim_heads(model), INTERIM_HEADS_NOTE
+        return interim_profile(model), INTERIM_HEADS_NOTE
     name, profile = found
     schedule = profile.provenance.get("schedule")
     how = (

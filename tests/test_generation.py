@@ -80,9 +80,10 @@ def test_generate_returns_text(llama):
 
 
 def test_generate_uses_interim_default_heads(llama):
+    """No profile for a tiny model: the last third of the layers at alpha 0.1, prompt rows only."""
     assert interim_heads(llama) == tuple((2, h) for h in range(4))
     em = emphasize(llama, PROMPT)
-    with steer(llama, interim_heads(llama), em):
+    with steer(llama, interim_heads(llama), em, alpha=0.1, schedule="prompt"):
         expected = decode_new(llama, generate_tokens(llama, em, 5))[0]
     assert generate(llama, PROMPT, max_new_tokens=5) == expected
 

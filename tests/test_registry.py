@@ -176,7 +176,8 @@ def test_the_interim_set_is_announced_with_the_command_that_makes_a_profile(llam
     command = "pasta-lens profile --model tiny-llama --preset quick --out tiny-llama.json"  # the model's own name
     with pytest.warns(UserWarning, match=re.escape(command)) as caught:
         spec, note = default_profile(llama)  # nothing shipped for a tiny random model
-    assert spec == interim_heads(llama) and "interim" in note and "--preset quick" in PROFILE_COMMAND
+    assert spec.heads == interim_heads(llama) and "interim" in note and "--preset quick" in PROFILE_COMMAND
+    assert (spec.alpha, spec.provenance["schedule"], spec.fingerprint) == (0.1, "prompt", None)  # see no-profile.md
     message = str(caught[0].message)
     assert message.startswith("There is no profile for this model")
     assert "interim head set" in message and message.count(". ") == 0 and message.endswith(".")  # one sentence
@@ -184,7 +185,7 @@ def test_the_interim_set_is_announced_with_the_command_that_makes_a_profile(llam
     with pytest.warns(UserWarning, match="interim head set"):
         text = generate(llama, TEXT, max_new_tokens=4)
     em = emphasize(llama, TEXT)
-    with steer(llama, interim_heads(llama), em):
+    with steer(llama, interim_heads(llama), em, alpha=0.1, schedule="prompt"):
         assert text == decode_new(llama, generate_tokens(llama, em, 4))[0]
     with warnings.catch_warnings():
         warnings.simplefilter("error")

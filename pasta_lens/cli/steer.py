@@ -18,20 +18,23 @@ from pasta_lens.schedule import SCHEDULE_HELP
 def _cmd_steer(args: argparse.Namespace) -> int:
     from pasta_lens.generation import generate, select_engine
     from pasta_lens.models import load_model
-    from pasta_lens.plan import is_profile, resolve_plan
-    from pasta_lens.registry import default_profile
+    from pasta_lens.plan import resolve_plan
+    from pasta_lens.registry import INTERIM_ALPHA, INTERIM_HEADS_NOTE, default_profile
 
     check_prompt_arguments(args)
     model = load_model(args.model)
+    note = ""
     if args.heads:
         spec = parse_heads(args.heads, model.cfg.n_heads)
     else:
-        spec = default_profile(model, name=args.model)[0]  # the shipped profile, steered at its own alphas and schedule
+        spec, note = default_profile(model, name=args.model)  # the shipped profile (its alphas and schedule) or interim
     plan = resolve_plan(model, spec, args.alpha, args.schedule, args.scale_position)  # what is steered, once
     if args.heads:
         plan = dataclasses.replace(plan, source="--heads")
-    elif not is_profile(spec):  # no shipped profile for this model (default_profile has warned)
-        plan = dataclasses.replace(plan, source="interim head set: every head of the last third of the layers")
+    elif note == INTERIM_HEADS_NOTE:  # no shipped profile for this model (default_profile has warned)
+        plan = dataclasses.replace(
+            plan, source=f"interim head set: every head of the last third of the layers, alpha {INTERIM_ALPHA}, prompt"
+        )
     engine, _, why = select_engine(model, args.engine)
     common = dict(
         chat=args.chat, markers=parse_markers(args.markers), max_new_tokens=args.max_new_tokens, engine=engine
