@@ -123,7 +123,9 @@ def test_head_alphas_keeps_a_subset_of_a_learned_profile(llama):
 def test_steer_with_the_default_profile_is_what_generate_does(llama):
     """``steer(model, default_profile(model)[0], em)`` + the model's generate gives ``generate(model, text)``'s
     tokens, on whichever engine ``generate`` picks (the plan carries the alphas and schedule to both)."""
-    em = emphasize(llama, [TEXT, "The capital of *France* is"])
+    prompts = ["Maria is a nurse who lives in Paris and works at the old hospital. *Answer in JSON, please, and be "
+               "brief.* Thanks a lot.", "The capital of *France* is the city of"]  # long enough for the mild
+    em = emphasize(llama, prompts)  # interim steering (alpha 0.1, prompt only) to change the tiny model's tokens
     spec = default_profile(llama)[0]
     with steer(llama, spec, em):
         by_hand = generate_tokens(llama, em, 10, stop_at_eos=False)
@@ -132,8 +134,7 @@ def test_steer_with_the_default_profile_is_what_generate_does(llama):
         plain = generate_tokens(llama, em, 10, stop_at_eos=False)
     assert not torch.equal(plain, by_hand)  # the default steering changes these continuations
     for engine in ("auto", "hooks"):
-        out = generate(llama, [TEXT, "The capital of *France* is"], max_new_tokens=10, stop_at_eos=False,
-                       engine=engine)
+        out = generate(llama, prompts, max_new_tokens=10, stop_at_eos=False, engine=engine)
         assert out == texts, engine
 
 
