@@ -263,6 +263,23 @@ def test_cli_evaluate_end_to_end(saved_llama, cf_task, tmp_path, capsys):
     assert by[("pasta:k=2", uid)] != by[("pasta", uid)]
 
 
+def test_cli_method_specs_keep_their_comma_separated_options():
+    """`--baselines` is a comma list whose specs may carry several comma-separated options of their own: a piece
+    with `=` and no method name before it belongs to the spec before it (a spec that lost an option would run
+    another configuration, or be refused as an unknown method)."""
+    from pasta_lens.cli import split_method_specs
+    from pasta_lens.evaluation import parse_methods
+
+    text = "zero-shot, pasta:alpha=0.1,schedule=prompt,guide:delta=2,schedule=all,prism_delta:projections=p.st,gain=0.4"
+    specs = split_method_specs(text)
+    assert specs == ["zero-shot", "pasta:alpha=0.1,schedule=prompt", "guide:delta=2,schedule=all",
+                     "prism_delta:projections=p.st,gain=0.4"]
+    assert [m.name for m in parse_methods(specs[:3])] == specs[:3]
+    assert split_method_specs("zero-shot,pasta") == ["zero-shot", "pasta"]
+    with pytest.raises(ValueError, match="before any method"):
+        split_method_specs("gain=0.4,pasta")
+
+
 def _wilson_by_bisection(x: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
     """The Wilson interval from its definition, the set of p with |x/n - p| <= z sqrt(p (1 - p) / n), found by
     bisecting each side of x/n (inside the set near x/n, outside it near 0 and 1)."""

@@ -109,6 +109,26 @@ def split_list(text: str) -> list[str]:
     return [s.strip() for s in text.split(",") if s.strip()]
 
 
+def split_method_specs(text: str) -> list[str]:
+    """A comma list of method specs, where a spec's own options are comma-separated too.
+
+    A piece with ``=`` and no ``:`` is one more option of the spec before it, since method names never hold ``=``:
+    ``"zero-shot,prism_delta:projections=p.st,gain=0.4"`` -> ``["zero-shot", "prism_delta:projections=p.st,gain=0.4"]``.
+
+    Raises:
+        ValueError: an option before any method (``"gain=0.4,pasta"``).
+    """
+    specs: list[str] = []
+    for piece in split_list(text):
+        if "=" in piece and ":" not in piece.split("=", 1)[0]:
+            if not specs:
+                raise ValueError(f"Option {piece!r} comes before any method; write it after one, e.g. pasta:{piece}.")
+            specs[-1] += f",{piece}"
+        else:
+            specs.append(piece)
+    return specs
+
+
 def int_list(text: str) -> list[int]:
     """``"3,5,10"`` -> ``[3, 5, 10]``: positive integers, comma-separated (an ``argparse`` type: anything else is a
     usage error that shows the form)."""

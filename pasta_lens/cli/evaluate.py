@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from pasta_lens.cli import add_placement_arguments, check_alpha, parse_heads, parse_schedule, read_profile, split_list
+from pasta_lens.cli import (
+    add_placement_arguments,
+    check_alpha,
+    parse_heads,
+    parse_schedule,
+    read_profile,
+    split_list,
+    split_method_specs,
+)
 
 if TYPE_CHECKING:
     from pasta_lens.tasks import Task
@@ -43,7 +51,7 @@ def _check_arguments(args: Any) -> tuple[list[str], Any, list[Task]]:
         check_alpha(args.alpha)
     if args.n is not None and args.n < 1:
         raise ValueError(f"--n must be a positive number of examples per task; got {args.n}.")
-    methods = list(BASELINES) if args.baselines == "all" else split_list(args.baselines)
+    methods = list(BASELINES) if args.baselines == "all" else split_method_specs(args.baselines)
     try:
         alphas = [check_alpha(float(a), "--alphas") for a in split_list(args.alphas)] if args.alphas else []
         ks = [int(k) for k in split_list(args.ks)] if args.ks else []
@@ -146,7 +154,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--baselines",
         default="all",
-        help=f"all, or a comma list of methods: {', '.join(BASELINES)} (options like pasta:alpha=0.1)",
+        help=f"all, or a comma list of methods: {', '.join(BASELINES)}, or a steering method (instaboost, guide, "
+        "spotlight, seka, prism_delta, spa); options after a colon, comma-separated: pasta:alpha=0.1,schedule=prompt",
     )
     p.add_argument("--alphas", default="", help="alpha ablation: add pasta at these alphas, e.g. 0.001,0.1,0.5")
     p.add_argument("--ks", default="", help="head-count ablation: add pasta with the top-k profile heads, e.g. 10,20")
