@@ -389,10 +389,16 @@ def verdicts(cells: dict[tuple[str, str], Cell], bios: str = "implied") -> list[
             )
         )
     for task in FLUENCY_TASKS:
+        goal, rule = f"{task} fluency within 5% of zero-shot", "abs(candidate / unsteered - 1) <= 0.05"
+        reference = cells.get((task, "unsteered"))
+        if reference is not None and reference.value("fluency") == 0:  # e.g. CounterFact with --max-new-tokens 1
+            short = f"{reference.where()} has fluency 0: answers too short to measure it"
+            out.append(Verdict(goal, rule, short, "no data"))
+            continue
         out.append(
             judge(
-                f"{task} fluency within 5% of zero-shot",
-                "abs(candidate / unsteered - 1) <= 0.05",
+                goal,
+                rule,
                 [(task, "candidate", "fluency"), (task, "unsteered", "fluency")],
                 lambda v: (abs(v[0] - v[1]) <= 0.05 * v[1] + EPS, f"{v[0]:.2f} / {v[1]:.2f} = {v[0] / v[1]:.3f}x"),
             )

@@ -174,6 +174,14 @@ def test_a_metric_missing_from_a_summary_is_no_data(runs):
     assert verdicts(runs)[0]["JSON on implied bios: occupation kept"] == "no data"
 
 
+def test_an_unsteered_fluency_of_zero_is_no_data_not_a_crash(runs):
+    """One-token answers (CounterFact with --max-new-tokens 1) have fluency 0: no ratio can be judged."""
+    _edit(runs[0], "counterfact", "zero-shot", fluency=0.0)
+    found, text = verdicts(runs)
+    assert found["counterfact fluency within 5% of zero-shot"] == "no data"
+    assert "fluency 0" in text and found["instructions fluency within 5% of zero-shot"] == "met"
+
+
 def test_another_split_or_other_bios_are_refused(tmp_path):
     folders = [write_run(tmp_path / "new", NEW), write_run(tmp_path / "previous", PREVIOUS, split="validation")]
     with pytest.raises(ValueError, match="split 'validation'.*--split test"):
