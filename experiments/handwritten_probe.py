@@ -145,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="folder for outputs.jsonl and report.md")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--kinds", default="bio_json,bio_pronoun,context_qa,ordinary",
+                   help="which probes to run (comma list; default all four)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     from pasta_lens import load_model
@@ -163,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
         "ordinary": [o["prompt"] for o in probes["ordinary"]],
     }
     lengths = {"bio_json": 48, "bio_pronoun": 96, "context_qa": 32, "ordinary": 64}
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    if set(kinds) - set(prompts):
+        raise SystemExit(f"--kinds takes {', '.join(prompts)}; got {args.kinds!r}")
+    prompts = {k: v for k, v in prompts.items() if k in kinds}
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.time()

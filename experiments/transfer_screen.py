@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,8 @@ def rows_of(folder: Path) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
     out = []
     for method in methods:
         cells = {t: v[method] for t, v in summary["tasks"].items() if method in v}
-        out.append((f"{method}@{folder.name}", cells, summary["config"]))
+        short = re.sub(r"projections=[^,]*", lambda m: "projections=" + Path(m.group(0)[12:]).name, method)
+        out.append((f"{short}@{folder.name}", cells, summary["config"]))
     return out
 
 
@@ -68,6 +70,8 @@ def main() -> None:
     ref_cells, ref_config = ref
     table = []
     for label, cells, config in rows:
+        if label.split("@")[0] == method and label != ref_label:
+            continue  # the same unsteered rows of another folder: shown once
         for task, metrics in cells.items():
             if task in ref_cells and not same_examples(config, ref_config, task, metrics["n"], ref_cells[task]["n"]):
                 raise SystemExit(f"{label}: {task} ran on other examples than {ref_label}; rerun it like the reference")
@@ -107,19 +111,17 @@ def draw(table: list[tuple[Any, ...]], ref_cells: dict[str, Any], path: str) -> 
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     ref = ref_cells["context_qa"]["correct"]
+    seen: dict[tuple[float, float], int] = {}
     for label, _cells, content, _fluency, ok_c, ok_f, score in table:
         if content is None or score is None:
             continue
         x, y = content / ref, 100 * score
         ax.scatter([x], [y], color="tab:green" if ok_c and ok_f else "tab:red", zorder=3)
         method, folder = label.split("@", 1)
-        ax.annotate(
-            f"pasta {folder}" if method == "pasta" else method,
-            (x, y),
-            fontsize=7,
-            xytext=(3, 3),
-            textcoords="offset points",
-        )
+        name = f"pasta {folder}" if method == "pasta" else re.sub(r"projections=[^,]*,?", "", method).rstrip(":")
+        key = (round(x, 3), round(y, 3))
+        seen[key] = stack = seen.get(key, -1) + 1
+        ax.annotate(name, (x, y), fontsize=7, xytext=(4, 3 + 9 * stack), textcoords="offset points")
     ax.axvline(FLOOR, color="grey", linestyle="--", linewidth=1)
     ax.set_xlabel("context-QA correctness / unsteered (content floor 0.95, dashed)")
     ax.set_ylabel("score: mean of held-out instructions and strict JSON (%)")
